@@ -1,0 +1,47 @@
+# jujubackup — two commands for a newcomer:
+#   make demo   set everything up from nothing and run the disaster-recovery story against lab hosts
+#   make test   set everything up and run the whole suite (lint, unit, lab integration)
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := systemd-container debootstrap zstd pigz shellcheck openssh-client iproute2 python3-venv
+
+.PHONY: demo test deps venv rootfs lint unit lab-down clean
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "need root to install:$$missing" >&2; exit 1; fi; \
+	  echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(BIN)/jujubackup: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/jujubackup
+
+rootfs: deps venv
+	$(BIN)/python -m tests.lab rootfs
+
+lint: venv
+	$(BIN)/ruff check jujubackup tests benchmarks
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest -q tests/unit
+
+test: deps venv rootfs lint
+	$(BIN)/pytest -q -ra
+
+demo: deps venv rootfs
+	$(BIN)/python -m tests.lab.demo
+
+lab-down: venv
+	$(BIN)/python -m tests.lab down
+
+clean: lab-down
+	rm -rf $(VENV) build dist *.egg-info

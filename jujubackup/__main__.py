@@ -1,0 +1,3 @@
+from jujubackup.cli import run
+
+run()

@@ -1,0 +1,141 @@
+"""Thin CLI: parse flags, build typed settings, call one operation, render the result.
+
+Each verb lives in its own module in this package and registers itself with `register(app)`.
+No SSH and no logic here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from jujubackup import __version__
+from jujubackup.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, JujuBackupError, exit_code_table
+from jujubackup.settings import ConnectionSettings, GlobalOptions, OutputFormat
+from jujubackup.ui import UI
+
+# Verb modules, in the order of DESIGN.md §1. Only verbs that exist are listed (no stubs).
+VERB_MODULES: tuple[str, ...] = ()
+
+HELP = f"""Back up and restore Juju controllers over SSH.
+
+\b
+Exit codes:
+{exit_code_table()}
+"""
+
+app = typer.Typer(
+    name="jujubackup",
+    help=HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"jujubackup {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def global_options(
+    ctx: typer.Context,
+    host: Annotated[
+        list[str] | None,
+        typer.Option("--host", "-H", help="[user@]host[:port] or ssh-config alias; repeat for HA."),
+    ] = None,
+    controller: Annotated[
+        str | None, typer.Option("--controller", "-c", help="Juju controller name from controllers.yaml.")
+    ] = None,
+    identity: Annotated[Path | None, typer.Option("--identity", "-i", help="SSH private key.")] = None,
+    ssh_config: Annotated[
+        Path | None, typer.Option("--ssh-config", "-F", help="OpenSSH client config (default ~/.ssh/config).")
+    ] = None,
+    known_hosts: Annotated[Path | None, typer.Option("--known-hosts", help="known_hosts file to use.")] = None,
+    accept_new_host_key: Annotated[
+        bool, typer.Option("--accept-new-host-key", help="Trust and record an unknown host key.")
+    ] = False,
+    connect_timeout: Annotated[float, typer.Option("--connect-timeout", help="Seconds.")] = 10.0,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="Output format for data.", case_sensitive=False)
+    ] = OutputFormat.tabular,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More progress detail.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Global options, shared by every verb."""
+    ctx.obj = GlobalOptions(
+        connection=ConnectionSettings(
+            hosts=tuple(host or ()),
+            controller=controller,
+            identity=identity,
+            ssh_config=ssh_config,
+            known_hosts=known_hosts,
+            accept_new_host_key=accept_new_host_key,
+            connect_timeout=connect_timeout,
+        ),
+        format=output_format,
+        quiet=quiet,
+        verbose=verbose,
+    )
+
+
+def options(ctx: typer.Context) -> GlobalOptions:
+    """Return the GlobalOptions of this invocation (set by the app callback)."""
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, GlobalOptions) else GlobalOptions()
+
+
+def make_ui(opts: GlobalOptions, fmt: OutputFormat | None = None) -> UI:
+    """Return the UI for these options; a verb's own --format wins over the global one."""
+    return UI(format=fmt or opts.format, quiet=opts.quiet, verbose=opts.verbose)
+
+
+def _register_verbs() -> None:
+    for name in VERB_MODULES:
+        module = importlib.import_module(f"jujubackup.cli.{name}")
+        module.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; map typed errors to their exit codes with a one-line message and a hint."""
+    _register_verbs()
+    ui = UI()
+    try:
+        app(args=argv, standalone_mode=False)
+    except JujuBackupError as err:
+        ui.error(err.message, err.hint)
+        return err.exit_code
+    except KeyboardInterrupt:
+        ui.error("interrupted")
+        return EXIT_INTERRUPTED
+    except typer.Exit as done:
+        return int(done.exit_code or 0)
+    except typer.Abort:
+        ui.error("aborted")
+        return EXIT_INTERRUPTED
+    except Exception as err:  # click's usage errors (vendored by typer) carry their own exit code
+        show = getattr(err, "show", None)
+        code = getattr(err, "exit_code", None)
+        if callable(show) and isinstance(code, int):
+            show()
+            return code
+        ui.error(f"internal error: {type(err).__name__}: {err}", "re-run with -v and report this as a bug")
+        if "-v" in sys.argv or "--verbose" in sys.argv:
+            raise
+        return EXIT_INTERNAL
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

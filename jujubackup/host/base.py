@@ -1,0 +1,112 @@
+"""The Host seam: the only way operations talk to a machine.
+
+Implementations: `jujubackup.host.ssh.SSHHost` (fabric/paramiko; the only module that imports them).
+Unit tests of pure logic may use a fake that satisfies this Protocol; features are tested against the lab.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Protocol
+
+from jujubackup.errors import RemoteStepError
+
+Progress = Callable[[int], None]
+"""Called with the number of bytes just moved."""
+
+
+@dataclass(frozen=True)
+class RemoteResult:
+    """Outcome of a remote script that exited 0."""
+
+    script: str
+    stdout: str
+    stderr: str
+    returncode: int = 0
+
+    def json(self) -> Any:
+        """Return the last JSON document the script printed on stdout.
+
+        Raise RemoteStepError if stdout holds no JSON document.
+        """
+        for line in reversed(self.stdout.strip().splitlines()):
+            line = line.strip()
+            if line.startswith(("{", "[")):
+                try:
+                    return json.loads(line)
+                except json.JSONDecodeError:
+                    break
+        try:
+            return json.loads(self.stdout)
+        except json.JSONDecodeError as err:
+            raise RemoteStepError(
+                self.script, self.returncode, self.stderr[-2000:],
+                message=f"remote step {self.script} printed no JSON result",
+                hint="this is a bug in the remote script; re-run with -v to see its output",
+            ) from err
+
+
+class Host(Protocol):
+    """A connected machine. Every method raises a typed JujuBackupError on failure."""
+
+    @property
+    def name(self) -> str:
+        """Display name: the alias or address the operator gave."""
+        ...
+
+    @property
+    def address(self) -> str:
+        """The IP/hostname actually connected to."""
+        ...
+
+    def run(
+        self,
+        script: str,
+        text: str,
+        *,
+        sudo: bool = True,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+        check: bool = True,
+    ) -> RemoteResult:
+        """Run bash script `text` (named `script` for errors) on the host, as root via `sudo -n` if `sudo`.
+
+        The script text travels on the channel's stdin (never in argv). Return its RemoteResult; raise
+        RemoteStepError(script, rc, stderr tail) when it exits non-zero and `check` is true.
+        """
+        ...
+
+    def run_detached(
+        self,
+        script: str,
+        text: str,
+        *,
+        poll: float = 0.5,
+        timeout: float | None = None,
+        on_stderr: Callable[[str], None] | None = None,
+    ) -> RemoteResult:
+        """Run a long script detached from the SSH session (systemd-run/setsid) and poll until it ends.
+
+        The script survives a dropped connection (its own EXIT traps restart what it stopped).
+        `on_stderr` receives new stderr lines while polling. Same result/error contract as `run`.
+        """
+        ...
+
+    def get(
+        self, remote_path: str, sink: BinaryIO, *, offset: int = 0, progress: Progress | None = None
+    ) -> int:
+        """Stream remote_path (read as root) from byte `offset` into `sink`; return bytes written."""
+        ...
+
+    def put(
+        self, source: BinaryIO, remote_path: str, *, offset: int = 0, mode: int = 0o600,
+        progress: Progress | None = None,
+    ) -> int:
+        """Stream `source` into remote_path (written as root, created with `mode`), appending at `offset`
+        (the remote file is truncated to `offset` first); return bytes written."""
+        ...
+
+    def close(self) -> None:
+        ...

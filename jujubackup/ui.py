@@ -1,0 +1,141 @@
+"""Rich consoles: data on stdout, progress and logs on stderr; tabular|json|yaml rendering."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+from ruamel.yaml import YAML
+
+from jujubackup.settings import OutputFormat
+
+
+def to_yaml(data: Any) -> str:
+    """Given plain data, return it as block-style YAML text."""
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    buf = io.StringIO()
+    yaml.dump(data, buf)
+    return buf.getvalue()
+
+
+def to_json(data: Any) -> str:
+    """Given plain data, return indented JSON text."""
+    return json.dumps(data, indent=2, sort_keys=False, default=str)
+
+
+@dataclass
+class UI:
+    """Where output goes. Data -> stdout; progress, logs and errors -> stderr (TTY-aware)."""
+
+    format: OutputFormat = OutputFormat.tabular
+    quiet: bool = False
+    verbose: bool = False
+    out: Console = field(default_factory=lambda: Console(file=sys.stdout, no_color=_no_color()))
+    err: Console = field(default_factory=lambda: Console(file=sys.stderr, no_color=_no_color()))
+
+    @property
+    def interactive(self) -> bool:
+        """True when stderr is a terminal and progress bars make sense."""
+        return self.err.is_terminal and not self.quiet
+
+    def info(self, message: str) -> None:
+        """Log a progress line on stderr unless quiet."""
+        if not self.quiet:
+            self.err.print(message, highlight=False, markup=False, soft_wrap=True)
+
+    def debug(self, message: str) -> None:
+        if self.verbose:
+            self.err.print(message, style="dim", highlight=False, markup=False, soft_wrap=True)
+
+    def warn(self, message: str) -> None:
+        self.err.print(f"warning: {message}", style="yellow", highlight=False, markup=False, soft_wrap=True)
+
+    def error(self, message: str, hint: str | None = None) -> None:
+        self.err.print(f"error: {message}", style="bold red", highlight=False, markup=False, soft_wrap=True)
+        if hint:
+            self.err.print(f"hint: {hint}", highlight=False, markup=False, soft_wrap=True)
+
+    def data(self, data: Any, *, columns: Sequence[str] | None = None, title: str | None = None) -> None:
+        """Print data on stdout in the chosen format.
+
+        For tabular: a list of dicts renders as a table with `columns` (default: keys of the first row);
+        a dict renders as key: value lines.
+        """
+        if self.format is OutputFormat.json:
+            sys.stdout.write(to_json(data) + "\n")
+        elif self.format is OutputFormat.yaml:
+            sys.stdout.write(to_yaml(data))
+        elif isinstance(data, list):
+            self.out.print(render_table(data, columns, title))
+        elif isinstance(data, dict):
+            width = max((len(str(k)) for k in data), default=0)
+            for key, value in data.items():
+                self.out.print(f"{key + ':':<{width + 1}} {_flat(value)}", highlight=False, markup=False)
+        else:
+            self.out.print(str(data), highlight=False, markup=False)
+
+    def line(self, text: str) -> None:
+        """Print one plain line on stdout (e.g. a backup ID)."""
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+    @contextmanager
+    def transfer(self, description: str, total: int | None, completed: int = 0) -> Iterator[Any]:
+        """Yield a callable advance(nbytes) that drives a bytes/rate/ETA bar on a TTY (no-op otherwise)."""
+        if not self.interactive:
+            yield lambda n: None
+            return
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=self.err,
+            transient=True,
+        )
+        with progress:
+            task = progress.add_task(description, total=total, completed=completed)
+            yield lambda n: progress.advance(task, n)
+
+
+def render_table(rows: list[dict[str, Any]], columns: Sequence[str] | None, title: str | None) -> Table:
+    """Given rows of dicts, return a rich Table with the given columns in order."""
+    cols = list(columns) if columns else (list(rows[0].keys()) if rows else [])
+    table = Table(title=title, box=None, header_style="bold", pad_edge=False)
+    for col in cols:
+        table.add_column(col.upper())
+    for row in rows:
+        table.add_row(*(_flat(row.get(c, "")) for c in cols))
+    return table
+
+
+def _flat(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return ", ".join(_flat(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_flat(v)}" for k, v in value.items())
+    return str(value)
+
+
+def _no_color() -> bool:
+    return "NO_COLOR" in os.environ
