@@ -1,0 +1,475 @@
+"""PURE restore planning: what the backup holds + what the target is + options -> ordered steps.
+
+No I/O here. `operations/restore.py` gathers the facts (archive inspection on the workstation, the
+target's probe, old controllers probed *from the target*) and hands them to `make_plan`, which either
+returns a `Plan` (the steps `restore/execute.py` runs, plus what will change, for the operator to read)
+or raises a typed `RefusedError` (exit 6) with a hint, and `--force` where overriding makes sense.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+from jujubackup.errors import RefusedError
+from jujubackup.metadata import BackupMetadata
+
+# Step names, in execution order. They are the journal keys on the target (restore/execute.py).
+UPLOAD = "upload"
+STOP = "stop-services"
+SNAPSHOT = "snapshot"
+UNTAR = "untar-files"
+INSTALL = "install-services"
+FRESH_DB = "fresh-db"
+LOAD_DB = "load-db"
+START = "start-services"
+VERIFY = "verify"
+CLEANUP = "cleanup"
+
+STEP_ORDER: tuple[str, ...] = (
+    UPLOAD, STOP, SNAPSHOT, UNTAR, INSTALL, FRESH_DB, LOAD_DB, START, VERIFY, CLEANUP,
+)
+
+DISK_MARGIN = 1.1
+"""Free space needed = this factor times the bytes the restore writes on the target."""
+
+
+class Mode(str, Enum):
+    """Which verb form: back onto the same controller, onto another host, or disaster recovery."""
+
+    same = "same-controller"
+    move = "to-target"
+    dr = "disaster-recovery"
+
+
+@dataclass(frozen=True)
+class ControllerMachine:
+    """A controller machine named in the backup (from the dump's machines and agent.conf)."""
+
+    machine_id: str
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BackupFacts:
+    """What the plan needs to know about the backup (read on the workstation from the archive)."""
+
+    backup_id: str
+    controller_uuid: str
+    model_uuid: str
+    machine_id: str
+    juju_version: str
+    series: str
+    mongo_version: str | None
+    archive_size: int
+    unpacked_size: int
+    state_port: int = 37017
+    api_port: int = 17070
+    controllers: tuple[ControllerMachine, ...] = ()
+    has_oplog: bool = False
+
+    @property
+    def restored(self) -> ControllerMachine | None:
+        """The controller machine this backup was taken on, if the dump names it."""
+        return next((c for c in self.controllers if c.machine_id == self.machine_id), None)
+
+    @property
+    def others(self) -> tuple[ControllerMachine, ...]:
+        """Controller machines other than the backed-up one: they are demoted by the restore."""
+        return tuple(c for c in self.controllers if c.machine_id != self.machine_id)
+
+
+@dataclass(frozen=True)
+class TargetFacts:
+    """What the plan needs to know about the target host (from its probe over SSH)."""
+
+    name: str
+    address: str
+    profile: str | None
+    juju_version: str | None = None
+    controller_uuid: str | None = None
+    machine_id: str | None = None
+    mongo_version: str | None = None
+    live_services: tuple[str, ...] = ()
+    has_state: bool = False
+    free_bytes: int = 0
+    state_bytes: int = 0
+    addresses: tuple[str, ...] = ()
+
+    @property
+    def live_controller(self) -> bool:
+        """True when juju-db or a jujud machine agent runs on the target."""
+        return bool(self.live_services)
+
+
+@dataclass(frozen=True)
+class PeerProbe:
+    """One old controller address:port probed from the target; `answers` if a TCP connect succeeded."""
+
+    address: str
+    port: int
+    answers: bool
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """The operator's choices that change the plan."""
+
+    mode: Mode
+    force: bool = False
+    allow_downgrade: bool = False
+    readdress: bool = True
+
+
+@dataclass(frozen=True)
+class Step:
+    """One journaled step: its name (journal key), a title and the lines that say what it does."""
+
+    name: str
+    title: str
+    details: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An ordered restore, ready to show and execute."""
+
+    mode: Mode
+    backup_id: str
+    target: str
+    machine_id: str
+    old_addresses: tuple[str, ...]
+    new_address: str
+    steps: tuple[Step, ...]
+    changes: tuple[str, ...] = ()
+    demoted: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    snapshot: bool = False
+    install_services: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def step_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.steps)
+
+    def as_dict(self) -> dict[str, object]:
+        """Return plain data for --format json/yaml and for the journal on the target."""
+        return {
+            "mode": self.mode.value,
+            "backup": self.backup_id,
+            "target": self.target,
+            "machine": self.machine_id,
+            "old-addresses": list(self.old_addresses),
+            "new-address": self.new_address,
+            "demoted": list(self.demoted),
+            "changes": list(self.changes),
+            "warnings": list(self.warnings),
+            "steps": [{"name": s.name, "title": s.title, "details": list(s.details)} for s in self.steps],
+        }
+
+
+def make_plan(
+    backup: BackupFacts,
+    target: TargetFacts,
+    options: RestoreOptions,
+    *,
+    peers: Sequence[PeerProbe] = (),
+    changes: Sequence[str] = (),
+) -> Plan:
+    """Given the backup's facts, the target's facts, the old controllers probed from the target, the
+    re-addressing change list (rewrite.py) and the options, return the ordered Plan.
+
+    Raise RefusedError (exit 6) if a precondition fails; with `options.force` the forceable ones
+    become warnings instead.
+    """
+    warnings = check_preconditions(backup, target, options, peers)
+    snapshot = target.has_state
+    install = options.mode is not Mode.same and not _has_units(target, backup.machine_id)
+    steps = _steps(backup, target, options, snapshot=snapshot, install=install)
+    return Plan(
+        mode=options.mode,
+        backup_id=backup.backup_id,
+        target=target.name,
+        machine_id=backup.machine_id,
+        old_addresses=backup.restored.addresses if backup.restored else (),
+        new_address=target.address,
+        steps=steps,
+        changes=tuple(changes) if options.readdress else (),
+        demoted=tuple(_describe(c) for c in backup.others),
+        warnings=tuple(warnings),
+        snapshot=snapshot,
+        install_services=install,
+    )
+
+
+def check_preconditions(
+    backup: BackupFacts, target: TargetFacts, options: RestoreOptions, peers: Sequence[PeerProbe]
+) -> list[str]:
+    """Given the facts, return warnings for overridden or harmless findings.
+
+    Raise RefusedError for the first refusal that `options.force` does not override (the
+    non-forceable ones first: no mongo on the target, a downgrade without --allow-downgrade).
+    """
+    hard, soft = refusals(backup, target, options, peers)
+    if hard:
+        message, hint = hard[0]
+        raise RefusedError(message, hint)
+    if soft and not options.force:
+        message, hint = soft[0]
+        more = f" (and {len(soft) - 1} more refusal(s))" if len(soft) > 1 else ""
+        raise RefusedError(message + more, f"{hint}; or override with --force")
+    return [f"overridden by --force: {m}" for m, _ in soft] + _notes(backup, target)
+
+
+def refusals(
+    backup: BackupFacts, target: TargetFacts, options: RestoreOptions, peers: Sequence[PeerProbe]
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Given the facts, return (hard, soft) refusals as (message, hint); soft ones yield to --force."""
+    hard: list[tuple[str, str]] = []
+    soft: list[tuple[str, str]] = []
+    if target.profile is None:
+        hard.append((
+            f"{target.name} has no mongo tools of a known Juju profile (juju-db snap or juju-mongodb)",
+            "install the juju-db snap (Juju 2.9+) or juju-mongodb3.2 (Juju 2.8) on the target first",
+        ))
+    hard.extend(_version_refusals(backup, target, options))
+    soft.extend(_live_peer_refusals(peers))
+    soft.extend(_mongo_refusals(backup, target))
+    soft.extend(_uuid_refusals(backup, target))
+    soft.extend(_disk_refusals(backup, target))
+    return hard, soft
+
+
+def required_bytes(backup: BackupFacts, target: TargetFacts) -> int:
+    """Given the facts, return the bytes the restore needs free on the target's staging filesystem:
+    the archive, its unpacked members, the restored DB and files, and a snapshot of the current state."""
+    return int((backup.archive_size + 2 * backup.unpacked_size + target.state_bytes) * DISK_MARGIN)
+
+
+def version_tuple(version: str) -> tuple[int, int, int]:
+    """Given a Juju or mongo version ("2.9.42", "2.8-beta1.1", "3.6.3/wiredTiger"), return
+    (major, minor, patch) ignoring tags and build numbers. Raise ValueError if it has no major.minor."""
+    match = re.match(r"^\s*(\d+)\.(\d+)(?:[.-]([a-z]*)(\d+))?", version)
+    if not match:
+        raise ValueError(f"not a version: {version!r}")
+    patch = int(match.group(4)) if match.group(4) and not match.group(3) else 0
+    return int(match.group(1)), int(match.group(2)), patch
+
+
+def _version_refusals(
+    backup: BackupFacts, target: TargetFacts, options: RestoreOptions
+) -> list[tuple[str, str]]:
+    if not target.juju_version:
+        return []
+    ours, theirs = version_tuple(backup.juju_version), version_tuple(target.juju_version)
+    if ours > theirs:
+        return [(
+            f"the backup's Juju {backup.juju_version} is newer than {target.name}'s "
+            f"Juju {target.juju_version}",
+            f"upgrade {target.name} to Juju {backup.juju_version} first, or restore onto a fresh machine",
+        )]
+    if ours < theirs and not options.allow_downgrade:
+        return [(
+            f"the backup's Juju {backup.juju_version} is older than {target.name}'s "
+            f"Juju {target.juju_version}",
+            "pass --allow-downgrade to restore the older agent version (the archive's tools are used)",
+        )]
+    return []
+
+
+def _mongo_refusals(backup: BackupFacts, target: TargetFacts) -> list[tuple[str, str]]:
+    if not backup.mongo_version or not target.mongo_version:
+        return []
+    if version_tuple(backup.mongo_version)[:2] == version_tuple(target.mongo_version)[:2]:
+        return []
+    return [(
+        f"the backup's mongo {backup.mongo_version} and {target.name}'s mongo {target.mongo_version} "
+        "are not the same major.minor",
+        f"restore onto a machine with mongo {'.'.join(map(str, version_tuple(backup.mongo_version)[:2]))}",
+    )]
+
+
+def _uuid_refusals(backup: BackupFacts, target: TargetFacts) -> list[tuple[str, str]]:
+    if not (target.live_controller and target.controller_uuid):
+        return []
+    if target.controller_uuid == backup.controller_uuid:
+        return []
+    return [(
+        f"{target.name} is a live controller of another controller ({target.controller_uuid}); the "
+        f"backup is of controller {backup.controller_uuid}",
+        "check the target host; restoring replaces that controller's state",
+    )]
+
+
+def _live_peer_refusals(peers: Sequence[PeerProbe]) -> list[tuple[str, str]]:
+    live = sorted({f"{p.address}:{p.port}" for p in peers if p.answers})
+    if not live:
+        return []
+    return [(
+        "controller(s) named in the backup still answer: " + ", ".join(live) + " — restoring now "
+        "takes them offline and can cripple the environment",
+        "shut the old controllers down (or remove them from the network) before a disaster-recovery "
+        "restore",
+    )]
+
+
+def _disk_refusals(backup: BackupFacts, target: TargetFacts) -> list[tuple[str, str]]:
+    need = required_bytes(backup, target)
+    if target.free_bytes >= need:
+        return []
+    return [(
+        f"not enough disk on {target.name}: {_mib(target.free_bytes)} free, {_mib(need)} needed",
+        "free space on the target's /var (old backups, logs) or use a bigger machine",
+    )]
+
+
+def _notes(backup: BackupFacts, target: TargetFacts) -> list[str]:
+    notes = []
+    if not backup.mongo_version:
+        notes.append("the backup does not record its mongo version; compatibility not checked")
+    if backup.controllers and backup.restored is None:
+        notes.append(f"the dump has no machines document for machine {backup.machine_id}")
+    return notes
+
+
+def _has_units(target: TargetFacts, machine_id: str) -> bool:
+    return target.machine_id == machine_id and target.juju_version is not None
+
+
+def _describe(machine: ControllerMachine) -> str:
+    where = ", ".join(machine.addresses) or "no address"
+    return f"machine {machine.machine_id} ({where}): demoted (no vote, no controller job)"
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def _steps(
+    backup: BackupFacts, target: TargetFacts, options: RestoreOptions, *, snapshot: bool, install: bool
+) -> tuple[Step, ...]:
+    mid, new = backup.machine_id, target.address
+    old = ", ".join(backup.restored.addresses) if backup.restored else "unknown"
+    services = ", ".join(target.live_services) or "none running"
+    pushed = "re-addressed archive" if options.readdress else "archive (NOT re-addressed)"
+    all_steps = {
+        UPLOAD: Step(UPLOAD, f"push the {pushed} to {target.name}",
+                     (f"{_mib(backup.archive_size)}, resumable, SHA-256 checked on the target",)),
+        STOP: Step(STOP, "stop juju-db and jujud-machine-* (recorded; restarted on every exit path)",
+                   (f"running now: {services}",)),
+        SNAPSHOT: Step(SNAPSHOT, "snapshot the current state for --rollback",
+                       ("/var/lib/juju, the juju-db data dir and the systemd units",)),
+        UNTAR: Step(UNTAR, "untar root.tar onto / (safe members only; modes, owners, tools symlink kept)",
+                    (f"agents/machine-{mid}/agent.conf apiaddresses -> {new}:{backup.api_port}",)),
+        INSTALL: Step(INSTALL, f"install juju-db ({target.profile}) and jujud-machine-{mid} units",
+                      ("tools from the archive's /var/lib/juju/tools",)),
+        FRESH_DB: Step(FRESH_DB, f"start a fresh juju-db; replica set 'juju' = {new}:{backup.state_port} "
+                       f"tagged juju-machine-id={mid}",
+                       (f"user machine-{mid} from the archive's agent.conf",)),
+        LOAD_DB: Step(LOAD_DB, "mongorestore --drop" + (" --oplogReplay" if backup.has_oplog else "")
+                      + " of the re-addressed dump", (f"controller address {old} -> {new}",)),
+        START: Step(START, f"start juju-db and jujud-machine-{mid}", ()),
+        VERIFY: Step(VERIFY, "verify: services active, API TLS with the restored certificate, "
+                     "no peergrouper complaint, new address in the DB", ()),
+        CLEANUP: Step(CLEANUP, "remove the staging files on the target", ()),
+    }
+    skip = set()
+    if not snapshot:
+        skip.add(SNAPSHOT)
+    if not install:
+        skip.add(INSTALL)
+    return tuple(all_steps[name] for name in STEP_ORDER if name not in skip)
+
+
+JOB_MANAGE_MODEL = 2
+
+
+def backup_facts(
+    metadata: BackupMetadata,
+    agent_conf: dict[str, object],
+    machines: Sequence[dict[str, object]],
+    *,
+    backup_id: str,
+    archive_size: int,
+    unpacked_size: int,
+    has_oplog: bool,
+) -> BackupFacts:
+    """Given the archive's metadata (FormatVersion 0 or 1), the backed-up machine's parsed agent.conf,
+    the dump's `juju.machines` documents and sizes, return the BackupFacts.
+
+    Controller machines are the controller model's machines with JobManageModel; their addresses are
+    the non-loopback `addresses` + `machineaddresses`, plus agent.conf `apiaddresses` hosts.
+    """
+    model_uuid = str(agent_conf.get("model", "")).removeprefix("model-") or metadata.model_uuid
+    controller_uuid = metadata.controller_uuid or str(agent_conf.get("controller", "")).removeprefix(
+        "controller-"
+    )
+    machine_id = metadata.controller_machine_id or metadata.machine or "0"
+    controllers = _controller_machines(machines, model_uuid)
+    listed = {a for c in controllers for a in c.addresses}
+    api_hosts = tuple(
+        h for h in (_host_of(str(a)) for a in _list(agent_conf.get("apiaddresses"))) if h not in listed
+    )
+    if api_hosts:
+        controllers = (*controllers, ControllerMachine("?", api_hosts))
+    mongo = str(agent_conf.get("mongoversion") or "") or None
+    return BackupFacts(
+        backup_id=backup_id,
+        controller_uuid=controller_uuid,
+        model_uuid=model_uuid,
+        machine_id=machine_id,
+        juju_version=metadata.version or str(agent_conf.get("upgradedToVersion", "")),
+        series=metadata.series or metadata.base,
+        mongo_version=mongo,
+        archive_size=archive_size,
+        unpacked_size=unpacked_size,
+        state_port=int(str(agent_conf.get("stateport") or 37017)),
+        api_port=int(str(agent_conf.get("apiport") or 17070)),
+        controllers=controllers,
+        has_oplog=has_oplog,
+    )
+
+
+def peer_endpoints(backup: BackupFacts, target: TargetFacts) -> list[tuple[str, int]]:
+    """Given the facts, return the (address, port) pairs of old controllers to probe from the target:
+    every controller address named in the backup except the target's own, on the API and state ports."""
+    own = {target.address, *target.addresses, "127.0.0.1", "::1", "localhost"}
+    addrs = sorted({a for c in backup.controllers for a in c.addresses if a not in own})
+    return [(a, p) for a in addrs for p in (backup.api_port, backup.state_port)]
+
+
+def _controller_machines(
+    machines: Sequence[dict[str, object]], model_uuid: str
+) -> tuple[ControllerMachine, ...]:
+    found = []
+    for doc in machines:
+        if model_uuid and doc.get("model-uuid") not in (None, model_uuid):
+            continue
+        jobs = doc.get("jobs")
+        if not isinstance(jobs, list) or JOB_MANAGE_MODEL not in jobs:
+            continue
+        found.append(ControllerMachine(str(doc.get("machineid", "")), _addresses(doc)))
+    return tuple(sorted(found, key=lambda c: (len(c.machine_id), c.machine_id)))
+
+
+def _addresses(doc: dict[str, object]) -> tuple[str, ...]:
+    out: list[str] = []
+    for key in ("addresses", "machineaddresses"):
+        for entry in _list(doc.get(key)):
+            if not isinstance(entry, dict) or entry.get("networkscope") == "local-machine":
+                continue
+            value = str(entry.get("value", ""))
+            if value and value not in out:
+                out.append(value)
+    return tuple(out)
+
+
+def _host_of(hostport: str) -> str:
+    host, _, _ = hostport.rpartition(":")
+    return host.strip("[]") or hostport
+
+
+def _list(value: object) -> list[object]:
+    return list(value) if isinstance(value, list) else []
+

@@ -1,0 +1,168 @@
+"""restore/plan.py: facts + options -> ordered steps or a typed refusal (pure, no SSH)."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import bson
+import pytest
+from ruamel.yaml import YAML
+
+from jujubackup.errors import EXIT_REFUSED, RefusedError
+from jujubackup.metadata import parse_metadata_json
+from jujubackup.restore import plan as P
+
+FIXTURES = Path("/work/shared/fixtures/juju-2.8")
+GiB = 2**30
+
+
+def fixture_backup(name: str = "valid-backup.tar.gz") -> P.BackupFacts:
+    """Read the real Juju 2.8 fixture (metadata, agent.conf, machines.bson) into BackupFacts."""
+    path = FIXTURES / name
+    with tarfile.open(path) as outer:
+        meta = parse_metadata_json(_read(outer, "juju-backup/metadata.json"))
+        machines = bson.decode_all(_read(outer, "juju-backup/dump/juju/machines.bson"))
+        with tarfile.open(fileobj=io.BytesIO(_read(outer, "juju-backup/root.tar"))) as root:
+            conf = YAML(typ="safe").load(_read(root, "var/lib/juju/agents/machine-0/agent.conf"))
+        unpacked = sum(m.size for m in outer.getmembers())
+        has_oplog = "juju-backup/dump/oplog.bson" in outer.getnames()
+    return P.backup_facts(
+        meta, conf, machines, backup_id="fixture", archive_size=path.stat().st_size,
+        unpacked_size=unpacked, has_oplog=has_oplog,
+    )
+
+
+def _read(tar: tarfile.TarFile, name: str) -> bytes:
+    member = tar.extractfile(name)
+    assert member is not None
+    return member.read()
+
+
+def spare(**kw: object) -> P.TargetFacts:
+    values: dict[str, object] = dict(
+        name="spare0", address="10.201.0.50", profile="juju-2.8", mongo_version="3.6.8",
+        free_bytes=20 * GiB, addresses=("10.201.0.50",),
+    )
+    values.update(kw)
+    return P.TargetFacts(**values)  # type: ignore[arg-type]
+
+
+DR = P.RestoreOptions(mode=P.Mode.dr)
+
+
+def test_fixture_facts_name_the_three_controllers_and_machine_0() -> None:
+    backup = fixture_backup()
+    assert backup.machine_id == "0"
+    assert backup.controller_uuid == "8a293c6a-855b-47fd-8201-affdf29c9605"
+    assert backup.model_uuid == "e2a6a1e5-abea-4393-8593-5a45ae53ab97"
+    assert backup.juju_version == "2.8-beta1.1"
+    assert backup.mongo_version == "3.6.3/wiredTiger"
+    assert [(c.machine_id, c.addresses) for c in backup.controllers] == [
+        ("0", ("10.77.116.68",)), ("1", ("10.77.116.194",)), ("2", ("10.77.116.222",)),
+    ]
+
+
+def test_dr_plan_of_the_fixture_shows_old_and_new_address_and_demotions() -> None:
+    backup = fixture_backup()
+    plan = P.make_plan(backup, spare(mongo_version="3.6.8"), DR,
+                       changes=["juju.machines 0: addresses 10.77.116.68 -> 10.201.0.50"])
+    assert plan.old_addresses == ("10.77.116.68",)
+    assert plan.new_address == "10.201.0.50"
+    assert [d.split(" (")[0] for d in plan.demoted] == ["machine 1", "machine 2"]
+    assert "10.77.116.194" in plan.demoted[0] and "10.77.116.222" in plan.demoted[1]
+    assert plan.step_names() == (
+        P.UPLOAD, P.STOP, P.UNTAR, P.INSTALL, P.FRESH_DB, P.LOAD_DB, P.START, P.VERIFY, P.CLEANUP,
+    )
+    assert plan.changes == ("juju.machines 0: addresses 10.77.116.68 -> 10.201.0.50",)
+    assert not plan.snapshot
+
+
+def test_target_with_state_gets_a_snapshot_and_keeps_its_units() -> None:
+    backup = fixture_backup()
+    target = spare(juju_version="2.8-beta1.1", machine_id="0", controller_uuid=backup.controller_uuid,
+                   live_services=("juju-db", "jujud-machine-0"), has_state=True, mongo_version="3.6.3")
+    plan = P.make_plan(backup, target, P.RestoreOptions(mode=P.Mode.same))
+    assert P.SNAPSHOT in plan.step_names() and P.INSTALL not in plan.step_names()
+    assert plan.step_names().index(P.STOP) < plan.step_names().index(P.SNAPSHOT) < plan.step_names().index(
+        P.UNTAR)
+
+
+def test_peers_to_probe_are_the_old_controllers_on_both_ports_not_the_target() -> None:
+    backup = fixture_backup()
+    endpoints = P.peer_endpoints(backup, spare(address="10.77.116.68", addresses=("10.77.116.68",)))
+    assert endpoints == [
+        ("10.77.116.194", 17070), ("10.77.116.194", 37017),
+        ("10.77.116.222", 17070), ("10.77.116.222", 37017),
+    ]
+
+
+def test_a_live_old_controller_refuses_with_exit_6_and_force_overrides() -> None:
+    backup = fixture_backup()
+    peers = [P.PeerProbe("10.77.116.194", 17070, True), P.PeerProbe("10.77.116.222", 17070, False)]
+    with pytest.raises(RefusedError) as err:
+        P.make_plan(backup, spare(), DR, peers=peers)
+    assert err.value.exit_code == EXIT_REFUSED
+    assert "10.77.116.194:17070" in err.value.message and "10.77.116.222" not in err.value.message
+    assert err.value.hint and "--force" in err.value.hint
+    plan = P.make_plan(backup, spare(), P.RestoreOptions(mode=P.Mode.dr, force=True), peers=peers)
+    assert any("10.77.116.194:17070" in w for w in plan.warnings)
+
+
+def test_not_enough_disk_refuses() -> None:
+    backup = fixture_backup()
+    with pytest.raises(RefusedError, match="not enough disk"):
+        P.make_plan(backup, spare(free_bytes=1000), DR)
+
+
+def test_newer_backup_than_target_refuses_even_with_force() -> None:
+    backup = fixture_backup()
+    target = spare(juju_version="2.7.6")
+    with pytest.raises(RefusedError, match="newer"):
+        P.make_plan(backup, target, P.RestoreOptions(mode=P.Mode.move, force=True))
+
+
+def test_older_backup_needs_allow_downgrade() -> None:
+    backup = fixture_backup()
+    target = spare(juju_version="2.8.10")
+    with pytest.raises(RefusedError, match="older") as err:
+        P.make_plan(backup, target, P.RestoreOptions(mode=P.Mode.move))
+    assert err.value.hint and "--allow-downgrade" in err.value.hint
+    plan = P.make_plan(backup, target, P.RestoreOptions(mode=P.Mode.move, allow_downgrade=True))
+    assert plan.steps
+
+
+def test_mongo_major_minor_mismatch_refuses() -> None:
+    backup = fixture_backup()
+    with pytest.raises(RefusedError, match="mongo"):
+        P.make_plan(backup, spare(mongo_version="4.4.18"), DR)
+
+
+def test_live_controller_of_another_uuid_refuses() -> None:
+    backup = fixture_backup()
+    target = spare(live_services=("juju-db",), controller_uuid="11111111-2222-3333-4444-555555555555",
+                   juju_version="2.8-beta1.1", has_state=True)
+    with pytest.raises(RefusedError, match="another controller"):
+        P.make_plan(backup, target, DR)
+
+
+def test_target_without_mongo_tools_refuses_even_with_force() -> None:
+    backup = fixture_backup()
+    with pytest.raises(RefusedError, match="no mongo tools"):
+        P.make_plan(backup, spare(profile=None), P.RestoreOptions(mode=P.Mode.dr, force=True))
+
+
+def test_without_readdressing_the_plan_says_so_and_has_no_changes() -> None:
+    backup = fixture_backup()
+    options = P.RestoreOptions(mode=P.Mode.dr, readdress=False)
+    plan = P.make_plan(backup, spare(mongo_version="3.6.3"), options, changes=["x"])
+    assert plan.changes == ()
+    assert "NOT re-addressed" in plan.steps[0].title
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2.9.42", (2, 9, 42)), ("2.8-beta1.1", (2, 8, 0)), ("3.6.3/wiredTiger", (3, 6, 3)), ("4.4", (4, 4, 0)),
+])
+def test_version_tuple(text: str, expected: tuple[int, int, int]) -> None:
+    assert P.version_tuple(text) == expected
