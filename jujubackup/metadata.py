@@ -1,0 +1,344 @@
+"""Juju-compatible backup metadata (PURE: no I/O).
+
+Reads the `juju-backup/metadata.json` of every Juju era we support and writes FormatVersion 1.
+
+- FormatVersion 0 (Juju ≤ 2.8 betas): no `FormatVersion` key, `Environment` instead of `ModelUUID`,
+  no `HANodes` (derive it with :func:`derive_ha_nodes`, as juju-restore does).
+- FormatVersion 1 (Juju 2.8+): the keys of :data:`V1_KEYS`.
+- FormatVersion > 1 is refused with a :class:`VerifyError`.
+
+Public API:
+    BackupMetadata                      typed metadata; `from_json_dict`, `to_juju_dict`, `to_api_dict`
+    parse_metadata_json(text) -> BackupMetadata
+    derive_ha_nodes(controller_node_count, controller_machine_counts, model_uuid) -> int
+    make_backup_id(started, model_uuid) -> "YYYYMMDD-hhmmss.<uuid>"
+    archive_name(started) -> "juju-backup-YYYYMMDD-HHMMSS.tar.gz"
+    resolve_id(ids, query) -> id        unique prefix or "latest"
+    format_time / parse_time            RFC3339 UTC, Go zero time <-> None
+
+Secrets: v0 archives carry `CAPrivateKey`; it is never kept, written or shown.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from jujubackup.errors import NotFoundError, VerifyError
+
+CURRENT_FORMAT_VERSION = 1
+CHECKSUM_FORMAT = "SHA-1, base64 encoded"
+GO_ZERO_TIME = "0001-01-01T00:00:00Z"
+ID_TIME_FORMAT = "%Y%m%d-%H%M%S"
+
+V1_KEYS: tuple[str, ...] = (
+    "ID",
+    "FormatVersion",
+    "Checksum",
+    "ChecksumFormat",
+    "Size",
+    "Stored",
+    "Started",
+    "Finished",
+    "Notes",
+    "ModelUUID",
+    "Machine",
+    "Hostname",
+    "Version",
+    "Series",
+    "ControllerUUID",
+    "HANodes",
+    "ControllerMachineID",
+    "ControllerMachineInstanceID",
+)
+
+_RFC3339 = re.compile(
+    r"^(?P<base>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(?P<frac>\d+))?(?P<tz>Z|[+-]\d{2}:\d{2})$"
+)
+_ID_RE = re.compile(r"^\d{8}-\d{6}\.")
+
+
+def parse_time(value: Any) -> datetime | None:
+    """Given an RFC3339 string (any fraction length, Z or offset), return an aware UTC datetime.
+
+    Return None for the Go zero time, an empty string or None. Raise VerifyError if unparsable.
+    Fractions beyond microseconds (Go writes nanoseconds) are truncated.
+    """
+    if value is None or value == "" or value == GO_ZERO_TIME:
+        return None
+    m = _RFC3339.match(str(value))
+    if not m:
+        raise VerifyError(f"archive metadata has an unreadable time {value!r}", "expected RFC3339")
+    frac = (m.group("frac") or "")[:6].ljust(6, "0")
+    tz = "+00:00" if m.group("tz") == "Z" else m.group("tz")
+    parsed = datetime.fromisoformat(f"{m.group('base')}.{frac}{tz}")
+    if parsed.year <= 1:
+        return None
+    return parsed.astimezone(timezone.utc)
+
+
+def format_time(value: datetime | None) -> str:
+    """Given a datetime (naive = UTC) or None, return RFC3339 UTC text; None -> the Go zero time."""
+    if value is None:
+        return GO_ZERO_TIME
+    utc = _as_utc(value)
+    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
+    if utc.microsecond:
+        text += f".{utc.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def _as_utc(value: datetime) -> datetime:
+    """Return `value` as an aware UTC datetime (naive values are taken to be UTC)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+@dataclass(frozen=True)
+class BackupMetadata:
+    """Juju backup metadata, independent of the format version it was read from.
+
+    `format_version` is the version read (0 or 1); `to_juju_dict` always writes version 1.
+    `ha_nodes` is None when a v0 archive was read and it has not been derived yet.
+    """
+
+    id: str = ""
+    format_version: int = CURRENT_FORMAT_VERSION
+    checksum: str = ""
+    checksum_format: str = ""
+    size: int = 0
+    stored: datetime | None = None
+    started: datetime | None = None
+    finished: datetime | None = None
+    notes: str = ""
+    model_uuid: str = ""
+    machine: str = ""
+    hostname: str = ""
+    version: str = ""
+    series: str = ""
+    base: str = ""
+    controller_uuid: str = ""
+    ha_nodes: int | None = None
+    controller_machine_id: str = ""
+    controller_machine_instance_id: str = ""
+    ca_cert: str = field(default="", repr=False)
+
+    @classmethod
+    def from_json_dict(cls, doc: Mapping[str, Any]) -> BackupMetadata:
+        """Given a decoded metadata.json object (v0 or v1), return BackupMetadata.
+
+        Raise VerifyError if FormatVersion is newer than 1, not an integer, or a field has a bad type.
+        """
+        version = _format_version(doc)
+        try:
+            return cls(
+                id=_str(doc, "ID"),
+                format_version=version,
+                checksum=_str(doc, "Checksum"),
+                checksum_format=_str(doc, "ChecksumFormat"),
+                size=int(doc.get("Size") or 0),
+                stored=parse_time(doc.get("Stored")),
+                started=parse_time(doc.get("Started")),
+                finished=parse_time(doc.get("Finished")),
+                notes=_str(doc, "Notes"),
+                model_uuid=_str(doc, "ModelUUID") or _str(doc, "Environment"),
+                machine=_str(doc, "Machine"),
+                hostname=_str(doc, "Hostname"),
+                version=_str(doc, "Version"),
+                series=_str(doc, "Series"),
+                base=_str(doc, "Base"),
+                controller_uuid=_str(doc, "ControllerUUID"),
+                ha_nodes=int(doc["HANodes"]) if version >= 1 and "HANodes" in doc else None,
+                controller_machine_id=_str(doc, "ControllerMachineID"),
+                controller_machine_instance_id=_str(doc, "ControllerMachineInstanceID"),
+                ca_cert=_str(doc, "CACert"),
+            )
+        except (TypeError, ValueError) as err:
+            raise VerifyError(f"archive metadata has a field of the wrong type: {err}") from err
+
+    def to_juju_dict(self) -> dict[str, Any]:
+        """Return the FormatVersion 1 metadata.json object: every key of V1_KEYS, in Juju's order.
+
+        Unset times are written as the Go zero time; unknown HANodes as 0. `Base` is added when set.
+        """
+        out: dict[str, Any] = {
+            "ID": self.id,
+            "FormatVersion": CURRENT_FORMAT_VERSION,
+            "Checksum": self.checksum,
+            "ChecksumFormat": self.checksum_format,
+            "Size": self.size,
+            "Stored": format_time(self.stored),
+            "Started": format_time(self.started),
+            "Finished": format_time(self.finished),
+            "Notes": self.notes,
+            "ModelUUID": self.model_uuid,
+            "Machine": self.machine,
+            "Hostname": self.hostname,
+            "Version": self.version,
+            "Series": self.series,
+            "ControllerUUID": self.controller_uuid,
+            "HANodes": self.ha_nodes or 0,
+            "ControllerMachineID": self.controller_machine_id,
+            "ControllerMachineInstanceID": self.controller_machine_instance_id,
+        }
+        if self.base:
+            out["Base"] = self.base
+        return out
+
+    def to_api_dict(self) -> dict[str, Any]:
+        """Return the kebab-case view of `juju show-backup` (no CA key), for json/yaml output."""
+        return {
+            "id": self.id,
+            "format-version": self.format_version,
+            "checksum": self.checksum,
+            "checksum-format": self.checksum_format,
+            "size": self.size,
+            "stored": format_time(self.stored),
+            "started": format_time(self.started),
+            "finished": format_time(self.finished),
+            "notes": self.notes,
+            "model": self.model_uuid,
+            "machine": self.machine,
+            "hostname": self.hostname,
+            "version": self.version,
+            "series": self.series or self.base,
+            "controller-uuid": self.controller_uuid,
+            "controller-machine-id": self.controller_machine_id,
+            "controller-machine-inst-id": self.controller_machine_instance_id,
+            "ha-nodes": self.ha_nodes,
+        }
+
+    def with_storage(
+        self, *, checksum: str, size: int, stored: datetime, backup_id: str = ""
+    ) -> BackupMetadata:
+        """Return a copy completed as Juju's catalog does when storing: checksum, size, stored time, ID.
+
+        The ID defaults to `make_backup_id(started, model_uuid)`.
+        """
+        started = self.started or stored
+        return replace(
+            self,
+            id=backup_id or make_backup_id(started, self.model_uuid),
+            checksum=checksum,
+            checksum_format=CHECKSUM_FORMAT,
+            size=size,
+            stored=_as_utc(stored),
+        )
+
+
+def _format_version(doc: Mapping[str, Any]) -> int:
+    """Return FormatVersion of `doc` (0 when absent). Raise VerifyError if unknown or newer than 1."""
+    raw = doc.get("FormatVersion", 0)
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+        raise VerifyError(f"archive metadata FormatVersion {raw!r} is not a version number")
+    if raw > CURRENT_FORMAT_VERSION:
+        raise VerifyError(
+            f"archive metadata FormatVersion {raw} is newer than this jujubackup understands",
+            f"this jujubackup reads FormatVersion 0 and 1; upgrade jujubackup to read version {raw}",
+        )
+    return raw
+
+
+def _str(doc: Mapping[str, Any], key: str) -> str:
+    """Return doc[key] as a string ('' when absent or null). Raise TypeError for non-scalars."""
+    value = doc.get(key)
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        raise TypeError(f"{key} is not a string")
+    return str(value)
+
+
+def parse_metadata_json(text: str | bytes) -> BackupMetadata:
+    """Given metadata.json text, return BackupMetadata. Raise VerifyError if not a JSON object."""
+    try:
+        doc = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise VerifyError(f"archive metadata.json is not valid JSON: {err}") from err
+    if not isinstance(doc, dict):
+        raise VerifyError("archive metadata.json is not a JSON object")
+    return BackupMetadata.from_json_dict(doc)
+
+
+def is_controller_machine(doc: Mapping[str, Any], model_uuid: str = "") -> bool:
+    """Given a juju.machines document, return True if it has JobManageModel (2) and, when
+    `model_uuid` is given, belongs to that model (`model-uuid`, or `env-uuid` in 1.x dumps)."""
+    jobs = doc.get("jobs") or []
+    if 2 not in jobs:
+        return False
+    owner = doc.get("model-uuid", doc.get("env-uuid", ""))
+    return not model_uuid or not owner or owner == model_uuid
+
+
+def count_controller_machines(machines: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Given juju.machines documents, return {model uuid: number of machines with job 2}."""
+    counts: dict[str, int] = {}
+    for doc in machines:
+        if is_controller_machine(doc):
+            owner = str(doc.get("model-uuid", doc.get("env-uuid", "")))
+            counts[owner] = counts.get(owner, 0) + 1
+    return counts
+
+
+def derive_ha_nodes(
+    controller_node_count: int | None, controller_machine_counts: Mapping[str, int], model_uuid: str
+) -> int:
+    """Derive HANodes for a v0 archive, as juju-restore does.
+
+    Given the number of docs in dump/juju/controllerNodes.bson (None when the file is absent or empty)
+    and the per-model counts of controller machines from dump/juju/machines.bson, return the
+    controllerNodes count if positive, else the controller machines of `model_uuid` (docs without a
+    model uuid are counted under ""), else 0.
+    """
+    if controller_node_count:
+        return controller_node_count
+    return controller_machine_counts.get(model_uuid, 0) + controller_machine_counts.get("", 0)
+
+
+def make_backup_id(started: datetime, model_uuid: str) -> str:
+    """Given the backup's start time (naive = UTC) and the controller model UUID, return the Juju
+    storage ID `YYYYMMDD-hhmmss.<uuid>` (time in UTC)."""
+    return f"{_as_utc(started).strftime(ID_TIME_FORMAT)}.{model_uuid}"
+
+
+def archive_name(started: datetime) -> str:
+    """Given the backup's start time (naive = UTC), return `juju-backup-YYYYMMDD-HHMMSS.tar.gz` (UTC)."""
+    return f"juju-backup-{_as_utc(started).strftime(ID_TIME_FORMAT)}.tar.gz"
+
+
+def resolve_id(ids: Iterable[str], query: str) -> str:
+    """Given the known backup IDs and a query, return the one ID it names.
+
+    The query is an exact ID, a unique prefix, or `latest` (the newest ID by its timestamp).
+    Raise NotFoundError (exit 5) when nothing matches or the prefix is ambiguous, listing candidates.
+    """
+    known = sorted(set(ids))
+    if query == "latest":
+        if not known:
+            raise NotFoundError("no backups stored, so 'latest' names nothing", "run `jujubackup create`")
+        return max(known, key=lambda i: (bool(_ID_RE.match(i)), i))
+    if query in known:
+        return query
+    matches = [i for i in known if query and i.startswith(query)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise NotFoundError(f"no backup ID matches {query!r}", _candidates_hint("known IDs", known))
+    raise NotFoundError(
+        f"backup ID prefix {query!r} is ambiguous ({len(matches)} matches)",
+        _candidates_hint("give a longer prefix; matches", matches),
+    )
+
+
+def _candidates_hint(label: str, candidates: list[str], limit: int = 10) -> str:
+    """Return a hint line listing up to `limit` candidates (newest first)."""
+    if not candidates:
+        return "no backups are stored; `jujubackup list` shows the catalog"
+    shown = sorted(candidates, reverse=True)[:limit]
+    more = f" (+{len(candidates) - limit} more)" if len(candidates) > limit else ""
+    return f"{label}: {', '.join(shown)}{more}"
