@@ -1,0 +1,602 @@
+"""SSHHost: the Host seam over paramiko (the only module, with its package, that imports it).
+
+* Host keys are checked against known_hosts files; unknown keys are refused (exit 3) unless the target
+  says `accept_new_host_key`, then recorded. A changed key is always refused.
+* Scripts travel on the channel's stdin to `sudo -n bash -s` (or `bash -s` as root), never in argv.
+* Long scripts run detached (remote_scripts/detached*.sh.j2) and are polled over one channel whose
+  lines are the client's heartbeat: a dead client stops them and the remote job aborts itself.
+* Archives move as raw exec-channel streams (`cat`/`tail -c +N`, `cat >>`), 1 MiB at a time, with
+  aes128-gcm preferred and paramiko's client-initiated rekey disabled (paramiko#822).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import secrets
+import select
+import shlex
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import paramiko
+
+from jujubackup import scripts
+from jujubackup.errors import ConnectError, NotFoundError, RemoteStepError
+from jujubackup.host.base import Progress, RemoteResult
+from jujubackup.host.target import SSHTarget
+
+CHUNK = 1 << 20
+PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+DETACHED_BASE = "/run/jujubackup"
+STDERR_KEEP = 64 * 1024
+SUDO_PASSWORD_MARKERS = ("a password is required", "a terminal is required")
+
+
+def apply_rekey_workaround() -> None:
+    """Let the server drive rekeying: paramiko's own rekey kills long exec streams (paramiko#822)."""
+    paramiko.packet.Packetizer.REKEY_BYTES = 2**40
+    paramiko.packet.Packetizer.REKEY_PACKETS = 2**40
+
+
+def _transport_factory(sock: Any, **kwargs: Any) -> paramiko.Transport:
+    """Return a Transport that prefers AES-GCM (keeping every other cipher allowed)."""
+    transport = paramiko.Transport(sock, **kwargs)
+    options = transport.get_security_options()
+    ciphers = list(options.ciphers)
+    first = [c for c in PREFERRED_CIPHERS if c in ciphers]
+    options.ciphers = tuple(first + [c for c in ciphers if c not in first])
+    return transport
+
+
+class _UnknownHostKey(paramiko.SSHException):
+    """The server's host key is in no known_hosts file."""
+
+
+class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
+    """Refuse unknown keys, or (accept_new) append them to `record_to` like OpenSSH's accept-new."""
+
+    def __init__(self, accept_new: bool, record_to: Path | None) -> None:
+        self.accept_new = accept_new
+        self.record_to = record_to
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        if not self.accept_new:
+            raise _UnknownHostKey(f"{hostname} {key.get_name()} {key.get_fingerprint().hex()}")
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        if self.record_to is not None:
+            self.record_to.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with self.record_to.open("a", encoding="ascii") as fh:
+                fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+            self.record_to.chmod(0o600)
+
+
+def _host_key_hint(target: SSHTarget, known: Path | None) -> str:
+    where = f" -f {known}" if known else ""
+    return (
+        f"check the host's key out of band; if the change is expected run "
+        f"`ssh-keygen{where} -R {shlex.quote(target.key_name)}` and connect again with --accept-new-host-key"
+    )
+
+
+def _open_client(target: SSHTarget, sock: Any = None) -> paramiko.SSHClient:
+    """Given a target (and an optional pre-connected channel for ProxyJump), return a connected client.
+
+    Raise ConnectError (exit 3) with a hint for an unknown/changed host key, refused auth, timeout,
+    refused connection or an unresolvable name.
+    """
+    apply_rekey_workaround()
+    client = paramiko.SSHClient()
+    known = [p for p in target.known_hosts if p.is_file()]
+    for path in known:
+        try:
+            client.load_host_keys(str(path))
+        except (OSError, paramiko.SSHException) as err:
+            raise ConnectError(f"cannot read known_hosts file {path}: {err}") from err
+    record_to = target.known_hosts[0] if target.known_hosts else None
+    client.set_missing_host_key_policy(_HostKeyPolicy(target.accept_new_host_key, record_to))
+    keys = [str(p) for p in target.identity_files]
+    try:
+        client.connect(
+            target.hostname,
+            port=target.port,
+            username=target.user,
+            key_filename=keys or None,  # type: ignore[arg-type]  # a list is accepted
+            look_for_keys=not keys,
+            allow_agent=not keys,
+            timeout=target.connect_timeout,
+            banner_timeout=target.connect_timeout,
+            auth_timeout=target.connect_timeout,
+            channel_timeout=target.connect_timeout,
+            sock=sock,
+            transport_factory=_transport_factory,
+        )
+    except _UnknownHostKey as err:
+        client.close()
+        raise ConnectError(
+            f"host key of {target.name} ({target.key_name}) is not known (fingerprint {err})",
+            hint=f"add it to {record_to or '~/.ssh/known_hosts'} after checking it, or pass "
+            "--accept-new-host-key to trust and record it",
+        ) from err
+    except paramiko.BadHostKeyException as err:
+        client.close()
+        raise ConnectError(
+            f"HOST KEY OF {target.name} ({target.key_name}) HAS CHANGED: got {err.key.get_name()} "
+            f"{err.key.get_fingerprint().hex()}, known_hosts has {err.expected_key.get_fingerprint().hex()}",
+            hint=_host_key_hint(target, record_to),
+        ) from err
+    except paramiko.AuthenticationException as err:
+        client.close()
+        raise ConnectError(
+            f"authentication as {target.user} on {target.name} failed: {err}",
+            hint="check -i/--identity (or IdentityFile in the ssh config) and that the key is in the "
+            f"user's authorized_keys; try `ssh -v {target.user}@{target.hostname}`",
+        ) from err
+    except TimeoutError as err:
+        client.close()
+        raise ConnectError(
+            f"connecting to {target.display} timed out after {target.connect_timeout:g}s",
+            hint="check the address and that the host is up; raise --connect-timeout for slow links",
+        ) from err
+    except socket.gaierror as err:
+        client.close()
+        raise ConnectError(
+            f"cannot resolve {target.hostname}: {err.strerror}",
+            hint="check the -H value or HostName in the ssh config",
+        ) from err
+    except (paramiko.SSHException, OSError, EOFError) as err:
+        client.close()
+        raise ConnectError(
+            f"cannot connect to {target.display}: {err or type(err).__name__}",
+            hint="check that sshd runs on the host and the port is right",
+        ) from err
+    transport = client.get_transport()
+    if transport is not None and target.keepalive:
+        transport.set_keepalive(target.keepalive)
+    return client
+
+
+def _wrap_script(text: str) -> bytes:
+    """Return script text wrapped so `bash -s` parses it whole before running it.
+
+    bash reads a piped script one byte at a time, so bytes after the wrapper stay unread and become
+    the script's own stdin.
+    """
+    return ("{\n" + text.rstrip("\n") + "\n}; exit $?\n").encode()
+
+
+def _slug(script: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", script).strip("-")[:40] or "job"
+
+
+class SSHHost:
+    """A connected controller (or spare) over SSH. Build it with `SSHHost.connect(target)`."""
+
+    def __init__(self, target: SSHTarget, client: paramiko.SSHClient, jump: SSHHost | None = None) -> None:
+        self.target = target
+        self._client = client
+        self._jump = jump
+        self.io_timeout = max(60.0, target.connect_timeout * 3)
+
+    @classmethod
+    def connect(cls, target: SSHTarget) -> SSHHost:
+        """Given a resolved target, return a connected SSHHost. Raise ConnectError (exit 3) on failure."""
+        jump: SSHHost | None = None
+        sock = None
+        if target.jump is not None:
+            jump = cls.connect(target.jump)
+            try:
+                sock = jump._transport().open_channel(
+                    "direct-tcpip", (target.hostname, target.port), ("127.0.0.1", 0),
+                    timeout=target.connect_timeout,
+                )
+            except (paramiko.SSHException, OSError) as err:
+                jump.close()
+                raise ConnectError(
+                    f"jump host {target.jump.name} cannot reach {target.hostname}:{target.port}: {err}",
+                    hint="check ProxyJump and the target address as seen from the jump host",
+                ) from err
+        try:
+            client = _open_client(target, sock)
+        except ConnectError:
+            if jump is not None:
+                jump.close()
+            raise
+        return cls(target, client, jump)
+
+    # -- identity -------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+    @property
+    def address(self) -> str:
+        return self.target.hostname
+
+    @property
+    def is_root(self) -> bool:
+        return self.target.user == "root"
+
+    def __enter__(self) -> SSHHost:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection (and the jump host's). Safe to call twice."""
+        self._client.close()
+        if self._jump is not None:
+            self._jump.close()
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _transport(self) -> paramiko.Transport:
+        transport = self._client.get_transport()
+        if transport is None or not transport.is_active():
+            raise ConnectError(f"connection to {self.name} is closed", hint="run the command again")
+        return transport
+
+    def _lost(self, doing: str, err: BaseException | None = None) -> ConnectError:
+        detail = f": {err}" if err and str(err) else ""
+        return ConnectError(
+            f"connection to {self.name} lost while {doing}{detail}",
+            hint="check the network and run the command again",
+        )
+
+    def _exec(self, command: str) -> paramiko.Channel:
+        """Open a session channel running `command`. Raise ConnectError if the connection is gone."""
+        try:
+            chan = self._transport().open_session(timeout=self.target.connect_timeout)
+            chan.exec_command(command)
+        except (paramiko.SSHException, OSError, EOFError) as err:
+            raise self._lost(f"starting `{command.split()[0]}`", err) from err
+        return chan
+
+    def _as_root(self, command: str, sudo: bool = True) -> str:
+        return f"sudo -n -- {command}" if sudo and not self.is_root else command
+
+    def _check_sudo(self, rc: int, stderr: str, sudo: bool) -> None:
+        """Raise ConnectError (exit 3) if sudo refused to run without a password or is missing."""
+        if not sudo or self.is_root or rc == 0:
+            return
+        low = stderr.lower()
+        if any(marker in low for marker in SUDO_PASSWORD_MARKERS):
+            raise ConnectError(
+                f"sudo requires a password on {self.name} (user {self.target.user})",
+                hint=f"give {self.target.user} NOPASSWD sudo on the host (e.g. a file in /etc/sudoers.d) "
+                "or connect as root",
+            )
+        if rc == 127 and "sudo" in low and "not found" in low:
+            raise ConnectError(
+                f"sudo is not installed on {self.name}",
+                hint="install sudo on the host or connect as root",
+            )
+
+    def _communicate(
+        self, chan: paramiko.Channel, payload: bytes, timeout: float | None, doing: str
+    ) -> tuple[bytes, bytes, int]:
+        """Feed `payload` to the channel's stdin while draining stdout and stderr; return both + rc.
+
+        Raise ConnectError if the connection drops, TimeoutError past `timeout` seconds.
+        """
+        send_error: list[BaseException] = []
+
+        def feed() -> None:
+            try:
+                for start in range(0, len(payload), CHUNK):
+                    chan.sendall(payload[start:start + CHUNK])
+                chan.shutdown_write()
+            except (OSError, paramiko.SSHException, EOFError) as err:  # the script may exit early
+                send_error.append(err)
+
+        sender = threading.Thread(target=feed, daemon=True)
+        sender.start()
+        out: list[bytes] = []
+        err: list[bytes] = []
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while True:
+                if chan.recv_ready():
+                    out.append(chan.recv(CHUNK))
+                    continue
+                if chan.recv_stderr_ready():
+                    err.append(chan.recv_stderr(CHUNK))
+                    continue
+                if chan.exit_status_ready() and (chan.eof_received or chan.closed):
+                    break
+                if chan.closed or not self._client.get_transport() or not self._transport_alive():
+                    raise self._lost(doing)
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"{doing} did not finish within {timeout:g}s")
+                select.select([chan], [], [], 0.2)
+            while chan.recv_ready():
+                out.append(chan.recv(CHUNK))
+            while chan.recv_stderr_ready():
+                err.append(chan.recv_stderr(CHUNK))
+            rc = chan.recv_exit_status()
+        finally:
+            chan.close()
+        return b"".join(out), b"".join(err), rc
+
+    def _transport_alive(self) -> bool:
+        transport = self._client.get_transport()
+        return transport is not None and transport.is_active()
+
+    # -- Host protocol --------------------------------------------------------------------------
+
+    def run(
+        self,
+        script: str,
+        text: str,
+        *,
+        sudo: bool = True,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+        check: bool = True,
+    ) -> RemoteResult:
+        """Run bash `text` as root (sudo -n unless root), script on stdin, `stdin` bytes after it.
+
+        Return its RemoteResult. Raise ConnectError if sudo wants a password or the connection drops,
+        RemoteStepError(script, rc, stderr tail) on a non-zero exit when `check`.
+        """
+        chan = self._exec(self._as_root("bash -s", sudo))
+        try:
+            out, err, rc = self._communicate(chan, _wrap_script(text) + (stdin or b""), timeout, script)
+        except TimeoutError as exc:
+            raise RemoteStepError(
+                script, -1, str(exc), host=self.name, message=f"{exc} on {self.name}"
+            ) from exc
+        stderr = err.decode(errors="replace")
+        self._check_sudo(rc, stderr, sudo)
+        result = RemoteResult(script, out.decode(errors="replace"), stderr, rc)
+        if check and rc != 0:
+            raise RemoteStepError(script, rc, stderr[-STDERR_KEEP:], host=self.name)
+        return result
+
+    def run_detached(
+        self,
+        script: str,
+        text: str,
+        *,
+        poll: float = 0.5,
+        timeout: float | None = None,
+        on_stderr: Callable[[str], None] | None = None,
+        heartbeat_timeout: float = 15.0,
+    ) -> RemoteResult:
+        """Run `text` detached (systemd-run, else setsid) under a heartbeat watchdog; poll until it ends.
+
+        Each poll touches the job's heartbeat; if polls stop for `heartbeat_timeout` seconds (client
+        killed, connection cut) the wrapper sends TERM to the job's process group so its EXIT traps
+        run. `timeout` or Ctrl-C ask the job to abort and wait for it. Return the RemoteResult; raise
+        RemoteStepError on a non-zero exit, ConnectError if the connection drops while polling.
+        """
+        job = f"{_slug(script)}-{secrets.token_hex(4)}"
+        job_dir = f"{DETACHED_BASE}/{job}"
+        wrapper = scripts.render("detached_wrapper").encode()
+        launcher = scripts.render(
+            "detached",
+            base_dir=DETACHED_BASE,
+            job_dir=job_dir,
+            unit=f"jujubackup-{job}",
+            heartbeat_timeout=max(1, int(heartbeat_timeout)),
+            grace=120,
+            wrapper_size=len(wrapper),
+        )
+        self.run(f"{script} (launch)", launcher, stdin=wrapper + text.encode())
+        poller = _JobPoller(self, script, job_dir, on_stderr)
+        return poller.wait(poll, timeout, heartbeat_timeout)
+
+    def get(
+        self, remote_path: str, sink: BinaryIO, *, offset: int = 0, progress: Progress | None = None
+    ) -> int:
+        """Stream remote_path (read as root) from byte `offset` into `sink`; return bytes written.
+
+        Raise NotFoundError if the file does not exist, ConnectError if the connection drops (what was
+        received is already in `sink`), RemoteStepError for other read errors.
+        """
+        path = shlex.quote(remote_path)
+        reader = f"tail -c +{offset + 1} -- {path}" if offset else f"cat -- {path}"
+        chan = self._exec(self._as_root(reader))
+        chan.shutdown_write()
+        chan.settimeout(self.io_timeout)
+        moved = 0
+        try:
+            while True:
+                try:
+                    data = chan.recv(CHUNK)
+                except (TimeoutError, OSError, paramiko.SSHException, EOFError) as err:
+                    raise self._lost(f"downloading {remote_path}", err) from err
+                if not data:
+                    break
+                sink.write(data)
+                moved += len(data)
+                if progress is not None:
+                    progress(len(data))
+            rc = self._exit_status(chan, f"downloading {remote_path}")
+            stderr = self._drain_stderr(chan)
+        finally:
+            chan.close()
+        self._check_sudo(rc, stderr, True)
+        if rc != 0:
+            if "No such file" in stderr:
+                raise NotFoundError(f"{remote_path} does not exist on {self.name}")
+            raise RemoteStepError("get", rc, stderr, host=self.name)
+        return moved
+
+    def put(
+        self, source: BinaryIO, remote_path: str, *, offset: int = 0, mode: int = 0o600,
+        progress: Progress | None = None,
+    ) -> int:
+        """Stream `source` into remote_path (as root, created with `mode`), appending at `offset`.
+
+        The remote file is truncated to `offset` first; a remote file shorter than `offset` is an
+        error (nothing is zero-filled). Return bytes sent. Raise ConnectError if the connection drops,
+        RemoteStepError if the remote side fails (e.g. disk full).
+        """
+        writer = (
+            'set -e; umask 077; f=$1; off=$2; '
+            'if [ "$off" -eq 0 ]; then : > "$f"; fi; '
+            'size=$(stat -c %s -- "$f"); '
+            'if [ "$size" -lt "$off" ]; then '
+            'echo "$f has $size bytes, fewer than offset $off" >&2; exit 3; fi; '
+            'chmod "$3" -- "$f"; truncate -s "$off" -- "$f"; exec cat >> "$f"'
+        )
+        command = self._as_root(
+            f"sh -c {shlex.quote(writer)} jujubackup-put {shlex.quote(remote_path)} {offset} {mode:o}"
+        )
+        chan = self._exec(command)
+        chan.settimeout(self.io_timeout)
+        moved = 0
+        try:
+            while True:
+                data = source.read(CHUNK)
+                if not data:
+                    break
+                try:
+                    chan.sendall(data)
+                except (TimeoutError, OSError, paramiko.SSHException, EOFError) as err:
+                    if chan.exit_status_ready():
+                        break  # the writer died: report its stderr below
+                    raise self._lost(f"uploading {remote_path}", err) from err
+                moved += len(data)
+                if progress is not None:
+                    progress(len(data))
+            with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
+                chan.shutdown_write()
+            rc = self._exit_status(chan, f"uploading {remote_path}")
+            stderr = self._drain_stderr(chan)
+        finally:
+            chan.close()
+        self._check_sudo(rc, stderr, True)
+        if rc != 0:
+            raise RemoteStepError("put", rc, stderr, host=self.name)
+        return moved
+
+    def _exit_status(self, chan: paramiko.Channel, doing: str) -> int:
+        """Wait for the channel's exit status; raise ConnectError if the connection dies first."""
+        deadline = time.monotonic() + self.io_timeout
+        while not chan.status_event.wait(0.5):
+            if not self._transport_alive() or time.monotonic() > deadline:
+                raise self._lost(doing)
+        return chan.recv_exit_status()
+
+    @staticmethod
+    def _drain_stderr(chan: paramiko.Channel) -> str:
+        parts = []
+        while chan.recv_stderr_ready():
+            parts.append(chan.recv_stderr(CHUNK))
+        return b"".join(parts).decode(errors="replace")
+
+
+class _JobPoller:
+    """Client side of remote_scripts/detached_poll.sh.j2: heartbeat, stderr forwarding, result."""
+
+    def __init__(
+        self, host: SSHHost, script: str, job_dir: str, on_stderr: Callable[[str], None] | None
+    ) -> None:
+        self.host = host
+        self.script = script
+        self.job_dir = job_dir
+        self.on_stderr = on_stderr
+        self.stderr = bytearray()
+        self._partial = b""
+
+    def wait(self, poll: float, timeout: float | None, heartbeat_timeout: float) -> RemoteResult:
+        """Poll the job until it ends; return its RemoteResult or raise (see SSHHost.run_detached)."""
+        text = scripts.render("detached_poll", job_dir=self.job_dir)
+        chan = self.host._exec(self.host._as_root("bash -s"))
+        chan.settimeout(self.host.io_timeout)
+        stream = chan.makefile("rb")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        aborted: str | None = None
+        interrupted = False
+        try:
+            chan.sendall(_wrap_script(text))
+            while True:
+                command = "abort" if aborted else "poll"
+                try:
+                    rc = self._exchange(chan, stream, command)
+                except KeyboardInterrupt:
+                    interrupted, aborted = True, "interrupted"
+                    continue
+                if rc is not None:
+                    break
+                if aborted is None and deadline is not None and time.monotonic() > deadline:
+                    aborted = f"timed out after {timeout:g}s"
+                try:
+                    time.sleep(poll)
+                except KeyboardInterrupt:
+                    interrupted, aborted = True, "interrupted"
+            stdout = self._collect(chan, stream)
+        except (OSError, paramiko.SSHException, EOFError, ValueError) as err:
+            raise ConnectError(
+                f"connection to {self.host.name} lost while {self.script} was running ({err or 'EOF'}); "
+                f"the remote job will abort itself within {heartbeat_timeout:g}s and restore what it stopped",
+                hint="check the network, then run `jujubackup status` to see the host's state",
+            ) from err
+        finally:
+            chan.close()
+        self._flush()
+        if interrupted:
+            raise KeyboardInterrupt
+        stderr = self.stderr.decode(errors="replace")
+        result = RemoteResult(self.script, stdout.decode(errors="replace"), stderr, rc)
+        if aborted is not None:
+            raise RemoteStepError(self.script, rc, stderr, host=self.host.name,
+                                  message=f"remote step {self.script} on {self.host.name} {aborted}")
+        if rc != 0:
+            self.host._check_sudo(rc, stderr, True)
+            raise RemoteStepError(self.script, rc, stderr[-STDERR_KEEP:], host=self.host.name)
+        return result
+
+    def _exchange(self, chan: paramiko.Channel, stream: Any, command: str) -> int | None:
+        """Send one poll/abort; forward new stderr; return the job's rc once it has one."""
+        chan.sendall(f"{command}\n".encode())
+        header = self._line(stream)
+        if header == "G":
+            raise EOFError("the job's state dir disappeared")
+        size = int(header.split()[1])
+        if size:
+            self._feed(_read_exact(stream, size))
+        status = self._line(stream).split()[1]
+        return None if status == "-" else int(status)
+
+    def _collect(self, chan: paramiko.Channel, stream: Any) -> bytes:
+        chan.sendall(b"collect\n")
+        size = int(self._line(stream).split()[1])
+        return _read_exact(stream, size)
+
+    @staticmethod
+    def _line(stream: Any) -> str:
+        line = stream.readline()
+        if not line:
+            raise EOFError("the poller closed the channel")
+        return str(line.decode().strip())
+
+    def _feed(self, data: bytes) -> None:
+        self.stderr += data
+        del self.stderr[:-STDERR_KEEP]
+        if self.on_stderr is None:
+            return
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        for line in lines:
+            self.on_stderr(line.decode(errors="replace"))
+
+    def _flush(self) -> None:
+        if self.on_stderr is not None and self._partial:
+            self.on_stderr(self._partial.decode(errors="replace"))
+        self._partial = b""
+
+
+def _read_exact(stream: Any, size: int) -> bytes:
+    data = stream.read(size)
+    if len(data) != size:
+        raise EOFError(f"short read ({len(data)} of {size} bytes)")
+    return bytes(data)

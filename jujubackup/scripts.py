@@ -1,0 +1,67 @@
+"""Render the remote bash scripts in `jujubackup/remote_scripts/*.sh.j2`.
+
+The only module that imports jinja2. Templates are loaded with importlib.resources, StrictUndefined
+(a missing value is an error, never an empty string) and a `q` filter that shell-quotes a value
+(`{{ path | q }}`). Every value a template interpolates goes through `q` (or is an int/bool).
+"""
+
+from __future__ import annotations
+
+import shlex
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import jinja2
+
+PACKAGE = "jujubackup.remote_scripts"
+SUFFIX = ".sh.j2"
+
+
+def shell_quote(value: Any) -> str:
+    """Given any value, return it as one shell word (ints and strings alike)."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return shlex.quote(str(value))
+
+
+class _ResourceLoader(jinja2.BaseLoader):
+    """Load templates from the package data of jujubackup.remote_scripts."""
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str | None, Any]:
+        path = resources.files(PACKAGE).joinpath(template)
+        if not path.is_file():
+            raise jinja2.TemplateNotFound(template)
+        return path.read_text(encoding="utf-8"), None, lambda: True
+
+
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    """Return the (cached) jinja2 Environment for the remote scripts."""
+    env = jinja2.Environment(
+        loader=_ResourceLoader(),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["q"] = shell_quote
+    return env
+
+
+def template_names() -> list[str]:
+    """Return the names (without `.sh.j2`) of every remote script template, sorted."""
+    root = resources.files(PACKAGE)
+    return sorted(p.name[: -len(SUFFIX)] for p in root.iterdir() if p.name.endswith(SUFFIX))
+
+
+def render(name: str, **values: Any) -> str:
+    """Given a template name (`probe` for `probe.sh.j2`) and its values, return the bash script text.
+
+    Raise jinja2.UndefinedError if the template uses a value not given, TemplateNotFound if no such
+    template exists.
+    """
+    return environment().get_template(name + SUFFIX).render(**values)

@@ -1,0 +1,24 @@
+"""Sample values for every remote script template, keyed by template name (without `.sh.j2`).
+
+Each template owner adds an entry for their templates; tests/unit/test_scripts.py renders every
+template with these values and runs `shellcheck -s bash` on the result. A template without an entry
+fails that test. A list of dicts renders the template once per dict (e.g. per profile).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SAMPLES: dict[str, dict[str, Any] | list[dict[str, Any]]] = {
+    # helper HOST: detached jobs (jujubackup/host/ssh.py)
+    "detached": {
+        "base_dir": "/run/jujubackup",
+        "job_dir": "/run/jujubackup/create-0a1b2c3d",
+        "unit": "jujubackup-create-0a1b2c3d",
+        "heartbeat_timeout": 15,
+        "grace": 120,
+        "wrapper_size": 2048,
+    },
+    "detached_wrapper": {},
+    "detached_poll": {"job_dir": "/run/jujubackup/create-0a1b2c3d"},
+}
