@@ -1,0 +1,1071 @@
+"""The `juju-backup/` archive (DESIGN.md §4): inspect, verify, read, rewrite, extract safely. PURE.
+
+Local file I/O only (no network). Every function streams: the outer `.tar.gz` is read once with
+`tarfile` in stream mode over a `gzip.GzipFile` (which checks the gzip CRC, unlike tarfile's own
+stream decoder), `root.tar` is read as a nested stream, dump files are read document by document.
+Memory stays constant whatever the archive size.
+
+Layout (paths below are relative to the top folder `juju-backup/`):
+    metadata.json   Juju metadata (FormatVersion 0 or 1; see metadata.py)
+    root.tar        uncompressed tar of state files, names without the leading "/"
+    dump/           mongodump output: <db>/<coll>.bson + <coll>.metadata.json, oplog.bson
+    manifest.json   ours (absent in Juju's archives): {"format-version": 1, "tool": "jujubackup <ver>",
+                    "consistency": mode, "db-unavailable-seconds": {...},
+                    "files": [{"path", "size", "sha256"}]}; lists every regular file except itself
+
+Safety rules (used by `verify` and by `safe_extract`):
+- member names are relative, without `..` components; outer members live under `juju-backup/`;
+- only regular files, directories, symlinks and hard links; devices and FIFOs are refused;
+- no duplicate member names (a later member could replace a checked one);
+- a symlink's target must resolve inside the root. In root.tar an ABSOLUTE target (Juju's
+  `var/lib/juju/tools/machine-0 -> /var/lib/juju/tools/2.8-…`) is interpreted relative to the
+  extraction root, because root.tar is extracted onto `/`: it is allowed when it stays inside.
+  In the outer archive absolute targets are refused. A `..` may not climb out of another symlink;
+- no member may be written through a symlink of the same archive; hard-link sources must be safe
+  member paths.
+
+Public API:
+    verify_archive(path, *, expected_sha256=None, expected_sha1_b64=None, expected_size=None)
+        -> VerifyReport                       one pass: digests, members, metadata, manifest, BSON
+    verify_stream(stream, *, label, ...) -> VerifyReport   the same over any readable binary stream
+    VerifyReport.ok / .failures / .raise_for_failures()    raise VerifyError (exit 8) naming problems
+    read_members(path, names=(), root_names=()) -> MemberContents   selected outer/root.tar files
+    read_agent_conf(path, machine_id) -> str  root.tar var/lib/juju/agents/machine-N/agent.conf
+    iter_bson_documents(stream) -> Iterator[bytes]          raw BSON documents of a dump file
+    rewrite_archive(src, dst, *, transforms={}, root_transforms={}) -> RewriteResult
+        copy an archive replacing selected members (streaming) and updating manifest.json
+    safe_extract(tar, dest) -> list[str]      extract a tarfile refusing unsafe members
+    member_problem(...) -> str | None         the safety rules above, for one member
+    build_manifest(files, *, tool_version, consistency, db_unavailable_seconds) -> dict
+    manifest_entries_for_dir(top) -> list[ManifestEntry]    hash a staging juju-backup/ dir
+    digest_file(path) -> ArchiveDigest        SHA-256, Juju SHA-1/base64 and size of a file
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import os
+import posixpath
+import tarfile
+import tempfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, cast
+
+import bson
+
+from jujubackup.errors import JujuBackupError, VerifyError
+from jujubackup.metadata import (
+    BackupMetadata,
+    count_controller_machines,
+    derive_ha_nodes,
+    parse_metadata_json,
+)
+
+TOP = "juju-backup"
+METADATA = "metadata.json"
+ROOT_TAR = "root.tar"
+DUMP_DIR = "dump"
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT_VERSION = 1
+
+CHUNK = 1024 * 1024
+MAX_SMALL_MEMBER = 16 * 1024 * 1024
+MAX_BSON_DOC = 64 * 1024 * 1024
+BSON_BATCH = 4 * 1024 * 1024
+
+Transform = Callable[[IO[bytes], IO[bytes]], None]
+"""Reads the old member from the first stream, writes the new content to the second."""
+
+
+# ---------------------------------------------------------------------------------------------
+# data types
+
+
+@dataclass(frozen=True)
+class ArchiveDigest:
+    """Digests of the outer .tar.gz bytes: SHA-256 hex, Juju's SHA-1 base64, size in bytes."""
+
+    sha256: str
+    sha1_b64: str
+    size: int
+
+
+@dataclass(frozen=True)
+class MemberInfo:
+    """One tar member: path (outer: relative to juju-backup/; root.tar: as stored), kind
+    (file|dir|symlink|hardlink|other), size, mode, link target, sha256 (regular files of the outer tar)."""
+
+    path: str
+    kind: str
+    size: int = 0
+    mode: int = 0
+    linkname: str = ""
+    sha256: str = ""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One verification check: its name, whether it passed, and a message naming what was seen."""
+
+    name: str
+    ok: bool
+    message: str
+
+
+@dataclass
+class VerifyReport:
+    """What `verify_archive` checked and found. `ok` is True when no check failed."""
+
+    label: str
+    digest: ArchiveDigest | None = None
+    metadata: BackupMetadata | None = None
+    manifest: dict[str, Any] | None = None
+    members: list[MemberInfo] = field(default_factory=list)
+    root_members: list[MemberInfo] = field(default_factory=list)
+    dump_files: list[str] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+
+    def add(self, name: str, ok: bool, message: str) -> None:
+        """Record one check result."""
+        self.checks.append(Check(name, ok, message))
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    def raise_for_failures(self) -> None:
+        """Raise VerifyError (exit 8) naming the first failed checks if any failed; else return."""
+        failed = self.failures
+        if not failed:
+            return
+        shown = "; ".join(c.message for c in failed[:3])
+        more = f" (+{len(failed) - 3} more)" if len(failed) > 3 else ""
+        raise VerifyError(
+            f"archive {self.label} did not verify: {shown}{more}",
+            "the archive is damaged or unsafe; use another copy (`jujubackup verify` lists every check)",
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return plain data for --format json/yaml."""
+        return {
+            "archive": self.label,
+            "ok": self.ok,
+            "sha256": self.digest.sha256 if self.digest else None,
+            "sha1-base64": self.digest.sha1_b64 if self.digest else None,
+            "size": self.digest.size if self.digest else None,
+            "metadata": self.metadata.to_api_dict() if self.metadata else None,
+            "checks": [{"name": c.name, "ok": c.ok, "message": c.message} for c in self.checks],
+        }
+
+
+@dataclass(frozen=True)
+class MemberContents:
+    """Files read by `read_members`: outer members by relative path, root.tar members by name."""
+
+    files: dict[str, bytes]
+    root_files: dict[str, bytes]
+
+
+@dataclass(frozen=True)
+class RewriteResult:
+    """Outcome of `rewrite_archive`: digests of the new archive and which members were replaced."""
+
+    digest: ArchiveDigest
+    replaced: tuple[str, ...]
+    root_replaced: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    path: str
+    size: int
+    sha256: str
+
+
+# ---------------------------------------------------------------------------------------------
+# hashing streams
+
+
+class _HashingReader:
+    """A read-only stream that hashes (SHA-256, SHA-1) and counts every byte read through it."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.sha256 = hashlib.sha256()
+        self.sha1 = hashlib.sha1()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.sha256.update(data)
+        self.sha1.update(data)
+        self.size += len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def drain(self) -> None:
+        """Read the rest of the stream so the digests cover every byte."""
+        while self.read(CHUNK):
+            pass
+
+    def digest(self) -> ArchiveDigest:
+        return ArchiveDigest(
+            self.sha256.hexdigest(), base64.b64encode(self.sha1.digest()).decode("ascii"), self.size
+        )
+
+
+class _HashingWriter:
+    """A write-only stream that hashes (SHA-256, SHA-1) and counts every byte written through it."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.sha256 = hashlib.sha256()
+        self.sha1 = hashlib.sha1()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.raw.write(data)
+        self.sha256.update(data)
+        self.sha1.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def digest(self) -> ArchiveDigest:
+        return ArchiveDigest(
+            self.sha256.hexdigest(), base64.b64encode(self.sha1.digest()).decode("ascii"), self.size
+        )
+
+
+def digest_file(path: str | os.PathLike[str]) -> ArchiveDigest:
+    """Given a file path, return its SHA-256 hex, SHA-1 base64 (Juju's Checksum) and size."""
+    with open(path, "rb") as raw:
+        reader = _HashingReader(raw)
+        reader.drain()
+        return reader.digest()
+
+
+def _copy_hashing(src: IO[bytes], dst: IO[bytes] | None = None) -> tuple[int, str]:
+    """Copy `src` to `dst` (or discard) in chunks; return (bytes, sha256 hex)."""
+    sha = hashlib.sha256()
+    total = 0
+    while chunk := src.read(CHUNK):
+        sha.update(chunk)
+        total += len(chunk)
+        if dst is not None:
+            dst.write(chunk)
+    return total, sha.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# member safety
+
+
+def _kind(member: tarfile.TarInfo) -> str:
+    """Return file|dir|symlink|hardlink|device|fifo|other for a tar member."""
+    if member.isreg():
+        return "file"
+    if member.isdir():
+        return "dir"
+    if member.issym():
+        return "symlink"
+    if member.islnk():
+        return "hardlink"
+    if member.ischr() or member.isblk():
+        return "device"
+    if member.isfifo():
+        return "fifo"
+    return "other"
+
+
+def normalize_name(name: str) -> str:
+    """Return a tar member name without a leading "./" and trailing "/" (other text unchanged)."""
+    while name.startswith("./"):
+        name = name[2:]
+    return name.rstrip("/") if name not in ("", "/") else name
+
+
+def path_problem(name: str) -> str | None:
+    """Given a member name, return why it is unsafe (absolute, `..`, empty) or None if safe."""
+    if not name or name in (".", "/"):
+        return "has an empty name"
+    if name.startswith("/"):
+        return "is an absolute path"
+    if ".." in name.split("/"):
+        return "has a '..' component"
+    if "\x00" in name:
+        return "has a NUL byte in its name"
+    return None
+
+
+def link_target_problem(
+    name: str, linkname: str, *, absolute_ok: bool, symlinks: Iterable[str] = ()
+) -> str | None:
+    """Given a symlink member `name -> linkname`, return why its target escapes the root, or None.
+
+    Absolute targets are taken relative to the root when `absolute_ok`, else refused. A `..` that
+    climbs out of a path that is itself a symlink of the archive (`symlinks`) is refused, because
+    the lexical check cannot know where that symlink points on disk.
+    """
+    if not linkname:
+        return "is a symlink with an empty target"
+    if linkname.startswith("/"):
+        if not absolute_ok:
+            return f"is a symlink to the absolute path {linkname!r}"
+        stack: list[str] = []
+        rest = linkname.lstrip("/")
+    else:
+        stack = [p for p in posixpath.dirname(name).split("/") if p]
+        rest = linkname
+    links = set(symlinks)
+    for part in rest.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not stack:
+                return f"is a symlink whose target {linkname!r} escapes the root"
+            if "/".join(stack) in links:
+                return f"is a symlink whose target {linkname!r} climbs out of another symlink"
+            stack.pop()
+        else:
+            stack.append(part)
+    return None
+
+
+def member_problem(
+    member: tarfile.TarInfo, *, absolute_links_ok: bool, symlinks: Iterable[str] = ()
+) -> str | None:
+    """Given a tar member and the symlink names seen so far in the same archive, return why it is
+    unsafe to extract (path, type, link target, written through a symlink), or None if it is safe."""
+    name = normalize_name(member.name)
+    problem = path_problem(name)
+    if problem:
+        return problem
+    kind = _kind(member)
+    if kind in ("device", "fifo", "other"):
+        return f"is a {kind} ({'char/block special file' if kind == 'device' else 'special file'})"
+    links = set(symlinks)
+    parts = name.split("/")
+    for i in range(1, len(parts)):
+        prefix = "/".join(parts[:i])
+        if prefix in links:
+            return f"would be written through the symlink {prefix!r}"
+    if kind == "symlink":
+        return link_target_problem(name, member.linkname, absolute_ok=absolute_links_ok, symlinks=links)
+    if kind == "hardlink":
+        target = normalize_name(member.linkname)
+        target_problem = path_problem(target)
+        if target_problem:
+            return f"is a hard link whose target {target_problem}"
+    return None
+
+
+class _MemberGuard:
+    """Tracks one tar's members to apply member_problem plus the no-duplicates rule."""
+
+    def __init__(self, *, absolute_links_ok: bool) -> None:
+        self.absolute_links_ok = absolute_links_ok
+        self.symlinks: set[str] = set()
+        self.seen: set[str] = set()
+        self.symlink_members: list[tarfile.TarInfo] = []
+
+    def problem(self, member: tarfile.TarInfo) -> str | None:
+        """Return why `member` is unsafe given the members before it, or None; record it."""
+        name = normalize_name(member.name)
+        problem = member_problem(member, absolute_links_ok=self.absolute_links_ok, symlinks=self.symlinks)
+        if problem is None and name in self.seen and not member.isdir():
+            problem = "appears twice in the archive"
+        self.seen.add(name)
+        if member.issym():
+            self.symlinks.add(name)
+            self.symlink_members.append(member)
+        return problem
+
+    def late_link_problems(self) -> list[tuple[str, str]]:
+        """Recheck every symlink against all symlinks of the archive (later ones included)."""
+        out = []
+        for m in self.symlink_members:
+            name = normalize_name(m.name)
+            others = self.symlinks - {name}
+            p = link_target_problem(name, m.linkname, absolute_ok=self.absolute_links_ok, symlinks=others)
+            if p:
+                out.append((name, p))
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# BSON
+
+
+def iter_bson_documents(stream: IO[bytes], *, max_doc: int = MAX_BSON_DOC) -> Iterator[bytes]:
+    """Given a stream of concatenated BSON documents (a mongodump .bson file), yield each raw
+    document (bytes, length prefix included). Raise ValueError on a bad length or truncation."""
+    offset = 0
+    while True:
+        head = stream.read(4)
+        if not head:
+            return
+        if len(head) < 4:
+            raise ValueError(f"truncated length prefix at byte {offset}")
+        length = int.from_bytes(head, "little", signed=True)
+        if length < 5 or length > max_doc:
+            raise ValueError(f"bad document length {length} at byte {offset}")
+        body = _read_exact(stream, length - 4)
+        if len(body) < length - 4:
+            raise ValueError(f"document at byte {offset} is truncated ({len(body) + 4} of {length} bytes)")
+        if body[-1:] != b"\x00":
+            raise ValueError(f"document at byte {offset} does not end with a NUL byte")
+        offset += length
+        yield head + body
+
+
+def _read_exact(stream: IO[bytes], n: int) -> bytes:
+    """Read up to n bytes, looping over short reads; return fewer only at end of stream."""
+    parts = []
+    while n > 0:
+        chunk = stream.read(min(n, CHUNK))
+        if not chunk:
+            break
+        parts.append(chunk)
+        n -= len(chunk)
+    return b"".join(parts)
+
+
+def check_bson_stream(stream: IO[bytes], on_doc: Callable[[dict[str, Any]], None] | None = None) -> int:
+    """Given a .bson stream, decode every document (in batches, constant memory) and return the
+    document count; call `on_doc` with each decoded document if given. Raise ValueError if malformed."""
+    count = 0
+    batch: list[bytes] = []
+    size = 0
+    for raw in iter_bson_documents(stream):
+        batch.append(raw)
+        size += len(raw)
+        if size >= BSON_BATCH:
+            count += _decode_batch(batch, count, on_doc)
+            batch, size = [], 0
+    return count + _decode_batch(batch, count, on_doc)
+
+
+def _decode_batch(batch: list[bytes], first: int, on_doc: Callable[[dict[str, Any]], None] | None) -> int:
+    """Decode raw documents; return how many. Raise ValueError naming the first bad document."""
+    if not batch:
+        return 0
+    try:
+        docs = bson.decode_all(b"".join(batch))
+    except Exception:
+        for i, raw in enumerate(batch):
+            try:
+                bson.decode(raw)
+            except Exception as err:
+                raise ValueError(f"document {first + i + 1} does not decode: {err}") from err
+        raise
+    if on_doc is not None:
+        for doc in docs:
+            on_doc(doc)
+    return len(docs)
+
+
+# ---------------------------------------------------------------------------------------------
+# verify
+
+
+STREAM_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, ValueError)
+
+
+def verify_archive(
+    path: str | os.PathLike[str],
+    *,
+    expected_sha256: str | None = None,
+    expected_sha1_b64: str | None = None,
+    expected_size: int | None = None,
+) -> VerifyReport:
+    """Given an archive file, verify it in one streaming pass and return the VerifyReport.
+
+    Checks: readable gzip+tar (CRC included), digests against the expectations given, member safety
+    (outer and root.tar), metadata.json parses (FormatVersion 0/1), root.tar and dump/ exist, dump
+    .bson files are well-formed, manifest entries match. Raise NotFoundError if the file is missing;
+    never raise for a bad archive (call `report.raise_for_failures()`).
+    """
+    from jujubackup.errors import NotFoundError
+
+    p = Path(path)
+    if not p.is_file():
+        raise NotFoundError(f"archive {p} not found", "give the path of a juju-backup .tar.gz")
+    with p.open("rb") as raw:
+        return verify_stream(
+            raw,
+            label=str(p),
+            expected_sha256=expected_sha256,
+            expected_sha1_b64=expected_sha1_b64,
+            expected_size=expected_size,
+        )
+
+
+def verify_stream(
+    raw: IO[bytes],
+    *,
+    label: str,
+    expected_sha256: str | None = None,
+    expected_sha1_b64: str | None = None,
+    expected_size: int | None = None,
+) -> VerifyReport:
+    """Like verify_archive, over a readable binary stream positioned at the archive's first byte."""
+    report = VerifyReport(label=label)
+    reader = _HashingReader(raw)
+    state = _VerifyState(report)
+    try:
+        with gzip.GzipFile(fileobj=reader, mode="rb") as gz:  # type: ignore[call-overload]
+            with tarfile.open(fileobj=gz, mode="r|") as tar:
+                for member in tar:
+                    state.member(tar, member)
+            _copy_hashing(gz)  # read to the gzip trailer: checks CRC and length
+        report.add("readable", True, "gzip and tar streams read to the end, gzip CRC matches")
+    except STREAM_ERRORS as err:
+        report.add("readable", False, f"archive is truncated or corrupt ({_err_text(err)})")
+    except JujuBackupError as err:
+        report.add("readable", False, err.message)
+    reader.drain()
+    report.digest = reader.digest()
+    _check_digests(report, expected_sha256, expected_sha1_b64, expected_size)
+    state.finish()
+    return report
+
+
+def _err_text(err: BaseException) -> str:
+    text = str(err) or type(err).__name__
+    return text if len(text) < 200 else text[:200] + "…"
+
+
+def _check_digests(
+    report: VerifyReport, sha256: str | None, sha1_b64: str | None, size: int | None
+) -> None:
+    """Compare the archive digests with the expected ones (those given, plus metadata's Checksum)."""
+    digest = report.digest
+    assert digest is not None
+    if size is not None:
+        report.add("size", digest.size == size, f"size {digest.size} bytes (expected {size})")
+    if sha256:
+        ok = digest.sha256 == sha256.lower()
+        report.add("sha256", ok, f"SHA-256 {digest.sha256}" + ("" if ok else f" does not match {sha256}"))
+    if sha1_b64:
+        ok = digest.sha1_b64 == sha1_b64
+        report.add("sha1", ok, f"SHA-1 {digest.sha1_b64}" + ("" if ok else f" does not match {sha1_b64}"))
+
+
+class _VerifyState:
+    """Per-pass state of verify_stream: member checks, hashes, metadata, HANodes inputs."""
+
+    def __init__(self, report: VerifyReport) -> None:
+        self.report = report
+        self.guard = _MemberGuard(absolute_links_ok=False)
+        self.root_guard = _MemberGuard(absolute_links_ok=True)
+        self.hashes: dict[str, tuple[int, str]] = {}
+        self.unsafe: list[str] = []
+        self.bad_bson: list[str] = []
+        self.metadata_error: str | None = None
+        self.manifest_raw: bytes | None = None
+        self.controller_nodes: int | None = None
+        self.machine_counts: dict[str, int] = {}
+        self.root_seen = False
+        self.root_error: str | None = None
+        self.dump_seen = False
+
+    def member(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        """Check one outer member and read its content if it is a regular file."""
+        name = normalize_name(member.name)
+        problem = self.guard.problem(member)
+        if problem is None and name != TOP and not name.startswith(TOP + "/"):
+            problem = f"is outside the {TOP}/ folder"
+        rel = name[len(TOP) + 1 :] if name.startswith(TOP + "/") else name
+        if problem:
+            self.unsafe.append(f"member {member.name!r} {problem}")
+        if rel == DUMP_DIR or rel.startswith(DUMP_DIR + "/"):
+            self.dump_seen = True
+        info = MemberInfo(rel, _kind(member), member.size, member.mode, member.linkname)
+        if member.isreg() and not problem:
+            fileobj = tar.extractfile(member)
+            assert fileobj is not None
+            info = MemberInfo(rel, "file", member.size, member.mode, "", self._read_file(rel, fileobj))
+        self.report.members.append(info)
+
+    def _read_file(self, rel: str, fileobj: IO[bytes]) -> str:
+        """Read one outer regular file, checking it by kind; return its sha256 hex."""
+        hashed = _HashingReader(fileobj)
+        if rel == METADATA:
+            self._read_metadata(hashed.read(MAX_SMALL_MEMBER + 1))
+        elif rel == MANIFEST:
+            self.manifest_raw = hashed.read(MAX_SMALL_MEMBER + 1)
+        elif rel == ROOT_TAR:
+            self._read_root_tar(hashed)
+        elif rel.startswith(DUMP_DIR + "/") and rel.endswith(".bson"):
+            self._read_bson(rel, hashed)
+        hashed.drain()
+        self.hashes[rel] = (hashed.size, hashed.sha256.hexdigest())
+        return hashed.sha256.hexdigest()
+
+    def _read_metadata(self, data: bytes) -> None:
+        try:
+            self.report.metadata = parse_metadata_json(data)
+        except VerifyError as err:
+            self.metadata_error = err.message
+
+    def _read_root_tar(self, stream: Any) -> None:
+        self.root_seen = True
+        try:
+            with tarfile.open(fileobj=stream, mode="r|") as inner:
+                for m in inner:
+                    problem = self.root_guard.problem(m)
+                    if problem:
+                        self.unsafe.append(f"root.tar member {m.name!r} {problem}")
+                    self.report.root_members.append(
+                        MemberInfo(normalize_name(m.name), _kind(m), m.size, m.mode, m.linkname)
+                    )
+        except tarfile.TarError as err:
+            self.root_error = f"root.tar is not a readable tar ({_err_text(err)})"
+
+    def _read_bson(self, rel: str, stream: Any) -> None:
+        self.report.dump_files.append(rel)
+        on_doc: Callable[[dict[str, Any]], None] | None = None
+        machines: list[dict[str, Any]] = []
+        if rel == f"{DUMP_DIR}/juju/machines.bson":
+            on_doc = lambda d: machines.append({k: d.get(k) for k in ("jobs", "model-uuid", "env-uuid")})  # noqa: E731
+        try:
+            count = check_bson_stream(stream, on_doc)
+        except ValueError as err:
+            self.bad_bson.append(f"{rel} is not well-formed BSON: {err}")
+            return
+        if rel == f"{DUMP_DIR}/juju/controllerNodes.bson":
+            self.controller_nodes = count
+        if machines:
+            self.machine_counts = count_controller_machines(machines)
+
+    def finish(self) -> None:
+        """Record the checks that need the whole pass."""
+        r = self.report
+        for name, problem in self.root_guard.late_link_problems():
+            msg = f"root.tar member {name!r} {problem}"
+            if msg not in self.unsafe:
+                self.unsafe.append(msg)
+        if self.unsafe:
+            for msg in self.unsafe:
+                r.add("members", False, msg)
+        else:
+            r.add("members", True, f"{len(r.members)} members and {len(r.root_members)} root.tar members "
+                  "stay inside their root (no absolute paths, '..', escaping links or devices)")
+        self._finish_metadata()
+        self._finish_layout()
+        self._finish_manifest()
+
+    def _finish_metadata(self) -> None:
+        r = self.report
+        if self.metadata_error:
+            r.add("metadata", False, self.metadata_error)
+        elif r.metadata is None:
+            r.add("metadata", False, f"{TOP}/{METADATA} is missing")
+        else:
+            md = r.metadata
+            if md.ha_nodes is None:
+                ha = derive_ha_nodes(self.controller_nodes, self.machine_counts, md.model_uuid)
+                r.metadata = md = _with_ha_nodes(md, ha)
+            r.add("metadata", True, f"metadata FormatVersion {md.format_version}, machine {md.machine!r}, "
+                  f"Juju {md.version}, HANodes {md.ha_nodes}")
+
+    def _finish_layout(self) -> None:
+        r = self.report
+        if not self.root_seen:
+            r.add("root.tar", False, f"{TOP}/{ROOT_TAR} is missing (the archive has no state files)")
+        elif self.root_error:
+            r.add("root.tar", False, self.root_error)
+        else:
+            r.add("root.tar", True, f"root.tar has {len(r.root_members)} members")
+        if not self.dump_seen:
+            r.add("dump", False, f"{TOP}/{DUMP_DIR}/ is missing (the archive has no database dump)")
+        elif self.bad_bson:
+            for msg in self.bad_bson:
+                r.add("dump", False, msg)
+        else:
+            r.add("dump", True, f"{len(r.dump_files)} dump .bson files are well-formed BSON")
+
+    def _finish_manifest(self) -> None:
+        r = self.report
+        if self.manifest_raw is None:
+            r.add("manifest", True, "no manifest.json (an archive made by Juju): member checksums not listed")
+            return
+        try:
+            r.manifest = parse_manifest(self.manifest_raw)
+        except VerifyError as err:
+            r.add("manifest", False, err.message)
+            return
+        problems = compare_manifest(r.manifest, self.hashes)
+        for msg in problems:
+            r.add("manifest", False, msg)
+        if not problems:
+            r.add("manifest", True, f"all {len(r.manifest['files'])} manifest entries match (size, SHA-256)")
+
+
+def _with_ha_nodes(md: BackupMetadata, ha: int) -> BackupMetadata:
+    from dataclasses import replace
+
+    return replace(md, ha_nodes=ha)
+
+
+# ---------------------------------------------------------------------------------------------
+# manifest
+
+
+def build_manifest(
+    files: Iterable[ManifestEntry],
+    *,
+    tool_version: str,
+    consistency: str,
+    db_unavailable_seconds: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """Given the archive's regular files (paths relative to juju-backup/, manifest.json excluded),
+    return the manifest.json object (files sorted by path)."""
+    return {
+        "format-version": MANIFEST_FORMAT_VERSION,
+        "tool": f"jujubackup {tool_version}",
+        "consistency": consistency,
+        "db-unavailable-seconds": dict(db_unavailable_seconds or {}),
+        "files": [
+            {"path": e.path, "size": e.size, "sha256": e.sha256} for e in sorted(files, key=lambda e: e.path)
+        ],
+    }
+
+
+def manifest_entries_for_dir(top: str | os.PathLike[str]) -> list[ManifestEntry]:
+    """Given a staging `juju-backup/` directory, return a ManifestEntry per regular file under it
+    (manifest.json excluded, symlinks not followed)."""
+    root = Path(top)
+    out = []
+    for dirpath, _dirs, files in os.walk(root):
+        for fname in files:
+            full = Path(dirpath) / fname
+            rel = full.relative_to(root).as_posix()
+            if rel == MANIFEST or full.is_symlink() or not full.is_file():
+                continue
+            with full.open("rb") as f:
+                size, sha = _copy_hashing(f)
+            out.append(ManifestEntry(rel, size, sha))
+    return out
+
+
+def parse_manifest(data: bytes | str) -> dict[str, Any]:
+    """Given manifest.json text, return it as a dict. Raise VerifyError if malformed or newer than 1."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise VerifyError(f"manifest.json is not valid JSON: {err}") from err
+    if not isinstance(doc, dict) or not isinstance(doc.get("files"), list):
+        raise VerifyError("manifest.json has no 'files' list")
+    version = doc.get("format-version")
+    if version != MANIFEST_FORMAT_VERSION:
+        raise VerifyError(f"manifest.json format-version {version!r} is not one this jujubackup reads (1)")
+    for entry in doc["files"]:
+        if not isinstance(entry, dict) or not {"path", "size", "sha256"} <= entry.keys():
+            raise VerifyError(f"manifest.json has a malformed entry {entry!r}")
+    return doc
+
+
+def compare_manifest(manifest: Mapping[str, Any], seen: Mapping[str, tuple[int, str]]) -> list[str]:
+    """Given a parsed manifest and {path: (size, sha256)} of the archive's regular files, return one
+    message per mismatch: missing file, size or SHA-256 differs, file not listed."""
+    problems = []
+    listed = set()
+    for entry in manifest["files"]:
+        path = str(entry["path"])
+        listed.add(path)
+        if path not in seen:
+            problems.append(f"manifest lists {path} but the archive does not contain it")
+            continue
+        size, sha = seen[path]
+        if size != entry["size"]:
+            problems.append(f"{path} is {size} bytes, the manifest says {entry['size']}")
+        elif sha != entry["sha256"]:
+            problems.append(f"{path} SHA-256 {sha} does not match the manifest ({entry['sha256']})")
+    for path in sorted(set(seen) - listed - {MANIFEST}):
+        problems.append(f"{path} is in the archive but not in the manifest")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# reading members
+
+
+def read_members(
+    path: str | os.PathLike[str],
+    names: Iterable[str] = (),
+    root_names: Iterable[str] = (),
+    *,
+    max_bytes: int = MAX_SMALL_MEMBER,
+) -> MemberContents:
+    """Given an archive and outer member paths (relative to juju-backup/) and root.tar member names,
+    return their contents in one streaming pass. Absent members are absent from the result.
+    Raise VerifyError if the archive is unreadable or a wanted member is larger than `max_bytes`."""
+    wanted = set(names)
+    root_wanted = {normalize_name(n.lstrip("/")) for n in root_names}
+    files: dict[str, bytes] = {}
+    root_files: dict[str, bytes] = {}
+    try:
+        with open(path, "rb") as raw, tarfile.open(fileobj=raw, mode="r|gz") as tar:
+            for member in tar:
+                rel = _rel(member.name)
+                if not member.isreg() or (rel not in wanted and not (rel == ROOT_TAR and root_wanted)):
+                    continue
+                fileobj = tar.extractfile(member)
+                assert fileobj is not None
+                if rel == ROOT_TAR and root_wanted:
+                    root_files.update(_read_root_members(fileobj, root_wanted, max_bytes))
+                if rel in wanted:
+                    files[rel] = _read_capped(fileobj, rel, max_bytes)
+    except STREAM_ERRORS as err:
+        raise VerifyError(f"archive {path} is truncated or corrupt ({_err_text(err)})") from err
+    return MemberContents(files, root_files)
+
+
+def _rel(name: str) -> str:
+    """Return an outer member name relative to juju-backup/."""
+    name = normalize_name(name)
+    return name[len(TOP) + 1 :] if name.startswith(TOP + "/") else name
+
+
+def _read_capped(fileobj: IO[bytes], label: str, max_bytes: int) -> bytes:
+    data = fileobj.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise VerifyError(f"archive member {label} is larger than {max_bytes} bytes; not read into memory")
+    return data
+
+
+def _read_root_members(stream: IO[bytes], wanted: set[str], max_bytes: int) -> dict[str, bytes]:
+    out = {}
+    with tarfile.open(fileobj=stream, mode="r|") as inner:
+        for m in inner:
+            name = normalize_name(m.name)
+            if m.isreg() and name in wanted:
+                f = inner.extractfile(m)
+                assert f is not None
+                out[name] = _read_capped(f, f"root.tar:{name}", max_bytes)
+    return out
+
+
+def agent_conf_path(machine_id: str) -> str:
+    """Return the root.tar member name of machine N's agent.conf."""
+    return f"var/lib/juju/agents/machine-{machine_id}/agent.conf"
+
+
+def read_agent_conf(path: str | os.PathLike[str], machine_id: str) -> str:
+    """Given an archive and the backed-up machine id, return its agent.conf text from root.tar.
+    Raise VerifyError if root.tar has no such file."""
+    name = agent_conf_path(machine_id)
+    found = read_members(path, root_names=[name]).root_files
+    if name not in found:
+        raise VerifyError(f"root.tar of {path} has no {name}", "is this the backup of another machine?")
+    return found[name].decode("utf-8")
+
+
+# ---------------------------------------------------------------------------------------------
+# rewriting
+
+
+def rewrite_archive(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    transforms: Mapping[str, Transform] | None = None,
+    root_transforms: Mapping[str, Callable[[bytes], bytes]] | None = None,
+    compresslevel: int = 6,
+    tmp_dir: str | os.PathLike[str] | None = None,
+) -> RewriteResult:
+    """Copy archive `src` to `dst` (created 0600), streaming, replacing members.
+
+    `transforms` maps outer paths (relative to juju-backup/, e.g. "dump/juju/machines.bson") to a
+    function reading the old content and writing the new; `root_transforms` maps root.tar member
+    names to a function old bytes -> new bytes. Other members are copied with their headers; the
+    manifest (if any) is written last with updated entries. Return the new digests and what was
+    replaced. Raise VerifyError if `src` is unreadable (dst is removed then).
+    """
+    transforms = dict(transforms or {})
+    root_transforms = {normalize_name(k): v for k, v in (root_transforms or {}).items()}
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out_raw:
+            writer = _HashingWriter(out_raw)
+            job = _Rewrite(transforms, root_transforms, tmp_dir)
+            with gzip.GzipFile(fileobj=writer, mode="wb", compresslevel=compresslevel, mtime=0) as gz:
+                job.run(src, cast(IO[bytes], gz))
+        return RewriteResult(writer.digest(), tuple(job.replaced), tuple(job.root_replaced))
+    except BaseException:
+        Path(dst).unlink(missing_ok=True)
+        raise
+
+
+class _Rewrite:
+    """One rewrite_archive pass."""
+
+    def __init__(
+        self,
+        transforms: dict[str, Transform],
+        root_transforms: dict[str, Callable[[bytes], bytes]],
+        tmp_dir: str | os.PathLike[str] | None,
+    ) -> None:
+        self.transforms = transforms
+        self.root_transforms = root_transforms
+        self.tmp_dir = tmp_dir
+        self.replaced: list[str] = []
+        self.root_replaced: list[str] = []
+        self.new_hashes: dict[str, tuple[int, str]] = {}
+        self.manifest: tuple[tarfile.TarInfo, bytes] | None = None
+
+    def run(self, src: str | os.PathLike[str], out: IO[bytes]) -> None:
+        try:
+            with (
+                open(src, "rb") as raw,
+                gzip.GzipFile(fileobj=raw, mode="rb") as gz,
+                tarfile.open(fileobj=gz, mode="r|") as tin,
+                tarfile.open(fileobj=out, mode="w|") as tout,
+            ):
+                for member in tin:
+                    self._member(tin, tout, member)
+                self._write_manifest(tout)
+        except STREAM_ERRORS as err:
+            raise VerifyError(f"archive {src} is truncated or corrupt ({_err_text(err)})") from err
+
+    def _member(self, tin: tarfile.TarFile, tout: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        rel = _rel(member.name)
+        if not member.isreg():
+            tout.addfile(member)
+            return
+        fileobj = tin.extractfile(member)
+        assert fileobj is not None
+        if rel == MANIFEST:
+            self.manifest = (member, _read_capped(fileobj, MANIFEST, MAX_SMALL_MEMBER))
+        elif rel in self.transforms:
+            self._replace(tout, member, rel, lambda dst: self.transforms[rel](fileobj, dst))
+            self.replaced.append(rel)
+        elif rel == ROOT_TAR and self.root_transforms:
+            self._replace(tout, member, rel, lambda dst: self._rewrite_root(fileobj, dst))
+            self.replaced.append(rel)
+        else:
+            tout.addfile(member, fileobj)
+
+    def _replace(
+        self, tout: tarfile.TarFile, member: tarfile.TarInfo, rel: str, produce: Callable[[IO[bytes]], None]
+    ) -> None:
+        """Write the new content to a temp file (the tar header needs its size), then add it."""
+        with tempfile.TemporaryFile(dir=self.tmp_dir) as tmp:
+            produce(tmp)
+            tmp.seek(0)
+            size, sha = _copy_hashing(tmp)
+            tmp.seek(0)
+            info = _copy_info(member, size)
+            tout.addfile(info, tmp)
+        self.new_hashes[rel] = (size, sha)
+
+    def _rewrite_root(self, src: IO[bytes], dst: IO[bytes]) -> None:
+        with tarfile.open(fileobj=src, mode="r|") as tin, tarfile.open(
+            fileobj=dst, mode="w|", format=tarfile.GNU_FORMAT
+        ) as tout:
+            for m in tin:
+                name = normalize_name(m.name)
+                f = tin.extractfile(m) if m.isreg() else None
+                if f is not None and name in self.root_transforms:
+                    data = self.root_transforms[name](f.read())
+                    info = _copy_info(m, len(data))
+                    tout.addfile(info, _BytesReader(data))
+                    self.root_replaced.append(name)
+                else:
+                    tout.addfile(m, f)
+
+    def _write_manifest(self, tout: tarfile.TarFile) -> None:
+        if self.manifest is None:
+            return
+        member, data = self.manifest
+        doc = json.loads(data)
+        for entry in doc.get("files", []):
+            if entry.get("path") in self.new_hashes:
+                entry["size"], entry["sha256"] = self.new_hashes[entry["path"]]
+        new = (json.dumps(doc, indent=2, sort_keys=False) + "\n").encode()
+        tout.addfile(_copy_info(member, len(new)), _BytesReader(new))
+
+
+class _BytesReader:
+    """Minimal readable stream over bytes (what tarfile.addfile needs)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = memoryview(data)
+        self.pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        end = len(self.data) if n < 0 else min(len(self.data), self.pos + n)
+        chunk = bytes(self.data[self.pos : end])
+        self.pos = end
+        return chunk
+
+
+def _copy_info(member: tarfile.TarInfo, size: int) -> tarfile.TarInfo:
+    """Return a copy of a member's header with a new size."""
+    info = tarfile.TarInfo(member.name)
+    for attr in ("mode", "uid", "gid", "uname", "gname", "mtime", "type"):
+        setattr(info, attr, getattr(member, attr))
+    info.pax_headers = dict(member.pax_headers)
+    info.size = size
+    return info
+
+
+# ---------------------------------------------------------------------------------------------
+# safe extraction
+
+
+def safe_extract(
+    tar: tarfile.TarFile, dest: str | os.PathLike[str], *, numeric_owner: bool = False
+) -> list[str]:
+    """Extract every member of `tar` (any mode, stream mode included) under `dest`, preserving
+    modes, times and (as root) owners, and the archive's symlinks; return the names extracted.
+
+    Raise VerifyError at the first unsafe member (see the module rules; absolute symlink targets are
+    allowed when they stay inside the root, as for root.tar onto "/"), or a member whose parent on
+    disk resolves outside `dest`. An existing symlink at a file's path is replaced, never followed.
+    Members before the unsafe one stay extracted: extract into a fresh directory when that matters.
+    """
+    root = Path(dest).resolve()
+    guard = _MemberGuard(absolute_links_ok=True)
+    done = []
+    for member in tar:
+        problem = guard.problem(member)
+        if problem:
+            raise VerifyError(f"refusing to extract: member {member.name!r} {problem}")
+        target = root / normalize_name(member.name)
+        _check_on_disk(root, target, member)
+        if not member.isdir() and target.is_symlink():
+            target.unlink()
+        if member.islnk():
+            _check_on_disk(root, root / normalize_name(member.linkname), member)
+        tar.extract(member, path=root, numeric_owner=numeric_owner, filter="fully_trusted")
+        done.append(normalize_name(member.name))
+    return done
+
+
+def _check_on_disk(root: Path, target: Path, member: tarfile.TarInfo) -> None:
+    """Raise VerifyError if `target`'s parent (or, for a directory, itself) resolves outside `root`."""
+    probe = target if member.isdir() else target.parent
+    real = probe.resolve()
+    if real != root and root not in real.parents:
+        raise VerifyError(
+            f"refusing to extract: member {member.name!r} would land outside {root} (via {real})",
+            "a symlink on the destination points outside it",
+        )
+
