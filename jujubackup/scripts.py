@@ -26,12 +26,15 @@ def shell_quote(value: Any) -> str:
 
 
 class _ResourceLoader(jinja2.BaseLoader):
-    """Load templates from the package data of jujubackup.remote_scripts."""
+    """Load templates from the package data of jujubackup.remote_scripts (or another package)."""
+
+    def __init__(self, package: str = PACKAGE) -> None:
+        self.package = package
 
     def get_source(
         self, environment: jinja2.Environment, template: str
     ) -> tuple[str, str | None, Any]:
-        path = resources.files(PACKAGE).joinpath(template)
+        path = resources.files(self.package).joinpath(template)
         if not path.is_file():
             raise jinja2.TemplateNotFound(template)
         return path.read_text(encoding="utf-8"), None, lambda: True
@@ -65,3 +68,27 @@ def render(name: str, **values: Any) -> str:
     template exists.
     """
     return environment().get_template(name + SUFFIX).render(**values)
+
+
+FILES_PACKAGE = "jujubackup.templates"
+
+
+@lru_cache(maxsize=1)
+def files_environment() -> jinja2.Environment:
+    """Return the (cached) jinja2 Environment for `jujubackup/templates/` (files installed on hosts)."""
+    env = jinja2.Environment(
+        loader=_ResourceLoader(FILES_PACKAGE),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["q"] = shell_quote
+    return env
+
+
+def render_file(name: str, **values: Any) -> str:
+    """Given a template file name in jujubackup/templates (`jujud-machine.service.j2`) and its values,
+    return the rendered text. Raise jinja2.UndefinedError for a missing value."""
+    return files_environment().get_template(name).render(**values)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.unit.restore_script_samples import RESTORE_SAMPLES
+
 SAMPLES: dict[str, dict[str, Any] | list[dict[str, Any]]] = {
     # helper HOST: detached jobs (jujubackup/host/ssh.py)
     "detached": {
@@ -22,3 +24,6 @@ SAMPLES: dict[str, dict[str, Any] | list[dict[str, Any]]] = {
     "detached_wrapper": {},
     "detached_poll": {"job_dir": "/run/jujubackup/create-0a1b2c3d"},
 }
+
+# helper RESTORE: restore-*.sh.j2 (values in tests/unit/restore_script_samples.py)
+SAMPLES.update(RESTORE_SAMPLES)
