@@ -1,0 +1,208 @@
+"""Resolve ConnectionSettings into SSH targets and connected Hosts (issue 3, "Connecting").
+
+Sources, in order of precedence: what `-H [user@]host[:port]` says, then the ssh config (`-F`, default
+~/.ssh/config: HostName, User, Port, IdentityFile, UserKnownHostsFile, ProxyJump), then defaults.
+`-c NAME` adds the api-endpoint hosts of a controller from the Juju client's controllers.yaml (user
+ubuntu, key $JUJU_DATA/ssh/juju_id_rsa). Several hosts: the first that connects and is accepted wins.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from jujubackup.errors import ConnectError, JujuBackupError, NotFoundError, UsageError
+from jujubackup.host.base import Host
+from jujubackup.host.ssh import SSHHost
+from jujubackup.host.sshconfig import lookup
+from jujubackup.host.target import SSHTarget
+from jujubackup.settings import ConnectionSettings
+from jujubackup.ui import UI
+
+MAX_JUMPS = 5
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """One parsed `[user@]host[:port]` value (user/port None when not given)."""
+
+    host: str
+    user: str | None = None
+    port: int | None = None
+
+
+def parse_host(value: str) -> HostSpec:
+    """Given `[user@]host[:port]` (IPv6 as `[addr]:port`), return its parts. Raise UsageError if bad."""
+    user, _, rest = value.rpartition("@")
+    port: str | None = None
+    if rest.startswith("["):
+        host, _, tail = rest[1:].partition("]")
+        if tail.startswith(":"):
+            port = tail[1:]
+    elif rest.count(":") == 1:
+        host, _, port = rest.partition(":")
+    else:
+        host = rest
+    if not host or (port is not None and not port.isdigit()):
+        raise UsageError(f"bad host {value!r}", hint="use [user@]host[:port]")
+    return HostSpec(host, user or None, int(port) if port else None)
+
+
+def juju_data(env: Mapping[str, str] | None = None) -> Path:
+    """Return the Juju client's data dir: $JUJU_DATA, else ~/.local/share/juju."""
+    env = os.environ if env is None else env
+    value = env.get("JUJU_DATA")
+    return Path(value).expanduser() if value else Path.home() / ".local/share/juju"
+
+
+def controller_hosts(name: str, data_dir: Path) -> tuple[str, ...]:
+    """Given a controller name and the Juju data dir, return the hosts of its api-endpoints, in order.
+
+    Raise NotFoundError if controllers.yaml or the controller is missing, UsageError if unreadable.
+    """
+    path = data_dir / "controllers.yaml"
+    try:
+        doc = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as err:
+        raise NotFoundError(f"no Juju client data at {path}", hint="set JUJU_DATA or use -H") from err
+    except (OSError, YAMLError) as err:
+        raise UsageError(f"cannot read {path}: {err}") from err
+    controllers = doc.get("controllers") or {}
+    if name not in controllers:
+        known = ", ".join(sorted(controllers)) or "none"
+        raise NotFoundError(f"controller {name!r} is not in {path} (known: {known})")
+    hosts: list[str] = []
+    for endpoint in controllers[name].get("api-endpoints") or []:
+        host = parse_host(str(endpoint)).host
+        if host not in hosts:
+            hosts.append(host)
+    if not hosts:
+        raise NotFoundError(f"controller {name!r} in {path} has no api-endpoints")
+    return tuple(hosts)
+
+
+def resolve_target(settings: ConnectionSettings, value: str, *, default_user: str | None = None,
+                   extra_identity: tuple[Path, ...] = (), extra_known: tuple[Path, ...] = (),
+                   depth: int = 0) -> SSHTarget:
+    """Given settings and one `[user@]host[:port]` or alias, return the fully resolved SSHTarget.
+
+    Raise UsageError for a bad value or a ProxyJump chain deeper than MAX_JUMPS.
+    """
+    if depth > MAX_JUMPS:
+        raise UsageError(f"ProxyJump chain for {value} is longer than {MAX_JUMPS} hops")
+    spec = parse_host(value)
+    config_path = settings.ssh_config or Path.home() / ".ssh/config"
+    entry = lookup(config_path, spec.host)
+    identity = ((settings.identity,) if settings.identity else ()) + entry.identity_files + extra_identity
+    if settings.known_hosts:
+        known: tuple[Path, ...] = (settings.known_hosts,)
+    elif entry.known_hosts:
+        known = entry.known_hosts
+    else:
+        known = (Path.home() / ".ssh/known_hosts", *extra_known)
+    jump = None
+    if entry.proxy_jump:
+        hops = [h.strip() for h in entry.proxy_jump.split(",") if h.strip()]
+        for hop in hops:
+            hop_target = resolve_target(settings, hop, depth=depth + 1)
+            jump = _with_jump(hop_target, jump)
+    return SSHTarget(
+        name=spec.host,
+        hostname=entry.hostname or spec.host,
+        port=spec.port or entry.port or 22,
+        user=spec.user or settings.user or entry.user or default_user or getpass.getuser(),
+        identity_files=tuple(dict.fromkeys(identity)),
+        known_hosts=known,
+        accept_new_host_key=settings.accept_new_host_key,
+        connect_timeout=settings.connect_timeout,
+        keepalive=settings.keepalive,
+        jump=jump,
+    )
+
+
+def _with_jump(target: SSHTarget, jump: SSHTarget | None) -> SSHTarget:
+    """Return target reached through `jump` (the previous hop), keeping its own jump if it had one."""
+    if jump is None or target.jump is not None:
+        return target
+    return SSHTarget(**{**target.__dict__, "jump": jump})
+
+
+def resolve_targets(settings: ConnectionSettings, env: Mapping[str, str] | None = None) -> list[SSHTarget]:
+    """Given settings, return every target to try, in order: the -H hosts, then -c's endpoints.
+
+    Raise UsageError if there is none, NotFoundError for an unknown controller.
+    """
+    targets = [resolve_target(settings, value) for value in settings.hosts]
+    if settings.controller:
+        data = juju_data(env)
+        key = data / "ssh" / "juju_id_rsa"
+        for host in controller_hosts(settings.controller, data):
+            targets.append(resolve_target(
+                settings, host, default_user="ubuntu",
+                extra_identity=(key,) if key.is_file() else (),
+                extra_known=(data / "ssh" / "known_hosts",),
+            ))
+    if not targets:
+        raise UsageError(
+            "no host to connect to",
+            hint="give -H [user@]host[:port] (repeat for HA) or -c CONTROLLER",
+        )
+    return targets
+
+
+def connect_one(settings: ConnectionSettings, target: str | SSHTarget) -> Host:
+    """Given settings and one host value (or a resolved target), return a connected Host.
+
+    Raise ConnectError (exit 3) if it cannot connect, UsageError for a bad value.
+    """
+    resolved = target if isinstance(target, SSHTarget) else resolve_target(settings, target)
+    return SSHHost.connect(resolved)
+
+
+def connect_first(
+    settings: ConnectionSettings, ui: UI, accept: Callable[[Host], bool] = lambda host: True
+) -> Host:
+    """Connect to the settings' hosts in order; return the first that connects and `accept`s.
+
+    `accept(host)` may return False or raise a JujuBackupError to skip a host (e.g. not a healthy
+    controller). Say which host was used (ui.info). With one host its own error is raised; with
+    several, raise ConnectError (exit 3) listing why each was skipped.
+    """
+    targets = resolve_targets(settings)
+    failures: list[tuple[str, JujuBackupError]] = []
+    for target in targets:
+        try:
+            host = SSHHost.connect(target)
+        except JujuBackupError as err:
+            failures.append((target.name, err))
+            if len(targets) > 1:
+                ui.warn(f"{target.display}: {err.message}")
+            continue
+        try:
+            if accept(host):
+                if len(targets) > 1 or settings.controller:
+                    ui.info(f"using {target.display} ({target.hostname})")
+                else:
+                    ui.debug(f"connected to {target.display}")
+                return host
+            reason: JujuBackupError = ConnectError(f"{target.name} is not a healthy controller")
+        except JujuBackupError as err:
+            reason = err
+        host.close()
+        failures.append((target.name, reason))
+        if len(targets) > 1:
+            ui.warn(f"{target.display}: skipped: {reason.message}")
+    if len(failures) == 1:
+        raise failures[0][1]
+    detail = "; ".join(f"{name}: {err.message}" for name, err in failures)
+    hints = {err.hint for _, err in failures if err.hint}
+    raise ConnectError(
+        f"none of {len(targets)} hosts could be used ({detail})",
+        hint=hints.pop() if len(hints) == 1 else "check each host with `jujubackup -H HOST status`",
+    )

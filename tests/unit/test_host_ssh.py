@@ -1,0 +1,224 @@
+"""SSHHost against a throwaway sshd on 127.0.0.1 (tests/unit/local_sshd.py): host keys, auth, run,
+detached jobs with the heartbeat watchdog, and raw get/put streams."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jujubackup.errors import EXIT_CONNECT, EXIT_REMOTE, ConnectError, NotFoundError, RemoteStepError
+from jujubackup.host.ssh import SSHHost
+from jujubackup.host.target import SSHTarget
+from tests.unit.local_sshd import LocalSSHD, local_sshd
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSSHD]:
+    with local_sshd(tmp_path_factory.mktemp("sshd") / "server") as server:
+        yield server
+
+
+def target_for(server: LocalSSHD, **changes: object) -> SSHTarget:
+    values: dict[str, object] = {
+        "name": "local", "hostname": "127.0.0.1", "port": server.port, "user": "root",
+        "identity_files": (server.key,), "known_hosts": (server.known_hosts,), "connect_timeout": 5.0,
+    }
+    values.update(changes)
+    return SSHTarget(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def host(sshd: LocalSSHD) -> Iterator[SSHHost]:
+    with SSHHost.connect(target_for(sshd)) as connected:
+        yield connected
+
+
+def wait_for(predicate, what: str, limit: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    end = time.monotonic() + limit
+    while not predicate():
+        assert time.monotonic() < end, f"gave up waiting for {what}"
+        time.sleep(0.2)
+
+
+# -- connecting -------------------------------------------------------------------------------------
+
+def test_unknown_host_key_is_refused(sshd: LocalSSHD, tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    with pytest.raises(ConnectError) as caught:
+        SSHHost.connect(target_for(sshd, known_hosts=(empty,)))
+    assert caught.value.exit_code == EXIT_CONNECT
+    assert "not known" in caught.value.message
+    assert "--accept-new-host-key" in (caught.value.hint or "")
+    assert empty.read_text() == ""
+
+
+def test_accept_new_host_key_records_it(sshd: LocalSSHD, tmp_path: Path) -> None:
+    known = tmp_path / "ssh" / "known_hosts"
+    with SSHHost.connect(target_for(sshd, known_hosts=(known,), accept_new_host_key=True)) as host:
+        assert host.run("id", "id -u").stdout.strip() == "0"
+    assert known.read_text() == sshd.known_hosts_line()
+    assert known.stat().st_mode & 0o777 == 0o600
+    with SSHHost.connect(target_for(sshd, known_hosts=(known,))) as host:  # now known: no flag needed
+        assert host.run("true", "true").returncode == 0
+
+
+def test_changed_host_key_is_refused_even_with_accept_new(sshd: LocalSSHD, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{sshd.port} " + " ".join(other.with_suffix(".pub").read_text().split()[:2]))
+    with pytest.raises(ConnectError) as caught:
+        SSHHost.connect(target_for(sshd, known_hosts=(known,), accept_new_host_key=True))
+    assert caught.value.exit_code == EXIT_CONNECT
+    assert "CHANGED" in caught.value.message
+    assert f"ssh-keygen -f {known} -R '[127.0.0.1]:{sshd.port}'" in (caught.value.hint or "")
+
+
+def test_wrong_key_is_an_auth_failure(sshd: LocalSSHD, tmp_path: Path) -> None:
+    stranger = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
+    with pytest.raises(ConnectError) as caught:
+        SSHHost.connect(target_for(sshd, identity_files=(stranger,)))
+    assert caught.value.exit_code == EXIT_CONNECT
+    assert "authentication as root" in caught.value.message
+
+
+def test_refused_port_is_a_connect_error(sshd: LocalSSHD) -> None:
+    with pytest.raises(ConnectError) as caught:
+        SSHHost.connect(target_for(sshd, port=1))
+    assert caught.value.exit_code == EXIT_CONNECT
+
+
+def test_prefers_aes_gcm(host: SSHHost) -> None:
+    transport = host._client.get_transport()
+    assert transport is not None
+    assert transport.remote_cipher == "aes128-gcm@openssh.com"
+
+
+# -- run ----------------------------------------------------------------------------------------------
+
+def test_run_returns_output_and_keeps_the_script_out_of_argv(host: SSHHost) -> None:
+    result = host.run("argv", "set -euo pipefail\ntr '\\0' ' ' </proc/$$/cmdline\necho; echo note >&2\n")
+    assert result.stdout.split() == ["bash", "-s"]
+    assert result.stderr == "note\n"
+
+
+def test_run_passes_stdin_after_the_script(host: SSHHost) -> None:
+    script = "read -r first\necho \"first=$first\"\nwc -c\n"
+    result = host.run("stdin", script, stdin=b"one\n" + b"x" * 300_000)
+    assert result.stdout.split() == ["first=one", "300000"]
+
+
+def test_run_failure_carries_script_rc_and_stderr(host: SSHHost) -> None:
+    with pytest.raises(RemoteStepError) as caught:
+        host.run("probe", "echo starting >&2\necho 'disk is on fire' >&2\nexit 5\n")
+    err = caught.value
+    assert (err.script, err.returncode, err.exit_code) == ("probe", 5, EXIT_REMOTE)
+    assert "disk is on fire" in err.message and "probe" in err.message
+    assert host.run("nocheck", "exit 2", check=False).returncode == 2
+
+
+def test_large_output_does_not_deadlock(host: SSHHost) -> None:
+    result = host.run("big", "head -c 5000000 /dev/zero | tr '\\0' a\nhead -c 5000000 /dev/zero >&2\n")
+    assert len(result.stdout) == 5_000_000 and len(result.stderr) == 5_000_000
+
+
+def test_result_json(host: SSHHost) -> None:
+    assert host.run("json", "echo noise\necho '{\"a\": 1}'\n").json() == {"a": 1}
+
+
+# -- detached ----------------------------------------------------------------------------------------
+
+def test_run_detached_forwards_stderr_and_returns_stdout(host: SSHHost) -> None:
+    lines: list[str] = []
+    script = "echo one >&2\nsleep 0.6\necho two >&2\necho '{\"done\": true}'\n"
+    result = host.run_detached("job", script, poll=0.1, on_stderr=lines.append)
+    assert result.json() == {"done": True}
+    assert lines == ["one", "two"]
+    assert host.run("ls", "ls -A /run/jujubackup").stdout == ""
+
+
+def test_run_detached_failure_is_a_remote_step_error(host: SSHHost) -> None:
+    with pytest.raises(RemoteStepError) as caught:
+        host.run_detached("dump", "echo 'mongodump: no reachable servers' >&2\nexit 7\n", poll=0.1)
+    assert caught.value.returncode == 7
+    assert "no reachable servers" in caught.value.message
+
+
+def test_run_detached_timeout_aborts_the_job_and_runs_its_traps(host: SSHHost, tmp_path: Path) -> None:
+    marker = tmp_path / "trap-ran"
+    script = f"trap 'echo restored > {marker}' EXIT\nsleep 300\n"
+    with pytest.raises(RemoteStepError) as caught:
+        host.run_detached("slow", script, poll=0.1, timeout=1)
+    assert "timed out" in caught.value.message
+    assert marker.read_text() == "restored\n"
+
+
+def test_killed_client_lets_the_watchdog_abort_the_job(
+    sshd: LocalSSHD, host: SSHHost, tmp_path: Path
+) -> None:
+    marker = tmp_path / "trap-ran"
+    started = tmp_path / "started"
+    client = tmp_path / "client.py"
+    client.write_text(
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from jujubackup.host.ssh import SSHHost\n"
+        "from jujubackup.host.target import SSHTarget\n"
+        f"t = SSHTarget(name='local', hostname='127.0.0.1', port={sshd.port}, user='root',"
+        f" identity_files=(Path({str(sshd.key)!r}),), known_hosts=(Path({str(sshd.known_hosts)!r}),))\n"
+        f"SSHHost.connect(t).run_detached('create', \"touch {started}; trap 'echo restored > {marker}' EXIT;"
+        " sleep 300\", poll=0.2, heartbeat_timeout=2)\n"
+    )
+    proc = subprocess.Popen([sys.executable, str(client)], cwd=os.getcwd())
+    try:
+        wait_for(started.exists, "the detached job to start")
+        assert not marker.exists()
+    finally:
+        proc.kill()
+        proc.wait()
+    wait_for(marker.exists, "the watchdog to TERM the job")
+    assert marker.read_text() == "restored\n"
+    wait_for(lambda: host.run("ls", "ls -A /run/jujubackup").stdout == "", "the state dir to be removed")
+
+
+# -- streams -----------------------------------------------------------------------------------------
+
+def test_put_get_round_trip_with_offsets(host: SSHHost, tmp_path: Path) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    remote = str(tmp_path / "remote.bin")
+    moved: list[int] = []
+    assert host.put(io.BytesIO(data[:1_000_000]), remote, progress=moved.append) == 1_000_000
+    assert host.put(io.BytesIO(data[700_000:]), remote, offset=700_000) == len(data) - 700_000
+    assert Path(remote).read_bytes() == data
+    assert Path(remote).stat().st_mode & 0o777 == 0o600
+    assert sum(moved) == 1_000_000
+    sink = io.BytesIO()
+    assert host.get(remote, sink) == len(data)
+    assert sink.getvalue() == data
+    tail = io.BytesIO()
+    host.get(remote, tail, offset=2_000_000)
+    assert hashlib.sha256(tail.getvalue()).digest() == hashlib.sha256(data[2_000_000:]).digest()
+
+
+def test_put_refuses_an_offset_past_the_end(host: SSHHost, tmp_path: Path) -> None:
+    remote = tmp_path / "short.bin"
+    remote.write_bytes(b"abc")
+    with pytest.raises(RemoteStepError) as caught:
+        host.put(io.BytesIO(b"def"), str(remote), offset=10)
+    assert "fewer than offset 10" in caught.value.message
+    assert remote.read_bytes() == b"abc"
+
+
+def test_get_missing_file_is_not_found(host: SSHHost, tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError):
+        host.get(str(tmp_path / "nope"), io.BytesIO())
