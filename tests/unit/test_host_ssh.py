@@ -75,7 +75,8 @@ def test_changed_host_key_is_refused_even_with_accept_new(sshd: LocalSSHD, tmp_p
     other = tmp_path / "other"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
     known = tmp_path / "known_hosts"
-    known.write_text(f"[127.0.0.1]:{sshd.port} " + " ".join(other.with_suffix(".pub").read_text().split()[:2]))
+    other_key = " ".join(other.with_suffix(".pub").read_text().split()[:2])
+    known.write_text(f"[127.0.0.1]:{sshd.port} {other_key}\n")
     with pytest.raises(ConnectError) as caught:
         SSHHost.connect(target_for(sshd, known_hosts=(known,), accept_new_host_key=True))
     assert caught.value.exit_code == EXIT_CONNECT
