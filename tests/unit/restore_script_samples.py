@@ -19,7 +19,9 @@ _LIB_28: dict[str, Any] = {
     "mongo_shell": "/usr/lib/juju/mongo3.2/bin/mongo",
     "shell_tls_flags": ["--ssl", "--sslAllowInvalidCertificates"],
 }
-_SNAPSHOT_PATHS = ["/var/lib/juju", "/var/snap/juju-db/common", "/etc/systemd/system/snap.juju-db.daemon.service"]
+_SNAPSHOT_PATHS = [
+    "/var/lib/juju", "/var/snap/juju-db/common", "/etc/systemd/system/snap.juju-db.daemon.service",
+]
 
 
 def _both(step: str, **extra: Any) -> list[dict[str, Any]]:
@@ -41,7 +43,8 @@ RESTORE_SAMPLES: dict[str, dict[str, Any] | list[dict[str, Any]]] = {
     "restore-install": _both("install-services", files=[
         {"path": "/etc/systemd/system/jujud-machine-0.service", "mode": "0644", "content": "[Unit]\n",
          "replace": True},
-        {"path": "/etc/systemd/system/juju-db.service", "mode": "0644", "content": "it's\n", "replace": False},
+        {"path": "/etc/systemd/system/juju-db.service", "mode": "0644", "content": "it's\n",
+         "replace": False},
     ]),
     "restore-fresh-db": _both(
         "fresh-db", db_path="/var/snap/juju-db/common/db", server_pem="/var/snap/juju-db/common/server.pem",
@@ -58,5 +61,6 @@ RESTORE_SAMPLES: dict[str, dict[str, Any] | list[dict[str, Any]]] = {
         model_uuid="e2a6a1e5-abea-4393-8593-5a45ae53ab97", wait_seconds=60,
     ),
     "restore-cleanup": _both("cleanup"),
+    "restore-restart": _both("restart"),
     "restore-rollback": _both("rollback", snapshot_paths=_SNAPSHOT_PATHS),
 }

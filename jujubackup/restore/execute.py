@@ -1,0 +1,306 @@
+"""Run a restore plan on the target through the Host seam, journaling each step on the target.
+
+The journal lives in JOURNAL_DIR on the target (0700): `params.json` (everything needed to resume
+without the workstation's state), `steps/<step>.started|.done` (written by the step scripts
+themselves, so a step finished while the client was gone still counts), `stopped` (the units the
+restore stopped, recorded once), `archive.tar.gz`, `unpacked/`, `snapshot.tar`.
+
+Every exit path restarts or reports the services the restore stopped: each step script restarts them
+in its EXIT trap when it fails; a failure outside a script runs `restore-restart`; when the host
+cannot be reached any more the error says which units are stopped and how to continue.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jujubackup import profiles, scripts
+from jujubackup.errors import ConnectError, JujuBackupError, RemoteStepError, VerifyError
+from jujubackup.host.base import Host
+from jujubackup.profiles import Profile
+from jujubackup.restore import plan as P
+
+JOURNAL_DIR = "/var/lib/jujubackup-restore"
+ARCHIVE = f"{JOURNAL_DIR}/archive.tar.gz"
+DETACHED_STEPS = frozenset({P.UPLOAD, P.SNAPSHOT, P.LOAD_DB})
+SCRIPT_OF = {
+    P.UPLOAD: "restore-stage",
+    P.STOP: "restore-stop",
+    P.SNAPSHOT: "restore-snapshot",
+    P.UNTAR: "restore-untar",
+    P.INSTALL: "restore-install",
+    P.FRESH_DB: "restore-fresh-db",
+    P.LOAD_DB: "restore-load-db",
+    P.START: "restore-start",
+    P.VERIFY: "restore-verify",
+    P.CLEANUP: "restore-cleanup",
+}
+VERIFY_WAIT_SECONDS = 90
+
+
+@dataclass(frozen=True)
+class Params:
+    """What the steps need; saved on the target as params.json so `--resume` needs nothing else."""
+
+    backup_id: str
+    mode: str
+    profile: str
+    machine_id: str
+    model_uuid: str
+    new_address: str
+    state_port: int
+    api_port: int
+    steps: tuple[str, ...]
+    sha256: str
+    size: int
+    install: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "steps": list(self.steps)}, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Params:
+        """Given params.json's content, return Params. Raise JujuBackupError if it is not ours."""
+        try:
+            return cls(**{**doc, "steps": tuple(doc["steps"])})
+        except (TypeError, KeyError) as err:
+            raise JujuBackupError(f"unreadable restore journal parameters: {err}") from err
+
+
+@dataclass(frozen=True)
+class Journal:
+    """The restore journal as read on the target."""
+
+    exists: bool
+    done: frozenset[str] = frozenset()
+    stopped: tuple[str, ...] = ()
+    params: Params | None = None
+    snapshot: bool = False
+    archive_bytes: int = 0
+
+
+@dataclass
+class Outcome:
+    """What the execution did: steps run and skipped, the verify findings."""
+
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    verify: dict[str, Any] = field(default_factory=dict)
+
+
+StepHook = Callable[[str], None]
+
+
+def read_journal(host: Host) -> Journal:
+    """Given a connected target, return its restore journal (exists=False when there is none)."""
+    doc = host.run("restore-journal", scripts.render("restore-journal", journal_dir=JOURNAL_DIR)).json()
+    params = Params.from_dict(doc["params"]) if doc.get("params") else None
+    return Journal(
+        exists=bool(doc.get("journal")),
+        done=frozenset(str(s) for s in doc.get("done") or []),
+        stopped=tuple(str(u) for u in doc.get("stopped") or []),
+        params=params,
+        snapshot=bool(doc.get("snapshot")),
+        archive_bytes=int(doc.get("archive_bytes") or 0),
+    )
+
+
+def start_journal(host: Host, params: Params) -> None:
+    """Create the journal dir on the target and save params.json (0600)."""
+    quoted = scripts.shell_quote(JOURNAL_DIR)
+    host.run("restore-journal-init", f"set -eu\nmkdir -p {quoted}/steps\nchmod 0700 {quoted}\necho '{{}}'\n")
+    host.put(io.BytesIO(params.to_json().encode()), f"{JOURNAL_DIR}/params.json", mode=0o600)
+
+
+def execute(
+    host: Host,
+    params: Params,
+    *,
+    archive: Path | None,
+    journal: Journal,
+    on_step: StepHook,
+    progress: Callable[[int], None] | None = None,
+) -> Outcome:
+    """Given a target with a started journal, run every step of `params` not yet done, in order.
+
+    Return the Outcome. Raise the step's typed error (RemoteStepError exit 4, VerifyError exit 8 for a
+    failed verification) after making sure the stopped services run again (or saying they do not).
+    """
+    outcome = Outcome()
+    try:
+        for step in params.steps:
+            if step in journal.done:
+                outcome.skipped.append(step)
+                continue
+            on_step(step)
+            result = run_step(host, params, step, archive=archive, journal=journal, progress=progress)
+            outcome.ran.append(step)
+            if step == P.VERIFY:
+                outcome.verify = result
+    except ConnectError as err:
+        raise ConnectError(
+            f"{err.message} — the restore on {host.name} stopped mid-way",
+            hint=f"reconnect and run `jujubackup restore --resume --target {host.name}`; services the "
+            "restore stopped stay stopped until then (or `--rollback` if the host had state before)",
+        ) from err
+    except (JujuBackupError, KeyboardInterrupt):
+        restart_stopped(host, params)
+        raise
+    return outcome
+
+
+def run_step(
+    host: Host, params: Params, step: str, *, archive: Path | None, journal: Journal,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Given one step name, run it on the target and return its JSON result.
+
+    Raise RemoteStepError when its script fails, VerifyError when `verify` finds a problem,
+    JujuBackupError when the upload step has no archive to push.
+    """
+    if step == P.UPLOAD:
+        push_archive(host, params, archive, journal, progress)
+    text = scripts.render(SCRIPT_OF[step], **step_values(params, step))
+    try:
+        if step in DETACHED_STEPS:
+            result = host.run_detached(SCRIPT_OF[step], text, timeout=None)
+        else:
+            result = host.run(SCRIPT_OF[step], text, timeout=900)
+    except RemoteStepError as err:
+        if step == P.VERIFY and err.returncode == 5:
+            raise VerifyError(
+                f"the restored controller on {host.name} did not verify: {_last_line(err.stderr_tail)}",
+                hint="see /var/log/juju/machine-*.log on the target; the services are running; "
+                "`--rollback` returns a host that had state to its snapshot",
+            ) from err
+        raise
+    doc = result.json()
+    return doc if isinstance(doc, dict) else {}
+
+
+def push_archive(
+    host: Host, params: Params, archive: Path | None, journal: Journal,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Push `archive` to the journal dir, appending to what an interrupted push left.
+
+    Raise JujuBackupError when no local archive is given (a resume before the upload finished).
+    """
+    if archive is None:
+        raise JujuBackupError(
+            "the archive was not completely pushed to the target before the interruption",
+            hint="resume with the same archive: `restore --resume --archive FILE --target HOST`",
+        )
+    offset = journal.archive_bytes if 0 < journal.archive_bytes <= params.size else 0
+    with archive.open("rb") as source:
+        source.seek(offset)
+        host.put(source, ARCHIVE, offset=offset, mode=0o600, progress=progress)
+
+
+def restart_stopped(host: Host, params: Params) -> None:
+    """Start the services the restore stopped (best effort over a still-working connection)."""
+    try:
+        text = scripts.render("restore-restart", **step_values(params, "restart"))
+        host.run("restore-restart", text, timeout=300)
+    except (JujuBackupError, OSError):
+        pass
+
+
+def rollback(host: Host, journal: Journal) -> dict[str, Any]:
+    """Given the target's journal, return the host to its pre-restore snapshot; return the result.
+
+    Raise JujuBackupError when there is no journal/snapshot to roll back to.
+    """
+    if not journal.exists or journal.params is None:
+        raise JujuBackupError(f"no restore journal on {host.name}: nothing to roll back", exit_code=5)
+    if not journal.snapshot:
+        raise JujuBackupError(
+            f"the restore journal on {host.name} has no snapshot (the host had no state before)",
+            hint="nothing to roll back to: re-run the restore, or `--resume` it",
+            exit_code=6,
+        )
+    text = scripts.render("restore-rollback", **step_values(journal.params, "rollback"))
+    doc = host.run_detached("restore-rollback", text).json()
+    return doc if isinstance(doc, dict) else {}
+
+
+def step_values(params: Params, step: str) -> dict[str, Any]:
+    """Given the params and a step name, return the template values of that step's script."""
+    profile = profiles.profile_named(params.profile)
+    values: dict[str, Any] = {
+        "journal_dir": JOURNAL_DIR,
+        "step": step,
+        "db_service": profile.db_service,
+        "machine_id": params.machine_id,
+        "mongo_shell": profile.mongo_shell,
+        "shell_tls_flags": list(profile.shell_tls_flags),
+        "state_port": params.state_port,
+    }
+    extra: dict[str, dict[str, Any]] = {
+        P.UPLOAD: {"sha256": params.sha256},
+        P.SNAPSHOT: {"snapshot_paths": snapshot_paths(profile)},
+        "rollback": {"snapshot_paths": snapshot_paths(profile)},
+        P.INSTALL: {"files": unit_files(profile, params)},
+        P.FRESH_DB: {
+            "db_path": profile.db_path,
+            "server_pem": profile.server_pem,
+            "shared_secret": profile.shared_secret,
+            "new_address": params.new_address,
+            "extra_dirs": [f"{profile.mongo_dir}/logs"] if profile.mongo_dir != profiles.DATA_DIR else [],
+        },
+        P.LOAD_DB: {
+            "mongorestore": profile.mongorestore, "tls_flags": list(profile.tls_flags), "batch_size": 100,
+        },
+        P.VERIFY: {
+            "api_port": params.api_port,
+            "new_address": params.new_address,
+            "model_uuid": params.model_uuid,
+            "wait_seconds": VERIFY_WAIT_SECONDS,
+        },
+    }
+    values.update(extra.get(step, {}))
+    return values
+
+
+def snapshot_paths(profile: Profile) -> list[str]:
+    """Given the target's profile, return the paths a pre-restore snapshot holds."""
+    paths = [profiles.DATA_DIR]
+    if not profile.mongo_dir.startswith(profiles.DATA_DIR):
+        paths.append(profile.mongo_dir)
+    paths.append(f"/etc/systemd/system/{profile.db_service}.service")
+    return paths
+
+
+def unit_files(profile: Profile, params: Params) -> list[dict[str, Any]]:
+    """Given the profile and params, return the files install-services writes (rendered templates/).
+
+    The jujud-machine-N unit and exec-start script are always (re)written; juju-db's unit and config
+    only where the host has none (a snap-installed juju-db keeps its own unit).
+    """
+    mid = params.machine_id
+    values = {
+        "machine_id": mid, "data_dir": profiles.DATA_DIR, "profile": profile, "state_port": params.state_port,
+    }
+    files = [
+        {"path": f"/etc/systemd/system/jujud-machine-{mid}.service", "mode": "0644", "replace": True,
+         "content": scripts.render_file("jujud-machine.service.j2", **values)},
+        {"path": f"/etc/systemd/system/jujud-machine-{mid}-exec-start.sh", "mode": "0755", "replace": True,
+         "content": scripts.render_file("jujud-machine-exec-start.sh.j2", **values)},
+        {"path": f"/etc/systemd/system/{profile.db_service}.service", "mode": "0644", "replace": False,
+         "content": scripts.render_file(f"juju-db-{profile.name}.service.j2", **values)},
+    ]
+    if profile.name == profiles.JUJU_29.name:
+        files.append({"path": f"{profile.mongo_dir}/juju-db.config", "mode": "0644", "replace": False,
+                      "content": scripts.render_file("juju-db.config.j2", **values)})
+    return files
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no detail"
+
