@@ -550,9 +550,7 @@ def _err_text(err: BaseException) -> str:
     return text if len(text) < 200 else text[:200] + "…"
 
 
-def _check_digests(
-    report: VerifyReport, sha256: str | None, sha1_b64: str | None, size: int | None
-) -> None:
+def _check_digests(report: VerifyReport, sha256: str | None, sha1_b64: str | None, size: int | None) -> None:
     """Compare the archive digests with the expected ones (those given, plus metadata's Checksum)."""
     digest = report.digest
     assert digest is not None
@@ -664,8 +662,12 @@ class _VerifyState:
             for msg in self.unsafe:
                 r.add("members", False, msg)
         else:
-            r.add("members", True, f"{len(r.members)} members and {len(r.root_members)} root.tar members "
-                  "stay inside their root (no absolute paths, '..', escaping links or devices)")
+            r.add(
+                "members",
+                True,
+                f"{len(r.members)} members and {len(r.root_members)} root.tar members "
+                "stay inside their root (no absolute paths, '..', escaping links or devices)",
+            )
         self._finish_metadata()
         self._finish_layout()
         self._finish_manifest()
@@ -681,8 +683,12 @@ class _VerifyState:
             if md.ha_nodes is None:
                 ha = derive_ha_nodes(self.controller_nodes, self.machine_counts, md.model_uuid)
                 r.metadata = md = _with_ha_nodes(md, ha)
-            r.add("metadata", True, f"metadata FormatVersion {md.format_version}, machine {md.machine!r}, "
-                  f"Juju {md.version}, HANodes {md.ha_nodes}")
+            r.add(
+                "metadata",
+                True,
+                f"metadata FormatVersion {md.format_version}, machine {md.machine!r}, "
+                f"Juju {md.version}, HANodes {md.ha_nodes}",
+            )
 
     def _finish_layout(self) -> None:
         r = self.report
@@ -976,9 +982,10 @@ class _Rewrite:
         self.new_hashes[rel] = (size, sha)
 
     def _rewrite_root(self, src: IO[bytes], dst: IO[bytes]) -> None:
-        with tarfile.open(fileobj=src, mode="r|") as tin, tarfile.open(
-            fileobj=dst, mode="w|", format=tarfile.GNU_FORMAT
-        ) as tout:
+        with (
+            tarfile.open(fileobj=src, mode="r|") as tin,
+            tarfile.open(fileobj=dst, mode="w|", format=tarfile.GNU_FORMAT) as tout,
+        ):
             for m in tin:
                 name = normalize_name(m.name)
                 f = tin.extractfile(m) if m.isreg() else None
@@ -1068,4 +1075,3 @@ def _check_on_disk(root: Path, target: Path, member: tarfile.TarInfo) -> None:
             f"refusing to extract: member {member.name!r} would land outside {root} (via {real})",
             "a symlink on the destination points outside it",
         )
-
