@@ -23,7 +23,18 @@ SAMPLES: dict[str, dict[str, Any] | list[dict[str, Any]]] = {
     },
     "detached_wrapper": {},
     "detached_poll": {"job_dir": "/run/jujubackup/create-0a1b2c3d"},
+    # helper HOST: transfers (jujubackup/transfer.py)
+    "transfer-stat": [
+        {"path": "/var/lib/juju/backups/.upload-x.tar.gz.part", "prefix": -1},
+        {"path": "/var/lib/juju/backups/20261126-070000.u.tar.gz", "prefix": 1048576},
+    ],
+    "transfer-remove": {"path": "/var/lib/juju/backups/.upload-x.tar.gz.part"},
 }
 
 # helper RESTORE: restore-*.sh.j2 (values in tests/unit/restore_script_samples.py)
 SAMPLES.update(RESTORE_SAMPLES)
+
+# helper CREATE: probe, create, catalog-* (values in tests/unit/create_script_samples.py)
+from tests.unit.create_script_samples import CREATE_SAMPLES  # noqa: E402
+
+SAMPLES.update(CREATE_SAMPLES)

@@ -1,0 +1,297 @@
+"""The remote catalog: backups stored on a controller under its backup dir (default /var/lib/juju/backups).
+
+Layout (dir 0700, files 0600):
+    <ID>.tar.gz            the archive (DESIGN.md §4)
+    <ID>.json              the record: Juju's FormatVersion 1 metadata keys (ID, Checksum, Size, Stored, …
+                           filled) + "sha256", "size", "archive" (<ID>.tar.gz), "filename" (Juju's
+                           juju-backup-YYYYMMDD-HHMMSS.tar.gz name) and a "manifest" summary.
+                           Written last, by rename: a backup is registered iff its record exists.
+    .jujubackup.lock       holder record of the controller lock (flock on the dir is the lock itself)
+    .tmp-<ID>/             create's staging dir (removed by its EXIT trap)
+
+Remote scripts taking the lock include `lib-lock.bash.j2` (`lock_acquire OP HOLDER` / `lock_release`;
+exit 75 when held); `lock_error(err)` turns that into a LockedError (exit 7) naming the holder.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from jujubackup import scripts
+from jujubackup.errors import JujuBackupError, LockedError, RefusedError, RemoteStepError, VerifyError
+from jujubackup.host.base import Host
+from jujubackup.metadata import BackupMetadata, format_time, resolve_id
+from jujubackup.profiles import DEFAULT_BACKUP_DIR
+
+RC_LOCKED = 75
+RC_EXISTS = 76
+RC_MISMATCH = 77
+LOCK_FILE = ".jujubackup.lock"
+LOCKED_PREFIX = "jujubackup-locked: "
+STALE_PREFIX = "jujubackup-stale-lock: "
+
+
+@dataclass(frozen=True)
+class CatalogRecord:
+    """One stored backup: its record (<ID>.json) and whether its archive is present."""
+
+    id: str
+    archive: str
+    path: str
+    size: int
+    sha256: str
+    metadata: BackupMetadata
+    manifest: dict[str, Any]
+    raw: dict[str, Any]
+    archive_present: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the record as shown by `info --format json|yaml` (Juju keys + ours, no secrets)."""
+        data = {k: v for k, v in self.raw.items() if k not in ("CACert", "CAPrivateKey")}
+        data["path"] = self.path
+        data["archive_present"] = self.archive_present
+        return data
+
+    def row(self) -> dict[str, Any]:
+        """Return the one-line summary used by `list`."""
+        return {
+            "id": self.id,
+            "started": format_time(self.metadata.started),
+            "size": self.size,
+            "mode": self.manifest.get("consistency", ""),
+            "machine": self.metadata.machine,
+            "version": self.metadata.version,
+            "notes": self.metadata.notes,
+        }
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The catalog as read: records (oldest first), archives without a record, the lock state."""
+
+    backup_dir: str
+    records: list[CatalogRecord]
+    orphans: list[str] = field(default_factory=list)
+    lock_holder: dict[str, Any] | None = None
+    locked: bool = False
+    broken: list[str] = field(default_factory=list)
+
+
+def default_holder(operation: str) -> str:
+    """Return who takes the lock: `user@workstation jujubackup OPERATION`."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()} jujubackup {operation}"
+
+
+def build_record(
+    metadata: BackupMetadata,
+    *,
+    backup_id: str,
+    filename: str,
+    size: int | str,
+    sha256: str,
+    manifest: dict[str, Any],
+) -> dict[str, Any]:
+    """Given stored metadata (ID, Checksum, Size, Stored filled), return the <ID>.json record object."""
+    record = metadata.to_juju_dict()
+    record.update(
+        {
+            "sha256": sha256,
+            "size": size,
+            "archive": f"{backup_id}.tar.gz",
+            "filename": filename,
+            "manifest": manifest,
+        }
+    )
+    return record
+
+
+def parse_record(text: str, backup_dir: str, *, archive_size: int = -1) -> CatalogRecord:
+    """Given <ID>.json text, return a CatalogRecord. Raise VerifyError if it is not a record."""
+    try:
+        raw = json.loads(text)
+    except ValueError as err:
+        raise VerifyError(f"catalog record is not JSON: {err}") from err
+    if not isinstance(raw, dict) or not raw.get("ID"):
+        raise VerifyError("catalog record has no ID")
+    meta = BackupMetadata.from_json_dict(raw)
+    manifest = raw.get("manifest") if isinstance(raw.get("manifest"), dict) else {}
+    archive = str(raw.get("archive") or f"{meta.id}.tar.gz")
+    return CatalogRecord(
+        id=meta.id,
+        archive=archive,
+        path=f"{backup_dir.rstrip('/')}/{archive}",
+        size=int(raw.get("size") or meta.size),
+        sha256=str(raw.get("sha256", "")),
+        metadata=meta,
+        manifest=manifest or {},
+        raw=raw,
+        archive_present=archive_size >= 0,
+    )
+
+
+def lock_error(err: RemoteStepError, host: str = "") -> JujuBackupError:
+    """Given a failed remote step, return the LockedError (exit 7) it stands for, or `err` itself."""
+    if err.returncode != RC_LOCKED:
+        return err
+    holder = _prefixed_json(err.stderr_tail, LOCKED_PREFIX)
+    where = f" on {host}" if host else ""
+    if holder:
+        who = (
+            f"{holder.get('operation', '?')} by {holder.get('holder', '?')}, "
+            f"pid {holder.get('pid', '?')}, since {holder.get('started', '?')}"
+        )
+    else:
+        who = "a process that left no holder record"
+    return LockedError(
+        f"the controller's backup dir{where} is locked: {who}",
+        hint="wait for that operation to finish; the lock (flock) frees itself when its process exits",
+    )
+
+
+def stale_lock_warning(text: str) -> str | None:
+    """Given a script's stderr (or a stale holder record), return a warning about a stale lock, or None."""
+    holder = _prefixed_json(text, STALE_PREFIX) if STALE_PREFIX in text else _json_or_none(text)
+    if not holder:
+        return None
+    return (
+        f"found a stale lock record ({holder.get('operation', '?')} by {holder.get('holder', '?')}, "
+        f"pid {holder.get('pid', '?')}, since {holder.get('started', '?')}): that run died without "
+        "cleaning up; its lock was free and has been taken over"
+    )
+
+
+def _prefixed_json(text: str, prefix: str) -> dict[str, Any] | None:
+    for line in reversed(text.splitlines()):
+        if line.startswith(prefix):
+            return _json_or_none(line[len(prefix) :])
+    return None
+
+
+def _json_or_none(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) and value else None
+
+
+class Catalog:
+    """The catalog of one controller host (remote; every call runs one script over `host`)."""
+
+    def __init__(self, host: Host, backup_dir: str = DEFAULT_BACKUP_DIR, holder: str | None = None) -> None:
+        self.host = host
+        self.backup_dir = backup_dir.rstrip("/") or "/"
+        self.holder = holder or default_holder("catalog")
+
+    def archive_path(self, backup_id: str) -> str:
+        """Return the remote path of backup `backup_id`'s archive."""
+        return f"{self.backup_dir}/{backup_id}.tar.gz"
+
+    def staging_path(self, backup_id: str) -> str:
+        """Return a remote path (in the backup dir, hidden) where an upload can be staged."""
+        return f"{self.backup_dir}/.upload-{backup_id}.tar.gz.part"
+
+    def listing(self) -> Listing:
+        """Return the catalog as stored on the host (records oldest first)."""
+        text = scripts.render("catalog-list", backup_dir=self.backup_dir)
+        doc = self.host.run("catalog-list", text).json()
+        records, broken = [], []
+        for entry in doc.get("records") or []:
+            try:
+                records.append(
+                    parse_record(
+                        entry["text"], self.backup_dir, archive_size=int(entry.get("archive_size", -1))
+                    )
+                )
+            except JujuBackupError as err:
+                broken.append(f"{entry.get('file')}: {err.message}")
+        records.sort(key=lambda r: r.id)
+        return Listing(
+            backup_dir=self.backup_dir,
+            records=records,
+            orphans=list(doc.get("orphans") or []),
+            lock_holder=_json_or_none(str(doc.get("lock") or "")),
+            locked=bool(doc.get("locked")),
+            broken=broken,
+        )
+
+    def records(self) -> list[CatalogRecord]:
+        """Return the stored backups, oldest first."""
+        return self.listing().records
+
+    def get(self, ref: str) -> CatalogRecord:
+        """Given an ID, unique prefix or `latest`, return its record. Raise NotFoundError (exit 5)."""
+        return self.resolve([ref])[0]
+
+    def resolve(self, refs: Sequence[str]) -> list[CatalogRecord]:
+        """Given IDs/prefixes/`latest`, return their records in order. Raise NotFoundError (exit 5)."""
+        by_id = {r.id: r for r in self.records()}
+        return [by_id[resolve_id(by_id, ref)] for ref in refs]
+
+    def remove(self, backup_ids: Sequence[str]) -> list[str]:
+        """Given exact IDs, delete their records and archives under the lock; return the IDs removed.
+
+        Raise LockedError (exit 7) when another operation holds the lock.
+        """
+        text = scripts.render(
+            "catalog-remove", backup_dir=self.backup_dir, holder=self.holder, ids=list(backup_ids)
+        )
+        try:
+            doc = self.host.run("catalog-remove", text).json()
+        except RemoteStepError as err:
+            raise lock_error(err, self.host.name) from err
+        return [str(i) for i in doc.get("removed") or []]
+
+    def prepare_dir(self) -> None:
+        """Create the backup dir (0700) if missing."""
+        self.host.run(
+            "catalog-prepare",
+            f"set -eu\nmkdir -p -m 0700 -- {scripts.shell_quote(self.backup_dir)}\n"
+            f"chmod 0700 -- {scripts.shell_quote(self.backup_dir)}\necho '{{}}'\n",
+        )
+
+    def register(self, staged_path: str, record: dict[str, Any], *, force: bool = False) -> CatalogRecord:
+        """Given an archive already on the host at `staged_path` and its record, move it into the
+        catalog as <ID>.tar.gz and write <ID>.json (the commit point), under the lock.
+
+        The staged file's size and SHA-256 must equal record["size"] / record["sha256"].
+        Raise RefusedError (exit 6) if the ID exists and not `force`, VerifyError (exit 8) on a
+        size/SHA-256 mismatch, LockedError (exit 7) when locked.
+        """
+        backup_id = str(record["ID"])
+        record = {**record, "archive": f"{backup_id}.tar.gz"}
+        text = scripts.render(
+            "catalog-register",
+            backup_dir=self.backup_dir,
+            holder=self.holder,
+            backup_id=backup_id,
+            staged=staged_path,
+            sha256=str(record["sha256"]),
+            size=int(record["size"]),
+            force=force,
+            record_json=json.dumps(record, separators=(",", ":")),
+        )
+        try:
+            self.host.run("catalog-register", text)
+        except RemoteStepError as err:
+            if err.returncode == RC_EXISTS:
+                raise RefusedError(
+                    f"a backup with ID {backup_id} is already stored on {self.host.name}",
+                    hint="use --force to replace it",
+                ) from err
+            if err.returncode == RC_MISMATCH:
+                raise VerifyError(
+                    f"the uploaded file on {self.host.name} does not match: "
+                    f"{err.stderr_tail.strip().splitlines()[-1]}"
+                ) from err
+            raise lock_error(err, self.host.name) from err
+        return parse_record(json.dumps(record), self.backup_dir, archive_size=int(record["size"]))

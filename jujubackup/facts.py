@@ -1,0 +1,290 @@
+"""PURE: parse the probe script's JSON into ControllerFacts. No I/O.
+
+The probe (remote_scripts/probe.sh.j2) prints one JSON document:
+
+    {"hostname", "paths": [existing probe paths], "agent_conf": {path, format, tag, controller, model,
+     upgradedToVersion, stateport, apiport, mongoversion, apiaddresses: [...]}, "tools_link",
+     "os_release": {ID, VERSION_ID, VERSION_CODENAME}, "services": [{name, LoadState, ActiveState,
+     SubState, MainPID}], "versions": {mongod, mongodump}, "mongo": {"rc", "lines": [...]},
+     "backup_dir", "backup_dir_exists", "free_bytes", "pigz", "flock", "profile_guess"}
+
+`mongo.lines` are the shell's JSON outputs in the order of the probe's statements (MONGO_STATEMENTS).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from jujubackup.errors import RefusedError
+from jujubackup.profiles import Profile, detect
+
+UNKNOWN = "<unknown>"
+
+ESTIMATE_DBS: tuple[str, ...] = ("juju", "logs", "blobstore", "presence", "osimages")
+"""Databases whose dbStats the probe asks for (non-existent ones report zero)."""
+
+MONGO_STATEMENTS: tuple[str, ...] = (
+    "ping",
+    "replSetGetStatus",
+    "listDatabases",
+    *(f"dbStats:{db}" for db in ESTIMATE_DBS),
+    "instanceData",
+)
+"""What each line of the probe's mongo output answers, in order."""
+
+
+@dataclass(frozen=True)
+class Service:
+    """A systemd unit as the probe saw it."""
+
+    name: str
+    load_state: str
+    active_state: str
+    sub_state: str
+    main_pid: int
+
+    @property
+    def active(self) -> bool:
+        return self.active_state == "active"
+
+
+@dataclass(frozen=True)
+class ReplicaMember:
+    """One replica-set member from replSetGetStatus."""
+
+    name: str
+    health: int
+    state: str
+    machine_id: str
+    is_self: bool
+
+    @property
+    def primary(self) -> bool:
+        return self.state == "PRIMARY"
+
+
+@dataclass(frozen=True)
+class ControllerFacts:
+    """What the probe found on a controller host."""
+
+    host: str
+    hostname: str
+    profile: str
+    machine_id: str
+    tag: str
+    juju_version: str
+    series: str
+    base: str
+    controller_uuid: str
+    model_uuid: str
+    state_port: int
+    api_port: int
+    api_addresses: list[str]
+    tools: dict[str, str]
+    mongo_version: str
+    tools_version: str
+    services: list[Service]
+    replset: list[ReplicaMember]
+    replset_error: str
+    mongo_ok: bool
+    backup_dir: str
+    free_bytes: int
+    estimate_bytes: int
+    db_sizes: dict[str, int]
+    instance_id: str
+    pigz: bool
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ha_nodes(self) -> int:
+        """Number of controller nodes (replica-set members; 1 when the set is unknown)."""
+        return max(1, len(self.replset))
+
+    @property
+    def primary(self) -> str:
+        """Name of the PRIMARY member, or '' if none is."""
+        return next((m.name for m in self.replset if m.primary), "")
+
+    def service(self, name: str) -> Service | None:
+        return next((s for s in self.services if s.name == name), None)
+
+    def unhealthy_reasons(self, profile: Profile) -> list[str]:
+        """Given this host's profile, return why it is not a healthy controller (empty: healthy)."""
+        reasons: list[str] = []
+        db = self.service(profile.db_service)
+        if db is None or not db.active:
+            reasons.append(f"{profile.db_service} is not active")
+        if not self.mongo_ok:
+            reasons.append(
+                "juju-db does not answer" + (f" ({self.replset_error})" if self.replset_error else "")
+            )
+        me = next((m for m in self.replset if m.is_self), None)
+        if self.mongo_ok and me is not None and (me.health != 1 or me.state not in ("PRIMARY", "SECONDARY")):
+            reasons.append(f"this replica-set member is {me.state}")
+        return reasons
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the facts as plain data (for json/yaml output)."""
+        data = asdict(self)
+        data["ha_nodes"] = self.ha_nodes
+        data["primary"] = self.primary
+        return data
+
+
+def parse_probe(doc: dict[str, Any], host: str = "") -> ControllerFacts:
+    """Given the probe's JSON document (and the host's display name), return ControllerFacts.
+
+    Raise RefusedError for an upstart/1.x controller, a host without a known layout, or no agent.conf.
+    """
+    paths = set(doc.get("paths") or [])
+    conf = doc.get("agent_conf") or {}
+    profile = detect(paths, str(conf.get("format", "")))
+    if not conf.get("tag"):
+        raise RefusedError(
+            f"no machine agent.conf under /var/lib/juju/agents on {host or 'the host'}",
+            hint="is this a Juju controller machine? `jujubackup status` shows what was found",
+        )
+    tag = str(conf["tag"])
+    lines = _mongo_results(doc.get("mongo") or {})
+    version, series = split_tools_dir(str(doc.get("tools_link", "")))
+    os_release = doc.get("os_release") or {}
+    replset, rs_error = parse_replset(lines.get("replSetGetStatus"))
+    sizes = db_sizes(lines)
+    return ControllerFacts(
+        host=host,
+        hostname=str(doc.get("hostname", "")),
+        profile=profile.name,
+        machine_id=machine_id_of(tag),
+        tag=tag,
+        juju_version=str(conf.get("upgradedToVersion") or version or UNKNOWN),
+        series=series
+        if series and series != "ubuntu"
+        else str(os_release.get("VERSION_CODENAME") or UNKNOWN),
+        base=base_of(os_release),
+        controller_uuid=_strip_prefix(str(conf.get("controller", "")), "controller-"),
+        model_uuid=_strip_prefix(str(conf.get("model", "")), "model-"),
+        state_port=_int(conf.get("stateport"), 37017),
+        api_port=_int(conf.get("apiport"), 17070),
+        api_addresses=[str(a) for a in conf.get("apiaddresses") or []],
+        tools={k: v for k, v in profile.tool_paths().items() if v in paths},
+        mongo_version=_version_in(str((doc.get("versions") or {}).get("mongod", ""))),
+        tools_version=_version_in(str((doc.get("versions") or {}).get("mongodump", ""))),
+        services=[_service(s) for s in doc.get("services") or []],
+        replset=replset,
+        replset_error=rs_error,
+        mongo_ok=bool(lines.get("ping", {}).get("ok")),
+        backup_dir=str(doc.get("backup_dir", "")),
+        free_bytes=_int(doc.get("free_bytes"), 0),
+        estimate_bytes=sum(sizes.values()),
+        db_sizes=sizes,
+        instance_id=instance_id(lines.get("instanceData")),
+        pigz=bool(doc.get("pigz")),
+    )
+
+
+def _mongo_results(mongo: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Given the probe's mongo section, return each statement's JSON result by name (unparsable: {})."""
+    results: dict[str, dict[str, Any]] = {}
+    for name, line in zip(MONGO_STATEMENTS, mongo.get("lines") or [], strict=False):
+        try:
+            value = json.loads(line)
+        except (TypeError, json.JSONDecodeError):
+            value = {}
+        results[name] = value if isinstance(value, dict) else {}
+    return results
+
+
+def parse_replset(status: dict[str, Any] | None) -> tuple[list[ReplicaMember], str]:
+    """Given a replSetGetStatus result, return (members, error message or '')."""
+    if not status:
+        return [], "no answer from juju-db"
+    if not status.get("ok"):
+        return [], str(status.get("errmsg") or status.get("codeName") or "replSetGetStatus failed")
+    members = []
+    for m in status.get("members") or []:
+        tags = m.get("tags") or {}
+        members.append(
+            ReplicaMember(
+                name=str(m.get("name", "")),
+                health=_int(m.get("health"), 0),
+                state=str(m.get("stateStr", "")),
+                machine_id=str(tags.get("juju-machine-id", "")),
+                is_self=bool(m.get("self")),
+            )
+        )
+    return members, ""
+
+
+def db_sizes(results: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Given the mongo results, return bytes per database (dbStats dataSize, else listDatabases size)."""
+    sizes: dict[str, int] = {}
+    for db in ESTIMATE_DBS:
+        stats = results.get(f"dbStats:{db}") or {}
+        if stats.get("ok") and _int(stats.get("dataSize"), 0) > 0:
+            sizes[db] = _int(stats.get("dataSize"), 0)
+    for entry in (results.get("listDatabases") or {}).get("databases") or []:
+        name = str(entry.get("name", ""))
+        if name and name not in sizes and name not in ("admin", "local", "config", "backups"):
+            sizes[name] = _int(entry.get("sizeOnDisk"), 0)
+    return sizes
+
+
+def instance_id(result: dict[str, Any] | None) -> str:
+    """Given the instanceData find result, return the machine's cloud instance id or UNKNOWN."""
+    batch = ((result or {}).get("cursor") or {}).get("firstBatch") or []
+    for doc in batch:
+        value = doc.get("instanceid") or doc.get("instance-id")
+        if value:
+            return str(value)
+    return UNKNOWN
+
+
+def machine_id_of(tag: str) -> str:
+    """Given an agent tag `machine-N` (or `machine-0-lxd-1`), return the machine id `N` (`0/lxd/1`)."""
+    if not tag.startswith("machine-"):
+        raise RefusedError(
+            f"agent tag {tag!r} is not a machine tag", hint="back up from a controller machine"
+        )
+    return tag[len("machine-") :].replace("-", "/")
+
+
+def split_tools_dir(path: str) -> tuple[str, str]:
+    """Given a tools dir path `.../2.9.42-focal-amd64`, return (version, series-or-'ubuntu')."""
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    m = re.fullmatch(r"(\d+\.\d+(?:[.-][\w.]+?)?)-([a-z]+)-([a-z0-9]+)", name)
+    return (m.group(1), m.group(2)) if m else ("", "")
+
+
+def base_of(os_release: dict[str, Any]) -> str:
+    """Given /etc/os-release values, return Juju's base string (`ubuntu@20.04`) or UNKNOWN."""
+    os_id, version = os_release.get("ID"), os_release.get("VERSION_ID")
+    return f"{os_id}@{version}" if os_id and version else UNKNOWN
+
+
+def _service(raw: dict[str, Any]) -> Service:
+    return Service(
+        name=str(raw.get("name", "")),
+        load_state=str(raw.get("LoadState", "")),
+        active_state=str(raw.get("ActiveState", "")),
+        sub_state=str(raw.get("SubState", "")),
+        main_pid=_int(raw.get("MainPID"), 0),
+    )
+
+
+def _version_in(text: str) -> str:
+    m = re.search(r"v?(\d+\.\d+\.\d+[\w.-]*)", text)
+    return m.group(1) if m else ""
+
+
+def _strip_prefix(value: str, prefix: str) -> str:
+    return value[len(prefix) :] if value.startswith(prefix) else value
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default

@@ -1,0 +1,237 @@
+"""create: back up a controller into its catalog (issue 3; DESIGN.md §3, §4).
+
+connect (first healthy controller) -> probe -> check mode and free space -> render create.sh ->
+run it detached (it survives a dropped session; its EXIT trap restarts what it stopped) -> parse
+the stored record. The work on the host is bash + coreutils + tar + gzip/pigz + flock + systemd +
+the mongo tools; the mongo password never leaves the host.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from jujubackup import __version__, scripts
+from jujubackup.archive import build_manifest
+from jujubackup.catalog import (
+    RC_EXISTS,
+    CatalogRecord,
+    build_record,
+    default_holder,
+    lock_error,
+    parse_record,
+    stale_lock_warning,
+)
+from jujubackup.errors import RefusedError, RemoteStepError
+from jujubackup.facts import ControllerFacts
+from jujubackup.metadata import BackupMetadata, archive_name, make_backup_id
+from jujubackup.operations.status import connect_controller, human_bytes
+from jujubackup.profiles import (
+    DEFAULT_BACKUP_DIR,
+    MODE_ONLINE,
+    Profile,
+    check_mode,
+    profile_named,
+    space_needed,
+)
+from jujubackup.settings import ConnectionSettings
+from jujubackup.ui import UI
+
+PLACEHOLDER_SIZE = "@@SIZE@@"
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    """What the operator asked for."""
+
+    notes: str = ""
+    mode: str = MODE_ONLINE
+    force: bool = False
+    exclude_logs: bool = False
+    backup_dir: str = DEFAULT_BACKUP_DIR
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    record: CatalogRecord
+    host: str
+    result: dict[str, Any]
+
+
+def create(settings: ConnectionSettings, ui: UI, request: CreateRequest) -> CreateResult:
+    """Back up the first healthy controller of `settings`; return the stored record.
+
+    Raise RefusedError (exit 6) for an unsupported mode or too little free space (unless `force`),
+    LockedError (exit 7) when another operation holds the controller's lock, RemoteStepError
+    (exit 4) when a step fails on the host, ConnectError (exit 3) when no host qualifies.
+    """
+    host, facts = connect_controller(settings, ui, request.backup_dir)
+    try:
+        profile = profile_named(facts.profile)
+        check_mode(profile, request.mode)
+        check_space(facts, request.force, ui)
+        started = datetime.now(timezone.utc)
+        backup_id = make_backup_id(started, facts.model_uuid)
+        ui.info(
+            f"backing up machine {facts.machine_id} on {host.name} ({facts.profile}, mode {request.mode})"
+        )
+        text = render_script(facts, profile, request, started, backup_id)
+        try:
+            result = host.run_detached("create", text, on_stderr=lambda line: _stderr_line(ui, line))
+        except RemoteStepError as err:
+            raise _create_error(err, host.name, backup_id) from err
+        doc = result.json()
+        record = parse_record(json.dumps(doc["record"]), request.backup_dir, archive_size=int(doc["size"]))
+        for unit, seconds in (doc.get("down_seconds") or {}).items():
+            ui.info(f"{unit} was down {seconds} s")
+        return CreateResult(record=record, host=host.name, result=doc)
+    finally:
+        host.close()
+
+
+def check_space(facts: ControllerFacts, force: bool, ui: UI) -> None:
+    """Raise RefusedError (exit 6) unless the backup dir has estimate + max(20 %, 5 GiB) free.
+
+    With `force`, warn instead.
+    """
+    need = space_needed(facts.estimate_bytes)
+    if need <= facts.free_bytes:
+        return
+    message = (
+        f"not enough free space in {facts.backup_dir} on {facts.host}: need {human_bytes(need)}, "
+        f"have {human_bytes(facts.free_bytes)} (dump estimate {human_bytes(facts.estimate_bytes)} "
+        "+ max(20 %, 5 GiB))"
+    )
+    if force:
+        ui.warn(message + "; going on because of --force")
+        return
+    raise RefusedError(message, hint="free some space or give --force to try anyway")
+
+
+def archive_metadata(facts: ControllerFacts, started: datetime, notes: str, backup_id: str) -> BackupMetadata:
+    """Given the facts and the start time, return the metadata written into the archive (Juju's
+    convention: Checksum/Size/Stored/Finished are unknown inside the archive)."""
+    major = facts.juju_version.split(".", 1)[0]
+    return BackupMetadata(
+        id=backup_id,
+        started=started,
+        notes=notes,
+        model_uuid=facts.model_uuid,
+        machine=facts.machine_id,
+        hostname=facts.hostname,
+        version=facts.juju_version,
+        series=facts.series,
+        base=facts.base if major.isdigit() and int(major) >= 3 else "",
+        controller_uuid=facts.controller_uuid,
+        ha_nodes=facts.ha_nodes,
+        controller_machine_id=facts.machine_id,
+        controller_machine_instance_id=facts.instance_id,
+    )
+
+
+def record_template(meta: BackupMetadata, profile: Profile, request: CreateRequest, backup_id: str) -> str:
+    """Return the <ID>.json record as JSON text with the placeholders create.sh fills on the host."""
+    stored = meta.with_storage(
+        checksum="@@CHECKSUM@@",
+        size=0,
+        stored=meta.started or datetime.now(timezone.utc),
+        backup_id=backup_id,
+    )
+    manifest = {
+        "format-version": 1,
+        "tool": f"jujubackup {__version__}",
+        "consistency": request.mode,
+        "profile": profile.name,
+        "excluded-dbs": _excluded(profile, request),
+        "files": "@@FILE_COUNT@@",
+        "db-unavailable-seconds": "@@DOWN_SECONDS@@",
+        "service-windows": "@@WINDOWS@@",
+    }
+    record = build_record(
+        stored,
+        backup_id=backup_id,
+        filename=archive_name(meta.started or datetime.now()),
+        size=PLACEHOLDER_SIZE,
+        sha256="@@SHA256@@",
+        manifest=manifest,
+    )
+    record.update({"Size": PLACEHOLDER_SIZE, "Stored": "@@FINISHED@@", "Finished": "@@FINISHED@@"})
+    return json.dumps(record, separators=(",", ":"))
+
+
+def manifest_template(profile: Profile, request: CreateRequest) -> str:
+    """Return manifest.json (archive.build_manifest's schema) with placeholders create.sh fills."""
+    manifest = build_manifest([], tool_version=__version__, consistency=request.mode)
+    manifest.update(
+        {
+            "profile": profile.name,
+            "excluded-dbs": _excluded(profile, request),
+            "db-unavailable-seconds": "@@DOWN_SECONDS@@",
+            "service-windows": "@@WINDOWS@@",
+            "files": "@@FILES@@",
+        }
+    )
+    return json.dumps(manifest, separators=(",", ":"))
+
+
+def render_script(
+    facts: ControllerFacts, profile: Profile, request: CreateRequest, started: datetime, backup_id: str
+) -> str:
+    """Return create.sh for these facts and this request (no secrets in it)."""
+    meta = archive_metadata(facts, started, request.notes, backup_id)
+    return scripts.render(
+        "create",
+        backup_id=backup_id,
+        backup_dir=request.backup_dir,
+        mode=request.mode,
+        tag=facts.tag,
+        state_port=facts.state_port,
+        db_service=profile.db_service,
+        jujud_service=profile.jujud_service(facts.machine_id),
+        mongod=profile.mongod,
+        mongodump=profile.mongodump,
+        db_path=profile.db_path,
+        stop_port=40000 + secrets.randbelow(20000),
+        exclude_logs=request.exclude_logs,
+        holder=default_holder("create"),
+        tls_flags=profile.tls_flags,
+        dump_flags=profile.dump_flags,
+        exclude_logs_flags=profile.exclude_logs_flags,
+        ignored_dbs=profile.ignored_dbs,
+        root_files=profile.root_files,
+        metadata_json=json.dumps(meta.to_juju_dict(), indent=2),
+        manifest_template=manifest_template(profile, request),
+        record_template=record_template(meta, profile, request, backup_id),
+    )
+
+
+def _excluded(profile: Profile, request: CreateRequest) -> list[str]:
+    return [*profile.ignored_dbs, *(["logs"] if request.exclude_logs else [])]
+
+
+def _stderr_line(ui: UI, line: str) -> None:
+    """Forward one line of the job's stderr: progress -> info, stale lock -> warning, rest -> debug."""
+    line = line.rstrip("\n")
+    if line.startswith("progress: "):
+        ui.info(line[len("progress: ") :])
+    elif (warning := stale_lock_warning(line)) is not None:
+        ui.warn(warning)
+    elif line.startswith("error: "):
+        ui.error(line[len("error: ") :])
+    else:
+        ui.debug(line)
+
+
+def _create_error(err: RemoteStepError, host: str, backup_id: str) -> Exception:
+    """Map the create script's exit codes to typed errors."""
+    if err.returncode == RC_EXISTS:
+        return RefusedError(
+            f"a backup with ID {backup_id} already exists on {host}", hint="try again in a second"
+        )
+    mapped = lock_error(err, host)
+    if mapped is err:
+        err.hint = err.hint or "nothing was registered; services stopped by the backup were restarted"
+    return mapped

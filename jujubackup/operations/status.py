@@ -1,0 +1,128 @@
+"""status: what jujubackup sees on a controller host (one read-only probe script + the pure parser).
+
+Also home of the probe step the other verbs share: `probe(host)` and `connect_controller(...)`, which
+picks the first of several hosts that answers and is a healthy controller (the HA case).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from jujubackup import facts as facts_mod
+from jujubackup import profiles, scripts
+from jujubackup.connect import connect_first
+from jujubackup.errors import RefusedError
+from jujubackup.facts import ControllerFacts
+from jujubackup.host.base import Host
+from jujubackup.settings import ConnectionSettings
+from jujubackup.ui import UI
+
+
+def probe(host: Host, backup_dir: str = profiles.DEFAULT_BACKUP_DIR) -> ControllerFacts:
+    """Given a connected host, run the read-only probe and return its ControllerFacts.
+
+    Raise RefusedError (exit 6) for an upstart/1.x controller or a host with no known Juju layout,
+    RemoteStepError (exit 4) if the probe script fails.
+    """
+    text = scripts.render(
+        "probe",
+        backup_dir=backup_dir,
+        paths=profiles.probe_paths(),
+        profiles=profiles.PROFILES,
+        estimate_dbs=facts_mod.ESTIMATE_DBS,
+    )
+    doc = host.run("probe", text, timeout=180).json()
+    return facts_mod.parse_probe(doc, host.name)
+
+
+def connect_controller(
+    settings: ConnectionSettings,
+    ui: UI,
+    backup_dir: str = profiles.DEFAULT_BACKUP_DIR,
+    *,
+    require_healthy: bool = True,
+) -> tuple[Host, ControllerFacts]:
+    """Connect to the first of the settings' hosts that answers and is a (healthy) controller.
+
+    Return the host and its facts. Raise ConnectError (exit 3) when none qualifies (each reason
+    listed), or the single host's own error (e.g. RefusedError for a 1.x controller).
+    """
+    found: dict[str, ControllerFacts] = {}
+
+    def accept(host: Host) -> bool:
+        facts = probe(host, backup_dir)
+        if require_healthy:
+            reasons = facts.unhealthy_reasons(profiles.profile_named(facts.profile))
+            if reasons:
+                raise RefusedError(
+                    f"{host.name} is not a healthy controller: {'; '.join(reasons)}",
+                    hint="start juju-db, or give another controller with -H (repeat -H for HA)",
+                )
+        found["facts"] = facts
+        return True
+
+    host = connect_first(settings, ui, accept=accept)
+    return host, found["facts"]
+
+
+@dataclass(frozen=True)
+class StatusResult:
+    facts: ControllerFacts
+
+    def summary(self) -> dict[str, Any]:
+        """Return the tabular view: one line per fact."""
+        f = self.facts
+        services = [f"{s.name}={s.active_state}({s.sub_state}, pid {s.main_pid})" for s in f.services]
+        members = [
+            f"{m.name}{' (self)' if m.is_self else ''} {m.state} health={m.health} machine={m.machine_id}"
+            for m in f.replset
+        ]
+        return {
+            "host": f.host,
+            "hostname": f.hostname,
+            "profile": f.profile,
+            "machine": f"{f.machine_id} ({f.tag})",
+            "juju-version": f.juju_version,
+            "series": f.series,
+            "base": f.base,
+            "controller-uuid": f.controller_uuid,
+            "model-uuid": f.model_uuid,
+            "instance-id": f.instance_id,
+            "state-port": f.state_port,
+            "mongo-version": f.mongo_version or "?",
+            "tools-version": f.tools_version or "?",
+            "tools": [f"{k}={v}" for k, v in f.tools.items()],
+            "services": services,
+            "replica-set": members or [f.replset_error or "unknown"],
+            "primary": f.primary or "-",
+            "ha-nodes": f.ha_nodes,
+            "backup-dir": f.backup_dir,
+            "free": human_bytes(f.free_bytes),
+            "dump-estimate": human_bytes(f.estimate_bytes),
+            "pigz": f.pigz,
+        }
+
+
+def status(
+    settings: ConnectionSettings, ui: UI, backup_dir: str = profiles.DEFAULT_BACKUP_DIR
+) -> StatusResult:
+    """Connect to the first host that answers (healthy or not) and return what the probe found."""
+    host, facts = connect_controller(settings, ui, backup_dir, require_healthy=False)
+    try:
+        profile = profiles.profile_named(facts.profile)
+        for reason in facts.unhealthy_reasons(profile):
+            ui.warn(f"{facts.host}: {reason}")
+        return StatusResult(facts)
+    finally:
+        host.close()
+
+
+def human_bytes(n: int) -> str:
+    """Given a byte count, return it with a binary unit (`1.5 GiB`)."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"

@@ -1,0 +1,63 @@
+"""Sample values of helper CREATE's remote scripts (probe, create, catalog-*), read by test_scripts.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jujubackup import facts, profiles
+
+BACKUP_ID = "20261126-070000.ffffffff-0000-1111-2222-333333333333"
+
+
+def _create_sample(profile: profiles.Profile, mode: str) -> dict[str, Any]:
+    """Sample values of create.sh.j2 for one profile and mode."""
+    return {
+        "backup_id": BACKUP_ID,
+        "backup_dir": profiles.DEFAULT_BACKUP_DIR,
+        "mode": mode,
+        "tag": "machine-0",
+        "state_port": 37017,
+        "db_service": profile.db_service,
+        "jujud_service": profile.jujud_service("0"),
+        "mongod": profile.mongod,
+        "mongodump": profile.mongodump,
+        "db_path": profile.db_path,
+        "stop_port": 41234,
+        "exclude_logs": mode == "quiesce",
+        "holder": "me@ws jujubackup create",
+        "tls_flags": profile.tls_flags,
+        "dump_flags": profile.dump_flags,
+        "exclude_logs_flags": profile.exclude_logs_flags,
+        "ignored_dbs": profile.ignored_dbs,
+        "root_files": profile.root_files,
+        "metadata_json": '{"ID": "x", "Notes": "it\'s \\"quoted\\" $(rm -rf /) `x`"}',
+        "manifest_template": '{"format-version":1,"files":"@@FILES@@"}',
+        "record_template": '{"ID":"x","Size":"@@SIZE@@","Checksum":"@@CHECKSUM@@"}',
+    }
+
+
+CREATE_SAMPLES: dict[str, dict[str, Any] | list[dict[str, Any]]] = {
+    "probe": {
+        "backup_dir": profiles.DEFAULT_BACKUP_DIR,
+        "paths": profiles.probe_paths(),
+        "profiles": profiles.PROFILES,
+        "estimate_dbs": facts.ESTIMATE_DBS,
+    },
+    "create": [_create_sample(p, m) for p in profiles.PROFILES for m in profiles.MODES],
+    "catalog-list": {"backup_dir": profiles.DEFAULT_BACKUP_DIR},
+    "catalog-remove": {
+        "backup_dir": profiles.DEFAULT_BACKUP_DIR,
+        "holder": "me@ws jujubackup remove",
+        "ids": [BACKUP_ID, "x y"],
+    },
+    "catalog-register": {
+        "backup_dir": profiles.DEFAULT_BACKUP_DIR,
+        "holder": "me@ws jujubackup upload",
+        "backup_id": BACKUP_ID,
+        "staged": "/var/lib/juju/backups/.upload-x.tar.gz.part",
+        "sha256": "0" * 64,
+        "size": 1234,
+        "force": False,
+        "record_json": '{"ID": "x"}',
+    },
+}
