@@ -1,0 +1,200 @@
+"""The lab itself: real systemd + OpenSSH hosts, isolated from each other, and nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import LabFactory
+from tests.lab import lab as labmod
+from tests.lab.lab import Lab
+
+pytestmark = pytest.mark.lab
+REPO = Path(__file__).resolve().parents[2]
+
+
+def ssh(lab: Lab, target: str, cmd: str, *opts: str) -> subprocess.CompletedProcess[str]:
+    """Run the plain OpenSSH client with the lab's generated config (no extra options unless given)."""
+    return subprocess.run(["ssh", "-F", str(lab.ssh_config), *opts, target, cmd], capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+
+def lab_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run `python -m tests.lab ARGS` from the repo root."""
+    return subprocess.run([sys.executable, "-m", "tests.lab", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
+
+
+def nothing_left(lab_id: str, pids: list[int]) -> dict[str, list[str]]:
+    """Return the non-empty kinds of resources lab `lab_id` still has (empty dict = clean)."""
+    return {k: v for k, v in labmod.resources_of(lab_id, pids).items() if v}
+
+
+def nspawn_pids(lab_id: str) -> list[int]:
+    """Return the nspawn pids recorded in lab `lab_id`'s state.json."""
+    state = json.loads((labmod.STATE_ROOT / lab_id / "state.json").read_text())
+    return [h["nspawn_pid"] for h in state["hosts"] if h["nspawn_pid"]]
+
+
+@pytest.fixture(scope="module")
+def trio(lab_session: None) -> Iterator[Lab]:
+    """Three hosts: ctl0 (controller, juju-2.9), spare0, spare1."""
+    lab = Lab.create(controllers=1, spares=2)
+    try:
+        yield lab
+    finally:
+        lab.teardown()
+
+
+def test_three_hosts_boot_real_systemd_with_their_own_names(trio: Lab) -> None:
+    seen = {}
+    for host in trio.hosts:
+        res = host.ssh("hostname; cat /proc/1/comm; systemctl is-system-running", check=True)
+        name, comm, state = res.stdout.split()
+        assert (name, comm) == (host.name, "systemd")
+        assert state in ("running", "degraded")
+        seen[host.name] = host.ip
+    assert sorted(seen) == ["ctl0", "spare0", "spare1"]
+    assert len(set(seen.values())) == 3
+
+
+def test_generated_ssh_config_works_with_openssh_and_pins_host_keys(trio: Lab) -> None:
+    assert ssh(trio, "ctl0", "true").returncode == 0
+    assert ssh(trio, "spare1", "id -un").stdout.strip() == "root"
+    # The host key is pinned: with an empty known_hosts the same config refuses the host.
+    refused = ssh(trio, "ctl0", "true", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes")
+    assert refused.returncode == 255
+    assert "Host key verification failed" in refused.stderr
+
+
+def test_ubuntu_user_has_passwordless_sudo(trio: Lab) -> None:
+    res = ssh(trio, "ubuntu@ctl0", "id -un; sudo -n id -un")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["ubuntu", "root"]
+
+
+def test_hosts_resolve_each_other_and_have_no_route_out(trio: Lab) -> None:
+    res = trio.host("spare0").ssh("getent hosts ctl0 spare1; ip -4 route", check=True)
+    assert f"{trio.host('ctl0').ip} " in res.stdout
+    assert f"{trio.host('spare1').ip} " in res.stdout
+    assert "default" not in res.stdout
+
+
+def test_service_stop_on_one_host_leaves_the_other_running(trio: Lab) -> None:
+    unit = "[Unit]\nDescription=lab probe\n[Service]\nExecStart=/bin/sleep infinity\n"
+    a, b = trio.host("spare0"), trio.host("spare1")
+    for host in (a, b):
+        (host.root / "etc/systemd/system/labprobe.service").write_text(unit)
+        host.ssh("systemctl daemon-reload && systemctl start labprobe", check=True)
+    a.ssh("systemctl stop labprobe", check=True)
+    assert a.ssh("systemctl is-active labprobe").stdout.strip() == "inactive"
+    assert b.ssh("systemctl is-active labprobe").stdout.strip() == "active"
+    a.ssh("systemctl start labprobe", check=True)
+    assert a.ssh("systemctl is-active labprobe").stdout.strip() == "active"
+    assert not (trio.host("ctl0").root / "etc/systemd/system/labprobe.service").exists()
+
+
+def test_host_files_are_shared_with_the_test_process_only(trio: Lab) -> None:
+    a, b = trio.host("spare0"), trio.host("spare1")
+    a.ssh("echo written-over-ssh > /root/marker", check=True)
+    assert (a.root / "root/marker").read_text() == "written-over-ssh\n"
+    assert not (b.root / "root/marker").exists()
+    (b.root / "root/from-test").write_text("hello\n")
+    assert b.ssh("cat /root/from-test").stdout == "hello\n"
+
+
+def test_power_off_keeps_the_disk_and_power_on_boots_it_again(lab_factory: LabFactory) -> None:
+    lab = lab_factory(controllers=0, spares=1)
+    host = lab.host("spare0")
+    host.ssh("echo kept > /root/disk-marker", check=True)
+    boot_before = host.ssh("cat /proc/sys/kernel/random/boot_id", check=True).stdout
+    host.power_off()
+    assert not host.is_running()
+    down = ssh(lab, "spare0", "true", "-o", "ConnectTimeout=2")
+    assert down.returncode == 255
+    assert (host.root / "root/disk-marker").read_text() == "kept\n"
+    host.power_on()
+    res = ssh(lab, "spare0",
+              "cat /root/disk-marker /proc/sys/kernel/random/boot_id; systemctl is-system-running")
+    assert res.returncode == 0, res.stderr  # same IP and pinned host key still valid
+    marker, boot_after, state = res.stdout.split()
+    assert marker == "kept"
+    assert boot_after != boot_before.strip()
+    assert state in ("running", "degraded")
+
+
+def test_cli_up_prints_a_working_lab_and_down_leaves_nothing_behind() -> None:
+    name = f"test-{secrets.token_hex(3)}"
+    up = lab_cli("up", "--controllers", "1", "--spares", "1", "--name", name)
+    assert up.returncode == 0, up.stderr
+    doc = json.loads(up.stdout)
+    lab_id = doc["lab_id"]
+    try:
+        hosts = {h["name"]: h for h in doc["hosts"]}
+        assert sorted(hosts) == ["ctl0", "spare0"]
+        assert hosts["ctl0"]["role"] == "controller" and hosts["ctl0"]["machine_id"] == "0"
+        assert hosts["spare0"]["role"] == "spare" and hosts["spare0"]["machine_id"] is None
+        assert hosts["ctl0"]["profile"] == "juju-2.9"
+        res = subprocess.run(["ssh", "-F", doc["ssh_config"], "ctl0", "hostname"], capture_output=True,
+                             text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert res.stdout.strip() == "ctl0", res.stderr
+        assert Path(hosts["ctl0"]["root"], "etc/hostname").read_text() == "ctl0\n"
+        assert Path(doc["key"]).stat().st_mode & 0o077 == 0
+        pids = nspawn_pids(lab_id)
+        assert len(pids) == 2
+        assert nothing_left(lab_id, pids).keys() >= {"netns", "veth", "mounts", "cgroups", "pids"}
+    finally:
+        down = lab_cli("down", "--name", name)
+    assert down.returncode == 0, down.stderr
+    assert nothing_left(lab_id, pids) == {}
+
+
+def test_leftovers_of_a_killed_lab_are_cleared_by_the_next_up() -> None:
+    script = textwrap.dedent("""
+        import json, sys, time
+        from tests.lab.lab import Lab
+        lab = Lab.create(controllers=0, spares=2)
+        print(json.dumps({"lab_id": lab.id}), flush=True)
+        time.sleep(3600)
+    """)
+    owner = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout is not None
+        lab_id = json.loads(owner.stdout.readline())["lab_id"]
+        pids = nspawn_pids(lab_id)
+        # Simulate a crash: kill the owner and one container without any teardown.
+        for pid in [owner.pid, pids[0]]:
+            os.kill(pid, signal.SIGKILL)
+        owner.wait(timeout=30)
+        time.sleep(0.2)
+        assert nothing_left(lab_id, pids).keys() >= {"state_dir", "netns", "veth", "mounts", "cgroups"}
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
+    name = f"test-{secrets.token_hex(3)}"
+    up = lab_cli("up", "--controllers", "0", "--spares", "1", "--name", name)
+    try:
+        assert up.returncode == 0, up.stderr
+        assert nothing_left(lab_id, pids) == {}
+    finally:
+        assert lab_cli("down", "--name", name).returncode == 0
+
+
+def test_lab_commands_refuse_to_run_without_root() -> None:
+    res = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                          sys.executable, "-m", "tests.lab", "status"], cwd=REPO, capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 2
+    assert "must run as root" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
