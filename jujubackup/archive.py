@@ -534,14 +534,17 @@ def verify_stream(
                     state.member(tar, member)
             _copy_hashing(gz)  # read to the gzip trailer: checks CRC and length
         report.add("readable", True, "gzip and tar streams read to the end, gzip CRC matches")
+        complete = True
     except STREAM_ERRORS as err:
+        complete = False
         report.add("readable", False, f"archive is truncated or corrupt ({_err_text(err)})")
     except JujuBackupError as err:
+        complete = False
         report.add("readable", False, err.message)
     reader.drain()
     report.digest = reader.digest()
     _check_digests(report, expected_sha256, expected_sha1_b64, expected_size)
-    state.finish()
+    state.finish(complete=complete)
     return report
 
 
@@ -651,17 +654,23 @@ class _VerifyState:
         if machines:
             self.machine_counts = count_controller_machines(machines)
 
-    def finish(self) -> None:
-        """Record the checks that need the whole pass."""
+    def finish(self, *, complete: bool) -> None:
+        """Record the checks that need the whole pass. When the stream broke (`complete` False),
+        only the problems already found are recorded: absent members were maybe never reached."""
         r = self.report
         for name, problem in self.root_guard.late_link_problems():
             msg = f"root.tar member {name!r} {problem}"
             if msg not in self.unsafe:
                 self.unsafe.append(msg)
-        if self.unsafe:
-            for msg in self.unsafe:
-                r.add("members", False, msg)
-        else:
+        for msg in self.unsafe:
+            r.add("members", False, msg)
+        for msg in self.bad_bson:
+            r.add("dump", False, msg)
+        if self.metadata_error:
+            r.add("metadata", False, self.metadata_error)
+        if not complete:
+            return
+        if not self.unsafe:
             r.add(
                 "members",
                 True,
@@ -675,8 +684,8 @@ class _VerifyState:
     def _finish_metadata(self) -> None:
         r = self.report
         if self.metadata_error:
-            r.add("metadata", False, self.metadata_error)
-        elif r.metadata is None:
+            return
+        if r.metadata is None:
             r.add("metadata", False, f"{TOP}/{METADATA} is missing")
         else:
             md = r.metadata
@@ -700,10 +709,7 @@ class _VerifyState:
             r.add("root.tar", True, f"root.tar has {len(r.root_members)} members")
         if not self.dump_seen:
             r.add("dump", False, f"{TOP}/{DUMP_DIR}/ is missing (the archive has no database dump)")
-        elif self.bad_bson:
-            for msg in self.bad_bson:
-                r.add("dump", False, msg)
-        else:
+        elif not self.bad_bson:
             r.add("dump", True, f"{len(r.dump_files)} dump .bson files are well-formed BSON")
 
     def _finish_manifest(self) -> None:

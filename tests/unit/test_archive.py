@@ -1,0 +1,494 @@
+"""archive.py: streaming verification, member safety, reading, rewriting, safe extraction."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import stat
+import tarfile
+from pathlib import Path
+
+import bson
+import pytest
+
+from jujubackup import archive
+from jujubackup.errors import EXIT_VERIFY, NotFoundError, VerifyError
+from tests.unit.archive_builders import (
+    AGENT_CONF,
+    MISSING_ROOT,
+    VALID,
+    ArchiveSpec,
+    bson_file,
+    dir_info,
+    file_info,
+    special_info,
+    tar_bytes,
+)
+
+
+def failed_messages(report: archive.VerifyReport) -> list[str]:
+    return [c.message for c in report.failures]
+
+
+def only_failure(report: archive.VerifyReport) -> str:
+    msgs = failed_messages(report)
+    assert len(msgs) == 1, msgs
+    return msgs[0]
+
+
+# --- the real Juju fixtures ------------------------------------------------------------------
+
+
+def test_valid_fixture_verifies_with_juju_metadata() -> None:
+    report = archive.verify_archive(VALID)
+    assert report.ok, failed_messages(report)
+    md = report.metadata
+    assert md is not None
+    assert (md.format_version, md.machine, md.ha_nodes) == (0, "0", 3)
+    data = VALID.read_bytes()
+    assert report.digest == archive.ArchiveDigest(
+        hashlib.sha256(data).hexdigest(), base64.b64encode(hashlib.sha1(data).digest()).decode(), len(data)
+    )
+    assert sorted(report.dump_files) == [
+        "dump/juju/clouds.bson",
+        "dump/juju/machines.bson",
+        "dump/juju/models.bson",
+    ]
+    by_name = {m.path: m for m in report.root_members}
+    link = by_name["var/lib/juju/tools/machine-0"]
+    assert (link.kind, link.linkname) == ("symlink", "/var/lib/juju/tools/2.8-beta1-bionic-amd64")
+    conf = by_name["var/lib/juju/agents/machine-0/agent.conf"]
+    assert (conf.kind, stat.S_IMODE(conf.mode)) == ("file", 0o600)
+    assert {c.name for c in report.checks} == {
+        "readable",
+        "members",
+        "metadata",
+        "root.tar",
+        "dump",
+        "manifest",
+    }
+    report.raise_for_failures()  # no error
+
+
+def test_valid_fixture_with_expected_digests() -> None:
+    data = VALID.read_bytes()
+    sha1 = base64.b64encode(hashlib.sha1(data).digest()).decode()
+    good = archive.verify_archive(
+        VALID,
+        expected_sha256=hashlib.sha256(data).hexdigest(),
+        expected_sha1_b64=sha1,
+        expected_size=len(data),
+    )
+    assert good.ok
+    bad = archive.verify_archive(VALID, expected_sha256="0" * 64)
+    assert "SHA-256" in only_failure(bad) and "does not match" in only_failure(bad)
+
+
+def test_missing_root_fixture_fails_naming_root_tar() -> None:
+    report = archive.verify_archive(MISSING_ROOT)
+    assert only_failure(report) == "juju-backup/root.tar is missing (the archive has no state files)"
+    with pytest.raises(VerifyError) as err:
+        report.raise_for_failures()
+    assert err.value.exit_code == EXIT_VERIFY
+    assert "root.tar is missing" in str(err.value) and str(MISSING_ROOT) in str(err.value)
+
+
+def test_missing_file_is_not_found() -> None:
+    with pytest.raises(NotFoundError):
+        archive.verify_archive("/nonexistent/juju-backup.tar.gz")
+
+
+# --- damaged archives --------------------------------------------------------------------------
+
+
+def test_built_archive_with_manifest_verifies(tmp_path: Path) -> None:
+    report = archive.verify_archive(ArchiveSpec().write(tmp_path / "a.tar.gz"))
+    assert report.ok, failed_messages(report)
+    assert report.manifest is not None and len(report.manifest["files"]) == 5
+
+
+def test_flipped_byte_fails(tmp_path: Path) -> None:
+    path = ArchiveSpec().write(tmp_path / "a.tar.gz")
+    good = hashlib.sha256(path.read_bytes()).hexdigest()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    report = archive.verify_archive(path, expected_sha256=good)
+    names = {c.name for c in report.failures}
+    assert "sha256" in names
+    assert names & {"readable", "manifest", "root.tar", "dump", "metadata"}, failed_messages(report)
+
+
+def test_flipped_byte_without_expected_digest_still_fails(tmp_path: Path) -> None:
+    path = ArchiveSpec().write(tmp_path / "a.tar.gz")
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    assert not archive.verify_archive(path).ok
+
+
+def test_truncated_file_fails(tmp_path: Path) -> None:
+    path = ArchiveSpec().write(tmp_path / "a.tar.gz")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    report = archive.verify_archive(path, expected_size=len(data))
+    readable = [c for c in report.checks if c.name == "readable"]
+    assert not readable[0].ok and "truncated or corrupt" in readable[0].message
+    assert any(c.name == "size" and not c.ok for c in report.checks)
+
+
+def test_dot_dot_member_fails(tmp_path: Path) -> None:
+    spec = ArchiveSpec(extra=[(file_info("juju-backup/../x", b"x"), b"x")])
+    msg = only_failure(archive.verify_archive(spec.write(tmp_path / "a.tar.gz")))
+    assert msg == "member 'juju-backup/../x' has a '..' component"
+
+
+def test_absolute_member_fails(tmp_path: Path) -> None:
+    spec = ArchiveSpec(extra=[(file_info("/etc/cron.d/evil", b"x"), b"x")])
+    msg = only_failure(archive.verify_archive(spec.write(tmp_path / "a.tar.gz")))
+    assert msg == "member '/etc/cron.d/evil' is an absolute path"
+
+
+def test_member_outside_top_folder_fails(tmp_path: Path) -> None:
+    spec = ArchiveSpec(extra=[(file_info("other/x", b"x"), b"x")])
+    assert "is outside the juju-backup/ folder" in only_failure(
+        archive.verify_archive(spec.write(tmp_path / "a"))
+    )
+
+
+def test_symlink_escaping_root_in_root_tar_fails(tmp_path: Path) -> None:
+    spec = ArchiveSpec()
+    spec.root.append((special_info("var/lib/juju/evil", tarfile.SYMTYPE, "../../../../etc/shadow"), None))
+    msg = only_failure(archive.verify_archive(spec.write(tmp_path / "a.tar.gz")))
+    assert msg == (
+        "root.tar member 'var/lib/juju/evil' is a symlink whose target '../../../../etc/shadow' "
+        "escapes the root"
+    )
+
+
+def test_absolute_symlink_in_outer_archive_fails(tmp_path: Path) -> None:
+    spec = ArchiveSpec(extra=[(special_info("juju-backup/dump/x", tarfile.SYMTYPE, "/etc/passwd"), None)])
+    msg = only_failure(archive.verify_archive(spec.write(tmp_path / "a.tar.gz")))
+    assert msg == "member 'juju-backup/dump/x' is a symlink to the absolute path '/etc/passwd'"
+
+
+def test_symlink_climbing_out_of_another_symlink_fails(tmp_path: Path) -> None:
+    spec = ArchiveSpec()
+    spec.root.append((special_info("var/lib/juju/up", tarfile.SYMTYPE, "/"), None))
+    spec.root.append((special_info("var/lib/juju/out", tarfile.SYMTYPE, "up/../x"), None))
+    msg = only_failure(archive.verify_archive(spec.write(tmp_path / "a.tar.gz")))
+    assert "'var/lib/juju/out'" in msg and "climbs out of another symlink" in msg
+
+
+def test_member_written_through_a_symlink_fails(tmp_path: Path) -> None:
+    spec = ArchiveSpec()
+    spec.root.append((file_info("var/lib/juju/tools/machine-0/jujud", b"x"), b"x"))
+    msg = only_failure(archive.verify_archive(spec.write(tmp_path / "a.tar.gz")))
+    assert msg == (
+        "root.tar member 'var/lib/juju/tools/machine-0/jujud' would be written through the symlink "
+        "'var/lib/juju/tools/machine-0'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "word"), [(tarfile.CHRTYPE, "device"), (tarfile.BLKTYPE, "device"), (tarfile.FIFOTYPE, "fifo")]
+)
+def test_device_and_fifo_members_fail(tmp_path: Path, kind: bytes, word: str) -> None:
+    spec = ArchiveSpec()
+    spec.root.append((special_info("var/lib/juju/dev", kind), None))
+    msg = only_failure(archive.verify_archive(spec.write(tmp_path / "a.tar.gz")))
+    assert msg.startswith("root.tar member 'var/lib/juju/dev' is a " + word)
+
+
+def test_duplicate_member_fails(tmp_path: Path) -> None:
+    spec = ArchiveSpec()
+    spec.root.append((file_info("var/lib/juju/agents/machine-0/agent.conf", b"x"), b"x"))
+    assert "appears twice" in only_failure(archive.verify_archive(spec.write(tmp_path / "a.tar.gz")))
+
+
+def test_hardlink_with_unsafe_target_fails(tmp_path: Path) -> None:
+    spec = ArchiveSpec()
+    spec.root.append((special_info("var/lib/juju/h", tarfile.LNKTYPE, "../../etc/shadow"), None))
+    assert "hard link whose target has a '..'" in only_failure(
+        archive.verify_archive(spec.write(tmp_path / "a"))
+    )
+
+
+def test_bad_bson_in_dump_fails_naming_the_file(tmp_path: Path) -> None:
+    spec = ArchiveSpec()
+    spec.dump["juju/models.bson"] = bson_file({"_id": "a"}) + b"\x20\x00\x00\x00garbage"
+    msgs = failed_messages(archive.verify_archive(spec.write(tmp_path / "a.tar.gz")))
+    assert msgs == [
+        "dump/juju/models.bson is not well-formed BSON: document at byte 16 is truncated (11 of 32 bytes)"
+    ]
+
+
+def test_bson_that_does_not_decode_fails(tmp_path: Path) -> None:
+    spec = ArchiveSpec()
+    bad = bytearray(bson.encode({"a": "text"}))
+    bad[4] = 0x7F  # unknown element type
+    spec.dump["juju/models.bson"] = bytes(bad)
+    msg = only_failure(archive.verify_archive(spec.write(tmp_path / "a.tar.gz")))
+    assert msg.startswith("dump/juju/models.bson is not well-formed BSON: document 1 does not decode")
+
+
+def test_missing_dump_fails(tmp_path: Path) -> None:
+    spec = ArchiveSpec(dump={}, with_manifest=False)
+    path = tmp_path / "a.tar.gz"
+    members = [(dir_info("juju-backup"), None)]
+    for rel, data in spec.files().items():
+        members.append((file_info(f"juju-backup/{rel}", data), data))
+    path.write_bytes(tar_bytes(members, compress=True))
+    assert only_failure(archive.verify_archive(path)) == (
+        "juju-backup/dump/ is missing (the archive has no database dump)"
+    )
+
+
+def test_missing_metadata_fails(tmp_path: Path) -> None:
+    spec = ArchiveSpec(metadata=None)
+    assert (
+        only_failure(archive.verify_archive(spec.write(tmp_path / "a")))
+        == "juju-backup/metadata.json is missing"
+    )
+
+
+def test_newer_metadata_format_fails_with_clear_message(tmp_path: Path) -> None:
+    spec = ArchiveSpec()
+    assert spec.metadata is not None
+    spec.metadata["FormatVersion"] = 2
+    msg = only_failure(archive.verify_archive(spec.write(tmp_path / "a.tar.gz")))
+    assert msg == "archive metadata FormatVersion 2 is newer than this jujubackup understands"
+
+
+def test_manifest_mismatch_names_the_file(tmp_path: Path) -> None:
+    spec = ArchiveSpec()
+    files = spec.files()
+    manifest = archive.build_manifest(
+        [archive.ManifestEntry(p, len(d), hashlib.sha256(d).hexdigest()) for p, d in files.items()],
+        tool_version="0.1.0",
+        consistency="online-oplog",
+    )
+    for entry in manifest["files"]:
+        if entry["path"] == "dump/juju/machines.bson":
+            entry["sha256"] = "0" * 64
+    manifest["files"] = [e for e in manifest["files"] if e["path"] != "dump/oplog.bson"]
+    manifest["files"].append({"path": "dump/juju/gone.bson", "size": 1, "sha256": "1" * 64})
+    spec.manifest_override = manifest
+    msgs = failed_messages(archive.verify_archive(spec.write(tmp_path / "a.tar.gz")))
+    assert msgs == [
+        "dump/juju/machines.bson SHA-256 "
+        + hashlib.sha256(files["dump/juju/machines.bson"]).hexdigest()
+        + " does not match the manifest ("
+        + "0" * 64
+        + ")",
+        "manifest lists dump/juju/gone.bson but the archive does not contain it",
+        "dump/oplog.bson is in the archive but not in the manifest",
+    ]
+
+
+def test_manifest_of_newer_format_fails(tmp_path: Path) -> None:
+    spec = ArchiveSpec(manifest_override={"format-version": 2, "files": []})
+    assert "format-version 2" in only_failure(archive.verify_archive(spec.write(tmp_path / "a.tar.gz")))
+
+
+def test_report_as_dict_for_json_output() -> None:
+    data = archive.verify_archive(MISSING_ROOT).as_dict()
+    json.dumps(data)
+    assert data["ok"] is False and data["metadata"]["machine"] == "0"
+    assert any(c["name"] == "root.tar" and not c["ok"] for c in data["checks"])
+
+
+# --- streams and reading -----------------------------------------------------------------------
+
+
+def test_verify_stream_over_a_pipe_like_object() -> None:
+    class OnlyRead:
+        def __init__(self, data: bytes) -> None:
+            self.buf = io.BytesIO(data)
+
+        def read(self, n: int = -1) -> bytes:
+            return self.buf.read(min(n, 1000) if n > 0 else 1000)
+
+    report = archive.verify_stream(OnlyRead(VALID.read_bytes()), label="stdin")  # type: ignore[arg-type]
+    assert report.ok and report.digest and report.digest.size == VALID.stat().st_size
+
+
+def test_iter_bson_documents_splits_and_rejects_bad_lengths() -> None:
+    docs = [bson.encode({"_id": i, "v": "x" * i}) for i in range(5)]
+    assert list(archive.iter_bson_documents(io.BytesIO(b"".join(docs)))) == docs
+    with pytest.raises(ValueError, match="bad document length 2"):
+        list(archive.iter_bson_documents(io.BytesIO(b"\x02\x00\x00\x00")))
+    with pytest.raises(ValueError, match="truncated length prefix"):
+        (list(archive.iter_bson_documents(io.BytesIO(docs[0] + b"\x01"))),)
+
+
+def test_read_members_and_agent_conf_from_fixture() -> None:
+    got = archive.read_members(
+        VALID, ["metadata.json", "dump/juju/machines.bson", "nope"], ["var/lib/juju/nonce.txt"]
+    )
+    assert set(got.files) == {"metadata.json", "dump/juju/machines.bson"}
+    assert len(bson.decode_all(got.files["dump/juju/machines.bson"])) == 3
+    assert got.root_files == {"var/lib/juju/nonce.txt": b"user-admin:bootstrap\n"}
+    conf = archive.read_agent_conf(VALID, "0")
+    assert conf.startswith("# format 2.0\ntag: machine-0\n")
+    with pytest.raises(VerifyError, match=r"machine-7/agent\.conf"):
+        archive.read_agent_conf(VALID, "7")
+
+
+def test_read_members_refuses_oversized_members() -> None:
+    with pytest.raises(VerifyError, match="larger than 100 bytes"):
+        archive.read_members(VALID, ["dump/juju/machines.bson"], max_bytes=100)
+
+
+# --- manifest helpers --------------------------------------------------------------------------
+
+
+def test_build_manifest_from_a_staging_dir(tmp_path: Path) -> None:
+    top = tmp_path / "juju-backup"
+    (top / "dump" / "juju").mkdir(parents=True)
+    (top / "metadata.json").write_text("{}")
+    (top / "dump" / "juju" / "m.bson").write_bytes(b"")
+    (top / "manifest.json").write_text("old")
+    (top / "link").symlink_to("metadata.json")
+    entries = archive.manifest_entries_for_dir(top)
+    manifest = archive.build_manifest(
+        entries, tool_version="0.1.0", consistency="offline", db_unavailable_seconds={"juju-db": 3.5}
+    )
+    assert manifest == {
+        "format-version": 1,
+        "tool": "jujubackup 0.1.0",
+        "consistency": "offline",
+        "db-unavailable-seconds": {"juju-db": 3.5},
+        "files": [
+            {"path": "dump/juju/m.bson", "size": 0, "sha256": hashlib.sha256(b"").hexdigest()},
+            {"path": "metadata.json", "size": 2, "sha256": hashlib.sha256(b"{}").hexdigest()},
+        ],
+    }
+
+
+# --- rewrite -----------------------------------------------------------------------------------
+
+
+def member_hashes(path: Path) -> dict[str, str]:
+    with tarfile.open(path) as tar:
+        return {
+            m.name: hashlib.sha256(tar.extractfile(m).read()).hexdigest()  # type: ignore[union-attr]
+            for m in tar.getmembers()
+            if m.isreg()
+        }
+
+
+def test_rewrite_archive_replaces_members_and_updates_manifest(tmp_path: Path) -> None:
+    src = ArchiveSpec().write(tmp_path / "src.tar.gz")
+    dst = tmp_path / "dst.tar.gz"
+    new_bson = bson_file({"_id": "new"})
+
+    def replace(_old: io.BufferedIOBase, out: io.BufferedIOBase) -> None:
+        out.write(new_bson)
+
+    result = archive.rewrite_archive(
+        src,
+        dst,
+        transforms={"dump/juju/machines.bson": replace},  # type: ignore[dict-item]
+        root_transforms={"var/lib/juju/agents/machine-0/agent.conf": lambda old: old + b"# changed\n"},
+    )
+    assert result.replaced == ("root.tar", "dump/juju/machines.bson")
+    assert result.root_replaced == ("var/lib/juju/agents/machine-0/agent.conf",)
+    assert stat.S_IMODE(dst.stat().st_mode) == 0o600
+    assert result.digest == archive.digest_file(dst)
+    report = archive.verify_archive(dst)
+    assert report.ok, failed_messages(report)
+    got = archive.read_members(dst, ["dump/juju/machines.bson"], ["var/lib/juju/agents/machine-0/agent.conf"])
+    assert got.files["dump/juju/machines.bson"] == new_bson
+    assert got.root_files["var/lib/juju/agents/machine-0/agent.conf"] == AGENT_CONF.encode() + b"# changed\n"
+    before, after = member_hashes(src), member_hashes(dst)
+    changed = {k for k in before if before[k] != after.get(k)}
+    assert changed == {
+        "juju-backup/root.tar",
+        "juju-backup/dump/juju/machines.bson",
+        "juju-backup/manifest.json",
+    }
+    root = {m.path: m for m in report.root_members}
+    assert root["var/lib/juju/tools/machine-0"].linkname == "/var/lib/juju/tools/2.9.42-focal-amd64"
+    assert stat.S_IMODE(root["var/lib/juju/agents/machine-0/agent.conf"].mode) == 0o600
+
+
+def test_rewrite_archive_of_unreadable_source_leaves_no_output(tmp_path: Path) -> None:
+    src = tmp_path / "src.tar.gz"
+    src.write_bytes(VALID.read_bytes()[:5000])
+    dst = tmp_path / "dst.tar.gz"
+    with pytest.raises(VerifyError, match="truncated or corrupt"):
+        archive.rewrite_archive(src, dst)
+    assert not dst.exists()
+
+
+# --- safe extraction ---------------------------------------------------------------------------
+
+
+def root_tar_of(path: Path) -> bytes:
+    return archive.read_members(path, ["root.tar"]).files["root.tar"]
+
+
+def test_safe_extract_of_fixture_root_tar_keeps_modes_and_symlink(tmp_path: Path) -> None:
+    with tarfile.open(fileobj=io.BytesIO(root_tar_of(VALID)), mode="r|") as tar:
+        names = archive.safe_extract(tar, tmp_path)
+    assert "var/lib/juju/agents/machine-0/agent.conf" in names
+    conf = tmp_path / "var/lib/juju/agents/machine-0/agent.conf"
+    assert stat.S_IMODE(conf.stat().st_mode) == 0o600
+    assert conf.read_text().startswith("# format 2.0\n")
+    link = tmp_path / "var/lib/juju/tools/machine-0"
+    assert os.readlink(link) == "/var/lib/juju/tools/2.8-beta1-bionic-amd64"
+
+
+def unsafe_tar(*members: archive.tarfile.TarInfo | tuple[tarfile.TarInfo, bytes]) -> tarfile.TarFile:
+    built = [(m, None) if isinstance(m, tarfile.TarInfo) else m for m in members]
+    return tarfile.open(fileobj=io.BytesIO(tar_bytes(built)), mode="r|")  # type: ignore[arg-type]
+
+
+def test_safe_extract_refuses_dot_dot_and_writes_nothing_outside(tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(VerifyError, match=r"'\.\./x' has a '\.\.' component"):
+        archive.safe_extract(unsafe_tar((file_info("../x", b"x"), b"x")), dest)
+    assert not (tmp_path / "x").exists()
+
+
+def test_safe_extract_refuses_writing_through_archive_symlink(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    tar = unsafe_tar(special_info("l", tarfile.SYMTYPE, "/tmp"), (file_info("l/x", b"x"), b"x"))
+    with pytest.raises(VerifyError, match="written through the symlink 'l'"):
+        archive.safe_extract(tar, dest)
+
+
+def test_safe_extract_refuses_a_destination_symlink_pointing_outside(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "var").symlink_to(outside)
+    with pytest.raises(VerifyError, match="would land outside"):
+        archive.safe_extract(unsafe_tar((file_info("var/x", b"x"), b"x")), dest)
+    assert not (outside / "x").exists()
+
+
+def test_safe_extract_replaces_an_existing_file_symlink_instead_of_following_it(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "f").symlink_to(victim)
+    archive.safe_extract(unsafe_tar((file_info("f", b"new"), b"new")), dest)
+    assert victim.read_text() == "keep"
+    assert not (dest / "f").is_symlink() and (dest / "f").read_bytes() == b"new"
+
+
+def test_safe_extract_refuses_devices(tmp_path: Path) -> None:
+    with pytest.raises(VerifyError, match="is a device"):
+        archive.safe_extract(unsafe_tar(special_info("dev", tarfile.CHRTYPE)), tmp_path)
+    assert not (tmp_path / "dev").exists()
