@@ -155,7 +155,12 @@ def execute(
 
 
 def run_step(
-    host: Host, params: Params, step: str, *, archive: Path | None, journal: Journal,
+    host: Host,
+    params: Params,
+    step: str,
+    *,
+    archive: Path | None,
+    journal: Journal,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Given one step name, run it on the target and return its JSON result.
@@ -184,7 +189,10 @@ def run_step(
 
 
 def push_archive(
-    host: Host, params: Params, archive: Path | None, journal: Journal,
+    host: Host,
+    params: Params,
+    archive: Path | None,
+    journal: Journal,
     progress: Callable[[int], None] | None,
 ) -> None:
     """Push `archive` to the journal dir, appending to what an interrupted push left.
@@ -254,7 +262,9 @@ def step_values(params: Params, step: str) -> dict[str, Any]:
             "extra_dirs": [f"{profile.mongo_dir}/logs"] if profile.mongo_dir != profiles.DATA_DIR else [],
         },
         P.LOAD_DB: {
-            "mongorestore": profile.mongorestore, "tls_flags": list(profile.tls_flags), "batch_size": 100,
+            "mongorestore": profile.mongorestore,
+            "tls_flags": list(profile.tls_flags),
+            "batch_size": 100,
         },
         P.VERIFY: {
             "api_port": params.api_port,
@@ -284,23 +294,43 @@ def unit_files(profile: Profile, params: Params) -> list[dict[str, Any]]:
     """
     mid = params.machine_id
     values = {
-        "machine_id": mid, "data_dir": profiles.DATA_DIR, "profile": profile, "state_port": params.state_port,
+        "machine_id": mid,
+        "data_dir": profiles.DATA_DIR,
+        "profile": profile,
+        "state_port": params.state_port,
     }
     files = [
-        {"path": f"/etc/systemd/system/jujud-machine-{mid}.service", "mode": "0644", "replace": True,
-         "content": scripts.render_file("jujud-machine.service.j2", **values)},
-        {"path": f"/etc/systemd/system/jujud-machine-{mid}-exec-start.sh", "mode": "0755", "replace": True,
-         "content": scripts.render_file("jujud-machine-exec-start.sh.j2", **values)},
-        {"path": f"/etc/systemd/system/{profile.db_service}.service", "mode": "0644", "replace": False,
-         "content": scripts.render_file(f"juju-db-{profile.name}.service.j2", **values)},
+        {
+            "path": f"/etc/systemd/system/jujud-machine-{mid}.service",
+            "mode": "0644",
+            "replace": True,
+            "content": scripts.render_file("jujud-machine.service.j2", **values),
+        },
+        {
+            "path": f"/etc/systemd/system/jujud-machine-{mid}-exec-start.sh",
+            "mode": "0755",
+            "replace": True,
+            "content": scripts.render_file("jujud-machine-exec-start.sh.j2", **values),
+        },
+        {
+            "path": f"/etc/systemd/system/{profile.db_service}.service",
+            "mode": "0644",
+            "replace": False,
+            "content": scripts.render_file(f"juju-db-{profile.name}.service.j2", **values),
+        },
     ]
     if profile.name == profiles.JUJU_29.name:
-        files.append({"path": f"{profile.mongo_dir}/juju-db.config", "mode": "0644", "replace": False,
-                      "content": scripts.render_file("juju-db.config.j2", **values)})
+        files.append(
+            {
+                "path": f"{profile.mongo_dir}/juju-db.config",
+                "mode": "0644",
+                "replace": False,
+                "content": scripts.render_file("juju-db.config.j2", **values),
+            }
+        )
     return files
 
 
 def _last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else "no detail"
-

@@ -1,0 +1,113 @@
+"""`jujubackup restore`: parse flags, build a RestoreRequest, call operations.restore, render."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from jujubackup import profiles
+from jujubackup.cli import make_ui, options
+from jujubackup.operations.restore import RestoreRequest, restore
+from jujubackup.settings import OutputFormat
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "restore",
+        help="Restore a controller from a backup: `restore ID` (same controller), "
+        "`restore ID --target HOST`, "
+        "or disaster recovery `restore --archive FILE --target HOST`. Shows the plan and asks first.",
+    )(restore_cmd)
+
+
+def restore_cmd(
+    ctx: typer.Context,
+    backup_id: Annotated[
+        str | None, typer.Argument(help="Stored backup ID, unique prefix or `latest`.")
+    ] = None,
+    archive: Annotated[
+        Path | None, typer.Option("--archive", help="Local archive file (disaster recovery).")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", "-t", help="Host to restore onto ([user@]host[:port] or alias).")
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option("--address", help="The target's address for the controller (default: probed)."),
+    ] = None,
+    instance_id: Annotated[
+        str | None,
+        typer.Option("--instance-id", help="The target's instance id (default: manual:<address>)."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan and stop.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Override refusals (live old controllers, disk, mongo, uuid).")
+    ] = False,
+    allow_downgrade: Annotated[
+        bool, typer.Option("--allow-downgrade", help="Restore a backup older than the target's Juju.")
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted restore on --target.")
+    ] = False,
+    rollback: Annotated[
+        bool, typer.Option("--rollback", help="Return --target to its snapshot from before a failed restore.")
+    ] = False,
+    update_client_config: Annotated[
+        bool,
+        typer.Option("--update-client-config", help="Point controllers.yaml api-endpoints at the target."),
+    ] = False,
+    work_dir: Annotated[
+        Path | None, typer.Option("--work-dir", help="Local scratch dir (default: a temp dir).")
+    ] = None,
+    backup_dir: Annotated[
+        str, typer.Option("--backup-dir", help="Backup dir on the controller.")
+    ] = profiles.DEFAULT_BACKUP_DIR,
+    output_format: Annotated[
+        OutputFormat | None, typer.Option("--format", help="Output format.", case_sensitive=False)
+    ] = None,
+) -> None:
+    """Restore (see the command help)."""
+    opts = options(ctx)
+    ui = make_ui(opts, output_format)
+    request = RestoreRequest(
+        backup_ref=backup_id,
+        archive=archive,
+        target=target,
+        address=address,
+        instance_id=instance_id,
+        dry_run=dry_run,
+        yes=yes,
+        force=force,
+        allow_downgrade=allow_downgrade,
+        resume=resume,
+        rollback=rollback,
+        update_client_config=update_client_config,
+        work_dir=work_dir,
+        backup_dir=backup_dir,
+    )
+    result = restore(
+        opts.connection, request, ui, confirm=lambda q: typer.confirm(q, default=False, err=True)
+    )
+    if result.dry_run:
+        ui.info("dry run: nothing changed")
+        return
+    if ui.format is not OutputFormat.tabular:
+        ui.data(result.summary())
+        return
+    if result.rolled_back is not None:
+        ui.line(f"rolled back; running again: {', '.join(result.rolled_back.get('started') or []) or 'none'}")
+        return
+    if result.outcome:
+        ui.line(f"restore done (steps run: {', '.join(result.outcome.ran) or 'none'})")
+        verify = result.outcome.verify
+        if verify:
+            ui.line(
+                f"verified: juju-db {verify.get('db')}, jujud {verify.get('jujud')}, API answering, "
+                f"new address in the DB: {verify.get('address_in_db')}"
+            )
+    ui.line("next steps:")
+    for step in result.next_steps:
+        ui.line(f"  - {step}")

@@ -1,0 +1,542 @@
+"""restore: connect → probe → plan → show → confirm → execute → verify (DESIGN.md §5, issue 5).
+
+Three forms: `restore ID` (back onto the controller the backup is stored on), `restore ID --target
+HOST` and `restore --archive FILE --target HOST` (disaster recovery onto a fresh machine). Plus
+`--resume` and `--rollback` of a restore journaled on a target.
+
+Old controllers named in the backup are probed FROM THE TARGET (restore-preflight), never from here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import ssl
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import bson
+from ruamel.yaml import YAML
+
+from jujubackup import archive, facts, profiles, rewrite, scripts
+from jujubackup.connect import connect_one
+from jujubackup.errors import JujuBackupError, NotFoundError, RefusedError, UsageError, VerifyError
+from jujubackup.host.base import Host
+from jujubackup.operations.download import DownloadRequest, download
+from jujubackup.operations.status import connect_controller
+from jujubackup.restore import execute as X
+from jujubackup.restore import plan as P
+from jujubackup.settings import ConnectionSettings
+from jujubackup.ui import UI
+
+SKIP_READDRESS_ENV = "JUJUBACKUP_TEST_SKIP_READDRESS"
+"""Test-only switch: push the archive without re-addressing (so a test can see jujud refuse)."""
+
+PEER_CONNECT_TIMEOUT = 3
+Confirm = Callable[[str], bool]
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    """What the operator asked for (built once by the CLI)."""
+
+    backup_ref: str | None = None
+    archive: Path | None = None
+    target: str | None = None
+    address: str | None = None
+    instance_id: str | None = None
+    dry_run: bool = False
+    yes: bool = False
+    force: bool = False
+    allow_downgrade: bool = False
+    resume: bool = False
+    rollback: bool = False
+    update_client_config: bool = False
+    work_dir: Path | None = None
+    backup_dir: str = profiles.DEFAULT_BACKUP_DIR
+
+
+@dataclass
+class RestoreResult:
+    """What the verb reports: the plan, what ran, the verification and the next steps."""
+
+    plan: P.Plan | None = None
+    outcome: X.Outcome | None = None
+    next_steps: tuple[str, ...] = ()
+    rolled_back: dict[str, Any] | None = None
+    dry_run: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        if self.plan:
+            data["plan"] = self.plan.as_dict()
+        if self.outcome:
+            data["ran"] = self.outcome.ran
+            data["skipped"] = self.outcome.skipped
+            data["verify"] = self.outcome.verify
+        if self.rolled_back is not None:
+            data["rolled-back"] = self.rolled_back
+        data["next-steps"] = list(self.next_steps)
+        data["dry-run"] = self.dry_run
+        return data
+
+
+def restore(settings: ConnectionSettings, request: RestoreRequest, ui: UI, confirm: Confirm) -> RestoreResult:
+    """Run the restore the request asks for; return what happened.
+
+    Raise UsageError for a bad combination of arguments, VerifyError (exit 8) for an archive that does
+    not verify, RefusedError (exit 6) for a failed precondition, RemoteStepError (exit 4) for a failed
+    step (services the restore stopped are started again first).
+    """
+    check_request(request)
+    if request.rollback:
+        return rollback(settings, request, ui)
+    if request.resume:
+        return resume(settings, request, ui)
+    with _work_dir(request.work_dir) as work:
+        return fresh_restore(settings, request, ui, confirm, work)
+
+
+def check_request(request: RestoreRequest) -> None:
+    """Raise UsageError unless the request names exactly what one form of restore needs."""
+    if request.resume or request.rollback:
+        if request.resume and request.rollback:
+            raise UsageError("--resume and --rollback exclude each other")
+        if not request.target:
+            raise UsageError("--resume/--rollback need --target HOST (the host the restore ran on)")
+        return
+    if bool(request.backup_ref) == bool(request.archive):
+        raise UsageError(
+            "give a backup ID or --archive FILE (not both)",
+            hint="`restore ID`, `restore ID --target HOST` or `restore --archive FILE --target HOST`",
+        )
+    if request.archive and not request.target:
+        raise UsageError("--archive needs --target HOST (the machine to restore onto)")
+
+
+# ------------------------------------------------------------------------------------------- fresh
+
+
+def fresh_restore(
+    settings: ConnectionSettings, request: RestoreRequest, ui: UI, confirm: Confirm, work: Path
+) -> RestoreResult:
+    """connect → probe → plan → show → confirm → execute → verify for a new restore."""
+    mode = P.Mode.dr if request.archive else (P.Mode.move if request.target else P.Mode.same)
+    source: Host | None = None
+    if request.archive:
+        local = request.archive
+        backup_id = request.archive.name
+    else:
+        source, local, backup_id = fetch_stored(settings, request, ui, work)
+    target = source if (source and not request.target) else connect_one(settings, str(request.target))
+    try:
+        report = archive.verify_archive(local)
+        report.raise_for_failures()
+        backup = read_backup(local, report, backup_id)
+        journal = X.read_journal(target)
+        if journal.exists and journal.params is not None:
+            raise RefusedError(
+                f"an unfinished restore is journaled on {target.name}",
+                hint=f"continue it with `restore --resume --target {target.name}` or undo it with "
+                "`restore --rollback --target " + target.name + "`",
+            )
+        target_facts = probe_target(target, backup, request)
+        readdress = os.environ.get(SKIP_READDRESS_ENV) != "1" and needs_readdress(mode, backup, target_facts)
+        pushed, changes, digest_sha, digest_size = prepare_archive(
+            local, backup, target_facts, request, work, readdress=readdress
+        )
+        options = P.RestoreOptions(
+            mode=mode, force=request.force, allow_downgrade=request.allow_downgrade, readdress=readdress
+        )
+        plan = P.make_plan(
+            backup, target_facts, options, peers=target_facts_peers(target_facts), changes=changes
+        )
+        show_plan(ui, plan)
+        if request.dry_run:
+            return RestoreResult(plan=plan, dry_run=True)
+        if not request.yes and not confirm(f"restore {backup.backup_id} onto {target.name}?"):
+            raise JujuBackupError("restore not confirmed; nothing changed", exit_code=130)
+        params = X.Params(
+            backup_id=backup.backup_id,
+            mode=mode.value,
+            profile=str(target_facts.profile),
+            machine_id=backup.machine_id,
+            model_uuid=backup.model_uuid,
+            new_address=target_facts.address,
+            state_port=backup.state_port,
+            api_port=backup.api_port,
+            steps=plan.step_names(),
+            sha256=digest_sha,
+            size=digest_size,
+            install=plan.install_services,
+        )
+        X.start_journal(target, params)
+        outcome = run_execution(target, params, pushed, X.Journal(exists=True), ui)
+        check_certificate(outcome, local, target_facts.address, backup.api_port, ui)
+        result = RestoreResult(plan=plan, outcome=outcome, next_steps=next_steps(backup, target_facts))
+        if request.update_client_config:
+            update_client_config(
+                backup.controller_uuid, target_facts.address, backup.api_port, ui, confirm, yes=request.yes
+            )
+        return result
+    finally:
+        target.close()
+        if source is not None and source is not target:
+            source.close()
+
+
+def fetch_stored(
+    settings: ConnectionSettings, request: RestoreRequest, ui: UI, work: Path
+) -> tuple[Host, Path, str]:
+    """Connect to the controller holding backup `request.backup_ref`, download it (checksum-verified)
+    into `work`; return the host, the local path and the backup ID. Raise NotFoundError (5)."""
+    host, _facts = connect_controller(settings, ui, request.backup_dir, require_healthy=False)
+    got = download(
+        host, DownloadRequest(str(request.backup_ref), directory=work, backup_dir=request.backup_dir), ui
+    )
+    return host, got.path, got.id
+
+
+def read_backup(path: Path, report: archive.VerifyReport, backup_id: str) -> P.BackupFacts:
+    """Given a verified archive, return the BackupFacts the plan needs (metadata, agent.conf, dump)."""
+    meta = report.metadata
+    if meta is None:
+        raise VerifyError(f"archive {path} has no readable metadata.json")
+    machine_id = meta.controller_machine_id or meta.machine or "0"
+    conf_name = archive.agent_conf_path(machine_id)
+    contents = archive.read_members(path, ["dump/juju/machines.bson"], [conf_name])
+    if conf_name not in contents.root_files:
+        raise VerifyError(f"root.tar of {path} has no {conf_name}", hint="is this a controller backup?")
+    conf = YAML(typ="safe", pure=True).load(contents.root_files[conf_name].decode("utf-8")) or {}
+    machines = bson.decode_all(contents.files.get("dump/juju/machines.bson", b""))
+    unpacked = sum(m.size for m in report.members) + sum(m.size for m in report.root_members)
+    return P.backup_facts(
+        meta,
+        conf,
+        machines,
+        backup_id=meta.id or backup_id,
+        archive_size=path.stat().st_size,
+        unpacked_size=unpacked,
+        has_oplog="dump/oplog.bson" in {m.path for m in report.members},
+    )
+
+
+def probe_target(host: Host, backup: P.BackupFacts, request: RestoreRequest) -> TargetProbe:
+    """Run the probe and the restore preflight (old controllers probed from the target) on `host`;
+    return the TargetFacts plus the peer probes."""
+    doc = host.run(
+        "probe",
+        scripts.render(
+            "probe",
+            backup_dir=request.backup_dir,
+            paths=profiles.probe_paths(),
+            profiles=profiles.PROFILES,
+            estimate_dbs=facts.ESTIMATE_DBS,
+        ),
+        timeout=180,
+    ).json()
+    base = target_from_probe(doc, host.name)
+    endpoints = P.peer_endpoints(backup, replace(base, address=host.address))
+    state_paths = [profiles.DATA_DIR, *{p.mongo_dir for p in profiles.PROFILES}]
+    pre = host.run(
+        "restore-preflight",
+        scripts.render(
+            "restore-preflight",
+            journal_dir=X.JOURNAL_DIR,
+            endpoints=[list(e) for e in endpoints],
+            connect_timeout=PEER_CONNECT_TIMEOUT,
+            state_paths=sorted(set(state_paths)),
+        ),
+        timeout=60 + 2 * PEER_CONNECT_TIMEOUT * len(endpoints),
+    ).json()
+    addresses = tuple(str(a) for a in pre.get("addresses") or [])
+    address = request.address or (
+        host.address if host.address in addresses else (addresses[0] if addresses else host.address)
+    )
+    peers = tuple(
+        P.PeerProbe(str(p["address"]), int(p["port"]), bool(p["answers"]))
+        for p in pre.get("peers") or []
+        if str(p["address"]) not in addresses
+    )
+    return TargetProbe(
+        **{
+            **base.__dict__,
+            "address": address,
+            "addresses": addresses,
+            "free_bytes": int(pre.get("free_bytes") or 0),
+            "state_bytes": int(pre.get("state_bytes") or 0),
+        },
+        peers=peers,
+        instance_id=str(doc.get("instance_id") or ""),
+    )
+
+
+@dataclass(frozen=True)
+class TargetProbe(P.TargetFacts):
+    """TargetFacts plus what only the operation needs: the peer probes and the current instance id."""
+
+    peers: tuple[P.PeerProbe, ...] = ()
+    instance_id: str = ""
+
+
+def target_facts_peers(target: P.TargetFacts) -> tuple[P.PeerProbe, ...]:
+    return target.peers if isinstance(target, TargetProbe) else ()
+
+
+def target_from_probe(doc: dict[str, Any], name: str) -> P.TargetFacts:
+    """Given the probe's JSON, return TargetFacts: a controller's facts, or a bare machine's
+    (a spare: the profile from which mongo tools exist, no Juju)."""
+    try:
+        found = facts.parse_probe(doc, name)
+    except RefusedError:
+        paths = set(doc.get("paths") or [])
+        profile = next(
+            (p.name for p in profiles.PROFILES if p.mongod in paths and p.mongorestore in paths), None
+        )
+        version = _version_in(str((doc.get("versions") or {}).get("mongod", "")))
+        db_dirs = [p.db_path for p in profiles.PROFILES if p.db_path in paths]
+        return P.TargetFacts(
+            name=name, address="", profile=profile, mongo_version=version or None, has_state=bool(db_dirs)
+        )
+    return P.TargetFacts(
+        name=name,
+        address="",
+        profile=found.profile,
+        juju_version=found.juju_version if found.juju_version != facts.UNKNOWN else None,
+        controller_uuid=found.controller_uuid or None,
+        machine_id=found.machine_id,
+        mongo_version=found.mongo_version or None,
+        live_services=tuple(s.name for s in found.services if s.active),
+        has_state=True,
+    )
+
+
+def needs_readdress(mode: P.Mode, backup: P.BackupFacts, target: P.TargetFacts) -> bool:
+    """Re-address unless the backup goes back onto its own single controller at the same address."""
+    restored = backup.restored
+    same_place = restored is not None and target.address in restored.addresses and not backup.others
+    return not (mode is P.Mode.same and same_place)
+
+
+def prepare_archive(
+    local: Path,
+    backup: P.BackupFacts,
+    target: TargetProbe,
+    request: RestoreRequest,
+    work: Path,
+    *,
+    readdress: bool,
+) -> tuple[Path, list[str], str, int]:
+    """Return (archive to push, change lines for the plan, its SHA-256, its size): the re-addressed
+    copy written in `work`, or the original archive when no re-addressing is wanted."""
+    if not readdress:
+        return local, [], _sha256(local), local.stat().st_size
+    out = work / "readdressed.tar.gz"
+    instance = request.instance_id or target.instance_id or f"manual:{target.address}"
+    result = rewrite.readdress_archive(
+        str(local),
+        str(out),
+        rewrite.ReaddressTarget(backup.machine_id, target.address, instance, backup.model_uuid),
+        tmp_dir=str(work),
+    )
+    lines = [c.describe() for c in result.changes if c.collection != "agent.conf"]
+    diff = [f"  {line}" for line in result.agent_conf_diff.splitlines()]
+    return out, [*lines, *(["agent.conf:", *diff] if diff else [])], result.digest.sha256, result.digest.size
+
+
+def show_plan(ui: UI, plan: P.Plan) -> None:
+    """Print the plan on stdout (tabular: readable lines; json/yaml: the plan as data)."""
+    if ui.format.value != "tabular":
+        ui.data(plan.as_dict())
+        return
+    ui.line(f"restore plan ({plan.mode.value}): backup {plan.backup_id} -> {plan.target}")
+    ui.line(
+        f"  machine {plan.machine_id}: {', '.join(plan.old_addresses) or 'unknown'} -> {plan.new_address}"
+    )
+    for line in plan.demoted:
+        ui.line(f"  {line}")
+    ui.line("steps:")
+    for n, step in enumerate(plan.steps, 1):
+        ui.line(f"  {n:>2}. {step.title}")
+        for detail in step.details:
+            ui.line(f"        {detail}")
+    if plan.changes:
+        ui.line("re-addressing (database and agent.conf):")
+        for change in plan.changes:
+            ui.line(f"  {change}")
+    for warning in plan.warnings:
+        ui.warn(warning)
+
+
+def run_execution(
+    host: Host, params: X.Params, archive_path: Path | None, journal: X.Journal, ui: UI
+) -> X.Outcome:
+    """Execute the steps with progress lines; return the Outcome."""
+    with ui.transfer("push archive", params.size, journal.archive_bytes) as advance:
+        return X.execute(
+            host,
+            params,
+            archive=archive_path,
+            journal=journal,
+            on_step=lambda s: ui.info(f"step {s}"),
+            progress=advance,
+        )
+
+
+def check_certificate(outcome: X.Outcome, local: Path, address: str, port: int, ui: UI) -> None:
+    """When the target could not compare certificates itself (no openssl there), check from here that
+    the API serves the archive's certificate. Raise VerifyError if it serves another one."""
+    if not outcome.verify or outcome.verify.get("cert_expected"):
+        return
+    contents = archive.read_members(local, [], ["var/lib/juju/server.pem"])
+    pem = contents.root_files.get("var/lib/juju/server.pem", b"").decode("utf-8", "replace")
+    match = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", pem, re.S)
+    if not match:
+        return
+    try:
+        served = ssl.get_server_certificate((address, port), timeout=10)
+    except OSError as err:
+        raise VerifyError(f"the restored API at {address}:{port} does not answer TLS: {err}") from err
+    if _der(served) != _der(match.group(0)):
+        raise VerifyError(f"the API at {address}:{port} serves another certificate than the backup's")
+    outcome.verify["cert_checked_from_workstation"] = True
+
+
+def next_steps(backup: P.BackupFacts, target: P.TargetFacts) -> tuple[str, ...]:
+    """Return what the operator does next."""
+    return (
+        f"check the controller: juju status -m controller (API at {target.address}:{backup.api_port})",
+        "turn provisioner safe mode off once the model looks right: "
+        "juju model-config -m controller provisioner-safe-mode=false",
+        "restore HA: juju enable-ha",
+        "point the Juju client at the new address: jujubackup restore ... --update-client-config "
+        "(or edit api-endpoints in controllers.yaml)",
+    )
+
+
+# ----------------------------------------------------------------------------------- resume / rollback
+
+
+def resume(settings: ConnectionSettings, request: RestoreRequest, ui: UI) -> RestoreResult:
+    """Continue a journaled restore on --target from its first step not done."""
+    target = connect_one(settings, str(request.target))
+    try:
+        journal = X.read_journal(target)
+        if not journal.exists or journal.params is None:
+            raise NotFoundError(f"no unfinished restore is journaled on {target.name}")
+        params = journal.params
+        ui.info(
+            f"resuming restore of {params.backup_id} on {target.name}; "
+            f"done: {', '.join(sorted(journal.done))}"
+        )
+        outcome = run_execution(target, params, request.archive, journal, ui)
+        steps = (
+            "check the controller: juju status -m controller "
+            f"(API at {params.new_address}:{params.api_port})",
+            "juju model-config -m controller provisioner-safe-mode=false; juju enable-ha",
+        )
+        return RestoreResult(outcome=outcome, next_steps=steps)
+    finally:
+        target.close()
+
+
+def rollback(settings: ConnectionSettings, request: RestoreRequest, ui: UI) -> RestoreResult:
+    """Return --target to the snapshot its journaled restore took before changing anything."""
+    target = connect_one(settings, str(request.target))
+    try:
+        journal = X.read_journal(target)
+        ui.info(f"rolling back the restore on {target.name}")
+        done = X.rollback(target, journal)
+        return RestoreResult(rolled_back=done)
+    finally:
+        target.close()
+
+
+# ------------------------------------------------------------------------------------ client config
+
+
+def update_client_config(
+    controller_uuid: str,
+    address: str,
+    port: int,
+    ui: UI,
+    confirm: Confirm,
+    *,
+    yes: bool,
+    data_dir: Path | None = None,
+) -> bool:
+    """Rewrite api-endpoints of the controller with `controller_uuid` in the Juju client's
+    controllers.yaml to `address:port`, showing the diff first; return True if it was written."""
+    from jujubackup.connect import juju_data
+
+    path = (data_dir or juju_data()) / "controllers.yaml"
+    if not path.is_file():
+        ui.warn(f"no {path}: client config not updated")
+        return False
+    old_text = path.read_text(encoding="utf-8")
+    new_text, name = rewrite_controllers_yaml(old_text, controller_uuid, f"{address}:{port}")
+    if name is None or new_text == old_text:
+        ui.warn(f"controller {controller_uuid} is not in {path} (or already points at {address})")
+        return False
+    import difflib
+
+    for line in difflib.unified_diff(
+        old_text.splitlines(), new_text.splitlines(), str(path), str(path), lineterm=""
+    ):
+        ui.line(line)
+    if not yes and not confirm(f"update api-endpoints of controller {name} in {path}?"):
+        return False
+    path.write_text(new_text, encoding="utf-8")
+    return True
+
+
+def rewrite_controllers_yaml(text: str, controller_uuid: str, endpoint: str) -> tuple[str, str | None]:
+    """Given controllers.yaml text, return (new text, controller name) with that controller's
+    api-endpoints set to [endpoint] (name None when no controller has that uuid)."""
+    import io
+
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    doc = yaml.load(text) or {}
+    for name, entry in (doc.get("controllers") or {}).items():
+        if isinstance(entry, dict) and entry.get("uuid") == controller_uuid:
+            entry["api-endpoints"] = [endpoint]
+            out = io.StringIO()
+            yaml.dump(doc, out)
+            return out.getvalue(), str(name)
+    return text, None
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+@contextmanager
+def _work_dir(given: Path | None) -> Iterator[Path]:
+    if given is not None:
+        given.mkdir(parents=True, exist_ok=True, mode=0o700)
+        yield given
+        return
+    with tempfile.TemporaryDirectory(prefix="jujubackup-restore-") as tmp:
+        yield Path(tmp)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _der(pem: str) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(pem.strip() + "\n")
+
+
+def _version_in(text: str) -> str:
+    match = re.search(r"(\d+\.\d+\.\d+)", text)
+    return match.group(1) if match else ""
