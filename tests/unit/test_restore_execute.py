@@ -1,0 +1,101 @@
+"""Pure helpers of restore/execute.py and operations/restore.py: params, steps, units, client config."""
+
+from __future__ import annotations
+
+import subprocess
+
+from jujubackup import profiles, scripts
+from jujubackup.operations.restore import needs_readdress, rewrite_controllers_yaml, target_from_probe
+from jujubackup.restore import execute as X
+from jujubackup.restore import plan as P
+
+PARAMS = X.Params(
+    backup_id="20260101-000000.uuid", mode="disaster-recovery", profile="juju-2.9", machine_id="2",
+    model_uuid="m-uuid", new_address="10.201.0.50", state_port=37017, api_port=17070,
+    steps=(P.UPLOAD, P.STOP, P.UNTAR), sha256="ab" * 32, size=123, install=True,
+)
+
+
+def test_params_round_trip_through_json() -> None:
+    import json
+
+    assert X.Params.from_dict(json.loads(PARAMS.to_json())) == PARAMS
+
+
+def test_every_step_script_renders_and_passes_shellcheck_for_both_profiles() -> None:
+    for profile in ("juju-2.9", "juju-2.8"):
+        params = X.Params(**{**PARAMS.__dict__, "profile": profile})
+        extra = [("rollback", "restore-rollback"), ("restart", "restore-restart")]
+        for step, name in [*X.SCRIPT_OF.items(), *extra]:
+            text = scripts.render(name, **X.step_values(params, step))
+            checked = subprocess.run(["shellcheck", "-s", "bash", "-"], input=text, capture_output=True,
+                                     text=True, check=False)
+            assert checked.returncode == 0, f"{profile} {name}:\n{checked.stdout}"
+
+
+def test_unit_files_name_the_restored_machine_and_the_profile_paths() -> None:
+    files = {f["path"]: f for f in X.unit_files(profiles.JUJU_28, PARAMS)}
+    unit = files["/etc/systemd/system/jujud-machine-2.service"]["content"]
+    assert "ExecStart=/etc/systemd/system/jujud-machine-2-exec-start.sh" in unit
+    start = files["/etc/systemd/system/jujud-machine-2-exec-start.sh"]["content"]
+    assert "/var/lib/juju/tools/machine-2/jujud machine --data-dir /var/lib/juju --machine-id 2" in start
+    db = files["/etc/systemd/system/juju-db.service"]
+    assert db["replace"] is False
+    assert "/usr/lib/juju/mongo3.2/bin/mongod --dbpath /var/lib/juju/db" in db["content"]
+    assert "--keyFile /var/lib/juju/shared-secret" in db["content"]
+    snap = {f["path"]: f for f in X.unit_files(profiles.JUJU_29, PARAMS)}
+    assert "tlsCertificateKeyFile = /var/snap/juju-db/common/server.pem" in snap[
+        "/var/snap/juju-db/common/juju-db.config"]["content"]
+    assert "--config /var/snap/juju-db/common/juju-db.config" in snap[
+        "/etc/systemd/system/snap.juju-db.daemon.service"]["content"]
+
+
+def test_snapshot_holds_the_state_and_the_db_unit() -> None:
+    assert X.snapshot_paths(profiles.JUJU_29) == [
+        "/var/lib/juju", "/var/snap/juju-db/common", "/etc/systemd/system/snap.juju-db.daemon.service",
+    ]
+    assert X.snapshot_paths(profiles.JUJU_28) == ["/var/lib/juju", "/etc/systemd/system/juju-db.service"]
+
+
+def test_spare_probe_gives_the_profile_of_its_mongo_tools_and_no_juju() -> None:
+    doc = {"paths": ["/usr/lib/juju/mongo3.2/bin/mongod", "/usr/lib/juju/mongo3.2/bin/mongorestore"],
+           "versions": {"mongod": "db version v3.2.22"}, "agent_conf": {}}
+    target = target_from_probe(doc, "spare0")
+    assert (target.profile, target.mongo_version, target.juju_version, target.has_state) == (
+        "juju-2.8", "3.2.22", None, False)
+
+
+def test_same_controller_single_node_same_address_is_not_readdressed() -> None:
+    me = P.ControllerMachine("0", ("10.201.0.10",))
+    backup = P.BackupFacts("id", "c", "m", "0", "2.9.42", "focal", None, 1, 1, controllers=(me,))
+    target = P.TargetFacts(name="ctl0", address="10.201.0.10", profile="juju-2.9")
+    assert not needs_readdress(P.Mode.same, backup, target)
+    assert needs_readdress(P.Mode.dr, backup, target)
+    ha = P.BackupFacts("id", "c", "m", "0", "2.9.42", "focal", None, 1, 1,
+                       controllers=(me, P.ControllerMachine("1", ("10.201.0.11",))))
+    assert needs_readdress(P.Mode.same, ha, target)
+
+
+CONTROLLERS_YAML = """controllers:
+  lab:
+    uuid: 8a293c6a-855b-47fd-8201-affdf29c9605
+    api-endpoints: ['10.77.116.68:17070', '10.77.116.194:17070']
+    ca-cert: |
+      -----BEGIN CERTIFICATE-----
+      X
+      -----END CERTIFICATE-----
+  other:
+    uuid: 11111111-2222-3333-4444-555555555555
+    api-endpoints: ['10.0.0.1:17070']
+current-controller: lab
+"""
+
+
+def test_client_config_rewrites_only_that_controllers_endpoints() -> None:
+    text, name = rewrite_controllers_yaml(CONTROLLERS_YAML, "8a293c6a-855b-47fd-8201-affdf29c9605",
+                                          "10.201.0.50:17070")
+    assert name == "lab"
+    assert "10.201.0.50:17070" in text and "10.77.116.68" not in text
+    assert "10.0.0.1:17070" in text and "current-controller: lab" in text
+    same, none = rewrite_controllers_yaml(CONTROLLERS_YAML, "no-such-uuid", "x:1")
+    assert none is None and same == CONTROLLERS_YAML
