@@ -144,28 +144,29 @@ def lock_error(err: RemoteStepError, host: str = "") -> JujuBackupError:
         return err
     holder = _prefixed_json(err.stderr_tail, LOCKED_PREFIX)
     where = f" on {host}" if host else ""
-    if holder:
-        who = (
-            f"{holder.get('operation', '?')} by {holder.get('holder', '?')}, "
-            f"pid {holder.get('pid', '?')}, since {holder.get('started', '?')}"
-        )
-    else:
-        who = "a process that left no holder record"
+    who = describe_holder(holder) if holder else "a process that left no holder record"
     return LockedError(
         f"the controller's backup dir{where} is locked: {who}",
         hint="wait for that operation to finish; the lock (flock) frees itself when its process exits",
     )
 
 
+def describe_holder(holder: dict[str, Any]) -> str:
+    """Given a lock holder record, return `OPERATION by HOLDER, pid N, since T`."""
+    return (
+        f"{holder.get('operation', '?')} by {holder.get('holder', '?')}, "
+        f"pid {holder.get('pid', '?')}, since {holder.get('started', '?')}"
+    )
+
+
 def stale_lock_warning(text: str) -> str | None:
-    """Given a script's stderr (or a stale holder record), return a warning about a stale lock, or None."""
+    """Given a script's stderr line(s) or a holder record's text, return a stale-lock warning or None."""
     holder = _prefixed_json(text, STALE_PREFIX) if STALE_PREFIX in text else _json_or_none(text)
     if not holder:
         return None
     return (
-        f"found a stale lock record ({holder.get('operation', '?')} by {holder.get('holder', '?')}, "
-        f"pid {holder.get('pid', '?')}, since {holder.get('started', '?')}): that run died without "
-        "cleaning up; its lock was free and has been taken over"
+        f"found a stale lock record ({describe_holder(holder)}): that run died without cleaning up; "
+        "the lock itself (flock) was free"
     )
 
 

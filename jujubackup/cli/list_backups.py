@@ -1,0 +1,46 @@
+"""`jujubackup list [--brief]`: the controller's catalog.
+
+Not named `list.py`: the submodule would shadow the builtin `list` in the `jujubackup.cli` namespace.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from jujubackup.cli import make_ui, options
+from jujubackup.operations.list import list_backups
+from jujubackup.profiles import DEFAULT_BACKUP_DIR
+from jujubackup.settings import OutputFormat
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("list")
+    def list_cmd(
+        ctx: typer.Context,
+        brief: Annotated[bool, typer.Option("--brief", help="Only the IDs, one per line.")] = False,
+        backup_dir: Annotated[str, typer.Option("--backup-dir", help="Backup dir on the controller.")] = (
+            DEFAULT_BACKUP_DIR
+        ),
+        fmt: Annotated[
+            OutputFormat | None, typer.Option("--format", help="tabular|json|yaml", case_sensitive=False)
+        ] = None,
+    ) -> None:
+        """List the backups stored on the controller (oldest first)."""
+        opts = options(ctx)
+        ui = make_ui(opts, fmt)
+        listing = list_backups(opts.connection, ui, backup_dir)
+        if brief:
+            if ui.format is OutputFormat.tabular:
+                for record in listing.records:
+                    ui.line(record.id)
+            else:
+                ui.data([r.id for r in listing.records])
+        elif ui.format is OutputFormat.tabular:
+            if listing.records:
+                ui.data([r.row() for r in listing.records])
+            else:
+                ui.info(f"no backups stored in {listing.backup_dir}")
+        else:
+            ui.data([r.to_dict() for r in listing.records])

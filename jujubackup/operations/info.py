@@ -1,0 +1,23 @@
+"""info: one stored backup's record, by ID, unique prefix or `latest`."""
+
+from __future__ import annotations
+
+from jujubackup.catalog import Catalog, CatalogRecord
+from jujubackup.operations.status import connect_controller
+from jujubackup.profiles import DEFAULT_BACKUP_DIR
+from jujubackup.settings import ConnectionSettings
+from jujubackup.ui import UI
+
+
+def info(
+    settings: ConnectionSettings, ui: UI, ref: str, backup_dir: str = DEFAULT_BACKUP_DIR
+) -> CatalogRecord:
+    """Return the record `ref` names. Raise NotFoundError (exit 5) if none or ambiguous."""
+    host, _facts = connect_controller(settings, ui, backup_dir, require_healthy=False)
+    try:
+        record = Catalog(host, backup_dir).get(ref)
+    finally:
+        host.close()
+    if not record.archive_present:
+        ui.warn(f"the archive {record.path} of {record.id} is missing")
+    return record
