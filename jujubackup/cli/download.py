@@ -1,0 +1,50 @@
+"""`jujubackup download ID [FILE]`: stream a stored archive here, checksum-verified and resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from jujubackup.cli import make_ui, options
+from jujubackup.errors import UsageError
+from jujubackup.operations.download import DownloadRequest, run_download
+from jujubackup.profiles import DEFAULT_BACKUP_DIR
+from jujubackup.settings import OutputFormat
+from jujubackup.transfer import parse_rate
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("download")
+    def download_cmd(
+        ctx: typer.Context,
+        backup_id: Annotated[str, typer.Argument(metavar="ID", help="Backup ID, unique prefix or `latest`.")],
+        file: Annotated[
+            Path | None, typer.Argument(metavar="[FILE]", help="Destination (default ./<ID>.tar.gz).")
+        ] = None,
+        directory: Annotated[Path | None, typer.Option("--dir", help="Directory to download into.")] = None,
+        bwlimit: Annotated[
+            str | None, typer.Option("--bwlimit", metavar="RATE", help="Bytes/s, K/M/G suffixes (e.g. 20M).")
+        ] = None,
+        backup_dir: Annotated[str, typer.Option("--backup-dir", help="Backup dir on the controller.")] = (
+            DEFAULT_BACKUP_DIR
+        ),
+        fmt: Annotated[
+            OutputFormat | None, typer.Option("--format", help="tabular|json|yaml", case_sensitive=False)
+        ] = None,
+    ) -> None:
+        """Download a stored backup (temp file renamed after its SHA-256 matches; an interrupted
+        download resumes). Writes a `<ID>.json` sidecar next to it for `list --local`."""
+        opts = options(ctx)
+        ui = make_ui(opts, fmt)
+        if file is not None and directory is not None:
+            raise UsageError("give FILE or --dir, not both")
+        if directory is not None and not directory.is_dir():
+            raise UsageError(f"--dir {directory} is not a directory")
+        request = DownloadRequest(backup_id, file, directory, parse_rate(bwlimit), backup_dir)
+        result = run_download(opts.connection, ui, request)
+        if ui.format is OutputFormat.tabular:
+            ui.line(str(result.path))
+        else:
+            ui.data(result.as_dict())

@@ -1,0 +1,151 @@
+"""Archives on this workstation: sidecar records and `list --local DIR`.
+
+A downloaded archive `<ID>.tar.gz` gets a sidecar `<ID>.json` next to it (a directory of downloads
+looks like the controller's backup dir): the catalog record (Juju metadata keys + sha256, size, …)
+plus a "local" block saying when the file's SHA-256 was last checked and its size/mtime then, so a
+listing can tell "verified" from "changed since" without re-reading every archive. Archives without a
+sidecar (e.g. made by Juju and copied over) are listed from their own metadata.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from jujubackup.archive import read_members, verify_archive
+from jujubackup.errors import JujuBackupError, NotFoundError
+from jujubackup.metadata import BackupMetadata, format_time, parse_metadata_json
+
+ARCHIVE_SUFFIX = ".tar.gz"
+COLUMNS = ("id", "started", "size", "verified", "version", "machine", "notes", "file")
+
+
+def sidecar_path(archive: Path) -> Path:
+    """Given an archive path, return its sidecar: `X.tar.gz` -> `X.json`, anything else -> `NAME.json`."""
+    name = archive.name
+    base = name[: -len(ARCHIVE_SUFFIX)] if name.endswith(ARCHIVE_SUFFIX) else name
+    return archive.with_name(base + ".json")
+
+
+def write_sidecar(archive: Path, record: dict[str, Any], sha256: str) -> Path:
+    """Write `archive`'s sidecar (0600, atomically): the record plus the local check; return its path."""
+    stat = archive.stat()
+    data = {k: v for k, v in record.items() if k not in ("path", "archive_present", "local")}
+    data["local"] = {
+        "file": archive.name,
+        "sha256": sha256,
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "verified_at": format_time(datetime.now(timezone.utc)),
+    }
+    side = sidecar_path(archive)
+    tmp = side.with_name(f".{side.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2)
+        fh.write("\n")
+    tmp.replace(side)
+    return side
+
+
+def read_sidecar(archive: Path) -> dict[str, Any] | None:
+    """Return the archive's sidecar record, or None when absent or not a JSON object."""
+    try:
+        data = json.loads(sidecar_path(archive).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+@dataclass(frozen=True)
+class LocalArchive:
+    """One archive file on this workstation, as `list --local` shows it."""
+
+    path: Path
+    id: str
+    size: int
+    sha256: str
+    verified: str
+    metadata: BackupMetadata | None
+    record: dict[str, Any] | None
+
+    def row(self) -> dict[str, Any]:
+        """Return the listing row (keys: COLUMNS)."""
+        md = self.metadata
+        return {
+            "id": self.id,
+            "started": format_time(md.started) if md and md.started else "",
+            "size": self.size,
+            "verified": self.verified,
+            "version": md.version if md else "",
+            "machine": md.machine if md else "",
+            "notes": md.notes if md else "",
+            "file": str(self.path),
+        }
+
+
+def describe(path: Path, *, check: bool = False) -> LocalArchive:
+    """Given a local archive, return what is known about it (sidecar first, else its metadata.json).
+
+    `verified` is "yes" (SHA-256 checked at download/verify and the file unchanged since), "changed"
+    (size or mtime differ from the check), "unchecked" (no sidecar), or with `check` the outcome of a
+    full verify ("yes" / "no: <first problem>"). Raise NotFoundError if the file is missing.
+    """
+    if not path.is_file():
+        raise NotFoundError(f"archive {path} not found")
+    stat = path.stat()
+    record = read_sidecar(path)
+    metadata: BackupMetadata | None = None
+    sha256 = ""
+    verified = "unchecked"
+    if record is not None:
+        metadata = _metadata_or_none(record)
+        sha256 = str(record.get("sha256", ""))
+        local = record.get("local") or {}
+        unchanged = local.get("size") == stat.st_size and local.get("mtime_ns") == stat.st_mtime_ns
+        verified = "yes" if unchanged and local.get("sha256") == sha256 else "changed"
+    else:
+        metadata = _archive_metadata(path)
+    if check:
+        report = verify_archive(path, expected_sha256=sha256 or None)
+        verified = "yes" if report.ok else f"no: {report.failures[0].message}"
+        if report.metadata is not None and metadata is None:
+            metadata = report.metadata
+    backup_id = (record or {}).get("ID") or (metadata.id if metadata else "") or ""
+    return LocalArchive(path, str(backup_id), stat.st_size, sha256, verified, metadata, record)
+
+
+def list_local(directory: Path, *, check: bool = False) -> list[LocalArchive]:
+    """Given a directory, return its `*.tar.gz` archives (oldest start first, then by name).
+
+    Raise NotFoundError if the directory does not exist.
+    """
+    if not directory.is_dir():
+        raise NotFoundError(f"directory {directory} not found")
+    found = [describe(p, check=check) for p in sorted(directory.glob("*" + ARCHIVE_SUFFIX)) if p.is_file()]
+    return sorted(found, key=lambda a: (a.row()["started"] or "~", a.path.name))
+
+
+def list_local_rows(directory: Path, *, check: bool = False) -> list[dict[str, Any]]:
+    """Return `list --local DIR` rows (dicts with keys COLUMNS) for the archives in `directory`."""
+    return [archive.row() for archive in list_local(directory, check=check)]
+
+
+def _metadata_or_none(record: dict[str, Any]) -> BackupMetadata | None:
+    try:
+        return BackupMetadata.from_json_dict(record)
+    except JujuBackupError:
+        return None
+
+
+def _archive_metadata(path: Path) -> BackupMetadata | None:
+    """Return metadata.json of an archive, or None when it cannot be read."""
+    try:
+        files = read_members(path, ["metadata.json"]).files
+        return parse_metadata_json(files["metadata.json"]) if "metadata.json" in files else None
+    except JujuBackupError:
+        return None

@@ -1,0 +1,141 @@
+"""download ID [FILE]: stream a stored archive to this workstation, checksum-verified and resumable.
+
+Flow: resolve the ID in the controller's catalog -> choose the destination -> resume a partial
+`<dest>.part` if its bytes match the controller's copy -> stream the rest (1 MiB chunks, SHA-256 on
+the fly, optional bandwidth limit) -> rename into place only when size and SHA-256 match the catalog
+-> write the `<ID>.json` sidecar. The file and sidecar are 0600.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jujubackup.catalog import Catalog, CatalogRecord
+from jujubackup.errors import RefusedError, VerifyError
+from jujubackup.host.base import Host
+from jujubackup.local_archives import write_sidecar
+from jujubackup.operations.status import connect_controller
+from jujubackup.profiles import DEFAULT_BACKUP_DIR
+from jujubackup.settings import ConnectionSettings
+from jujubackup.transfer import HashingSink, Throttle, hash_prefix, open_private, remote_stat
+from jujubackup.ui import UI
+
+PART_SUFFIX = ".part"
+
+
+@dataclass(frozen=True)
+class DownloadRequest:
+    """What to download and where: `file` wins over `directory`; default ./<ID>.tar.gz."""
+
+    ref: str
+    file: Path | None = None
+    directory: Path | None = None
+    bwlimit: int | None = None
+    backup_dir: str = DEFAULT_BACKUP_DIR
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    id: str
+    path: Path
+    sidecar: Path
+    size: int
+    sha256: str
+    resumed_from: int
+    already_present: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        return {"id": self.id, "file": str(self.path), "sidecar": str(self.sidecar), "size": self.size,
+                "sha256": self.sha256, "resumed-from": self.resumed_from,
+                "already-present": self.already_present}
+
+
+def download(host: Host, request: DownloadRequest, ui: UI) -> DownloadResult:
+    """Given a connected controller, download the archive `request.ref` names; return the result.
+
+    Raise NotFoundError (5) for an unknown ID, RefusedError (6) when the destination exists with other
+    content, VerifyError (8) when the received bytes do not match the catalog (the partial file is
+    removed, nothing is renamed), ConnectError (3) when the connection drops (the partial is kept).
+    """
+    record = Catalog(host, request.backup_dir).get(request.ref)
+    dest = destination(request, record)
+    part = dest.with_name(dest.name + PART_SUFFIX)
+    if dest.exists():
+        return _already_there(dest, record, ui)
+    hasher, offset = _resume_point(host, record, part, ui)
+    with open_private(part, append=True) as fh, ui.transfer(
+        f"download {record.id[:15]}", record.size, offset
+    ) as advance:
+        sink = HashingSink(fh, hasher, Throttle(request.bwlimit))
+        host.get(record.path, sink, offset=offset, progress=advance)  # type: ignore[arg-type]
+        fh.flush()
+        os.fsync(fh.fileno())
+    _check_and_place(part, dest, record, hasher.hexdigest())
+    sidecar = write_sidecar(dest, record.to_dict(), record.sha256)
+    ui.info(f"downloaded {record.id} to {dest} ({record.size} bytes, sha256 {record.sha256[:16]}…)")
+    return DownloadResult(record.id, dest, sidecar, record.size, record.sha256, offset)
+
+
+def destination(request: DownloadRequest, record: CatalogRecord) -> Path:
+    """Return where the archive goes: FILE, else DIR/<archive>, else ./<archive>."""
+    if request.file is not None:
+        return request.file / record.archive if request.file.is_dir() else request.file
+    return (request.directory or Path.cwd()) / record.archive
+
+
+def _already_there(dest: Path, record: CatalogRecord, ui: UI) -> DownloadResult:
+    """Accept an existing destination only if it is this archive (refresh its sidecar)."""
+    size = dest.stat().st_size
+    digest = hash_prefix(dest, size).hexdigest() if size == record.size else ""
+    if digest != record.sha256:
+        raise RefusedError(
+            f"{dest} already exists and is not backup {record.id}",
+            hint="give another FILE or --dir, or remove the file",
+        )
+    sidecar = write_sidecar(dest, record.to_dict(), record.sha256)
+    ui.info(f"{dest} is already backup {record.id} (sha256 matches)")
+    return DownloadResult(record.id, dest, sidecar, size, digest, size, already_present=True)
+
+
+def _resume_point(host: Host, record: CatalogRecord, part: Path, ui: UI) -> tuple[Any, int]:
+    """Return (sha256 over the kept prefix, offset): keep a partial whose bytes match the remote copy."""
+    have = part.stat().st_size if part.exists() else 0
+    if have == 0:
+        return hashlib.sha256(), 0
+    if have <= record.size:
+        local = hash_prefix(part, have)
+        remote = remote_stat(host, record.path, prefix=have)
+        if remote.sha256 == local.hexdigest():
+            ui.info(f"resuming download of {record.id} at byte {have} of {record.size}")
+            return local, have
+    ui.warn(f"partial file {part} does not match backup {record.id}; starting over")
+    part.unlink()
+    return hashlib.sha256(), 0
+
+
+def _check_and_place(part: Path, dest: Path, record: CatalogRecord, sha256: str) -> None:
+    """Rename part -> dest if its size and SHA-256 match the record; else remove it, raise VerifyError."""
+    size = part.stat().st_size
+    if size != record.size or sha256 != record.sha256:
+        part.unlink()
+        raise VerifyError(
+            f"downloaded {record.id} does not match the catalog: got {size} bytes sha256 {sha256}, "
+            f"expected {record.size} bytes sha256 {record.sha256}",
+            hint="the stored copy or the transfer is damaged; run `jujubackup verify "
+            f"{record.id}` on the controller, then download again",
+        )
+    part.chmod(0o600)
+    part.replace(dest)
+
+
+def run_download(settings: ConnectionSettings, ui: UI, request: DownloadRequest) -> DownloadResult:
+    """Connect to the first controller of `settings`, download, and close. Errors as `download`."""
+    host, _facts = connect_controller(settings, ui, request.backup_dir, require_healthy=False)
+    try:
+        return download(host, request, ui)
+    finally:
+        host.close()

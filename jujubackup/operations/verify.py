@@ -1,0 +1,106 @@
+"""verify FILE|ID: check an archive end to end (archive.verify_stream does the checking).
+
+A local FILE is read from disk (expected digests from its sidecar when it has one). An ID is
+verified where it is stored: the controller's copy is streamed through the same verifier without
+being written to this workstation, against the catalog's size and SHA-256.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from jujubackup.archive import VerifyReport, verify_archive, verify_stream
+from jujubackup.catalog import Catalog
+from jujubackup.errors import JujuBackupError
+from jujubackup.host.base import Host
+from jujubackup.local_archives import read_sidecar, sidecar_path, write_sidecar
+from jujubackup.operations.status import connect_controller
+from jujubackup.profiles import DEFAULT_BACKUP_DIR
+from jujubackup.settings import ConnectionSettings
+from jujubackup.ui import UI
+
+
+@dataclass(frozen=True)
+class VerifyRequest:
+    target: str
+    backup_dir: str = DEFAULT_BACKUP_DIR
+
+
+def is_local(target: str) -> bool:
+    """Return True when `target` names a local file (else it is a backup ID on a controller)."""
+    return Path(target).is_file()
+
+
+def verify_local(path: Path) -> VerifyReport:
+    """Given a local archive, return its VerifyReport (against its sidecar's size/SHA-256 if any).
+
+    A sidecar is refreshed when the archive verifies. Raise NotFoundError if the file is missing.
+    """
+    sidecar = read_sidecar(path)
+    sha = str(sidecar.get("sha256") or "") if sidecar else ""
+    size = sidecar.get("size") if sidecar else None
+    report = verify_archive(path, expected_sha256=sha or None,
+                            expected_size=int(size) if isinstance(size, int) and size >= 0 else None)
+    if sidecar is not None:
+        report.add("sidecar", True, f"expected digests from {sidecar_path(path).name}")
+        if report.ok:
+            write_sidecar(path, sidecar, sha)
+    return report
+
+
+def verify_stored(host: Host, request: VerifyRequest, ui: UI) -> VerifyReport:
+    """Given a connected controller, verify the stored copy of backup `request.target` in place.
+
+    The archive streams through the verifier (nothing is written locally). Raise NotFoundError for an
+    unknown ID, ConnectError if the connection drops.
+    """
+    record = Catalog(host, request.backup_dir).get(request.target)
+    with ui.transfer(f"verify {record.id[:15]}", record.size) as advance:
+        report = _verify_piped(
+            lambda sink: host.get(record.path, sink, progress=advance),
+            label=f"{host.name}:{record.path}", sha256=record.sha256 or None, size=record.size,
+        )
+    return report
+
+
+def _verify_piped(produce: Callable[[BinaryIO], int], *, label: str, sha256: str | None,
+                  size: int | None) -> VerifyReport:
+    """Run `produce(sink)` in a thread writing into a pipe that verify_stream reads; return the report.
+
+    Re-raise what the producer raised (e.g. ConnectError) after the verifier finished.
+    """
+    read_fd, write_fd = os.pipe()
+    failure: list[BaseException] = []
+
+    def pump() -> None:
+        try:
+            with os.fdopen(write_fd, "wb") as sink:
+                produce(sink)
+        except (JujuBackupError, OSError) as err:
+            failure.append(err)
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    with os.fdopen(read_fd, "rb") as source:
+        report = verify_stream(source, label=label, expected_sha256=sha256, expected_size=size)
+    thread.join()
+    if failure and not isinstance(failure[0], BrokenPipeError):
+        raise failure[0]
+    return report
+
+
+def run_verify(settings: ConnectionSettings, ui: UI, request: VerifyRequest) -> VerifyReport:
+    """Verify a local FILE, or connect and verify the stored copy of an ID. Return the report."""
+    if is_local(request.target):
+        ui.info(f"verifying {request.target}")
+        return verify_local(Path(request.target))
+    host, _facts = connect_controller(settings, ui, request.backup_dir, require_healthy=False)
+    try:
+        return verify_stored(host, request, ui)
+    finally:
+        host.close()

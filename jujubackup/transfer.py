@@ -1,0 +1,126 @@
+"""Pieces shared by download and upload: rates, throttling, hashing sinks/sources, resume checks.
+
+Everything streams in 1 MiB chunks, so memory stays constant whatever the archive size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from jujubackup import scripts
+from jujubackup.errors import UsageError
+from jujubackup.host.base import Host
+
+CHUNK = 1 << 20
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgKMG]?)(i?[bB])?(?:/s)?\s*$")
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_rate(text: str | None) -> int | None:
+    """Given `--bwlimit` text (bytes/s; K, M, G suffixes are KiB/MiB/GiB per second), return bytes/s.
+
+    None or "0" mean unlimited (None). Raise UsageError for anything else.
+    """
+    if text is None:
+        return None
+    match = _RATE.match(text)
+    if not match:
+        raise UsageError(f"bad rate {text!r}", hint="give bytes per second, e.g. 500K, 20M or 1G")
+    rate = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    return rate or None
+
+
+class Throttle:
+    """Sleep just enough that `rate` bytes/s is not exceeded (None: never sleeps)."""
+
+    def __init__(self, rate: int | None) -> None:
+        self.rate = rate
+        self.start = time.monotonic()
+        self.moved = 0
+
+    def __call__(self, nbytes: int) -> None:
+        if not self.rate:
+            return
+        self.moved += nbytes
+        ahead = self.moved / self.rate - (time.monotonic() - self.start)
+        if ahead > 0:
+            time.sleep(ahead)
+
+
+class HashingSink:
+    """A write-only stream that writes to `raw`, hashes with SHA-256 and applies a Throttle."""
+
+    def __init__(self, raw: IO[bytes], hasher: Any, throttle: Throttle) -> None:
+        self.raw = raw
+        self.hasher = hasher
+        self.throttle = throttle
+
+    def write(self, data: bytes) -> int:
+        self.raw.write(data)
+        self.hasher.update(data)
+        self.throttle(len(data))
+        return len(data)
+
+
+class ThrottledSource:
+    """A read-only stream over `raw` that applies a Throttle."""
+
+    def __init__(self, raw: IO[bytes], throttle: Throttle) -> None:
+        self.raw = raw
+        self.throttle = throttle
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.throttle(len(data))
+        return data
+
+
+def hash_prefix(path: Path, length: int) -> Any:
+    """Given a local file and a length, return a sha256 object fed with its first `length` bytes.
+
+    Raise ValueError if the file is shorter.
+    """
+    hasher = hashlib.sha256()
+    remaining = length
+    with path.open("rb") as fh:
+        while remaining:
+            data = fh.read(min(CHUNK, remaining))
+            if not data:
+                raise ValueError(f"{path} is shorter than {length} bytes")
+            hasher.update(data)
+            remaining -= len(data)
+    return hasher
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """What transfer-stat saw: existence, size, SHA-256 of the hashed prefix ('' if none)."""
+
+    exists: bool
+    size: int
+    sha256: str
+
+
+def remote_stat(host: Host, path: str, prefix: int = 0) -> RemoteFile:
+    """Given a host and a path, return its RemoteFile; hash its first `prefix` bytes (-1: all)."""
+    doc = host.run("transfer-stat", scripts.render("transfer-stat", path=path, prefix=prefix)).json()
+    return RemoteFile(bool(doc["exists"]), int(doc["size"]), str(doc["sha256"]))
+
+
+def remote_remove(host: Host, path: str) -> None:
+    """Delete a remote staging file (missing is fine)."""
+    host.run("transfer-remove", scripts.render("transfer-remove", path=path))
+
+
+def open_private(path: Path, *, append: bool) -> IO[bytes]:
+    """Open `path` for (appending) binary writing, creating it 0600 (and forcing 0600 if it existed)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "ab" if append else "wb")
