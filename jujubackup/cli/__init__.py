@@ -19,7 +19,7 @@ from jujubackup.settings import ConnectionSettings, GlobalOptions, OutputFormat
 from jujubackup.ui import UI
 
 # Verb modules, in the order of DESIGN.md §1. Only verbs that exist are listed (no stubs).
-VERB_MODULES: tuple[str, ...] = ()
+VERB_MODULES: tuple[str, ...] = ("create", "list_backups", "info", "download", "upload", "remove", "verify", "status", "restore")
 
 HELP = f"""Back up and restore Juju controllers over SSH.
 
