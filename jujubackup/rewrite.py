@@ -1,0 +1,675 @@
+"""Re-address a backup for a new host (issue 5 step 5). PURE: bytes and local streams in, bytes out.
+
+What changes (reference juju-backups.md §5.4, §5.5), for the restored machine M of the controller
+model U moving to address A with instance id I:
+
+agent.conf (root.tar `var/lib/juju/agents/machine-M/agent.conf`)
+    `apiaddresses` becomes the single entry `A:<port of the old first entry>`; `stateaddresses`
+    (old formats) likewise with its own port. Every other byte (the `# format` header, comments,
+    key order, line endings) is kept.
+
+dump, db `juju` (one file per collection, streamed document by document; only these files are read)
+    machines.bson         M (`_id` "U:M"): `addresses` and `machineaddresses` keep their loopback
+                          (local-machine) entries and get A in place of every other entry;
+                          `preferredpublicaddress`/`preferredprivateaddress` value A; `instanceid`
+                          I (1.x docs); `hasvote`/`wantsvote` true where present.
+                          Other controller machines of U (jobs contain 2) are demoted: `jobs`
+                          without 2 (`[1]` if nothing is left), `hasvote`/`wantsvote` false where
+                          present. Their addresses are left alone (they name the old hosts).
+    instanceData.bson     M: `instanceid` I.
+    controllers.bson      `e`: `controller-ids` (and 2.0-2.6 `machineids`, `votingmachineids`) ->
+                          [M]; `apiHostPorts`, `apiHostPortsForAgents`: `apihostports` -> [[A:port]]
+                          (the first non-loopback entry's other fields and port kept).
+    controllerNodes.bson  M: `has-vote`/`wants-vote` true; every other node: false.
+    settings.bson         `U:e`: `settings.provisioner-safe-mode` true.
+    Fields are only written when the value changes; absent voting fields are not added.
+
+dump/oplog.bson (replayed by `mongorestore --oplogReplay` AFTER the collections are loaded, so an
+op touching a rewritten field would undo the rewrite). Decision: ops are REWRITTEN, not dropped
+wholesale. For every op on a document we rewrote: inserts and full replacements get the same
+field values; for `$set`/`$unset`/... updates a key on a rewritten field (or inside it) is removed
+(our value stays), a key holding a parent of a rewritten field gets the value set inside it; an
+update left with no modifier is dropped. A `$v: 2` diff-format update (mongo 5+, not used by any
+juju-db) touching a rewritten document is dropped. Ops on other documents pass byte for byte.
+Documents that exist only in the oplog (inserted during the dump) are not rewritten.
+
+Public API:
+    ReaddressTarget(machine_id, new_address, new_instance_id, controller_model_uuid)
+    Change(collection, doc_id, field, old, new)        one rewritten value; `.describe()` one line
+    rewrite_agent_conf(text, new_address, *, label) -> AgentConfRewrite(text, diff, changes)
+    redact_agent_conf(text) -> str                     secrets replaced, line count kept
+    DUMP_COLLECTIONS                                   dump paths this module rewrites
+    rewrite_collection_stream(src, dst, path, target) -> list[Change]
+    rewrite_collection(data, path, target) -> (bytes, list[Change])
+    rewrite_oplog_stream(src, dst, changes) -> list[Change]
+    readdress_dump(files, target) -> DumpRewrite(files, changes)   all collection files at once
+    readdress_archive(src, dst, target, *, tmp_dir) -> ArchiveReaddress   the whole archive
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import io
+import ipaddress
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import bson
+
+from jujubackup import archive
+from jujubackup.errors import RefusedError, VerifyError
+
+JOB_HOST_UNITS = 1
+JOB_MANAGE_MODEL = 2
+SAFE_MODE_KEY = "provisioner-safe-mode"
+
+MACHINES = "juju/machines.bson"
+INSTANCE_DATA = "juju/instanceData.bson"
+CONTROLLERS = "juju/controllers.bson"
+CONTROLLER_NODES = "juju/controllerNodes.bson"
+SETTINGS = "juju/settings.bson"
+OPLOG = "oplog.bson"
+DUMP_COLLECTIONS: tuple[str, ...] = (MACHINES, INSTANCE_DATA, CONTROLLERS, CONTROLLER_NODES, SETTINGS)
+"""Dump paths (relative to juju-backup/dump/) that readdress_dump rewrites; all others are untouched."""
+
+SECRET_KEYS = re.compile(r"^(\S*(password|secret|key|identity)\S*):(.*)$")
+
+Doc = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ReaddressTarget:
+    """Where the restored controller machine goes: its machine id in the backup, the new host's
+    address (IPv4/IPv6 literal or hostname), the new instance id, and the controller model UUID."""
+
+    machine_id: str
+    new_address: str
+    new_instance_id: str
+    controller_model_uuid: str
+
+
+@dataclass(frozen=True)
+class Change:
+    """One rewritten value: collection ("juju.machines", "agent.conf", "oplog"), document id,
+    dotted field path, old value, new value (None = removed)."""
+
+    collection: str
+    doc_id: Any
+    field: str
+    old: Any
+    new: Any
+
+    def describe(self) -> str:
+        """Return one human line: `juju.machines U:0 addresses: [10.0.0.1] -> [10.0.0.9]`."""
+        return f"{self.collection} {self.doc_id} {self.field}: {_short(self.old)} -> {_short(self.new)}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "collection": self.collection,
+            "id": str(self.doc_id),
+            "field": self.field,
+            "old": _plain(self.old),
+            "new": _plain(self.new),
+        }
+
+
+@dataclass(frozen=True)
+class AgentConfRewrite:
+    """The new agent.conf text, a unified diff of the (redacted) texts, and the changes."""
+
+    text: str
+    diff: str
+    changes: tuple[Change, ...]
+
+
+@dataclass(frozen=True)
+class DumpRewrite:
+    """Rewritten collection files (dump-relative path -> bytes) and the changes made."""
+
+    files: dict[str, bytes]
+    changes: tuple[Change, ...]
+
+
+@dataclass(frozen=True)
+class ArchiveReaddress:
+    """Outcome of readdress_archive: the new archive's digests, every change, the agent.conf diff."""
+
+    digest: archive.ArchiveDigest
+    changes: tuple[Change, ...]
+    agent_conf_diff: str
+    missing: tuple[str, ...] = field(default=())
+
+
+def _short(value: Any) -> str:
+    """Return a compact text form of a value for one-line change descriptions."""
+    plain = _plain(value)
+    if isinstance(plain, list) and plain and all(isinstance(v, dict) and "value" in v for v in plain):
+        return "[" + ", ".join(_addr_text(v) for v in plain) + "]"
+    if isinstance(plain, list) and plain and all(isinstance(v, list) for v in plain):
+        return "[" + ", ".join("[" + ", ".join(_addr_text(h) for h in srv) + "]" for srv in plain) + "]"
+    if isinstance(plain, dict) and "value" in plain:
+        return _addr_text(plain)
+    return str(plain) if not isinstance(plain, str) else plain
+
+
+def _addr_text(entry: Any) -> str:
+    if not isinstance(entry, dict):
+        return str(entry)
+    port = f":{entry['port']}" if "port" in entry else ""
+    return f"{entry.get('value')}{port}"
+
+
+def _plain(value: Any) -> Any:
+    """Return value with BSON-only types turned into JSON-friendly ones (for output)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# agent.conf
+
+
+def _format_hostport(host: str, port: str) -> str:
+    """Return `host:port` as agent.conf writes it (IPv6 in brackets, quoted so YAML reads a string)."""
+    if ":" in host:
+        return f"'[{host}]:{port}'"
+    return f"{host}:{port}"
+
+
+def _split_hostport(entry: str) -> tuple[str, str]:
+    """Given an agent.conf list entry (maybe quoted), return (host, port). Raise ValueError if no port."""
+    value = entry.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        value = value[1:-1]
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"{entry!r} is not host:port")
+    return host.strip("[]"), port
+
+
+def rewrite_agent_conf(text: str, new_address: str, *, label: str = "agent.conf") -> AgentConfRewrite:
+    """Given agent.conf text and the new address, return the text with `apiaddresses` (and
+    `stateaddresses` when present) reduced to one entry at the new address with the old first
+    entry's port, every other byte unchanged, plus a unified diff (secrets redacted) and the changes.
+
+    Raise RefusedError if there is no `apiaddresses` list or its entries have no port.
+    """
+    lines = text.splitlines(keepends=True)
+    changes: list[Change] = []
+    found = False
+    for key in ("apiaddresses", "stateaddresses"):
+        span = _find_list(lines, key)
+        if span is None:
+            continue
+        found = found or key == "apiaddresses"
+        start, end, old = span
+        try:
+            port = _split_hostport(old[0])[1]
+        except (ValueError, IndexError) as err:
+            raise RefusedError(
+                f"{label}: cannot read the {key} entries {old!r}", "fix agent.conf by hand"
+            ) from err
+        new_entry = _format_hostport(new_address, port)
+        lines[start:end] = _list_lines(lines[start:end], key, new_entry)
+        changes.append(
+            Change("agent.conf", label, key, [e.strip("'\"") for e in old], [new_entry.strip("'")])
+        )
+    if not found:
+        raise RefusedError(f"{label} has no apiaddresses list", "is this a Juju machine agent.conf?")
+    new_text = "".join(lines)
+    return AgentConfRewrite(new_text, agent_conf_diff(text, new_text, label), tuple(changes))
+
+
+def _find_list(lines: list[str], key: str) -> tuple[int, int, list[str]] | None:
+    """Return (start, end, entries) of the top-level `key:` block list (start = the key line) or
+    of an inline `key: [a, b]`; None if the key is absent."""
+    for i, line in enumerate(lines):
+        m = re.match(rf"^{key}:[ \t]*(.*?)\s*$", line)
+        if not m:
+            continue
+        inline = m.group(1)
+        if inline.startswith("["):
+            return i, i + 1, [e.strip() for e in inline.strip("[]").split(",") if e.strip()]
+        end = i + 1
+        entries = []
+        while end < len(lines) and (item := re.match(r"^\s*-\s+(.*?)\s*$", lines[end])):
+            entries.append(item.group(1))
+            end += 1
+        return i, end, entries
+    return None
+
+
+def _list_lines(block: list[str], key: str, new_entry: str) -> list[str]:
+    """Return the replacement lines for a list block: the key line kept, one entry line in the
+    style (indent, line ending) of the first old entry."""
+    head = block[0]
+    eol = head[len(head.rstrip("\r\n")) :]
+    if len(block) == 1:  # inline form
+        return [f"{key}: [{new_entry}]{eol}"]
+    first = block[1]
+    indent = first[: len(first) - len(first.lstrip())]
+    entry_eol = first[len(first.rstrip("\r\n")) :]
+    return [head, f"{indent}- {new_entry}{entry_eol}"]
+
+
+def redact_agent_conf(text: str) -> str:
+    """Given agent.conf text, return it with secret values (keys naming a password, secret, key or
+    identity, including their indented block lines) replaced by `<redacted>`; line count kept."""
+    out = []
+    in_block = False
+    for line in text.splitlines(keepends=True):
+        body = line.rstrip("\r\n")
+        eol = line[len(body) :]
+        if in_block and (body.startswith((" ", "\t")) or not body):
+            out.append(("  <redacted>" if body else "") + eol)
+            continue
+        in_block = False
+        m = SECRET_KEYS.match(body)
+        if m and not body.startswith((" ", "\t", "#")):
+            in_block = m.group(3).strip() in ("|", "|-", "|+", ">", ">-")
+            out.append(f"{m.group(1)}: <redacted>{eol}")
+        else:
+            out.append(line)
+    return "".join(out)
+
+
+def agent_conf_diff(old: str, new: str, label: str = "agent.conf") -> str:
+    """Return a unified diff between two agent.conf texts with secrets redacted on both sides."""
+    diff = difflib.unified_diff(
+        redact_agent_conf(old).splitlines(keepends=True),
+        redact_agent_conf(new).splitlines(keepends=True),
+        fromfile=f"a/{label}",
+        tofile=f"b/{label}",
+    )
+    return "".join(line if line.endswith("\n") else line + "\n" for line in diff)
+
+
+# ---------------------------------------------------------------------------------------------
+# field helpers
+
+
+def _addresstype(address: str) -> str:
+    """Return Juju's addresstype for an address: ipv4, ipv6 or hostname."""
+    try:
+        return "ipv6" if ipaddress.ip_address(address).version == 6 else "ipv4"
+    except ValueError:
+        return "hostname"
+
+
+def _is_local(entry: Any) -> bool:
+    """Return True for a loopback / machine-local address entry (kept as it is)."""
+    if not isinstance(entry, dict):
+        return False
+    if entry.get("networkscope") == "local-machine":
+        return True
+    try:
+        return ipaddress.ip_address(str(entry.get("value", ""))).is_loopback
+    except ValueError:
+        return False
+
+
+def _new_entry(template: Mapping[str, Any] | None, address: str, defaults: Mapping[str, Any]) -> Doc:
+    """Return a copy of an address/hostport subdocument (or `defaults`) pointing at `address`."""
+    entry: Doc = copy.deepcopy(dict(template)) if template else dict(defaults)
+    entry["value"] = address
+    entry["addresstype"] = _addresstype(address)
+    return entry
+
+
+def readdress_list(entries: list[Any] | None, address: str, origin: str) -> list[Any]:
+    """Given an `addresses`/`machineaddresses` list, return it with the loopback entries kept in
+    place and every other entry replaced by a single entry for `address` (a copy of the first one)."""
+    entries = list(entries or [])
+    others = [e for e in entries if not _is_local(e)]
+    defaults = {"networkscope": "local-cloud", "origin": origin}
+    new = _new_entry(others[0] if others else None, address, defaults)
+    out: list[Any] = []
+    placed = False
+    for e in entries:
+        if _is_local(e):
+            out.append(e)
+        elif not placed:
+            out.append(new)
+            placed = True
+    return out if placed else [new, *out]
+
+
+def _set(doc: Doc, path: str, new: Any, changes: list[Change], collection: str) -> None:
+    """Set dotted `path` in doc to `new` (creating subdocuments) and record a Change if it differs."""
+    *parents, last = path.split(".")
+    node = doc
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    old = node.get(last)
+    if last in node and old == new and type(old) is type(new):
+        return
+    node[last] = new
+    changes.append(Change(collection, doc.get("_id"), path, old, new))
+
+
+def _set_present(doc: Doc, key: str, new: Any, changes: list[Change], collection: str) -> None:
+    """Set a top-level key only if the document already has it."""
+    if key in doc:
+        _set(doc, key, new, changes, collection)
+
+
+# ---------------------------------------------------------------------------------------------
+# per-collection document rules
+
+
+def _machine_key(doc: Mapping[str, Any]) -> tuple[str, str]:
+    """Return (model uuid, machine id) of a machines/instanceData document (1.x and 2.x layouts)."""
+    doc_id = str(doc.get("_id", ""))
+    owner = str(doc.get("model-uuid", doc.get("env-uuid", "")))
+    mid = str(doc.get("machineid", doc_id.rpartition(":")[2]))
+    if not owner and ":" in doc_id:
+        owner = doc_id.rpartition(":")[0]
+    return owner, mid
+
+
+def _in_model(doc: Mapping[str, Any], target: ReaddressTarget) -> bool:
+    owner, _ = _machine_key(doc)
+    return not owner or owner == target.controller_model_uuid
+
+
+def rewrite_machine(doc: Doc, target: ReaddressTarget, changes: list[Change]) -> None:
+    """Rewrite one juju.machines document in place: re-address the restored machine, demote the
+    other controller machines of the controller model, leave every other machine alone."""
+    coll = "juju.machines"
+    if not _in_model(doc, target):
+        return
+    if _machine_key(doc)[1] == target.machine_id:
+        a = target.new_address
+        _set(doc, "addresses", readdress_list(doc.get("addresses"), a, "provider"), changes, coll)
+        _set(
+            doc, "machineaddresses", readdress_list(doc.get("machineaddresses"), a, "machine"), changes, coll
+        )
+        for key in ("preferredpublicaddress", "preferredprivateaddress"):
+            template = doc.get(key) if isinstance(doc.get(key), dict) and doc.get(key) else None
+            new = _new_entry(template, a, {"networkscope": "local-cloud", "origin": "provider"})
+            _set(doc, key, new, changes, coll)
+        _set_present(doc, "instanceid", target.new_instance_id, changes, coll)
+        _set_present(doc, "hasvote", True, changes, coll)
+        _set_present(doc, "wantsvote", True, changes, coll)
+    elif JOB_MANAGE_MODEL in (doc.get("jobs") or []):
+        jobs = [j for j in doc["jobs"] if j != JOB_MANAGE_MODEL] or [JOB_HOST_UNITS]
+        _set(doc, "jobs", jobs, changes, coll)
+        _set_present(doc, "hasvote", False, changes, coll)
+        _set_present(doc, "wantsvote", False, changes, coll)
+
+
+def rewrite_instance_data(doc: Doc, target: ReaddressTarget, changes: list[Change]) -> None:
+    """Rewrite one juju.instanceData document: the restored machine's `instanceid`."""
+    if _in_model(doc, target) and _machine_key(doc)[1] == target.machine_id:
+        _set(doc, "instanceid", target.new_instance_id, changes, "juju.instanceData")
+
+
+def _hostport_template(servers: Any) -> Doc | None:
+    """Return the first non-loopback hostport of an `apihostports` list (else the first one)."""
+    flat = [hp for srv in (servers or []) if isinstance(srv, list) for hp in srv if isinstance(hp, dict)]
+    for hp in flat:
+        if not _is_local(hp):
+            return hp
+    return flat[0] if flat else None
+
+
+def rewrite_controllers(doc: Doc, target: ReaddressTarget, changes: list[Change]) -> None:
+    """Rewrite one juju.controllers document: controller ids -> [M]; API host ports -> [[A:port]]."""
+    coll = "juju.controllers"
+    doc_id = doc.get("_id")
+    if doc_id == "e":
+        for key in ("controller-ids", "machineids", "votingmachineids"):
+            _set_present(doc, key, [target.machine_id], changes, coll)
+    elif doc_id in ("apiHostPorts", "apiHostPortsForAgents"):
+        template = _hostport_template(doc.get("apihostports"))
+        defaults = {"networkscope": "local-cloud", "port": 17070}
+        _set(doc, "apihostports", [[_new_entry(template, target.new_address, defaults)]], changes, coll)
+
+
+def rewrite_controller_node(doc: Doc, target: ReaddressTarget, changes: list[Change]) -> None:
+    """Rewrite one juju.controllerNodes document: only the restored node has and wants a vote."""
+    doc_id = str(doc.get("_id", ""))
+    voter = doc_id == target.machine_id or doc_id == f"{target.controller_model_uuid}:{target.machine_id}"
+    for key in ("has-vote", "wants-vote"):
+        _set(doc, key, voter, changes, "juju.controllerNodes")
+
+
+def rewrite_settings(doc: Doc, target: ReaddressTarget, changes: list[Change]) -> None:
+    """Rewrite one juju.settings document: provisioner-safe-mode on in the controller model's config."""
+    if doc.get("_id") != f"{target.controller_model_uuid}:e":
+        return
+    path = f"settings.{SAFE_MODE_KEY}" if isinstance(doc.get("settings"), dict) else SAFE_MODE_KEY
+    _set(doc, path, True, changes, "juju.settings")
+
+
+DocRule = Callable[[Doc, ReaddressTarget, list[Change]], None]
+RULES: dict[str, DocRule] = {
+    MACHINES: rewrite_machine,
+    INSTANCE_DATA: rewrite_instance_data,
+    CONTROLLERS: rewrite_controllers,
+    CONTROLLER_NODES: rewrite_controller_node,
+    SETTINGS: rewrite_settings,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# streams
+
+
+def rewrite_collection_stream(
+    src: IO[bytes], dst: IO[bytes], path: str, target: ReaddressTarget
+) -> list[Change]:
+    """Given a dump collection file `path` (one of DUMP_COLLECTIONS, relative to dump/), copy it
+    from src to dst document by document applying its rule; unchanged documents are copied byte for
+    byte. Return the changes. Raise ValueError for an unknown path, VerifyError for malformed BSON."""
+    rule = RULES.get(path)
+    if rule is None:
+        raise ValueError(f"no re-addressing rule for dump/{path}")
+    changes: list[Change] = []
+    for raw in _documents(src, path):
+        doc = bson.decode(raw)
+        before = len(changes)
+        rule(doc, target, changes)
+        dst.write(bson.encode(doc) if len(changes) > before else raw)
+    return changes
+
+
+def rewrite_collection(data: bytes, path: str, target: ReaddressTarget) -> tuple[bytes, list[Change]]:
+    """Bytes form of rewrite_collection_stream: return (new file bytes, changes)."""
+    out = io.BytesIO()
+    changes = rewrite_collection_stream(io.BytesIO(data), out, path, target)
+    return out.getvalue(), changes
+
+
+def _documents(src: IO[bytes], path: str) -> Iterable[bytes]:
+    """Yield raw documents of a dump file; raise VerifyError naming the file if malformed."""
+    try:
+        yield from archive.iter_bson_documents(src)
+    except ValueError as err:
+        raise VerifyError(f"dump/{path} is not well-formed BSON: {err}") from err
+
+
+def readdress_dump(files: Mapping[str, bytes], target: ReaddressTarget) -> DumpRewrite:
+    """Given the contents of the dump collection files present (paths relative to dump/, any of
+    DUMP_COLLECTIONS), return the rewritten files that changed and every change (in file order)."""
+    out: dict[str, bytes] = {}
+    changes: list[Change] = []
+    for path in DUMP_COLLECTIONS:
+        if path not in files:
+            continue
+        data, file_changes = rewrite_collection(files[path], path, target)
+        if file_changes:
+            out[path] = data
+            changes.extend(file_changes)
+    return DumpRewrite(out, tuple(changes))
+
+
+# ---------------------------------------------------------------------------------------------
+# oplog
+
+
+def _id_key(doc_id: Any) -> bytes:
+    """Return a hashable, type-exact key for a document _id."""
+    return bson.encode({"_id": doc_id})
+
+
+def _targets(changes: Iterable[Change]) -> dict[tuple[str, bytes], dict[str, Any]]:
+    """Group changes of dump collections by (namespace, _id) -> {path: new value}."""
+    out: dict[tuple[str, bytes], dict[str, Any]] = {}
+    for c in changes:
+        if c.collection.count(".") >= 1 and c.collection not in ("agent.conf", "oplog"):
+            out.setdefault((c.collection, _id_key(c.doc_id)), {})[c.field] = c.new
+    return out
+
+
+def rewrite_oplog_stream(src: IO[bytes], dst: IO[bytes], changes: Iterable[Change]) -> list[Change]:
+    """Given dump/oplog.bson and the changes made to the collection files, copy the oplog so that
+    replaying it cannot undo them (see the module docstring); return what was changed in the oplog
+    (collection "oplog", doc_id "<ns> <_id>", field "op #<n> <what>", n counting from 0)."""
+    targets = _targets(changes)
+    namespaces = {ns for ns, _ in targets}
+    out: list[Change] = []
+    for n, raw in enumerate(_documents(src, OPLOG)):
+        op = bson.decode(raw) if namespaces else None
+        if op is None or op.get("ns") not in namespaces:
+            dst.write(raw)
+            continue
+        before = len(out)
+        keep = _rewrite_op(op, targets, n, out)
+        if keep:
+            dst.write(bson.encode(op) if len(out) > before else raw)
+    return out
+
+
+def _rewrite_op(
+    op: Doc, targets: Mapping[tuple[str, bytes], dict[str, Any]], n: int, out: list[Change]
+) -> bool:
+    """Edit one oplog entry in place so it cannot undo a rewrite; record changes in `out`.
+    Return False if the entry must be dropped."""
+    kind = op.get("op")
+    body = op.get("o")
+    if kind not in ("i", "u") or not isinstance(body, dict):
+        return True
+    doc_id = (op.get("o2") or {}).get("_id") if kind == "u" else body.get("_id")
+    paths = targets.get((op["ns"], _id_key(doc_id)))
+    if not paths:
+        return True
+    where = f"{op['ns']} {doc_id}"
+    if kind == "i" or not any(k.startswith("$") for k in body):
+        for path, value in paths.items():
+            _set_path(body, path, value)
+        what = "insert" if kind == "i" else "replacement"
+        out.append(Change("oplog", where, f"op #{n} {what}", "old values", "rewritten values"))
+        return True
+    if body.get("$v") == 2 or "diff" in body:
+        out.append(Change("oplog", where, f"op #{n} diff-format update", "kept", "dropped"))
+        return False
+    return _rewrite_modifiers(body, paths, where, n, out)
+
+
+def _rewrite_modifiers(body: Doc, paths: Mapping[str, Any], where: str, n: int, out: list[Change]) -> bool:
+    """Edit a `$set`-style update body in place: drop keys on (or inside) rewritten fields, set the
+    rewritten values inside keys holding their parents. Return False if no modifier is left."""
+    for modifier in [k for k in body if k.startswith("$") and k != "$v"]:
+        spec = body[modifier]
+        if not isinstance(spec, dict):
+            continue
+        for key in list(spec):
+            for path, value in paths.items():
+                if key == path or key.startswith(path + "."):
+                    old = spec.pop(key)
+                    out.append(Change("oplog", where, f"op #{n} {modifier} {key}", _plain(old), "dropped"))
+                    break
+                if path.startswith(key + ".") and isinstance(spec[key], dict):
+                    _set_path(spec[key], path[len(key) + 1 :], value)
+                    out.append(
+                        Change(
+                            "oplog",
+                            where,
+                            f"op #{n} {modifier} {key}.{path[len(key) + 1 :]}",
+                            "replayed value",
+                            _plain(value),
+                        )
+                    )
+        if not spec:
+            del body[modifier]
+    if any(k.startswith("$") and k != "$v" for k in body):
+        return True
+    out.append(Change("oplog", where, f"op #{n} update", "nothing left to apply", "dropped"))
+    return False
+
+
+def _set_path(doc: Doc, path: str, value: Any) -> None:
+    """Set dotted `path` in doc to a copy of `value`, creating subdocuments."""
+    *parents, last = path.split(".")
+    node = doc
+    for part in parents:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[last] = copy.deepcopy(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# whole archive
+
+
+def readdress_archive(
+    src: str,
+    dst: str,
+    target: ReaddressTarget,
+    *,
+    tmp_dir: str | None = None,
+    compresslevel: int = 6,
+) -> ArchiveReaddress:
+    """Given a verified archive, write a re-addressed copy to `dst` (0600): agent.conf of the
+    restored machine, the collection files of DUMP_COLLECTIONS present, and oplog.bson. Return the
+    new digests, every change and the agent.conf diff. Raise VerifyError if the archive has no
+    agent.conf for the machine or is unreadable; RefusedError if agent.conf has no apiaddresses."""
+    conf_name = archive.agent_conf_path(target.machine_id)
+    names = [f"{archive.DUMP_DIR}/{p}" for p in DUMP_COLLECTIONS]
+    contents = archive.read_members(src, names, [conf_name], max_bytes=512 * 1024 * 1024)
+    if conf_name not in contents.root_files:
+        raise VerifyError(f"root.tar of {src} has no {conf_name}", "is this the backup of another machine?")
+    conf = rewrite_agent_conf(
+        contents.root_files[conf_name].decode("utf-8"), target.new_address, label=conf_name
+    )
+    dump = readdress_dump({n.split("/", 1)[1]: b for n, b in contents.files.items()}, target)
+    oplog_changes: list[Change] = []
+    transforms: dict[str, archive.Transform] = {
+        f"{archive.DUMP_DIR}/{p}": _replace_with(data) for p, data in dump.files.items()
+    }
+    transforms[f"{archive.DUMP_DIR}/{OPLOG}"] = lambda s, d: oplog_changes.extend(
+        rewrite_oplog_stream(s, d, dump.changes)
+    )
+    new_conf = conf.text.encode("utf-8")
+    result = archive.rewrite_archive(
+        src,
+        dst,
+        transforms=transforms,
+        root_transforms={conf_name: lambda _old: new_conf},
+        compresslevel=compresslevel,
+        tmp_dir=tmp_dir,
+    )
+    missing = tuple(p for p in DUMP_COLLECTIONS if f"{archive.DUMP_DIR}/{p}" not in contents.files)
+    return ArchiveReaddress(result.digest, (*conf.changes, *dump.changes, *oplog_changes), conf.diff, missing)
+
+
+def _replace_with(data: bytes) -> archive.Transform:
+    """Return a transform that ignores the old content and writes `data`."""
+
+    def transform(_src: IO[bytes], dst: IO[bytes]) -> None:
+        dst.write(data)
+
+    return transform

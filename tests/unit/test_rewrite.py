@@ -1,0 +1,485 @@
+"""rewrite.py: re-addressing agent.conf, the dump collections and the oplog for a new host."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import bson
+import pytest
+from bson.int64 import Int64
+from bson.timestamp import Timestamp
+
+from jujubackup import archive, rewrite
+from jujubackup.errors import RefusedError
+from tests.unit.archive_builders import MODEL_UUID, VALID, bson_file
+
+OLD = "10.77.116.68"
+NEW = "10.201.0.99"
+TARGET = rewrite.ReaddressTarget("0", NEW, "spare0", MODEL_UUID)
+CONF_NAME = "var/lib/juju/agents/machine-0/agent.conf"
+
+
+def fixture_conf() -> str:
+    return archive.read_agent_conf(VALID, "0")
+
+
+def fixture_dump(path: str) -> bytes:
+    return archive.read_members(VALID, [f"dump/{path}"]).files[f"dump/{path}"]
+
+
+def by_id(data: bytes) -> dict[Any, dict[str, Any]]:
+    return {d["_id"]: d for d in bson.decode_all(data)}
+
+
+def without(doc: dict[str, Any], fields: set[str]) -> bytes:
+    """Return the BSON bytes of doc minus `fields` (type-exact comparison of everything else)."""
+    return bson.encode({k: v for k, v in doc.items() if k not in fields})
+
+
+# --- agent.conf --------------------------------------------------------------------------------
+
+
+def test_fixture_agent_conf_keeps_every_other_byte() -> None:
+    old = fixture_conf()
+    result = rewrite.rewrite_agent_conf(old, NEW)
+    old_lines = old.splitlines(keepends=True)
+    i = old_lines.index("apiaddresses:\n")
+    assert old_lines[i + 1 : i + 4] == [
+        f"- {OLD}:17070\n",
+        "- 10.77.116.222:17070\n",
+        "- 10.77.116.194:17070\n",
+    ]
+    expected = "".join([*old_lines[: i + 1], f"- {NEW}:17070\n", *old_lines[i + 4 :]])
+    assert result.text == expected
+    assert result.text.startswith("# format 2.0\n")
+    assert result.changes == (
+        rewrite.Change(
+            "agent.conf",
+            "agent.conf",
+            "apiaddresses",
+            [f"{OLD}:17070", "10.77.116.222:17070", "10.77.116.194:17070"],
+            [f"{NEW}:17070"],
+        ),
+    )
+
+
+def test_fixture_agent_conf_diff_is_readable_and_redacted() -> None:
+    old = fixture_conf()
+    diff = rewrite.rewrite_agent_conf(old, NEW, label=CONF_NAME).diff
+    assert diff.startswith(f"--- a/{CONF_NAME}\n+++ b/{CONF_NAME}\n")
+    assert f"-- {OLD}:17070\n" in diff and f"+- {NEW}:17070\n" in diff
+    assert [
+        ln for ln in diff.splitlines() if ln.startswith(("+", "-")) and not ln.startswith(("+++", "---"))
+    ] == [
+        f"-- {OLD}:17070",
+        "-- 10.77.116.222:17070",
+        "-- 10.77.116.194:17070",
+        f"+- {NEW}:17070",
+    ]
+    password = next(ln.split(": ", 1)[1] for ln in old.splitlines() if ln.startswith("apipassword:"))
+    assert "apipassword: <redacted>" in diff
+    assert password not in diff
+
+
+def test_redaction_hides_secret_values_and_blocks_keeping_line_count() -> None:
+    old = fixture_conf()
+    red = rewrite.redact_agent_conf(old)
+    assert len(red.splitlines()) == len(old.splitlines())
+    for secret_key in ("statepassword", "apipassword", "oldpassword", "sharedsecret"):
+        value = next(ln.split(": ", 1)[1] for ln in old.splitlines() if ln.startswith(secret_key + ":"))
+        assert value not in red
+    assert "PRIVATE KEY" in old and "PRIVATE KEY" not in red
+    assert "BEGIN CERTIFICATE" in red  # the CA cert is public and stays readable
+    assert "apiaddresses:\n- 10.77.116.68:17070\n" in red
+
+
+def test_old_format_stateaddresses_crlf_and_indented_lists() -> None:
+    old = (
+        "# format 1.18\r\n"
+        "tag: machine-0\r\n"
+        "stateaddresses:\r\n"
+        "  - 10.0.0.5:37017\r\n"
+        "  - 10.0.0.6:37017\r\n"
+        "apiaddresses:\r\n"
+        '  - "10.0.0.5:17070"\r\n'
+        "apiport: 17070\r\n"
+    )
+    result = rewrite.rewrite_agent_conf(old, NEW)
+    assert result.text == (
+        "# format 1.18\r\n"
+        "tag: machine-0\r\n"
+        "stateaddresses:\r\n"
+        f"  - {NEW}:37017\r\n"
+        "apiaddresses:\r\n"
+        f"  - {NEW}:17070\r\n"
+        "apiport: 17070\r\n"
+    )
+    assert [c.field for c in result.changes] == ["apiaddresses", "stateaddresses"]
+
+
+def test_ipv6_new_address_is_bracketed_and_quoted() -> None:
+    result = rewrite.rewrite_agent_conf("apiaddresses:\n- 10.0.0.5:17070\n", "fd00::5")
+    assert result.text == "apiaddresses:\n- '[fd00::5]:17070'\n"
+
+
+def test_inline_list_form() -> None:
+    result = rewrite.rewrite_agent_conf("a: 1\napiaddresses: [10.0.0.5:17071, 10.0.0.6:17071]\nb: 2\n", NEW)
+    assert result.text == f"a: 1\napiaddresses: [{NEW}:17071]\nb: 2\n"
+
+
+def test_agent_conf_without_apiaddresses_is_refused() -> None:
+    with pytest.raises(RefusedError, match="no apiaddresses"):
+        rewrite.rewrite_agent_conf("# format 2.0\ntag: machine-0\n", NEW)
+    with pytest.raises(RefusedError, match="cannot read the apiaddresses"):
+        rewrite.rewrite_agent_conf("apiaddresses:\n- nohostport\n", NEW)
+
+
+# --- the fixture's machines collection ---------------------------------------------------------
+
+
+def test_fixture_machines_change_exactly_the_intended_fields() -> None:
+    old_data = fixture_dump(rewrite.MACHINES)
+    new_data, changes = rewrite.rewrite_collection(old_data, rewrite.MACHINES, TARGET)
+    old, new = by_id(old_data), by_id(new_data)
+    assert list(old) == list(new)  # same documents, same order
+    m0, m1, m2 = (f"{MODEL_UUID}:{i}" for i in "012")
+    address_fields = {"addresses", "machineaddresses", "preferredpublicaddress", "preferredprivateaddress"}
+    assert {(c.doc_id, c.field) for c in changes} == {(m0, f) for f in address_fields} | {
+        (m1, "jobs"),
+        (m2, "jobs"),
+    }
+    # everything else is type-exactly equal
+    assert without(old[m0], address_fields) == without(new[m0], address_fields)
+    for m in (m1, m2):
+        assert without(old[m], {"jobs"}) == without(new[m], {"jobs"})
+    # the restored machine's addresses: provider/machine entries re-addressed, loopback kept
+    assert new[m0]["addresses"] == [
+        {
+            "value": NEW,
+            "addresstype": "ipv4",
+            "networkscope": "local-cloud",
+            "origin": "provider",
+            "spaceid": "0",
+        }
+    ]
+    assert [a["value"] for a in new[m0]["machineaddresses"]] == [NEW, "127.0.0.1", "::1"]
+    assert new[m0]["machineaddresses"][0]["origin"] == "machine"
+    assert new[m0]["preferredpublicaddress"]["value"] == NEW
+    assert new[m0]["preferredprivateaddress"] == {**old[m0]["preferredprivateaddress"], "value": NEW}
+    assert new[m0]["jobs"] == old[m0]["jobs"] == [2, 1]
+
+
+def test_fixture_demotes_machines_1_and_2() -> None:
+    new_data, changes = rewrite.rewrite_collection(fixture_dump(rewrite.MACHINES), rewrite.MACHINES, TARGET)
+    new = by_id(new_data)
+    assert new[f"{MODEL_UUID}:1"]["jobs"] == [1]
+    assert new[f"{MODEL_UUID}:2"]["jobs"] == [1]
+    demotions = [c.describe() for c in changes if c.field == "jobs"]
+    assert demotions == [
+        f"juju.machines {MODEL_UUID}:1 jobs: [1, 2] -> [1]",
+        f"juju.machines {MODEL_UUID}:2 jobs: [1, 2] -> [1]",
+    ]
+    assert f"juju.machines {MODEL_UUID}:0 addresses: [{OLD}] -> [{NEW}]" in [c.describe() for c in changes]
+
+
+def test_rewriting_is_idempotent() -> None:
+    once, _ = rewrite.rewrite_collection(fixture_dump(rewrite.MACHINES), rewrite.MACHINES, TARGET)
+    twice, changes = rewrite.rewrite_collection(once, rewrite.MACHINES, TARGET)
+    assert twice == once and changes == []
+
+
+def test_unchanged_documents_are_copied_byte_for_byte() -> None:
+    other = rewrite.ReaddressTarget("0", NEW, "x", "another-model-uuid")
+    data = fixture_dump(rewrite.MACHINES)
+    out, changes = rewrite.rewrite_collection(data, rewrite.MACHINES, other)
+    assert out == data and changes == []
+
+
+# --- synthetic 2.x/2.9 collections -------------------------------------------------------------
+
+
+def hostport(value: str, scope: str = "local-cloud", port: int = 17070) -> dict[str, Any]:
+    return {"value": value, "addresstype": "ipv4", "networkscope": scope, "port": port, "spaceid": "0"}
+
+
+CONTROLLERS_DOCS = [
+    {
+        "_id": "e",
+        "cloud": "lxd",
+        "model-uuid": MODEL_UUID,
+        "controller-ids": ["0", "1", "2"],
+        "txn-revno": Int64(7),
+    },
+    {
+        "_id": "apiHostPorts",
+        "apihostports": [
+            [hostport("127.0.0.1", "local-machine"), hostport(OLD)],
+            [hostport("10.77.116.194")],
+            [hostport("10.77.116.222")],
+        ],
+        "txn-revno": Int64(9),
+    },
+    {"_id": "apiHostPortsForAgents", "apihostports": [[hostport(OLD)], [hostport("10.77.116.194")]]},
+    {"_id": "stateServingInfo", "apiport": 17070, "stateport": 37017, "sharedsecret": "s"},
+]
+
+
+def test_controllers_ids_and_api_host_ports() -> None:
+    new, changes = rewrite.rewrite_collection(bson_file(*CONTROLLERS_DOCS), rewrite.CONTROLLERS, TARGET)
+    docs = by_id(new)
+    assert docs["e"]["controller-ids"] == ["0"]
+    assert docs["apiHostPorts"]["apihostports"] == [[hostport(NEW)]]
+    assert docs["apiHostPortsForAgents"]["apihostports"] == [[hostport(NEW)]]
+    assert without(docs["e"], {"controller-ids"}) == bson.encode(
+        {k: v for k, v in CONTROLLERS_DOCS[0].items() if k != "controller-ids"}
+    )
+    assert docs["stateServingInfo"] == CONTROLLERS_DOCS[3]
+    assert [(c.doc_id, c.field) for c in changes] == [
+        ("e", "controller-ids"),
+        ("apiHostPorts", "apihostports"),
+        ("apiHostPortsForAgents", "apihostports"),
+    ]
+    assert changes[1].describe() == (
+        f"juju.controllers apiHostPorts apihostports: [[127.0.0.1:17070, {OLD}:17070], "
+        f"[10.77.116.194:17070], [10.77.116.222:17070]] -> [[{NEW}:17070]]"
+    )
+
+
+def test_old_controllers_doc_machineids_and_voting_ids() -> None:
+    doc = {"_id": "e", "machineids": ["0", "1"], "votingmachineids": ["0", "1"]}
+    new, _ = rewrite.rewrite_collection(bson_file(doc), rewrite.CONTROLLERS, TARGET)
+    assert by_id(new)["e"] == {"_id": "e", "machineids": ["0"], "votingmachineids": ["0"]}
+
+
+def test_controller_nodes_only_the_restored_one_votes() -> None:
+    docs = [
+        {"_id": i, "has-vote": True, "wants-vote": True, "password-hash": "h", "agent-version": "2.9.42"}
+        for i in ("0", "1", "2")
+    ]
+    new, changes = rewrite.rewrite_collection(bson_file(*docs), rewrite.CONTROLLER_NODES, TARGET)
+    got = by_id(new)
+    assert [(got[i]["has-vote"], got[i]["wants-vote"]) for i in "012"] == [
+        (True, True),
+        (False, False),
+        (False, False),
+    ]
+    assert {(c.doc_id, c.field) for c in changes} == {
+        (i, f) for i in "12" for f in ("has-vote", "wants-vote")
+    }
+
+
+def test_settings_safe_mode_on_in_the_controller_model_only() -> None:
+    docs = [
+        {
+            "_id": f"{MODEL_UUID}:e",
+            "model-uuid": MODEL_UUID,
+            "settings": {"name": "controller"},
+            "version": Int64(3),
+        },
+        {"_id": "other:e", "model-uuid": "other", "settings": {"name": "default"}},
+        {"_id": f"{MODEL_UUID}:r#1", "settings": {"x": 1}},
+    ]
+    new, changes = rewrite.rewrite_collection(bson_file(*docs), rewrite.SETTINGS, TARGET)
+    got = by_id(new)
+    assert got[f"{MODEL_UUID}:e"]["settings"] == {"name": "controller", "provisioner-safe-mode": True}
+    assert got[f"{MODEL_UUID}:e"]["version"] == Int64(3) and isinstance(
+        got[f"{MODEL_UUID}:e"]["version"], Int64
+    )
+    assert got["other:e"] == docs[1] and got[f"{MODEL_UUID}:r#1"] == docs[2]
+    assert [c.describe() for c in changes] == [
+        f"juju.settings {MODEL_UUID}:e settings.provisioner-safe-mode: None -> True"
+    ]
+
+
+def test_instance_data_and_old_machine_fields() -> None:
+    inst = [
+        {"_id": f"{MODEL_UUID}:0", "machineid": "0", "model-uuid": MODEL_UUID, "instanceid": "juju-53ab97-0"},
+        {"_id": f"{MODEL_UUID}:1", "machineid": "1", "model-uuid": MODEL_UUID, "instanceid": "juju-53ab97-1"},
+    ]
+    new, _ = rewrite.rewrite_collection(bson_file(*inst), rewrite.INSTANCE_DATA, TARGET)
+    assert [d["instanceid"] for d in bson.decode_all(new)] == ["spare0", "juju-53ab97-1"]
+    machines = [
+        {
+            "_id": "0",
+            "machineid": "0",
+            "instanceid": "i-0",
+            "jobs": [2, 1],
+            "hasvote": True,
+            "wantsvote": True,
+            "addresses": [],
+            "machineaddresses": [],
+        },
+        {"_id": "1", "machineid": "1", "instanceid": "i-1", "jobs": [2], "hasvote": True, "wantsvote": True},
+    ]
+    new, _ = rewrite.rewrite_collection(bson_file(*machines), rewrite.MACHINES, TARGET)
+    m0, m1 = bson.decode_all(new)
+    assert (m0["instanceid"], m0["hasvote"], m0["jobs"]) == ("spare0", True, [2, 1])
+    assert m0["addresses"] == [
+        {"value": NEW, "addresstype": "ipv4", "networkscope": "local-cloud", "origin": "provider"}
+    ]
+    assert (m1["instanceid"], m1["jobs"], m1["hasvote"], m1["wantsvote"]) == ("i-1", [1], False, False)
+
+
+def test_unknown_collection_has_no_rule() -> None:
+    with pytest.raises(ValueError, match="no re-addressing rule"):
+        rewrite.rewrite_collection(b"", "logs/logs.bson", TARGET)
+
+
+def test_readdress_dump_returns_only_changed_files() -> None:
+    files = {
+        rewrite.MACHINES: fixture_dump(rewrite.MACHINES),
+        rewrite.CONTROLLERS: bson_file(*CONTROLLERS_DOCS),
+        rewrite.SETTINGS: bson_file({"_id": "other:e", "settings": {}}),
+        "logs/logs.bson": b"not bson at all",
+    }
+    result = rewrite.readdress_dump(files, TARGET)
+    assert set(result.files) == {rewrite.MACHINES, rewrite.CONTROLLERS}
+    assert [c.collection for c in result.changes][:1] == ["juju.machines"]
+
+
+# --- oplog -------------------------------------------------------------------------------------
+
+
+def op(kind: str, ns: str, o: dict[str, Any], o2: dict[str, Any] | None = None, n: int = 1) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "ts": Timestamp(1_700_000_000, n),
+        "t": Int64(1),
+        "h": Int64(0),
+        "v": 2,
+        "op": kind,
+        "ns": ns,
+    }
+    doc["o"] = o
+    if o2 is not None:
+        doc["o2"] = o2
+    return doc
+
+
+def dump_changes() -> tuple[rewrite.Change, ...]:
+    files = {
+        rewrite.MACHINES: fixture_dump(rewrite.MACHINES),
+        rewrite.SETTINGS: bson_file({"_id": f"{MODEL_UUID}:e", "settings": {"name": "controller"}}),
+    }
+    return rewrite.readdress_dump(files, TARGET).changes
+
+
+def run_oplog(ops: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[rewrite.Change], bytes]:
+    src = bson_file(*ops)
+    out = io.BytesIO()
+    changes = rewrite.rewrite_oplog_stream(io.BytesIO(src), out, dump_changes())
+    return bson.decode_all(out.getvalue()), changes, out.getvalue()
+
+
+M0 = {"_id": f"{MODEL_UUID}:0"}
+M1 = {"_id": f"{MODEL_UUID}:1"}
+
+
+def test_oplog_update_of_a_rewritten_field_is_dropped_and_others_kept() -> None:
+    ops = [
+        op(
+            "u",
+            "juju.machines",
+            {"$v": 1, "$set": {"addresses": [{"value": OLD}], "txn-revno": Int64(98)}},
+            M0,
+            1,
+        ),
+        op("u", "juju.machines", {"$set": {"machineaddresses.0.value": OLD}}, M0, 2),
+        op("u", "juju.machines", {"$set": {"jobs": [1, 2]}, "$inc": {"txn-revno": 1}}, M1, 3),
+        op("u", "juju.models", {"$set": {"life": 1}}, {"_id": MODEL_UUID}, 4),
+    ]
+    got, changes, raw = run_oplog(ops)
+    assert got[0]["o"] == {"$v": 1, "$set": {"txn-revno": Int64(98)}}
+    assert got[1]["o"] == {"$inc": {"txn-revno": 1}} and got[1]["o2"] == M1  # op 2 dropped entirely
+    assert got[2] == ops[3]
+    assert raw.endswith(bson.encode(ops[3]))  # ops on other docs pass byte for byte
+    assert [c.field for c in changes] == [
+        "op #0 $set addresses",
+        "op #1 $set machineaddresses.0.value",
+        "op #1 update",
+        "op #2 $set jobs",
+    ]
+
+
+def test_oplog_insert_and_replacement_get_the_rewritten_values() -> None:
+    settings_id = f"{MODEL_UUID}:e"
+    ops = [
+        op(
+            "i",
+            "juju.settings",
+            {"_id": settings_id, "settings": {"name": "controller", "provisioner-safe-mode": False}},
+        ),
+        op("u", "juju.machines", {"_id": M1["_id"], "jobs": [1, 2], "life": 0}, M1),
+        op("u", "juju.settings", {"$set": {"settings": {"name": "c2"}}}, {"_id": settings_id}),
+    ]
+    got, changes, _ = run_oplog(ops)
+    assert got[0]["o"]["settings"] == {"name": "controller", "provisioner-safe-mode": True}
+    assert got[1]["o"] == {"_id": M1["_id"], "jobs": [1], "life": 0}
+    assert got[2]["o"] == {"$set": {"settings": {"name": "c2", "provisioner-safe-mode": True}}}
+    assert len(changes) == 3
+
+
+def test_oplog_diff_format_update_on_rewritten_doc_is_dropped() -> None:
+    got, changes, _ = run_oplog([op("u", "juju.machines", {"$v": 2, "diff": {"u": {"jobs": [1, 2]}}}, M1)])
+    assert got == [] and changes[0].field == "op #0 diff-format update"
+
+
+def test_oplog_without_rewrites_is_copied_unchanged() -> None:
+    src = bson_file(op("u", "juju.machines", {"$set": {"addresses": []}}, M0))
+    out = io.BytesIO()
+    assert rewrite.rewrite_oplog_stream(io.BytesIO(src), out, []) == []
+    assert out.getvalue() == src
+
+
+# --- the whole archive -------------------------------------------------------------------------
+
+
+def test_readdress_fixture_archive(tmp_path: Path) -> None:
+    dst = tmp_path / "readdressed.tar.gz"
+    result = rewrite.readdress_archive(str(VALID), str(dst), TARGET)
+    report = archive.verify_archive(dst)
+    assert report.ok, [c.message for c in report.failures]
+    assert report.metadata and report.metadata.ha_nodes == 1  # machines 1 and 2 no longer manage the model
+    got = archive.read_members(dst, ["dump/juju/machines.bson", "dump/juju/models.bson"], [CONF_NAME])
+    assert f"- {NEW}:17070\n" in got.root_files[CONF_NAME].decode()
+    assert got.files["dump/juju/models.bson"] == fixture_dump("juju/models.bson")
+    machines = by_id(got.files["dump/juju/machines.bson"])
+    assert machines[f"{MODEL_UUID}:0"]["addresses"][0]["value"] == NEW
+    described = [c.describe() for c in result.changes]
+    assert described[0].startswith(f"agent.conf {CONF_NAME} apiaddresses: ")
+    assert f"juju.machines {MODEL_UUID}:1 jobs: [1, 2] -> [1]" in described
+    assert f"-- {OLD}:17070" in result.agent_conf_diff
+    assert set(result.missing) == {
+        rewrite.INSTANCE_DATA,
+        rewrite.CONTROLLERS,
+        rewrite.CONTROLLER_NODES,
+        rewrite.SETTINGS,
+    }
+    # root.tar: only agent.conf changed; the tools symlink is kept
+    before = {m.path: m for m in archive.verify_archive(VALID).root_members}
+    after = {m.path: m for m in report.root_members}
+    assert before.keys() == after.keys()
+    assert [p for p in before if before[p] != after[p]] == [CONF_NAME]
+
+
+def test_readdress_never_decodes_files_it_does_not_rewrite(tmp_path: Path) -> None:
+    """A logs file that is not even BSON passes through untouched: only the rewritten files are read."""
+    from tests.unit.archive_builders import ArchiveSpec
+
+    spec = ArchiveSpec(with_manifest=False)
+    spec.dump["logs/logs.1.bson"] = b"\xff" * 1000
+    spec.dump["oplog.bson"] = bson_file(op("u", "juju.machines", {"$set": {"addresses": []}}, M0))
+    src = spec.write(tmp_path / "src.tar.gz")
+    dst = tmp_path / "dst.tar.gz"
+    result = rewrite.readdress_archive(str(src), str(dst), TARGET)
+    got = archive.read_members(dst, ["dump/logs/logs.1.bson", "dump/oplog.bson"]).files
+    assert got["dump/logs/logs.1.bson"] == b"\xff" * 1000
+    assert bson.decode_all(got["dump/oplog.bson"]) == []
+    assert [c.field for c in result.changes if c.collection == "oplog"] == [
+        "op #0 $set addresses",
+        "op #0 update",
+    ]
+    with tarfile.open(dst) as tar:
+        assert tar.getmember("juju-backup/dump/logs/logs.1.bson").size == 1000
