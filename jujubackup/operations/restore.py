@@ -153,11 +153,13 @@ def fresh_restore(
         options = P.RestoreOptions(
             mode=mode, force=request.force, allow_downgrade=request.allow_downgrade, readdress=readdress
         )
+        peers = target_facts_peers(target_facts)
         plan = P.make_plan(
-            backup, target_facts, options, peers=target_facts_peers(target_facts), changes=changes
+            backup, target_facts, options, peers=peers, changes=changes, check=not request.dry_run
         )
         show_plan(ui, plan)
         if request.dry_run:
+            P.check_preconditions(backup, target_facts, options, peers)
             return RestoreResult(plan=plan, dry_run=True)
         if not request.yes and not confirm(f"restore {backup.backup_id} onto {target.name}?"):
             raise JujuBackupError("restore not confirmed; nothing changed", exit_code=130)

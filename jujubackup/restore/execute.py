@@ -27,7 +27,7 @@ from jujubackup.restore import plan as P
 
 JOURNAL_DIR = "/var/lib/jujubackup-restore"
 ARCHIVE = f"{JOURNAL_DIR}/archive.tar.gz"
-DETACHED_STEPS = frozenset({P.UPLOAD, P.SNAPSHOT, P.LOAD_DB})
+DETACHED_STEPS = frozenset({P.UPLOAD, P.SNAPSHOT, P.UNTAR, P.LOAD_DB})
 SCRIPT_OF = {
     P.UPLOAD: "restore-stage",
     P.STOP: "restore-stop",

@@ -176,14 +176,20 @@ def make_plan(
     *,
     peers: Sequence[PeerProbe] = (),
     changes: Sequence[str] = (),
+    check: bool = True,
 ) -> Plan:
     """Given the backup's facts, the target's facts, the old controllers probed from the target, the
     re-addressing change list (rewrite.py) and the options, return the ordered Plan.
 
     Raise RefusedError (exit 6) if a precondition fails; with `options.force` the forceable ones
-    become warnings instead.
+    become warnings instead. With `check=False` (a dry run showing everything) refusals never raise:
+    they are listed in the plan's warnings as "refused: ..." (call check_preconditions afterwards).
     """
-    warnings = check_preconditions(backup, target, options, peers)
+    if check:
+        warnings = check_preconditions(backup, target, options, peers)
+    else:
+        hard, soft = refusals(backup, target, options, peers)
+        warnings = [f"refused: {m} (hint: {h})" for m, h in (*hard, *soft)] + _notes(backup, target)
     snapshot = target.has_state
     install = options.mode is not Mode.same and not _has_units(target, backup.machine_id)
     steps = _steps(backup, target, options, snapshot=snapshot, install=install)

@@ -166,3 +166,12 @@ def test_without_readdressing_the_plan_says_so_and_has_no_changes() -> None:
 ])
 def test_version_tuple(text: str, expected: tuple[int, int, int]) -> None:
     assert P.version_tuple(text) == expected
+
+
+def test_a_dry_run_plan_lists_refusals_instead_of_raising() -> None:
+    backup = fixture_backup()
+    peers = [P.PeerProbe("10.77.116.194", 17070, True)]
+    plan = P.make_plan(backup, spare(mongo_version="3.2.22"), DR, peers=peers, check=False)
+    refused = [w for w in plan.warnings if w.startswith("refused: ")]
+    assert len(refused) == 2
+    assert plan.demoted and plan.new_address == "10.201.0.50"
