@@ -252,6 +252,7 @@ def probe_target(host: Host, backup: P.BackupFacts, request: RestoreRequest) -> 
             journal_dir=X.JOURNAL_DIR,
             endpoints=[list(e) for e in endpoints],
             connect_timeout=PEER_CONNECT_TIMEOUT,
+            mongods=sorted({p.mongod for p in profiles.PROFILES}),
             state_paths=sorted(set(state_paths)),
         ),
         timeout=60 + 2 * PEER_CONNECT_TIMEOUT * len(endpoints),
@@ -265,6 +266,9 @@ def probe_target(host: Host, backup: P.BackupFacts, request: RestoreRequest) -> 
         for p in pre.get("peers") or []
         if str(p["address"]) not in addresses
     )
+    if base.mongo_version is None and base.profile is not None:
+        line = str((pre.get("mongod_versions") or {}).get(profiles.profile_named(base.profile).mongod, ""))
+        base = replace(base, mongo_version=_version_in(line) or None)
     return TargetProbe(
         **{
             **base.__dict__,
@@ -274,7 +278,7 @@ def probe_target(host: Host, backup: P.BackupFacts, request: RestoreRequest) -> 
             "state_bytes": int(pre.get("state_bytes") or 0),
         },
         peers=peers,
-        instance_id=str(doc.get("instance_id") or ""),
+        instance_id=_instance_of(doc, host.name),
     )
 
 
@@ -533,6 +537,14 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _instance_of(doc: dict[str, Any], name: str) -> str:
+    """Given the probe's JSON, return the target's own instance id from its DB ('' if none)."""
+    try:
+        return facts.parse_probe(doc, name).instance_id
+    except JujuBackupError:
+        return ""
 
 
 def _der(pem: str) -> bytes:

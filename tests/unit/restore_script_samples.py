@@ -34,6 +34,7 @@ RESTORE_SAMPLES: dict[str, dict[str, Any] | list[dict[str, Any]]] = {
         "endpoints": [["10.77.116.194", 17070], ["10.77.116.194", 37017]],
         "connect_timeout": 3,
         "state_paths": ["/var/lib/juju", "/var/snap/juju-db/common"],
+        "mongods": ["/snap/bin/juju-db.mongod", "/usr/lib/juju/mongo3.2/bin/mongod"],
     },
     "restore-journal": {"journal_dir": "/var/lib/jujubackup-restore"},
     "restore-stage": _both("upload", sha256="0" * 64),
