@@ -1,18 +1,51 @@
-"""Provision lab hosts as real Juju controllers / spare machines (test code).
+"""Provision lab hosts as real Juju controllers / spare machines (test code, never shipped).
 
-LAB-INFRA calls, before booting each container:
+LAB-INFRA calls, before booting each container (we run as root, `root` is the host's merged dir):
 
     cluster = new_cluster(profile, controllers=[HostSpec, ...], db_size=0)   # once per lab
     provision_host(root, host, cluster)                                       # per host
 
-`root` is the host's overlay merged dir (we write as root).
+A controller gets the layout of issue 2 §2 (agent.conf, server.pem, system-identity, shared-secret,
+nonce.txt, tools dir + machine-N symlink, authorized_keys, machine-N.log, the juju-db unit of the
+profile and jujud-machine-N.service + exec-start script, enabled) and a seeded juju-db data directory
+in the stand-in mongod's storage format (tests/lab/standins/common.py).  A spare gets only the
+profile's stand-in mongo binaries, as the package/snap would install them.
+
+Helpers for tests: `read_db(root, profile)`, `PROFILES`, `Cluster` (controller_uuid, model_uuid,
+default_model_uuid, passwords[machine_id], ...).
 """
 
 from __future__ import annotations
 
+import base64
+import datetime
+import json
+import os
+import secrets
+import shutil
+import string
+import struct
+import tempfile
+import uuid
+import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+import bson
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.x509.oid import NameOID
+
+from tests.lab.standins import common, storage
+from tests.lab.standins.jujud import agent_password_hash
+
+STANDINS_SRC = Path(__file__).resolve().parent / "standins"
+LIB_DIR = "/usr/lib/jujubackup-lab"
+HOST_PYTHON = "/usr/bin/python3"
+SNAP_REVISION = "160"
 
 
 @dataclass(frozen=True)
@@ -26,24 +59,998 @@ class HostSpec:
     profile: str
 
 
+@dataclass(frozen=True)
+class Profile:
+    """Where a Juju generation keeps things (issue 2 §2)."""
+
+    name: str
+    juju_version: str
+    series: str
+    mongo_series: str  # "4.4" or "3.2": selects the stand-ins' behaviour
+    mongo_version: str  # agent.conf mongoversion
+    db_service: str  # systemd unit name without .service
+    dbpath: str
+    tools: dict[str, str]  # tool -> absolute path of the executable (mongod, mongodump, mongorestore, mongo)
+    shared_secret: str
+    mongo_pem: str  # the PEM juju-db serves (server.pem)
+    extra_files: tuple[str, ...] = ()
+
+
+PROFILES: dict[str, Profile] = {
+    "juju-2.9": Profile(
+        name="juju-2.9",
+        juju_version="2.9.42",
+        series="focal",
+        mongo_series="4.4",
+        mongo_version="4.4.18/wiredTiger",
+        db_service="snap.juju-db.daemon",
+        dbpath="/var/snap/juju-db/common/db",
+        tools={
+            "mongod": "/snap/bin/juju-db.mongod",
+            "mongodump": "/snap/bin/juju-db.mongodump",
+            "mongorestore": "/snap/bin/juju-db.mongorestore",
+            "mongo": "/snap/bin/juju-db.mongo",
+        },
+        shared_secret="/var/snap/juju-db/common/shared-secret",
+        mongo_pem="/var/snap/juju-db/common/server.pem",
+    ),
+    "juju-2.8": Profile(
+        name="juju-2.8",
+        juju_version="2.8.10",
+        series="bionic",
+        mongo_series="3.2",
+        mongo_version="3.2.22/wiredTiger",
+        db_service="juju-db",
+        dbpath="/var/lib/juju/db",
+        tools={
+            t: f"/usr/lib/juju/mongo3.2/bin/{t}" for t in ("mongod", "mongodump", "mongorestore", "mongo")
+        },
+        shared_secret="/var/lib/juju/shared-secret",
+        mongo_pem="/var/lib/juju/server.pem",
+    ),
+}
+
+SNAP_BIN = f"/snap/juju-db/{SNAP_REVISION}/bin"
+
+
 @dataclass
 class Cluster:
-    """Shared identity of one lab's controller (same CA/uuids on every HA member)."""
+    """Shared identity of one lab's controller (same CA/uuids/data on every HA member)."""
 
     profile: str
     controllers: list[HostSpec]
     db_size: int = 0
     controller_uuid: str = ""
-    model_uuid: str = ""
+    model_uuid: str = ""  # the controller model
     default_model_uuid: str = ""
-    passwords: dict[str, str] = field(default_factory=dict)
+    passwords: dict[str, str] = field(default_factory=dict)  # machine id -> statepassword (= apipassword)
+    old_passwords: dict[str, str] = field(default_factory=dict)
+    nonces: dict[str, str] = field(default_factory=dict)
+    ca_cert: str = ""
+    ca_key: str = ""
+    controller_cert: str = ""
+    controller_key: str = ""
+    shared_secret: str = ""
+    system_identity: str = ""
+    system_identity_pub: str = ""
+    client_pub: str = ""
+    seed_dir: str | None = None  # built lazily: the seeded dbpath every controller copies
+
+    @property
+    def spec(self) -> Profile:
+        """Return the Profile."""
+        return PROFILES[self.profile]
+
+
+# --------------------------------------------------------------------------- secrets and certificates
+
+
+def _password(n: int = 24) -> str:
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(n))
+
+
+def _rsa_pem(key: rsa.RSAPrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def _make_certs(controller_uuid: str, ips: list[str]) -> tuple[str, str, str, str]:
+    """Return (ca_cert, ca_key, controller_cert, controller_key) PEMs as Juju generates them."""
+    import ipaddress
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ca_name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "juju"),
+            x509.NameAttribute(NameOID.COMMON_NAME, 'juju-generated CA for model "juju-ca"'),
+            x509.NameAttribute(NameOID.SERIAL_NUMBER, controller_uuid),
+        ]
+    )
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=7))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=True,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    sans: list[x509.GeneralName] = [
+        x509.DNSName(n) for n in ("anything", "juju-apiserver", "juju-mongodb", "localhost")
+    ]
+    sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in [*ips, "127.0.0.1", "::1"]]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "juju"),
+                    x509.NameAttribute(NameOID.COMMON_NAME, "*"),
+                ]
+            )
+        )
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=7))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=True,
+                data_encipherment=False,
+                key_agreement=True,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    return ca.public_bytes(pem).decode(), _rsa_pem(ca_key), cert.public_bytes(pem).decode(), _rsa_pem(key)
+
+
+def _ssh_identity(comment: str) -> tuple[str, str]:
+    key = ed25519.Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
+    return private, f"{public} {comment}"
 
 
 def new_cluster(profile: str, controllers: list[HostSpec], db_size: int = 0) -> Cluster:
-    """Given a profile and the controller hosts, return the shared cluster identity."""
-    raise NotImplementedError
+    """Given a profile and the controller hosts, return the shared cluster identity (fresh secrets).
+
+    Raise ValueError for an unknown profile or a controller without a machine id."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
+    for c in controllers:
+        if c.machine_id is None:
+            raise ValueError(f"controller {c.name} has no machine id")
+    cluster = Cluster(
+        profile=profile,
+        controllers=sorted(controllers, key=lambda h: int(h.machine_id or 0)),
+        db_size=int(db_size),
+        controller_uuid=str(uuid.uuid4()),
+        model_uuid=str(uuid.uuid4()),
+        default_model_uuid=str(uuid.uuid4()),
+    )
+    (cluster.ca_cert, cluster.ca_key, cluster.controller_cert, cluster.controller_key) = _make_certs(
+        cluster.controller_uuid, [c.ip for c in controllers]
+    )
+    cluster.shared_secret = base64.b64encode(os.urandom(768)).decode()
+    cluster.system_identity, cluster.system_identity_pub = _ssh_identity("juju-system-key")
+    _client_private, cluster.client_pub = _ssh_identity("juju-client-key")
+    first = cluster.controllers[0].machine_id if cluster.controllers else "0"
+    for c in cluster.controllers:
+        mid = str(c.machine_id)
+        cluster.passwords[mid] = _password()
+        cluster.old_passwords[mid] = secrets.token_hex(16)
+        cluster.nonces[mid] = "user-admin:bootstrap" if mid == first else f"machine-{first}:{uuid.uuid4()}"
+    return cluster
+
+
+# --------------------------------------------------------------------------- file helpers
+
+
+def _ids(root: Path, user: str, group: str | None = None) -> tuple[int, int]:
+    uid = gid = 0
+    try:
+        for line in (root / "etc/passwd").read_text().splitlines():
+            parts = line.split(":")
+            if parts[0] == user:
+                uid, gid = int(parts[2]), int(parts[3])
+        if group:
+            for line in (root / "etc/group").read_text().splitlines():
+                parts = line.split(":")
+                if parts[0] == group:
+                    gid = int(parts[2])
+    except FileNotFoundError:
+        pass
+    return uid, gid
+
+
+def _write(root: Path, path: str, content: str | bytes, mode: int, owner: tuple[int, int] = (0, 0)) -> Path:
+    p = root / path.lstrip("/")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    data = content.encode() if isinstance(content, str) else content
+    tmp = p.with_name(p.name + ".provision-tmp")
+    tmp.write_bytes(data)
+    os.chown(tmp, *owner)
+    tmp.chmod(mode)
+    os.replace(tmp, p)
+    return p
+
+
+def _mkdir(root: Path, path: str, mode: int = 0o755, owner: tuple[int, int] = (0, 0)) -> Path:
+    p = root / path.lstrip("/")
+    p.mkdir(parents=True, exist_ok=True)
+    os.chown(p, *owner)
+    p.chmod(mode)
+    return p
+
+
+def _symlink(root: Path, path: str, target: str) -> None:
+    p = root / path.lstrip("/")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if p.is_symlink() or p.exists():
+        p.unlink()
+    p.symlink_to(target)
+
+
+# --------------------------------------------------------------------------- stand-in binaries
+
+TOOL_DOC = {
+    ("4.4", "mongod"): "mongod 4.4.18 (juju-db snap, Juju 2.9)",
+    ("4.4", "mongodump"): "mongodump 100.6.1 (MongoDB Database Tools in the juju-db 4.4 snap)",
+    ("4.4", "mongorestore"): "mongorestore 100.6.1 (MongoDB Database Tools in the juju-db 4.4 snap)",
+    ("4.4", "mongo"): "the legacy mongo shell 4.4.18 (juju-db snap)",
+    ("3.2", "mongod"): "mongod 3.2.22 (juju-mongodb3.2, Juju 2.8)",
+    ("3.2", "mongodump"): "mongodump r3.2.22 (juju-mongodb3.2 tools)",
+    ("3.2", "mongorestore"): "mongorestore r3.2.22 (juju-mongodb3.2 tools)",
+    ("3.2", "mongo"): "the mongo shell 3.2.22 (juju-mongodb3.2)",
+}
+TOOL_CALL = {
+    "mongod": "mongod.main(sys.argv[1:], {series!r})",
+    "mongodump": "tools.mongodump_main({series!r})",
+    "mongorestore": "tools.mongorestore_main({series!r})",
+    "mongo": "tools.mongo_main({series!r})",
+}
+
+
+def wrapper_script(tool: str, series: str, lib_dir: str = LIB_DIR, python: str = HOST_PYTHON) -> str:
+    """Return the thin executable for a stand-in tool ('mongod', 'mongodump', ...) of a mongo series."""
+    module = "mongod" if tool == "mongod" else "tools"
+    call = TOOL_CALL[tool].format(series=series)
+    return (
+        f'#!{python}\n"""Lab stand-in for {TOOL_DOC[(series, tool)]}. Test code, never shipped."""\n'
+        f"import sys\nsys.path.insert(0, {lib_dir!r})\nfrom standins import {module}\n"
+        f"sys.exit({call})\n"
+    )
+
+
+def jujud_script(version: str, lib_dir: str = LIB_DIR, python: str = HOST_PYTHON) -> str:
+    """Return the jujud stand-in executable for a Juju version string like 2.9.42-focal-amd64."""
+    return (
+        f'#!{python}\n"""Lab stand-in for jujud {version} (the Juju machine agent). '
+        f'Test code, never shipped."""\nimport sys\nsys.path.insert(0, {lib_dir!r})\n'
+        f"from standins import jujud\nsys.exit(jujud.main({version!r}))\n"
+    )
+
+
+def install_library(root: Path, lib_dir: str = LIB_DIR) -> None:
+    """Copy the stand-ins' Python package into <root><lib_dir>/standins."""
+    dest = _mkdir(root, lib_dir) / "standins"
+    dest.mkdir(exist_ok=True)
+    for src in STANDINS_SRC.glob("*.py"):
+        shutil.copyfile(src, dest / src.name)
+        (dest / src.name).chmod(0o644)
+
+
+def install_mongo_tools(root: Path, profile: str, lib_ref: str = LIB_DIR, python: str = HOST_PYTHON) -> None:
+    """Install the profile's stand-in mongod/mongodump/mongorestore/mongo as the package or snap does.
+
+    The library goes to <root>/usr/lib/jujubackup-lab; the executables import it from `lib_ref` (the
+    path as seen when they run: LIB_DIR inside a host, <root>/usr/lib/jujubackup-lab for local tests)."""
+    spec = PROFILES[profile]
+    install_library(root)
+    for tool in ("mongod", "mongodump", "mongorestore", "mongo"):
+        script = wrapper_script(tool, spec.mongo_series, lib_ref, python)
+        if spec.mongo_series == "4.4":
+            _write(root, f"{SNAP_BIN}/{tool}", script, 0o755)
+        _write(root, spec.tools[tool], script, 0o755)
+    if spec.mongo_series == "4.4":
+        _symlink(root, "/snap/juju-db/current", SNAP_REVISION)
+        _mkdir(root, "/var/snap/juju-db/common")
+        _mkdir(root, f"/var/snap/juju-db/{SNAP_REVISION}")
+        _symlink(root, "/var/snap/juju-db/current", SNAP_REVISION)
+
+
+# --------------------------------------------------------------------------- agent.conf and files
+
+
+def _indent(pem: str) -> str:
+    return "".join(f"  {line}\n" for line in pem.strip("\n").splitlines())
+
+
+def agent_conf(cluster: Cluster, host: HostSpec) -> str:
+    """Return agent.conf (format 2.0) for a controller machine."""
+    spec, mid = cluster.spec, str(host.machine_id)
+    pw = cluster.passwords[mid]
+    others = [c.ip for c in cluster.controllers if c.ip != host.ip]
+    api = "".join(f"- {ip}:17070\n" for ip in [host.ip, *others])
+    return (
+        "# format 2.0\n"
+        f"tag: machine-{mid}\n"
+        "datadir: /var/lib/juju\n"
+        "transient-datadir: /var/run/juju\n"
+        "logdir: /var/log/juju\n"
+        "metricsspooldir: /var/lib/juju/metricspool\n"
+        f"nonce: {cluster.nonces[mid]}\n"
+        "jobs:\n- JobManageModel\n- JobHostUnits\n"
+        f"upgradedToVersion: {spec.juju_version}\n"
+        f"cacert: |\n{_indent(cluster.ca_cert)}"
+        f"statepassword: {pw}\n"
+        f"controller: controller-{cluster.controller_uuid}\n"
+        f"model: model-{cluster.model_uuid}\n"
+        f"apiaddresses:\n{api}"
+        f"apipassword: {pw}\n"
+        f"oldpassword: {cluster.old_passwords[mid]}\n"
+        "loggingconfig: <root>=WARNING\n"
+        "values:\n"
+        f"  AGENT_SERVICE_NAME: jujud-machine-{mid}\n"
+        '  CONTAINER_TYPE: ""\n'
+        '  NUMA_CTL_PREFERENCE: "false"\n'
+        "  PROVIDER_TYPE: lxd\n"
+        f"controllercert: |\n{_indent(cluster.controller_cert)}"
+        f"controllerkey: |\n{_indent(cluster.controller_key)}"
+        f"caprivatekey: |\n{_indent(cluster.ca_key)}"
+        "apiport: 17070\n"
+        "stateport: 37017\n"
+        f"sharedsecret: {cluster.shared_secret}\n"
+        f"systemidentity: |\n{_indent(cluster.system_identity)}"
+        f"mongoversion: {spec.mongo_version}\n"
+        "mongomemoryprofile: default\n"
+    )
+
+
+def mongod_config(spec: Profile) -> str:
+    """Return /var/snap/juju-db/common/juju-db.config as Juju 2.9 writes it (legacy key = value)."""
+    return (
+        "# WARNING\n# autogenerated by juju on 2026-11-26 00:00:00 +0000 UTC\n"
+        f"dbpath = {spec.dbpath}\n"
+        "logpath = /var/snap/juju-db/common/logs/mongodb.log\n"
+        f"tlsCertificateKeyFile = {spec.mongo_pem}\n"
+        "tlsCertificateKeyFilePassword = ignored\n"
+        "tlsMode = requireTLS\n"
+        "port = 37017\n"
+        "bind_ip_all = true\n"
+        "ipv6 = true\n"
+        "quiet = true\n"
+        "oplogSize = 1024\n"
+        "replSet = juju\n"
+        "auth = true\n"
+        f"keyFile = {spec.shared_secret}\n"
+        "storageEngine = wiredTiger\n"
+        "wiredTigerCacheSizeGB = 0.25\n"
+        "journal = true\n"
+        "slowms = 1000\n"
+    )
+
+
+def db_unit(spec: Profile) -> str:
+    """Return the juju-db systemd unit text of the profile."""
+    if spec.mongo_series == "4.4":
+        return (
+            "[Unit]\n# Auto-generated, DO NOT EDIT\n"
+            "Description=Service for snap application juju-db.daemon\n"
+            "Wants=network.target\nAfter=network.target\nX-Snappy=yes\n\n"
+            "[Service]\nEnvironmentFile=-/etc/environment\n"
+            "# lab stand-in: snapd would run `/usr/bin/snap run juju-db.daemon`, whose wrapper runs:\n"
+            f"ExecStart={SNAP_BIN}/mongod --config /var/snap/juju-db/common/juju-db.config\n"
+            "SyslogIdentifier=juju-db.daemon\nRestart=on-failure\n"
+            f"WorkingDirectory=/var/snap/juju-db/{SNAP_REVISION}\n"
+            "TimeoutStopSec=30\nType=simple\nLimitNOFILE=64000\n\n"
+            "[Install]\nWantedBy=multi-user.target\n"
+        )
+    return (
+        "[Unit]\nDescription=juju state database\n"
+        "After=network-online.target\nWants=network-online.target\n\n"
+        "[Service]\nLimitNOFILE=64000\nLimitNPROC=20000\nTimeoutSec=300\n"
+        f"ExecStart={spec.tools['mongod']} --dbpath {spec.dbpath} --sslMode requireSSL "
+        f"--sslPEMKeyFile {spec.mongo_pem} --sslPEMKeyPassword=ignored --port 37017 "
+        "--syslog --journal "
+        f"--replSet juju --quiet --oplogSize 1024 --auth --keyFile {spec.shared_secret} "
+        "--storageEngine wiredTiger --wiredTigerCacheSizeGB 0.25\n"
+        "Restart=always\n\n[Install]\nWantedBy=multi-user.target\n"
+    )
+
+
+def jujud_unit(mid: str) -> str:
+    """Return jujud-machine-N.service as Juju 2.7.2+ writes it."""
+    return (
+        f"[Unit]\nDescription=juju agent for machine-{mid}\nAfter=syslog.target\nAfter=network.target\n"
+        "After=systemd-user-sessions.service\n\n"
+        "[Service]\nLimitNOFILE=64000\n"
+        f"ExecStart=/etc/systemd/system/jujud-machine-{mid}-exec-start.sh\n"
+        "Restart=on-failure\nTimeoutSec=300\n\n[Install]\nWantedBy=multi-user.target\n"
+    )
+
+
+def jujud_exec_start(mid: str, log_owner: str) -> str:
+    """Return jujud-machine-N-exec-start.sh as Juju writes it."""
+    log = f"/var/log/juju/machine-{mid}.log"
+    return (
+        "#!/usr/bin/env bash\n\n# Set up logging.\n"
+        f"touch '{log}'\nchown {log_owner} '{log}'\nchmod 0640 '{log}'\n"
+        f"exec >> '{log}'\nexec 2>&1\n\n# Run the script.\n"
+        f"'/var/lib/juju/tools/machine-{mid}/jujud' machine --data-dir '/var/lib/juju' "
+        f"--machine-id {mid} --debug\n"
+    )
+
+
+def _enable(root: Path, unit: str) -> None:
+    _symlink(root, f"/etc/systemd/system/multi-user.target.wants/{unit}", f"/etc/systemd/system/{unit}")
+
+
+# --------------------------------------------------------------------------- the database seed
+
+
+def _addr(ip: str, scope: str = "local-cloud", origin: str | None = "provider", space: bool = True) -> dict:
+    d: dict[str, Any] = {"value": ip, "addresstype": "ipv6" if ":" in ip else "ipv4", "networkscope": scope}
+    if origin:
+        d["origin"] = origin
+    if space:
+        d["spaceid"] = "0"
+    return d
+
+
+def _machine_doc(
+    model_uuid: str,
+    mid: str,
+    ip: str,
+    series: str,
+    version: str,
+    password: str | None,
+    nonce: str,
+    controller: bool,
+) -> dict:
+    txn = f"{bson.ObjectId()}_{secrets.token_hex(4)}"
+    return {
+        "_id": f"{model_uuid}:{mid}",
+        "machineid": mid,
+        "model-uuid": model_uuid,
+        "nonce": nonce,
+        "series": series,
+        "containertype": "",
+        "principals": [] if controller else [f"ubuntu/{mid}"],
+        "life": 0,
+        "jobs": [2, 1] if controller else [1],
+        "passwordhash": agent_password_hash(password) if password else agent_password_hash(_password()),
+        "clean": not controller,
+        "addresses": [_addr(ip)],
+        "machineaddresses": [
+            _addr(ip, origin="machine", space=False),
+            _addr("127.0.0.1", "local-machine", "machine", False),
+            _addr("::1", "local-machine", "machine", False),
+        ],
+        "preferredpublicaddress": _addr(ip),
+        "preferredprivateaddress": _addr(ip),
+        "supportedcontainersknown": True,
+        "supportedcontainers": ["lxd"],
+        "hasvote": controller,
+        "wantsvote": controller,
+        "tools": {"version": f"{version}-{series}-amd64", "url": "", "size": bson.Int64(0), "sha256": ""},
+        "agent-started-at": datetime.datetime.utcnow().replace(microsecond=0),
+        "txn-revno": bson.Int64(7),
+        "txn-queue": [txn],
+    }
+
+
+def seed_documents(cluster: Cluster) -> dict[str, dict[str, list[dict]]]:
+    """Return the controller's databases as documents (juju, admin, local, blobstore), logs excluded."""
+    spec = cluster.spec
+    cm, dm, cu = cluster.model_uuid, cluster.default_model_uuid, cluster.controller_uuid
+    version = spec.juju_version
+    now = datetime.datetime.utcnow().replace(microsecond=0)
+    ctrls = cluster.controllers
+    juju: dict[str, list[dict]] = {}
+
+    def model(uuid_: str, name: str) -> dict:
+        return {
+            "_id": uuid_,
+            "name": name,
+            "type": "iaas",
+            "life": 0,
+            "owner": "admin",
+            "controller-uuid": cu,
+            "migration-mode": "",
+            "environ-version": 0,
+            "cloud": "localhost",
+            "cloud-region": "localhost",
+            "cloud-credential": "localhost/admin/localhost",
+            "sla": {"level": "", "credentials": b""},
+            "meter-status": {"code": "", "info": ""},
+            "txn-revno": bson.Int64(2),
+            "txn-queue": [],
+        }
+
+    juju["models"] = [model(cm, "controller"), model(dm, "default")]
+    machines = [
+        _machine_doc(
+            cm,
+            str(c.machine_id),
+            c.ip,
+            spec.series,
+            version,
+            cluster.passwords[str(c.machine_id)],
+            cluster.nonces[str(c.machine_id)],
+            True,
+        )
+        for c in ctrls
+    ]
+    workload_ips = ["10.201.0.240", "10.201.0.241"]
+    machines += [
+        _machine_doc(dm, str(i), ip, spec.series, version, None, f"machine-0:{uuid.uuid4()}", False)
+        for i, ip in enumerate(workload_ips)
+    ]
+    juju["machines"] = machines
+    juju["instanceData"] = [
+        {
+            "_id": m["_id"],
+            "machineid": m["machineid"],
+            "model-uuid": m["model-uuid"],
+            "instanceid": f"juju-{m['model-uuid'][-6:]}-{m['machineid']}",
+            "arch": "amd64",
+            "mem": bson.Int64(3584),
+            "rootdisk": bson.Int64(20480),
+            "cpucores": bson.Int64(2),
+            "txn-revno": bson.Int64(1),
+        }
+        for m in machines
+    ]
+    hostports = [
+        [
+            {**_addr(c.ip), "port": 17070},
+            {**_addr("127.0.0.1", "local-machine", None), "port": 17070},
+            {**_addr("::1", "local-machine", None), "port": 17070},
+        ]
+        for c in ctrls
+    ]
+    juju["controllers"] = [
+        {
+            "_id": "e",
+            "cloud": "localhost",
+            "model-uuid": cm,
+            "controller-ids": [str(c.machine_id) for c in ctrls],
+            "txn-revno": bson.Int64(len(ctrls)),
+        },
+        {"_id": "apiHostPorts", "apihostports": hostports, "txn-revno": bson.Int64(3)},
+        {"_id": "apiHostPortsForAgents", "apihostports": hostports, "txn-revno": bson.Int64(3)},
+        {
+            "_id": "stateServingInfo",
+            "apiport": 17070,
+            "stateport": 37017,
+            "cert": cluster.controller_cert,
+            "privatekey": cluster.controller_key,
+            "caprivatekey": cluster.ca_key,
+            "sharedsecret": cluster.shared_secret,
+            "systemidentity": cluster.system_identity,
+        },
+        {
+            "_id": "controllerSettings",
+            "settings": {
+                "controller-uuid": cu,
+                "api-port": 17070,
+                "state-port": 37017,
+                "ca-cert": cluster.ca_cert,
+                "audit-log-enabled": True,
+                "max-logs-size": "4096M",
+                "max-logs-age": "72h",
+                "controller-name": "lab",
+            },
+            "txn-revno": bson.Int64(1),
+        },
+    ]
+    juju["controllerNodes"] = [
+        {
+            "_id": str(c.machine_id),
+            "has-vote": True,
+            "wants-vote": True,
+            "password-hash": agent_password_hash(cluster.passwords[str(c.machine_id)]),
+            "agent-version": version,
+            "txn-revno": bson.Int64(4),
+        }
+        for c in ctrls
+    ]
+
+    def settings(uuid_: str, name: str) -> dict:
+        return {
+            "_id": f"{uuid_}:e",
+            "model-uuid": uuid_,
+            "settings": {
+                "name": name,
+                "uuid": uuid_,
+                "type": "lxd",
+                "agent-version": version,
+                "default-series": spec.series,
+                "provisioner-safe-mode": False,
+                "logging-config": "<root>=INFO",
+                "development": False,
+                "authorized-keys": cluster.system_identity_pub + "\n" + cluster.client_pub,
+            },
+            "version": bson.Int64(1),
+            "txn-revno": bson.Int64(2),
+        }
+
+    juju["settings"] = [settings(cm, "controller"), settings(dm, "default")]
+    juju["clouds"] = [
+        {
+            "_id": "localhost",
+            "name": "localhost",
+            "type": "lxd",
+            "auth-types": ["certificate"],
+            "endpoint": "",
+            "regions": {"localhost": {"endpoint": ""}},
+            "txn-revno": bson.Int64(2),
+        }
+    ]
+    juju["users"] = [
+        {
+            "_id": "admin",
+            "name": "admin",
+            "displayname": "admin",
+            "passwordhash": agent_password_hash(_password()),
+            "passwordsalt": _password(12),
+            "createdby": "admin",
+            "datecreated": now,
+            "txn-revno": bson.Int64(1),
+        }
+    ]
+    txns = []
+    for m in machines:
+        txns.append(
+            {
+                "_id": bson.ObjectId(),
+                "s": 6,
+                "o": [
+                    {
+                        "c": "machines",
+                        "d": m["_id"],
+                        "a": {"life": {"$ne": 2}},
+                        "u": {"$set": {"hasvote": m["hasvote"]}},
+                    }
+                ],
+            }
+        )
+    juju["txns"] = txns
+    juju["statuseshistory"] = [
+        {
+            "_id": bson.ObjectId(),
+            "model-uuid": m["model-uuid"],
+            "globalkey": f"m#{m['machineid']}",
+            "status": status,
+            "statusinfo": "",
+            "statusdata": {},
+            "updated": bson.Int64(int(now.timestamp() * 1e9) + k),
+        }
+        for k, m in enumerate(machines)
+        for status in ("pending", "started")
+    ]
+    juju["statuses"] = [
+        {
+            "_id": f"{m['model-uuid']}:m#{m['machineid']}",
+            "model-uuid": m["model-uuid"],
+            "status": "started",
+            "statusinfo": "",
+            "statusdata": {},
+            "updated": bson.Int64(int(now.timestamp() * 1e9)),
+            "txn-revno": bson.Int64(3),
+        }
+        for m in machines
+    ]
+    admin = {
+        "system.users": [
+            common.user_document(
+                f"machine-{c.machine_id}",
+                cluster.passwords[str(c.machine_id)],
+                common.JUJU_ROLES,
+                spec.mongo_series == "4.4",
+            )
+            for c in ctrls
+        ],
+        "system.version": [{"_id": "authSchema", "currentVersion": 5}],
+    }
+    members = [
+        {
+            "_id": int(str(c.machine_id)) + 1,
+            "host": f"{c.ip}:37017",
+            "arbiterOnly": False,
+            "buildIndexes": True,
+            "hidden": False,
+            "priority": 1.0,
+            "tags": {"juju-machine-id": str(c.machine_id)},
+            "slaveDelay": bson.Int64(0),
+            "votes": 1,
+        }
+        for c in ctrls
+    ]
+    local = {
+        "system.replset": [
+            {
+                "_id": "juju",
+                "version": len(ctrls),
+                "protocolVersion": bson.Int64(1),
+                "members": members,
+                "settings": {
+                    "chainingAllowed": True,
+                    "heartbeatTimeoutSecs": 10,
+                    "electionTimeoutMillis": 10000,
+                },
+            }
+        ],
+        "oplog.rs": [
+            {
+                "ts": bson.Timestamp(int(now.timestamp()), 1),
+                "t": bson.Int64(1),
+                "h": bson.Int64(0),
+                "v": 2,
+                "op": "n",
+                "ns": "",
+                "wall": now,
+                "o": {"msg": "initiating set"},
+            }
+        ],
+    }
+    blob = os.urandom(2048)
+    file_id = bson.ObjectId()
+    blobstore = {
+        "blobstore.files": [
+            {
+                "_id": file_id,
+                "filename": f"tools/{version}-{spec.series}-amd64",
+                "length": bson.Int64(len(blob)),
+                "chunkSize": 261120,
+                "uploadDate": now,
+                "md5": "",
+            }
+        ],
+        "blobstore.chunks": [{"_id": bson.ObjectId(), "files_id": file_id, "n": 0, "data": blob}],
+    }
+    return {"juju": juju, "admin": admin, "local": local, "blobstore": blobstore}
+
+
+LOG_MESSAGES = [
+    (
+        "juju.worker.dependency",
+        "engine.go:671",
+        '"api-caller" manifold worker started at 2026-11-26 07:00:00',
+    ),
+    (
+        "juju.apiserver",
+        "apiserver.go:1043",
+        "[A1] machine-0 API connection from 10.201.0.11:54122; facades: " + "Agent Uniter " * 60,
+    ),
+    ("juju.worker.peergrouper", "worker.go:561", 'found new machine "0"'),
+    ("juju.state.txn", "txn.go:251", "ran transaction in 0.012s: " + "txn-op " * 150),
+    ("juju.worker.uniter", "uniter.go:345", 'unit "ubuntu/0" hook output: ' + "config-changed ok; " * 100),
+]
+
+
+def write_logs(store: storage.Storage, model_uuids: list[str], version: str, total: int) -> None:
+    """Fill the `logs` database with about `total` bytes of log documents, writing BSON directly (fast)."""
+    for mu in model_uuids:
+        store.create("logs", f"logs.{mu}")
+    if total <= 0:
+        return
+    templates = []
+    for module, loc, text in LOG_MESSAGES:
+        doc = {
+            "_id": bson.ObjectId(b"\0" * 12),
+            "t": bson.Int64(0),
+            "n": "machine-0",
+            "r": version,
+            "m": module,
+            "l": loc,
+            "v": 3,
+            "x": text,
+        }
+        raw = common.encode(doc)
+        # _id value starts after: int32 len + type byte + "_id\0"
+        templates.append((raw, 4 + 1 + 4, raw.index(b"\x12t\x00") + 3))
+    base = int(datetime.datetime.now().timestamp()) - 86400
+    rnd = os.urandom(5)
+    per_model = total // len(model_uuids)
+    counter = 0
+    for mu in model_uuids:
+        written = 0
+        with open(store.file("logs", f"logs.{mu}"), "ab") as f:
+            buf = bytearray()
+            while written < per_model:
+                raw, id_off, t_off = templates[counter % len(templates)]
+                doc = bytearray(raw)
+                doc[id_off : id_off + 12] = (
+                    struct.pack(">I", base + counter // 1000) + rnd + (counter & 0xFFFFFF).to_bytes(3, "big")
+                )
+                struct.pack_into("<q", doc, t_off, (base * 1_000_000_000) + counter * 1_000_000)
+                buf += doc
+                written += len(doc)
+                counter += 1
+                if len(buf) >= 8 << 20:
+                    f.write(buf)
+                    buf = bytearray()
+            f.write(buf)
+
+
+def build_seed(cluster: Cluster, dest: Path) -> None:
+    """Write the seeded data directory (stand-in storage format) of the cluster's controllers into dest."""
+    dest.mkdir(parents=True, exist_ok=True)
+    store = storage.Storage(str(dest))
+    for db, colls in seed_documents(cluster).items():
+        for coll, docs in colls.items():
+            store.write(db, coll, docs)
+    write_logs(
+        store, [cluster.model_uuid, cluster.default_model_uuid], cluster.spec.juju_version, cluster.db_size
+    )
+    with open(dest / "storage.bson", "wb") as f:
+        f.write(common.encode({"storage": {"engine": "wiredTiger"}, "version": cluster.spec.mongo_version}))
+
+
+def _seed_dir(cluster: Cluster) -> Path:
+    if cluster.seed_dir is None or not Path(cluster.seed_dir).exists():
+        tmp = tempfile.mkdtemp(prefix="jujubackup-lab-seed-")
+        build_seed(cluster, Path(tmp) / "db")
+        cluster.seed_dir = str(Path(tmp) / "db")
+        weakref.finalize(cluster, shutil.rmtree, tmp, True)
+    return Path(cluster.seed_dir)
+
+
+# --------------------------------------------------------------------------- provisioning
 
 
 def provision_host(root: Path, host: HostSpec, cluster: Cluster) -> None:
-    """Given a host's root dir, write the controller or spare layout for the profile."""
-    raise NotImplementedError
+    """Given a host's root dir, write the controller or spare layout of the cluster's profile.
+
+    Raise ValueError if the host's profile differs from the cluster's or a controller is unknown."""
+    if host.profile != cluster.profile:
+        raise ValueError(f"host {host.name} has profile {host.profile}, the lab {cluster.profile}")
+    root = Path(root)
+    install_mongo_tools(root, cluster.profile)
+    if host.role == "spare":
+        return
+    if host.machine_id is None or host.machine_id not in cluster.passwords:
+        raise ValueError(f"controller {host.name} (machine {host.machine_id}) is not part of the cluster")
+    _provision_controller(root, host, cluster)
+
+
+def _provision_controller(root: Path, host: HostSpec, cluster: Cluster) -> None:
+    spec, mid = cluster.spec, str(host.machine_id)
+    tools_ver = f"{spec.juju_version}-{spec.series}-amd64"
+    server_pem = cluster.controller_cert + cluster.controller_key
+    _mkdir(root, "/var/lib/juju", 0o755)
+    _mkdir(root, "/var/lib/juju/agents", 0o755)
+    _mkdir(root, f"/var/lib/juju/agents/machine-{mid}", 0o755)
+    _write(root, f"/var/lib/juju/agents/machine-{mid}/agent.conf", agent_conf(cluster, host), 0o600)
+    _write(root, "/var/lib/juju/server.pem", server_pem, 0o600)
+    _write(root, "/var/lib/juju/system-identity", cluster.system_identity, 0o600)
+    _write(root, "/var/lib/juju/nonce.txt", cluster.nonces[mid] + "\n", 0o644)
+    _mkdir(root, "/var/lib/juju/tools", 0o755)
+    _mkdir(root, f"/var/lib/juju/tools/{tools_ver}", 0o755)
+    _write(root, f"/var/lib/juju/tools/{tools_ver}/jujud", jujud_script(tools_ver), 0o755)
+    _write(
+        root,
+        f"/var/lib/juju/tools/{tools_ver}/downloaded-tools.txt",
+        json.dumps(
+            {
+                "version": tools_ver,
+                "url": f"https://{host.ip}:17070/tools/{tools_ver}",
+                "sha256": secrets.token_hex(32),
+                "size": 54705542,
+            }
+        ),
+        0o644,
+    )
+    _write(root, f"/var/lib/juju/tools/{tools_ver}/FORCE-VERSION", spec.juju_version, 0o644)
+    _symlink(root, f"/var/lib/juju/tools/machine-{mid}", f"/var/lib/juju/tools/{tools_ver}")
+    _mkdir(root, "/var/lib/juju/metricspool", 0o755)
+    _mkdir(root, "/var/lib/juju/raft", 0o700)
+    # shared secret + mongo PEM where juju-db reads them
+    _write(root, spec.shared_secret, cluster.shared_secret, 0o600)
+    if spec.mongo_series == "4.4":
+        _write(root, "/var/snap/juju-db/common/server.pem", server_pem, 0o600)
+        _write(root, "/var/snap/juju-db/common/ca.crt", cluster.ca_cert, 0o644)
+        _write(root, "/var/snap/juju-db/common/juju-db.config", mongod_config(spec), 0o644)
+        _mkdir(root, "/var/snap/juju-db/common/logs", 0o755)
+    # ssh keys Juju puts on every machine (LAB-INFRA appends the lab's own key afterwards)
+    ubuntu = _ids(root, "ubuntu")
+    _mkdir(root, "/home/ubuntu/.ssh", 0o700, ubuntu)
+    _write(
+        root,
+        "/home/ubuntu/.ssh/authorized_keys",
+        f"{cluster.client_pub}\n{cluster.system_identity_pub}\n",
+        0o600,
+        ubuntu,
+    )
+    # logs
+    syslog_exists = _ids(root, "syslog") != (0, 0)
+    log_owner = "syslog:adm" if syslog_exists else "root:adm"
+    _mkdir(root, "/var/log/juju", 0o775, _ids(root, "syslog" if syslog_exists else "root", "adm"))
+    ts = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    _write(
+        root,
+        f"/var/log/juju/machine-{mid}.log",
+        f"{ts} INFO juju.cmd supercommand.go:56 running jujud [{spec.juju_version} 0 gc go1.14.15]\n"
+        f'{ts} INFO juju.agent.setup agentconf.go:128 setting logging config to "<root>=WARNING"\n',
+        0o640,
+        _ids(root, "syslog" if syslog_exists else "root", "adm"),
+    )
+    # database
+    dbpath = root / spec.dbpath.lstrip("/")
+    if dbpath.exists():
+        shutil.rmtree(dbpath)
+    shutil.copytree(_seed_dir(cluster), dbpath)
+    dbpath.chmod(0o700)
+    # units
+    _write(root, f"/etc/systemd/system/{spec.db_service}.service", db_unit(spec), 0o644)
+    _write(root, f"/etc/systemd/system/jujud-machine-{mid}.service", jujud_unit(mid), 0o644)
+    _write(
+        root,
+        f"/etc/systemd/system/jujud-machine-{mid}-exec-start.sh",
+        jujud_exec_start(mid, log_owner),
+        0o755,
+    )
+    _enable(root, f"{spec.db_service}.service")
+    _enable(root, f"jujud-machine-{mid}.service")
+
+
+# --------------------------------------------------------------------------- reading a host's data
+
+
+def read_db(root: Path, profile: str, dbs: Iterable[str] | None = None) -> dict[str, dict[str, list[dict]]]:
+    """Given a host's root dir and profile, return {db: {collection: [documents]}} from juju-db's dbpath.
+
+    `dbs` limits the databases read (default: all, including the possibly big `logs`)."""
+    store = storage.Storage(str(Path(root) / PROFILES[profile].dbpath.lstrip("/")))
+    wanted = set(dbs) if dbs is not None else None
+    out: dict[str, dict[str, list[dict]]] = {}
+    if not os.path.isdir(store.dbpath):
+        return out
+    for db in store.databases():
+        if wanted is not None and db not in wanted:
+            continue
+        out[db] = {coll: store.read(db, coll) for coll in store.collections(db)}
+    return out
