@@ -29,6 +29,7 @@ ESTIMATE_DBS: tuple[str, ...] = ("juju", "logs", "blobstore", "presence", "osima
 MONGO_STATEMENTS: tuple[str, ...] = (
     "ping",
     "replSetGetStatus",
+    "replSetGetConfig",
     "listDatabases",
     *(f"dbStats:{db}" for db in ESTIMATE_DBS),
     "instanceData",
@@ -151,7 +152,7 @@ def parse_probe(doc: dict[str, Any], host: str = "") -> ControllerFacts:
     lines = _mongo_results(doc.get("mongo") or {})
     version, series = split_tools_dir(str(doc.get("tools_link", "")))
     os_release = doc.get("os_release") or {}
-    replset, rs_error = parse_replset(lines.get("replSetGetStatus"))
+    replset, rs_error = parse_replset(lines.get("replSetGetStatus"), lines.get("replSetGetConfig"))
     sizes = db_sizes(lines)
     return ControllerFacts(
         host=host,
@@ -197,15 +198,24 @@ def _mongo_results(mongo: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return results
 
 
-def parse_replset(status: dict[str, Any] | None) -> tuple[list[ReplicaMember], str]:
-    """Given a replSetGetStatus result, return (members, error message or '')."""
+def parse_replset(
+    status: dict[str, Any] | None, config: dict[str, Any] | None = None
+) -> tuple[list[ReplicaMember], str]:
+    """Given replSetGetStatus and replSetGetConfig results, return (members, error message or '').
+
+    Member tags (juju-machine-id) come from the status or, as in real mongod, from the config.
+    """
+    config_tags = {
+        str(m.get("host", "")): m.get("tags") or {}
+        for m in ((config or {}).get("config") or {}).get("members") or []
+    }
     if not status:
         return [], "no answer from juju-db"
     if not status.get("ok"):
         return [], str(status.get("errmsg") or status.get("codeName") or "replSetGetStatus failed")
     members = []
     for m in status.get("members") or []:
-        tags = m.get("tags") or {}
+        tags = m.get("tags") or config_tags.get(str(m.get("name", ""))) or {}
         members.append(
             ReplicaMember(
                 name=str(m.get("name", "")),

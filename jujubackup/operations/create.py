@@ -85,8 +85,10 @@ def create(settings: ConnectionSettings, ui: UI, request: CreateRequest) -> Crea
             raise _create_error(err, host.name, backup_id) from err
         doc = result.json()
         record = parse_record(json.dumps(doc["record"]), request.backup_dir, archive_size=int(doc["size"]))
-        for unit, seconds in (doc.get("down_seconds") or {}).items():
-            ui.info(f"{unit} was down {seconds} s")
+        for unit, window in (doc.get("windows") or {}).items():
+            ui.info(f"{unit} was down {window.get('seconds')} s")
+        if profile.db_service not in (doc.get("windows") or {}):
+            ui.info(f"{profile.db_service} was never stopped")
         return CreateResult(record=record, host=host.name, result=doc)
     finally:
         host.close()

@@ -38,7 +38,6 @@ def _status(self_state: str = "PRIMARY") -> dict[str, Any]:
                 "name": "10.201.0.12:37017",
                 "health": 0,
                 "stateStr": "(not reachable/healthy)",
-                "tags": {"juju-machine-id": "2"},
             },
         ],
     }
@@ -49,6 +48,7 @@ def probe_doc(**overrides: Any) -> dict[str, Any]:
     mongo_lines = [
         {"ok": 1},
         _status(),
+        {"ok": 1, "config": {"members": [{"host": "10.201.0.12:37017", "tags": {"juju-machine-id": "2"}}]}},
         {
             "ok": 1,
             "databases": [
@@ -180,7 +180,7 @@ def test_replset_error_is_reported() -> None:
 
 def test_garbage_mongo_line_does_not_break_parsing() -> None:
     doc = probe_doc()
-    doc["mongo"]["lines"][2] = "{not json"
+    doc["mongo"]["lines"][3] = "{not json"
     f = facts.parse_probe(doc)
     assert f.db_sizes == {"juju": 4096, "logs": 1024}
 
@@ -226,4 +226,3 @@ def test_juju3_uses_os_release_series() -> None:
     doc["agent_conf"]["upgradedToVersion"] = "3.1.6"
     f = facts.parse_probe(doc)
     assert (f.juju_version, f.series, f.base) == ("3.1.6", "jammy", "ubuntu@22.04")
-
