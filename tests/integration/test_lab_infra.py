@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -159,25 +160,30 @@ def test_cli_up_prints_a_working_lab_and_down_leaves_nothing_behind() -> None:
     assert nothing_left(lab_id, pids) == {}
 
 
-def test_leftovers_of_a_killed_lab_are_cleared_by_the_next_up() -> None:
+def test_leftovers_of_killed_labs_are_cleared_by_the_next_up() -> None:
+    # Two labs of one owner process; the owner and a container get SIGKILLed (no teardown at all).
+    # Lab A keeps its state dir (cleared by the names it recorded), lab B loses it (cleared by prefix).
     script = textwrap.dedent("""
         import json, sys, time
         from tests.lab.lab import Lab
-        lab = Lab.create(controllers=0, spares=2)
-        print(json.dumps({"lab_id": lab.id}), flush=True)
+        ids = [Lab.create(controllers=0, spares=n).id for n in (2, 1)]
+        print(json.dumps(ids), flush=True)
         time.sleep(3600)
     """)
     owner = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         assert owner.stdout is not None
-        lab_id = json.loads(owner.stdout.readline())["lab_id"]
-        pids = nspawn_pids(lab_id)
-        # Simulate a crash: kill the owner and one container without any teardown.
-        for pid in [owner.pid, pids[0]]:
-            os.kill(pid, signal.SIGKILL)
-        owner.wait(timeout=30)
-        time.sleep(0.2)
-        assert nothing_left(lab_id, pids).keys() >= {"state_dir", "netns", "veth", "mounts", "cgroups"}
+        lab_a, lab_b = json.loads(owner.stdout.readline())
+        pids = nspawn_pids(lab_a) + nspawn_pids(lab_b)
+        with labmod.global_lock():  # no other lab user on this machine sweeps while we set the scene
+            for pid in [owner.pid, pids[0]]:
+                os.kill(pid, signal.SIGKILL)
+            owner.wait(timeout=30)
+            shutil.rmtree(labmod.STATE_ROOT / lab_b)
+            time.sleep(0.2)
+            left_a, left_b = nothing_left(lab_a, pids), nothing_left(lab_b, pids)
+        assert left_a.keys() >= {"state_dir", "netns", "veth", "mounts", "cgroups", "pids"}
+        assert left_b.keys() >= {"netns", "veth", "mounts", "cgroups", "pids"}
     finally:
         if owner.poll() is None:
             owner.kill()
@@ -186,7 +192,8 @@ def test_leftovers_of_a_killed_lab_are_cleared_by_the_next_up() -> None:
     up = lab_cli("up", "--controllers", "0", "--spares", "1", "--name", name)
     try:
         assert up.returncode == 0, up.stderr
-        assert nothing_left(lab_id, pids) == {}
+        assert nothing_left(lab_a, pids) == {}
+        assert nothing_left(lab_b, pids) == {}
     finally:
         assert lab_cli("down", "--name", name).returncode == 0
 

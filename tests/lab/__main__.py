@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
             lab = labmod.Lab.create(controllers=args.controllers, spares=args.spares, profile=args.profile,
                                     db_size=args.db_size, cli_name=args.name)
             lab.detach()
-            labmod.log(f"lab {lab.id} ({args.name}) ready in {time.monotonic() - t0:.1f} s")
+            phases = ", ".join(f"{k} {v:.2f} s" for k, v in lab.timings.items())
+            labmod.log(f"lab {lab.id} ({args.name}) ready in {time.monotonic() - t0:.1f} s ({phases})")
             print(json.dumps(lab.describe(), indent=2))
         elif args.cmd == "down":
             cleared = labmod.sweep_leftovers(cli_name=None if args.lab_id else args.name)

@@ -407,6 +407,7 @@ class Lab:
         self._st = state
         self.hosts: list[LabHost] = [LabHost(self, h) for h in state.hosts]
         self._down = False
+        self.timings: dict[str, float] = {}  # seconds per phase of create(): setup, provision, boot
 
     # -- public surface
 
@@ -493,7 +494,9 @@ class Lab:
         _OWNED[lab.id] = lab
         try:
             lab._build()
+            t0 = time.monotonic()
             lab._boot()
+            lab.timings["boot"] = time.monotonic() - t0
         except BaseException:
             lab.teardown()
             raise
@@ -531,6 +534,7 @@ class Lab:
         """Mount overlays, create networks, write identities and keys, provision every host."""
         from tests.lab import provision
 
+        t0 = time.monotonic()
         client_private, client_public = _ed25519()
         _write(self.key, client_private, 0o600)
         _write(self.key.with_name("id_ed25519.pub"), client_public + "\n", 0o644)
@@ -560,12 +564,15 @@ class Lab:
         _write(self.ssh_config, "".join(config), 0o644)
         specs = {h.name: provision.HostSpec(name=h.name, ip=h.ip, role=h.role, machine_id=h.machine_id,
                                             profile=h.profile) for h in self.hosts}
+        self.timings["setup"] = time.monotonic() - t0
+        t0 = time.monotonic()
         cluster = provision.new_cluster(self.profile, controllers=[specs[h.name] for h in self.controllers],
                                         db_size=self._st.db_size)
         for h in self.hosts:
             provision.provision_host(h.root, specs[h.name], cluster)
             _authorize(h.root, "/root", "root", client_public)
             _authorize(h.root, "/home/ubuntu", "ubuntu", client_public)
+        self.timings["provision"] = time.monotonic() - t0
 
     def _boot(self) -> None:
         """Start every container, record the pids, wait until all are ready (in parallel)."""
