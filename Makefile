@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := systemd-container debootstrap zstd pigz shellcheck openssh-client iproute2 python3-venv
+APT_PACKAGES := systemd-container debootstrap zstd pigz shellcheck openssh-client iproute2 python3-venv python3-bson
 
 .PHONY: demo test deps venv rootfs lint unit lab-down clean
 

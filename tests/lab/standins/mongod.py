@@ -526,7 +526,7 @@ class Mongod:
                 "options": self.store.metadata(db, c).get("options", {}),
                 "info": {
                     "readOnly": False,
-                    "uuid": bson.Binary(bytes.fromhex(self.store.metadata(db, c).get("uuid", "0" * 32)), 4),
+                    "uuid": bson.Binary(bytes.fromhex(self.store.metadata(db, c)["uuid"]), 4),
                 },
             }
             for c in self.store.collections(db)

@@ -95,9 +95,12 @@ class Storage:
         """Return the collection metadata (default if missing)."""
         try:
             with open(self.meta_file(db, coll)) as f:
-                return json.load(f)
+                meta = json.load(f)
         except FileNotFoundError:
             return default_metadata(db, coll)
+        if not isinstance(meta.get("uuid"), str) or len(meta["uuid"]) != 32:
+            meta["uuid"] = default_metadata(db, coll)["uuid"]
+        return meta
 
     def create(self, db: str, coll: str, metadata: dict | None = None) -> None:
         """Create an empty collection if it does not exist (with metadata)."""
@@ -141,6 +144,8 @@ class Storage:
 
     def replace_file(self, db: str, coll: str, tmp_path: str, metadata: dict | None) -> None:
         """Install a fully written .bson file as the collection's data (used by bulk loads)."""
+        if metadata is not None:  # a restore gets a new collection UUID, as without --preserveUUID
+            metadata = {**default_metadata(db, coll), **metadata, "uuid": uuid.uuid4().hex}
         with self.lock:
             self.create(db, coll, metadata)
             os.replace(tmp_path, self.file(db, coll))
