@@ -1,0 +1,393 @@
+"""restore through the CLI against the lab (issue 5 "Done when").
+
+Every test drives `python -m jujubackup` as an operator would and asserts outcomes on the hosts:
+services, the API's certificate, the database document by document, files, the journal, exit codes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jujubackup import profiles
+from tests.conftest import LabFactory
+from tests.lab import provision
+from tests.lab.lab import Lab, LabHost
+
+pytestmark = pytest.mark.lab
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURE_28 = Path("/work/shared/fixtures/juju-2.8/valid-backup.tar.gz")
+FIXTURE_NET = "10.77.116.0/24"
+JOURNAL = "var/lib/jujubackup-restore"
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def jb(
+    lab: Lab, *args: str, env: dict[str, str] | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
+    """Run the jujubackup CLI with the lab's ssh config; return the completed process."""
+    return subprocess.run(
+        [sys.executable, "-m", "jujubackup", "-F", str(lab.ssh_config), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert result.returncode == 0, (
+        f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    )
+    return result
+
+
+def create_and_download(lab: Lab, dest: Path, host: str = "ctl0") -> str:
+    """Create a backup on `host`, download it to `dest`; return its ID."""
+    created = ok(jb(lab, "-H", host, "create"))
+    backup_id = created.stdout.strip().splitlines()[-1]
+    ok(jb(lab, "-H", host, "download", backup_id, str(dest)))
+    return backup_id
+
+
+def juju_db(host: LabHost) -> dict[str, dict[str, dict[str, Any]]]:
+    """Return host's `juju` database as {collection: {str(_id): doc}}, read from juju-db's files."""
+    db = provision.read_db(host.root, host.profile, dbs=["juju"]).get("juju", {})
+    return {coll: {str(d["_id"]): d for d in docs} for coll, docs in db.items()}
+
+
+def replset_members(host: LabHost) -> list[dict[str, Any]]:
+    local = provision.read_db(host.root, host.profile, dbs=["local"]).get("local", {})
+    config = local.get("system.replset") or [{}]
+    return list(config[0].get("members") or [])
+
+
+def differences(
+    before: dict[str, dict[str, dict[str, Any]]], after: dict[str, dict[str, dict[str, Any]]]
+) -> set[tuple[str, str, str]]:
+    """Return every (collection, id, field) that differs; `settings` subdocuments by their own keys."""
+    out: set[tuple[str, str, str]] = set()
+    for coll in sorted(set(before) | set(after)):
+        b, a = before.get(coll, {}), after.get(coll, {})
+        for doc_id in sorted(set(b) | set(a)):
+            if doc_id not in b or doc_id not in a:
+                out.add((coll, doc_id, "<document>"))
+                continue
+            for key in sorted(set(b[doc_id]) | set(a[doc_id])):
+                old, new = b[doc_id].get(key), a[doc_id].get(key)
+                if old == new:
+                    continue
+                if key == "settings" and isinstance(old, dict) and isinstance(new, dict):
+                    out |= {
+                        (coll, doc_id, f"settings.{k}")
+                        for k in set(old) | set(new)
+                        if old.get(k) != new.get(k)
+                    }
+                else:
+                    out.add((coll, doc_id, key))
+    return out
+
+
+def model_uuid(host: LabHost) -> str:
+    conf = (host.root / f"var/lib/juju/agents/machine-{host.machine_id}/agent.conf").read_text()
+    match = re.search(r"^model: model-(\S+)$", conf, re.M)
+    assert match
+    return match.group(1)
+
+
+def served_cert(ip: str, port: int = 17070) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate((ip, port), timeout=10))
+
+
+def file_cert(path: Path) -> bytes:
+    match = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", path.read_text(), re.S)
+    assert match
+    return ssl.PEM_cert_to_DER_cert(match.group(0) + "\n")
+
+
+def active(host: LabHost, *units: str) -> list[str]:
+    out = host.ssh("systemctl is-active " + " ".join(units))
+    return out.stdout.split()
+
+
+def db_unit(host: LabHost) -> str:
+    return profiles.profile_named(host.profile).db_service
+
+
+def mongo(host: LabHost, statements: list[str]) -> str:
+    """Run mongo shell statements as machine-N on `host` (password via a 0600 file); return stdout."""
+    profile = profiles.profile_named(host.profile)
+    conf = (host.root / f"var/lib/juju/agents/machine-{host.machine_id}/agent.conf").read_text()
+    password = re.search(r"^statepassword: (\S+)$", conf, re.M)
+    assert password
+    js = host.root / "root/test-statements.js"
+    js.write_text(
+        f'db.getSiblingDB("admin").auth("machine-{host.machine_id}", "{password.group(1)}");\n'
+        + "\n".join(statements)
+        + "\n"
+    )
+    js.chmod(0o600)
+    try:
+        out = host.ssh(
+            f"{profile.mongo_shell} --quiet --host 127.0.0.1 --port 37017 "
+            f"{' '.join(profile.shell_tls_flags)} /root/test-statements.js"
+        )
+    finally:
+        js.unlink()
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def change_state(host: LabHost) -> None:
+    """Change the controller after a backup: a new machine document, a changed setting, a stray file."""
+    uuid = model_uuid(host)
+    machine = {"_id": f"{uuid}:42", "machineid": "42", "model-uuid": uuid, "jobs": [1], "life": 0}
+    insert = {"insert": "machines", "documents": [machine]}
+    update = {
+        "update": "settings",
+        "updates": [{"q": {"_id": f"{uuid}:e"}, "u": {"$set": {"settings.logging-config": "<root>=TRACE"}}}],
+    }
+    mongo(
+        host,
+        [
+            f'print(JSON.stringify(db.getSiblingDB("juju").runCommand({json.dumps(insert)})))',
+            f'print(JSON.stringify(db.getSiblingDB("juju").runCommand({json.dumps(update)})))',
+        ],
+    )
+    (host.root / f"var/lib/juju/agents/machine-{host.machine_id}/stray-file").write_text("changed\n")
+
+
+def wait_for(path: Path, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def blackhole() -> Iterator[None]:
+    """Route the fixtures' network (10.77.116.0/24) nowhere on this machine for the test's duration."""
+    subprocess.run(["ip", "route", "replace", "blackhole", FIXTURE_NET], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["ip", "route", "del", "blackhole", FIXTURE_NET], check=True)
+
+
+READDRESSED = {
+    ("machines", "{u}:0", "addresses"),
+    ("machines", "{u}:0", "machineaddresses"),
+    ("machines", "{u}:0", "preferredpublicaddress"),
+    ("machines", "{u}:0", "preferredprivateaddress"),
+    ("instanceData", "{u}:0", "instanceid"),
+    ("controllers", "apiHostPorts", "apihostports"),
+    ("controllers", "apiHostPortsForAgents", "apihostports"),
+    ("settings", "{u}:e", "settings.provisioner-safe-mode"),
+}
+
+
+# -------------------------------------------------------------------------------------------- tests
+
+
+@pytest.mark.parametrize("profile", ["juju-2.9", "juju-2.8"])
+def test_disaster_recovery_onto_a_spare(lab_factory: LabFactory, tmp_path: Path, profile: str) -> None:
+    lab = lab_factory(controllers=1, spares=2, profile=profile)
+    ctl, broken, spare = lab.host("ctl0"), lab.host("spare0"), lab.host("spare1")
+    archive = tmp_path / "backup.tar.gz"
+    create_and_download(lab, archive)
+    before = juju_db(ctl)
+    old_cert = file_cert(ctl.root / "var/lib/juju/server.pem")
+    uuid = model_uuid(ctl)
+    ctl.power_off()
+
+    # Without the re-addressing step the restored jujud refuses to run: the test can fail.
+    skipped = jb(
+        lab,
+        "restore",
+        "--archive",
+        str(archive),
+        "--target",
+        broken.name,
+        "--yes",
+        env={"JUJUBACKUP_TEST_SKIP_READDRESS": "1"},
+    )
+    assert skipped.returncode == 8, skipped.stderr
+    assert "NOT re-addressed" in skipped.stdout
+    log = (broken.root / "var/log/juju/machine-0.log").read_text()
+    assert re.search(r"ERROR .*peergrouper", log)
+
+    result = ok(jb(lab, "restore", "--archive", str(archive), "--target", spare.name, "--yes"))
+    assert f"-> {spare.ip}" in result.stdout and "next steps:" in result.stdout
+    assert active(spare, db_unit(spare), "jujud-machine-0") == ["active", "active"]
+    assert served_cert(spare.ip) == old_cert
+    after = juju_db(spare)
+    assert differences(before, after) == {(c, i.format(u=uuid), f) for c, i, f in READDRESSED}
+    machine = after["machines"][f"{uuid}:0"]
+    assert {a["value"] for a in machine["addresses"]} == {spare.ip}
+    assert after["settings"][f"{uuid}:e"]["settings"]["provisioner-safe-mode"] is True
+    assert [m["host"] for m in replset_members(spare)] == [f"{spare.ip}:37017"]
+    assert (spare.root / "var/lib/juju/tools/machine-0").is_symlink()
+    assert oct((spare.root / "var/lib/juju/agents/machine-0/agent.conf").stat().st_mode & 0o777) == "0o600"
+    assert not (spare.root / JOURNAL).exists()
+
+
+def test_restore_id_returns_a_changed_controller_to_the_backup(
+    lab_factory: LabFactory, tmp_path: Path
+) -> None:
+    lab = lab_factory(controllers=1, spares=0, profile="juju-2.9")
+    ctl = lab.host("ctl0")
+    backup_id = ok(jb(lab, "-H", "ctl0", "create")).stdout.strip().splitlines()[-1]
+    at_backup = juju_db(ctl)
+    change_state(ctl)
+    assert differences(at_backup, juju_db(ctl))
+
+    ok(jb(lab, "-H", "ctl0", "restore", backup_id, "--yes"))
+    assert differences(at_backup, juju_db(ctl)) == set()
+    assert not (ctl.root / "var/lib/juju/agents/machine-0/stray-file").exists()
+    assert active(ctl, db_unit(ctl), "jujud-machine-0") == ["active", "active"]
+    assert (ctl.root / f"var/lib/juju/backups/{backup_id}.tar.gz").exists()
+
+
+def test_failed_mongorestore_restarts_services_and_rollback_undoes_the_restore(
+    lab_factory: LabFactory, tmp_path: Path
+) -> None:
+    lab = lab_factory(controllers=1, spares=0, profile="juju-2.8")
+    ctl = lab.host("ctl0")
+    backup_id = ok(jb(lab, "-H", "ctl0", "create")).stdout.strip().splitlines()[-1]
+    change_state(ctl)
+    before_restore = juju_db(ctl)
+    tool = ctl.root / profiles.profile_named(ctl.profile).mongorestore.lstrip("/")
+    real = tool.with_name(tool.name + ".real")
+    tool.rename(real)
+    tool.write_text(
+        f'#!/bin/bash\n"{"/" + str(real.relative_to(ctl.root))}" "$@"\n'
+        'echo "Failed: injected failure after restoring" >&2\nexit 1\n'
+    )
+    tool.chmod(0o755)
+    try:
+        failed = jb(lab, "-H", "ctl0", "restore", backup_id, "--yes")
+        assert failed.returncode == 4, failed.stderr
+        assert "injected failure" in failed.stderr
+        assert active(ctl, db_unit(ctl), "jujud-machine-0") == ["active", "active"]
+        assert (ctl.root / JOURNAL / "snapshot.tar").exists()
+    finally:
+        real.replace(tool)
+
+    rolled = ok(jb(lab, "restore", "--rollback", "--target", "ctl0"))
+    assert "rolled back" in rolled.stdout
+    assert differences(before_restore, juju_db(ctl)) == set()
+    assert (ctl.root / "var/lib/juju/agents/machine-0/stray-file").read_text() == "changed\n"
+    assert active(ctl, db_unit(ctl), "jujud-machine-0") == ["active", "active"]
+    assert not (ctl.root / JOURNAL).exists()
+
+
+def test_ha_live_controller_refuses_and_force_leaves_one_voting_controller(
+    lab_factory: LabFactory, tmp_path: Path
+) -> None:
+    lab = lab_factory(controllers=3, spares=1, profile="juju-2.9")
+    ctl0, ctl1, spare = lab.host("ctl0"), lab.host("ctl1"), lab.host("spare0")
+    archive = tmp_path / "ha.tar.gz"
+    create_and_download(lab, archive)
+    uuid = model_uuid(ctl0)
+    ctl0.power_off()
+    lab.host("ctl2").power_off()
+    untouched = sorted(p.name for p in (spare.root / "etc/systemd/system").iterdir())
+
+    refused = jb(lab, "restore", "--archive", str(archive), "--target", "spare0", "--yes")
+    assert refused.returncode == 6, refused.stderr
+    assert f"{ctl1.ip}:17070" in refused.stderr and "--force" in refused.stderr
+    assert not (spare.root / JOURNAL).exists()
+    assert not (spare.root / "var/lib/juju/agents").exists()
+    assert sorted(p.name for p in (spare.root / "etc/systemd/system").iterdir()) == untouched
+
+    ok(jb(lab, "restore", "--archive", str(archive), "--target", "spare0", "--yes", "--force"))
+    db = juju_db(spare)
+    voters = [i for i, n in db["controllerNodes"].items() if n.get("has-vote")]
+    assert voters == ["0"]
+    managers = [m["machineid"] for m in db["machines"].values() if 2 in m.get("jobs", [])]
+    assert managers == ["0"]
+    assert db["controllers"]["e"]["controller-ids"] == ["0"]
+    assert [m["host"] for m in replset_members(spare)] == [f"{spare.ip}:37017"]
+    assert active(spare, db_unit(spare), "jujud-machine-0") == ["active", "active"]
+    assert f"{uuid}:1" in db["machines"]
+
+
+@pytest.mark.parametrize("step", ["load-db", "untar-files"])
+def test_connection_killed_mid_step_then_resume_completes(
+    lab_factory: LabFactory, tmp_path: Path, step: str
+) -> None:
+    lab = lab_factory(controllers=1, spares=1, profile="juju-2.9", db_size="40M")
+    ctl, spare = lab.host("ctl0"), lab.host("spare0")
+    archive = tmp_path / "big.tar.gz"
+    create_and_download(lab, archive)
+    uuid = model_uuid(ctl)
+    ctl.power_off()
+    client = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jujubackup",
+            "-F",
+            str(lab.ssh_config),
+            "restore",
+            "--archive",
+            str(archive),
+            "--target",
+            "spare0",
+            "--yes",
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for(spare.root / JOURNAL / "steps" / f"{step}.started")
+    finally:
+        os.killpg(client.pid, signal.SIGKILL)
+        client.wait()
+    assert client.returncode == -signal.SIGKILL
+    assert not (spare.root / JOURNAL / "steps" / "verify.done").exists()
+
+    resumed = ok(jb(lab, "restore", "--resume", "--target", "spare0", "--archive", str(archive)))
+    assert "restore done" in resumed.stdout
+    assert active(spare, db_unit(spare), "jujud-machine-0") == ["active", "active"]
+    machine = juju_db(spare)["machines"][f"{uuid}:0"]
+    assert {a["value"] for a in machine["addresses"]} == {spare.ip}
+    assert not (spare.root / JOURNAL).exists()
+
+
+def test_dry_run_of_the_juju_28_fixture_names_old_and_new_addresses_and_demotions(
+    lab_factory: LabFactory, blackhole: None
+) -> None:
+    lab = lab_factory(controllers=0, spares=1, profile="juju-2.8")
+    spare = lab.host("spare0")
+    shown = jb(lab, "restore", "--archive", str(FIXTURE_28), "--target", "spare0", "--dry-run")
+    assert shown.returncode == 6, shown.stderr
+    assert "mongo 3.6.3" in shown.stderr
+    forced = ok(
+        jb(lab, "restore", "--archive", str(FIXTURE_28), "--target", "spare0", "--dry-run", "--force")
+    )
+    for out in (shown.stdout, forced.stdout):
+        assert f"machine 0: 10.77.116.68 -> {spare.ip}" in out
+        assert "machine 1 (10.77.116.194): demoted" in out
+        assert "machine 2 (10.77.116.222): demoted" in out
+        assert f"addresses: [10.77.116.68] -> [{spare.ip}]" in out
+    assert not (spare.root / JOURNAL).exists()
+    assert not (spare.root / "var/lib/juju/agents").exists()
