@@ -1,0 +1,233 @@
+"""download / upload / verify against lab controllers, through the CLI (issue 4 "Done when").
+
+Each test boots its own lab and runs `.venv/bin/jujubackup -F <lab ssh_config> -H ctlN ...`; the
+controller's catalog is read through the lab host's root dir.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from jujubackup.local_archives import list_local_rows
+from tests.lab.lab import Lab, LabHost
+from tests.unit.archive_builders import MISSING_ROOT, MODEL_UUID, VALID, ArchiveSpec, file_info, special_info
+
+pytestmark = pytest.mark.lab
+
+JUJUBACKUP = str(Path(sys.executable).parent / "jujubackup")
+BACKUPS = "var/lib/juju/backups"
+SYNTH_ID = f"20261126-060001.{MODEL_UUID}"
+
+
+def jb(lab: Lab, host: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([JUJUBACKUP, "-F", str(lab.ssh_config), "-H", host, *args], capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def jb_background(lab: Lab, host: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([JUJUBACKUP, "-F", str(lab.ssh_config), "-H", host, *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(predicate: Callable[[], bool], what: str, limit: float = 120.0) -> None:
+    end = time.monotonic() + limit
+    while not predicate():
+        assert time.monotonic() < end, f"gave up waiting for {what}"
+        time.sleep(0.1)
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def stored(host: LabHost) -> list[str]:
+    backups = host.root / BACKUPS
+    return sorted(p.name for p in backups.iterdir()) if backups.exists() else []
+
+
+def big_archive(tmp_path: Path, mib: int = 6) -> Path:
+    """A valid archive with an incompressible member, so a rate-limited transfer can be cut midway."""
+    spec = ArchiveSpec()
+    spec.metadata = dict(spec.metadata or {}, ID=SYNTH_ID)
+    data = os.urandom(mib << 20)
+    spec.root = [*spec.root, (file_info("var/lib/juju/big.bin", data), data)]
+    return spec.write(tmp_path / "synthetic.tar.gz")
+
+
+def test_round_trip_create_download_verify_upload_list_download(lab_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    lab = lab_factory(controllers=2)
+    created = jb(lab, "ctl0", "create", "round trip")
+    assert created.returncode == 0, created.stderr
+    backup_id = created.stdout.strip().splitlines()[-1]
+
+    first = tmp_path / "first"
+    first.mkdir()
+    got = jb(lab, "ctl0", "download", backup_id, "--dir", str(first))
+    assert got.returncode == 0, got.stderr
+    archive = Path(got.stdout.strip())
+    assert archive == first / f"{backup_id}.tar.gz"
+    assert archive.stat().st_mode & 0o777 == 0o600
+    record = json.loads((lab.host("ctl0").root / BACKUPS / f"{backup_id}.json").read_text())
+    assert sha256(archive) == record["sha256"]
+    assert json.loads((first / f"{backup_id}.json").read_text())["ID"] == backup_id
+
+    verified = subprocess.run([JUJUBACKUP, "verify", str(archive)], capture_output=True, text=True, check=False)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+    up = jb(lab, "ctl1", "upload", str(archive))
+    assert up.returncode == 0, up.stderr
+    assert up.stdout.strip() == backup_id
+    listed = jb(lab, "ctl1", "list", "--format", "json")
+    assert backup_id in [row["ID"] for row in json.loads(listed.stdout)]
+
+    second = tmp_path / "second"
+    second.mkdir()
+    again = jb(lab, "ctl1", "download", backup_id, "--dir", str(second))
+    assert again.returncode == 0, again.stderr
+    assert (second / f"{backup_id}.tar.gz").read_bytes() == archive.read_bytes()
+
+    assert [(r["id"], r["verified"]) for r in list_local_rows(second)] == [(backup_id, "yes")]
+
+
+def test_download_cut_midway_resumes_with_the_right_sha256(lab_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    lab = lab_factory()
+    source = big_archive(tmp_path)
+    assert jb(lab, "ctl0", "upload", str(source)).returncode == 0
+    dest = tmp_path / "copy.tar.gz"
+    part = tmp_path / "copy.tar.gz.part"
+    client = jb_background(lab, "ctl0", "download", SYNTH_ID, str(dest), "--bwlimit", "1M")
+    try:
+        wait_for(lambda: part.exists() and part.stat().st_size > 1 << 20, "part of the download")
+    finally:
+        client.send_signal(signal.SIGKILL)
+        client.wait()
+    kept = part.stat().st_size
+    assert not dest.exists() and 0 < kept < source.stat().st_size
+
+    resumed = jb(lab, "ctl0", "download", SYNTH_ID, str(dest))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming download" in resumed.stderr
+    assert sha256(dest) == sha256(source)
+    assert not part.exists()
+
+
+def test_upload_cut_midway_resumes_and_registers(lab_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    lab = lab_factory()
+    ctl = lab.host("ctl0")
+    source = big_archive(tmp_path)
+    staged = ctl.root / BACKUPS / f".upload-{SYNTH_ID}.tar.gz.part"
+    client = jb_background(lab, "ctl0", "upload", str(source), "--bwlimit", "1M")
+    try:
+        wait_for(lambda: staged.exists() and staged.stat().st_size > 1 << 20, "part of the upload")
+    finally:
+        client.send_signal(signal.SIGKILL)
+        client.wait()
+    assert f"{SYNTH_ID}.json" not in stored(ctl)
+
+    resumed = jb(lab, "ctl0", "upload", str(source))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming upload" in resumed.stderr
+    assert sha256(ctl.root / BACKUPS / f"{SYNTH_ID}.tar.gz") == sha256(source)
+    assert f"{SYNTH_ID}.json" in stored(ctl)
+    assert not staged.exists()
+
+
+def _flip(path: Path) -> Path:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    out = path.with_name("flipped.tar.gz")
+    out.write_bytes(bytes(data))
+    return out
+
+
+def _truncate(path: Path) -> Path:
+    out = path.with_name("truncated.tar.gz")
+    out.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return out
+
+
+def _with(tmp: Path, member: tuple) -> Path:  # type: ignore[type-arg]
+    spec = ArchiveSpec()
+    spec.metadata = dict(spec.metadata or {}, ID=SYNTH_ID)
+    spec.extra = [member]
+    return spec.write(tmp / "unsafe.tar.gz")
+
+
+BAD = {
+    "flipped byte": (lambda tmp: _flip(big_archive(tmp, 1)), "corrupt"),
+    "truncated": (lambda tmp: _truncate(big_archive(tmp, 1)), "truncated"),
+    "dotdot": (lambda tmp: _with(tmp, (file_info("juju-backup/../x", b"x"), b"x")), ".."),
+    "absolute": (lambda tmp: _with(tmp, (file_info("/etc/evil", b"x"), b"x")), "/etc/evil"),
+    "symlink escape": (
+        lambda tmp: _with(tmp, (special_info("juju-backup/esc", tarfile.SYMTYPE, "../../../etc"), None)), "esc"),
+    "missing root": (lambda tmp: MISSING_ROOT, "root.tar"),
+}
+
+
+def test_bad_archives_are_refused_with_exit_8_and_nothing_registered(lab_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    lab = lab_factory()
+    ctl = lab.host("ctl0")
+    before = stored(ctl)
+    for kind, (make, named) in BAD.items():
+        case = tmp_path / kind.replace(" ", "-")
+        case.mkdir()
+        bad = make(case)
+        verified = subprocess.run([JUJUBACKUP, "verify", str(bad)], capture_output=True, text=True, check=False)
+        assert verified.returncode == 8, (kind, verified.stderr)
+        assert named in verified.stdout + verified.stderr, (kind, verified.stdout, verified.stderr)
+        up = jb(lab, "ctl0", "upload", str(bad))
+        assert up.returncode == 8, (kind, up.stderr)
+        assert named in up.stderr, (kind, up.stderr)
+        assert stored(ctl) == before, kind
+
+
+def test_damaged_stored_copy_fails_download_and_verify_id(lab_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    lab = lab_factory()
+    ctl = lab.host("ctl0")
+    assert jb(lab, "ctl0", "upload", str(big_archive(tmp_path, 1))).returncode == 0
+    ok = jb(lab, "ctl0", "verify", SYNTH_ID)
+    assert ok.returncode == 0, ok.stderr
+    assert "ok   sha256" in ok.stdout
+    stored_file = ctl.root / BACKUPS / f"{SYNTH_ID}.tar.gz"
+    data = bytearray(stored_file.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    stored_file.write_bytes(bytes(data))
+    bad = jb(lab, "ctl0", "verify", SYNTH_ID)
+    assert bad.returncode == 8, bad.stderr
+    dest = tmp_path / "copy.tar.gz"
+    refused = jb(lab, "ctl0", "download", SYNTH_ID, str(dest))
+    assert refused.returncode == 8, refused.stderr
+    assert "does not match the catalog" in refused.stderr
+    assert not dest.exists() and not dest.with_name("copy.tar.gz.part").exists()
+
+
+def test_verify_and_info_show_jujus_metadata_for_the_28_fixture(lab_factory) -> None:  # type: ignore[no-untyped-def]
+    verified = subprocess.run([JUJUBACKUP, "verify", str(VALID)], capture_output=True, text=True, check=False)
+    assert verified.returncode == 0, verified.stderr
+    for shown in ("2.8-beta1.1", "juju-53ab97-0", "bionic", MODEL_UUID, "format-version: 0"):
+        assert shown in verified.stdout
+
+    lab = lab_factory(profile="juju-2.8")
+    up = jb(lab, "ctl0", "upload", str(VALID))
+    assert up.returncode == 0, up.stderr
+    backup_id = up.stdout.strip()
+    info = jb(lab, "ctl0", "info", backup_id, "--format", "json")
+    assert info.returncode == 0, info.stderr
+    doc = json.loads(info.stdout)
+    assert (doc["Version"], doc["Hostname"], doc["Machine"], doc["Series"]) == (
+        "2.8-beta1.1", "juju-53ab97-0", "0", "bionic")
