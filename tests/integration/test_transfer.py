@@ -40,6 +40,10 @@ def jb_background(lab: Lab, host: str, *args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def local_verify(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([JUJUBACKUP, "verify", str(path)], capture_output=True, text=True, check=False)
+
+
 def wait_for(predicate: Callable[[], bool], what: str, limit: float = 120.0) -> None:
     end = time.monotonic() + limit
     while not predicate():
@@ -86,7 +90,7 @@ def test_round_trip_create_download_verify_upload_list_download(lab_factory, tmp
     assert sha256(archive) == record["sha256"]
     assert json.loads((first / f"{backup_id}.json").read_text())["ID"] == backup_id
 
-    verified = subprocess.run([JUJUBACKUP, "verify", str(archive)], capture_output=True, text=True, check=False)
+    verified = local_verify(archive)
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
     up = jb(lab, "ctl1", "upload", str(archive))
@@ -174,7 +178,8 @@ BAD = {
     "dotdot": (lambda tmp: _with(tmp, (file_info("juju-backup/../x", b"x"), b"x")), ".."),
     "absolute": (lambda tmp: _with(tmp, (file_info("/etc/evil", b"x"), b"x")), "/etc/evil"),
     "symlink escape": (
-        lambda tmp: _with(tmp, (special_info("juju-backup/esc", tarfile.SYMTYPE, "../../../etc"), None)), "esc"),
+        lambda tmp: _with(tmp, (special_info("juju-backup/esc", tarfile.SYMTYPE, "../../../etc"), None)),
+        "esc"),
     "missing root": (lambda tmp: MISSING_ROOT, "root.tar"),
 }
 
@@ -187,7 +192,7 @@ def test_bad_archives_are_refused_with_exit_8_and_nothing_registered(lab_factory
         case = tmp_path / kind.replace(" ", "-")
         case.mkdir()
         bad = make(case)
-        verified = subprocess.run([JUJUBACKUP, "verify", str(bad)], capture_output=True, text=True, check=False)
+        verified = local_verify(bad)
         assert verified.returncode == 8, (kind, verified.stderr)
         assert named in verified.stdout + verified.stderr, (kind, verified.stdout, verified.stderr)
         up = jb(lab, "ctl0", "upload", str(bad))
@@ -217,7 +222,7 @@ def test_damaged_stored_copy_fails_download_and_verify_id(lab_factory, tmp_path:
 
 
 def test_verify_and_info_show_jujus_metadata_for_the_28_fixture(lab_factory) -> None:  # type: ignore[no-untyped-def]
-    verified = subprocess.run([JUJUBACKUP, "verify", str(VALID)], capture_output=True, text=True, check=False)
+    verified = local_verify(VALID)
     assert verified.returncode == 0, verified.stderr
     for shown in ("2.8-beta1.1", "juju-53ab97-0", "bionic", MODEL_UUID, "format-version: 0"):
         assert shown in verified.stdout
