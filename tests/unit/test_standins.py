@@ -508,6 +508,10 @@ def test_shell_rejects_anything_else(env: Env, server: tuple[int, Path], tmp_pat
         "mongo", ["--quiet", "--host", "127.0.0.1", "--port", str(port), *env.tls(), "--eval", "rs.status()"]
     )
     assert r.returncode != 0
+    script = tmp_path / "no-js-suffix"
+    script.write_text('print(JSON.stringify(db.adminCommand({"ping": 1})))\n')
+    r = env.run("mongo", ["--quiet", "--host", "127.0.0.1", "--port", str(port), *env.tls(), str(script)])
+    assert r.returncode != 0 and '"ok"' not in r.stdout  # not a script: the real shell takes it as the db
     r = env.run("mongo", ["--quiet", "--bogus"])
     assert r.returncode == 2 and "unrecognised option" in r.stderr
 

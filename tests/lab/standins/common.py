@@ -320,13 +320,19 @@ def client_context(insecure: bool, ca_file: str | None, allow_invalid_hostnames:
 
 def connect(host: str, port: int, tls: ssl.SSLContext | None, timeout: float = 5.0) -> socket.socket:
     """Given host/port and an optional TLS context, return a connected socket; raise OSError if not."""
-    sock = socket.create_connection((host, port), timeout=timeout)
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError as exc:
+        why = (exc.strerror or str(exc)).lower()
+        raise OSError(
+            f"connection() error occurred during connection handshake: dial tcp {host}:{port}: connect: {why}"
+        ) from exc
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         if tls is not None:
             sock = tls.wrap_socket(sock, server_hostname=host)
         sock.settimeout(None if timeout > 60 else max(timeout, 300.0))
-        # the server answers `hello` first on connect: confirms this is a (stand-in) mongod
+        # like the drivers' handshake: `isMaster` first, confirms this is a (stand-in) mongod
         send_doc(sock, {"op": "cmd", "db": "admin", "cmd": {"isMaster": 1}})
         if recv_doc(sock) is None:
             raise OSError("connection closed by server")

@@ -262,8 +262,8 @@ def main(version: str, argv: list[str] | None = None) -> int:
     log_dir = conf.get("logdir", "/var/log/juju")
     os.makedirs(log_dir, exist_ok=True)
     log = AgentLog(os.path.join(log_dir, f"machine-{mid}.log"))
-    log("INFO", "juju.cmd", f"supercommand.go:56 running jujud [{version} 0 gc go1.14.15]")
-    log("INFO", "juju.agent", f'agent.go:xxx reading agent config, format "2.0" from {conf_path}')
+    log("INFO", "juju.cmd", f"supercommand.go:56 running jujud [{version.rsplit('-', 2)[0]} 0 gc go1.14.15]")
+    log("INFO", "juju.agent", f'agent.go:176 reading agent config, format "2.0" from {conf_path}')
     log(
         "INFO",
         "juju.worker.upgradesteps",

@@ -873,10 +873,23 @@ def mongo_main(series: str, argv: list[str] | None = None) -> int:
     if opts.get("version"):
         print(f"MongoDB shell version v{SHELL_VERSION[series]}")
         return 0
+    # like the real shell: the first positional not ending in ".js" is the db address, the rest are
+    # script files only if they end in ".js" (a script named /tmp/tmp.XXXX is taken as an address)
     files = [p for p in pos if p.endswith(".js")]
-    address = next((p for p in pos if not p.endswith(".js")), None)
+    others = [p for p in pos if not p.endswith(".js")]
+    address = others[0] if others else None
     current_db = "test"
+    if len(others) > 1:
+        print(f"Error parsing command line: too many positional options: {others[1]}", file=sys.stderr)
+        return 2
     if address:
+        name = address.partition("/")[2] if "/" in address else address
+        if not name or any(c in name for c in '/\\. "$') or address.startswith("/"):
+            print(f"MongoDB shell version v{SHELL_VERSION[series]}")
+            print(f"Error: Invalid database name: '{address}' :")
+            print("exception: connect failed")
+            print("exiting with code 1")
+            return 1
         if "/" in address:
             hostport, _, current_db = address.partition("/")
             host, _, port = hostport.partition(":")

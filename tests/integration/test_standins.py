@@ -1,0 +1,195 @@
+"""The stand-ins on booted lab hosts: juju-db and jujud run as on a real controller, jujud refuses
+to run when addresses do not point at its host, replSetGetStatus sees a powered-off HA member."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import socket
+import ssl
+import time
+from typing import Any
+
+import pytest
+
+from tests.lab import provision
+from tests.lab.lab import LabHost
+
+pytestmark = pytest.mark.lab
+
+TLS = {"4.4": "--tls --tlsInsecure", "3.2": "--ssl --sslAllowInvalidCertificates"}
+
+
+def _spec(host: LabHost) -> provision.Profile:
+    return provision.PROFILES[host.profile]
+
+
+def _agent_conf(host: LabHost) -> str:
+    return (host.root / f"var/lib/juju/agents/machine-{host.machine_id}/agent.conf").read_text()
+
+
+def mongo_commands(host: LabHost, commands: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Run database commands through the host's mongo shell as jujubackup does (0600 JS file, password
+    read from agent.conf on the host, never in argv); return the JSON replies."""
+    spec, mid = _spec(host), host.machine_id
+    body = "\n".join(
+        f"print(JSON.stringify(db.getSiblingDB({json.dumps(db)}).runCommand({json.dumps(cmd)})))"
+        for db, cmd in commands
+    )
+    script = (
+        "set -eu; umask 077; f=$(mktemp --suffix=.js); trap 'rm -f \"$f\"' EXIT\n"
+        f"pw=$(sed -n 's/^statepassword: //p' /var/lib/juju/agents/machine-{mid}/agent.conf)\n"
+        f'printf \'db.getSiblingDB("admin").auth("machine-{mid}", "%s")\\n\' "$pw" > "$f"\n'
+        f"cat >> \"$f\" <<'EOF'\n{body}\nEOF\n"
+        f'{spec.tools["mongo"]} --quiet --host 127.0.0.1 --port 37017 {TLS[spec.mongo_series]} "$f"\n'
+    )
+    r = host.ssh(f"bash -c {shlex.quote(script)}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+
+
+def wait_for(host: LabHost, cmd: str, predicate: Any, what: str, timeout: float = 90) -> str:
+    """Poll `cmd` on host until predicate(stdout) holds; return that stdout. Fail with `what`."""
+    deadline = time.monotonic() + timeout
+    out = ""
+    while time.monotonic() < deadline:
+        out = host.ssh(cmd).stdout
+        if predicate(out):
+            return out
+        time.sleep(0.5)
+    pytest.fail(f"{host.name}: {what}; last output:\n{out}")
+
+
+def wait_agent_running(host: LabHost) -> None:
+    mid = host.machine_id
+    wait_for(
+        host,
+        f"cat /var/log/juju/machine-{mid}.log",
+        lambda o: "peergrouper started" in o,
+        "jujud did not start",
+    )
+    wait_for(
+        host,
+        f"systemctl is-active {_spec(host).db_service} jujud-machine-{mid}",
+        lambda o: o.split() == ["active", "active"],
+        "juju-db and jujud are not both active",
+    )
+
+
+@pytest.mark.parametrize("profile", ["juju-2.9", "juju-2.8"])
+def test_fresh_controller_runs_juju_db_and_jujud(lab_factory: Any, profile: str) -> None:
+    lab = lab_factory(controllers=1, spares=1, profile=profile)
+    ctl, spare = lab.host("ctl0"), lab.host("spare0")
+    spec = provision.PROFILES[profile]
+    wait_agent_running(ctl)
+    # the API port serves TLS with the controller certificate (signed by agent.conf's CA)
+    conf = _agent_conf(ctl)
+    ca = conf.split("cacert: |\n", 1)[1].split("statepassword:", 1)[0].replace("\n  ", "\n").strip() + "\n"
+    ca = "\n".join(line.strip() for line in ca.splitlines()) + "\n"
+    ctx = ssl.create_default_context(cadata=ca)
+    with (
+        socket.create_connection((ctl.ip, 17070), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname="juju-apiserver") as tls,
+    ):
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: juju-apiserver\r\n\r\n")
+        assert tls.recv(4096).startswith(b"HTTP/1.1 200")
+    # online dump with the password on stdin; fails once juju-db is stopped
+    dump = (
+        f"sed -n 's/^statepassword: //p' /var/lib/juju/agents/machine-0/agent.conf | "
+        f"{spec.tools['mongodump']} --host 127.0.0.1 --port 37017 --username machine-0 "
+        f"--authenticationDatabase admin {TLS[spec.mongo_series]} --oplog --out /tmp/dump"
+    )
+    r = ctl.ssh(dump)
+    assert r.returncode == 0, r.stderr
+    assert ctl.ssh("test -s /tmp/dump/juju/machines.bson && test -e /tmp/dump/oplog.bson").returncode == 0
+    assert ctl.ssh(f"systemctl stop {spec.db_service}").returncode == 0
+    assert ctl.ssh(f"test ! -s {spec.dbpath}/mongod.lock").returncode == 0
+    r = ctl.ssh(dump.replace("/tmp/dump", "/tmp/dump2"))
+    assert r.returncode == 1 and "no reachable servers" in r.stderr
+    # the spare: the profile's mongo tools as a package would install them, no Juju state, no services
+    assert spare.ssh(f"test -x {spec.tools['mongodump']} && test -x {spec.tools['mongod']}").returncode == 0
+    assert spare.ssh("test ! -e /var/lib/juju/agents").returncode == 0
+    units = spare.ssh("systemctl list-unit-files --no-legend | grep -c -e juju -e mongo || true").stdout
+    assert units.strip() == "0"
+
+
+def test_jujud_refuses_when_agent_conf_addresses_are_not_this_host(lab_factory: Any) -> None:
+    lab = lab_factory(controllers=1)
+    ctl = lab.host("ctl0")
+    wait_agent_running(ctl)
+    conf_path = ctl.root / "var/lib/juju/agents/machine-0/agent.conf"
+    conf_path.write_text(conf_path.read_text().replace(f"- {ctl.ip}:17070", "- 10.201.0.250:17070"))
+    assert ctl.ssh("systemctl restart jujud-machine-0").returncode == 0
+    log = wait_for(
+        ctl,
+        "cat /var/log/juju/machine-0.log",
+        lambda o: "ERROR juju.worker.peergrouper agent.conf apiaddresses" in o,
+        "jujud did not log the peergrouper refusal",
+    )
+    assert "10.201.0.250:17070" in log
+    wait_for(
+        ctl,
+        "systemctl is-active jujud-machine-0",
+        lambda o: o.strip() == "failed",
+        "jujud-machine-0 did not end up failed",
+    )
+
+
+def test_jujud_refuses_when_db_addresses_are_not_this_host(lab_factory: Any) -> None:
+    lab = lab_factory(controllers=1)
+    ctl = lab.host("ctl0")
+    wait_agent_running(ctl)
+    model = provision.read_db(ctl.root, ctl.profile, dbs=["juju"])["juju"]["controllers"][0]["model-uuid"]
+    (reply,) = mongo_commands(
+        ctl,
+        [
+            (
+                "juju",
+                {
+                    "update": "machines",
+                    "updates": [
+                        {"q": {"_id": f"{model}:0"}, "u": {"$set": {"addresses.0.value": "10.201.0.250"}}}
+                    ],
+                },
+            )
+        ],
+    )
+    assert reply["nModified"] == 1
+    assert ctl.ssh("systemctl restart jujud-machine-0").returncode == 0
+    wait_for(
+        ctl,
+        "cat /var/log/juju/machine-0.log",
+        lambda o: "ERROR juju.worker.peergrouper machine 0 addresses ['10.201.0.250']" in o,
+        "jujud did not log the peergrouper refusal",
+    )
+    wait_for(
+        ctl,
+        "systemctl is-active jujud-machine-0",
+        lambda o: o.strip() == "failed",
+        "jujud-machine-0 did not end up failed",
+    )
+
+
+def test_ha_replica_set_sees_a_powered_off_member(lab_factory: Any) -> None:
+    lab = lab_factory(controllers=3)
+    ctl0, ctl2 = lab.host("ctl0"), lab.host("ctl2")
+    for h in lab.controllers:
+        wait_agent_running(h)
+    data = [provision.read_db(h.root, h.profile, dbs=["juju", "local"]) for h in lab.controllers]
+    assert data[0]["juju"]["models"] == data[1]["juju"]["models"] == data[2]["juju"]["models"]
+    (cfg,) = mongo_commands(ctl0, [("admin", {"replSetGetConfig": 1})])
+    tags = {m["host"]: m["tags"]["juju-machine-id"] for m in cfg["config"]["members"]}
+    assert tags == {f"{h.ip}:37017": h.machine_id for h in lab.controllers}
+
+    def status() -> dict[str, dict[str, Any]]:
+        (st,) = mongo_commands(ctl0, [("admin", {"replSetGetStatus": 1})])
+        return {m["name"]: m for m in st["members"]}
+
+    members = status()
+    assert all(m["health"] == 1 for m in members.values())
+    assert sorted(m["stateStr"] for m in members.values()) == ["PRIMARY", "SECONDARY", "SECONDARY"]
+    ctl2.power_off()
+    members = status()
+    gone = members[f"{ctl2.ip}:37017"]
+    assert gone["health"] == 0 and gone["stateStr"] == "(not reachable/healthy)"
+    assert all(m["health"] == 1 for name, m in members.items() if name != f"{ctl2.ip}:37017")
