@@ -1,0 +1,226 @@
+"""Transfer benchmark (issue 4): jujubackup download/upload of a 1 GiB archive against OpenSSH.
+
+    sudo .venv/bin/python -m benchmarks.transfer [--size 1GiB] [--runs 3] [--stream-runs 10]
+                                                 [--rss-size 2GiB] [--json]
+
+Boots a lab controller (or uses `--ssh-config FILE --host NAME`), builds a valid juju-backup archive
+of `--size` with an incompressible member, uploads it once, then measures in the same run, round
+robin, median of `--runs`:
+
+  download   `jujubackup download ID FILE` (connect, probe, catalog, stream + SHA-256 + fsync, rename)
+             vs `ssh -F cfg host cat STORED > FILE`
+  upload     `jujubackup upload --force FILE` (local verify, stream, remote SHA-256, register), and the
+             stream part alone (SSHHost.put), vs `ssh -F cfg host 'cat > TMP' < FILE`
+  stream     SSHHost.get of the stored file into a hashing file sink (the download's data path)
+
+then the peak RSS (wait4 ru_maxrss of the jujubackup process) downloading and uploading an archive
+of `--rss-size`, and `--stream-runs` back-to-back 1 GiB downloads counting failures (paramiko#822).
+Goals: ratio >= 0.8 of OpenSSH, peak RSS < 150 MiB for 2 GiB, no failure in 10 runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import bson
+
+JUJUBACKUP = str(Path(sys.executable).parent / "jujubackup")
+MODEL_UUID = "b3c0ffee-0000-4000-8000-000000000001"
+BACKUPS = "/var/lib/juju/backups"
+STREAM_CHILD = """
+import hashlib, sys, resource
+from pathlib import Path
+from jujubackup.connect import connect_one
+from jujubackup.settings import ConnectionSettings
+from jujubackup.transfer import HashingSink, Throttle
+cfg, host, mode, remote, local = sys.argv[1:6]
+h = connect_one(ConnectionSettings(ssh_config=Path(cfg)), host)
+if mode == "get":
+    with open(local, "wb") as fh:
+        h.get(remote, HashingSink(fh, hashlib.sha256(), Throttle(None)))
+else:
+    with open(local, "rb") as fh:
+        h.put(fh, remote)
+h.close()
+"""
+
+
+def parse_size(text: str) -> int:
+    """Given `1GiB`, `512M`, `2G` or a byte count, return bytes (K/M/G are powers of 1024)."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?", text.strip().lower())
+    if not match:
+        raise SystemExit(f"bad size {text!r}")
+    return int(float(match[1]) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[match[2]])
+
+
+def timed(argv: list[str], **kwargs: Any) -> tuple[float, int, int]:
+    """Run argv; return (seconds, exit code, peak RSS KiB of the process)."""
+    start = time.monotonic()
+    proc = subprocess.Popen(argv, **kwargs)
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.monotonic() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return elapsed, proc.returncode, int(usage.ru_maxrss)
+
+
+def build_archive(path: Path, size: int, backup_id: str) -> None:
+    """Write a valid Juju-layout archive whose root.tar holds `size` random bytes (pigz -1)."""
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        top = Path(tmp) / "juju-backup"
+        (top / "dump" / "juju").mkdir(parents=True)
+        meta = {"ID": backup_id, "FormatVersion": 1, "Started": "2026-11-26T06:00:00Z",
+                "ModelUUID": MODEL_UUID, "Machine": "0", "Hostname": "bench", "Version": "2.9.42",
+                "Series": "focal", "HANodes": 1}
+        (top / "metadata.json").write_text(json.dumps(meta))
+        (top / "dump" / "juju" / "machines.bson").write_bytes(bson.encode({"_id": "bench"}))
+        root = Path(tmp) / "root" / "var/lib/juju"
+        root.mkdir(parents=True)
+        subprocess.run(f"head -c {size} /dev/urandom > {root}/big.bin", shell=True, check=True)
+        with tarfile.open(top / "root.tar", "w") as tar:
+            tar.add(root.parent.parent.parent / "var", arcname="var")
+        (root / "big.bin").unlink()
+        subprocess.run(f"tar -C {tmp} -cf - juju-backup | pigz -1 > {path}", shell=True, check=True)
+
+
+class Bench:
+    def __init__(self, ssh_config: Path, host: str, work: Path) -> None:
+        self.cfg = ssh_config
+        self.host = host
+        self.work = work
+
+    def jb(self, *args: str) -> tuple[float, int, int]:
+        return timed([JUJUBACKUP, "-q", "-F", str(self.cfg), "-H", self.host, *args],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def ssh(self, command: str, stdin: Path | None = None, stdout: Path | None = None) -> float:
+        with open(stdin or os.devnull, "rb") as src, open(stdout or os.devnull, "wb") as dst:
+            seconds, rc, _ = timed(["ssh", "-F", str(self.cfg), self.host, command], stdin=src, stdout=dst)
+        if rc != 0:
+            raise RuntimeError(f"ssh {command} failed: {rc}")
+        return seconds
+
+    def stream(self, mode: str, remote: str, local: Path) -> tuple[float, int, int]:
+        return timed([sys.executable, "-c", STREAM_CHILD, str(self.cfg), self.host, mode, remote, str(local)])
+
+    def download(self, backup_id: str, dest: Path) -> tuple[float, int, int]:
+        for p in (dest, dest.with_name(dest.name + ".part"), dest.with_name(dest.name[:-7] + ".json")):
+            p.unlink(missing_ok=True)
+        return self.jb("download", backup_id, str(dest))
+
+
+def median_rate(size: int, seconds: list[float]) -> float:
+    return size / statistics.median(seconds) / 1e6
+
+
+def run(bench: Bench, size: int, runs: int, stream_runs: int, rss_size: int) -> dict[str, Any]:
+    work = bench.work
+    backup_id = f"20261126-060000.{MODEL_UUID}"
+    archive = work / "bench.tar.gz"
+    build_archive(archive, size, backup_id)
+    asize = archive.stat().st_size
+    _seconds, rc, _ = bench.jb("upload", "--force", str(archive))
+    if rc != 0:
+        raise RuntimeError(f"initial upload failed (exit {rc}); is the host a provisioned controller?")
+    stored = f"{BACKUPS}/{backup_id}.tar.gz"
+    keys = ("ssh_down", "jb_down", "stream_get", "ssh_up", "jb_up", "stream_put")
+    t: dict[str, list[float]] = {k: [] for k in keys}
+    rss: dict[str, int] = {}
+    for _ in range(runs):
+        t["ssh_down"].append(bench.ssh(f"cat {stored}", stdout=work / "ssh.bin"))
+        s, rc, kib = bench.download(backup_id, work / "dl.tar.gz")
+        assert rc == 0, f"download exit {rc}"
+        t["jb_down"].append(s)
+        rss["download_1g"] = max(rss.get("download_1g", 0), kib)
+        s, rc, _ = bench.stream("get", stored, work / "stream.bin")
+        assert rc == 0
+        t["stream_get"].append(s)
+        t["ssh_up"].append(bench.ssh("cat > /var/tmp/bench-up.bin", stdin=archive))
+        s, rc, kib = bench.jb("upload", "--force", str(archive))
+        assert rc == 0, f"upload exit {rc}"
+        t["jb_up"].append(s)
+        rss["upload_1g"] = max(rss.get("upload_1g", 0), kib)
+        s, rc, _ = bench.stream("put", "/var/tmp/bench-put.bin", archive)
+        assert rc == 0
+        t["stream_put"].append(s)
+    verify_s, _, _ = timed([JUJUBACKUP, "-q", "verify", str(archive)], stdout=subprocess.DEVNULL)
+    med = {k: statistics.median(v) for k, v in t.items()}
+    result: dict[str, Any] = {
+        "archive_bytes": asize,
+        "runs": runs,
+        "MB_per_s": {k: round(median_rate(asize, v), 1) for k, v in t.items()},
+        "seconds": {k: [round(x, 2) for x in v] for k, v in t.items()},
+        "ratio_download_vs_ssh": round(med["ssh_down"] / med["jb_down"], 3),
+        "ratio_stream_get_vs_ssh": round(med["ssh_down"] / med["stream_get"], 3),
+        "ratio_upload_vs_ssh": round(med["ssh_up"] / med["jb_up"], 3),
+        "ratio_stream_put_vs_ssh": round(med["ssh_up"] / med["stream_put"], 3),
+        "local_verify_seconds": round(verify_s, 2),
+    }
+    for p in ("ssh.bin", "stream.bin", "dl.tar.gz", "dl.json"):
+        (work / p).unlink(missing_ok=True)
+
+    failures = 0
+    for _ in range(stream_runs):
+        _s, rc, _kib = bench.download(backup_id, work / "dl.tar.gz")
+        failures += rc != 0
+    result["stream_runs"] = stream_runs
+    result["stream_failures"] = failures
+    (work / "dl.tar.gz").unlink(missing_ok=True)
+
+    if rss_size:
+        big_id = f"20261126-060100.{MODEL_UUID}"
+        big = work / "big.tar.gz"
+        archive.unlink()
+        build_archive(big, rss_size, big_id)
+        _s, rc, kib_up = bench.jb("upload", "--force", str(big))
+        _s, rc2, kib_down = bench.download(big_id, work / "big-dl.tar.gz")
+        result["rss_archive_bytes"] = big.stat().st_size
+        rss["upload_big"] = kib_up if rc == 0 else -1
+        rss["download_big"] = kib_down if rc2 == 0 else -1
+        for p in ("big.tar.gz", "big-dl.tar.gz", "big-dl.json"):
+            (work / p).unlink(missing_ok=True)
+    result["peak_rss_MiB"] = {k: round(v / 1024, 1) for k, v in rss.items()}
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="1GiB")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--stream-runs", type=int, default=10)
+    parser.add_argument("--rss-size", default="2GiB")
+    parser.add_argument("--ssh-config", type=Path)
+    parser.add_argument("--host", default="ctl0")
+    parser.add_argument("--work", type=Path, default=Path("/var/tmp"))
+    args = parser.parse_args(argv)
+    size, rss_size = parse_size(args.size), parse_size(args.rss_size)
+    with tempfile.TemporaryDirectory(dir=args.work, prefix="jb-bench-") as tmp:
+        if args.ssh_config:
+            bench = Bench(args.ssh_config, args.host, Path(tmp))
+            result = run(bench, size, args.runs, args.stream_runs, rss_size)
+        else:
+            from tests.lab.lab import Lab
+
+            lab = Lab.create(controllers=1)
+            try:
+                result = run(Bench(lab.ssh_config, args.host, Path(tmp)), size, args.runs, args.stream_runs,
+                             rss_size)
+            finally:
+                lab.teardown()
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
