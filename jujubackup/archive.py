@@ -32,8 +32,9 @@ Public API:
     read_members(path, names=(), root_names=()) -> MemberContents   selected outer/root.tar files
     read_agent_conf(path, machine_id) -> str  root.tar var/lib/juju/agents/machine-N/agent.conf
     iter_bson_documents(stream) -> Iterator[bytes]          raw BSON documents of a dump file
-    rewrite_archive(src, dst, *, transforms={}, root_transforms={}) -> RewriteResult
-        copy an archive replacing selected members (streaming) and updating manifest.json
+    rewrite_archive(src, dst, *, transforms, root_transforms, late_transforms, only_replaced)
+        -> RewriteResult   copy an archive in one pass replacing selected members, updating
+                           manifest.json; or write only the replaced members (an overlay)
     safe_extract(tar, dest) -> list[str]      extract a tarfile refusing unsafe members
     member_problem(...) -> str | None         the safety rules above, for one member
     build_manifest(files, *, tool_version, consistency, db_unavailable_seconds) -> dict
@@ -44,11 +45,14 @@ Public API:
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
 import gzip
 import hashlib
 import json
 import os
 import posixpath
+import struct
 import tarfile
 import tempfile
 import zlib
@@ -72,12 +76,13 @@ METADATA = "metadata.json"
 ROOT_TAR = "root.tar"
 DUMP_DIR = "dump"
 MANIFEST = "manifest.json"
+ROOT_OVERLAY = "root-overlay.tar"
 MANIFEST_FORMAT_VERSION = 1
 
 CHUNK = 1024 * 1024
 MAX_SMALL_MEMBER = 16 * 1024 * 1024
 MAX_BSON_DOC = 64 * 1024 * 1024
-BSON_BATCH = 4 * 1024 * 1024
+_INT32 = struct.Struct("<i")
 
 Transform = Callable[[IO[bytes], IO[bytes]], None]
 """Reads the old member from the first stream, writes the new content to the second."""
@@ -411,72 +416,88 @@ class _MemberGuard:
 # BSON
 
 
-def iter_bson_documents(stream: IO[bytes], *, max_doc: int = MAX_BSON_DOC) -> Iterator[bytes]:
-    """Given a stream of concatenated BSON documents (a mongodump .bson file), yield each raw
-    document (bytes, length prefix included). Raise ValueError on a bad length or truncation."""
+def iter_bson_blocks(stream: IO[bytes], *, max_doc: int = MAX_BSON_DOC) -> Iterator[tuple[int, bytes]]:
+    """Given a stream of concatenated BSON documents (a mongodump .bson file), yield (offset, block)
+    where each block holds whole documents (about CHUNK bytes, more for a bigger document).
+    Only the length prefixes and trailing NULs are checked here (cheaply, in large reads).
+    Raise ValueError naming the byte offset on a bad length or truncation."""
+    buf = b""
     offset = 0
     while True:
-        head = stream.read(4)
-        if not head:
-            return
-        if len(head) < 4:
-            raise ValueError(f"truncated length prefix at byte {offset}")
-        length = int.from_bytes(head, "little", signed=True)
-        if length < 5 or length > max_doc:
-            raise ValueError(f"bad document length {length} at byte {offset}")
-        body = _read_exact(stream, length - 4)
-        if len(body) < length - 4:
-            raise ValueError(f"document at byte {offset} is truncated ({len(body) + 4} of {length} bytes)")
-        if body[-1:] != b"\x00":
-            raise ValueError(f"document at byte {offset} does not end with a NUL byte")
-        offset += length
-        yield head + body
-
-
-def _read_exact(stream: IO[bytes], n: int) -> bytes:
-    """Read up to n bytes, looping over short reads; return fewer only at end of stream."""
-    parts = []
-    while n > 0:
-        chunk = stream.read(min(n, CHUNK))
+        chunk = stream.read(CHUNK)
+        buf = buf + chunk if buf else chunk
+        pos = _whole_documents(buf, offset, max_doc)
+        if pos:
+            yield offset, buf[:pos]
+            offset += pos
+            buf = buf[pos:]
         if not chunk:
             break
-        parts.append(chunk)
-        n -= len(chunk)
-    return b"".join(parts)
+    if len(buf) >= 4:
+        length = int.from_bytes(buf[:4], "little", signed=True)
+        raise ValueError(f"document at byte {offset} is truncated ({len(buf)} of {length} bytes)")
+    if buf:
+        raise ValueError(f"truncated length prefix at byte {offset}")
+
+
+def _whole_documents(buf: bytes, offset: int, max_doc: int) -> int:
+    """Return the length of the longest prefix of `buf` made of whole documents. Raise ValueError
+    for a length outside 5..max_doc or a document not ending in NUL."""
+    pos = 0
+    size = len(buf)
+    while size - pos >= 4:
+        (length,) = _INT32.unpack_from(buf, pos)
+        if length < 5 or length > max_doc:
+            raise ValueError(f"bad document length {length} at byte {offset + pos}")
+        if pos + length > size:
+            break
+        if buf[pos + length - 1] != 0:
+            raise ValueError(f"document at byte {offset + pos} does not end with a NUL byte")
+        pos += length
+    return pos
+
+
+def iter_bson_documents(stream: IO[bytes], *, max_doc: int = MAX_BSON_DOC) -> Iterator[bytes]:
+    """Given a stream of concatenated BSON documents, yield each raw document (bytes, length prefix
+    included), reading in large blocks. Raise ValueError on a bad length or truncation."""
+    for _offset, block in iter_bson_blocks(stream, max_doc=max_doc):
+        pos = 0
+        while pos < len(block):
+            (length,) = _INT32.unpack_from(block, pos)
+            yield block[pos : pos + length]
+            pos += length
 
 
 def check_bson_stream(stream: IO[bytes], on_doc: Callable[[dict[str, Any]], None] | None = None) -> int:
-    """Given a .bson stream, decode every document (in batches, constant memory) and return the
-    document count; call `on_doc` with each decoded document if given. Raise ValueError if malformed."""
+    """Given a .bson stream, decode every document (block by block, constant memory) and return the
+    document count; call `on_doc` with each decoded document if given. Raise ValueError naming the
+    first malformed document."""
     count = 0
-    batch: list[bytes] = []
-    size = 0
-    for raw in iter_bson_documents(stream):
-        batch.append(raw)
-        size += len(raw)
-        if size >= BSON_BATCH:
-            count += _decode_batch(batch, count, on_doc)
-            batch, size = [], 0
-    return count + _decode_batch(batch, count, on_doc)
+    for _offset, block in iter_bson_blocks(stream):
+        try:
+            docs = bson.decode_all(block)
+        except Exception as err:
+            raise ValueError(_first_bad_document(block, count, err)) from err
+        if on_doc is not None:
+            for doc in docs:
+                on_doc(doc)
+        count += len(docs)
+    return count
 
 
-def _decode_batch(batch: list[bytes], first: int, on_doc: Callable[[dict[str, Any]], None] | None) -> int:
-    """Decode raw documents; return how many. Raise ValueError naming the first bad document."""
-    if not batch:
-        return 0
-    try:
-        docs = bson.decode_all(b"".join(batch))
-    except Exception:
-        for i, raw in enumerate(batch):
-            try:
-                bson.decode(raw)
-            except Exception as err:
-                raise ValueError(f"document {first + i + 1} does not decode: {err}") from err
-        raise
-    if on_doc is not None:
-        for doc in docs:
-            on_doc(doc)
-    return len(docs)
+def _first_bad_document(block: bytes, first: int, err: Exception) -> str:
+    """Return a message naming the first document of `block` that does not decode."""
+    pos = 0
+    n = first
+    while pos < len(block):
+        (length,) = _INT32.unpack_from(block, pos)
+        n += 1
+        try:
+            bson.decode(block[pos : pos + length])
+        except Exception as doc_err:
+            return f"document {n} does not decode: {doc_err}"
+        pos += length
+    return f"documents do not decode: {err}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -899,16 +920,23 @@ def rewrite_archive(
     *,
     transforms: Mapping[str, Transform] | None = None,
     root_transforms: Mapping[str, Callable[[bytes], bytes]] | None = None,
+    late_transforms: Mapping[str, Transform] | None = None,
     compresslevel: int = 6,
     tmp_dir: str | os.PathLike[str] | None = None,
+    only_replaced: bool = False,
 ) -> RewriteResult:
-    """Copy archive `src` to `dst` (created 0600), streaming, replacing members.
+    """Copy archive `src` to `dst` (created 0600) in one streaming pass, replacing members.
 
     `transforms` maps outer paths (relative to juju-backup/, e.g. "dump/juju/machines.bson") to a
     function reading the old content and writing the new; `root_transforms` maps root.tar member
-    names to a function old bytes -> new bytes. Other members are copied with their headers; the
-    manifest (if any) is written last with updated entries. Return the new digests and what was
-    replaced. Raise VerifyError if `src` is unreadable (dst is removed then).
+    names to a function old bytes -> new bytes. `late_transforms` are like `transforms` but run
+    after every other member was copied (the old content is spooled to a temp file and the member
+    moves to the end of the archive): for a member whose rewrite depends on what other transforms
+    found (the oplog). Other members are copied with their headers; the manifest (if any) is
+    written last with updated entries. With `only_replaced`, `dst` is an OVERLAY: only the
+    replaced outer members, and instead of root.tar a `root-overlay.tar` holding only the replaced
+    root.tar members (headers kept), no manifest. Return the new digests and what was replaced.
+    Raise VerifyError if `src` is unreadable; `dst` is removed on any error.
     """
     transforms = dict(transforms or {})
     root_transforms = {normalize_name(k): v for k, v in (root_transforms or {}).items()}
@@ -916,7 +944,7 @@ def rewrite_archive(
     try:
         with os.fdopen(fd, "wb") as out_raw:
             writer = _HashingWriter(out_raw)
-            job = _Rewrite(transforms, root_transforms, tmp_dir)
+            job = _Rewrite(transforms, root_transforms, dict(late_transforms or {}), tmp_dir, only_replaced)
             with gzip.GzipFile(fileobj=writer, mode="wb", compresslevel=compresslevel, mtime=0) as gz:
                 job.run(src, cast(IO[bytes], gz))
         return RewriteResult(writer.digest(), tuple(job.replaced), tuple(job.root_replaced))
@@ -932,10 +960,16 @@ class _Rewrite:
         self,
         transforms: dict[str, Transform],
         root_transforms: dict[str, Callable[[bytes], bytes]],
+        late_transforms: dict[str, Transform],
         tmp_dir: str | os.PathLike[str] | None,
+        only_replaced: bool = False,
     ) -> None:
+        self.only_replaced = only_replaced
         self.transforms = transforms
         self.root_transforms = root_transforms
+        self.late_transforms = late_transforms
+        self.spooled: list[tuple[tarfile.TarInfo, str, IO[bytes]]] = []
+        self.stack = contextlib.ExitStack()
         self.tmp_dir = tmp_dir
         self.replaced: list[str] = []
         self.root_replaced: list[str] = []
@@ -945,6 +979,7 @@ class _Rewrite:
     def run(self, src: str | os.PathLike[str], out: IO[bytes]) -> None:
         try:
             with (
+                contextlib.ExitStack() as self.stack,
                 open(src, "rb") as raw,
                 gzip.GzipFile(fileobj=raw, mode="rb") as gz,
                 tarfile.open(fileobj=gz, mode="r|") as tin,
@@ -952,14 +987,17 @@ class _Rewrite:
             ):
                 for member in tin:
                     self._member(tin, tout, member)
-                self._write_manifest(tout)
+                self._write_late(tout)
+                if not self.only_replaced:
+                    self._write_manifest(tout)
         except STREAM_ERRORS as err:
             raise VerifyError(f"archive {src} is truncated or corrupt ({_err_text(err)})") from err
 
     def _member(self, tin: tarfile.TarFile, tout: tarfile.TarFile, member: tarfile.TarInfo) -> None:
         rel = _rel(member.name)
         if not member.isreg():
-            tout.addfile(member)
+            if not self.only_replaced:
+                tout.addfile(member)
             return
         fileobj = tin.extractfile(member)
         assert fileobj is not None
@@ -968,14 +1006,25 @@ class _Rewrite:
         elif rel in self.transforms:
             self._replace(tout, member, rel, lambda dst: self.transforms[rel](fileobj, dst))
             self.replaced.append(rel)
+        elif rel in self.late_transforms:
+            spool = self.stack.enter_context(tempfile.TemporaryFile(dir=self.tmp_dir))  # noqa: SIM115
+            self.spooled.append((member, rel, spool))
+            _copy_hashing(fileobj, spool)
         elif rel == ROOT_TAR and self.root_transforms:
-            self._replace(tout, member, rel, lambda dst: self._rewrite_root(fileobj, dst))
+            name = f"{TOP}/{ROOT_OVERLAY}" if self.only_replaced else member.name
+            self._replace(tout, member, rel, lambda dst: self._rewrite_root(fileobj, dst), name=name)
             self.replaced.append(rel)
-        else:
+        elif not self.only_replaced:
             tout.addfile(member, fileobj)
 
     def _replace(
-        self, tout: tarfile.TarFile, member: tarfile.TarInfo, rel: str, produce: Callable[[IO[bytes]], None]
+        self,
+        tout: tarfile.TarFile,
+        member: tarfile.TarInfo,
+        rel: str,
+        produce: Callable[[IO[bytes]], None],
+        *,
+        name: str | None = None,
     ) -> None:
         """Write the new content to a temp file (the tar header needs its size), then add it."""
         with tempfile.TemporaryFile(dir=self.tmp_dir) as tmp:
@@ -983,7 +1032,7 @@ class _Rewrite:
             tmp.seek(0)
             size, sha = _copy_hashing(tmp)
             tmp.seek(0)
-            info = _copy_info(member, size)
+            info = _copy_info(member, size, name=name)
             tout.addfile(info, tmp)
         self.new_hashes[rel] = (size, sha)
 
@@ -1000,8 +1049,16 @@ class _Rewrite:
                     info = _copy_info(m, len(data))
                     tout.addfile(info, _BytesReader(data))
                     self.root_replaced.append(name)
-                else:
+                elif not self.only_replaced:
                     tout.addfile(m, f)
+
+    def _write_late(self, tout: tarfile.TarFile) -> None:
+        """Run the late transforms over their spooled members and add the results."""
+        for member, rel, spool in self.spooled:
+            spool.seek(0)
+            transform = self.late_transforms[rel]
+            self._replace(tout, member, rel, functools.partial(transform, spool))
+            self.replaced.append(rel)
 
     def _write_manifest(self, tout: tarfile.TarFile) -> None:
         if self.manifest is None:
@@ -1029,9 +1086,9 @@ class _BytesReader:
         return chunk
 
 
-def _copy_info(member: tarfile.TarInfo, size: int) -> tarfile.TarInfo:
-    """Return a copy of a member's header with a new size."""
-    info = tarfile.TarInfo(member.name)
+def _copy_info(member: tarfile.TarInfo, size: int, *, name: str | None = None) -> tarfile.TarInfo:
+    """Return a copy of a member's header with a new size (and name)."""
+    info = tarfile.TarInfo(name or member.name)
     for attr in ("mode", "uid", "gid", "uname", "gname", "mtime", "type"):
         setattr(info, attr, getattr(member, attr))
     info.pax_headers = dict(member.pax_headers)

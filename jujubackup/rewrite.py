@@ -43,7 +43,9 @@ Public API:
     rewrite_collection(data, path, target) -> (bytes, list[Change])
     rewrite_oplog_stream(src, dst, changes) -> list[Change]
     readdress_dump(files, target) -> DumpRewrite(files, changes)   all collection files at once
-    readdress_archive(src, dst, target, *, tmp_dir) -> ArchiveReaddress   the whole archive
+    readdress_archive(src, dst, target, *, tmp_dir, compresslevel, overlay) -> ArchiveReaddress
+        one streaming pass over the archive: a re-addressed copy, or (overlay=True) a small
+        archive of only the rewritten members, to unpack over the original (no recompression)
 """
 
 from __future__ import annotations
@@ -52,9 +54,11 @@ import copy
 import difflib
 import io
 import ipaddress
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any
 
 import bson
@@ -626,50 +630,59 @@ def _set_path(doc: Doc, path: str, value: Any) -> None:
 
 
 def readdress_archive(
-    src: str,
-    dst: str,
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
     target: ReaddressTarget,
     *,
-    tmp_dir: str | None = None,
-    compresslevel: int = 6,
+    tmp_dir: str | os.PathLike[str] | None = None,
+    compresslevel: int = 1,
+    overlay: bool = False,
 ) -> ArchiveReaddress:
-    """Given a verified archive, write a re-addressed copy to `dst` (0600): agent.conf of the
-    restored machine, the collection files of DUMP_COLLECTIONS present, and oplog.bson. Return the
-    new digests, every change and the agent.conf diff. Raise VerifyError if the archive has no
-    agent.conf for the machine or is unreadable; RefusedError if agent.conf has no apiaddresses."""
+    """Given a verified archive, write a re-addressed copy to `dst` (0600) in one streaming pass:
+    agent.conf of the restored machine, the DUMP_COLLECTIONS files present, and oplog.bson (moved
+    to the end of the archive: it is rewritten after the collections). Return the new digests,
+    every change (agent.conf, then collections in DUMP_COLLECTIONS order, then oplog) and the
+    agent.conf diff. `compresslevel` defaults to 1: the copy is transient, speed matters.
+
+    With `overlay`, `dst` holds only what changed (no recompression of the big unchanged members):
+    `juju-backup/dump/<rewritten files>` to unpack over the unpacked original archive, and
+    `juju-backup/root-overlay.tar` (the rewritten agent.conf, original header) to extract onto `/`
+    after root.tar. Unpacking the original archive and then the overlay gives the same files as
+    unpacking the full re-addressed copy.
+    Raise VerifyError if the archive is unreadable or has no agent.conf for the machine,
+    RefusedError if agent.conf has no apiaddresses; `dst` is removed then.
+    """
     conf_name = archive.agent_conf_path(target.machine_id)
-    names = [f"{archive.DUMP_DIR}/{p}" for p in DUMP_COLLECTIONS]
-    contents = archive.read_members(src, names, [conf_name], max_bytes=512 * 1024 * 1024)
-    if conf_name not in contents.root_files:
-        raise VerifyError(f"root.tar of {src} has no {conf_name}", "is this the backup of another machine?")
-    conf = rewrite_agent_conf(
-        contents.root_files[conf_name].decode("utf-8"), target.new_address, label=conf_name
-    )
-    dump = readdress_dump({n.split("/", 1)[1]: b for n, b in contents.files.items()}, target)
+    found: dict[str, list[Change]] = {}
+    confs: list[AgentConfRewrite] = []
     oplog_changes: list[Change] = []
-    transforms: dict[str, archive.Transform] = {
-        f"{archive.DUMP_DIR}/{p}": _replace_with(data) for p, data in dump.files.items()
-    }
-    transforms[f"{archive.DUMP_DIR}/{OPLOG}"] = lambda s, d: oplog_changes.extend(
-        rewrite_oplog_stream(s, d, dump.changes)
-    )
-    new_conf = conf.text.encode("utf-8")
+
+    def collection(path: str) -> archive.Transform:
+        return lambda s, d: found.setdefault(path, []).extend(rewrite_collection_stream(s, d, path, target))
+
+    def agent_conf(old: bytes) -> bytes:
+        confs.append(rewrite_agent_conf(old.decode("utf-8"), target.new_address, label=conf_name))
+        return confs[-1].text.encode("utf-8")
+
+    def oplog(s: IO[bytes], d: IO[bytes]) -> None:
+        dump_changes = [c for p in DUMP_COLLECTIONS for c in found.get(p, [])]
+        oplog_changes.extend(rewrite_oplog_stream(s, d, dump_changes))
+
     result = archive.rewrite_archive(
         src,
         dst,
-        transforms=transforms,
-        root_transforms={conf_name: lambda _old: new_conf},
+        transforms={f"{archive.DUMP_DIR}/{p}": collection(p) for p in DUMP_COLLECTIONS},
+        root_transforms={conf_name: agent_conf},
+        late_transforms={f"{archive.DUMP_DIR}/{OPLOG}": oplog},
         compresslevel=compresslevel,
         tmp_dir=tmp_dir,
+        only_replaced=overlay,
     )
-    missing = tuple(p for p in DUMP_COLLECTIONS if f"{archive.DUMP_DIR}/{p}" not in contents.files)
-    return ArchiveReaddress(result.digest, (*conf.changes, *dump.changes, *oplog_changes), conf.diff, missing)
-
-
-def _replace_with(data: bytes) -> archive.Transform:
-    """Return a transform that ignores the old content and writes `data`."""
-
-    def transform(_src: IO[bytes], dst: IO[bytes]) -> None:
-        dst.write(data)
-
-    return transform
+    if not confs:
+        Path(dst).unlink(missing_ok=True)
+        raise VerifyError(f"root.tar of {src} has no {conf_name}", "is this the backup of another machine?")
+    dump_changes = [c for p in DUMP_COLLECTIONS for c in found.get(p, [])]
+    missing = tuple(p for p in DUMP_COLLECTIONS if p not in found)
+    return ArchiveReaddress(
+        result.digest, (*confs[0].changes, *dump_changes, *oplog_changes), confs[0].diff, missing
+    )

@@ -492,3 +492,33 @@ def test_safe_extract_refuses_devices(tmp_path: Path) -> None:
     with pytest.raises(VerifyError, match="is a device"):
         archive.safe_extract(unsafe_tar(special_info("dev", tarfile.CHRTYPE)), tmp_path)
     assert not (tmp_path / "dev").exists()
+
+
+def test_late_transform_runs_after_every_other_member(tmp_path: Path) -> None:
+    spec = ArchiveSpec()
+    rest = {k: v for k, v in spec.dump.items() if k != "oplog.bson"}
+    spec.dump = {"oplog.bson": bson_file({"op": "n"}), **rest}  # the oplog comes first in the tar
+    src = spec.write(tmp_path / "src.tar.gz")
+    seen: list[str] = []
+
+    def early(old: io.BufferedIOBase, out: io.BufferedIOBase) -> None:
+        seen.append("machines")
+        out.write(old.read())
+
+    def late(old: io.BufferedIOBase, out: io.BufferedIOBase) -> None:
+        out.write(bson_file({"seen": list(seen)}) + old.read())
+
+    dst = tmp_path / "dst.tar.gz"
+    result = archive.rewrite_archive(
+        src,
+        dst,
+        transforms={"dump/juju/machines.bson": early},  # type: ignore[dict-item]
+        late_transforms={"dump/oplog.bson": late},  # type: ignore[dict-item]
+    )
+    assert result.replaced == ("dump/juju/machines.bson", "dump/oplog.bson")
+    report = archive.verify_archive(dst)
+    assert report.ok, failed_messages(report)
+    files = [m.path for m in report.members if m.kind == "file"]
+    assert files[-2:] == ["dump/oplog.bson", "manifest.json"]
+    oplog = archive.read_members(dst, ["dump/oplog.bson"]).files["dump/oplog.bson"]
+    assert bson.decode_all(oplog) == [{"seen": ["machines"]}, {"op": "n"}]

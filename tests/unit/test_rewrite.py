@@ -483,3 +483,61 @@ def test_readdress_never_decodes_files_it_does_not_rewrite(tmp_path: Path) -> No
     ]
     with tarfile.open(dst) as tar:
         assert tar.getmember("juju-backup/dump/logs/logs.1.bson").size == 1000
+
+
+def test_readdress_of_another_machine_is_refused_and_leaves_no_output(tmp_path: Path) -> None:
+    from jujubackup.errors import VerifyError
+
+    dst = tmp_path / "out.tar.gz"
+    with pytest.raises(VerifyError, match=r"no var/lib/juju/agents/machine-5/agent\.conf"):
+        rewrite.readdress_archive(VALID, dst, rewrite.ReaddressTarget("5", NEW, "x", MODEL_UUID))
+    assert not dst.exists()
+
+
+def unpack_all(archive_path: Path, dest: Path, *, overlay: Path | None = None) -> dict[str, bytes]:
+    """Unpack an archive (then an overlay) like the restore does; return {path: content} of the
+    staging dir's files plus root.tar (then root-overlay.tar) extracted into dest/root."""
+    staging = dest / "staging"
+    staging.mkdir(parents=True)
+    for path in (archive_path, overlay):
+        if path is not None:
+            with tarfile.open(path, "r|gz") as tar:
+                archive.safe_extract(tar, staging)
+    root = dest / "root"
+    root.mkdir()
+    for name in ("root.tar", "root-overlay.tar"):
+        tar_path = staging / "juju-backup" / name
+        if tar_path.exists():
+            with tarfile.open(tar_path, "r|") as tar:
+                archive.safe_extract(tar, root)
+            tar_path.unlink()
+    return {
+        str(p.relative_to(dest)): p.read_bytes()
+        for p in sorted(dest.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
+
+
+def test_overlay_over_the_original_equals_the_full_readdressed_copy(tmp_path: Path) -> None:
+    from tests.unit.archive_builders import ArchiveSpec
+
+    spec = ArchiveSpec(with_manifest=False)
+    spec.dump["oplog.bson"] = bson_file(
+        op("u", "juju.machines", {"$set": {"addresses": [], "life": 1}}, M0),
+        op("u", "juju.models", {"$set": {"life": 1}}, {"_id": MODEL_UUID}),
+    )
+    spec.dump["logs/logs.1.bson"] = bson_file({"_id": 1, "x": "log"})
+    src = spec.write(tmp_path / "src.tar.gz")
+    full = rewrite.readdress_archive(src, tmp_path / "full.tar.gz", TARGET)
+    over = rewrite.readdress_archive(src, tmp_path / "overlay.tar.gz", TARGET, overlay=True)
+    assert [c.describe() for c in over.changes] == [c.describe() for c in full.changes]
+    with tarfile.open(tmp_path / "overlay.tar.gz") as tar:
+        assert tar.getnames() == [
+            "juju-backup/root-overlay.tar",
+            "juju-backup/dump/juju/machines.bson",
+            "juju-backup/dump/oplog.bson",
+        ]
+    via_overlay = unpack_all(src, tmp_path / "a", overlay=tmp_path / "overlay.tar.gz")
+    via_full = unpack_all(tmp_path / "full.tar.gz", tmp_path / "b")
+    assert via_overlay == via_full
+    assert f"- {NEW}:17070".encode() in via_full[f"root/{CONF_NAME}"]
