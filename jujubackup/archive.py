@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 import bson
+from bson.codec_options import CodecOptions, DatetimeConversion
 
 from jujubackup.errors import JujuBackupError, VerifyError
 from jujubackup.metadata import (
@@ -83,6 +84,8 @@ CHUNK = 1024 * 1024
 MAX_SMALL_MEMBER = 16 * 1024 * 1024
 MAX_BSON_DOC = 64 * 1024 * 1024
 _INT32 = struct.Struct("<i")
+BSON_CODEC: CodecOptions[dict[str, Any]] = CodecOptions(datetime_conversion=DatetimeConversion.DATETIME_AUTO)
+"""Decode options that round-trip every BSON value (dates outside Python's range stay DatetimeMS)."""
 
 Transform = Callable[[IO[bytes], IO[bytes]], None]
 """Reads the old member from the first stream, writes the new content to the second."""
@@ -475,7 +478,7 @@ def check_bson_stream(stream: IO[bytes], on_doc: Callable[[dict[str, Any]], None
     count = 0
     for _offset, block in iter_bson_blocks(stream):
         try:
-            docs = bson.decode_all(block)
+            docs = bson.decode_all(block, BSON_CODEC)
         except Exception as err:
             raise ValueError(_first_bad_document(block, count, err)) from err
         if on_doc is not None:
@@ -493,7 +496,7 @@ def _first_bad_document(block: bytes, first: int, err: Exception) -> str:
         (length,) = _INT32.unpack_from(block, pos)
         n += 1
         try:
-            bson.decode(block[pos : pos + length])
+            bson.decode(block[pos : pos + length], BSON_CODEC)
         except Exception as doc_err:
             return f"document {n} does not decode: {doc_err}"
         pos += length
@@ -575,7 +578,8 @@ def _err_text(err: BaseException) -> str:
 
 
 def _check_digests(report: VerifyReport, sha256: str | None, sha1_b64: str | None, size: int | None) -> None:
-    """Compare the archive digests with the expected ones (those given, plus metadata's Checksum)."""
+    """Compare the archive digests with the expected ones given (the in-archive metadata cannot
+    hold the archive's own checksum; callers pass the catalog's or the sidecar's)."""
     digest = report.digest
     assert digest is not None
     if size is not None:

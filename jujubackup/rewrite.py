@@ -482,7 +482,7 @@ def rewrite_collection_stream(
         raise ValueError(f"no re-addressing rule for dump/{path}")
     changes: list[Change] = []
     for raw in _documents(src, path):
-        doc = bson.decode(raw)
+        doc = bson.decode(raw, archive.BSON_CODEC)
         before = len(changes)
         rule(doc, target, changes)
         dst.write(bson.encode(doc) if len(changes) > before else raw)
@@ -545,7 +545,7 @@ def rewrite_oplog_stream(src: IO[bytes], dst: IO[bytes], changes: Iterable[Chang
     namespaces = {ns for ns, _ in targets}
     out: list[Change] = []
     for n, raw in enumerate(_documents(src, OPLOG)):
-        op = bson.decode(raw) if namespaces else None
+        op = bson.decode(raw, archive.BSON_CODEC) if namespaces else None
         if op is None or op.get("ns") not in namespaces:
             dst.write(raw)
             continue

@@ -522,3 +522,12 @@ def test_late_transform_runs_after_every_other_member(tmp_path: Path) -> None:
     assert files[-2:] == ["dump/oplog.bson", "manifest.json"]
     oplog = archive.read_members(dst, ["dump/oplog.bson"]).files["dump/oplog.bson"]
     assert bson.decode_all(oplog) == [{"seen": ["machines"]}, {"op": "n"}]
+
+
+def test_dates_outside_pythons_range_are_well_formed_bson(tmp_path: Path) -> None:
+    from bson.datetime_ms import DatetimeMS
+
+    spec = ArchiveSpec()
+    spec.dump["juju/models.bson"] = bson_file({"_id": "m", "d": DatetimeMS(-70_000_000_000_000)})
+    report = archive.verify_archive(spec.write(tmp_path / "a.tar.gz"))
+    assert report.ok, failed_messages(report)
