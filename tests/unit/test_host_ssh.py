@@ -223,3 +223,10 @@ def test_put_refuses_an_offset_past_the_end(host: SSHHost, tmp_path: Path) -> No
 def test_get_missing_file_is_not_found(host: SSHHost, tmp_path: Path) -> None:
     with pytest.raises(NotFoundError):
         host.get(str(tmp_path / "nope"), io.BytesIO())
+
+
+def test_proxy_jump_reaches_the_target_through_the_jump_host(sshd: LocalSSHD) -> None:
+    jump = target_for(sshd, name="bastion")
+    with SSHHost.connect(target_for(sshd, name="behind", jump=jump)) as host:
+        assert host.run("id", "id -u").stdout.strip() == "0"
+        assert host.name == "behind"
