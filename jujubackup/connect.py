@@ -26,6 +26,7 @@ from jujubackup.settings import ConnectionSettings
 from jujubackup.ui import UI
 
 MAX_JUMPS = 5
+SYSTEM_KNOWN_HOSTS = Path("/etc/ssh/ssh_known_hosts")
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def resolve_target(settings: ConnectionSettings, value: str, *, default_user: st
     elif entry.known_hosts:
         known = entry.known_hosts
     else:
-        known = (Path.home() / ".ssh/known_hosts", *extra_known)
+        known = (Path.home() / ".ssh/known_hosts", *extra_known, SYSTEM_KNOWN_HOSTS)
     jump = None
     if entry.proxy_jump:
         hops = [h.strip() for h in entry.proxy_jump.split(",") if h.strip()]
