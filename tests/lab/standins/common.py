@@ -97,7 +97,21 @@ class DocCounter:
     def feed(self, chunk: bytes) -> None:
         """Given the next chunk of a concatenated-BSON stream, advance the count."""
         i, n = 0, len(chunk)
+        unpack_from = struct.unpack_from
         while i < n:
+            if not self._need and not self._head:  # fast path: whole documents inside this chunk
+                count = 0
+                while i + 4 <= n:
+                    size = unpack_from("<i", chunk, i)[0]
+                    if size < 5:
+                        raise ValueError("invalid BSON document length")
+                    if i + size > n:
+                        break
+                    i += size
+                    count += 1
+                self.count += count
+                if i >= n:
+                    return
             if self._need:
                 take = min(self._need, n - i)
                 self._need -= take
@@ -259,13 +273,15 @@ class ProtocolError(Exception):
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        part = sock.recv(min(n - len(buf), STREAM_CHUNK))
-        if not part:
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = sock.recv_into(view[got:], n - got)
+        if not k:
             raise ProtocolError("connection closed")
-        buf += part
-    return bytes(buf)
+        got += k
+    return bytes(buf) if n < 4096 else buf  # type: ignore[return-value]
 
 
 def send_doc(sock: socket.socket, doc: dict) -> None:
