@@ -1,0 +1,443 @@
+"""create against the lab, through the CLI (issue 3 "Done when").
+
+Each test boots its own lab (lab_factory) and runs `.venv/bin/jujubackup -F <lab ssh_config> -H ctl0 ...`
+as a subprocess; assertions read the host's files through the lab root and its services over ssh.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+import bson
+import pytest
+
+from jujubackup.archive import verify_archive
+from jujubackup.metadata import V1_KEYS
+from jujubackup.profiles import DEFAULT_BACKUP_DIR, profile_named
+from tests.lab.lab import Lab, LabHost
+from tests.lab.provision import read_db
+
+pytestmark = pytest.mark.lab
+
+FIXTURE_KEYS = {
+    "ID",
+    "Checksum",
+    "ChecksumFormat",
+    "Size",
+    "Stored",
+    "Started",
+    "Finished",
+    "Notes",
+    "Machine",
+    "Hostname",
+    "Version",
+    "Series",
+}  # the 2.8 fixture's keys, minus Environment (ModelUUID in v1) and the CA fields (never written)
+
+
+# ----------------------------------------------------------------- helpers (also used by test_catalog)
+
+
+def jujubackup_bin() -> str:
+    """Return the jujubackup console script of the venv running the tests."""
+    local = Path(sys.executable).parent / "jujubackup"
+    return str(local) if local.exists() else (shutil.which("jujubackup") or "jujubackup")
+
+
+def jb_argv(
+    lab: Lab, *args: str, hosts: tuple[str, ...] = ("ctl0",), known_hosts: Path | None = None
+) -> list[str]:
+    argv = [jujubackup_bin(), "-F", str(lab.ssh_config), "--connect-timeout", "5"]
+    for host in hosts:
+        argv += ["-H", host]
+    if known_hosts is not None:
+        argv += ["--known-hosts", str(known_hosts)]
+    return [*argv, *args]
+
+
+def jb(
+    lab: Lab,
+    *args: str,
+    hosts: tuple[str, ...] = ("ctl0",),
+    known_hosts: Path | None = None,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI against the lab; return the finished process (stdout/stderr text)."""
+    return subprocess.run(
+        jb_argv(lab, *args, hosts=hosts, known_hosts=known_hosts),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def backup_dir(host: LabHost) -> Path:
+    return host.root / DEFAULT_BACKUP_DIR.lstrip("/")
+
+
+def main_pid(host: LabHost, unit: str) -> int:
+    out = host.ssh(f"systemctl show --property=MainPID --value {unit}.service", check=True).stdout
+    return int(out.strip() or 0)
+
+
+def is_active(host: LabHost, unit: str) -> bool:
+    return host.ssh(f"systemctl is-active {unit}.service").stdout.strip() == "active"
+
+
+def units(host: LabHost) -> tuple[str, str]:
+    """Return (juju-db unit, jujud unit) of a controller host."""
+    profile = profile_named(host.profile)
+    return profile.db_service, profile.jujud_service(str(host.machine_id))
+
+
+def state_password(host: LabHost) -> str:
+    conf = host.root / f"var/lib/juju/agents/machine-{host.machine_id}/agent.conf"
+    for line in conf.read_text().splitlines():
+        if line.startswith("statepassword:"):
+            return line.split(":", 1)[1].strip().strip("'\"")
+    raise AssertionError("no statepassword in agent.conf")
+
+
+def leftovers(host: LabHost) -> list[str]:
+    """Return staging dirs / temp files create may leave in the backup dir (must be none)."""
+    d = backup_dir(host)
+    if not d.exists():
+        return []
+    return sorted(p.name for p in d.iterdir() if p.name.startswith(".tmp-") or p.name.endswith(".tmp"))
+
+
+def catalog_ids(host: LabHost) -> list[str]:
+    d = backup_dir(host)
+    return sorted(p.name[: -len(".json")] for p in d.glob("*.json")) if d.exists() else []
+
+
+def read_archive(path: Path) -> dict[str, bytes]:
+    """Return {member name: bytes} of every regular file of an archive."""
+    out: dict[str, bytes] = {}
+    with tarfile.open(path, "r:gz") as tar:
+        for member in tar:
+            if member.isfile():
+                f = tar.extractfile(member)
+                assert f is not None
+                out[member.name] = f.read()
+    return out
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+def dump_running(host: LabHost) -> bool:
+    out = host.ssh("cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '; true").stdout
+    return "mongodump" in out and "--out" in out
+
+
+def _by_id(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {repr(d.get("_id")): d for d in docs}
+
+
+# --------------------------------------------------------------------------- each mode on each profile
+
+
+@pytest.mark.parametrize("profile", ["juju-2.9", "juju-2.8"])
+@pytest.mark.parametrize("mode", ["online", "quiesce", "stop"])
+def test_create_each_mode(lab_factory: Any, profile: str, mode: str) -> None:
+    lab = lab_factory(controllers=1, profile=profile)
+    ctl = lab.host("ctl0")
+    db_unit, jujud_unit = units(ctl)
+    before = {u: main_pid(ctl, u) for u in (db_unit, jujud_unit)}
+    password = state_password(ctl)
+
+    done = jb(lab, "create", f"mode {mode} on {profile}", "--mode", mode, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    backup_id = shown["ID"]
+    assert password not in done.stdout + done.stderr
+
+    # stored: <ID>.tar.gz + <ID>.json, 0600, dir 0700, nothing else left behind
+    d = backup_dir(ctl)
+    archive, record_path = d / f"{backup_id}.tar.gz", d / f"{backup_id}.json"
+    assert (d.stat().st_mode & 0o777) == 0o700
+    assert (archive.stat().st_mode & 0o777) == 0o600 and (record_path.stat().st_mode & 0o777) == 0o600
+    assert leftovers(ctl) == []
+    record = json.loads(record_path.read_text())
+    assert record == {k: v for k, v in shown.items() if k not in ("path", "archive_present")}
+
+    # checksums: SHA-256 + Juju's SHA-1/base64, size
+    data = archive.read_bytes()
+    assert record["sha256"] == hashlib.sha256(data).hexdigest()
+    assert record["Checksum"] == base64.b64encode(hashlib.sha1(data).digest()).decode()
+    assert record["ChecksumFormat"] == "SHA-1, base64 encoded"
+    assert record["Size"] == record["size"] == len(data)
+    assert backup_id.endswith("." + record["ModelUUID"]) and backup_id[:15].replace("-", "").isdigit()
+
+    # archive: layout, metadata keys, manifest verifies
+    report = verify_archive(archive, expected_sha256=record["sha256"], expected_sha1_b64=record["Checksum"])
+    assert report.ok, report.failures
+    members = read_archive(archive)
+    assert {"juju-backup/metadata.json", "juju-backup/root.tar", "juju-backup/manifest.json"} <= set(members)
+    meta = json.loads(members["juju-backup/metadata.json"])
+    assert FIXTURE_KEYS | set(V1_KEYS) <= set(meta)
+    assert meta["FormatVersion"] == 1
+    assert meta["Machine"] == meta["ControllerMachineID"] == "0"
+    assert meta["Notes"] == f"mode {mode} on {profile}" and meta["HANodes"] == 1
+    assert all(
+        meta[k] not in ("", None) for k in ("ModelUUID", "ControllerUUID", "Version", "Series", "Hostname")
+    )
+    manifest = json.loads(members["juju-backup/manifest.json"])
+    assert manifest["consistency"] == mode
+    listed = {e["path"] for e in manifest["files"]}
+    assert listed == {n[len("juju-backup/") :] for n in members} - {"manifest.json"}
+    for entry in manifest["files"]:
+        assert hashlib.sha256(members["juju-backup/" + entry["path"]]).hexdigest() == entry["sha256"]
+
+    # root.tar: the state files of reference §3.5
+    with tarfile.open(fileobj=io.BytesIO(members["juju-backup/root.tar"])) as root:
+        names = set(root.getnames())
+        link = root.getmember("var/lib/juju/tools/machine-0")
+        assert link.issym() and link.linkname.startswith("/var/lib/juju/tools/")
+    assert {
+        "var/lib/juju/agents/machine-0/agent.conf",
+        "var/lib/juju/server.pem",
+        "var/lib/juju/system-identity",
+        "var/lib/juju/nonce.txt",
+    } <= names
+    assert any(n.endswith("shared-secret") for n in names)
+    assert not any(n.startswith(("var/lib/juju/db/", "var/snap/juju-db/common/db/")) for n in names)
+
+    # dump: the lab DB's documents (admin and backups left out, as Juju does)
+    dumped_dbs = {n.split("/")[2] for n in members if n.startswith("juju-backup/dump/") and n.count("/") == 3}
+    assert "juju" in dumped_dbs and not dumped_dbs & {"admin", "backups"}
+    live = read_db(ctl.root, profile, dbs=["juju"])["juju"]
+    for coll, docs in live.items():
+        dumped = bson.decode_all(members.get(f"juju-backup/dump/juju/{coll}.bson", b""))
+        assert _by_id(dumped) == _by_id(docs), f"juju.{coll} differs"
+    if mode != "stop":
+        assert "juju-backup/dump/oplog.bson" in members
+
+    # services: active again; which ones stopped depends on the mode
+    after = {u: main_pid(ctl, u) for u in (db_unit, jujud_unit)}
+    assert is_active(ctl, db_unit) and is_active(ctl, jujud_unit)
+    windows = manifest["service-windows"]
+    if mode == "online":
+        assert after == before and windows == {}
+        assert manifest["db-unavailable-seconds"] == {db_unit: 0}
+    elif mode == "quiesce":
+        assert after[db_unit] == before[db_unit] and after[jujud_unit] != before[jujud_unit]
+        assert set(windows) == {jujud_unit}
+    else:
+        assert after[db_unit] != before[db_unit] and after[jujud_unit] != before[jujud_unit]
+        assert set(windows) == {db_unit, jujud_unit}
+        assert manifest["db-unavailable-seconds"][db_unit] > 0
+
+
+def test_exclude_logs_leaves_the_logs_db_out(lab_factory: Any) -> None:
+    lab = lab_factory(controllers=1, profile="juju-2.8")
+    ctl = lab.host("ctl0")
+    assert "logs" in read_db(ctl.root, "juju-2.8", dbs=["logs"])
+    done = jb(lab, "create", "--exclude-logs")
+    assert done.returncode == 0, done.stderr
+    backup_id = done.stdout.strip()
+    members = read_archive(backup_dir(ctl) / f"{backup_id}.tar.gz")
+    assert not any(n.startswith("juju-backup/dump/logs/") for n in members)
+    assert any(n.startswith("juju-backup/dump/juju/") for n in members)
+    assert json.loads(members["juju-backup/manifest.json"])["excluded-dbs"] == ["admin", "backups", "logs"]
+
+
+# --------------------------------------------------------------------------- failure paths
+
+
+def test_connection_killed_mid_dump_restores_services_and_registers_nothing(lab_factory: Any) -> None:
+    lab = lab_factory(controllers=1, profile="juju-2.9", db_size="300M")
+    ctl = lab.host("ctl0")
+    db_unit, jujud_unit = units(ctl)
+    proc = subprocess.Popen(
+        jb_argv(lab, "create", "--mode", "stop"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: dump_running(ctl), 120, "mongodump to run on ctl0")
+        assert not is_active(ctl, db_unit)  # the stop mode has juju-db down now
+        os.killpg(proc.pid, signal.SIGKILL)  # the client and its SSH connection vanish
+        proc.wait(timeout=10)
+        killed_at = time.monotonic()
+        wait_for(
+            lambda: is_active(ctl, db_unit) and is_active(ctl, jujud_unit),
+            30,
+            "juju-db and jujud to be active again",
+        )
+        assert time.monotonic() - killed_at <= 30
+        wait_for(lambda: leftovers(ctl) == [] and not dump_running(ctl), 30, "temp files to go")
+        assert catalog_ids(ctl) == []
+        assert not list(backup_dir(ctl).glob("*.tar.gz"))
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_two_concurrent_creates_one_is_locked_out(lab_factory: Any) -> None:
+    lab = lab_factory(controllers=1, profile="juju-2.9", db_size="300M")
+    ctl = lab.host("ctl0")
+    first = subprocess.Popen(
+        jb_argv(lab, "create", "first"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        wait_for(lambda: dump_running(ctl), 120, "the first create's mongodump")
+        second = jb(lab, "create", "second")
+        out, err = first.communicate(timeout=600)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == 0, err
+    assert second.returncode == 7, second.stderr
+    assert "locked" in second.stderr and "create by" in second.stderr and "pid" in second.stderr
+    assert catalog_ids(ctl) == [out.strip()]
+
+
+def test_stale_lock_record_is_reported_and_create_goes_on(lab_factory: Any) -> None:
+    lab = lab_factory(controllers=1)
+    ctl = lab.host("ctl0")
+    d = backup_dir(ctl)
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    stale = {
+        "operation": "create",
+        "holder": "old@ws jujubackup create",
+        "pid": 999999,
+        "started": "2026-01-01T00:00:00Z",
+    }
+    (d / ".jujubackup.lock").write_text(json.dumps(stale))
+    done = jb(lab, "create")
+    assert done.returncode == 0, done.stderr
+    assert "stale lock" in done.stderr and "old@ws jujubackup create" in done.stderr
+    assert not (d / ".jujubackup.lock").exists()
+
+
+def test_small_backup_dir_is_refused_with_need_and_have(lab_factory: Any) -> None:
+    lab = lab_factory(controllers=1)
+    ctl = lab.host("ctl0")
+    mounted = ctl.ssh(
+        f"mkdir -p {DEFAULT_BACKUP_DIR} && mount -t tmpfs -o size=16m,mode=0700 tmpfs {DEFAULT_BACKUP_DIR}"
+    )
+    assert mounted.returncode == 0, mounted.stderr
+    try:
+        db_unit, jujud_unit = units(ctl)
+        before = {u: main_pid(ctl, u) for u in (db_unit, jujud_unit)}
+        done = jb(lab, "create", "--mode", "quiesce")
+        assert done.returncode == 6, done.stderr
+        assert "need 5.0 GiB" in done.stderr and "have 16.0 MiB" in done.stderr
+        assert "--force" in done.stderr
+        assert {u: main_pid(ctl, u) for u in (db_unit, jujud_unit)} == before
+        assert ctl.ssh(f"ls -A {DEFAULT_BACKUP_DIR}").stdout.strip() == ""
+    finally:
+        ctl.ssh(f"umount {DEFAULT_BACKUP_DIR}")
+
+
+def test_unknown_host_key_is_refused(lab_factory: Any, tmp_path: Path) -> None:
+    lab = lab_factory(controllers=1)
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    done = jb(lab, "create", known_hosts=empty)
+    assert done.returncode == 3, done.stderr
+    assert "ssh-keygen" in done.stderr or "host key" in done.stderr
+    assert catalog_ids(lab.host("ctl0")) == []
+
+
+def test_statepassword_never_in_argv_or_output(lab_factory: Any) -> None:
+    lab = lab_factory(controllers=1, profile="juju-2.8", db_size="60M")
+    ctl = lab.host("ctl0")
+    password = state_password(ctl)
+    sampler = ctl.ssh(
+        "nohup bash -c 'for i in $(seq 3000); do for f in /proc/[0-9]*/cmdline; do "
+        'tr "\\0" " " <"$f" 2>/dev/null; echo; done; sleep 0.01; done\' '
+        ">/root/cmdlines.txt 2>/dev/null </dev/null & echo $!"
+    )
+    sampler_pid = sampler.stdout.strip()
+    assert sampler_pid.isdigit(), sampler.stderr
+    try:
+        outputs = []
+        for mode in ("online", "stop"):
+            done = jb(lab, "-v", "create", "--mode", mode, "--format", "json")
+            assert done.returncode == 0, done.stderr
+            outputs.append(done.stdout + done.stderr)
+        status = jb(lab, "status", "--format", "json")
+        outputs.append(status.stdout + status.stderr)
+    finally:
+        ctl.ssh(f"kill {sampler_pid}")
+    samples = (ctl.root / "root/cmdlines.txt").read_text(errors="replace")
+    assert "mongodump" in samples and "--username machine-0" in samples  # the sampler saw the dumps
+    assert password not in samples
+    for text in outputs:
+        assert password not in text
+    for path in backup_dir(ctl).glob("*.json"):
+        assert password not in path.read_text()
+
+
+# --------------------------------------------------------------------------- HA
+
+
+def test_ha_first_host_down_uses_the_second(lab_factory: Any) -> None:
+    lab = lab_factory(controllers=3, profile="juju-2.9")
+    lab.host("ctl0").power_off()
+    done = jb(lab, "create", "ha", "--format", "json", hosts=("ctl0", "ctl1", "ctl2"))
+    assert done.returncode == 0, done.stderr
+    meta = json.loads(done.stdout)
+    assert "using root@ctl1" in done.stderr
+    assert meta["HANodes"] == 3
+    assert meta["Machine"] == meta["ControllerMachineID"] == "1"
+    assert catalog_ids(lab.host("ctl1")) == [meta["ID"]]
+
+
+def test_status_shows_the_controller(lab_factory: Any) -> None:
+    lab = lab_factory(controllers=1, profile="juju-2.8")
+    done = jb(lab, "status", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    facts = json.loads(done.stdout)
+    assert (facts["profile"], facts["machine_id"], facts["juju_version"]) == ("juju-2.8", "0", "2.8.10")
+    assert facts["series"] == "bionic" and facts["mongo_version"].startswith("3.2")
+    assert {s["name"]: s["active_state"] for s in facts["services"]} == {
+        "juju-db": "active",
+        "jujud-machine-0": "active",
+    }
+    assert [m["state"] for m in facts["replset"]] == ["PRIMARY"] and facts["replset"][0]["machine_id"] == "0"
+    assert facts["free_bytes"] > 0 and facts["estimate_bytes"] > 0
+    tabular = jb(lab, "status")
+    assert tabular.returncode == 0 and "juju-2.8" in tabular.stdout and "PRIMARY" in tabular.stdout
+
+
+def test_upstart_controller_is_refused(lab_factory: Any) -> None:
+    lab = lab_factory(controllers=1)
+    ctl = lab.host("ctl0")
+    (ctl.root / "etc/init").mkdir(parents=True, exist_ok=True)
+    (ctl.root / "etc/init/juju-db.conf").write_text("# upstart job\n")
+    done = jb(lab, "create")
+    assert done.returncode == 6, done.stderr
+    assert "1.x" in done.stderr and "upstart" in done.stderr
+    assert catalog_ids(ctl) == []
