@@ -57,14 +57,14 @@ import tarfile
 import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, cast
 
 import bson
 from bson.codec_options import CodecOptions, DatetimeConversion
 
-from jujubackup.errors import JujuBackupError, VerifyError
+from jujubackup.errors import JujuBackupError, NotFoundError, VerifyError
 from jujubackup.metadata import (
     BackupMetadata,
     count_controller_machines,
@@ -524,8 +524,6 @@ def verify_archive(
     .bson files are well-formed, manifest entries match. Raise NotFoundError if the file is missing;
     never raise for a bad archive (call `report.raise_for_failures()`).
     """
-    from jujubackup.errors import NotFoundError
-
     p = Path(path)
     if not p.is_file():
         raise NotFoundError(f"archive {p} not found", "give the path of a juju-backup .tar.gz")
@@ -755,8 +753,7 @@ class _VerifyState:
 
 
 def _with_ha_nodes(md: BackupMetadata, ha: int) -> BackupMetadata:
-    from dataclasses import replace
-
+    """Return a copy of `md` with HANodes set."""
     return replace(md, ha_nodes=ha)
 
 

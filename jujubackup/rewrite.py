@@ -111,6 +111,7 @@ class Change:
         return f"{self.collection} {self.doc_id} {self.field}: {_short(self.old)} -> {_short(self.new)}"
 
     def as_dict(self) -> dict[str, Any]:
+        """Return plain data (JSON/YAML-friendly) for --format json/yaml."""
         return {
             "collection": self.collection,
             "id": str(self.doc_id),
@@ -160,10 +161,13 @@ def _short(value: Any) -> str:
 
 
 def _addr_text(entry: Any) -> str:
+    """Return `value` or `value:port` (`[v6]:port`) of an address/hostport subdocument."""
     if not isinstance(entry, dict):
         return str(entry)
-    port = f":{entry['port']}" if "port" in entry else ""
-    return f"{entry.get('value')}{port}"
+    value = str(entry.get("value"))
+    if "port" not in entry:
+        return value
+    return f"[{value}]:{entry['port']}" if ":" in value else f"{value}:{entry['port']}"
 
 
 def _plain(value: Any) -> Any:
