@@ -234,6 +234,26 @@ class _HashingReader:
         )
 
 
+class _SourceGuard:
+    """Wraps a stream and remembers whether reading it failed, so a consumer can tell its own
+    parse errors (a bad member) from errors of the stream underneath (a broken archive)."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.failed = False
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data: bytes = self.raw.read(n)
+        except BaseException:
+            self.failed = True
+            raise
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+
 class _HashingWriter:
     """A write-only stream that hashes (SHA-256, SHA-1) and counts every byte written through it."""
 
@@ -635,7 +655,7 @@ class _VerifyState:
             self.manifest_raw = hashed.read(MAX_SMALL_MEMBER + 1)
         elif rel == ROOT_TAR:
             self._read_root_tar(hashed)
-        elif rel.startswith(DUMP_DIR + "/") and rel.endswith(".bson"):
+        elif rel.startswith(DUMP_DIR + "/") and rel.endswith((".bson", ".bson.gz")):
             self._read_bson(rel, hashed)
         hashed.drain()
         self.hashes[rel] = (hashed.size, hashed.sha256.hexdigest())
@@ -662,17 +682,27 @@ class _VerifyState:
             self.root_error = f"root.tar is not a readable tar ({_err_text(err)})"
 
     def _read_bson(self, rel: str, stream: Any) -> None:
+        """Check one dump file (`.bson`, or `.bson.gz` from `mongodump --gzip`) document by document;
+        record a bad file, or feed the HANodes inputs. Errors of the outer stream propagate."""
         self.report.dump_files.append(rel)
+        base = rel.removesuffix(".gz")
         on_doc: Callable[[dict[str, Any]], None] | None = None
         machines: list[dict[str, Any]] = []
-        if rel == f"{DUMP_DIR}/juju/machines.bson":
+        if base == f"{DUMP_DIR}/juju/machines.bson":
             on_doc = lambda d: machines.append({k: d.get(k) for k in ("jobs", "model-uuid", "env-uuid")})  # noqa: E731
+        source = _SourceGuard(stream)
         try:
-            count = check_bson_stream(stream, on_doc)
-        except ValueError as err:
-            self.bad_bson.append(f"{rel} is not well-formed BSON: {err}")
+            if rel.endswith(".gz"):
+                with gzip.GzipFile(fileobj=source, mode="rb") as gz:  # type: ignore[call-overload]
+                    count = check_bson_stream(gz, on_doc)
+            else:
+                count = check_bson_stream(cast(IO[bytes], source), on_doc)
+        except (ValueError, EOFError, OSError, zlib.error) as err:
+            if source.failed:
+                raise
+            self.bad_bson.append(f"{rel} is not well-formed BSON: {_err_text(err)}")
             return
-        if rel == f"{DUMP_DIR}/juju/controllerNodes.bson":
+        if base == f"{DUMP_DIR}/juju/controllerNodes.bson":
             self.controller_nodes = count
         if machines:
             self.machine_counts = count_controller_machines(machines)

@@ -531,3 +531,19 @@ def test_dates_outside_pythons_range_are_well_formed_bson(tmp_path: Path) -> Non
     spec.dump["juju/models.bson"] = bson_file({"_id": "m", "d": DatetimeMS(-70_000_000_000_000)})
     report = archive.verify_archive(spec.write(tmp_path / "a.tar.gz"))
     assert report.ok, failed_messages(report)
+
+
+def test_gzipped_dump_files_are_checked_too(tmp_path: Path) -> None:
+    import gzip
+
+    spec = ArchiveSpec()
+    spec.dump["juju/models.bson.gz"] = gzip.compress(bson_file({"_id": "a"}, {"_id": "b"}))
+    good = archive.verify_archive(spec.write(tmp_path / "good.tar.gz"))
+    assert good.ok, failed_messages(good)
+    assert "dump/juju/models.bson.gz" in good.dump_files
+    spec.dump["juju/models.bson.gz"] = b"not gzip at all"
+    msg = only_failure(archive.verify_archive(spec.write(tmp_path / "bad-gzip.tar.gz")))
+    assert msg.startswith("dump/juju/models.bson.gz is not well-formed BSON: Not a gzipped file")
+    spec.dump["juju/models.bson.gz"] = gzip.compress(b"\x03\x00\x00\x00")
+    msg = only_failure(archive.verify_archive(spec.write(tmp_path / "bad-bson.tar.gz")))
+    assert msg == "dump/juju/models.bson.gz is not well-formed BSON: bad document length 3 at byte 0"
