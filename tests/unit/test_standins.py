@@ -311,6 +311,30 @@ def test_password_is_read_from_stdin_not_argv(env: Env, server: tuple[int, Path]
     assert env.password not in r.stderr + r.stdout
 
 
+def test_tools_config_file_password_only_on_4_4(env: Env, server: tuple[int, Path], tmp_path: Path) -> None:
+    port, _ = server
+    cfg = tmp_path / "tools.yaml"
+    cfg.write_text(f'password: "{env.password}"\n')
+    cfg.chmod(0o600)
+    r = env.run(
+        "mongodump", [*env.conn(port), "--config", str(cfg), "--db", "juju", "--out", str(tmp_path / "d")]
+    )
+    if SERIES[env.profile] == "3.2":
+        assert r.returncode == 3 and 'unknown option "config"' in r.stderr
+    else:
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / "d/juju/machines.bson").exists()
+
+
+def test_mongod_fails_when_its_logpath_cannot_be_opened(env: Env, mongods: Mongods, tmp_path: Path) -> None:
+    (tmp_path / "db").mkdir()
+    proc = mongods.start(
+        tmp_path / "db", _free_port(), extra=["--logpath", str(tmp_path / "nope/mongodb.log")], wait=False
+    )
+    assert proc.wait(20) == 1
+    assert b"Failed to open" in (proc.stdout.read() if proc.stdout else b"")
+
+
 def test_plain_connection_to_tls_server_fails(env: Env, server: tuple[int, Path], tmp_path: Path) -> None:
     port, _ = server
     args = [

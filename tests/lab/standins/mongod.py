@@ -1062,7 +1062,12 @@ def main(argv: list[str], series: str) -> int:
     if opts.get("version"):
         print(f"db version v{VERSIONS[series]}")
         return 0
-    log = Log(series, opts.get("logpath"))
+    try:
+        log = Log(series, opts.get("logpath"))
+    except OSError:
+        msg = f"Error during global initialization: FileNotOpen: Failed to open {opts.get('logpath')}"
+        print(msg, file=sys.stderr)
+        return 1
     try:
         return serve(opts, series, log)
     except StartupError as exc:
