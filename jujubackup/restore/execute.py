@@ -183,7 +183,17 @@ def run_step(
                 hint="see /var/log/juju/machine-*.log on the target; the services are running; "
                 "`--rollback` returns a host that had state to its snapshot",
             ) from err
-        raise
+        raise RemoteStepError(
+            err.script,
+            err.returncode,
+            err.stderr_tail,
+            host=host.name,
+            message=f"restore step {step} on {host.name} failed (exit {err.returncode}): "
+            f"{_cause(err.stderr_tail)}",
+            hint="the services the restore stopped run again; fix the cause, then "
+            f"`jujubackup restore --resume --target {host.name}`, or `--rollback` to the snapshot "
+            "if the host had state",
+        ) from err
     doc = result.json()
     return doc if isinstance(doc, dict) else {}
 
@@ -329,6 +339,13 @@ def unit_files(profile: Profile, params: Params) -> list[dict[str, Any]]:
             }
         )
     return files
+
+
+def _cause(stderr: str) -> str:
+    """Return the last stderr line that says why a step failed (not the restart notices)."""
+    noise = ("restarting the services the restore stopped", "could not start")
+    lines = [ln for ln in stderr.strip().splitlines() if ln.strip() and not any(n in ln for n in noise)]
+    return lines[-1] if lines else "no detail"
 
 
 def _last_line(text: str) -> str:
