@@ -386,19 +386,35 @@ def member_problem(
     kind = _kind(member)
     if kind in ("device", "fifo", "other"):
         return f"is a {kind} ({'char/block special file' if kind == 'device' else 'special file'})"
-    links = set(symlinks)
+    links = symlinks if isinstance(symlinks, (set, frozenset)) else set(symlinks)
+    via = _through_symlink(name, links)
+    if via:
+        return f"would be written through the symlink {via!r}"
+    if kind == "symlink":
+        return link_target_problem(name, member.linkname, absolute_ok=absolute_links_ok, symlinks=links)
+    if kind == "hardlink":
+        return _hardlink_problem(normalize_name(member.linkname), links)
+    return None
+
+
+def _through_symlink(name: str, links: set[str] | frozenset[str]) -> str | None:
+    """Return the archive symlink that is a proper prefix of `name`, or None."""
     parts = name.split("/")
     for i in range(1, len(parts)):
         prefix = "/".join(parts[:i])
         if prefix in links:
-            return f"would be written through the symlink {prefix!r}"
-    if kind == "symlink":
-        return link_target_problem(name, member.linkname, absolute_ok=absolute_links_ok, symlinks=links)
-    if kind == "hardlink":
-        target = normalize_name(member.linkname)
-        target_problem = path_problem(target)
-        if target_problem:
-            return f"is a hard link whose target {target_problem}"
+            return prefix
+    return None
+
+
+def _hardlink_problem(target: str, links: set[str] | frozenset[str]) -> str | None:
+    """Return why a hard link to archive path `target` is unsafe (bad path, or the target is or goes
+    through an archive symlink, which os.link would follow), or None."""
+    problem = path_problem(target)
+    if problem:
+        return f"is a hard link whose target {problem}"
+    if target in links or _through_symlink(target, links):
+        return f"is a hard link to {target!r}, which is or goes through a symlink"
     return None
 
 
@@ -408,16 +424,16 @@ class _MemberGuard:
     def __init__(self, *, absolute_links_ok: bool) -> None:
         self.absolute_links_ok = absolute_links_ok
         self.symlinks: set[str] = set()
-        self.seen: set[str] = set()
+        self.seen: dict[str, bool] = {}
         self.symlink_members: list[tarfile.TarInfo] = []
 
     def problem(self, member: tarfile.TarInfo) -> str | None:
         """Return why `member` is unsafe given the members before it, or None; record it."""
         name = normalize_name(member.name)
         problem = member_problem(member, absolute_links_ok=self.absolute_links_ok, symlinks=self.symlinks)
-        if problem is None and name in self.seen and not member.isdir():
+        if problem is None and name in self.seen and not (member.isdir() and self.seen[name]):
             problem = "appears twice in the archive"
-        self.seen.add(name)
+        self.seen[name] = member.isdir()
         if member.issym():
             self.symlinks.add(name)
             self.symlink_members.append(member)

@@ -547,3 +547,30 @@ def test_gzipped_dump_files_are_checked_too(tmp_path: Path) -> None:
     spec.dump["juju/models.bson.gz"] = gzip.compress(b"\x03\x00\x00\x00")
     msg = only_failure(archive.verify_archive(spec.write(tmp_path / "bad-bson.tar.gz")))
     assert msg == "dump/juju/models.bson.gz is not well-formed BSON: bad document length 3 at byte 0"
+
+
+def test_hardlink_to_a_symlink_or_through_one_fails(tmp_path: Path) -> None:
+    spec = ArchiveSpec()
+    spec.root.append((special_info("var/lib/juju/h1", tarfile.LNKTYPE, "var/lib/juju/tools/machine-0"), None))
+    spec.root.append(
+        (special_info("var/lib/juju/h2", tarfile.LNKTYPE, "var/lib/juju/tools/machine-0/jujud"), None)
+    )
+    msgs = failed_messages(archive.verify_archive(spec.write(tmp_path / "a.tar.gz")))
+    assert msgs == [
+        "root.tar member 'var/lib/juju/h1' is a hard link to 'var/lib/juju/tools/machine-0', "
+        "which is or goes through a symlink",
+        "root.tar member 'var/lib/juju/h2' is a hard link to 'var/lib/juju/tools/machine-0/jujud', "
+        "which is or goes through a symlink",
+    ]
+
+
+def test_directory_over_a_symlink_fails(tmp_path: Path) -> None:
+    spec = ArchiveSpec()
+    spec.root.append((dir_info("var/lib/juju/tools/machine-0"), None))
+    assert "appears twice" in only_failure(archive.verify_archive(spec.write(tmp_path / "a.tar.gz")))
+
+
+def test_repeated_directory_entries_are_fine(tmp_path: Path) -> None:
+    spec = ArchiveSpec()
+    spec.root.append((dir_info("var/lib/juju/agents/machine-0"), None))
+    assert archive.verify_archive(spec.write(tmp_path / "a.tar.gz")).ok
