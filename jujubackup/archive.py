@@ -1170,7 +1170,12 @@ def safe_extract(
         if not member.isdir() and target.is_symlink():
             target.unlink()
         if member.islnk():
-            _check_on_disk(root, root / normalize_name(member.linkname), member)
+            source = root / normalize_name(member.linkname)
+            _check_on_disk(root, source, member)
+            if source.is_symlink():
+                raise VerifyError(
+                    f"refusing to extract: hard link {member.name!r} points at a symlink on disk"
+                )
         tar.extract(member, path=root, numeric_owner=numeric_owner, filter="fully_trusted")
         done.append(normalize_name(member.name))
     return done

@@ -574,3 +574,21 @@ def test_repeated_directory_entries_are_fine(tmp_path: Path) -> None:
     spec = ArchiveSpec()
     spec.root.append((dir_info("var/lib/juju/agents/machine-0"), None))
     assert archive.verify_archive(spec.write(tmp_path / "a.tar.gz")).ok
+
+
+def test_safe_extract_refuses_a_hard_link_to_an_existing_symlink(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("s")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "l").symlink_to(secret)
+    with pytest.raises(VerifyError, match="points at a symlink on disk"):
+        archive.safe_extract(unsafe_tar(special_info("h", tarfile.LNKTYPE, "l")), dest)
+    assert not (dest / "h").exists()
+
+
+def test_safe_extract_keeps_hard_links_inside(tmp_path: Path) -> None:
+    tar = unsafe_tar((file_info("a", b"data"), b"data"), special_info("b", tarfile.LNKTYPE, "a"))
+    assert archive.safe_extract(tar, tmp_path) == ["a", "b"]
+    assert (tmp_path / "b").read_bytes() == b"data"
+    assert (tmp_path / "a").stat().st_ino == (tmp_path / "b").stat().st_ino
