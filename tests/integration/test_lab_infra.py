@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import LabFactory
 from tests.lab import lab as labmod
+from tests.lab import provision
 from tests.lab.lab import Lab
 
 pytestmark = pytest.mark.lab
@@ -196,6 +197,24 @@ def test_leftovers_of_killed_labs_are_cleared_by_the_next_up() -> None:
         assert nothing_left(lab_b, pids) == {}
     finally:
         assert lab_cli("down", "--name", name).returncode == 0
+
+
+def test_a_lab_that_fails_to_build_removes_what_it_made(lab_session: None,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    roots: list[Path] = []
+    existed: list[set[str]] = []
+
+    def broken_provision(root: Path, host: object, cluster: object) -> None:
+        roots.append(root)
+        existed.append(set(nothing_left(root.relative_to(labmod.DATA_ROOT).parts[0], [])))
+        raise RuntimeError("provisioning exploded")
+
+    monkeypatch.setattr(provision, "provision_host", broken_provision)
+    with pytest.raises(RuntimeError, match="provisioning exploded"):
+        Lab.create(controllers=1, spares=1)
+    lab_id = roots[0].relative_to(labmod.DATA_ROOT).parts[0]
+    assert existed[0] >= {"state_dir", "netns", "veth", "mounts"}
+    assert nothing_left(lab_id, []) == {}
 
 
 def test_lab_commands_refuse_to_run_without_root() -> None:

@@ -65,9 +65,15 @@ def main(argv: list[str] | None = None) -> int:
             labmod.log(f"lab {lab.id} ({args.name}) ready in {time.monotonic() - t0:.1f} s ({phases})")
             print(json.dumps(lab.describe(), indent=2))
         elif args.cmd == "down":
+            target = labmod.Lab.find_cli(args.name) if not args.lab_id else None
             cleared = labmod.sweep_leftovers(cli_name=None if args.lab_id else args.name)
             if args.lab_id and args.lab_id not in cleared:
                 labmod.Lab.load(args.lab_id).teardown()
+                cleared.append(args.lab_id)
+            if target is None and not args.lab_id:
+                labmod.log(f"no CLI lab named {args.name!r} was running")
+            for lab_id in cleared:
+                labmod.log(f"removed lab {lab_id}")
         elif args.cmd == "status":
             print(json.dumps(labmod.lab_status(), indent=2))
     except (labmod.LabError, RuntimeError) as err:

@@ -498,7 +498,10 @@ class Lab:
             lab._boot()
             lab.timings["boot"] = time.monotonic() - t0
         except BaseException:
-            lab.teardown()
+            try:
+                lab.teardown()
+            except LabError as err:
+                log(f"while cleaning up a failed lab: {err}")
             raise
         return lab
 
@@ -546,9 +549,11 @@ class Lab:
             base = Path(st.base)
             for sub in ("upper", "work", "merged"):
                 (base / sub).mkdir(parents=True, exist_ok=True)
-            subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
-                            f"lowerdir={self._st.rootfs},upperdir={base}/upper,workdir={base}/work",
-                            str(st.merged)], check=True, capture_output=True)
+            res = subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                                  f"lowerdir={self._st.rootfs},upperdir={base}/upper,workdir={base}/work",
+                                  str(st.merged)], capture_output=True, text=True, check=False)
+            if res.returncode != 0:
+                raise LabError(f"{h.name}: overlay mount failed: {res.stderr.strip()}")
             net.create_host_net(st.netns, st.veth, st.ip)
             root = h.root
             _write(root / "etc/hostname", f"{h.name}\n", 0o644)
