@@ -31,7 +31,16 @@ field values; for `$set`/`$unset`/... updates a key on a rewritten field (or ins
 (our value stays), a key holding a parent of a rewritten field gets the value set inside it; an
 update left with no modifier is dropped. A `$v: 2` diff-format update (mongo 5+, not used by any
 juju-db) touching a rewritten document is dropped. Ops on other documents pass byte for byte.
-Documents that exist only in the oplog (inserted during the dump) are not rewritten.
+Documents that exist only in the oplog (inserted during the dump) are not rewritten. `applyOps`
+command entries (mongo multi-document transactions, which Juju does not use) pass unchanged.
+
+dump/juju/txns.bson (mgo/txn transactions; Juju's txn resumer completes PENDING ones on start, and
+such a transaction could re-apply an old address): in pending transactions (preparing, prepared,
+applying) the ops on rewritten documents lose their update keys on rewritten fields (an update left
+empty stays `{}` so the transaction still completes), inserts get the rewritten values. Applied and
+aborted transactions are copied as they are; only documents naming a rewritten `_id` are decoded.
+
+mongodump `--gzip` dumps (`*.bson.gz`) are not re-addressed (neither Juju nor jujubackup makes them).
 
 Public API:
     ReaddressTarget(machine_id, new_address, new_instance_id, controller_model_uuid)
@@ -42,6 +51,7 @@ Public API:
     rewrite_collection_stream(src, dst, path, target) -> list[Change]
     rewrite_collection(data, path, target) -> (bytes, list[Change])
     rewrite_oplog_stream(src, dst, changes) -> list[Change]
+    rewrite_txns_stream(src, dst, changes) -> list[Change]
     readdress_dump(files, target) -> DumpRewrite(files, changes)   all collection files at once
     readdress_archive(src, dst, target, *, tmp_dir, compresslevel, overlay) -> ArchiveReaddress
         one streaming pass over the archive: a re-addressed copy, or (overlay=True) a small
@@ -56,6 +66,7 @@ import io
 import ipaddress
 import os
 import re
+import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -583,12 +594,18 @@ def _rewrite_op(
     if body.get("$v") == 2 or "diff" in body:
         out.append(Change("oplog", where, f"op #{n} diff-format update", "kept", "dropped"))
         return False
-    return _rewrite_modifiers(body, paths, where, n, out)
+    if _rewrite_modifiers(body, paths, where, f"op #{n}", out):
+        return True
+    out.append(Change("oplog", where, f"op #{n} update", "nothing left to apply", "dropped"))
+    return False
 
 
-def _rewrite_modifiers(body: Doc, paths: Mapping[str, Any], where: str, n: int, out: list[Change]) -> bool:
+def _rewrite_modifiers(
+    body: Doc, paths: Mapping[str, Any], where: str, label: str, out: list[Change], coll: str = "oplog"
+) -> bool:
     """Edit a `$set`-style update body in place: drop keys on (or inside) rewritten fields, set the
-    rewritten values inside keys holding their parents. Return False if no modifier is left."""
+    rewritten values inside keys holding their parents; record Changes (`coll`, `where`, "<label>
+    <modifier> <key>"). Return False if no modifier is left."""
     for modifier in [k for k in body if k.startswith("$") and k != "$v"]:
         spec = body[modifier]
         if not isinstance(spec, dict):
@@ -597,25 +614,76 @@ def _rewrite_modifiers(body: Doc, paths: Mapping[str, Any], where: str, n: int, 
             for path, value in paths.items():
                 if key == path or key.startswith(path + "."):
                     old = spec.pop(key)
-                    out.append(Change("oplog", where, f"op #{n} {modifier} {key}", _plain(old), "dropped"))
+                    out.append(Change(coll, where, f"{label} {modifier} {key}", _plain(old), "dropped"))
                     break
                 if path.startswith(key + ".") and isinstance(spec[key], dict):
-                    _set_path(spec[key], path[len(key) + 1 :], value)
+                    inner = path[len(key) + 1 :]
+                    _set_path(spec[key], inner, value)
                     out.append(
-                        Change(
-                            "oplog",
-                            where,
-                            f"op #{n} {modifier} {key}.{path[len(key) + 1 :]}",
-                            "replayed value",
-                            _plain(value),
-                        )
+                        Change(coll, where, f"{label} {modifier} {key}.{inner}", "replayed", _plain(value))
                     )
         if not spec:
             del body[modifier]
-    if any(k.startswith("$") and k != "$v" for k in body):
-        return True
-    out.append(Change("oplog", where, f"op #{n} update", "nothing left to apply", "dropped"))
-    return False
+    return any(k.startswith("$") and k != "$v" for k in body)
+
+
+TXNS = "juju/txns.bson"
+PENDING_TXN_STATES = (1, 2, 4)
+"""mgo/txn states whose ops a resumer may still apply: preparing, prepared, applying."""
+
+
+def rewrite_txns_stream(src: IO[bytes], dst: IO[bytes], changes: Iterable[Change]) -> list[Change]:
+    """Given dump/juju/txns.bson (mgo/txn transactions) and the changes made to the collection files,
+    copy it so that a PENDING transaction (state preparing/prepared/applying, which Juju's txn
+    resumer completes on start) cannot undo them: in its ops on a rewritten document, update keys on
+    rewritten fields are removed (an update left empty stays as `{}`, so the transaction still
+    completes) and inserts get the rewritten values. Applied/aborted transactions are never re-run
+    and are copied as they are. Only documents whose raw bytes name a rewritten `_id` are decoded.
+    Return the changes (collection "juju.txns", doc_id the txn id, field "op #<i> ...")."""
+    targets = {(ns.split(".", 1)[1], key): paths for (ns, key), paths in _targets(changes).items()}
+    needles = [_txn_needle(key) for _, key in targets]
+    out: list[Change] = []
+    for raw in _documents(src, TXNS):
+        if not any(n is None or n in raw for n in needles):
+            dst.write(raw)
+            continue
+        txn = bson.decode(raw, archive.BSON_CODEC)
+        before = len(out)
+        if txn.get("s") in PENDING_TXN_STATES:
+            _rewrite_txn_ops(txn, targets, out)
+        dst.write(bson.encode(txn) if len(out) > before else raw)
+    return out
+
+
+def _txn_needle(id_key: bytes) -> bytes | None:
+    """Return the raw BSON element `d: <id>` an mgo/txn op carries for a string _id (a cheap filter),
+    or None for other _id types (those documents are always decoded)."""
+    doc_id = bson.decode(id_key)["_id"]
+    if not isinstance(doc_id, str):
+        return None
+    value = doc_id.encode("utf-8")
+    return b"\x02d\x00" + struct.pack("<i", len(value) + 1) + value + b"\x00"
+
+
+def _rewrite_txn_ops(
+    txn: Doc, targets: Mapping[tuple[str, bytes], dict[str, Any]], out: list[Change]
+) -> None:
+    """Edit the ops of one pending transaction in place; record changes."""
+    for i, op in enumerate(txn.get("o") or []):
+        if not isinstance(op, dict):
+            continue
+        paths = targets.get((str(op.get("c")), _id_key(op.get("d"))))
+        if not paths:
+            continue
+        where, label = str(txn.get("_id")), f"op #{i} {op.get('c')} {op.get('d')}"
+        if isinstance(op.get("u"), dict) and not _rewrite_modifiers(
+            op["u"], paths, where, label, out, "juju.txns"
+        ):
+            op["u"] = {}
+        if isinstance(op.get("i"), dict):
+            for path, value in paths.items():
+                _set_path(op["i"], path, value)
+            out.append(Change("juju.txns", where, f"{label} insert", "old values", "rewritten values"))
 
 
 def _set_path(doc: Doc, path: str, value: Any) -> None:
@@ -660,6 +728,7 @@ def readdress_archive(
     found: dict[str, list[Change]] = {}
     confs: list[AgentConfRewrite] = []
     oplog_changes: list[Change] = []
+    txn_changes: list[Change] = []
 
     def collection(path: str) -> archive.Transform:
         return lambda s, d: found.setdefault(path, []).extend(rewrite_collection_stream(s, d, path, target))
@@ -672,12 +741,16 @@ def readdress_archive(
         dump_changes = [c for p in DUMP_COLLECTIONS for c in found.get(p, [])]
         oplog_changes.extend(rewrite_oplog_stream(s, d, dump_changes))
 
+    def txns(s: IO[bytes], d: IO[bytes]) -> None:
+        dump_changes = [c for p in DUMP_COLLECTIONS for c in found.get(p, [])]
+        txn_changes.extend(rewrite_txns_stream(s, d, dump_changes))
+
     result = archive.rewrite_archive(
         src,
         dst,
         transforms={f"{archive.DUMP_DIR}/{p}": collection(p) for p in DUMP_COLLECTIONS},
         root_transforms={conf_name: agent_conf},
-        late_transforms={f"{archive.DUMP_DIR}/{OPLOG}": oplog},
+        late_transforms={f"{archive.DUMP_DIR}/{OPLOG}": oplog, f"{archive.DUMP_DIR}/{TXNS}": txns},
         compresslevel=compresslevel,
         tmp_dir=tmp_dir,
         only_replaced=overlay,
@@ -688,5 +761,8 @@ def readdress_archive(
     dump_changes = [c for p in DUMP_COLLECTIONS for c in found.get(p, [])]
     missing = tuple(p for p in DUMP_COLLECTIONS if p not in found)
     return ArchiveReaddress(
-        result.digest, (*confs[0].changes, *dump_changes, *oplog_changes), confs[0].diff, missing
+        result.digest,
+        (*confs[0].changes, *dump_changes, *txn_changes, *oplog_changes),
+        confs[0].diff,
+        missing,
     )

@@ -527,8 +527,12 @@ def test_overlay_over_the_original_equals_the_full_readdressed_copy(tmp_path: Pa
         op("u", "juju.models", {"$set": {"life": 1}}, {"_id": MODEL_UUID}),
     )
     spec.dump["logs/logs.1.bson"] = bson_file({"_id": 1, "x": "log"})
+    spec.dump["juju/txns.bson"] = bson_file(
+        txn(2, {"c": "machines", "d": M0["_id"], "u": {"$set": {"addresses": []}}})
+    )
     src = spec.write(tmp_path / "src.tar.gz")
     full = rewrite.readdress_archive(src, tmp_path / "full.tar.gz", TARGET)
+    assert [c.collection for c in full.changes].count("juju.txns") == 1
     over = rewrite.readdress_archive(src, tmp_path / "overlay.tar.gz", TARGET, overlay=True)
     assert [c.describe() for c in over.changes] == [c.describe() for c in full.changes]
     with tarfile.open(tmp_path / "overlay.tar.gz") as tar:
@@ -536,6 +540,7 @@ def test_overlay_over_the_original_equals_the_full_readdressed_copy(tmp_path: Pa
             "juju-backup/root-overlay.tar",
             "juju-backup/dump/juju/machines.bson",
             "juju-backup/dump/oplog.bson",
+            "juju-backup/dump/juju/txns.bson",
         ]
     via_overlay = unpack_all(src, tmp_path / "a", overlay=tmp_path / "overlay.tar.gz")
     via_full = unpack_all(tmp_path / "full.tar.gz", tmp_path / "b")
@@ -572,3 +577,53 @@ def test_rewritten_documents_keep_every_bson_type() -> None:
     fields = {c.field for c in changes}
     decoded = bson.decode(new, archive.BSON_CODEC)
     assert without(decoded, fields) == without(doc, fields)
+
+
+# --- mgo/txn transactions ----------------------------------------------------------------------
+
+
+def txn(state: int, *ops: dict[str, Any], tid: str = "5e5e4efdf96d3f00f1a5a8a0") -> dict[str, Any]:
+    from bson.objectid import ObjectId
+
+    return {"_id": ObjectId(tid), "s": state, "o": list(ops), "n": "abcd1234"}
+
+
+def run_txns(docs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[rewrite.Change], bytes]:
+    out = io.BytesIO()
+    changes = rewrite.rewrite_txns_stream(io.BytesIO(bson_file(*docs)), out, dump_changes())
+    return bson.decode_all(out.getvalue()), changes, out.getvalue()
+
+
+def test_pending_transactions_cannot_reapply_old_values() -> None:
+    m0, m1 = M0["_id"], M1["_id"]
+    pending = txn(
+        2,
+        {"c": "machines", "d": m0, "a": {"life": 0}, "u": {"$set": {"addresses": [], "nonce": "x"}}},
+        {"c": "machines", "d": m1, "u": {"$set": {"jobs": [1, 2]}}},
+        {"c": "models", "d": MODEL_UUID, "u": {"$set": {"life": 1}}},
+    )
+    got, changes, _ = run_txns([pending])
+    ops = got[0]["o"]
+    assert ops[0]["u"] == {"$set": {"nonce": "x"}} and ops[0]["a"] == {"life": 0}
+    assert ops[1]["u"] == {}  # the transaction still completes, without re-promoting machine 1
+    assert ops[2] == pending["o"][2]
+    assert [c.field for c in changes] == [
+        f"op #0 machines {m0} $set addresses",
+        f"op #1 machines {m1} $set jobs",
+    ]
+    assert {c.collection for c in changes} == {"juju.txns"}
+
+
+def test_applied_and_unrelated_transactions_are_copied_byte_for_byte() -> None:
+    applied = txn(6, {"c": "machines", "d": M0["_id"], "u": {"$set": {"addresses": []}}})
+    other = txn(2, {"c": "machines", "d": f"{MODEL_UUID}:9", "u": {"$set": {"addresses": []}}})
+    _got, changes, raw = run_txns([applied, other])
+    assert changes == [] and raw == bson_file(applied, other)
+
+
+def test_pending_insert_gets_the_rewritten_values() -> None:
+    settings_id = f"{MODEL_UUID}:e"
+    ins = txn(1, {"c": "settings", "d": settings_id, "i": {"settings": {"provisioner-safe-mode": False}}})
+    got, changes, _ = run_txns([ins])
+    assert got[0]["o"][0]["i"] == {"settings": {"provisioner-safe-mode": True}}
+    assert changes[0].field == f"op #0 settings {settings_id} insert"
