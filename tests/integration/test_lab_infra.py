@@ -217,6 +217,36 @@ def test_a_lab_that_fails_to_build_removes_what_it_made(lab_session: None,
     assert nothing_left(lab_id, []) == {}
 
 
+def test_an_interrupted_pytest_session_tears_its_labs_down(tmp_path: Path) -> None:
+    marker = tmp_path / "lab.json"
+    (tmp_path / "test_sleeper.py").write_text(textwrap.dedent(f"""
+        import json, pathlib, time
+
+        def test_sleeps_with_a_lab(lab_factory):
+            lab = lab_factory(controllers=0, spares=1)
+            pids = [h.nspawn_pid for h in lab.hosts]
+            pathlib.Path({str(marker)!r}).write_text(json.dumps({{"lab_id": lab.id, "pids": pids}}))
+            time.sleep(600)
+    """))
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest",
+            "--rootdir", str(tmp_path), str(tmp_path / "test_sleeper.py")]
+    session = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists() and session.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert marker.exists(), session.communicate(timeout=30)[0] if session.poll() is not None else "no lab"
+        doc = json.loads(marker.read_text())
+        assert nothing_left(doc["lab_id"], doc["pids"]).keys() >= {"state_dir", "netns", "pids"}
+        session.send_signal(signal.SIGTERM)
+        session.communicate(timeout=60)
+    finally:
+        if session.poll() is None:
+            session.kill()
+            session.wait()
+    assert nothing_left(doc["lab_id"], doc["pids"]) == {}
+
+
 def test_lab_commands_refuse_to_run_without_root() -> None:
     res = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                           sys.executable, "-m", "tests.lab", "status"], cwd=REPO, capture_output=True,

@@ -301,6 +301,11 @@ class LabHost:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=check,
                               input=input, stdin=None if input is not None else subprocess.DEVNULL)
 
+    @property
+    def nspawn_pid(self) -> int | None:
+        """Pid of this host's systemd-nspawn while it runs (None when powered off)."""
+        return self._st.nspawn_pid
+
     def is_running(self) -> bool:
         """Return True if this host's container (nspawn) is running."""
         if self._popen is not None:
