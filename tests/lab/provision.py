@@ -134,6 +134,8 @@ class Cluster:
     system_identity: str = ""
     system_identity_pub: str = ""
     client_pub: str = ""
+    log_rnd: bytes = b"\0" * 5  # ObjectId bytes 4..8 of the generated log documents
+    log_base: int = 0  # epoch seconds of the first generated log document
     seed_dir: str | None = None  # built lazily: the seeded dbpath every controller copies
 
     @property
@@ -273,6 +275,8 @@ def new_cluster(profile: str, controllers: list[HostSpec], db_size: int = 0) -> 
         cluster.controller_uuid, [c.ip for c in controllers]
     )
     cluster.shared_secret = base64.b64encode(os.urandom(768)).decode()
+    cluster.log_rnd = os.urandom(5)
+    cluster.log_base = int(datetime.datetime.now().timestamp()) - 86400
     cluster.system_identity, cluster.system_identity_pub = _ssh_identity("juju-system-key")
     _client_private, cluster.client_pub = _ssh_identity("juju-client-key")
     first = cluster.controllers[0].machine_id if cluster.controllers else "0"
@@ -871,8 +875,13 @@ LOG_MESSAGES = [
 ]
 
 
-def write_logs(store: storage.Storage, model_uuids: list[str], version: str, total: int) -> None:
-    """Fill the `logs` database with about `total` bytes of log documents, writing BSON directly (fast)."""
+def write_logs(
+    store: storage.Storage, model_uuids: list[str], version: str, total: int, rnd: bytes, base: int
+) -> None:
+    """Fill the `logs` database with about `total` bytes of log documents, writing BSON directly (fast).
+
+    The documents depend only on the arguments (rnd: 5 bytes of every ObjectId, base: epoch seconds),
+    so HA members generate identical data."""
     for mu in model_uuids:
         store.create("logs", f"logs.{mu}")
     if total <= 0:
@@ -891,49 +900,57 @@ def write_logs(store: storage.Storage, model_uuids: list[str], version: str, tot
         }
         raw = common.encode(doc)
         # _id value starts after: int32 len + type byte + "_id\0"
-        templates.append((raw, 4 + 1 + 4, raw.index(b"\x12t\x00") + 3))
-    base = int(datetime.datetime.now().timestamp()) - 86400
-    rnd = os.urandom(5)
+        id_off, t_off = 4 + 1 + 4, raw.index(b"\x12t\x00") + 3
+        templates.append((raw[:id_off], raw[id_off + 12 : t_off], raw[t_off + 8 :]))
+    pack_i, pack_q = struct.Struct(">I").pack, struct.Struct("<q").pack
     per_model = total // len(model_uuids)
     counter = 0
     for mu in model_uuids:
         written = 0
         with open(store.file("logs", f"logs.{mu}"), "ab") as f:
             buf = bytearray()
-            while written < per_model:
-                raw, id_off, t_off = templates[counter % len(templates)]
-                doc = bytearray(raw)
-                doc[id_off : id_off + 12] = (
-                    struct.pack(">I", base + counter // 1000) + rnd + (counter & 0xFFFFFF).to_bytes(3, "big")
-                )
-                struct.pack_into("<q", doc, t_off, (base * 1_000_000_000) + counter * 1_000_000)
-                buf += doc
-                written += len(doc)
+            start = len(buf)
+            while written + len(buf) - start < per_model:
+                prefix, mid, suffix = templates[counter % 5]
+                buf += prefix
+                buf += pack_i(base + counter // 1000)
+                buf += rnd
+                buf += (counter & 0xFFFFFF).to_bytes(3, "big")
+                buf += mid
+                buf += pack_q(base * 1_000_000_000 + counter * 1_000_000)
+                buf += suffix
                 counter += 1
                 if len(buf) >= 8 << 20:
                     f.write(buf)
-                    buf = bytearray()
+                    written += len(buf) - start
+                    buf, start = bytearray(), 0
             f.write(buf)
+            buf = bytearray()
 
 
-def build_seed(cluster: Cluster, dest: Path) -> None:
+def build_seed(cluster: Cluster, dest: Path, with_logs: bool = True) -> None:
     """Write the seeded data directory (stand-in storage format) of the cluster's controllers into dest."""
     dest.mkdir(parents=True, exist_ok=True)
     store = storage.Storage(str(dest))
     for db, colls in seed_documents(cluster).items():
         for coll, docs in colls.items():
             store.write(db, coll, docs)
-    write_logs(
-        store, [cluster.model_uuid, cluster.default_model_uuid], cluster.spec.juju_version, cluster.db_size
-    )
+    if with_logs:
+        _fill_logs(cluster, dest)
     with open(dest / "storage.bson", "wb") as f:
         f.write(common.encode({"storage": {"engine": "wiredTiger"}, "version": cluster.spec.mongo_version}))
+
+
+def _fill_logs(cluster: Cluster, dbpath: Path) -> None:
+    models = [cluster.model_uuid, cluster.default_model_uuid]
+    store = storage.Storage(str(dbpath))
+    write_logs(store, models, cluster.spec.juju_version, cluster.db_size, cluster.log_rnd, cluster.log_base)
 
 
 def _seed_dir(cluster: Cluster) -> Path:
     if cluster.seed_dir is None or not Path(cluster.seed_dir).exists():
         tmp = tempfile.mkdtemp(prefix="jujubackup-lab-seed-")
-        build_seed(cluster, Path(tmp) / "db")
+        build_seed(cluster, Path(tmp) / "db", with_logs=False)
         cluster.seed_dir = str(Path(tmp) / "db")
         weakref.finalize(cluster, shutil.rmtree, tmp, True)
     return Path(cluster.seed_dir)
@@ -1023,6 +1040,7 @@ def _provision_controller(root: Path, host: HostSpec, cluster: Cluster) -> None:
     if dbpath.exists():
         shutil.rmtree(dbpath)
     shutil.copytree(_seed_dir(cluster), dbpath)
+    _fill_logs(cluster, dbpath)  # generated in place (identical on every member): faster than copying
     dbpath.chmod(0o700)
     # units
     _write(root, f"/etc/systemd/system/{spec.db_service}.service", db_unit(spec), 0o644)
