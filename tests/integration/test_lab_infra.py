@@ -115,6 +115,15 @@ def test_host_files_are_shared_with_the_test_process_only(trio: Lab) -> None:
     assert b.ssh("cat /root/from-test").stdout == "hello\n"
 
 
+def test_shared_lab_is_one_juju_29_controller_and_one_spare(shared_lab: Lab) -> None:
+    ctl, spare = shared_lab.host("ctl0"), shared_lab.host("spare0")
+    assert [(h.name, h.role, h.machine_id, h.profile) for h in shared_lab.hosts] == [
+        ("ctl0", "controller", "0", "juju-2.9"), ("spare0", "spare", None, "juju-2.9")]
+    assert (ctl.root / "var/lib/juju/agents/machine-0/agent.conf").is_file()
+    assert not (spare.root / "var/lib/juju/agents").exists()
+    assert ssh(shared_lab, "spare0", "hostname").stdout.strip() == "spare0"
+
+
 def test_power_off_keeps_the_disk_and_power_on_boots_it_again(lab_factory: LabFactory) -> None:
     lab = lab_factory(controllers=0, spares=1)
     host = lab.host("spare0")
