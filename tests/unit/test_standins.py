@@ -466,6 +466,55 @@ def test_oplog_replay_applies_inserts_updates_deletes(
     assert things == {1: "A", 3: "c"}
 
 
+def test_dump_oplog_captures_writes_made_during_the_dump(env: Env, mongods: Mongods, tmp_path: Path) -> None:
+    port = _free_port()
+    env.cluster.db_size = 150 << 20  # a big `logs` db, dumped last: writes to juju land in the oplog
+    try:
+        dbpath = mongods.seeded_dbpath("db", [port], port)
+    finally:
+        env.cluster.db_size = 0
+    mongods.start(dbpath, port)
+    out = tmp_path / "d"
+    dump = subprocess.Popen(
+        [env.tool("mongodump"), *env.conn(port), "--out", str(out), "--oplog"],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert dump.stdin and dump.stderr
+    dump.stdin.write(env.password + "\n")
+    dump.stdin.close()
+    for line in dump.stderr:
+        if "writing logs." in line:
+            break
+    r = env.shell(
+        port,
+        [
+            'print(JSON.stringify(db.getSiblingDB("juju").runCommand({"insert": "during", '
+            '"documents": [{"_id": "late"}]})))'
+        ],
+        tmp=tmp_path,
+    )
+    assert _json_lines(r.stdout)[0]["n"] == 1
+    rest = dump.stderr.read()
+    assert dump.wait(120) == 0, rest
+    assert "done dumping logs." in rest
+    assert not (out / "juju/during.bson").exists()
+    oplog = bson.decode_all((out / "oplog.bson").read_bytes())
+    assert any(e["op"] == "i" and e["ns"] == "juju.during" and e["o"] == {"_id": "late"} for e in oplog)
+    # replaying it reproduces the write on a fresh server
+    port2 = _free_port()
+    fresh = mongods.seeded_dbpath("db2", [port2], port2)
+    mongods.start(fresh, port2)
+    r = env.run(
+        "mongorestore",
+        [*env.conn(port2), "--drop", "--oplogReplay", "--nsExclude", "logs.*", str(out)],
+        stdin=env.password + "\n",
+    )
+    assert r.returncode == 0, r.stderr
+    assert storage.Storage(str(fresh)).read("juju", "during") == [{"_id": "late"}]
+
+
 def test_oplog_needs_a_replica_set_member(env: Env, mongods: Mongods, tmp_path: Path) -> None:
     port = _free_port()
     dbpath = mongods.seeded_dbpath("db", [_free_port()], port)  # config does not name this node
