@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         labmod.parse_size(getattr(args, "db_size", "0"))
-        if args.cmd == "up" and (args.controllers < 0 or args.spares < 0 or args.controllers + args.spares == 0):
+        if args.cmd == "up" and (min(args.controllers, args.spares) < 0 or args.controllers + args.spares == 0):
             raise ValueError("--controllers and --spares must be >= 0 and make at least one host")
     except ValueError as err:
         print(f"tests.lab: {err}", file=sys.stderr)
