@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         labmod.parse_size(getattr(args, "db_size", "0"))
-        if args.cmd == "up" and (min(args.controllers, args.spares) < 0 or args.controllers + args.spares == 0):
+        counts = (args.controllers, args.spares) if args.cmd == "up" else (1, 0)
+        if min(counts) < 0 or sum(counts) == 0:
             raise ValueError("--controllers and --spares must be >= 0 and make at least one host")
     except ValueError as err:
         print(f"tests.lab: {err}", file=sys.stderr)
