@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -127,12 +127,18 @@ class LabState:
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> LabState:
         """Given a parsed state.json, return the LabState. Raise KeyError/TypeError if malformed."""
-        hosts = [HostState(**h) for h in doc["hosts"]]
-        return cls(**{**doc, "hosts": hosts})
+        hosts = [HostState(**_known_fields(HostState, h)) for h in doc["hosts"]]
+        return cls(**{**_known_fields(cls, doc), "hosts": hosts})
 
     def owner_alive(self) -> bool:
         """Return True if the owner process still runs (a detached CLI lab has no owner: False)."""
         return self.owner_pid is not None and nspawn.is_alive(self.owner_pid, self.owner_start)
+
+
+def _known_fields(kind: type, doc: dict[str, Any]) -> dict[str, Any]:
+    """Return the entries of `doc` that are fields of dataclass `kind` (state written by other versions)."""
+    names = {f.name for f in fields(kind)}
+    return {k: v for k, v in doc.items() if k in names}
 
 
 def _state_dir(lab_id: str) -> Path:
@@ -689,6 +695,8 @@ def sweep_leftovers(cli_name: str | None = None) -> list[str]:
         for lab_id in _lab_ids():
             state = _read_state(lab_id)
             if state is None:
+                if _raw_owner_alive(lab_id):
+                    continue  # written by another version of this code whose owner still runs
                 if time.time() - _state_dir(lab_id).stat().st_mtime > 5:  # half-written: creator died
                     shutil.rmtree(_state_dir(lab_id), ignore_errors=True)
                     cleared.append(lab_id)
@@ -703,6 +711,15 @@ def sweep_leftovers(cli_name: str | None = None) -> list[str]:
         _remove_orphans(set(_lab_ids()))
         _remove_shared_if_unused()
     return cleared
+
+
+def _raw_owner_alive(lab_id: str) -> bool:
+    """Return True if lab `lab_id`'s state.json names an owner pid that still runs (schema-agnostic)."""
+    try:
+        doc = json.loads((_state_dir(lab_id) / "state.json").read_text())
+        return isinstance(doc.get("owner_pid"), int) and nspawn.is_alive(doc["owner_pid"])
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _remove_orphans(live: set[str]) -> None:
