@@ -147,9 +147,8 @@ def fresh_restore(
             )
         target_facts = probe_target(target, backup, request)
         readdress = os.environ.get(SKIP_READDRESS_ENV) != "1" and needs_readdress(mode, backup, target_facts)
-        pushed, changes, digest_sha, digest_size = prepare_archive(
-            local, backup, target_facts, request, work, readdress=readdress
-        )
+        pushed = prepare_archive(local, report, backup, target_facts, request, work, readdress=readdress)
+        changes = pushed.changes
         options = P.RestoreOptions(
             mode=mode, force=request.force, allow_downgrade=request.allow_downgrade, readdress=readdress
         )
@@ -173,12 +172,16 @@ def fresh_restore(
             state_port=backup.state_port,
             api_port=backup.api_port,
             steps=plan.step_names(),
-            sha256=digest_sha,
-            size=digest_size,
+            sha256=pushed.sha256,
+            size=pushed.size,
             install=plan.install_services,
+            overlay_sha256=pushed.overlay_sha256,
+            overlay_size=pushed.overlay_size,
         )
         X.start_journal(target, params)
-        outcome = run_execution(target, params, pushed, X.Journal(exists=True), ui)
+        outcome = run_execution(
+            target, params, X.Upload(pushed.archive, pushed.overlay), X.Journal(exists=True), ui
+        )
         check_certificate(outcome, local, target_facts.address, backup.api_port, ui)
         result = RestoreResult(plan=plan, outcome=outcome, next_steps=next_steps(backup, target_facts))
         if request.update_client_config:
@@ -329,30 +332,56 @@ def needs_readdress(mode: P.Mode, backup: P.BackupFacts, target: P.TargetFacts) 
     return not (mode is P.Mode.same and same_place)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What gets pushed: the original archive and, when re-addressed, a small overlay of the rewritten
+    members (unpacked over it on the target), their digests, and the change lines for the plan."""
+
+    archive: Path
+    sha256: str
+    size: int
+    overlay: Path | None = None
+    overlay_sha256: str = ""
+    overlay_size: int = 0
+    changes: tuple[str, ...] = ()
+
+
 def prepare_archive(
     local: Path,
+    report: archive.VerifyReport,
     backup: P.BackupFacts,
     target: TargetProbe,
     request: RestoreRequest,
     work: Path,
     *,
     readdress: bool,
-) -> tuple[Path, list[str], str, int]:
-    """Return (archive to push, change lines for the plan, its SHA-256, its size): the re-addressed
-    copy written in `work`, or the original archive when no re-addressing is wanted."""
+) -> Prepared:
+    """Return what to push: the verified archive as it is, plus (when re-addressing) the overlay that
+    rewrite.py writes in `work` - no recompression of the big unchanged members."""
+    digest = report.digest
+    sha, size = (digest.sha256, digest.size) if digest else (_sha256(local), local.stat().st_size)
     if not readdress:
-        return local, [], _sha256(local), local.stat().st_size
-    out = work / "readdressed.tar.gz"
+        return Prepared(local, sha, size)
+    out = work / "readdress-overlay.tar.gz"
     instance = request.instance_id or target.instance_id or f"manual:{target.address}"
     result = rewrite.readdress_archive(
         str(local),
         str(out),
         rewrite.ReaddressTarget(backup.machine_id, target.address, instance, backup.model_uuid),
         tmp_dir=str(work),
+        overlay=True,
     )
     lines = [c.describe() for c in result.changes if c.collection != "agent.conf"]
     diff = [f"  {line}" for line in result.agent_conf_diff.splitlines()]
-    return out, [*lines, *(["agent.conf:", *diff] if diff else [])], result.digest.sha256, result.digest.size
+    return Prepared(
+        local,
+        sha,
+        size,
+        out,
+        result.digest.sha256,
+        result.digest.size,
+        (*lines, *(["agent.conf:", *diff] if diff else [])),
+    )
 
 
 def show_plan(ui: UI, plan: P.Plan) -> None:
@@ -379,15 +408,13 @@ def show_plan(ui: UI, plan: P.Plan) -> None:
         ui.warn(warning)
 
 
-def run_execution(
-    host: Host, params: X.Params, archive_path: Path | None, journal: X.Journal, ui: UI
-) -> X.Outcome:
+def run_execution(host: Host, params: X.Params, upload: X.Upload, journal: X.Journal, ui: UI) -> X.Outcome:
     """Execute the steps with progress lines; return the Outcome."""
     with ui.transfer("push archive", params.size, journal.archive_bytes) as advance:
         return X.execute(
             host,
             params,
-            archive=archive_path,
+            upload=upload,
             journal=journal,
             on_step=lambda s: ui.info(f"step {s}"),
             progress=advance,
@@ -440,7 +467,7 @@ def resume(settings: ConnectionSettings, request: RestoreRequest, ui: UI) -> Res
             f"resuming restore of {params.backup_id} on {target.name}; "
             f"done: {', '.join(sorted(journal.done))}"
         )
-        outcome = run_execution(target, params, request.archive, journal, ui)
+        outcome = run_execution(target, params, X.Upload(request.archive, None), journal, ui)
         steps = (
             "check the controller: juju status -m controller "
             f"(API at {params.new_address}:{params.api_port})",

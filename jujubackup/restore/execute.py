@@ -27,6 +27,7 @@ from jujubackup.restore import plan as P
 
 JOURNAL_DIR = "/var/lib/jujubackup-restore"
 ARCHIVE = f"{JOURNAL_DIR}/archive.tar.gz"
+OVERLAY = f"{JOURNAL_DIR}/overlay.tar.gz"
 DETACHED_STEPS = frozenset({P.UPLOAD, P.SNAPSHOT, P.UNTAR, P.LOAD_DB})
 SCRIPT_OF = {
     P.UPLOAD: "restore-stage",
@@ -59,6 +60,8 @@ class Params:
     sha256: str
     size: int
     install: bool = False
+    overlay_sha256: str = ""
+    overlay_size: int = 0
 
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "steps": list(self.steps)}, sort_keys=True)
@@ -82,6 +85,14 @@ class Journal:
     params: Params | None = None
     snapshot: bool = False
     archive_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Upload:
+    """Local files the upload step pushes: the archive and the optional re-addressing overlay."""
+
+    archive: Path | None
+    overlay: Path | None = None
 
 
 @dataclass
@@ -121,7 +132,7 @@ def execute(
     host: Host,
     params: Params,
     *,
-    archive: Path | None,
+    upload: Upload,
     journal: Journal,
     on_step: StepHook,
     progress: Callable[[int], None] | None = None,
@@ -138,7 +149,7 @@ def execute(
                 outcome.skipped.append(step)
                 continue
             on_step(step)
-            result = run_step(host, params, step, archive=archive, journal=journal, progress=progress)
+            result = run_step(host, params, step, upload=upload, journal=journal, progress=progress)
             outcome.ran.append(step)
             if step == P.VERIFY:
                 outcome.verify = result
@@ -159,7 +170,7 @@ def run_step(
     params: Params,
     step: str,
     *,
-    archive: Path | None,
+    upload: Upload,
     journal: Journal,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
@@ -169,7 +180,7 @@ def run_step(
     JujuBackupError when the upload step has no archive to push.
     """
     if step == P.UPLOAD:
-        push_archive(host, params, archive, journal, progress)
+        push_archive(host, params, upload, journal, progress)
     text = scripts.render(SCRIPT_OF[step], **step_values(params, step))
     try:
         if step in DETACHED_STEPS:
@@ -201,21 +212,25 @@ def run_step(
 def push_archive(
     host: Host,
     params: Params,
-    archive: Path | None,
+    upload: Upload,
     journal: Journal,
     progress: Callable[[int], None] | None,
 ) -> None:
-    """Push `archive` to the journal dir, appending to what an interrupted push left.
+    """Push the overlay (small, first) and the archive to the journal dir; the archive push appends
+    to what an interrupted push left.
 
     Raise JujuBackupError when no local archive is given (a resume before the upload finished).
     """
-    if archive is None:
+    if upload.overlay is not None:
+        with upload.overlay.open("rb") as source:
+            host.put(source, OVERLAY, mode=0o600)
+    if upload.archive is None:
         raise JujuBackupError(
             "the archive was not completely pushed to the target before the interruption",
             hint="resume with the same archive: `restore --resume --archive FILE --target HOST`",
         )
     offset = journal.archive_bytes if 0 < journal.archive_bytes <= params.size else 0
-    with archive.open("rb") as source:
+    with upload.archive.open("rb") as source:
         source.seek(offset)
         host.put(source, ARCHIVE, offset=offset, mode=0o600, progress=progress)
 
@@ -260,7 +275,7 @@ def step_values(params: Params, step: str) -> dict[str, Any]:
         "state_port": params.state_port,
     }
     extra: dict[str, dict[str, Any]] = {
-        P.UPLOAD: {"sha256": params.sha256},
+        P.UPLOAD: {"sha256": params.sha256, "overlay_sha256": params.overlay_sha256},
         P.SNAPSHOT: {"snapshot_paths": snapshot_paths(profile)},
         "rollback": {"snapshot_paths": snapshot_paths(profile)},
         P.INSTALL: {"files": unit_files(profile, params)},

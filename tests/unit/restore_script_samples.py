@@ -37,7 +37,10 @@ RESTORE_SAMPLES: dict[str, dict[str, Any] | list[dict[str, Any]]] = {
         "mongods": ["/snap/bin/juju-db.mongod", "/usr/lib/juju/mongo3.2/bin/mongod"],
     },
     "restore-journal": {"journal_dir": "/var/lib/jujubackup-restore"},
-    "restore-stage": _both("upload", sha256="0" * 64),
+    "restore-stage": [
+        *_both("upload", sha256="0" * 64, overlay_sha256="1" * 64),
+        *_both("upload", sha256="0" * 64, overlay_sha256=""),
+    ],
     "restore-stop": _both("stop-services"),
     "restore-snapshot": _both("snapshot", snapshot_paths=_SNAPSHOT_PATHS),
     "restore-untar": _both("untar-files"),

@@ -1,0 +1,166 @@
+"""Restore benchmark (issue 5): disaster recovery of a ~1 GiB backup vs the same work done by hand.
+
+    sudo .venv/bin/python -m benchmarks.restore [--size 1GiB] [--runs 3] [--profile juju-2.9] [--json]
+
+Boots a lab (ctl0 + spare0 + spare1) whose controller DB holds about `--size` of data, creates a backup
+on ctl0 with `jujubackup create`, downloads it, powers ctl0 off, then measures in the same run, round
+robin, median of `--runs`:
+
+  jujubackup  `jujubackup restore --archive FILE --target spare0 --yes` on a spare wiped back to fresh
+              before each run: verify, re-address, push, unpack, untar, fresh juju-db, mongorestore,
+              start, verify (everything the operator gets)
+  by hand     onto spare1 (juju-db already set up there, untimed): `ssh 'cat > F' < FILE`, then over
+              ssh `pigz -dc | tar -x`, `tar -xpf root.tar -C /`, `mongorestore --drop --oplogReplay`
+              with the password on stdin - the data movement an expert would type
+
+Goal: jujubackup within 1.3x of by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from jujubackup import profiles
+from tests.lab.lab import Lab, parse_size
+
+GOAL = 1.3
+REPO = Path(__file__).resolve().parents[1]
+
+
+def jb(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the jujubackup CLI against the lab; raise if it fails."""
+    done = subprocess.run(
+        [sys.executable, "-m", "jujubackup", "-F", str(lab.ssh_config), "-q", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        stdin=subprocess.DEVNULL,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"jujubackup {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
+    return done
+
+
+def ssh(lab: Lab, host: str, command: str, stdin: Any = subprocess.DEVNULL) -> None:
+    """Run `command` on `host` with the plain OpenSSH client; raise if it fails."""
+    done = subprocess.run(
+        ["ssh", "-F", str(lab.ssh_config), host, command],
+        stdin=stdin,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"ssh {host} failed ({done.returncode}): {done.stderr[-2000:]}")
+
+
+def wipe_spare(lab: Lab, host: str, profile: profiles.Profile) -> None:
+    """Return a spare to fresh (no juju state, no juju units) - untimed, between runs."""
+    common = profile.mongo_dir if profile.mongo_dir != profiles.DATA_DIR else ""
+    extra = (
+        " ".join(f"{common}/{n}" for n in ("db", "juju-db.config", "server.pem", "shared-secret", "logs"))
+        if common
+        else ""
+    )
+    ssh(
+        lab,
+        host,
+        "systemctl stop 'jujud-machine-*' " + profile.db_service + " 2>/dev/null || true; "
+        f"rm -rf /var/lib/juju /var/lib/jujubackup-restore* {extra} /etc/systemd/system/jujud-machine-* "
+        f"/etc/systemd/system/{profile.db_service}.service; systemctl daemon-reload",
+    )
+
+
+def by_hand(lab: Lab, host: str, archive: Path, profile: profiles.Profile) -> float:
+    """Push, unpack, untar and mongorestore over plain ssh onto `host`; return seconds."""
+    tls = " ".join(profile.tls_flags)
+    script = (
+        "set -euo pipefail; rm -rf /root/bh; mkdir /root/bh; pigz -dc /root/bh.tar.gz | tar -x -C /root/bh; "
+        "tar -xpf /root/bh/juju-backup/root.tar -C /; "
+        "pw=$(awk '/^statepassword:/{print $2}' /var/lib/juju/agents/machine-0/agent.conf); "
+        f"printf '%s\\n' \"$pw\" | {profile.mongorestore} --host 127.0.0.1 --port 37017 --username machine-0 "
+        f"--authenticationDatabase admin {tls} --drop --oplogReplay /root/bh/juju-backup/dump"
+    )
+    start = time.monotonic()
+    with archive.open("rb") as fh:
+        ssh(lab, host, "cat > /root/bh.tar.gz", stdin=fh)
+    ssh(lab, host, script)
+    return time.monotonic() - start
+
+
+def ours(lab: Lab, host: str, archive: Path) -> float:
+    """`jujubackup restore --archive` onto `host`; return seconds."""
+    start = time.monotonic()
+    jb(lab, "restore", "--archive", str(archive), "--target", host, "--yes")
+    return time.monotonic() - start
+
+
+def run(size: int, runs: int, profile_name: str) -> dict[str, Any]:
+    """Boot the lab, make the backup, measure both ways round robin; return the results."""
+    profile = profiles.profile_named(profile_name)
+    with (
+        Lab.create(controllers=1, spares=2, profile=profile_name, db_size=size) as lab,
+        tempfile.TemporaryDirectory(prefix="bench-restore-") as tmp,
+    ):
+        archive = Path(tmp) / "backup.tar.gz"
+        backup_id = jb(lab, "-H", "ctl0", "create").stdout.strip().splitlines()[-1]
+        jb(lab, "-H", "ctl0", "download", backup_id, str(archive))
+        lab.host("ctl0").power_off()
+        jb(lab, "restore", "--archive", str(archive), "--target", "spare1", "--yes")  # by-hand target set up
+        mine, theirs = [], []
+        for _ in range(runs):
+            wipe_spare(lab, "spare0", profile)
+            mine.append(ours(lab, "spare0", archive))
+            theirs.append(by_hand(lab, "spare1", archive, profile))
+        ratio = statistics.median(mine) / statistics.median(theirs)
+        return {
+            "profile": profile_name,
+            "archive_bytes": archive.stat().st_size,
+            "runs": runs,
+            "jujubackup_s": [round(x, 2) for x in mine],
+            "by_hand_s": [round(x, 2) for x in theirs],
+            "median_jujubackup_s": round(statistics.median(mine), 2),
+            "median_by_hand_s": round(statistics.median(theirs), 2),
+            "ratio": round(ratio, 3),
+            "goal": GOAL,
+            "met": ratio <= GOAL,
+        }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--size", default="1GiB", help="DB data size on the controller (default 1GiB)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--profile", default="juju-2.9", choices=[p.name for p in profiles.PROFILES[:2]])
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    result = run(parse_size(args.size), args.runs, args.profile)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"restore of a {result['archive_bytes'] / 2**20:.0f} MiB archive ({result['profile']}), "
+            f"median of {result['runs']}:"
+        )
+        print(
+            f"  jujubackup restore --archive  {result['median_jujubackup_s']:8.2f} s  "
+            f"{result['jujubackup_s']}"
+        )
+        print(f"  by hand over ssh              {result['median_by_hand_s']:8.2f} s  {result['by_hand_s']}")
+        print(f"  ratio {result['ratio']:.3f} (goal <= {GOAL}): {'met' if result['met'] else 'NOT met'}")
+    return 0 if result["met"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
