@@ -19,7 +19,17 @@ from jujubackup.settings import ConnectionSettings, GlobalOptions, OutputFormat
 from jujubackup.ui import UI
 
 # Verb modules, in the order of DESIGN.md §1. Only verbs that exist are listed (no stubs).
-VERB_MODULES: tuple[str, ...] = ("create", "list_backups", "info", "download", "upload", "remove", "verify", "status", "restore")
+VERB_MODULES: tuple[str, ...] = (
+    "create",
+    "list_backups",
+    "info",
+    "download",
+    "upload",
+    "remove",
+    "verify",
+    "restore",
+    "status",
+)
 
 HELP = f"""Back up and restore Juju controllers over SSH.
 
@@ -58,7 +68,9 @@ def global_options(
     ssh_config: Annotated[
         Path | None, typer.Option("--ssh-config", "-F", help="OpenSSH client config (default ~/.ssh/config).")
     ] = None,
-    known_hosts: Annotated[Path | None, typer.Option("--known-hosts", help="known_hosts file to use.")] = None,
+    known_hosts: Annotated[
+        Path | None, typer.Option("--known-hosts", help="known_hosts file to use.")
+    ] = None,
     accept_new_host_key: Annotated[
         bool, typer.Option("--accept-new-host-key", help="Trust and record an unknown host key.")
     ] = False,
