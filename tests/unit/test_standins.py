@@ -282,6 +282,17 @@ def test_server_down_fails_with_no_reachable_servers(env: Env) -> None:
     assert not (env.root / "never").exists()
 
 
+def test_addresses_outside_the_lab_are_never_dialled(env: Env) -> None:
+    r = env.run(
+        "mongodump",
+        ["--host", "10.77.116.68", "--port", "37017", *env.tls(), "--out", str(env.root / "never")],
+    )
+    assert r.returncode == 1
+    assert "no reachable servers" in r.stderr
+    if SERIES[env.profile] == "4.4":
+        assert "not dialled" in r.stderr
+
+
 def test_wrong_password_fails(env: Env, server: tuple[int, Path], tmp_path: Path) -> None:
     port, _ = server
     r = env.run("mongodump", [*env.conn(port), "--out", str(tmp_path / "d")], stdin="not-the-password\n")

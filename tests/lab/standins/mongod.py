@@ -279,6 +279,8 @@ class Mongod:
     def probe(self, host: str) -> tuple[bool, str]:
         """Heartbeat one member: return (healthy, message)."""
         h, _, p = host.rpartition(":")
+        if not common.lab_address(h):
+            return False, f"Error connecting to {host} :: caused by :: No route to host (outside the lab)"
         try:
             sock = socket.create_connection((h, int(p)), timeout=1.0)
         except OSError as exc:
