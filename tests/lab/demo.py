@@ -40,7 +40,7 @@ def jb(lab: Lab, title: str, *args: str, capture: bool = False) -> str:
     """
     cmd = [*JUJUBACKUP, "-F", str(lab.ssh_config), *args]
     banner(title)
-    print("$ jujubackup " + " ".join(shlex.quote(a) for a in cmd[4:]), file=sys.stderr, flush=True)
+    print("$ jujubackup " + " ".join(shlex.quote(a) for a in cmd[3:]), file=sys.stderr, flush=True)
     started = time.monotonic()
     proc = subprocess.run(cmd, text=True, stdout=subprocess.PIPE if capture else None, check=False)
     if capture and proc.stdout:
