@@ -282,11 +282,11 @@ class Mongod:
         if not common.lab_address(h):
             return False, f"Error connecting to {host} :: caused by :: No route to host (outside the lab)"
         try:
-            sock = socket.create_connection((h, int(p)), timeout=1.0)
+            sock = socket.create_connection((h, int(p)), timeout=2.0)
         except OSError as exc:
             return False, f"Error connecting to {host} :: caused by :: {exc.strerror or exc}"
         try:
-            sock.settimeout(2.0)
+            sock.settimeout(5.0)
             if self.client_tls is not None:
                 sock = self.client_tls.wrap_socket(sock, server_hostname=h)
             reply = common.command(
@@ -327,7 +327,7 @@ class Mongod:
             t.start()
             threads.append(t)
         for t in threads:
-            t.join(4)
+            t.join(10)
         with self.hb_lock:
             self.health = results
             self.primary_name = self._elect(cfg, me)
