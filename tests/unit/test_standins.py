@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -450,6 +451,26 @@ def test_gzip_dump_and_ns_exclude_restore(env: Env, server: tuple[int, Path], tm
     assert r.returncode == 0, r.stderr
     assert len(store.read("juju", "machines")) == 3
     assert store.collections("logs") == []
+
+
+def test_restores_a_real_juju_2_8_dump(env: Env, server: tuple[int, Path], tmp_path: Path) -> None:
+    fixture = Path(__file__).resolve().parents[3] / "shared/fixtures/juju-2.8/valid-backup.tar.gz"
+    with tarfile.open(fixture) as tar:
+        members = [
+            m
+            for m in tar.getmembers()
+            if m.name.startswith("juju-backup/dump/") and (m.isfile() or m.isdir())
+        ]
+        tar.extractall(tmp_path, members=members, filter="data")
+    dump = tmp_path / "juju-backup/dump"
+    port, dbpath = server
+    r = env.run(
+        "mongorestore", [*env.conn(port), "--drop", "--stopOnError", str(dump)], stdin=env.password + "\n"
+    )
+    assert r.returncode == 0, r.stderr
+    store = storage.Storage(str(dbpath))
+    for name in ("models", "machines", "clouds"):
+        assert store.read("juju", name) == bson.decode_all((dump / f"juju/{name}.bson").read_bytes())
 
 
 def test_oplog_replay_applies_inserts_updates_deletes(
