@@ -271,6 +271,32 @@ def test_tls_options_only_on_4_4_tools(env: Env) -> None:
         assert "no reachable servers" in r.stderr
 
 
+def test_options_the_real_tools_lack_are_flagged(env: Env) -> None:
+    port = _free_port()
+    r = env.run(
+        "mongodump",
+        [
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--nsExclude",
+            "logs.*",
+            "--out",
+            str(env.root / "never"),
+        ],
+    )
+    assert "WARNING (lab stand-in): the real mongodump" in r.stderr and "no --nsExclude option" in r.stderr
+    if SERIES[env.profile] == "4.4":
+        r = env.run("mongorestore", ["--host", "127.0.0.1", "--port", str(port), "--tls", str(env.root)])
+        assert "no --tls option" in r.stderr
+        r = env.run(
+            "mongorestore",
+            ["--host", "127.0.0.1", "--port", str(port), "--ssl", "--tlsInsecure", str(env.root)],
+        )
+        assert "WARNING" not in r.stderr
+
+
 def test_server_down_fails_with_no_reachable_servers(env: Env) -> None:
     port = _free_port()
     for tool, extra in (("mongodump", ["--out", str(env.root / "never")]), ("mongorestore", [str(env.root)])):

@@ -343,10 +343,27 @@ def tool_spec(base: dict[str, Any], series: str) -> dict[str, Any]:
     return spec
 
 
+# Options the team brief makes the stand-ins accept although the real tool has no such option
+# (mongo-tools common/options: 100.x has --ssl* and --tlsInsecure only; mongodump never had --nsExclude;
+# mongorestore got --nsInclude/--nsExclude in 3.4).  Accepted with a WARNING line on stderr, so the
+# logs show it; the real tool fails with `error parsing command line options: unknown option "x"`.
+NOT_REAL_OPTIONS = {
+    ("mongodump", "4.4"): {"nsExclude", *(set(TLS_OPTS) - {"tlsInsecure"})},
+    ("mongorestore", "4.4"): set(TLS_OPTS) - {"tlsInsecure"},
+    ("mongodump", "3.2"): {"nsExclude"},
+    ("mongorestore", "3.2"): {"nsExclude", "nsInclude"},
+}
+
+
 def run_tool(name: str, series: str, argv: list[str], body: Any) -> int:
     """Parse options, run a tool body, map errors to the real tools' output and exit codes."""
     try:
         opts, pos = parse_options(argv, tool_spec(DUMP_OPTS if name == "mongodump" else RESTORE_OPTS, series))
+        for opt in sorted(NOT_REAL_OPTIONS[(name, series)] & set(opts)):
+            common.tool_log(
+                f"WARNING (lab stand-in): the real {name} {TOOLS_VERSION[series]} has no --{opt} "
+                f'option and fails with: unknown option "{opt}"'
+            )
         if opts.get("help"):
             print(f"Usage:\n  {name} <options> <connection-string>")
             return 0
