@@ -266,12 +266,32 @@ def test_exclude_logs_leaves_the_logs_db_out(lab_factory: Any) -> None:
 # --------------------------------------------------------------------------- failure paths
 
 
-def test_connection_killed_mid_dump_restores_services_and_registers_nothing(lab_factory: Any) -> None:
+FREEZE = r"""
+for p in /proc/[0-9]*; do
+  mapfile -d '' args <"$p/cmdline" 2>/dev/null || continue
+  if [[ ${args[0]:-} == *mongodump || ${args[1]:-} == *mongodump ]]; then
+    kill -STOP "${p#/proc/}"
+    echo "${p#/proc/}"
+  fi
+done
+"""
+
+
+def freeze_dump(host: LabHost) -> None:
+    """SIGSTOP every running mongodump on the host: a dump that makes no progress (slow or hung)."""
+    frozen = host.ssh("bash -s", input=FREEZE, timeout=60, check=True).stdout.split()
+    assert frozen, "no mongodump to freeze"
+
+
+@pytest.mark.parametrize("mode", ["stop", "quiesce"])
+def test_connection_killed_mid_dump_restores_services_and_registers_nothing(
+    lab_factory: Any, mode: str
+) -> None:
     lab = lab_factory(controllers=1, profile="juju-2.9", db_size="300M")
     ctl = lab.host("ctl0")
     db_unit, jujud_unit = units(ctl)
     proc = subprocess.Popen(
-        jb_argv(lab, "create", "--mode", "stop"),
+        jb_argv(lab, "create", "--mode", mode),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
@@ -279,7 +299,9 @@ def test_connection_killed_mid_dump_restores_services_and_registers_nothing(lab_
     )
     try:
         wait_for(lambda: dump_running(ctl), 120, "mongodump to run on ctl0")
-        assert not is_active(ctl, db_unit)  # the stop mode has juju-db down now
+        freeze_dump(ctl)  # the dump stays in progress however fast the machine is
+        assert not is_active(ctl, jujud_unit)  # both modes have jujud down during the dump
+        assert is_active(ctl, db_unit) == (mode == "quiesce")
         os.killpg(proc.pid, signal.SIGKILL)  # the client and its SSH connection vanish
         proc.wait(timeout=10)
         killed_at = time.monotonic()
@@ -289,9 +311,10 @@ def test_connection_killed_mid_dump_restores_services_and_registers_nothing(lab_
             "juju-db and jujud to be active again",
         )
         assert time.monotonic() - killed_at <= 30
-        wait_for(lambda: leftovers(ctl) == [] and not dump_running(ctl), 30, "temp files to go")
+        wait_for(lambda: leftovers(ctl) == [] and not dump_running(ctl), 30, "temp files and the dump to go")
         assert catalog_ids(ctl) == []
         assert not list(backup_dir(ctl).glob("*.tar.gz"))
+        assert not (backup_dir(ctl) / ".jujubackup.lock").exists()
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
