@@ -5,11 +5,13 @@ Not named `list.py`: the submodule would shadow the builtin `list` in the `jujub
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from jujubackup.cli import make_ui, options
+from jujubackup.local_archives import COLUMNS, list_local
 from jujubackup.operations.list import list_backups
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
 from jujubackup.settings import OutputFormat
@@ -23,6 +25,13 @@ def register(app: typer.Typer) -> None:
         backup_dir: Annotated[str, typer.Option("--backup-dir", help="Backup dir on the controller.")] = (
             DEFAULT_BACKUP_DIR
         ),
+        local: Annotated[
+            Path | None,
+            typer.Option("--local", metavar="DIR", help="List archives in DIR on this workstation instead."),
+        ] = None,
+        check: Annotated[
+            bool, typer.Option("--check", help="With --local: fully verify each archive.")
+        ] = False,
         fmt: Annotated[
             OutputFormat | None, typer.Option("--format", help="tabular|json|yaml", case_sensitive=False)
         ] = None,
@@ -30,6 +39,18 @@ def register(app: typer.Typer) -> None:
         """List the backups stored on the controller (oldest first)."""
         opts = options(ctx)
         ui = make_ui(opts, fmt)
+        if local is not None:
+            archives = list_local(local, check=check)
+            if brief:
+                for archive in archives:
+                    ui.line(archive.id or archive.path.name)
+            elif ui.format is OutputFormat.tabular and archives:
+                ui.data([a.row() for a in archives], columns=COLUMNS)
+            elif ui.format is OutputFormat.tabular:
+                ui.info(f"no archives in {local}")
+            else:
+                ui.data([{**(a.record or {}), **a.row()} for a in archives])
+            return
         listing = list_backups(opts.connection, ui, backup_dir)
         if brief:
             if ui.format is OutputFormat.tabular:

@@ -1,0 +1,104 @@
+"""list / info / remove against the lab, through the CLI (issue 3)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from typing import Any
+
+import pytest
+
+from jujubackup.profiles import DEFAULT_BACKUP_DIR
+from tests.integration.test_create import backup_dir, catalog_ids, jb, jb_argv
+
+pytestmark = pytest.mark.lab
+
+
+def _create(lab: Any, notes: str, *args: str) -> str:
+    done = jb(lab, "create", notes, *args)
+    assert done.returncode == 0, done.stderr
+    time.sleep(1.1)  # IDs have one-second resolution
+    return done.stdout.strip()
+
+
+def test_list_info_remove(lab_factory: Any) -> None:
+    lab = lab_factory(controllers=1, profile="juju-2.9")
+    ctl = lab.host("ctl0")
+
+    empty = jb(lab, "list", "--format", "json")
+    assert empty.returncode == 0 and json.loads(empty.stdout) == []
+
+    first = _create(lab, "first")
+    second = _create(lab, "second", "--mode", "quiesce")
+    third = _create(lab, "third")
+
+    brief = jb(lab, "list", "--brief")
+    assert brief.returncode == 0 and brief.stdout.split() == [first, second, third]
+    table = jb(lab, "list")
+    assert table.returncode == 0
+    assert all(i in table.stdout for i in (first, second, third)) and "quiesce" in table.stdout
+    rows = json.loads(jb(lab, "list", "--format", "json").stdout)
+    assert [r["ID"] for r in rows] == [first, second, third]
+    assert [r["Notes"] for r in rows] == ["first", "second", "third"]
+    yaml_out = jb(lab, "list", "--format", "yaml")
+    assert yaml_out.returncode == 0 and f"ID: {first}" in yaml_out.stdout
+
+    latest = jb(lab, "info", "latest", "--format", "json")
+    assert latest.returncode == 0 and json.loads(latest.stdout)["ID"] == third
+    by_prefix = jb(lab, "info", second[:18], "--format", "json")  # date-time + uuid start: unique
+    assert by_prefix.returncode == 0
+    record = json.loads(by_prefix.stdout)
+    assert record["ID"] == second and record["manifest"]["consistency"] == "quiesce"
+    assert record["FormatVersion"] == 1 and record["archive_present"] is True
+    info_table = jb(lab, "info", second)
+    assert info_table.returncode == 0 and "consistency:" in info_table.stdout and second in info_table.stdout
+
+    ambiguous = jb(lab, "info", first[:8])  # every ID of the day shares this prefix
+    assert ambiguous.returncode == 5 and "ambiguous" in ambiguous.stderr
+    missing = jb(lab, "info", "19990101")
+    assert missing.returncode == 5 and "no backup ID matches" in missing.stderr
+
+    # remove asks; without a terminal and without --yes it refuses, changing nothing
+    refused = jb(lab, "remove", first)
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert catalog_ids(ctl) == sorted([first, second, third])
+    # an unknown ID among several: nothing is removed
+    partial = jb(lab, "remove", first, "nope", "--yes")
+    assert partial.returncode == 5
+    assert catalog_ids(ctl) == sorted([first, second, third])
+
+    removed = jb(lab, "remove", first, "latest", "--yes")
+    assert removed.returncode == 0, removed.stderr
+    assert removed.stdout.split() == [first, third]
+    assert catalog_ids(ctl) == [second]
+    assert not (backup_dir(ctl) / f"{first}.tar.gz").exists()
+    assert not (backup_dir(ctl) / f"{third}.tar.gz").exists()
+    assert (backup_dir(ctl) / f"{second}.tar.gz").exists()
+
+    answered = subprocess.run(
+        jb_argv(lab, "remove", second), input="", capture_output=True, text=True, check=False
+    )
+    assert answered.returncode == 2  # stdin is not a terminal
+    assert catalog_ids(ctl) == [second]
+
+
+def test_list_reports_orphans_and_lock(lab_factory: Any) -> None:
+    lab = lab_factory(controllers=1, profile="juju-2.8")
+    ctl = lab.host("ctl0")
+    kept = _create(lab, "kept")
+    d = backup_dir(ctl)
+    (d / "20200101-000000.deadbeef.tar.gz").write_bytes(b"not registered")
+    holder = ctl.ssh(f"nohup flock {DEFAULT_BACKUP_DIR} sleep 60 >/dev/null 2>&1 & echo $!")
+    assert holder.stdout.strip().isdigit()
+    try:
+        time.sleep(0.5)
+        listed = jb(lab, "list", "--brief")
+        assert listed.returncode == 0 and listed.stdout.split() == [kept]
+        assert "20200101-000000.deadbeef.tar.gz has no record" in listed.stderr
+        assert "locked" in listed.stderr
+        locked = jb(lab, "remove", kept, "--yes")
+        assert locked.returncode == 7, locked.stderr
+        assert catalog_ids(ctl) == [kept]
+    finally:
+        ctl.ssh(f"kill {holder.stdout.strip()}")
