@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from jujubackup.local_archives import list_local_rows
 from tests.lab.lab import Lab, LabHost
 from tests.unit.archive_builders import MISSING_ROOT, MODEL_UUID, VALID, ArchiveSpec, file_info, special_info
 
@@ -105,7 +104,11 @@ def test_round_trip_create_download_verify_upload_list_download(lab_factory, tmp
     assert again.returncode == 0, again.stderr
     assert (second / f"{backup_id}.tar.gz").read_bytes() == archive.read_bytes()
 
-    assert [(r["id"], r["verified"]) for r in list_local_rows(second)] == [(backup_id, "yes")]
+    local = subprocess.run([JUJUBACKUP, "list", "--local", str(second), "--format", "json"],
+                           capture_output=True, text=True, check=False)
+    assert local.returncode == 0, local.stderr
+    rows = json.loads(local.stdout)
+    assert [(r["id"], r["verified"], r["size"]) for r in rows] == [(backup_id, "yes", archive.stat().st_size)]
 
 
 def test_download_cut_midway_resumes_with_the_right_sha256(lab_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
