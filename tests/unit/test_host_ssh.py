@@ -8,6 +8,7 @@ import io
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -230,3 +231,31 @@ def test_proxy_jump_reaches_the_target_through_the_jump_host(sshd: LocalSSHD) ->
     with SSHHost.connect(target_for(sshd, name="behind", jump=jump)) as host:
         assert host.run("id", "id -u").stdout.strip() == "0"
         assert host.name == "behind"
+
+
+def test_dropped_connection_while_polling_is_exit_3_and_the_job_aborts(
+    sshd: LocalSSHD, tmp_path: Path
+) -> None:
+    marker, started = tmp_path / "trap-ran", tmp_path / "started"
+    script = f"touch {started}\ntrap 'echo restored > {marker}' EXIT\nsleep 300\n"
+    errors: list[BaseException] = []
+    dropping = SSHHost.connect(target_for(sshd))
+
+    def job() -> None:
+        try:
+            dropping.run_detached("create", script, poll=0.2, heartbeat_timeout=2)
+        except BaseException as err:
+            errors.append(err)
+
+    thread = threading.Thread(target=job)
+    thread.start()
+    wait_for(started.exists, "the detached job to start")
+    transport = dropping._client.get_transport()
+    assert transport is not None
+    transport.sock.close()  # the network goes away under the poller
+    thread.join(60)
+    assert len(errors) == 1 and isinstance(errors[0], ConnectError), errors
+    assert errors[0].exit_code == EXIT_CONNECT
+    assert "the remote job will abort itself" in errors[0].message
+    wait_for(marker.exists, "the watchdog to TERM the job")
+    dropping.close()
