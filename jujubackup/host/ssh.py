@@ -320,6 +320,8 @@ class SSHHost:
             while chan.recv_stderr_ready():
                 err.append(chan.recv_stderr(CHUNK))
             rc = chan.recv_exit_status()
+            if rc == -1 and not self._transport_alive():
+                raise self._lost(doing)
         finally:
             chan.close()
         return b"".join(out), b"".join(err), rc
@@ -484,7 +486,10 @@ class SSHHost:
         while not chan.status_event.wait(0.5):
             if not self._transport_alive() or time.monotonic() > deadline:
                 raise self._lost(doing)
-        return chan.recv_exit_status()
+        rc = chan.recv_exit_status()
+        if rc == -1 and not self._transport_alive():
+            raise self._lost(doing)
+        return rc
 
     @staticmethod
     def _drain_stderr(chan: paramiko.Channel) -> str:

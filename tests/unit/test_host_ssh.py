@@ -259,3 +259,19 @@ def test_dropped_connection_while_polling_is_exit_3_and_the_job_aborts(
     assert "the remote job will abort itself" in errors[0].message
     wait_for(marker.exists, "the watchdog to TERM the job")
     dropping.close()
+
+
+def test_connection_lost_mid_get_is_exit_3_and_keeps_what_arrived(sshd: LocalSSHD, tmp_path: Path) -> None:
+    remote = tmp_path / "big.bin"
+    remote.write_bytes(os.urandom(8 * 1024 * 1024))
+    host = SSHHost.connect(target_for(sshd))
+    transport = host._client.get_transport()
+    assert transport is not None
+    sink = io.BytesIO()
+    with pytest.raises(ConnectError) as caught:
+        host.get(str(remote), sink, progress=lambda n: transport.sock.close())
+    assert caught.value.exit_code == EXIT_CONNECT
+    assert "lost while downloading" in caught.value.message
+    assert 0 < len(sink.getvalue()) < 8 * 1024 * 1024
+    assert remote.read_bytes().startswith(sink.getvalue())
+    host.close()
