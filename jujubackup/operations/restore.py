@@ -9,12 +9,16 @@ Old controllers named in the backup are probed FROM THE TARGET (restore-prefligh
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import multiprocessing
 import os
 import re
 import ssl
+import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,6 +31,7 @@ from jujubackup import archive, facts, profiles, rewrite, scripts
 from jujubackup.connect import connect_one
 from jujubackup.errors import JujuBackupError, NotFoundError, RefusedError, UsageError, VerifyError
 from jujubackup.host.base import Host
+from jujubackup.metadata import parse_metadata_json
 from jujubackup.operations.download import DownloadRequest, download
 from jujubackup.operations.status import connect_controller
 from jujubackup.restore import execute as X
@@ -133,21 +138,27 @@ def fresh_restore(
         backup_id = request.archive.name
     else:
         source, local, backup_id = fetch_stored(settings, request, ui, work)
-    target = source if (source and not request.target) else connect_one(settings, str(request.target))
-    try:
-        report = archive.verify_archive(local)
-        report.raise_for_failures()
-        backup = read_backup(local, report, backup_id)
-        journal = X.read_journal(target)
-        if journal.exists and journal.params is not None:
-            raise RefusedError(
-                f"an unfinished restore is journaled on {target.name}",
-                hint=f"continue it with `restore --resume --target {target.name}` or undo it with "
-                "`restore --rollback --target " + target.name + "`",
+    # The archive is verified (one CPU-bound pass) in another process while the target is connected
+    # and probed and the re-addressing overlay is written here.
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        verifying = pool.submit(archive.verify_archive, local)
+        target = source if (source and not request.target) else connect_one(settings, str(request.target))
+        try:
+            backup = _read_or_report(local, backup_id, verifying)
+            refuse_unfinished(target)
+            target_facts = probe_target(target, backup, request)
+            readdress = os.environ.get(SKIP_READDRESS_ENV) != "1" and needs_readdress(
+                mode, backup, target_facts
             )
-        target_facts = probe_target(target, backup, request)
-        readdress = os.environ.get(SKIP_READDRESS_ENV) != "1" and needs_readdress(mode, backup, target_facts)
-        pushed = prepare_archive(local, report, backup, target_facts, request, work, readdress=readdress)
+            overlay = prepare_overlay(local, backup, target_facts, request, work) if readdress else None
+            report = verifying.result()
+            report.raise_for_failures()
+        except BaseException:
+            target.close()
+            raise
+    backup = with_report(backup, report)
+    pushed = prepared(local, report, overlay)
+    try:
         changes = pushed.changes
         options = P.RestoreOptions(
             mode=mode, force=request.force, allow_downgrade=request.allow_downgrade, readdress=readdress
@@ -207,11 +218,16 @@ def fetch_stored(
     return host, got.path, got.id
 
 
-def read_backup(path: Path, report: archive.VerifyReport, backup_id: str) -> P.BackupFacts:
-    """Given a verified archive, return the BackupFacts the plan needs (metadata, agent.conf, dump)."""
-    meta = report.metadata
-    if meta is None:
-        raise VerifyError(f"archive {path} has no readable metadata.json")
+def read_backup(path: Path, backup_id: str) -> P.BackupFacts:
+    """Given an archive, return the BackupFacts the plan needs from metadata.json, the backed-up
+    machine's agent.conf and the dump's machines (sizes and oplog are filled by `with_report`).
+    Raise VerifyError if one of them is missing or unreadable."""
+    meta_text = leading_metadata(path)
+    if meta_text is None:
+        meta_text = archive.read_members(path, ["metadata.json"]).files.get("metadata.json")
+    if meta_text is None:
+        raise VerifyError(f"archive {path} has no juju-backup/metadata.json")
+    meta = parse_metadata_json(meta_text)
     machine_id = meta.controller_machine_id or meta.machine or "0"
     conf_name = archive.agent_conf_path(machine_id)
     contents = archive.read_members(path, ["dump/juju/machines.bson"], [conf_name])
@@ -219,16 +235,61 @@ def read_backup(path: Path, report: archive.VerifyReport, backup_id: str) -> P.B
         raise VerifyError(f"root.tar of {path} has no {conf_name}", hint="is this a controller backup?")
     conf = YAML(typ="safe", pure=True).load(contents.root_files[conf_name].decode("utf-8")) or {}
     machines = bson.decode_all(contents.files.get("dump/juju/machines.bson", b""))
-    unpacked = sum(m.size for m in report.members) + sum(m.size for m in report.root_members)
     return P.backup_facts(
         meta,
         conf,
         machines,
         backup_id=meta.id or backup_id,
         archive_size=path.stat().st_size,
-        unpacked_size=unpacked,
-        has_oplog="dump/oplog.bson" in {m.path for m in report.members},
+        unpacked_size=0,
+        has_oplog=False,
     )
+
+
+def leading_metadata(path: Path, look: int = 3) -> bytes | None:
+    """Return metadata.json's bytes when it is among the first `look` members (Juju and jujubackup
+    write it first), without reading the rest of the archive; None otherwise or if unreadable."""
+    wanted = f"{archive.TOP}/{archive.METADATA}"
+    try:
+        with gzip.open(path, "rb") as raw, tarfile.open(fileobj=raw, mode="r|") as tar:
+            for n, member in enumerate(tar):
+                if n >= look:
+                    return None
+                if member.isreg() and member.name.lstrip("./") == wanted and member.size < 2**20:
+                    fileobj = tar.extractfile(member)
+                    return fileobj.read() if fileobj else None
+    except (OSError, EOFError, tarfile.TarError):
+        return None
+    return None
+
+
+def with_report(backup: P.BackupFacts, report: archive.VerifyReport) -> P.BackupFacts:
+    """Given the facts and the archive's verification report, return the facts with the unpacked
+    size and whether the dump has an oplog."""
+    unpacked = sum(m.size for m in report.members) + sum(m.size for m in report.root_members)
+    return replace(
+        backup, unpacked_size=unpacked, has_oplog="dump/oplog.bson" in {m.path for m in report.members}
+    )
+
+
+def _read_or_report(path: Path, backup_id: str, verifying: Future[archive.VerifyReport]) -> P.BackupFacts:
+    """read_backup, but when the archive cannot be read, raise the verification's own findings."""
+    try:
+        return read_backup(path, backup_id)
+    except Exception:
+        verifying.result().raise_for_failures()
+        raise
+
+
+def refuse_unfinished(target: Host) -> None:
+    """Raise RefusedError when an unfinished restore is journaled on `target`."""
+    journal = X.read_journal(target)
+    if journal.exists and journal.params is not None:
+        raise RefusedError(
+            f"an unfinished restore is journaled on {target.name}",
+            hint=f"continue it with `restore --resume --target {target.name}` or undo it with "
+            f"`restore --rollback --target {target.name}`",
+        )
 
 
 def probe_target(host: Host, backup: P.BackupFacts, request: RestoreRequest) -> TargetProbe:
@@ -346,22 +407,21 @@ class Prepared:
     changes: tuple[str, ...] = ()
 
 
-def prepare_archive(
-    local: Path,
-    report: archive.VerifyReport,
-    backup: P.BackupFacts,
-    target: TargetProbe,
-    request: RestoreRequest,
-    work: Path,
-    *,
-    readdress: bool,
-) -> Prepared:
-    """Return what to push: the verified archive as it is, plus (when re-addressing) the overlay that
-    rewrite.py writes in `work` - no recompression of the big unchanged members."""
-    digest = report.digest
-    sha, size = (digest.sha256, digest.size) if digest else (_sha256(local), local.stat().st_size)
-    if not readdress:
-        return Prepared(local, sha, size)
+@dataclass(frozen=True)
+class Overlay:
+    """rewrite.py's re-addressing overlay written locally, its digests and the plan's change lines."""
+
+    path: Path
+    sha256: str
+    size: int
+    changes: tuple[str, ...]
+
+
+def prepare_overlay(
+    local: Path, backup: P.BackupFacts, target: TargetProbe, request: RestoreRequest, work: Path
+) -> Overlay:
+    """Write the re-addressing overlay of `local` for `target` into `work` (only the rewritten members:
+    no recompression of the big unchanged ones); return it with the change lines for the plan."""
     out = work / "readdress-overlay.tar.gz"
     instance = request.instance_id or target.instance_id or f"manual:{target.address}"
     result = rewrite.readdress_archive(
@@ -373,15 +433,17 @@ def prepare_archive(
     )
     lines = [c.describe() for c in result.changes if c.collection != "agent.conf"]
     diff = [f"  {line}" for line in result.agent_conf_diff.splitlines()]
-    return Prepared(
-        local,
-        sha,
-        size,
-        out,
-        result.digest.sha256,
-        result.digest.size,
-        (*lines, *(["agent.conf:", *diff] if diff else [])),
-    )
+    changes = (*lines, *(["agent.conf:", *diff] if diff else []))
+    return Overlay(out, result.digest.sha256, result.digest.size, changes)
+
+
+def prepared(local: Path, report: archive.VerifyReport, overlay: Overlay | None) -> Prepared:
+    """Given the verified archive and its optional overlay, return what the upload step pushes."""
+    digest = report.digest
+    sha, size = (digest.sha256, digest.size) if digest else (_sha256(local), local.stat().st_size)
+    if overlay is None:
+        return Prepared(local, sha, size)
+    return Prepared(local, sha, size, overlay.path, overlay.sha256, overlay.size, overlay.changes)
 
 
 def show_plan(ui: UI, plan: P.Plan) -> None:
