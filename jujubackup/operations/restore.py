@@ -26,6 +26,8 @@ from typing import Any
 
 import bson
 from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedSeq
+from ruamel.yaml.scalarstring import ScalarString
 
 from jujubackup import archive, facts, profiles, rewrite, scripts
 from jujubackup.connect import connect_one
@@ -600,7 +602,13 @@ def rewrite_controllers_yaml(text: str, controller_uuid: str, endpoint: str) -> 
     doc = yaml.load(text) or {}
     for name, entry in (doc.get("controllers") or {}).items():
         if isinstance(entry, dict) and entry.get("uuid") == controller_uuid:
-            entry["api-endpoints"] = [endpoint]
+            old = entry.get("api-endpoints")
+            first = old[0] if isinstance(old, list) and old else None
+            value = type(first)(endpoint) if isinstance(first, ScalarString) else endpoint
+            new = CommentedSeq([value])
+            if isinstance(old, CommentedSeq) and old.fa.flow_style():
+                new.fa.set_flow_style()
+            entry["api-endpoints"] = new
             out = io.StringIO()
             yaml.dump(doc, out)
             return out.getvalue(), str(name)

@@ -214,6 +214,7 @@ def test_disaster_recovery_onto_a_spare(lab_factory: LabFactory, tmp_path: Path,
     before = juju_db(ctl)
     old_cert = file_cert(ctl.root / "var/lib/juju/server.pem")
     uuid = model_uuid(ctl)
+    ctl_conf = (ctl.root / "var/lib/juju/agents/machine-0/agent.conf").read_text()
     ctl.power_off()
 
     # Without the re-addressing step the restored jujud refuses to run: the test can fail.
@@ -232,8 +233,32 @@ def test_disaster_recovery_onto_a_spare(lab_factory: LabFactory, tmp_path: Path,
     log = (broken.root / "var/log/juju/machine-0.log").read_text()
     assert re.search(r"ERROR .*peergrouper", log)
 
-    result = ok(jb(lab, "restore", "--archive", str(archive), "--target", spare.name, "--yes"))
+    juju_data = tmp_path / "juju"
+    juju_data.mkdir()
+    controller = re.search(r"^controller: controller-(\S+)$", ctl_conf, re.M)
+    assert controller
+    (juju_data / "controllers.yaml").write_text(
+        f"controllers:\n  lab:\n    uuid: {controller.group(1)}\n    api-endpoints: ['{ctl.ip}:17070']\n"
+        "current-controller: lab\n"
+    )
+    result = ok(
+        jb(
+            lab,
+            "restore",
+            "--archive",
+            str(archive),
+            "--target",
+            spare.name,
+            "--yes",
+            "--update-client-config",
+            env={"JUJU_DATA": str(juju_data)},
+        )
+    )
     assert f"-> {spare.ip}" in result.stdout and "next steps:" in result.stdout
+    client_config = (juju_data / "controllers.yaml").read_text()
+    assert f"+++ {juju_data / 'controllers.yaml'}" in result.stdout
+    assert f"{spare.ip}:17070" in client_config
+    assert f"{ctl.ip}:17070" not in (juju_data / "controllers.yaml").read_text()
     assert active(spare, db_unit(spare), "jujud-machine-0") == ["active", "active"]
     assert served_cert(spare.ip) == old_cert
     after = juju_db(spare)

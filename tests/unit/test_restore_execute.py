@@ -95,7 +95,7 @@ def test_client_config_rewrites_only_that_controllers_endpoints() -> None:
     text, name = rewrite_controllers_yaml(CONTROLLERS_YAML, "8a293c6a-855b-47fd-8201-affdf29c9605",
                                           "10.201.0.50:17070")
     assert name == "lab"
-    assert "10.201.0.50:17070" in text and "10.77.116.68" not in text
+    assert "api-endpoints: ['10.201.0.50:17070']" in text and "10.77.116.68" not in text
     assert "10.0.0.1:17070" in text and "current-controller: lab" in text
     same, none = rewrite_controllers_yaml(CONTROLLERS_YAML, "no-such-uuid", "x:1")
     assert none is None and same == CONTROLLERS_YAML
