@@ -47,7 +47,9 @@ class UI:
     format: OutputFormat = OutputFormat.tabular
     quiet: bool = False
     verbose: bool = False
-    out: Console = field(default_factory=lambda: Console(file=sys.stdout, no_color=_no_color()))
+    out: Console = field(
+        default_factory=lambda: Console(file=sys.stdout, no_color=_no_color(), width=_pipe_width())
+    )
     err: Console = field(default_factory=lambda: Console(file=sys.stderr, no_color=_no_color()))
 
     @property
@@ -135,6 +137,11 @@ def _flat(value: Any) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k}={_flat(v)}" for k, v in value.items())
     return str(value)
+
+
+def _pipe_width() -> int | None:
+    """Return a width that never truncates data when stdout is not a terminal (None: the terminal's)."""
+    return None if sys.stdout.isatty() else 4096
 
 
 def _no_color() -> bool:
