@@ -197,6 +197,7 @@ def render_script(
         mongodump=profile.mongodump,
         db_path=profile.db_path,
         stop_port=40000 + secrets.randbelow(20000),
+        dump_scratch_dir=profile.dump_scratch_dir or "",
         exclude_logs=request.exclude_logs,
         holder=default_holder("create"),
         tls_flags=profile.tls_flags,

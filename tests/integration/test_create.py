@@ -115,9 +115,11 @@ def state_password(host: LabHost) -> str:
 def leftovers(host: LabHost) -> list[str]:
     """Return staging dirs / temp files create may leave in the backup dir (must be none)."""
     d = backup_dir(host)
+    scratch = sorted(p.name for p in (host.root / "var/snap/juju-db/common").glob(".jujubackup-dump-*"))
     if not d.exists():
-        return []
-    return sorted(p.name for p in d.iterdir() if p.name.startswith(".tmp-") or p.name.endswith(".tmp"))
+        return scratch
+    staged = sorted(p.name for p in d.iterdir() if p.name.startswith(".tmp-") or p.name.endswith(".tmp"))
+    return scratch + staged
 
 
 def catalog_ids(host: LabHost) -> list[str]:

@@ -23,6 +23,7 @@ def _create_sample(profile: profiles.Profile, mode: str) -> dict[str, Any]:
         "mongodump": profile.mongodump,
         "db_path": profile.db_path,
         "stop_port": 41234,
+        "dump_scratch_dir": profile.dump_scratch_dir or "",
         "exclude_logs": mode == "quiesce",
         "holder": "me@ws jujubackup create",
         "tls_flags": profile.tls_flags,
