@@ -30,6 +30,7 @@ from ruamel.yaml.comments import CommentedSeq
 from ruamel.yaml.scalarstring import ScalarString
 
 from jujubackup import archive, facts, profiles, rewrite, scripts
+from jujubackup.catalog import Catalog
 from jujubackup.connect import connect_one
 from jujubackup.errors import JujuBackupError, NotFoundError, RefusedError, UsageError, VerifyError
 from jujubackup.host.base import Host
@@ -135,11 +136,14 @@ def fresh_restore(
     """connect → probe → plan → show → confirm → execute → verify for a new restore."""
     mode = P.Mode.dr if request.archive else (P.Mode.move if request.target else P.Mode.same)
     source: Host | None = None
+    remote_copy: str | None = None
     if request.archive:
         local = request.archive
         backup_id = request.archive.name
     else:
         source, local, backup_id = fetch_stored(settings, request, ui, work)
+        if not request.target:
+            remote_copy = Catalog(source, request.backup_dir).archive_path(backup_id)
     # The archive is verified (one CPU-bound pass) in another process while the target is connected
     # and probed and the re-addressing overlay is written here.
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -193,7 +197,7 @@ def fresh_restore(
         )
         X.start_journal(target, params)
         outcome = run_execution(
-            target, params, X.Upload(pushed.archive, pushed.overlay), X.Journal(exists=True), ui
+            target, params, X.Upload(pushed.archive, pushed.overlay, remote_copy), X.Journal(exists=True), ui
         )
         check_certificate(outcome, local, target_facts.address, backup.api_port, ui)
         result = RestoreResult(plan=plan, outcome=outcome, next_steps=next_steps(backup, target_facts))

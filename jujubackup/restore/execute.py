@@ -93,6 +93,8 @@ class Upload:
 
     archive: Path | None
     overlay: Path | None = None
+    remote_copy: str | None = None
+    """The same archive already on the target (restore ID onto its own controller): copied there."""
 
 
 @dataclass
@@ -224,6 +226,13 @@ def push_archive(
     if upload.overlay is not None:
         with upload.overlay.open("rb") as source:
             host.put(source, OVERLAY, mode=0o600)
+    if upload.remote_copy is not None:
+        src, dst = scripts.shell_quote(upload.remote_copy), scripts.shell_quote(ARCHIVE)
+        host.run(
+            "restore-copy",
+            f"set -eu\nln -f {src} {dst} 2>/dev/null || cp {src} {dst}\nchmod 0600 {dst}\necho '{{}}'\n",
+        )
+        return
     if upload.archive is None:
         raise JujuBackupError(
             "the archive was not completely pushed to the target before the interruption",
