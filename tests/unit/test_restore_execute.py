@@ -99,3 +99,17 @@ def test_client_config_rewrites_only_that_controllers_endpoints() -> None:
     assert "10.0.0.1:17070" in text and "current-controller: lab" in text
     same, none = rewrite_controllers_yaml(CONTROLLERS_YAML, "no-such-uuid", "x:1")
     assert none is None and same == CONTROLLERS_YAML
+
+
+def test_read_backup_of_the_28_fixture_gives_the_plan_its_facts() -> None:
+    from pathlib import Path
+
+    from jujubackup import archive
+    from jujubackup.operations.restore import read_backup, with_report
+
+    path = Path("/work/shared/fixtures/juju-2.8/valid-backup.tar.gz")
+    facts = with_report(read_backup(path, "fixture"), archive.verify_archive(path))
+    assert (facts.machine_id, facts.model_uuid, facts.state_port) == (
+        "0", "e2a6a1e5-abea-4393-8593-5a45ae53ab97", 37017)
+    assert [c.machine_id for c in facts.controllers] == ["0", "1", "2"]
+    assert facts.unpacked_size > 40960 and not facts.has_oplog
