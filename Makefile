@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := systemd-container debootstrap zstd pigz shellcheck openssh-client iproute2 python3-venv python3-bson
+APT_PACKAGES := systemd-container debootstrap zstd pigz shellcheck openssh-client iproute2 python3-venv python3-bson openssh-server
 
 .PHONY: demo test deps venv rootfs lint unit lab-down clean
 
