@@ -80,7 +80,9 @@ def create(settings: ConnectionSettings, ui: UI, request: CreateRequest) -> Crea
         )
         text = render_script(facts, profile, request, started, backup_id)
         try:
-            result = host.run_detached("create", text, on_stderr=lambda line: _stderr_line(ui, line))
+            result = host.run_detached(
+                "create", text, poll=0.25, on_stderr=lambda line: _stderr_line(ui, line)
+            )
         except RemoteStepError as err:
             raise _create_error(err, host.name, backup_id) from err
         doc = result.json()
