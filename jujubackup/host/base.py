@@ -102,10 +102,11 @@ class Host(Protocol):
 
     def put(
         self, source: BinaryIO, remote_path: str, *, offset: int = 0, mode: int = 0o600,
-        progress: Progress | None = None,
+        progress: Progress | None = None, on_sha256: Callable[[str], None] | None = None,
     ) -> int:
         """Stream `source` into remote_path (written as root, created with `mode`), appending at `offset`
-        (the remote file is truncated to `offset` first); return bytes written."""
+        (the remote file is truncated to `offset` first); return bytes written. With `on_sha256`, the
+        host hashes the whole file while writing it and passes the hex digest to it."""
         ...
 
     def close(self) -> None:

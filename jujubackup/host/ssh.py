@@ -37,6 +37,20 @@ STDERR_KEEP = 64 * 1024
 SUDO_PASSWORD_MARKERS = ("a password is required", "a terminal is required")
 
 
+# put's remote writer: $1 path, $2 offset, $3 mode, $4 hash (1: print the SHA-256 of the whole
+# file as written: the kept prefix is re-read once, received bytes are hashed on their way in).
+_PUT_WRITER = (
+    'set -euo pipefail; umask 077; f=$1; off=$2; '
+    'if [ "$off" -eq 0 ]; then : > "$f"; fi; '
+    'size=$(stat -c %s -- "$f"); '
+    'if [ "$size" -lt "$off" ]; then '
+    'echo "$f has $size bytes, fewer than offset $off" >&2; exit 3; fi; '
+    'chmod "$3" -- "$f"; truncate -s "$off" -- "$f"; '
+    'if [ "$4" = 1 ]; then { head -c "$off" -- "$f"; tee -a -- "$f"; } | sha256sum; '
+    'else exec cat >> "$f"; fi'
+)
+
+
 def apply_rekey_workaround() -> None:
     """Let the server drive rekeying: paramiko's own rekey kills long exec streams (paramiko#822)."""
     paramiko.packet.Packetizer.REKEY_BYTES = 2**40
@@ -433,52 +447,71 @@ class SSHHost:
 
     def put(
         self, source: BinaryIO, remote_path: str, *, offset: int = 0, mode: int = 0o600,
-        progress: Progress | None = None,
+        progress: Progress | None = None, on_sha256: Callable[[str], None] | None = None,
     ) -> int:
         """Stream `source` into remote_path (as root, created with `mode`), appending at `offset`.
 
         The remote file is truncated to `offset` first; a remote file shorter than `offset` is an
-        error (nothing is zero-filled). Return bytes sent. Raise ConnectError if the connection drops,
-        RemoteStepError if the remote side fails (e.g. disk full).
+        error (nothing is zero-filled). With `on_sha256`, the host hashes the whole file as it writes
+        it (kept prefix + received bytes, no second read) and the hex digest is passed to it.
+        Return bytes sent. Raise ConnectError if the connection drops, RemoteStepError if the remote
+        side fails (e.g. disk full). An exception raised by `source.read` ends the remote writer
+        (waited for, so the caller may then remove the file) and propagates.
         """
-        writer = (
-            'set -e; umask 077; f=$1; off=$2; '
-            'if [ "$off" -eq 0 ]; then : > "$f"; fi; '
-            'size=$(stat -c %s -- "$f"); '
-            'if [ "$size" -lt "$off" ]; then '
-            'echo "$f has $size bytes, fewer than offset $off" >&2; exit 3; fi; '
-            'chmod "$3" -- "$f"; truncate -s "$off" -- "$f"; exec cat >> "$f"'
-        )
         command = self._as_root(
-            f"sh -c {shlex.quote(writer)} jujubackup-put {shlex.quote(remote_path)} {offset} {mode:o}"
+            f"bash -c {shlex.quote(_PUT_WRITER)} jujubackup-put {shlex.quote(remote_path)} {offset} "
+            f"{mode:o} {1 if on_sha256 else 0}"
         )
         chan = self._exec(command)
         chan.settimeout(self.io_timeout)
-        moved = 0
+        doing = f"uploading {remote_path}"
         try:
-            while True:
-                data = source.read(CHUNK)
-                if not data:
-                    break
-                try:
-                    chan.sendall(data)
-                except (TimeoutError, OSError, paramiko.SSHException, EOFError) as err:
-                    if chan.exit_status_ready():
-                        break  # the writer died: report its stderr below
-                    raise self._lost(f"uploading {remote_path}", err) from err
-                moved += len(data)
-                if progress is not None:
-                    progress(len(data))
+            moved = self._send_all(chan, source, doing, progress)
             with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
                 chan.shutdown_write()
-            rc = self._exit_status(chan, f"uploading {remote_path}")
+            rc = self._exit_status(chan, doing)
+            stdout = self._drain(chan, chan.recv_ready, chan.recv)
             stderr = self._drain_stderr(chan)
         finally:
             chan.close()
         self._check_sudo(rc, stderr, True)
         if rc != 0:
             raise RemoteStepError("put", rc, stderr, host=self.name)
+        if on_sha256 is not None:
+            digest = stdout.split()[0] if stdout.split() else ""
+            if not re.fullmatch(r"[0-9a-f]{64}", digest):
+                raise RemoteStepError("put", rc, f"no SHA-256 from the writer: {stdout[:200]!r}",
+                                      host=self.name)
+            on_sha256(digest)
         return moved
+
+    def _send_all(
+        self, chan: paramiko.Channel, source: BinaryIO, doing: str, progress: Progress | None
+    ) -> int:
+        """Send `source` to the channel until EOF (or until the remote writer exits); return bytes sent.
+
+        If reading `source` raises, close the channel's stdin, wait for the writer to exit, re-raise.
+        """
+        moved = 0
+        while True:
+            try:
+                data = source.read(CHUNK)
+            except Exception:
+                with contextlib.suppress(OSError, paramiko.SSHException, EOFError, ConnectError):
+                    chan.shutdown_write()
+                    self._exit_status(chan, doing)
+                raise
+            if not data:
+                return moved
+            try:
+                chan.sendall(data)
+            except (TimeoutError, OSError, paramiko.SSHException, EOFError) as err:
+                if chan.exit_status_ready():
+                    return moved  # the writer died: the caller reports its stderr
+                raise self._lost(doing, err) from err
+            moved += len(data)
+            if progress is not None:
+                progress(len(data))
 
     def _exit_status(self, chan: paramiko.Channel, doing: str) -> int:
         """Wait for the channel's exit status; raise ConnectError if the connection dies first."""
@@ -492,11 +525,15 @@ class SSHHost:
         return rc
 
     @staticmethod
-    def _drain_stderr(chan: paramiko.Channel) -> str:
+    def _drain(chan: paramiko.Channel, ready: Callable[[], bool], recv: Callable[[int], bytes]) -> str:
         parts = []
-        while chan.recv_stderr_ready():
-            parts.append(chan.recv_stderr(CHUNK))
+        while ready():
+            parts.append(recv(CHUNK))
         return b"".join(parts).decode(errors="replace")
+
+    @classmethod
+    def _drain_stderr(cls, chan: paramiko.Channel) -> str:
+        return cls._drain(chan, chan.recv_stderr_ready, chan.recv_stderr)
 
 
 class _JobPoller:
