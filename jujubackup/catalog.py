@@ -260,11 +260,15 @@ class Catalog:
             f"chmod 0700 -- {scripts.shell_quote(self.backup_dir)}\necho '{{}}'\n",
         )
 
-    def register(self, staged_path: str, record: dict[str, Any], *, force: bool = False) -> CatalogRecord:
+    def register(
+        self, staged_path: str, record: dict[str, Any], *, force: bool = False, staged_sha256: str = ""
+    ) -> CatalogRecord:
         """Given an archive already on the host at `staged_path` and its record, move it into the
         catalog as <ID>.tar.gz and write <ID>.json (the commit point), under the lock.
 
-        The staged file's size and SHA-256 must equal record["size"] / record["sha256"].
+        The staged file's size and SHA-256 must equal record["size"] / record["sha256"]; a
+        `staged_sha256` the caller had the host compute while writing the file stands for the
+        host re-hashing it (upload: no second read of the staged file).
         Raise RefusedError (exit 6) if the ID exists and not `force`, VerifyError (exit 8) on a
         size/SHA-256 mismatch, LockedError (exit 7) when locked.
         """
@@ -277,6 +281,7 @@ class Catalog:
             backup_id=backup_id,
             staged=staged_path,
             sha256=str(record["sha256"]),
+            staged_sha256=staged_sha256,
             size=int(record["size"]),
             force=force,
             record_json=json.dumps(record, separators=(",", ":")),
