@@ -18,8 +18,8 @@ import ssl
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import contextmanager
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -145,8 +145,13 @@ def fresh_restore(
         if not request.target:
             remote_copy = Catalog(source, request.backup_dir).archive_path(backup_id)
     # The archive is verified (one CPU-bound pass) in another process while the target is connected
-    # and probed and the re-addressing overlay is written here.
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    # and probed and the re-addressing overlay is written here; with --yes the archive is pushed
+    # meanwhile too, once the refusals that need no verified archive have passed.
+    early: Future[int] | None = None
+    with (
+        ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="push") as threads,
+    ):
         verifying = pool.submit(archive.verify_archive, local)
         target = source if (source and not request.target) else connect_one(settings, str(request.target))
         try:
@@ -156,19 +161,27 @@ def fresh_restore(
             readdress = os.environ.get(SKIP_READDRESS_ENV) != "1" and needs_readdress(
                 mode, backup, target_facts
             )
+            options = P.RestoreOptions(
+                mode=mode, force=request.force, allow_downgrade=request.allow_downgrade, readdress=readdress
+            )
+            if request.yes and not request.dry_run and remote_copy is None:
+                provisional = replace(backup, unpacked_size=backup.archive_size)
+                P.check_preconditions(provisional, target_facts, options, target_facts_peers(target_facts))
+                early = threads.submit(X.push_early, target, local)
             overlay = prepare_overlay(local, backup, target_facts, request, work) if readdress else None
             report = verifying.result()
             report.raise_for_failures()
+            backup = with_report(backup, report)
+            if early is not None:
+                P.check_preconditions(backup, target_facts, options, target_facts_peers(target_facts))
+                early.result()
         except BaseException:
+            _discard_early(target, early)
             target.close()
             raise
-    backup = with_report(backup, report)
     pushed = prepared(local, report, overlay)
     try:
         changes = pushed.changes
-        options = P.RestoreOptions(
-            mode=mode, force=request.force, allow_downgrade=request.allow_downgrade, readdress=readdress
-        )
         peers = target_facts_peers(target_facts)
         plan = P.make_plan(
             backup, target_facts, options, peers=peers, changes=changes, check=not request.dry_run
@@ -197,7 +210,11 @@ def fresh_restore(
         )
         X.start_journal(target, params)
         outcome = run_execution(
-            target, params, X.Upload(pushed.archive, pushed.overlay, remote_copy), X.Journal(exists=True), ui
+            target,
+            params,
+            X.Upload(pushed.archive, pushed.overlay, remote_copy, archive_pushed=early is not None),
+            X.Journal(exists=True),
+            ui,
         )
         check_certificate(outcome, local, target_facts.address, backup.api_port, ui)
         result = RestoreResult(plan=plan, outcome=outcome, next_steps=next_steps(backup, target_facts))
@@ -210,6 +227,16 @@ def fresh_restore(
         target.close()
         if source is not None and source is not target:
             source.close()
+
+
+def _discard_early(target: Host, early: Future[int] | None) -> None:
+    """When the restore stops before starting, remove what an early push left on the target."""
+    if early is None:
+        return
+    with suppress(Exception):
+        early.result()
+    with suppress(JujuBackupError):
+        X.discard_journal(target)
 
 
 def fetch_stored(

@@ -95,6 +95,8 @@ class Upload:
     overlay: Path | None = None
     remote_copy: str | None = None
     """The same archive already on the target (restore ID onto its own controller): copied there."""
+    archive_pushed: bool = False
+    """The archive was pushed early (push_early): only the overlay is left to push."""
 
 
 @dataclass
@@ -123,10 +125,30 @@ def read_journal(host: Host) -> Journal:
     )
 
 
-def start_journal(host: Host, params: Params) -> None:
-    """Create the journal dir on the target and save params.json (0600)."""
+def init_journal_dir(host: Host) -> None:
+    """Create the (0700) journal dir on the target."""
     quoted = scripts.shell_quote(JOURNAL_DIR)
     host.run("restore-journal-init", f"set -eu\nmkdir -p {quoted}/steps\nchmod 0700 {quoted}\necho '{{}}'\n")
+
+
+def discard_journal(host: Host) -> None:
+    """Remove the journal dir (and what an early push put there) from a target the restore never
+    changed otherwise."""
+    host.run("restore-journal-discard", f"set -eu\nrm -rf {scripts.shell_quote(JOURNAL_DIR)}\necho '{{}}'\n")
+
+
+def push_early(host: Host, archive: Path) -> int:
+    """Push `archive` into a new journal dir before the plan is final (only with --yes, once the
+    refusals that need no archive verification passed); return the bytes pushed. The caller discards
+    the journal dir if the restore then stops before starting."""
+    init_journal_dir(host)
+    with archive.open("rb") as source:
+        return host.put(source, ARCHIVE, mode=0o600)
+
+
+def start_journal(host: Host, params: Params) -> None:
+    """Create the journal dir on the target and save params.json (0600)."""
+    init_journal_dir(host)
     host.put(io.BytesIO(params.to_json().encode()), f"{JOURNAL_DIR}/params.json", mode=0o600)
 
 
@@ -226,6 +248,8 @@ def push_archive(
     if upload.overlay is not None:
         with upload.overlay.open("rb") as source:
             host.put(source, OVERLAY, mode=0o600)
+    if upload.archive_pushed:
+        return
     if upload.remote_copy is not None:
         src, dst = scripts.shell_quote(upload.remote_copy), scripts.shell_quote(ARCHIVE)
         host.run(
