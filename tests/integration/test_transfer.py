@@ -137,7 +137,7 @@ def test_upload_cut_midway_resumes_and_registers(lab_factory, tmp_path: Path) ->
     lab = lab_factory()
     ctl = lab.host("ctl0")
     source = big_archive(tmp_path)
-    staged = ctl.root / BACKUPS / f".upload-{SYNTH_ID}.tar.gz.part"
+    staged = ctl.root / BACKUPS / f".upload-{SYNTH_ID}.tar.gz.part"  # the ID is in metadata.json, early
     client = jb_background(lab, "ctl0", "upload", str(source), "--bwlimit", "1M")
     try:
         wait_for(lambda: staged.exists() and staged.stat().st_size > 1 << 20, "part of the upload")
@@ -202,6 +202,31 @@ def test_bad_archives_are_refused_with_exit_8_and_nothing_registered(lab_factory
         assert up.returncode == 8, (kind, up.stderr)
         assert named in up.stderr, (kind, up.stderr)
         assert stored(ctl) == before, kind
+
+
+def test_bad_upload_stops_and_leaves_nothing_staged_or_registered(lab_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Verification runs while the bytes stream: damage past the first MiBs is found with the transfer
+    under way; the staged file (also one kept from an earlier cut upload of it) is removed."""
+    lab = lab_factory()
+    ctl = lab.host("ctl0")
+    good = big_archive(tmp_path, 8)
+    bad = good.with_name("damaged.tar.gz")
+    data = bytearray(good.read_bytes())
+    data[len(data) * 3 // 4] ^= 0x01
+    bad.write_bytes(bytes(data))
+    backups = ctl.root / BACKUPS
+    backups.mkdir(mode=0o700, parents=True, exist_ok=True)
+    before = stored(ctl)
+    earlier = backups / f".upload-{SYNTH_ID}.tar.gz.part"
+    earlier.write_bytes(bytes(data[: 2 << 20]))
+
+    up = jb(lab, "ctl0", "upload", str(bad))
+    assert up.returncode == 8, up.stderr
+    assert "did not verify" in up.stderr and "corrupt" in up.stderr, up.stderr
+    assert stored(ctl) == before
+    assert not [p for p in backups.iterdir() if p.name.startswith(".upload-")]
+    listed = jb(lab, "ctl0", "list", "--format", "json")
+    assert SYNTH_ID not in listed.stdout
 
 
 def test_damaged_stored_copy_fails_download_and_verify_id(lab_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
