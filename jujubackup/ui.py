@@ -89,9 +89,10 @@ class UI:
         elif isinstance(data, dict):
             width = max((len(str(k)) for k in data), default=0)
             for key, value in data.items():
-                self.out.print(f"{key + ':':<{width + 1}} {_flat(value)}", highlight=False, markup=False)
+                label = safe_text(str(key)) + ":"
+                self.out.print(f"{label:<{width + 1}} {_flat(value)}", highlight=False, markup=False)
         else:
-            self.out.print(str(data), highlight=False, markup=False)
+            self.out.print(safe_text(str(data)), highlight=False, markup=False)
 
     def line(self, text: str) -> None:
         """Print one plain line on stdout (e.g. a backup ID)."""
@@ -130,13 +131,27 @@ def render_table(rows: list[dict[str, Any]], columns: Sequence[str] | None, titl
 
 
 def _flat(value: Any) -> str:
+    """Given a value from data, return it as one safe line of text for tabular output."""
     if value is None:
         return ""
     if isinstance(value, list | tuple):
         return ", ".join(_flat(v) for v in value)
     if isinstance(value, dict):
-        return ", ".join(f"{k}={_flat(v)}" for k, v in value.items())
-    return str(value)
+        return ", ".join(f"{safe_text(str(k))}={_flat(v)}" for k, v in value.items())
+    return safe_text(str(value))
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
+_CONTROL.update({0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"})
+
+
+def safe_text(text: str) -> str:
+    """Given text that may come from an archive or a host, return it with control characters escaped.
+
+    Terminal escapes and newlines in metadata (Notes, Hostname, …) can neither drive the terminal nor
+    forge output lines in tabular output.
+    """
+    return text.translate(_CONTROL)
 
 
 def _pipe_width() -> int | None:

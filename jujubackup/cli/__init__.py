@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     _register_verbs()
     ui = UI()
     try:
-        app(args=argv, standalone_mode=False)
+        returned = app(args=argv, standalone_mode=False)
     except JujuBackupError as err:
         ui.error(err.message, err.hint)
         return err.exit_code
@@ -146,7 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         if "-v" in sys.argv or "--verbose" in sys.argv:
             raise
         return EXIT_INTERNAL
-    return 0
+    if returned == EXIT_INTERRUPTED:  # typer turns Ctrl-C into a return value when not standalone
+        ui.error("interrupted", "nothing was registered unless an ID was printed; re-run to try again")
+        return EXIT_INTERRUPTED
+    return returned if isinstance(returned, int) else 0
 
 
 def run() -> None:
