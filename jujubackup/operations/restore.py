@@ -33,8 +33,10 @@ from jujubackup import archive, facts, profiles, rewrite, scripts
 from jujubackup.catalog import Catalog
 from jujubackup.connect import connect_one
 from jujubackup.errors import JujuBackupError, NotFoundError, RefusedError, UsageError, VerifyError
+from jujubackup.facts import ControllerFacts
 from jujubackup.host.base import Host
 from jujubackup.metadata import parse_metadata_json
+from jujubackup.operations import status
 from jujubackup.operations.download import DownloadRequest, download
 from jujubackup.operations.status import connect_controller
 from jujubackup.restore import execute as X
@@ -326,34 +328,18 @@ def refuse_unfinished(target: Host) -> None:
 
 
 def probe_target(host: Host, backup: P.BackupFacts, request: RestoreRequest) -> TargetProbe:
-    """Run the probe and the restore preflight (old controllers probed from the target) on `host`;
-    return the TargetFacts plus the peer probes."""
-    doc = host.run(
-        "probe",
-        scripts.render(
-            "probe",
-            backup_dir=request.backup_dir,
-            paths=profiles.probe_paths(),
-            profiles=profiles.PROFILES,
-            estimate_dbs=facts.ESTIMATE_DBS,
-        ),
-        timeout=180,
-    ).json()
-    base = target_from_probe(doc, host.name)
-    endpoints = P.peer_endpoints(backup, replace(base, address=host.address))
-    state_paths = [profiles.DATA_DIR, *{p.mongo_dir for p in profiles.PROFILES}]
-    pre = host.run(
-        "restore-preflight",
-        scripts.render(
-            "restore-preflight",
-            journal_dir=X.JOURNAL_DIR,
-            endpoints=[list(e) for e in endpoints],
-            connect_timeout=PEER_CONNECT_TIMEOUT,
-            mongods=sorted({p.mongod for p in profiles.PROFILES}),
-            state_paths=sorted(set(state_paths)),
-        ),
-        timeout=60 + 2 * PEER_CONNECT_TIMEOUT * len(endpoints),
-    ).json()
+    """Run the probe (status.probe: a controller's facts) and the restore preflight (old controllers
+    probed from the target, disk, addresses, mongo tools) on `host`; return the TargetProbe.
+    Raise RefusedError for a Juju 1.x host."""
+    found: ControllerFacts | None
+    try:
+        found = status.probe(host, request.backup_dir)
+    except RefusedError as err:
+        if "1.x" in err.message:
+            raise
+        found = None  # no Juju controller there: a spare
+    pre = preflight(host, backup)
+    base = target_from_facts(found, host.name) if found else spare_from_preflight(pre, host.name)
     addresses = tuple(str(a) for a in pre.get("addresses") or [])
     address = request.address or (
         host.address if host.address in addresses else (addresses[0] if addresses else host.address)
@@ -375,8 +361,29 @@ def probe_target(host: Host, backup: P.BackupFacts, request: RestoreRequest) -> 
             "state_bytes": int(pre.get("state_bytes") or 0),
         },
         peers=peers,
-        instance_id=_instance_of(doc, host.name),
+        instance_id=found.instance_id if found else "",
     )
+
+
+def preflight(host: Host, backup: P.BackupFacts) -> dict[str, Any]:
+    """Run restore-preflight on `host`: its addresses, the backup's old controllers probed from it,
+    disk, state size, mongo tools; return its JSON document."""
+    endpoints = P.peer_endpoints(backup, P.TargetFacts(name=host.name, address=host.address, profile=None))
+    tool_paths = sorted({path for p in profiles.PROFILES for path in (p.mongod, p.mongorestore, p.db_path)})
+    doc = host.run(
+        "restore-preflight",
+        scripts.render(
+            "restore-preflight",
+            journal_dir=X.JOURNAL_DIR,
+            endpoints=[list(e) for e in endpoints],
+            connect_timeout=PEER_CONNECT_TIMEOUT,
+            mongods=sorted({p.mongod for p in profiles.PROFILES}),
+            state_paths=sorted({profiles.DATA_DIR, *(p.mongo_dir for p in profiles.PROFILES)}),
+            paths=tool_paths,
+        ),
+        timeout=60 + 2 * PEER_CONNECT_TIMEOUT * len(endpoints),
+    ).json()
+    return doc if isinstance(doc, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -391,21 +398,8 @@ def target_facts_peers(target: P.TargetFacts) -> tuple[P.PeerProbe, ...]:
     return target.peers if isinstance(target, TargetProbe) else ()
 
 
-def target_from_probe(doc: dict[str, Any], name: str) -> P.TargetFacts:
-    """Given the probe's JSON, return TargetFacts: a controller's facts, or a bare machine's
-    (a spare: the profile from which mongo tools exist, no Juju)."""
-    try:
-        found = facts.parse_probe(doc, name)
-    except RefusedError:
-        paths = set(doc.get("paths") or [])
-        profile = next(
-            (p.name for p in profiles.PROFILES if p.mongod in paths and p.mongorestore in paths), None
-        )
-        version = _version_in(str((doc.get("versions") or {}).get("mongod", "")))
-        db_dirs = [p.db_path for p in profiles.PROFILES if p.db_path in paths]
-        return P.TargetFacts(
-            name=name, address="", profile=profile, mongo_version=version or None, has_state=bool(db_dirs)
-        )
+def target_from_facts(found: ControllerFacts, name: str) -> P.TargetFacts:
+    """Given a controller's probe facts, return its TargetFacts (address filled in by the caller)."""
     return P.TargetFacts(
         name=name,
         address="",
@@ -417,6 +411,17 @@ def target_from_probe(doc: dict[str, Any], name: str) -> P.TargetFacts:
         live_services=tuple(s.name for s in found.services if s.active),
         has_state=True,
     )
+
+
+def spare_from_preflight(pre: dict[str, Any], name: str) -> P.TargetFacts:
+    """Given the preflight of a host without a Juju controller, return its TargetFacts: the profile
+    whose mongod and mongorestore exist there, whether a juju-db data dir exists, no Juju."""
+    existing = {str(p) for p in pre.get("existing") or []}
+    profile = next(
+        (p.name for p in profiles.PROFILES if p.mongod in existing and p.mongorestore in existing), None
+    )
+    has_db = any(p.db_path in existing for p in profiles.PROFILES)
+    return P.TargetFacts(name=name, address="", profile=profile, has_state=has_db)
 
 
 def needs_readdress(mode: P.Mode, backup: P.BackupFacts, target: P.TargetFacts) -> bool:
@@ -665,14 +670,6 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _instance_of(doc: dict[str, Any], name: str) -> str:
-    """Given the probe's JSON, return the target's own instance id from its DB ('' if none)."""
-    try:
-        return facts.parse_probe(doc, name).instance_id
-    except JujuBackupError:
-        return ""
 
 
 def _der(pem: str) -> bytes:

@@ -35,6 +35,7 @@ RESTORE_SAMPLES: dict[str, dict[str, Any] | list[dict[str, Any]]] = {
         "connect_timeout": 3,
         "state_paths": ["/var/lib/juju", "/var/snap/juju-db/common"],
         "mongods": ["/snap/bin/juju-db.mongod", "/usr/lib/juju/mongo3.2/bin/mongod"],
+        "paths": ["/snap/bin/juju-db.mongorestore", "/var/lib/juju/db"],
     },
     "restore-journal": {"journal_dir": "/var/lib/jujubackup-restore"},
     "restore-stage": [

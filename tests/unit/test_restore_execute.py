@@ -5,14 +5,23 @@ from __future__ import annotations
 import subprocess
 
 from jujubackup import profiles, scripts
-from jujubackup.operations.restore import needs_readdress, rewrite_controllers_yaml, target_from_probe
+from jujubackup.operations.restore import needs_readdress, rewrite_controllers_yaml, spare_from_preflight
 from jujubackup.restore import execute as X
 from jujubackup.restore import plan as P
 
 PARAMS = X.Params(
-    backup_id="20260101-000000.uuid", mode="disaster-recovery", profile="juju-2.9", machine_id="2",
-    model_uuid="m-uuid", new_address="10.201.0.50", state_port=37017, api_port=17070,
-    steps=(P.UPLOAD, P.STOP, P.UNTAR), sha256="ab" * 32, size=123, install=True,
+    backup_id="20260101-000000.uuid",
+    mode="disaster-recovery",
+    profile="juju-2.9",
+    machine_id="2",
+    model_uuid="m-uuid",
+    new_address="10.201.0.50",
+    state_port=37017,
+    api_port=17070,
+    steps=(P.UPLOAD, P.STOP, P.UNTAR),
+    sha256="ab" * 32,
+    size=123,
+    install=True,
 )
 
 
@@ -28,8 +37,9 @@ def test_every_step_script_renders_and_passes_shellcheck_for_both_profiles() -> 
         extra = [("rollback", "restore-rollback"), ("restart", "restore-restart")]
         for step, name in [*X.SCRIPT_OF.items(), *extra]:
             text = scripts.render(name, **X.step_values(params, step))
-            checked = subprocess.run(["shellcheck", "-s", "bash", "-"], input=text, capture_output=True,
-                                     text=True, check=False)
+            checked = subprocess.run(
+                ["shellcheck", "-s", "bash", "-"], input=text, capture_output=True, text=True, check=False
+            )
             assert checked.returncode == 0, f"{profile} {name}:\n{checked.stdout}"
 
 
@@ -44,25 +54,30 @@ def test_unit_files_name_the_restored_machine_and_the_profile_paths() -> None:
     assert "/usr/lib/juju/mongo3.2/bin/mongod --dbpath /var/lib/juju/db" in db["content"]
     assert "--keyFile /var/lib/juju/shared-secret" in db["content"]
     snap = {f["path"]: f for f in X.unit_files(profiles.JUJU_29, PARAMS)}
-    assert "tlsCertificateKeyFile = /var/snap/juju-db/common/server.pem" in snap[
-        "/var/snap/juju-db/common/juju-db.config"]["content"]
-    assert "--config /var/snap/juju-db/common/juju-db.config" in snap[
-        "/etc/systemd/system/snap.juju-db.daemon.service"]["content"]
+    assert (
+        "tlsCertificateKeyFile = /var/snap/juju-db/common/server.pem"
+        in snap["/var/snap/juju-db/common/juju-db.config"]["content"]
+    )
+    assert (
+        "--config /var/snap/juju-db/common/juju-db.config"
+        in snap["/etc/systemd/system/snap.juju-db.daemon.service"]["content"]
+    )
 
 
 def test_snapshot_holds_the_state_and_the_db_unit() -> None:
     assert X.snapshot_paths(profiles.JUJU_29) == [
-        "/var/lib/juju", "/var/snap/juju-db/common", "/etc/systemd/system/snap.juju-db.daemon.service",
+        "/var/lib/juju",
+        "/var/snap/juju-db/common",
+        "/etc/systemd/system/snap.juju-db.daemon.service",
     ]
     assert X.snapshot_paths(profiles.JUJU_28) == ["/var/lib/juju", "/etc/systemd/system/juju-db.service"]
 
 
-def test_spare_probe_gives_the_profile_of_its_mongo_tools_and_no_juju() -> None:
-    doc = {"paths": ["/usr/lib/juju/mongo3.2/bin/mongod", "/usr/lib/juju/mongo3.2/bin/mongorestore"],
-           "versions": {"mongod": "db version v3.2.22"}, "agent_conf": {}}
-    target = target_from_probe(doc, "spare0")
-    assert (target.profile, target.mongo_version, target.juju_version, target.has_state) == (
-        "juju-2.8", "3.2.22", None, False)
+def test_spare_preflight_gives_the_profile_of_its_mongo_tools_and_no_juju() -> None:
+    pre = {"existing": ["/usr/lib/juju/mongo3.2/bin/mongod", "/usr/lib/juju/mongo3.2/bin/mongorestore"]}
+    target = spare_from_preflight(pre, "spare0")
+    assert (target.profile, target.juju_version, target.has_state) == ("juju-2.8", None, False)
+    assert spare_from_preflight({"existing": ["/snap/bin/juju-db.mongod"]}, "x").profile is None
 
 
 def test_same_controller_single_node_same_address_is_not_readdressed() -> None:
@@ -71,8 +86,18 @@ def test_same_controller_single_node_same_address_is_not_readdressed() -> None:
     target = P.TargetFacts(name="ctl0", address="10.201.0.10", profile="juju-2.9")
     assert not needs_readdress(P.Mode.same, backup, target)
     assert needs_readdress(P.Mode.dr, backup, target)
-    ha = P.BackupFacts("id", "c", "m", "0", "2.9.42", "focal", None, 1, 1,
-                       controllers=(me, P.ControllerMachine("1", ("10.201.0.11",))))
+    ha = P.BackupFacts(
+        "id",
+        "c",
+        "m",
+        "0",
+        "2.9.42",
+        "focal",
+        None,
+        1,
+        1,
+        controllers=(me, P.ControllerMachine("1", ("10.201.0.11",))),
+    )
     assert needs_readdress(P.Mode.same, ha, target)
 
 
@@ -92,8 +117,9 @@ current-controller: lab
 
 
 def test_client_config_rewrites_only_that_controllers_endpoints() -> None:
-    text, name = rewrite_controllers_yaml(CONTROLLERS_YAML, "8a293c6a-855b-47fd-8201-affdf29c9605",
-                                          "10.201.0.50:17070")
+    text, name = rewrite_controllers_yaml(
+        CONTROLLERS_YAML, "8a293c6a-855b-47fd-8201-affdf29c9605", "10.201.0.50:17070"
+    )
     assert name == "lab"
     assert "api-endpoints: ['10.201.0.50:17070']" in text and "10.77.116.68" not in text
     assert "10.0.0.1:17070" in text and "current-controller: lab" in text
@@ -110,6 +136,9 @@ def test_read_backup_of_the_28_fixture_gives_the_plan_its_facts() -> None:
     path = Path("/work/shared/fixtures/juju-2.8/valid-backup.tar.gz")
     facts = with_report(read_backup(path, "fixture"), archive.verify_archive(path))
     assert (facts.machine_id, facts.model_uuid, facts.state_port) == (
-        "0", "e2a6a1e5-abea-4393-8593-5a45ae53ab97", 37017)
+        "0",
+        "e2a6a1e5-abea-4393-8593-5a45ae53ab97",
+        37017,
+    )
     assert [c.machine_id for c in facts.controllers] == ["0", "1", "2"]
     assert facts.unpacked_size > 40960 and not facts.has_oplog
