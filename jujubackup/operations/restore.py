@@ -149,7 +149,7 @@ def fresh_restore(
     # The archive is verified (one CPU-bound pass) in another process while the target is connected
     # and probed and the re-addressing overlay is written here; with --yes the archive is pushed
     # meanwhile too, once the refusals that need no verified archive have passed.
-    early: Future[int] | None = None
+    early: Future[str] | None = None
     with (
         ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool,
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="push") as threads,
@@ -174,9 +174,10 @@ def fresh_restore(
             report = verifying.result()
             report.raise_for_failures()
             backup = with_report(backup, report)
+            pushed_sha256 = None
             if early is not None:
                 P.check_preconditions(backup, target_facts, options, target_facts_peers(target_facts))
-                early.result()
+                pushed_sha256 = early.result()
         except BaseException:
             _discard_early(target, early)
             target.close()
@@ -214,7 +215,7 @@ def fresh_restore(
         outcome = run_execution(
             target,
             params,
-            X.Upload(pushed.archive, pushed.overlay, remote_copy, archive_pushed=early is not None),
+            X.Upload(pushed.archive, pushed.overlay, remote_copy, pushed_sha256=pushed_sha256),
             X.Journal(exists=True),
             ui,
         )
@@ -231,7 +232,7 @@ def fresh_restore(
             source.close()
 
 
-def _discard_early(target: Host, early: Future[int] | None) -> None:
+def _discard_early(target: Host, early: Future[str] | None) -> None:
     """When the restore stops before starting, remove what an early push left on the target."""
     if early is None:
         return

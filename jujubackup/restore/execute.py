@@ -95,8 +95,8 @@ class Upload:
     overlay: Path | None = None
     remote_copy: str | None = None
     """The same archive already on the target (restore ID onto its own controller): copied there."""
-    archive_pushed: bool = False
-    """The archive was pushed early (push_early): only the overlay is left to push."""
+    pushed_sha256: str | None = None
+    """The archive was pushed early (push_early) and the host hashed it so: only the overlay is left."""
 
 
 @dataclass
@@ -137,13 +137,15 @@ def discard_journal(host: Host) -> None:
     host.run("restore-journal-discard", f"set -eu\nrm -rf {scripts.shell_quote(JOURNAL_DIR)}\necho '{{}}'\n")
 
 
-def push_early(host: Host, archive: Path) -> int:
+def push_early(host: Host, archive: Path) -> str:
     """Push `archive` into a new journal dir before the plan is final (only with --yes, once the
-    refusals that need no archive verification passed); return the bytes pushed. The caller discards
-    the journal dir if the restore then stops before starting."""
+    refusals that need no archive verification passed); return the SHA-256 the host computed while
+    writing it. The caller discards the journal dir if the restore then stops before starting."""
     init_journal_dir(host)
+    digest: list[str] = []
     with archive.open("rb") as source:
-        return host.put(source, ARCHIVE, mode=0o600)
+        host.put(source, ARCHIVE, mode=0o600, on_sha256=digest.append)
+    return digest[0] if digest else ""
 
 
 def start_journal(host: Host, params: Params) -> None:
@@ -203,9 +205,16 @@ def run_step(
     Raise RemoteStepError when its script fails, VerifyError when `verify` finds a problem,
     JujuBackupError when the upload step has no archive to push.
     """
+    values = step_values(params, step)
     if step == P.UPLOAD:
-        push_archive(host, params, upload, journal, progress)
-    text = scripts.render(SCRIPT_OF[step], **step_values(params, step))
+        digest = push_archive(host, params, upload, journal, progress)
+        if digest is not None and digest != params.sha256:
+            raise VerifyError(
+                f"the archive pushed to {host.name} has SHA-256 {digest}, expected {params.sha256}",
+                hint="the transfer was damaged; run the restore again (`--rollback` first if needed)",
+            )
+        values["check_sha256"] = digest is None
+    text = scripts.render(SCRIPT_OF[step], **values)
     try:
         if step in DETACHED_STEPS:
             result = host.run_detached(SCRIPT_OF[step], text, timeout=None)
@@ -239,33 +248,36 @@ def push_archive(
     upload: Upload,
     journal: Journal,
     progress: Callable[[int], None] | None,
-) -> None:
+) -> str | None:
     """Push the overlay (small, first) and the archive to the journal dir; the archive push appends
-    to what an interrupted push left.
+    to what an interrupted push left. Return the archive's SHA-256 as the host computed it while
+    writing (None when it was copied on the host: the stage step hashes it then).
 
     Raise JujuBackupError when no local archive is given (a resume before the upload finished).
     """
     if upload.overlay is not None:
         with upload.overlay.open("rb") as source:
             host.put(source, OVERLAY, mode=0o600)
-    if upload.archive_pushed:
-        return
+    if upload.pushed_sha256 is not None:
+        return upload.pushed_sha256
     if upload.remote_copy is not None:
         src, dst = scripts.shell_quote(upload.remote_copy), scripts.shell_quote(ARCHIVE)
         host.run(
             "restore-copy",
             f"set -eu\nln -f {src} {dst} 2>/dev/null || cp {src} {dst}\nchmod 0600 {dst}\necho '{{}}'\n",
         )
-        return
+        return None
     if upload.archive is None:
         raise JujuBackupError(
             "the archive was not completely pushed to the target before the interruption",
             hint="resume with the same archive: `restore --resume --archive FILE --target HOST`",
         )
     offset = journal.archive_bytes if 0 < journal.archive_bytes <= params.size else 0
+    digest: list[str] = []
     with upload.archive.open("rb") as source:
         source.seek(offset)
-        host.put(source, ARCHIVE, offset=offset, mode=0o600, progress=progress)
+        host.put(source, ARCHIVE, offset=offset, mode=0o600, progress=progress, on_sha256=digest.append)
+    return digest[0] if digest else None
 
 
 def restart_stopped(host: Host, params: Params) -> None:
@@ -308,7 +320,7 @@ def step_values(params: Params, step: str) -> dict[str, Any]:
         "state_port": params.state_port,
     }
     extra: dict[str, dict[str, Any]] = {
-        P.UPLOAD: {"sha256": params.sha256, "overlay_sha256": params.overlay_sha256},
+        P.UPLOAD: {"sha256": params.sha256, "overlay_sha256": params.overlay_sha256, "check_sha256": True},
         P.SNAPSHOT: {"snapshot_paths": snapshot_paths(profile)},
         "rollback": {"snapshot_paths": snapshot_paths(profile)},
         P.INSTALL: {"files": unit_files(profile, params)},

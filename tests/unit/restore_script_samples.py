@@ -20,7 +20,9 @@ _LIB_28: dict[str, Any] = {
     "shell_tls_flags": ["--ssl", "--sslAllowInvalidCertificates"],
 }
 _SNAPSHOT_PATHS = [
-    "/var/lib/juju", "/var/snap/juju-db/common", "/etc/systemd/system/snap.juju-db.daemon.service",
+    "/var/lib/juju",
+    "/var/snap/juju-db/common",
+    "/etc/systemd/system/snap.juju-db.daemon.service",
 ]
 
 
@@ -39,31 +41,50 @@ RESTORE_SAMPLES: dict[str, dict[str, Any] | list[dict[str, Any]]] = {
     },
     "restore-journal": {"journal_dir": "/var/lib/jujubackup-restore"},
     "restore-stage": [
-        *_both("upload", sha256="0" * 64, overlay_sha256="1" * 64),
-        *_both("upload", sha256="0" * 64, overlay_sha256=""),
+        *_both("upload", sha256="0" * 64, overlay_sha256="1" * 64, check_sha256=True),
+        *_both("upload", sha256="0" * 64, overlay_sha256="", check_sha256=False),
     ],
     "restore-stop": _both("stop-services"),
     "restore-snapshot": _both("snapshot", snapshot_paths=_SNAPSHOT_PATHS),
     "restore-untar": _both("untar-files"),
-    "restore-install": _both("install-services", files=[
-        {"path": "/etc/systemd/system/jujud-machine-0.service", "mode": "0644", "content": "[Unit]\n",
-         "replace": True},
-        {"path": "/etc/systemd/system/juju-db.service", "mode": "0644", "content": "it's\n",
-         "replace": False},
-    ]),
+    "restore-install": _both(
+        "install-services",
+        files=[
+            {
+                "path": "/etc/systemd/system/jujud-machine-0.service",
+                "mode": "0644",
+                "content": "[Unit]\n",
+                "replace": True,
+            },
+            {
+                "path": "/etc/systemd/system/juju-db.service",
+                "mode": "0644",
+                "content": "it's\n",
+                "replace": False,
+            },
+        ],
+    ),
     "restore-fresh-db": _both(
-        "fresh-db", db_path="/var/snap/juju-db/common/db", server_pem="/var/snap/juju-db/common/server.pem",
-        shared_secret="/var/snap/juju-db/common/shared-secret", new_address="10.201.0.50",
+        "fresh-db",
+        db_path="/var/snap/juju-db/common/db",
+        server_pem="/var/snap/juju-db/common/server.pem",
+        shared_secret="/var/snap/juju-db/common/shared-secret",
+        new_address="10.201.0.50",
         extra_dirs=["/var/snap/juju-db/common/logs"],
     ),
     "restore-load-db": _both(
-        "load-db", mongorestore="/snap/bin/juju-db.mongorestore", tls_flags=["--tls", "--tlsInsecure"],
+        "load-db",
+        mongorestore="/snap/bin/juju-db.mongorestore",
+        tls_flags=["--tls", "--tlsInsecure"],
         batch_size=100,
     ),
     "restore-start": _both("start-services"),
     "restore-verify": _both(
-        "verify", api_port=17070, new_address="10.201.0.50",
-        model_uuid="e2a6a1e5-abea-4393-8593-5a45ae53ab97", wait_seconds=60,
+        "verify",
+        api_port=17070,
+        new_address="10.201.0.50",
+        model_uuid="e2a6a1e5-abea-4393-8593-5a45ae53ab97",
+        wait_seconds=60,
     ),
     "restore-cleanup": _both("cleanup"),
     "restore-restart": _both("restart"),
