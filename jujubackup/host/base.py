@@ -106,7 +106,7 @@ class Host(Protocol):
     ) -> int:
         """Stream `source` into remote_path (written as root, created with `mode`), appending at `offset`
         (the remote file is truncated to `offset` first); return bytes written. With `on_sha256`, the
-        host hashes the whole file while writing it and passes the hex digest to it."""
+        host hashes the whole file once written (same command) and passes the hex digest to it."""
         ...
 
     def close(self) -> None:

@@ -37,8 +37,10 @@ STDERR_KEEP = 64 * 1024
 SUDO_PASSWORD_MARKERS = ("a password is required", "a terminal is required")
 
 
-# put's remote writer: $1 path, $2 offset, $3 mode, $4 hash (1: print the SHA-256 of the whole
-# file as written: the kept prefix is re-read once, received bytes are hashed on their way in).
+# put's remote writer: $1 path, $2 offset, $3 mode, $4 1 = print the SHA-256 of the whole file once
+# written. Measured per GiB on the loaded 2-vCPU lab: `openssl dgst` of the page-cached file 2.5 s,
+# `sha256sum` 9.5-12 s (no SHA-NI), hashing on the way in through `tee | openssl` 6 s (tee moves
+# 8 KiB per syscall) and the whole put 40 % slower than write-then-hash.
 _PUT_WRITER = (
     'set -euo pipefail; umask 077; f=$1; off=$2; '
     'if [ "$off" -eq 0 ]; then : > "$f"; fi; '
@@ -46,8 +48,9 @@ _PUT_WRITER = (
     'if [ "$size" -lt "$off" ]; then '
     'echo "$f has $size bytes, fewer than offset $off" >&2; exit 3; fi; '
     'chmod "$3" -- "$f"; truncate -s "$off" -- "$f"; '
-    'if [ "$4" = 1 ]; then { head -c "$off" -- "$f"; tee -a -- "$f"; } | sha256sum; '
-    'else exec cat >> "$f"; fi'
+    'if [ "$4" != 1 ]; then exec cat >> "$f"; fi; '
+    'cat >> "$f"; '
+    'if command -v openssl >/dev/null; then openssl dgst -sha256 -r < "$f"; else sha256sum < "$f"; fi'
 )
 
 
@@ -452,8 +455,8 @@ class SSHHost:
         """Stream `source` into remote_path (as root, created with `mode`), appending at `offset`.
 
         The remote file is truncated to `offset` first; a remote file shorter than `offset` is an
-        error (nothing is zero-filled). With `on_sha256`, the host hashes the whole file as it writes
-        it (kept prefix + received bytes, no second read) and the hex digest is passed to it.
+        error (nothing is zero-filled). With `on_sha256`, the host hashes the whole file once it is
+        written (same remote command, page-cached) and the hex digest is passed to it.
         Return bytes sent. Raise ConnectError if the connection drops, RemoteStepError if the remote
         side fails (e.g. disk full). An exception raised by `source.read` ends the remote writer
         (waited for, so the caller may then remove the file) and propagates.
@@ -504,7 +507,7 @@ class SSHHost:
             if not data:
                 return moved
             try:
-                chan.sendall(data)
+                _sendall(chan, data)
             except (TimeoutError, OSError, paramiko.SSHException, EOFError) as err:
                 if chan.exit_status_ready():
                     return moved  # the writer died: the caller reports its stderr
@@ -635,6 +638,20 @@ class _JobPoller:
         if self.on_stderr is not None and self._partial:
             self.on_stderr(self._partial.decode(errors="replace"))
         self._partial = b""
+
+
+def _sendall(chan: paramiko.Channel, data: bytes) -> None:
+    """Send all of `data` packet by packet through a memoryview.
+
+    paramiko's own sendall re-slices the remaining bytes after every ~32 KiB packet: 16 copies of
+    a 1 MiB chunk, a third of the sender's CPU time. Raise EOFError if the channel closes.
+    """
+    view = memoryview(data)
+    while view:
+        sent = chan.send(view)  # type: ignore[arg-type]  # paramiko packs any buffer
+        if not sent:
+            raise EOFError("the channel closed while sending")
+        view = view[sent:]
 
 
 def _read_exact(stream: Any, size: int) -> bytes:
