@@ -84,12 +84,13 @@ def build_archive(path: Path, size: int, backup_id: str) -> None:
                 "Series": "focal", "HANodes": 1}
         (top / "metadata.json").write_text(json.dumps(meta))
         (top / "dump" / "juju" / "machines.bson").write_bytes(bson.encode({"_id": "bench"}))
-        root = Path(tmp) / "root" / "var/lib/juju"
-        root.mkdir(parents=True)
-        subprocess.run(f"head -c {size} /dev/urandom > {root}/big.bin", shell=True, check=True)
+        # the big member is a state path root.tar may hold (archive.ROOT_STATE_PATTERNS): jujud
+        tools = Path(tmp) / "root" / "var/lib/juju/tools/2.9.42-focal-amd64"
+        tools.mkdir(parents=True)
+        subprocess.run(f"head -c {size} /dev/urandom > {tools}/jujud", shell=True, check=True)
         with tarfile.open(top / "root.tar", "w") as tar:
-            tar.add(root.parent.parent.parent / "var", arcname="var")
-        (root / "big.bin").unlink()
+            tar.add(Path(tmp) / "root" / "var", arcname="var")
+        (tools / "jujud").unlink()
         subprocess.run(f"tar -C {tmp} -cf - juju-backup | pigz -1 > {path}", shell=True, check=True)
 
 

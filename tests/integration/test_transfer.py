@@ -68,7 +68,7 @@ def big_archive(tmp_path: Path, mib: int = 6) -> Path:
     spec = ArchiveSpec()
     spec.metadata = dict(spec.metadata or {}, ID=SYNTH_ID)
     data = os.urandom(mib << 20)
-    spec.root = [*spec.root, (file_info("var/lib/juju/big.bin", data), data)]
+    spec.root = [*spec.root, (file_info("var/lib/juju/tools/2.9.42-focal-amd64/big.bin", data), data)]
     return spec.write(tmp_path / "synthetic.tar.gz")
 
 

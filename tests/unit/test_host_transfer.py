@@ -55,7 +55,7 @@ def archive(tmp_path: Path, name: str = "a.tar.gz", **changes: object) -> Path:
         setattr(spec, key, value)
     # an incompressible root.tar member so transfers span several 1 MiB chunks
     big = os.urandom(3 * 1024 * 1024)
-    spec.root = [*spec.root, (file_info("var/lib/juju/big.bin", big), big)]
+    spec.root = [*spec.root, (file_info("var/lib/juju/tools/2.9.42-focal-amd64/big.bin", big), big)]
     return spec.write(tmp_path / name)
 
 
