@@ -24,6 +24,16 @@ Safety rules (used by `verify` and by `safe_extract`):
 - no member may be written through a symlink of the same archive; hard-link sources must be safe
   member paths.
 
+root.tar allowlist (verify and `safe_extract(..., state_files_only=True)`, which restore uses for
+root.tar): root.tar is extracted onto `/` as root, so every member must be a Juju state file of
+an era we read (reference juju-backups.md §3.5/§3.6; :data:`ROOT_STATE_PATTERNS`):
+`var/lib/juju/agents/machine-*/**`, `var/lib/juju/tools/**`, `var/lib/juju/init/**`,
+`var/lib/juju/{server.pem,system-identity,shared-secret,nonce.txt}`, `var/snap/juju-db/common/**`,
+`home/ubuntu/.ssh/authorized_keys`, plus the directory entries leading to them (`var`, `var/lib`,
+`var/lib/juju`, `home/ubuntu/.ssh`, …, directories only). Symlink targets and hard-link sources must
+be allowed paths too. Anything else (`etc/cron.d/x`, `root/.ssh/authorized_keys`, systemd units)
+fails verification ("root.tar member 'etc/cron.d/x' is not a Juju state file") and is never extracted.
+
 Public API:
     verify_archive(path, *, expected_sha256=None, expected_sha1_b64=None, expected_size=None)
         -> VerifyReport                       one pass: digests, members, metadata, manifest, BSON
@@ -35,8 +45,10 @@ Public API:
     rewrite_archive(src, dst, *, transforms, root_transforms, late_transforms, only_replaced)
         -> RewriteResult   copy an archive in one pass replacing selected members, updating
                            manifest.json; or write only the replaced members (an overlay)
-    safe_extract(tar, dest) -> list[str]      extract a tarfile refusing unsafe members
+    safe_extract(tar, dest, state_files_only=False) -> list[str]   extract a tarfile refusing unsafe
+                                              members (state_files_only: the root.tar allowlist)
     member_problem(...) -> str | None         the safety rules above, for one member
+    state_file_problem(member) -> str | None  the root.tar allowlist, for one member
     build_manifest(files, *, tool_version, consistency, db_unavailable_seconds) -> dict
     manifest_entries_for_dir(top) -> list[ManifestEntry]    hash a staging juju-backup/ dir
     digest_file(path) -> ArchiveDigest        SHA-256, Juju SHA-1/base64 and size of a file
@@ -58,6 +70,7 @@ import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -397,6 +410,79 @@ def member_problem(
     return None
 
 
+ROOT_STATE_PATTERNS: tuple[str, ...] = (
+    "var/lib/juju/agents/machine-*/**",
+    "var/lib/juju/tools/**",
+    "var/lib/juju/init/**",
+    "var/lib/juju/server.pem",
+    "var/lib/juju/system-identity",
+    "var/lib/juju/shared-secret",
+    "var/lib/juju/nonce.txt",
+    "var/snap/juju-db/common/**",
+    "home/ubuntu/.ssh/authorized_keys",
+)
+"""root.tar members allowed (reference §3.5/§3.6, every era we read): one glob per path component,
+a final `**` = that path and everything under it. Their parent directories are allowed as directories."""
+
+
+def _state_parent_dirs(patterns: Iterable[str]) -> frozenset[str]:
+    """Return the directories leading to the patterns (the path parts before their first glob)."""
+    out = set()
+    for pattern in patterns:
+        parts = pattern.split("/")
+        for i in range(1, len(parts)):
+            if any(c in parts[i - 1] for c in "*?["):
+                break
+            out.add("/".join(parts[:i]))
+    return frozenset(out)
+
+
+_STATE_PARENT_DIRS = _state_parent_dirs(ROOT_STATE_PATTERNS)
+
+
+def _matches_state_pattern(parts: list[str], pattern: str) -> bool:
+    """Return True if the path components `parts` match one ROOT_STATE_PATTERNS entry."""
+    pat_parts = pattern.split("/")
+    for i, pat in enumerate(pat_parts):
+        if pat == "**":
+            return True
+        if i >= len(parts) or not fnmatchcase(parts[i], pat):
+            return False
+    return len(parts) == len(pat_parts)
+
+
+def is_state_path(name: str, *, is_dir: bool = False) -> bool:
+    """Given a root.tar member name (no leading "/"), return True if it is an allowed Juju state path
+    (ROOT_STATE_PATTERNS), or, when `is_dir`, a directory leading to one."""
+    name = normalize_name(name)
+    if is_dir and name in _STATE_PARENT_DIRS:
+        return True
+    parts = name.split("/")
+    return any(_matches_state_pattern(parts, p) for p in ROOT_STATE_PATTERNS)
+
+
+def _lexical_link_target(name: str, linkname: str) -> str:
+    """Return where symlink `name -> linkname` points, relative to the root ("/" = the root)."""
+    joined = linkname if linkname.startswith("/") else "/" + posixpath.join(posixpath.dirname(name), linkname)
+    return posixpath.normpath(joined).lstrip("/")
+
+
+def state_file_problem(member: tarfile.TarInfo) -> str | None:
+    """Given a root.tar member already found safe by member_problem, return why it is not allowed
+    by the root.tar allowlist (not a Juju state file; a symlink or hard link to a path that is not
+    one), or None if it is allowed."""
+    name = normalize_name(member.name)
+    if not is_state_path(name, is_dir=member.isdir()):
+        return "is not a Juju state file"
+    if member.issym():
+        target = _lexical_link_target(name, member.linkname)
+        if not is_state_path(target, is_dir=True):
+            return f"is a symlink to {member.linkname!r}, which is not a Juju state path"
+    if member.islnk() and not is_state_path(normalize_name(member.linkname)):
+        return f"is a hard link to {member.linkname!r}, which is not a Juju state file"
+    return None
+
+
 def _through_symlink(name: str, links: set[str] | frozenset[str]) -> str | None:
     """Return the archive symlink that is a proper prefix of `name`, or None."""
     parts = name.split("/")
@@ -421,8 +507,9 @@ def _hardlink_problem(target: str, links: set[str] | frozenset[str]) -> str | No
 class _MemberGuard:
     """Tracks one tar's members to apply member_problem plus the no-duplicates rule."""
 
-    def __init__(self, *, absolute_links_ok: bool) -> None:
+    def __init__(self, *, absolute_links_ok: bool, state_files_only: bool = False) -> None:
         self.absolute_links_ok = absolute_links_ok
+        self.state_files_only = state_files_only
         self.symlinks: set[str] = set()
         self.seen: dict[str, bool] = {}
         self.symlink_members: list[tarfile.TarInfo] = []
@@ -431,6 +518,8 @@ class _MemberGuard:
         """Return why `member` is unsafe given the members before it, or None; record it."""
         name = normalize_name(member.name)
         problem = member_problem(member, absolute_links_ok=self.absolute_links_ok, symlinks=self.symlinks)
+        if problem is None and self.state_files_only:
+            problem = state_file_problem(member)
         if problem is None and name in self.seen and not (member.isdir() and self.seen[name]):
             problem = "appears twice in the archive"
         self.seen[name] = member.isdir()
@@ -639,7 +728,7 @@ class _VerifyState:
     def __init__(self, report: VerifyReport) -> None:
         self.report = report
         self.guard = _MemberGuard(absolute_links_ok=False)
-        self.root_guard = _MemberGuard(absolute_links_ok=True)
+        self.root_guard = _MemberGuard(absolute_links_ok=True, state_files_only=True)
         self.hashes: dict[str, tuple[int, str]] = {}
         self.unsafe: list[str] = []
         self.bad_bson: list[str] = []
@@ -1155,7 +1244,11 @@ def _copy_info(member: tarfile.TarInfo, size: int, *, name: str | None = None) -
 
 
 def safe_extract(
-    tar: tarfile.TarFile, dest: str | os.PathLike[str], *, numeric_owner: bool = False
+    tar: tarfile.TarFile,
+    dest: str | os.PathLike[str],
+    *,
+    numeric_owner: bool = False,
+    state_files_only: bool = False,
 ) -> list[str]:
     """Extract every member of `tar` (any mode, stream mode included) under `dest`, preserving
     modes, times and (as root) owners, and the archive's symlinks; return the names extracted.
@@ -1164,9 +1257,11 @@ def safe_extract(
     allowed when they stay inside the root, as for root.tar onto "/"), or a member whose parent on
     disk resolves outside `dest`. An existing symlink at a file's path is replaced, never followed.
     Members before the unsafe one stay extracted: extract into a fresh directory when that matters.
+    With `state_files_only` (root.tar, root-overlay.tar) a member outside the root.tar allowlist
+    (ROOT_STATE_PATTERNS) is refused too: "member 'etc/cron.d/x' is not a Juju state file".
     """
     root = Path(dest).resolve()
-    guard = _MemberGuard(absolute_links_ok=True)
+    guard = _MemberGuard(absolute_links_ok=True, state_files_only=state_files_only)
     done = []
     for member in tar:
         problem = guard.problem(member)

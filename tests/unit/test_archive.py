@@ -16,6 +16,7 @@ import pytest
 
 from jujubackup import archive
 from jujubackup.errors import EXIT_VERIFY, NotFoundError, VerifyError
+from jujubackup.profiles import PROFILES, Profile
 from tests.unit.archive_builders import (
     AGENT_CONF,
     MISSING_ROOT,
@@ -177,10 +178,86 @@ def test_absolute_symlink_in_outer_archive_fails(tmp_path: Path) -> None:
 
 def test_symlink_climbing_out_of_another_symlink_fails(tmp_path: Path) -> None:
     spec = ArchiveSpec()
-    spec.root.append((special_info("var/lib/juju/up", tarfile.SYMTYPE, "/"), None))
-    spec.root.append((special_info("var/lib/juju/out", tarfile.SYMTYPE, "up/../x"), None))
+    up = special_info("var/lib/juju/tools/up", tarfile.SYMTYPE, "/var/lib/juju/tools/a/b")
+    spec.root.append((up, None))
+    spec.root.append((special_info("var/lib/juju/tools/out", tarfile.SYMTYPE, "up/../x"), None))
     msg = only_failure(archive.verify_archive(spec.write(tmp_path / "a.tar.gz")))
-    assert "'var/lib/juju/out'" in msg and "climbs out of another symlink" in msg
+    assert "'var/lib/juju/tools/out'" in msg and "climbs out of another symlink" in msg
+
+
+# --- root.tar allowlist: only Juju state files may be extracted onto / -------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "etc/cron.d/evil",
+        "root/.ssh/authorized_keys",
+        "etc/systemd/system/jujud-machine-0.service",
+        "var/lib/juju/db/evil",
+        "var/lib/juju/agents/unit-controller-0/agent.conf",
+        "home/ubuntu/.bashrc",
+        "usr/bin/sudo",
+    ],
+)
+def test_root_tar_member_outside_the_juju_state_files_fails(tmp_path: Path, name: str) -> None:
+    spec = ArchiveSpec()
+    spec.root.append((file_info(name, b"* * * * * root sh\n"), b"* * * * * root sh\n"))
+    report = archive.verify_archive(spec.write(tmp_path / "a.tar.gz"))
+    assert only_failure(report) == f"root.tar member {name!r} is not a Juju state file"
+    with pytest.raises(VerifyError) as caught:
+        report.raise_for_failures()
+    assert caught.value.exit_code == EXIT_VERIFY
+    assert f"root.tar member {name!r} is not a Juju state file" in caught.value.message
+
+
+def test_root_tar_directory_outside_the_state_paths_fails(tmp_path: Path) -> None:
+    spec = ArchiveSpec()
+    spec.root.append((dir_info("etc/cron.d"), None))
+    msg = only_failure(archive.verify_archive(spec.write(tmp_path / "a.tar.gz")))
+    assert msg == "root.tar member 'etc/cron.d' is not a Juju state file"
+
+
+def test_root_tar_symlink_to_a_path_outside_the_state_files_fails(tmp_path: Path) -> None:
+    spec = ArchiveSpec()
+    spec.root.append((special_info("var/lib/juju/tools/cron", tarfile.SYMTYPE, "/etc/cron.d"), None))
+    msg = only_failure(archive.verify_archive(spec.write(tmp_path / "a.tar.gz")))
+    assert msg == (
+        "root.tar member 'var/lib/juju/tools/cron' is a symlink to '/etc/cron.d', "
+        "which is not a Juju state path"
+    )
+
+
+def test_root_tar_hard_link_to_a_path_outside_the_state_files_fails(tmp_path: Path) -> None:
+    spec = ArchiveSpec()
+    spec.root.append((special_info("var/lib/juju/tools/shadow", tarfile.LNKTYPE, "etc/shadow"), None))
+    msg = only_failure(archive.verify_archive(spec.write(tmp_path / "a.tar.gz")))
+    assert msg == (
+        "root.tar member 'var/lib/juju/tools/shadow' is a hard link to 'etc/shadow', "
+        "which is not a Juju state file"
+    )
+
+
+def test_root_tar_with_every_era_state_path_verifies(tmp_path: Path) -> None:
+    spec = ArchiveSpec()
+    for d in ("var", "var/lib", "var/lib/juju", "var/lib/juju/init", "var/snap", "var/snap/juju-db",
+              "var/snap/juju-db/common", "home", "home/ubuntu", "home/ubuntu/.ssh"):
+        spec.root.append((dir_info(d), None))
+    for name in ("var/lib/juju/init/juju-db/juju-db.service", "var/snap/juju-db/common/shared-secret",
+                 "var/snap/juju-db/common/ca.crt", "var/snap/juju-db/common/server.pem"):
+        spec.root.append((file_info(name, b"x"), b"x"))
+    report = archive.verify_archive(spec.write(tmp_path / "a.tar.gz"))
+    assert report.ok, failed_messages(report)
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.name)
+def test_every_file_create_puts_into_root_tar_is_allowed(profile: Profile) -> None:
+    for rule in profile.root_files:
+        for candidate in rule.candidates:
+            name = candidate.lstrip("/").replace("*", "7")
+            assert archive.is_state_path(name), name
+            if name.endswith(("/machine-7", "/tools", "/init")):  # directories: what tar puts under them
+                assert archive.is_state_path(f"{name}/2.9.42-focal-amd64/jujud"), name
 
 
 def test_member_written_through_a_symlink_fails(tmp_path: Path) -> None:
@@ -486,6 +563,22 @@ def test_safe_extract_replaces_an_existing_file_symlink_instead_of_following_it(
     archive.safe_extract(unsafe_tar((file_info("f", b"new"), b"new")), dest)
     assert victim.read_text() == "keep"
     assert not (dest / "f").is_symlink() and (dest / "f").read_bytes() == b"new"
+
+
+def test_safe_extract_of_root_tar_refuses_a_file_outside_the_state_files(tmp_path: Path) -> None:
+    tar = unsafe_tar(
+        (file_info("var/lib/juju/nonce.txt", b"n"), b"n"), (file_info("etc/cron.d/evil", b"x"), b"x")
+    )
+    with pytest.raises(VerifyError, match=r"member 'etc/cron\.d/evil' is not a Juju state file"):
+        archive.safe_extract(tar, tmp_path, state_files_only=True)
+    assert not (tmp_path / "etc").exists()
+
+
+def test_safe_extract_of_fixture_root_tar_with_the_allowlist(tmp_path: Path) -> None:
+    with tarfile.open(fileobj=io.BytesIO(root_tar_of(VALID)), mode="r|") as tar:
+        names = archive.safe_extract(tar, tmp_path, state_files_only=True)
+    assert "var/lib/juju/agents/machine-0/agent.conf" in names
+    assert (tmp_path / "home/ubuntu/.ssh/authorized_keys").is_file()
 
 
 def test_safe_extract_refuses_devices(tmp_path: Path) -> None:
