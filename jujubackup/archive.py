@@ -82,6 +82,7 @@ from jujubackup.metadata import (
     BackupMetadata,
     count_controller_machines,
     derive_ha_nodes,
+    identity_problems,
     parse_metadata_json,
 )
 
@@ -647,7 +648,8 @@ def verify_archive(
     """Given an archive file, verify it in one streaming pass and return the VerifyReport.
 
     Checks: readable gzip+tar (CRC included), digests against the expectations given, member safety
-    (outer and root.tar), metadata.json parses (FormatVersion 0/1), root.tar and dump/ exist, dump
+    (outer and root.tar, root.tar allowlist), metadata.json parses (FormatVersion 0/1) with a valid
+    ID/ModelUUID/ControllerUUID when set (metadata.identity_problems), root.tar and dump/ exist, dump
     .bson files are well-formed, manifest entries match. Raise NotFoundError if the file is missing;
     never raise for a bad archive (call `report.raise_for_failures()`).
     """
@@ -854,6 +856,11 @@ class _VerifyState:
             r.add("metadata", False, f"{TOP}/{METADATA} is missing")
         else:
             md = r.metadata
+            bad_ids = identity_problems(md)
+            for msg in bad_ids:
+                r.add("metadata", False, msg)
+            if bad_ids:
+                return
             if md.ha_nodes is None:
                 ha = derive_ha_nodes(self.controller_nodes, self.machine_counts, md.model_uuid)
                 r.metadata = md = _with_ha_nodes(md, ha)

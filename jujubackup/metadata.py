@@ -12,9 +12,16 @@ Public API:
     parse_metadata_json(text) -> BackupMetadata
     derive_ha_nodes(controller_node_count, controller_machine_counts, model_uuid) -> int
     make_backup_id(started, model_uuid) -> "YYYYMMDD-hhmmss.<uuid>"
+    validate_backup_id(id) -> id        refuse anything but `YYYYMMDD-hhmmss.<uuid>` (VerifyError)
+    is_uuid(text) / identity_problems(md) -> list[str]   UUID checks of ID/ModelUUID/ControllerUUID
     archive_name(started) -> "juju-backup-YYYYMMDD-HHMMSS.tar.gz"
     resolve_id(ids, query) -> id        unique prefix or "latest"
     format_time / parse_time            RFC3339 UTC, Go zero time <-> None
+
+IDs and UUIDs from an archive are untrusted: they end up in remote paths (`<dir>/<ID>.tar.gz`).
+A backup ID must match `YYYYMMDD-hhmmss.<uuid>` exactly (lowercase hex UUID 8-4-4-4-12, no `/`,
+`..`, whitespace or newline); verification fails (exit 8) for metadata whose non-empty ID,
+ModelUUID or ControllerUUID is not of that form (see :func:`identity_problems`).
 
 Secrets: v0 archives carry `CAPrivateKey`; it is never kept, written or shown.
 """
@@ -60,6 +67,9 @@ _RFC3339 = re.compile(
     r"^(?P<base>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(?P<frac>\d+))?(?P<tz>Z|[+-]\d{2}:\d{2})$"
 )
 _ID_RE = re.compile(r"^\d{8}-\d{6}\.")
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_UUID_RE = re.compile(_UUID)
+_BACKUP_ID_RE = re.compile(r"\d{8}-\d{6}\." + _UUID)
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -304,6 +314,39 @@ def make_backup_id(started: datetime, model_uuid: str) -> str:
     """Given the backup's start time (naive = UTC) and the controller model UUID, return the Juju
     storage ID `YYYYMMDD-hhmmss.<uuid>` (time in UTC)."""
     return f"{_as_utc(started).strftime(ID_TIME_FORMAT)}.{model_uuid}"
+
+
+def is_uuid(text: str) -> bool:
+    """Return True if `text` is exactly a lowercase UUID (8-4-4-4-12 hex), as Juju writes them."""
+    return _UUID_RE.fullmatch(text) is not None
+
+
+def is_backup_id(text: str) -> bool:
+    """Return True if `text` is exactly a backup ID `YYYYMMDD-hhmmss.<uuid>`."""
+    return _BACKUP_ID_RE.fullmatch(text) is not None
+
+
+def validate_backup_id(backup_id: str) -> str:
+    """Given a backup ID from an archive, sidecar or record, return it unchanged if it is exactly
+    `YYYYMMDD-hhmmss.<uuid>` (safe in a remote path). Raise VerifyError (exit 8) otherwise."""
+    if not is_backup_id(backup_id):
+        raise VerifyError(
+            f"backup ID {backup_id!r} is not of the form YYYYMMDD-hhmmss.<uuid>",
+            "the archive's metadata (or its .json sidecar) names an invalid ID; it is damaged or forged",
+        )
+    return backup_id
+
+
+def identity_problems(md: BackupMetadata) -> list[str]:
+    """Given metadata, return one message per identity field that is set but malformed: ID not
+    `YYYYMMDD-hhmmss.<uuid>`, ModelUUID or ControllerUUID not a UUID. Empty fields are not problems."""
+    problems = []
+    if md.id and not is_backup_id(md.id):
+        problems.append(f"metadata ID {md.id!r} is not of the form YYYYMMDD-hhmmss.<uuid>")
+    for label, value in (("ModelUUID", md.model_uuid), ("ControllerUUID", md.controller_uuid)):
+        if value and not is_uuid(value):
+            problems.append(f"metadata {label} {value!r} is not a UUID")
+    return problems
 
 
 def archive_name(started: datetime) -> str:

@@ -685,3 +685,27 @@ def test_safe_extract_keeps_hard_links_inside(tmp_path: Path) -> None:
     assert archive.safe_extract(tar, tmp_path) == ["a", "b"]
     assert (tmp_path / "b").read_bytes() == b"data"
     assert (tmp_path / "a").stat().st_ino == (tmp_path / "b").stat().st_ino
+
+
+# --- identity fields of metadata.json reach remote paths: verification refuses bad ones ----------
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("ModelUUID", "../../tmp/evil", "metadata ModelUUID '../../tmp/evil' is not a UUID"),
+        ("ModelUUID", "x/y", "metadata ModelUUID 'x/y' is not a UUID"),
+        ("ControllerUUID", "abc\ndef", "metadata ControllerUUID 'abc\\ndef' is not a UUID"),
+        ("ID", "2026.x/y", "metadata ID '2026.x/y' is not of the form YYYYMMDD-hhmmss.<uuid>"),
+    ],
+)
+def test_metadata_with_a_non_uuid_identity_fails_verification(
+    tmp_path: Path, key: str, value: str, expected: str
+) -> None:
+    spec = ArchiveSpec()
+    spec.metadata = {**(spec.metadata or {}), key: value}
+    report = archive.verify_archive(spec.write(tmp_path / "a.tar.gz"))
+    assert only_failure(report) == expected
+    with pytest.raises(VerifyError) as caught:
+        report.raise_for_failures()
+    assert caught.value.exit_code == EXIT_VERIFY and expected in caught.value.message

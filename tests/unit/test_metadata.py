@@ -18,10 +18,13 @@ from jujubackup.metadata import (
     count_controller_machines,
     derive_ha_nodes,
     format_time,
+    identity_problems,
+    is_uuid,
     make_backup_id,
     parse_metadata_json,
     parse_time,
     resolve_id,
+    validate_backup_id,
 )
 from tests.unit.archive_builders import MODEL_UUID, V1_METADATA, VALID
 
@@ -179,3 +182,58 @@ def test_resolve_in_empty_catalog() -> None:
     with pytest.raises(NotFoundError) as err:
         resolve_id([], "2026")
     assert err.value.hint and "no backups" in err.value.hint
+
+
+# --- IDs and UUIDs from archives are untrusted: they end up in remote paths --------------------
+
+GOOD_ID = f"20261126-063005.{MODEL_UUID}"
+
+
+def test_a_juju_backup_id_is_valid() -> None:
+    assert validate_backup_id(GOOD_ID) == GOOD_ID
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "../../tmp/evil",
+        f"20261126-063005.{MODEL_UUID}/x",
+        f"20261126-063005.{MODEL_UUID}/../../etc/cron.d/x",
+        f"20261126-063005.{MODEL_UUID}\n",
+        f"20261126-063005.{MODEL_UUID}\nrm -rf /",
+        "20261126-063005.x/y",
+        "20261126-063005.unknown",
+        f"2026-11-26.{MODEL_UUID}",
+        f" 20261126-063005.{MODEL_UUID}",
+        "",
+    ],
+)
+def test_an_id_that_is_not_time_dot_uuid_is_refused_with_exit_8(bad: str) -> None:
+    with pytest.raises(VerifyError) as err:
+        validate_backup_id(bad)
+    assert err.value.exit_code == EXIT_VERIFY
+    assert str(err.value) == f"backup ID {bad!r} is not of the form YYYYMMDD-hhmmss.<uuid>"
+
+
+@pytest.mark.parametrize("bad", ["../x", "x/y", f"{MODEL_UUID}\n", f"{MODEL_UUID}/..", MODEL_UUID[:-1]])
+def test_non_uuids_are_not_uuids(bad: str) -> None:
+    assert is_uuid(MODEL_UUID)
+    assert not is_uuid(bad)
+
+
+def test_metadata_with_bad_identity_fields_lists_each_problem() -> None:
+    md = BackupMetadata.from_json_dict(
+        {**V1_METADATA, "ID": "../../tmp/evil", "ModelUUID": "x/y", "ControllerUUID": "..\n"}
+    )
+    assert identity_problems(md) == [
+        "metadata ID '../../tmp/evil' is not of the form YYYYMMDD-hhmmss.<uuid>",
+        "metadata ModelUUID 'x/y' is not a UUID",
+        "metadata ControllerUUID '..\\n' is not a UUID",
+    ]
+
+
+def test_metadata_with_empty_or_valid_identity_fields_has_no_problem() -> None:
+    assert identity_problems(BackupMetadata.from_json_dict(V1_METADATA)) == []
+    assert identity_problems(parse_metadata_json(fixture_metadata_text())) == []
+    unset = BackupMetadata.from_json_dict({**V1_METADATA, "ID": "", "ControllerUUID": ""})
+    assert identity_problems(unset) == []
