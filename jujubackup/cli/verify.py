@@ -19,7 +19,10 @@ def register(app: typer.Typer) -> None:
     @app.command("verify")
     def verify_cmd(
         ctx: typer.Context,
-        target: Annotated[str, typer.Argument(metavar="FILE|ID", help="Local archive or stored ID.")],
+        target: Annotated[str, typer.Argument(
+            metavar="FILE|ID",
+            help="Local archive (an existing path, or with a '/' or a .tar.gz suffix) or a stored ID/prefix.",
+        )],
         backup_dir: Annotated[str, typer.Option("--backup-dir", help="Backup dir on the controller.")] = (
             DEFAULT_BACKUP_DIR
         ),

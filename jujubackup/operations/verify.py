@@ -1,5 +1,10 @@
 """verify FILE|ID: check an archive end to end (archive.verify_stream does the checking).
 
+FILE or ID: the target is a FILE when it exists on this workstation, contains a `/` or ends in
+`.tar.gz`/`.tgz`; anything else (`latest`, an ID or a unique ID prefix) is an ID. A FILE that does
+not exist is NotFoundError (exit 5, "file not found: PATH"), a directory UsageError (exit 2); no
+connection is attempted for either.
+
 A local FILE is read from disk (expected digests from its sidecar when it has one). An ID is
 verified where it is stored: the controller's copy is streamed through the same verifier without
 being written to this workstation, against the catalog's size and SHA-256.
@@ -16,7 +21,7 @@ from typing import BinaryIO
 
 from jujubackup.archive import VerifyReport, verify_archive, verify_stream
 from jujubackup.catalog import Catalog
-from jujubackup.errors import JujuBackupError
+from jujubackup.errors import JujuBackupError, NotFoundError, UsageError
 from jujubackup.host.base import Host
 from jujubackup.local_archives import read_sidecar, sidecar_path, write_sidecar
 from jujubackup.operations.status import connect_controller
@@ -32,8 +37,23 @@ class VerifyRequest:
 
 
 def is_local(target: str) -> bool:
-    """Return True when `target` names a local file (else it is a backup ID on a controller)."""
-    return Path(target).is_file()
+    """Return True when `target` names a local file: an existing path, or text with a `/` or a
+    `.tar.gz`/`.tgz` suffix (backup IDs have neither). Else it is a backup ID on a controller."""
+    return os.path.lexists(target) or "/" in target or target.endswith((".tar.gz", ".tgz"))
+
+
+def check_local_file(path: Path) -> None:
+    """Given a local FILE target, return if it is a regular file (or a link to one).
+    Raise NotFoundError (exit 5) if it does not exist, UsageError (exit 2) for a directory or other."""
+    if path.is_file():
+        return
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory, not a backup archive",
+                         hint="give the path of a juju-backup .tar.gz file, or a backup ID")
+    if not os.path.lexists(path) or path.is_symlink():
+        raise NotFoundError(f"file not found: {path}",
+                            hint="give the path of a juju-backup .tar.gz file, or a stored backup ID")
+    raise UsageError(f"{path} is not a regular file", hint="give the path of a juju-backup .tar.gz file")
 
 
 def verify_local(path: Path) -> VerifyReport:
@@ -97,6 +117,7 @@ def _verify_piped(produce: Callable[[BinaryIO], int], *, label: str, sha256: str
 def run_verify(settings: ConnectionSettings, ui: UI, request: VerifyRequest) -> VerifyReport:
     """Verify a local FILE, or connect and verify the stored copy of an ID. Return the report."""
     if is_local(request.target):
+        check_local_file(Path(request.target))
         ui.info(f"verifying {request.target}")
         return verify_local(Path(request.target))
     host, _facts = connect_controller(settings, ui, request.backup_dir, require_healthy=False)
