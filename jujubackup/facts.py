@@ -6,7 +6,8 @@ The probe (remote_scripts/probe.sh.j2) prints one JSON document:
      upgradedToVersion, stateport, apiport, mongoversion, apiaddresses: [...]}, "tools_link",
      "os_release": {ID, VERSION_ID, VERSION_CODENAME}, "services": [{name, LoadState, ActiveState,
      SubState, MainPID}], "versions": {mongod, mongodump}, "mongo": {"rc", "lines": [...]},
-     "backup_dir", "backup_dir_exists", "free_bytes", "pigz", "flock", "profile_guess"}
+     "backup_dir", "backup_dir_exists", "free_bytes", "pigz", "flock", "profile_guess",
+     "restore_journal": {"exists", "dir", "done": [step names]}}
 
 `mongo.lines` are the shell's JSON outputs in the order of the probe's statements (MONGO_STATEMENTS).
 """
@@ -98,6 +99,9 @@ class ControllerFacts:
     instance_id: str
     pigz: bool
     warnings: list[str] = field(default_factory=list)
+    restore_journal: str = ""
+    """restore's journal dir when one is on the host (an unfinished restore), else ''."""
+    restore_steps_done: list[str] = field(default_factory=list)
 
     @property
     def ha_nodes(self) -> int:
@@ -111,6 +115,18 @@ class ControllerFacts:
 
     def service(self, name: str) -> Service | None:
         return next((s for s in self.services if s.name == name), None)
+
+    def unfinished_restore(self) -> str:
+        """Return why a restore is unfinished on this host ('' when none is)."""
+        if not self.restore_journal:
+            return ""
+        done = ", ".join(self.restore_steps_done) or "none"
+        return f"unfinished restore on {self.host} (journal {self.restore_journal}; steps done: {done})"
+
+    def missing_unit(self, unit: str) -> bool:
+        """Return True when the probe saw systemd report `unit` as not found (no unit file)."""
+        service = self.service(unit)
+        return service is None or service.load_state in ("not-found", "")
 
     def unhealthy_reasons(self, profile: Profile) -> list[str]:
         """Given this host's profile, return why it is not a healthy controller (empty: healthy)."""
@@ -154,6 +170,7 @@ def parse_probe(doc: dict[str, Any], host: str = "") -> ControllerFacts:
     os_release = doc.get("os_release") or {}
     replset, rs_error = parse_replset(lines.get("replSetGetStatus"), lines.get("replSetGetConfig"))
     sizes = db_sizes(lines)
+    journal = doc.get("restore_journal") or {}
     return ControllerFacts(
         host=host,
         hostname=str(doc.get("hostname", "")),
@@ -183,6 +200,8 @@ def parse_probe(doc: dict[str, Any], host: str = "") -> ControllerFacts:
         db_sizes=sizes,
         instance_id=instance_id(lines.get("instanceData")),
         pigz=bool(doc.get("pigz")),
+        restore_journal=str(journal.get("dir", "")) if journal.get("exists") else "",
+        restore_steps_done=[str(step) for step in journal.get("done") or []],
     )
 
 

@@ -58,8 +58,6 @@ class Profile:
     tools_dir_style: str
     """`series` (2.x: <ver>-<series>-<arch>) or `base` (3.x: <ver>-ubuntu-<arch>)."""
     dump_flags: tuple[str, ...]
-    exclude_logs_flags: tuple[str, ...]
-    """Flags leaving the `logs` DB out of the dump; empty when the tools lack them (dir removed after)."""
     dump_scratch_dir: str | None
     """Where a confined tool may write (snap: its common dir); None: write into the staging dir."""
     modes: tuple[str, ...]
@@ -101,6 +99,9 @@ def _root_files(shared_secret_candidates: tuple[str, ...]) -> tuple[FileRule, ..
 
 SNAP_COMMON = "/var/snap/juju-db/common"
 
+RESTORE_JOURNAL_DIR = "/var/lib/jujubackup-restore"
+"""restore's journal dir on a target (restore.execute.JOURNAL_DIR): present while a restore is unfinished."""
+
 JUJU_29 = Profile(
     name="juju-2.9",
     era="Juju 2.9/3.x, juju-db snap (mongo 4.4, tools 100.x), systemd",
@@ -110,7 +111,7 @@ JUJU_29 = Profile(
     mongodump="/snap/bin/juju-db.mongodump",
     mongorestore="/snap/bin/juju-db.mongorestore",
     mongo_shell="/snap/bin/juju-db.mongo",
-    tls_flags=("--tls", "--tlsInsecure"),
+    tls_flags=("--ssl", "--tlsInsecure"),  # tools 100.x: --ssl* options + --tlsInsecure (no --tls)
     shell_tls_flags=("--tls", "--tlsAllowInvalidCertificates"),
     db_path=f"{SNAP_COMMON}/db",
     mongo_dir=SNAP_COMMON,
@@ -119,7 +120,6 @@ JUJU_29 = Profile(
     ca_file=f"{SNAP_COMMON}/ca.crt",
     tools_dir_style="series",
     dump_flags=("--oplog",),
-    exclude_logs_flags=("--nsExclude", "logs.*"),
     dump_scratch_dir=SNAP_COMMON,
     modes=(MODE_ONLINE, MODE_QUIESCE, MODE_STOP),
     root_files=_root_files((f"{DATA_DIR}/shared-secret", f"{SNAP_COMMON}/shared-secret")),
@@ -144,7 +144,6 @@ JUJU_28 = Profile(
     ca_file=None,
     tools_dir_style="series",
     dump_flags=("--oplog",),
-    exclude_logs_flags=(),
     dump_scratch_dir=None,
     modes=(MODE_ONLINE, MODE_QUIESCE, MODE_STOP),
     root_files=_root_files((f"{DATA_DIR}/shared-secret",)),
@@ -169,7 +168,6 @@ JUJU_2_SYSTEM_MONGO = Profile(
     ca_file=None,
     tools_dir_style="series",
     dump_flags=("--oplog",),
-    exclude_logs_flags=("--nsExclude", "logs.*"),
     dump_scratch_dir=None,
     modes=(MODE_ONLINE, MODE_QUIESCE, MODE_STOP),
     root_files=_root_files((f"{DATA_DIR}/shared-secret",)),

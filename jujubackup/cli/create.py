@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from jujubackup.cli import make_ui, options
+from jujubackup.errors import UsageError
 from jujubackup.operations.create import CreateRequest, create
 from jujubackup.profiles import DEFAULT_BACKUP_DIR, MODE_ONLINE, MODES
 from jujubackup.settings import OutputFormat
@@ -37,6 +38,8 @@ def register(app: typer.Typer) -> None:
         """Back up a controller (dump juju-db + state files) and store it on the controller under an ID."""
         opts = options(ctx)
         ui = make_ui(opts, fmt)
+        if mode not in MODES:
+            raise UsageError(f"unknown --mode {mode!r}", hint=f"use one of {', '.join(MODES)}")
         request = CreateRequest(
             notes=notes, mode=mode, force=force, exclude_logs=exclude_logs, backup_dir=backup_dir
         )

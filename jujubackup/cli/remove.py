@@ -30,7 +30,10 @@ def register(app: typer.Typer) -> None:
             OutputFormat | None, typer.Option("--format", help="tabular|json|yaml", case_sensitive=False)
         ] = None,
     ) -> None:
-        """Delete stored backups from the controller (asks unless --yes)."""
+        """Delete stored backups from the controller (asks unless --yes).
+
+        Declining the question removes nothing and exits 6 ("not confirmed: nothing removed").
+        """
         opts = options(ctx)
         ui = make_ui(opts, fmt)
 

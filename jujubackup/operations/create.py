@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -41,6 +41,13 @@ from jujubackup.settings import ConnectionSettings
 from jujubackup.ui import UI
 
 PLACEHOLDER_SIZE = "@@SIZE@@"
+POLL_SECONDS = 0.25
+HEARTBEAT_FRESH_MS = 1000
+"""create.sh commits only while the client's last poll is this recent (4 polls; waits up to 3 s for one)."""
+RC_NOSPACE = 78
+RC_CLIENT_GONE = 79
+RESTARTED_PREFIX = "jujubackup-restarted: "
+RESTART_FAILED_PREFIX = "jujubackup-restart-failed: "
 
 
 @dataclass(frozen=True)
@@ -68,10 +75,11 @@ def create(settings: ConnectionSettings, ui: UI, request: CreateRequest) -> Crea
     LockedError (exit 7) when another operation holds the controller's lock, RemoteStepError
     (exit 4) when a step fails on the host, ConnectError (exit 3) when no host qualifies.
     """
-    host, facts = connect_controller(settings, ui, request.backup_dir)
+    host, facts = connect_controller(settings, ui, request.backup_dir, refuse_unfinished_restore=True)
     try:
         profile = profile_named(facts.profile)
         check_mode(profile, request.mode)
+        check_units(facts, profile, request.mode, ui)
         check_space(facts, request.force, ui)
         started = datetime.now(timezone.utc)
         backup_id = make_backup_id(started, facts.model_uuid)
@@ -79,13 +87,16 @@ def create(settings: ConnectionSettings, ui: UI, request: CreateRequest) -> Crea
             f"backing up machine {facts.machine_id} on {host.name} ({facts.profile}, mode {request.mode})"
         )
         text = render_script(facts, profile, request, started, backup_id)
+        seen = JobLines()
         try:
             result = host.run_detached(
-                "create", text, poll=0.25, on_stderr=lambda line: _stderr_line(ui, line)
+                "create", text, poll=POLL_SECONDS, on_stderr=lambda line: seen.feed(ui, line)
             )
         except RemoteStepError as err:
-            raise _create_error(err, host.name, backup_id) from err
+            raise _create_error(err, host.name, backup_id, seen, request.backup_dir) from err
         doc = result.json()
+        for unit in doc.get("already_stopped") or []:
+            ui.warn(f"{unit} was already stopped: left stopped (not started by the backup)")
         record = parse_record(json.dumps(doc["record"]), request.backup_dir, archive_size=int(doc["size"]))
         for unit, window in (doc.get("windows") or {}).items():
             ui.info(f"{unit} was down {window.get('seconds')} s")
@@ -94,6 +105,24 @@ def create(settings: ConnectionSettings, ui: UI, request: CreateRequest) -> Crea
         return CreateResult(record=record, host=host.name, result=doc)
     finally:
         host.close()
+
+
+def check_units(facts: ControllerFacts, profile: Profile, mode: str, ui: UI) -> None:
+    """Raise RefusedError (exit 6) when the jujud unit a quiesce/stop backup stops is not installed.
+
+    In online mode (nothing is stopped), warn instead.
+    """
+    jujud = profile.jujud_service(facts.machine_id)
+    if not facts.missing_unit(jujud):
+        return
+    message = f"unit {jujud}.service not found on {facts.host}"
+    if mode == MODE_ONLINE:
+        ui.warn(message + " (online mode stops nothing; going on)")
+        return
+    raise RefusedError(
+        message,
+        hint="restore or reinstall the machine agent's unit (or use --mode online); nothing was changed",
+    )
 
 
 def check_space(facts: ControllerFacts, force: bool, ui: UI) -> None:
@@ -202,9 +231,12 @@ def render_script(
         dump_scratch_dir=profile.dump_scratch_dir or "",
         exclude_logs=request.exclude_logs,
         holder=default_holder("create"),
+        run_token=secrets.token_hex(4),
+        heartbeat_fresh_ms=HEARTBEAT_FRESH_MS,
+        rc_nospace=RC_NOSPACE,
+        rc_client_gone=RC_CLIENT_GONE,
         tls_flags=profile.tls_flags,
         dump_flags=profile.dump_flags,
-        exclude_logs_flags=profile.exclude_logs_flags,
         ignored_dbs=profile.ignored_dbs,
         root_files=profile.root_files,
         metadata_json=json.dumps(meta.to_juju_dict(), indent=2),
@@ -217,26 +249,64 @@ def _excluded(profile: Profile, request: CreateRequest) -> list[str]:
     return [*profile.ignored_dbs, *(["logs"] if request.exclude_logs else [])]
 
 
-def _stderr_line(ui: UI, line: str) -> None:
-    """Forward one line of the job's stderr: progress -> info, stale lock -> warning, rest -> debug."""
-    line = line.rstrip("\n")
-    if line.startswith("progress: "):
-        ui.info(line[len("progress: ") :])
-    elif (warning := stale_lock_warning(line)) is not None:
-        ui.warn(warning)
-    elif line.startswith("error: "):
-        ui.error(line[len("error: ") :])
-    else:
-        ui.debug(line)
+@dataclass
+class JobLines:
+    """What the create job reported on stderr: its `error:` lines and the services restarted on exit."""
+
+    errors: list[str] = field(default_factory=list)
+    restarted: list[str] = field(default_factory=list)
+    restart_failed: list[str] = field(default_factory=list)
+
+    def feed(self, ui: UI, line: str) -> None:
+        """Record one line of the job's stderr and forward it: progress -> info, stale lock/staging ->
+        warning, error -> error, the rest -> debug."""
+        line = line.rstrip("\n")
+        if line.startswith("progress: "):
+            ui.info(line[len("progress: ") :])
+        elif (warning := stale_lock_warning(line)) is not None:
+            ui.warn(warning)
+        elif line.startswith("jujubackup-stale-staging: "):
+            ui.warn(f"removed the staging left by a dead run: {line.split(': ', 1)[1]}")
+        elif line.startswith(RESTARTED_PREFIX):
+            self.restarted.append(line[len(RESTARTED_PREFIX) :])
+        elif line.startswith(RESTART_FAILED_PREFIX):
+            self.restart_failed.append(line[len(RESTART_FAILED_PREFIX) :])
+            ui.error(f"could not restart {line[len(RESTART_FAILED_PREFIX) :]}")
+        elif line.startswith("error: "):
+            self.errors.append(line[len("error: ") :])
+            ui.error(line[len("error: ") :])
+        else:
+            ui.debug(line)
+
+    def hint(self) -> str:
+        """Return what the exit path did to the services (what actually happened, from the job's lines)."""
+        parts = ["nothing was registered"]
+        if self.restarted:
+            parts.append(f"restarted what the backup had stopped: {', '.join(self.restarted)}")
+        if self.restart_failed:
+            units = " ".join(f"{u}.service" for u in self.restart_failed)
+            parts.append(f"COULD NOT RESTART {', '.join(self.restart_failed)}: run `systemctl start {units}`")
+        if not self.restarted and not self.restart_failed:
+            parts.append("no service had been stopped")
+        return "; ".join(parts)
 
 
-def _create_error(err: RemoteStepError, host: str, backup_id: str) -> Exception:
-    """Map the create script's exit codes to typed errors."""
+def _create_error(
+    err: RemoteStepError, host: str, backup_id: str, seen: JobLines, backup_dir: str
+) -> Exception:
+    """Map the create script's exit codes to typed errors; the message names the job's own cause."""
     if err.returncode == RC_EXISTS:
         return RefusedError(
             f"a backup with ID {backup_id} already exists on {host}", hint="try again in a second"
         )
     mapped = lock_error(err, host)
-    if mapped is err:
-        err.hint = err.hint or "nothing was registered; services stopped by the backup were restarted"
-    return mapped
+    if mapped is not err:
+        return mapped
+    hint = seen.hint()
+    if err.returncode == RC_NOSPACE:
+        hint = f"free space on {host} (or give another --backup-dir), then try again; {hint}"
+    cause = seen.errors[-1] if seen.errors else None
+    message = f"create on {host} failed (exit {err.returncode}): {cause}" if cause else None
+    return RemoteStepError(
+        err.script, err.returncode, err.stderr_tail, host=err.host, hint=hint, message=message or err.message
+    )

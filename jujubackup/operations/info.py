@@ -15,6 +15,7 @@ def info(
     """Return the record `ref` names. Raise NotFoundError (exit 5) if none or ambiguous."""
     host, _facts = connect_controller(settings, ui, backup_dir, require_healthy=False)
     try:
+        ui.info(f"catalog of {host.name}:{backup_dir}")
         record = Catalog(host, backup_dir).get(ref)
     finally:
         host.close()

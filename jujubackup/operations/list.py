@@ -14,6 +14,7 @@ def list_backups(settings: ConnectionSettings, ui: UI, backup_dir: str = DEFAULT
     and a lock held or left stale."""
     host, _facts = connect_controller(settings, ui, backup_dir, require_healthy=False)
     try:
+        ui.info(f"catalog of {host.name}:{backup_dir} (each controller keeps its own)")
         listing = Catalog(host, backup_dir).listing()
     finally:
         host.close()

