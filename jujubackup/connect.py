@@ -3,7 +3,9 @@
 Sources, in order of precedence: what `-H [user@]host[:port]` says, then the ssh config (`-F`, default
 ~/.ssh/config: HostName, User, Port, IdentityFile, UserKnownHostsFile, ProxyJump), then defaults.
 `-c NAME` adds the api-endpoint hosts of a controller from the Juju client's controllers.yaml (user
-ubuntu, key $JUJU_DATA/ssh/juju_id_rsa). Several hosts: the first that connects and is accepted wins.
+ubuntu, key $JUJU_DATA/ssh/juju_id_rsa). Several hosts: the first that connects and is accepted wins;
+an unreachable or unhealthy host falls over to the next, but a CHANGED host key aborts at once
+(exit 3, possible man-in-the-middle), exactly as with a single host.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from ruamel.yaml.error import YAMLError
 
 from jujubackup.errors import ConnectError, JujuBackupError, NotFoundError, UsageError
 from jujubackup.host.base import Host
-from jujubackup.host.ssh import SSHHost
+from jujubackup.host.ssh import HostKeyChangedError, SSHHost
 from jujubackup.host.sshconfig import lookup
 from jujubackup.host.target import SSHTarget
 from jujubackup.settings import ConnectionSettings
@@ -173,13 +175,16 @@ def connect_first(
 
     `accept(host)` may return False or raise a JujuBackupError to skip a host (e.g. not a healthy
     controller). Say which host was used (ui.info). With one host its own error is raised; with
-    several, raise ConnectError (exit 3) listing why each was skipped.
+    several, raise ConnectError (exit 3) listing why each was skipped. A changed host key is never
+    skipped: its HostKeyChangedError (exit 3) is raised at once, whatever hosts remain.
     """
     targets = resolve_targets(settings)
     failures: list[tuple[str, JujuBackupError]] = []
     for target in targets:
         try:
             host = SSHHost.connect(target)
+        except HostKeyChangedError:
+            raise
         except JujuBackupError as err:
             failures.append((target.name, err))
             if len(targets) > 1:

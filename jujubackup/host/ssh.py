@@ -1,7 +1,10 @@
 """SSHHost: the Host seam over paramiko (the only module, with its package, that imports it).
 
 * Host keys are checked against known_hosts files; unknown keys are refused (exit 3) unless the target
-  says `accept_new_host_key`, then recorded. A changed key is always refused.
+  says `accept_new_host_key`, then recorded. A changed key is always refused, with HostKeyChangedError
+  (a ConnectError) so that HA fallback (connect.connect_first) aborts instead of trying the next host.
+  Fingerprints are shown as OpenSSH does: `SHA256:<base64 without padding>`.
+* A closed port is "connection refused by HOST:PORT", on one line with a hint.
 * Scripts travel on the channel's stdin to `sudo -n bash -s` (or `bash -s` as root), never in argv.
 * Long scripts run detached (remote_scripts/detached*.sh.j2) and are polled over one channel whose
   lines are the client's heartbeat: a dead client stops them and the remote job aborts itself.
@@ -11,7 +14,9 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import re
 import secrets
 import select
@@ -74,6 +79,40 @@ class _UnknownHostKey(paramiko.SSHException):
     """The server's host key is in no known_hosts file."""
 
 
+class HostKeyChangedError(ConnectError):
+    """The server's host key differs from the one known_hosts has (possible MITM): exit 3, and
+    never a reason to fall over to another host."""
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """Given a public key, return its OpenSSH fingerprint `SHA256:<base64 without padding>`."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+
+
+def _host_port(hostname: str, port: int) -> str:
+    """Return HOST:PORT (IPv6 addresses in brackets)."""
+    return f"[{hostname}]:{port}" if ":" in hostname else f"{hostname}:{port}"
+
+
+def _os_error_text(err: OSError) -> str:
+    """Return the reasons of a socket error on one line (each address's, for paramiko's
+    NoValidConnectionsError, whose own text is "[Errno None] Unable to connect to port …")."""
+    errors = getattr(err, "errors", None)
+    if isinstance(errors, dict) and errors:
+        return "; ".join(sorted({e.strerror or str(e) or type(e).__name__ for e in errors.values()}))
+    return err.strerror or str(err) or type(err).__name__
+
+
+def _all_refused(err: OSError) -> bool:
+    """Return True if `err` says every address refused the connection (paramiko's
+    NoValidConnectionsError carries one error per address; a plain socket error is itself)."""
+    errors = getattr(err, "errors", None)
+    if isinstance(errors, dict) and errors:
+        return all(isinstance(e, ConnectionRefusedError) for e in errors.values())
+    return isinstance(err, ConnectionRefusedError)
+
+
 class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
     """Refuse unknown keys, or (accept_new) append them to `record_to` like OpenSSH's accept-new."""
 
@@ -83,7 +122,7 @@ class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
         if not self.accept_new:
-            raise _UnknownHostKey(f"{hostname} {key.get_name()} {key.get_fingerprint().hex()}")
+            raise _UnknownHostKey(f"{key.get_name()} {fingerprint(key)}")
         client.get_host_keys().add(hostname, key.get_name(), key)
         if self.record_to is not None:
             self.record_to.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -141,9 +180,10 @@ def _open_client(target: SSHTarget, sock: Any = None) -> paramiko.SSHClient:
         ) from err
     except paramiko.BadHostKeyException as err:
         client.close()
-        raise ConnectError(
-            f"HOST KEY OF {target.name} ({target.key_name}) HAS CHANGED: got {err.key.get_name()} "
-            f"{err.key.get_fingerprint().hex()}, known_hosts has {err.expected_key.get_fingerprint().hex()}",
+        raise HostKeyChangedError(
+            f"HOST KEY OF {target.name} ({target.key_name}) HAS CHANGED (possible man-in-the-middle): "
+            f"got {err.key.get_name()} {fingerprint(err.key)}, known_hosts has "
+            f"{err.expected_key.get_name()} {fingerprint(err.expected_key)}",
             hint=_host_key_hint(target, record_to),
         ) from err
     except paramiko.AuthenticationException as err:
@@ -165,7 +205,18 @@ def _open_client(target: SSHTarget, sock: Any = None) -> paramiko.SSHClient:
             f"cannot resolve {target.hostname}: {err.strerror}",
             hint="check the -H value or HostName in the ssh config",
         ) from err
-    except (paramiko.SSHException, OSError, EOFError) as err:
+    except OSError as err:
+        client.close()
+        if _all_refused(err):
+            raise ConnectError(
+                f"connection refused by {_host_port(target.hostname, target.port)}",
+                hint="check that sshd runs on the host and the port is right",
+            ) from err
+        raise ConnectError(
+            f"cannot connect to {target.display}: {_os_error_text(err)}",
+            hint="check that sshd runs on the host and the port is right",
+        ) from err
+    except (paramiko.SSHException, EOFError) as err:
         client.close()
         raise ConnectError(
             f"cannot connect to {target.display}: {err or type(err).__name__}",

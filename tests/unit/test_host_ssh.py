@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from jujubackup.errors import EXIT_CONNECT, EXIT_REMOTE, ConnectError, NotFoundError, RemoteStepError
-from jujubackup.host.ssh import SSHHost
+from jujubackup.host.ssh import HostKeyChangedError, SSHHost
 from jujubackup.host.target import SSHTarget
 from tests.unit.local_sshd import LocalSSHD, local_sshd
 
@@ -51,6 +51,13 @@ def wait_for(predicate, what: str, limit: float = 60.0) -> None:  # type: ignore
 
 # -- connecting -------------------------------------------------------------------------------------
 
+def openssh_fingerprint(pub: Path) -> str:
+    """The fingerprint `ssh-keygen -l` prints for a public key file (SHA256:<base64>)."""
+    out = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", str(pub)], check=True,
+                         capture_output=True, text=True).stdout
+    return out.split()[1]
+
+
 def test_unknown_host_key_is_refused(sshd: LocalSSHD, tmp_path: Path) -> None:
     empty = tmp_path / "known_hosts"
     empty.write_text("")
@@ -58,6 +65,7 @@ def test_unknown_host_key_is_refused(sshd: LocalSSHD, tmp_path: Path) -> None:
         SSHHost.connect(target_for(sshd, known_hosts=(empty,)))
     assert caught.value.exit_code == EXIT_CONNECT
     assert "not known" in caught.value.message
+    assert f"(fingerprint ssh-ed25519 {openssh_fingerprint(sshd.host_key_pub)})" in caught.value.message
     assert "--accept-new-host-key" in (caught.value.hint or "")
     assert empty.read_text() == ""
 
@@ -81,7 +89,11 @@ def test_changed_host_key_is_refused_even_with_accept_new(sshd: LocalSSHD, tmp_p
     with pytest.raises(ConnectError) as caught:
         SSHHost.connect(target_for(sshd, known_hosts=(known,), accept_new_host_key=True))
     assert caught.value.exit_code == EXIT_CONNECT
+    assert isinstance(caught.value, HostKeyChangedError)
     assert "CHANGED" in caught.value.message
+    got, expected = openssh_fingerprint(sshd.host_key_pub), openssh_fingerprint(other.with_suffix(".pub"))
+    assert got.startswith("SHA256:") and not got.endswith("=")
+    assert f"got ssh-ed25519 {got}, known_hosts has ssh-ed25519 {expected}" in caught.value.message
     assert f"ssh-keygen -f {known} -R '[127.0.0.1]:{sshd.port}'" in (caught.value.hint or "")
 
 
@@ -98,6 +110,8 @@ def test_refused_port_is_a_connect_error(sshd: LocalSSHD) -> None:
     with pytest.raises(ConnectError) as caught:
         SSHHost.connect(target_for(sshd, port=1))
     assert caught.value.exit_code == EXIT_CONNECT
+    assert caught.value.message == "connection refused by 127.0.0.1:1"
+    assert caught.value.hint == "check that sshd runs on the host and the port is right"
 
 
 def test_prefers_aes_gcm(host: SSHHost) -> None:
