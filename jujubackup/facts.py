@@ -7,7 +7,7 @@ The probe (remote_scripts/probe.sh.j2) prints one JSON document:
      "os_release": {ID, VERSION_ID, VERSION_CODENAME}, "services": [{name, LoadState, ActiveState,
      SubState, MainPID}], "versions": {mongod, mongodump}, "mongo": {"rc", "lines": [...]},
      "backup_dir", "backup_dir_exists", "free_bytes", "pigz", "flock", "profile_guess",
-     "restore_journal": {"exists", "dir", "done": [step names]}}
+     "restore_journal": {"exists", "dir", "done": [step names]}, "lock": {"held", "holder" (JSON text)}}
 
 `mongo.lines` are the shell's JSON outputs in the order of the probe's statements (MONGO_STATEMENTS).
 """
@@ -102,6 +102,8 @@ class ControllerFacts:
     restore_journal: str = ""
     """restore's journal dir when one is on the host (an unfinished restore), else ''."""
     restore_steps_done: list[str] = field(default_factory=list)
+    lock_holder: dict[str, Any] | None = None
+    """The holder record of the controller's lock when the probe found it held ({} if unrecorded)."""
 
     @property
     def ha_nodes(self) -> int:
@@ -202,7 +204,19 @@ def parse_probe(doc: dict[str, Any], host: str = "") -> ControllerFacts:
         pigz=bool(doc.get("pigz")),
         restore_journal=str(journal.get("dir", "")) if journal.get("exists") else "",
         restore_steps_done=[str(step) for step in journal.get("done") or []],
+        lock_holder=_holder(doc.get("lock") or {}),
     )
+
+
+def _holder(lock: dict[str, Any]) -> dict[str, Any] | None:
+    """Given the probe's lock section, return the holder record if the lock is held, else None."""
+    if not lock.get("held"):
+        return None
+    try:
+        holder = json.loads(str(lock.get("holder") or "{}"))
+    except json.JSONDecodeError:
+        holder = {}
+    return holder if isinstance(holder, dict) else {}
 
 
 def _mongo_results(mongo: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -75,7 +75,9 @@ def create(settings: ConnectionSettings, ui: UI, request: CreateRequest) -> Crea
     LockedError (exit 7) when another operation holds the controller's lock, RemoteStepError
     (exit 4) when a step fails on the host, ConnectError (exit 3) when no host qualifies.
     """
-    host, facts = connect_controller(settings, ui, request.backup_dir, refuse_unfinished_restore=True)
+    host, facts = connect_controller(
+        settings, ui, request.backup_dir, refuse_unfinished_restore=True, refuse_locked=True
+    )
     try:
         profile = profile_named(facts.profile)
         check_mode(profile, request.mode)

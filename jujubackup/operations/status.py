@@ -11,8 +11,9 @@ from typing import Any
 
 from jujubackup import facts as facts_mod
 from jujubackup import profiles, scripts
+from jujubackup.catalog import describe_holder
 from jujubackup.connect import connect_first
-from jujubackup.errors import RefusedError, UsageError
+from jujubackup.errors import LockedError, RefusedError, UsageError
 from jujubackup.facts import ControllerFacts
 from jujubackup.host.base import Host
 from jujubackup.settings import ConnectionSettings
@@ -44,13 +45,16 @@ def connect_controller(
     *,
     require_healthy: bool = True,
     refuse_unfinished_restore: bool = False,
+    refuse_locked: bool = False,
 ) -> tuple[Host, ControllerFacts]:
     """Connect to the first of the settings' hosts that answers and is a (healthy) controller.
 
     Return the host and its facts. Raise UsageError (exit 2) for a relative backup dir (before
     connecting), ConnectError (exit 3) when none qualifies (each reason listed), or the single host's
     own error (e.g. RefusedError for a 1.x controller; with `refuse_unfinished_restore`, for a host
-    whose restore journal says a restore is unfinished).
+    whose restore journal says a restore is unfinished; with `refuse_locked`, LockedError (exit 7)
+    when another operation holds the controller's lock - checked before health, as a running
+    `create --mode stop` has juju-db stopped).
     """
     check_backup_dir(backup_dir)
     found: dict[str, ControllerFacts] = {}
@@ -61,6 +65,12 @@ def connect_controller(
             raise RefusedError(
                 f"unfinished restore on {host.name}: run restore --resume or --rollback first",
                 hint=facts.unfinished_restore(),
+            )
+        if refuse_locked and facts.lock_holder is not None:
+            who = describe_holder(facts.lock_holder) if facts.lock_holder else "no holder record"
+            raise LockedError(
+                f"the controller's backup dir on {host.name} is locked: {who}",
+                hint="wait for that operation to finish; the lock (flock) frees itself when its holder exits",
             )
         if require_healthy:
             reasons = facts.unhealthy_reasons(profiles.profile_named(facts.profile))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from typing import Any
@@ -102,3 +103,55 @@ def test_list_reports_orphans_and_lock(lab_factory: Any) -> None:
         assert catalog_ids(ctl) == [kept]
     finally:
         ctl.ssh(f"kill {holder.stdout.strip()}")
+
+
+def _answer_on_a_terminal(argv: list[str], answer: bytes) -> tuple[int, str]:
+    """Run argv with a pseudo-terminal as stdin, type `answer`; return (exit code, stderr)."""
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen(argv, stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        os.write(master, answer)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        os.close(master)
+        os.close(slave)
+    return proc.returncode, err
+
+
+def test_remove_declined_removes_nothing_and_exits_6(lab_factory: Any) -> None:
+    lab = lab_factory(controllers=1, profile="juju-2.9")
+    ctl = lab.host("ctl0")
+    kept = _create(lab, "kept")
+    rc, err = _answer_on_a_terminal(jb_argv(lab, "remove", kept), b"n\n")
+    assert rc == 6, err
+    assert "not confirmed: nothing removed" in err
+    assert catalog_ids(ctl) == [kept] and (backup_dir(ctl) / f"{kept}.tar.gz").exists()
+    assert "catalog of ctl0" in jb(lab, "list").stderr  # which host's catalog is shown (HA: the first)
+    help_text = subprocess.run(jb_argv(lab, "remove", "--help"), capture_output=True, text=True).stdout
+    assert "exits 6" in help_text
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("create", "--backup-dir", "relative/dir"),
+        ("list", "--backup-dir", "relative/dir"),
+        ("info", "latest", "--backup-dir", "relative/dir"),
+        ("remove", "latest", "--yes", "--backup-dir", "relative/dir"),
+        ("status", "--backup-dir", "relative/dir"),
+        ("download", "latest", "--backup-dir", "relative/dir"),
+    ],
+)
+def test_relative_backup_dir_is_a_usage_error(shared_lab: Any, args: tuple[str, ...]) -> None:
+    done = jb(shared_lab, *args)
+    assert done.returncode == 2, done.stderr
+    assert "backup dir must be an absolute path" in done.stderr
+    assert not (shared_lab.host("ctl0").root / "relative").exists()
+
+
+def test_unknown_mode_is_a_usage_error(shared_lab: Any) -> None:
+    before = catalog_ids(shared_lab.host("ctl0"))
+    done = jb(shared_lab, "create", "--mode", "bogus")
+    assert done.returncode == 2, done.stderr
+    assert "unknown --mode 'bogus'" in done.stderr and "online" in done.stderr
+    assert catalog_ids(shared_lab.host("ctl0")) == before

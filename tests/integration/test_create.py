@@ -466,3 +466,228 @@ def test_upstart_controller_is_refused(lab_factory: Any) -> None:
     assert done.returncode == 6, done.stderr
     assert "1.x" in done.stderr and "upstart" in done.stderr
     assert catalog_ids(ctl) == []
+
+
+# --------------------------------------------------------------------------- QA fixes (issue 3 follow-up)
+
+PINNED = r"""
+import sys
+from datetime import datetime, timezone
+import jujubackup.operations.create as create_mod
+from jujubackup.cli import main
+
+class Pinned(datetime):
+    @classmethod
+    def now(cls, tz=None):
+        return datetime(2026, 11, 26, 7, 0, 0, tzinfo=timezone.utc)
+
+create_mod.datetime = Pinned
+sys.argv[0] = "jujubackup"
+sys.exit(main())
+"""
+
+
+def pinned_argv(lab: Lab, *args: str) -> list[str]:
+    """Return argv running the CLI with the client clock pinned (every create gets the same ID)."""
+    return [sys.executable, "-c", PINNED, *jb_argv(lab, *args)[1:]]
+
+
+def test_same_id_never_deletes_the_stored_backup(lab_factory: Any) -> None:
+    lab = lab_factory(controllers=1, profile="juju-2.9")
+    ctl = lab.host("ctl0")
+    first = subprocess.run(pinned_argv(lab, "create", "first"), capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    backup_id = first.stdout.strip()
+    stored = (backup_dir(ctl) / f"{backup_id}.tar.gz").read_bytes()
+    again = subprocess.run(pinned_argv(lab, "create", "again"), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 6, again.stderr
+    assert f"a backup with ID {backup_id} already exists" in again.stderr
+    assert (backup_dir(ctl) / f"{backup_id}.tar.gz").read_bytes() == stored
+    assert catalog_ids(ctl) == [backup_id] and leftovers(ctl) == []
+
+
+def test_two_concurrent_stop_creates_with_the_same_id(lab_factory: Any) -> None:
+    lab = lab_factory(controllers=1, profile="juju-2.9", db_size="300M")
+    ctl = lab.host("ctl0")
+    db_unit, jujud_unit = units(ctl)
+    first = subprocess.Popen(
+        pinned_argv(lab, "create", "first", "--mode", "stop"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        wait_for(lambda: dump_running(ctl), 120, "the first create's mongodump")
+        second = subprocess.run(
+            pinned_argv(lab, "create", "second", "--mode", "stop"),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        out, err = first.communicate(timeout=600)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert second.returncode == 7, second.stderr
+    assert first.returncode == 0, err
+    backup_id = out.strip()
+    assert catalog_ids(ctl) == [backup_id] and leftovers(ctl) == []
+    record = json.loads((backup_dir(ctl) / f"{backup_id}.json").read_text())
+    report = verify_archive(backup_dir(ctl) / f"{backup_id}.tar.gz", expected_sha256=record["sha256"])
+    assert report.ok, report.failures
+    assert is_active(ctl, db_unit) and is_active(ctl, jujud_unit)
+
+
+JOB_PIDS = r"""
+for p in /proc/[0-9]*; do
+  mapfile -d '' args <"$p/cmdline" 2>/dev/null || continue
+  if [[ ${args[0]:-} == /bin/bash && ${args[1]:-} == /run/jujubackup/create-*/job.sh ]]; then
+    read -r -a st <"$p/stat" || continue
+    if [[ ${st[4]} == "${p#/proc/}" ]]; then  # the job itself: its process group's leader
+      echo "${p#/proc/}"
+    fi
+  fi
+done
+"""
+
+
+def test_job_sigkilled_mid_dump_the_supervisor_restarts_services_and_cleans_up(lab_factory: Any) -> None:
+    lab = lab_factory(controllers=1, profile="juju-2.9", db_size="300M")
+    ctl = lab.host("ctl0")
+    db_unit, jujud_unit = units(ctl)
+    proc = subprocess.Popen(
+        jb_argv(lab, "create", "--mode", "stop"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        wait_for(lambda: dump_running(ctl), 120, "mongodump to run on ctl0")
+        freeze_dump(ctl)
+        assert not is_active(ctl, db_unit) and not is_active(ctl, jujud_unit)
+        assert leftovers(ctl)  # the staging and the snap scratch dump exist
+        pids = ctl.ssh("bash -s", input=JOB_PIDS, timeout=60, check=True).stdout.split()
+        assert len(pids) == 1, pids
+        ctl.ssh(f"kill -KILL {pids[0]}", check=True)  # as the OOM killer would
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 4, err
+    assert is_active(ctl, db_unit) and is_active(ctl, jujud_unit)
+    assert leftovers(ctl) == [] and catalog_ids(ctl) == [] and out == ""
+    assert "the backup job died" in err  # the cause, from the supervisor
+    assert f"restarted what the backup had stopped: {db_unit}, {jujud_unit}" in err  # what it did
+    assert "no service had been stopped" not in err
+    later = jb(lab, "create")
+    assert later.returncode == 0, later.stderr
+    assert "stale lock" in later.stderr  # the dead run's holder record is reported
+
+
+def test_client_killed_just_before_the_commit_registers_nothing(lab_factory: Any) -> None:
+    lab = lab_factory(controllers=1, profile="juju-2.9", db_size="300M")
+    ctl = lab.host("ctl0")
+    proc = subprocess.Popen(
+        jb_argv(lab, "create"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: dump_running(ctl), 120, "mongodump to run on ctl0")
+        freeze_dump(ctl)
+        os.killpg(proc.pid, signal.SIGKILL)  # the client dies; the job goes on well within the watchdog
+        out, _err = proc.communicate(timeout=10)
+        ctl.ssh("bash -s", input=FREEZE.replace("-STOP", "-CONT"), timeout=60, check=True)
+        wait_for(
+            lambda: not (backup_dir(ctl) / ".jujubackup.lock").exists() and not dump_running(ctl),
+            120,
+            "the job to end",
+        )
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert out == b""  # the client never printed an ID ...
+    assert catalog_ids(ctl) == [] and not list(backup_dir(ctl).glob("*.tar.gz"))  # ... so none is registered
+    assert leftovers(ctl) == []
+
+
+@pytest.mark.parametrize("mode", ["quiesce", "stop"])
+def test_a_stopped_jujud_is_left_stopped(lab_factory: Any, mode: str) -> None:
+    lab = lab_factory(controllers=1, profile="juju-2.8")
+    ctl = lab.host("ctl0")
+    db_unit, jujud_unit = units(ctl)
+    ctl.ssh(f"systemctl stop {jujud_unit}.service", check=True)
+    done = jb(lab, "create", "--mode", mode)
+    assert done.returncode == 0, done.stderr
+    assert f"{jujud_unit} was already stopped" in done.stderr
+    assert f"{jujud_unit} was down" not in done.stderr
+    assert not is_active(ctl, jujud_unit) and is_active(ctl, db_unit)
+    record = json.loads((backup_dir(ctl) / f"{done.stdout.strip()}.json").read_text())
+    assert jujud_unit not in record["manifest"]["service-windows"]
+
+
+def test_missing_jujud_unit_is_refused_in_preflight(lab_factory: Any) -> None:
+    lab = lab_factory(controllers=1, profile="juju-2.9")
+    ctl = lab.host("ctl0")
+    _db_unit, jujud_unit = units(ctl)
+    ctl.ssh(
+        f"systemctl stop {jujud_unit}.service; rm -f /etc/systemd/system/{jujud_unit}.service; "
+        "systemctl daemon-reload",
+        check=True,
+    )
+    for mode in ("quiesce", "stop"):
+        done = jb(lab, "create", "--mode", mode)
+        assert done.returncode == 6, done.stderr
+        assert f"unit {jujud_unit}.service not found on ctl0" in done.stderr
+    online = jb(lab, "create")
+    assert online.returncode == 0, online.stderr
+    assert f"unit {jujud_unit}.service not found on ctl0" in online.stderr
+    assert catalog_ids(ctl) == [online.stdout.strip()]
+
+
+def test_unfinished_restore_is_refused_and_shown(lab_factory: Any) -> None:
+    lab = lab_factory(controllers=1, profile="juju-2.9")
+    ctl = lab.host("ctl0")
+    ctl.ssh(
+        "mkdir -p -m 0700 /var/lib/jujubackup-restore/steps && "
+        "touch /var/lib/jujubackup-restore/steps/stop.done",
+        check=True,
+    )
+    done = jb(lab, "create")
+    assert done.returncode == 6, done.stderr
+    assert "unfinished restore on ctl0: run restore --resume or --rollback first" in done.stderr
+    assert catalog_ids(ctl) == []
+    status = jb(lab, "status", "--format", "json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["restore_journal"] == "/var/lib/jujubackup-restore"
+    assert "unfinished restore on ctl0" in status.stderr
+    tabular = jb(lab, "status")
+    assert "unfinished restore" in tabular.stdout
+
+
+@pytest.mark.parametrize("size", ["64k", "200k"])
+def test_full_backup_dir_names_the_cause(lab_factory: Any, size: str) -> None:
+    lab = lab_factory(controllers=1, profile="juju-2.9")
+    ctl = lab.host("ctl0")
+    db_unit, jujud_unit = units(ctl)
+    mounted = ctl.ssh(
+        f"mkdir -p {DEFAULT_BACKUP_DIR} && mount -t tmpfs -o size={size},mode=0700 tmpfs {DEFAULT_BACKUP_DIR}"
+    )
+    assert mounted.returncode == 0, mounted.stderr
+    try:
+        done = jb(lab, "create", "--mode", "quiesce", "--force")
+        assert done.returncode == 4, done.stderr
+        assert f"no space left on device in {DEFAULT_BACKUP_DIR}" in done.stderr
+        assert "hint: free space" in done.stderr
+        assert "write error" not in done.stderr.split("error: ")[-1]
+        assert is_active(ctl, db_unit) and is_active(ctl, jujud_unit)
+        assert catalog_ids(ctl) == [] and leftovers(ctl) == []
+    finally:
+        ctl.ssh(f"umount {DEFAULT_BACKUP_DIR}")
