@@ -226,3 +226,21 @@ def test_juju3_uses_os_release_series() -> None:
     doc["agent_conf"]["upgradedToVersion"] = "3.1.6"
     f = facts.parse_probe(doc)
     assert (f.juju_version, f.series, f.base) == ("3.1.6", "jammy", "ubuntu@22.04")
+
+
+def test_unfinished_restore_lock_and_missing_unit() -> None:
+    plain = facts.parse_probe(probe_doc(), "ctl0")
+    assert plain.unfinished_restore() == "" and plain.lock_holder is None
+    assert not plain.missing_unit("jujud-machine-0")
+    doc = probe_doc(
+        restore_journal={"exists": True, "dir": "/var/lib/jujubackup-restore", "done": ["stop", "snapshot"]},
+        lock={"held": True, "holder": '{"operation": "create", "holder": "me@ws", "pid": 7}'},
+    )
+    doc["services"][1]["LoadState"] = "not-found"
+    f = facts.parse_probe(doc, "ctl0")
+    assert f.unfinished_restore().startswith("unfinished restore on ctl0")
+    assert "stop, snapshot" in f.unfinished_restore()
+    assert f.lock_holder == {"operation": "create", "holder": "me@ws", "pid": 7}
+    assert f.missing_unit("jujud-machine-0")
+    unrecorded = facts.parse_probe(probe_doc(lock={"held": True, "holder": ""}), "ctl0")
+    assert unrecorded.lock_holder == {}

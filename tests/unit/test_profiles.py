@@ -79,3 +79,15 @@ def test_profile_named() -> None:
     assert profiles.profile_named("juju-2.8") is profiles.JUJU_28
     with pytest.raises(RefusedError, match="unknown controller profile"):
         profiles.profile_named("juju-1.25")
+
+
+def test_restore_journal_dir_is_restores() -> None:
+    from jujubackup.restore.execute import JOURNAL_DIR
+
+    assert profiles.RESTORE_JOURNAL_DIR == JOURNAL_DIR
+
+
+def test_no_profile_passes_options_the_real_tools_lack() -> None:
+    for profile in profiles.PROFILES:
+        assert "--tls" not in profile.tls_flags  # 100.x tools: --ssl* + --tlsInsecure; 3.x: --ssl*
+        assert "--nsExclude" not in profile.dump_flags  # mongodump never had it
