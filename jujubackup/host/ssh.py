@@ -4,7 +4,8 @@
   says `accept_new_host_key`, then recorded. A changed key is always refused, with HostKeyChangedError
   (a ConnectError) so that HA fallback (connect.connect_first) aborts instead of trying the next host.
   Fingerprints are shown as OpenSSH does: `SHA256:<base64 without padding>`.
-* A closed port is "connection refused by HOST:PORT", on one line with a hint.
+* A closed port is "connection refused by HOST:PORT" (+ " (alias)" when -H named an ssh config alias),
+  on one line with a hint.
 * Scripts travel on the channel's stdin to `sudo -n bash -s` (or `bash -s` as root), never in argv.
 * Long scripts run detached (remote_scripts/detached*.sh.j2) and are polled over one channel whose
   lines are the client's heartbeat: a dead client stops them and the remote job aborts itself.
@@ -208,8 +209,9 @@ def _open_client(target: SSHTarget, sock: Any = None) -> paramiko.SSHClient:
     except OSError as err:
         client.close()
         if _all_refused(err):
+            alias = f" ({target.name})" if target.name != target.hostname else ""
             raise ConnectError(
-                f"connection refused by {_host_port(target.hostname, target.port)}",
+                f"connection refused by {_host_port(target.hostname, target.port)}{alias}",
                 hint="check that sshd runs on the host and the port is right",
             ) from err
         raise ConnectError(

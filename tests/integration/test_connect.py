@@ -68,6 +68,41 @@ def test_changed_host_key_is_exit_3_with_ssh_keygen_hint(lab_factory, tmp_path: 
     assert known.read_text() == f"{ctl.ip} {host_key_line(spare)}\n"
 
 
+def openssh_fingerprint(host: LabHost) -> str:
+    pub = host.root / "etc/ssh/ssh_host_ed25519_key.pub"
+    return subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", str(pub)], check=True,
+                          capture_output=True, text=True).stdout.split()[1]
+
+
+def test_changed_host_key_on_one_ha_member_aborts_not_falls_over(lab_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    lab = lab_factory(controllers=2)
+    ctl0, ctl1 = lab.host("ctl0"), lab.host("ctl1")
+    known = tmp_path / "known_hosts"
+    known.write_text(f"{ctl0.ip} {host_key_line(ctl1)}\n{ctl1.ip} {host_key_line(ctl1)}\n")
+    result = jb(lab, "--known-hosts", str(known), "-H", "ctl0", "-H", "ctl1", "list")
+    assert result.returncode == 3, result.stderr
+    assert f"HOST KEY OF ctl0 ({ctl0.ip}) HAS CHANGED" in result.stderr
+    assert f"got ssh-ed25519 {openssh_fingerprint(ctl0)}, known_hosts has ssh-ed25519 " \
+           f"{openssh_fingerprint(ctl1)}" in result.stderr
+    assert "using" not in result.stderr and result.stdout == ""
+    # an unreachable member still falls over to the next one
+    fallback = jb(lab, "-H", "ctl0:2222", "-H", "ctl1", "list")
+    assert fallback.returncode == 0, fallback.stderr
+    assert f"connection refused by {ctl0.ip}:2222" in fallback.stderr
+    assert "Errno" not in fallback.stderr
+
+
+def test_closed_port_is_connection_refused_on_one_line(lab_factory) -> None:  # type: ignore[no-untyped-def]
+    lab = lab_factory()
+    ctl = lab.host("ctl0")
+    result = jb(lab, "-H", "ctl0:2222", "status", timeout=60)
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: connection refused by {ctl.ip}:2222 (ctl0)",
+        "hint: check that sshd runs on the host and the port is right",
+    ]
+
+
 def test_sudo_wanting_a_password_is_exit_3(lab_factory) -> None:  # type: ignore[no-untyped-def]
     lab = lab_factory()
     ctl = lab.host("ctl0")

@@ -175,7 +175,19 @@ def _with(tmp: Path, member: tuple) -> Path:  # type: ignore[type-arg]
     return spec.write(tmp / "unsafe.tar.gz")
 
 
+def _with_root(tmp: Path, name: str) -> Path:
+    """A valid archive whose root.tar also carries `name` (not a Juju state file)."""
+    spec = ArchiveSpec()
+    spec.metadata = dict(spec.metadata or {}, ID=SYNTH_ID)
+    spec.root = [*spec.root, (file_info(name, b"* * * * * root sh\n"), b"* * * * * root sh\n")]
+    return spec.write(tmp / "evil-root.tar.gz")
+
+
 BAD = {
+    "cron job in root.tar": (lambda tmp: _with_root(tmp, "etc/cron.d/evil"),
+                             "root.tar member 'etc/cron.d/evil' is not a Juju state file"),
+    "root's keys in root.tar": (lambda tmp: _with_root(tmp, "root/.ssh/authorized_keys"),
+                                "root.tar member 'root/.ssh/authorized_keys' is not a Juju state file"),
     "flipped byte": (lambda tmp: _flip(big_archive(tmp, 1)), "corrupt"),
     "truncated": (lambda tmp: _truncate(big_archive(tmp, 1)), "truncated"),
     "dotdot": (lambda tmp: _with(tmp, (file_info("juju-backup/../x", b"x"), b"x")), ".."),
@@ -202,6 +214,7 @@ def test_bad_archives_are_refused_with_exit_8_and_nothing_registered(lab_factory
         assert up.returncode == 8, (kind, up.stderr)
         assert named in up.stderr, (kind, up.stderr)
         assert stored(ctl) == before, kind
+    assert not (ctl.root / "etc/cron.d/evil").exists()
 
 
 def test_bad_upload_stops_and_leaves_nothing_staged_or_registered(lab_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
