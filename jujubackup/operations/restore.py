@@ -31,7 +31,7 @@ from ruamel.yaml.scalarstring import ScalarString
 
 from jujubackup import archive, facts, profiles, rewrite, scripts
 from jujubackup.catalog import Catalog
-from jujubackup.connect import connect_one
+from jujubackup.connect import connect_first, connect_one
 from jujubackup.errors import JujuBackupError, NotFoundError, RefusedError, UsageError, VerifyError
 from jujubackup.facts import ControllerFacts
 from jujubackup.host.base import Host
@@ -117,8 +117,6 @@ def check_request(request: RestoreRequest) -> None:
     if request.resume or request.rollback:
         if request.resume and request.rollback:
             raise UsageError("--resume and --rollback exclude each other")
-        if not request.target:
-            raise UsageError("--resume/--rollback need --target HOST (the host the restore ran on)")
         return
     if bool(request.backup_ref) == bool(request.archive):
         raise UsageError(
@@ -189,10 +187,14 @@ def fresh_restore(
         plan = P.make_plan(
             backup, target_facts, options, peers=peers, changes=changes, check=not request.dry_run
         )
-        show_plan(ui, plan)
         if request.dry_run:
-            P.check_preconditions(backup, target_facts, options, peers)
+            refusal = dry_run_refusal(backup, target_facts, options, peers)
+            # The refusal raised is printed once, by main(): not among the plan's warnings too.
+            show_plan(ui, plan, omit=f"refused: {refusal.message.split(' (and ')[0]} " if refusal else None)
+            if refusal is not None:
+                raise refusal
             return RestoreResult(plan=plan, dry_run=True)
+        show_plan(ui, plan)
         if not request.yes and not confirm(f"restore {backup.backup_id} onto {target.name}?"):
             raise JujuBackupError("restore not confirmed; nothing changed", exit_code=130)
         params = X.Params(
@@ -266,12 +268,13 @@ def read_backup(path: Path, backup_id: str) -> P.BackupFacts:
     meta = parse_metadata_json(meta_text)
     machine_id = meta.controller_machine_id or meta.machine or "0"
     conf_name = archive.agent_conf_path(machine_id)
-    contents = archive.read_members(path, ["dump/juju/machines.bson"], [conf_name])
+    contents = archive.read_members(path, ["dump/juju/machines.bson"], [conf_name, P.UBUNTU_KEYS])
     if conf_name not in contents.root_files:
         raise VerifyError(f"root.tar of {path} has no {conf_name}", hint="is this a controller backup?")
     conf = YAML(typ="safe", pure=True).load(contents.root_files[conf_name].decode("utf-8")) or {}
     machines = bson.decode_all(contents.files.get("dump/juju/machines.bson", b""))
-    return P.backup_facts(
+    keys = contents.root_files.get(P.UBUNTU_KEYS.lstrip("/"))
+    facts = P.backup_facts(
         meta,
         conf,
         machines,
@@ -280,6 +283,9 @@ def read_backup(path: Path, backup_id: str) -> P.BackupFacts:
         unpacked_size=0,
         has_oplog=False,
     )
+    if keys is None:
+        return facts
+    return replace(facts, ubuntu_keys=P.count_keys(keys.decode("utf-8", "replace")))
 
 
 def leading_metadata(path: Path, look: int = 3) -> bytes | None:
@@ -485,8 +491,20 @@ def prepared(local: Path, report: archive.VerifyReport, overlay: Overlay | None)
     return Prepared(local, sha, size, overlay.path, overlay.sha256, overlay.size, overlay.changes)
 
 
-def show_plan(ui: UI, plan: P.Plan) -> None:
-    """Print the plan on stdout (tabular: readable lines; json/yaml: the plan as data)."""
+def dry_run_refusal(
+    backup: P.BackupFacts, target: P.TargetFacts, options: P.RestoreOptions, peers: tuple[P.PeerProbe, ...]
+) -> RefusedError | None:
+    """Return the RefusedError a real run would raise for these facts (None when it would proceed)."""
+    try:
+        P.check_preconditions(backup, target, options, peers)
+    except RefusedError as err:
+        return err
+    return None
+
+
+def show_plan(ui: UI, plan: P.Plan, omit: str | None = None) -> None:
+    """Print the plan on stdout (tabular: readable lines; json/yaml: the plan as data); the warnings
+    on stderr, except one starting with `omit` (the refusal the caller raises)."""
     if ui.format.value != "tabular":
         ui.data(plan.as_dict())
         return
@@ -506,7 +524,8 @@ def show_plan(ui: UI, plan: P.Plan) -> None:
         for change in plan.changes:
             ui.line(f"  {change}")
     for warning in plan.warnings:
-        ui.warn(warning)
+        if omit is None or not warning.startswith(omit):
+            ui.warn(warning)
 
 
 def run_execution(host: Host, params: X.Params, upload: X.Upload, journal: X.Journal, ui: UI) -> X.Outcome:
@@ -556,9 +575,24 @@ def next_steps(backup: P.BackupFacts, target: P.TargetFacts) -> tuple[str, ...]:
 # ----------------------------------------------------------------------------------- resume / rollback
 
 
+def connect_journaled(settings: ConnectionSettings, request: RestoreRequest, ui: UI) -> Host:
+    """Connect to the host a journaled restore ran on: --target, else the first of the -H hosts
+    (or -c's controllers) holding a restore journal - as `restore ID` restores onto the -H
+    controller. Raise NotFoundError (5) when none holds one, UsageError without any host."""
+    if request.target:
+        return connect_one(settings, request.target)
+
+    def journaled(host: Host) -> bool:
+        if not X.read_journal(host).exists:
+            raise NotFoundError(f"no restore journal on {host.name}")
+        return True
+
+    return connect_first(settings, ui, journaled)
+
+
 def resume(settings: ConnectionSettings, request: RestoreRequest, ui: UI) -> RestoreResult:
-    """Continue a journaled restore on --target from its first step not done."""
-    target = connect_one(settings, str(request.target))
+    """Continue a journaled restore on the target from its first step not done."""
+    target = connect_journaled(settings, request, ui)
     try:
         journal = X.read_journal(target)
         if not journal.exists or journal.params is None:
@@ -580,8 +614,8 @@ def resume(settings: ConnectionSettings, request: RestoreRequest, ui: UI) -> Res
 
 
 def rollback(settings: ConnectionSettings, request: RestoreRequest, ui: UI) -> RestoreResult:
-    """Return --target to the snapshot its journaled restore took before changing anything."""
-    target = connect_one(settings, str(request.target))
+    """Return the target to the snapshot its journaled restore took before changing anything."""
+    target = connect_journaled(settings, request, ui)
     try:
         journal = X.read_journal(target)
         ui.info(f"rolling back the restore on {target.name}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -224,8 +225,7 @@ def run_step(
         if step == P.VERIFY and err.returncode == 5:
             raise VerifyError(
                 f"the restored controller on {host.name} did not verify: {_last_line(err.stderr_tail)}",
-                hint="see /var/log/juju/machine-*.log on the target; the services are running; "
-                "`--rollback` returns a host that had state to its snapshot",
+                hint=verify_hint(err.stderr_tail, params, host.name),
             ) from err
         raise RemoteStepError(
             err.script,
@@ -313,6 +313,7 @@ def step_values(params: Params, step: str) -> dict[str, Any]:
     values: dict[str, Any] = {
         "journal_dir": JOURNAL_DIR,
         "step": step,
+        "backup_id": params.backup_id,
         "db_service": profile.db_service,
         "machine_id": params.machine_id,
         "mongo_shell": profile.mongo_shell,
@@ -399,6 +400,27 @@ def unit_files(profile: Profile, params: Params) -> list[dict[str, Any]]:
             }
         )
     return files
+
+
+def verify_hint(stderr: str, params: Params, host: str) -> str:
+    """Given restore-verify's stderr, return the hint for a failed verification, from what the
+    script found: which services are active or not, the API, the peergrouper complaint, the DB."""
+    found = dict(re.findall(r"\b(db|jujud|api|address_in_db)=(\S+)", stderr))
+    db_unit = profiles.profile_named(params.profile).db_service
+    jujud = f"jujud-machine-{params.machine_id}"
+    states = [f"{db_unit} is {found.get('db', 'unknown')}", f"{jujud} is {found.get('jujud', 'unknown')}"]
+    if found.get("api") == "false":
+        states.append(f"nothing answers on API port {params.api_port}")
+    if "peergrouper='" in stderr and "peergrouper=''" not in stderr:
+        states.append("jujud's log has a peergrouper complaint")
+    if found.get("address_in_db") == "false":
+        states.append(f"the DB does not show {params.new_address} for machine {params.machine_id}")
+    log = f"/var/log/juju/machine-{params.machine_id}.log"
+    return (
+        f"on {host}: {'; '.join(states)}. See {log} and `journalctl -u {jujud}` there; "
+        f"`jujubackup restore --rollback --target {host}` returns a host that had state to its "
+        "pre-restore snapshot (a fresh machine has none: fix the cause and restore again)"
+    )
 
 
 def _cause(stderr: str) -> str:

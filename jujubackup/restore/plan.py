@@ -32,6 +32,9 @@ STEP_ORDER: tuple[str, ...] = (
     UPLOAD, STOP, SNAPSHOT, UNTAR, INSTALL, FRESH_DB, LOAD_DB, START, VERIFY, CLEANUP,
 )
 
+UBUNTU_KEYS = "/home/ubuntu/.ssh/authorized_keys"
+"""The one file root.tar may hold outside Juju's state dirs; the untar step merges, never locks out."""
+
 DISK_MARGIN = 1.1
 """Free space needed = this factor times the bytes the restore writes on the target."""
 
@@ -69,6 +72,8 @@ class BackupFacts:
     api_port: int = 17070
     controllers: tuple[ControllerMachine, ...] = ()
     has_oplog: bool = False
+    ubuntu_keys: int | None = None
+    """Keys in root.tar's /home/ubuntu/.ssh/authorized_keys (None: root.tar has no such file)."""
 
     @property
     def restored(self) -> ControllerMachine | None:
@@ -343,6 +348,20 @@ def _has_units(target: TargetFacts, machine_id: str) -> bool:
     return target.machine_id == machine_id and target.juju_version is not None
 
 
+def count_keys(text: str) -> int:
+    """Given authorized_keys text, return how many keys it holds (not blank or comment lines)."""
+    return sum(1 for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+
+
+def _keys_lines(backup: BackupFacts, target: TargetFacts) -> tuple[str, ...]:
+    if backup.ubuntu_keys is None:
+        return ()
+    return (
+        f"will replace {UBUNTU_KEYS} on {target.name} with the backup's ({backup.ubuntu_keys} keys) — "
+        f"{target.name}'s current keys are merged in and kept, so nobody is locked out",
+    )
+
+
 def _describe(machine: ControllerMachine) -> str:
     where = ", ".join(machine.addresses) or "no address"
     return f"machine {machine.machine_id} ({where}): demoted (no vote, no controller job)"
@@ -367,7 +386,8 @@ def _steps(
         SNAPSHOT: Step(SNAPSHOT, "snapshot the current state for --rollback",
                        ("/var/lib/juju, the juju-db data dir and the systemd units",)),
         UNTAR: Step(UNTAR, "untar root.tar onto / (safe members only; modes, owners, tools symlink kept)",
-                    (f"agents/machine-{mid}/agent.conf apiaddresses -> {new}:{backup.api_port}",)),
+                    (f"agents/machine-{mid}/agent.conf apiaddresses -> {new}:{backup.api_port}",
+                     *_keys_lines(backup, target))),
         INSTALL: Step(INSTALL, f"install juju-db ({target.profile}) and jujud-machine-{mid} units",
                       ("tools from the archive's /var/lib/juju/tools",)),
         FRESH_DB: Step(FRESH_DB, f"start a fresh juju-db; replica set 'juju' = {new}:{backup.state_port} "

@@ -6,6 +6,7 @@ from typing import Any
 
 _LIB_29: dict[str, Any] = {
     "journal_dir": "/var/lib/jujubackup-restore",
+    "backup_id": "20260101-000000.0f0e0d0c-1111-4222-8333-444455556666",
     "db_service": "snap.juju-db.daemon",
     "machine_id": "0",
     "mongo_shell": "/snap/bin/juju-db.mongo",

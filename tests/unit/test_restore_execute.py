@@ -142,3 +142,41 @@ def test_read_backup_of_the_28_fixture_gives_the_plan_its_facts() -> None:
     )
     assert [c.machine_id for c in facts.controllers] == ["0", "1", "2"]
     assert facts.unpacked_size > 40960 and not facts.has_oplog
+
+
+def test_read_backup_counts_the_ubuntu_keys_and_the_plan_says_they_are_merged() -> None:
+    from pathlib import Path
+
+    from jujubackup.operations.restore import read_backup
+
+    facts = read_backup(Path("/work/shared/fixtures/juju-2.8/valid-backup.tar.gz"), "fixture")
+    assert facts.ubuntu_keys is not None and facts.ubuntu_keys >= 1
+    target = P.TargetFacts(name="spare0", address="10.201.0.50", profile="juju-2.8")
+    plan = P.make_plan(facts, target, P.RestoreOptions(mode=P.Mode.dr), check=False)
+    untar = next(s for s in plan.steps if s.name == P.UNTAR)
+    assert any(
+        "will replace /home/ubuntu/.ssh/authorized_keys on spare0 with the backup's "
+        f"({facts.ubuntu_keys} keys)" in line
+        and "current keys are merged in" in line
+        for line in untar.details
+    )
+
+
+def test_failed_verify_hint_says_what_is_active_and_what_failed() -> None:
+    stderr = (
+        "jujubackup[verify]: verification failed: db=active jujud=failed api=false "
+        "peergrouper='ERROR juju.worker.peergrouper no address' address_in_db=true\n"
+    )
+    hint = X.verify_hint(stderr, PARAMS, "spare0")
+    assert "snap.juju-db.daemon is active" in hint
+    assert "jujud-machine-2 is failed" in hint
+    assert "nothing answers on API port 17070" in hint and "peergrouper" in hint
+    assert "/var/log/juju/machine-2.log" in hint and "--rollback --target spare0" in hint
+    assert "services are running" not in hint
+
+
+def test_resume_and_rollback_need_no_target() -> None:
+    from jujubackup.operations.restore import RestoreRequest, check_request
+
+    check_request(RestoreRequest(backup_ref="20260101-000000.x", resume=True))
+    check_request(RestoreRequest(rollback=True))
