@@ -110,7 +110,7 @@ def test_refused_port_is_a_connect_error(sshd: LocalSSHD) -> None:
     with pytest.raises(ConnectError) as caught:
         SSHHost.connect(target_for(sshd, port=1))
     assert caught.value.exit_code == EXIT_CONNECT
-    assert caught.value.message == "connection refused by 127.0.0.1:1"
+    assert caught.value.message == "connection refused by 127.0.0.1:1 (local)"  # target name "local"
     assert caught.value.hint == "check that sshd runs on the host and the port is right"
 
 
