@@ -28,7 +28,13 @@ from jujubackup.catalog import Catalog, build_record
 from jujubackup.errors import NotFoundError, RefusedError, VerifyError
 from jujubackup.host.base import Host
 from jujubackup.local_archives import read_sidecar
-from jujubackup.metadata import archive_name, make_backup_id, parse_metadata_json
+from jujubackup.metadata import (
+    archive_name,
+    is_backup_id,
+    make_backup_id,
+    parse_metadata_json,
+    validate_backup_id,
+)
 from jujubackup.operations.status import connect_controller
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
 from jujubackup.settings import ConnectionSettings
@@ -72,6 +78,7 @@ def upload(host: Host, request: UploadRequest, ui: UI) -> UploadResult:
         raise NotFoundError(f"archive {request.file} not found")
     size = request.file.stat().st_size
     early_id = staging_id(request.file)
+    early_id = early_id if is_backup_id(early_id) else ""  # never build a path from a hostile ID
     catalog = Catalog(host, request.backup_dir)
     catalog.prepare_dir()
     if early_id and not request.force and any(r.id == early_id for r in catalog.records()):
@@ -305,12 +312,19 @@ def catalog_record(path: Path, report: VerifyReport) -> dict[str, Any]:
     sidecar = read_sidecar(path)
     if sidecar and sidecar.get("ID") and sidecar.get("sha256") == digest.sha256:
         record = {k: v for k, v in sidecar.items() if k != "local"}
+        validate_backup_id(str(record["ID"]))
         record.update({"sha256": digest.sha256, "size": digest.size})
         return record
     md = report.metadata
     now = datetime.now(timezone.utc)
     started = md.started or now
-    backup_id = md.id or make_backup_id(started, md.model_uuid or "unknown")
+    model_uuid = md.model_uuid or md.controller_uuid
+    if not md.id and not model_uuid:
+        raise VerifyError(
+            f"{path.name}: metadata names no model or controller UUID, so the backup has no ID",
+            hint="an archive without ModelUUID cannot be catalogued; restore it with --archive instead",
+        )
+    backup_id = validate_backup_id(md.id or make_backup_id(started, model_uuid))
     stored = md.with_storage(checksum=digest.sha1_b64, size=digest.size, stored=now, backup_id=backup_id)
     manifest = report.manifest or {}
     summary = {

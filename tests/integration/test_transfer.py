@@ -183,7 +183,18 @@ def _with_root(tmp: Path, name: str) -> Path:
     return spec.write(tmp / "evil-root.tar.gz")
 
 
+def _with_metadata(tmp: Path, **fields: str) -> Path:
+    """A valid archive whose metadata.json carries hostile identity fields."""
+    spec = ArchiveSpec()
+    spec.metadata = dict(spec.metadata or {}, **fields)
+    return spec.write(tmp / "hostile-id.tar.gz")
+
+
 BAD = {
+    "path in ModelUUID": (lambda tmp: _with_metadata(tmp, ID="", ModelUUID="../../tmp/evil"),
+                          "metadata ModelUUID '../../tmp/evil' is not a UUID"),
+    "path in ID": (lambda tmp: _with_metadata(tmp, ID="20261126-060001.x/../../y"),
+                   "is not of the form YYYYMMDD-hhmmss.<uuid>"),
     "cron job in root.tar": (lambda tmp: _with_root(tmp, "etc/cron.d/evil"),
                              "root.tar member 'etc/cron.d/evil' is not a Juju state file"),
     "root's keys in root.tar": (lambda tmp: _with_root(tmp, "root/.ssh/authorized_keys"),
@@ -215,6 +226,7 @@ def test_bad_archives_are_refused_with_exit_8_and_nothing_registered(lab_factory
         assert named in up.stderr, (kind, up.stderr)
         assert stored(ctl) == before, kind
     assert not (ctl.root / "etc/cron.d/evil").exists()
+    assert not list((ctl.root / "tmp").glob("evil*")), "a hostile ID reached a remote path"
 
 
 def test_bad_upload_stops_and_leaves_nothing_staged_or_registered(lab_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
