@@ -17,7 +17,8 @@ from tests.lab.lab import LabHost
 
 pytestmark = pytest.mark.lab
 
-TLS = {"4.4": "--tls --tlsInsecure", "3.2": "--ssl --sslAllowInvalidCertificates"}
+TLS = {"4.4": "--tls --tlsInsecure", "3.2": "--ssl --sslAllowInvalidCertificates"}  # the mongo shell
+TOOLS_TLS = {"4.4": "--ssl --tlsInsecure", "3.2": "--ssl --sslAllowInvalidCertificates"}  # 100.x: no --tls
 
 
 def _spec(host: LabHost) -> provision.Profile:
@@ -97,7 +98,7 @@ def test_fresh_controller_runs_juju_db_and_jujud(lab_factory: Any, profile: str)
     dump = (
         f"sed -n 's/^statepassword: //p' /var/lib/juju/agents/machine-0/agent.conf | "
         f"{spec.tools['mongodump']} --host 127.0.0.1 --port 37017 --username machine-0 "
-        f"--authenticationDatabase admin {TLS[spec.mongo_series]} --oplog --out /tmp/dump"
+        f"--authenticationDatabase admin {TOOLS_TLS[spec.mongo_series]} --oplog --out /tmp/dump"
     )
     r = ctl.ssh(dump)
     assert r.returncode == 0, r.stderr
