@@ -219,18 +219,21 @@ class ManifestEntry:
 
 
 class _HashingReader:
-    """A read-only stream that hashes (SHA-256, SHA-1) and counts every byte read through it."""
+    """A read-only stream that hashes (SHA-256, and SHA-1 unless `sha1` is False: archive members
+    only need SHA-256 for the manifest) and counts every byte read through it."""
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: IO[bytes], *, sha1: bool = True) -> None:
         self.raw = raw
         self.sha256 = hashlib.sha256()
         self.sha1 = hashlib.sha1()
+        self.with_sha1 = sha1
         self.size = 0
 
     def read(self, n: int = -1) -> bytes:
         data = self.raw.read(n)
         self.sha256.update(data)
-        self.sha1.update(data)
+        if self.with_sha1:
+            self.sha1.update(data)
         self.size += len(data)
         return data
 
@@ -762,7 +765,7 @@ class _VerifyState:
 
     def _read_file(self, rel: str, fileobj: IO[bytes]) -> str:
         """Read one outer regular file, checking it by kind; return its sha256 hex."""
-        hashed = _HashingReader(fileobj)
+        hashed = _HashingReader(fileobj, sha1=False)
         if rel == METADATA:
             self._read_metadata(hashed.read(MAX_SMALL_MEMBER + 1))
         elif rel == MANIFEST:
