@@ -43,6 +43,8 @@ SCRIPT_OF = {
     P.CLEANUP: "restore-cleanup",
 }
 VERIFY_WAIT_SECONDS = 90
+DETACHED_POLL = 0.1
+"""Seconds between polls of a detached step (each poll is one exec on the open SSH connection)."""
 
 
 @dataclass(frozen=True)
@@ -135,14 +137,22 @@ def init_journal_dir(host: Host) -> None:
 def discard_journal(host: Host) -> None:
     """Remove the journal dir (and what an early push put there) from a target the restore never
     changed otherwise."""
-    host.run("restore-journal-discard", f"set -eu\nrm -rf {scripts.shell_quote(JOURNAL_DIR)}\necho '{{}}'\n")
+    j = scripts.shell_quote(JOURNAL_DIR)
+    stop_stream = f'if [ -f {j}/stream.pid ]; then kill -- "-$(cat {j}/stream.pid)" 2>/dev/null || true; fi'
+    host.run("restore-journal-discard", f"set -eu\n{stop_stream}\nrm -rf {j}\necho '{{}}'\n")
 
 
 def push_early(host: Host, archive: Path) -> str:
     """Push `archive` into a new journal dir before the plan is final (only with --yes, once the
     refusals that need no archive verification passed); return the SHA-256 the host computed while
-    writing it. The caller discards the journal dir if the restore then stops before starting."""
-    init_journal_dir(host)
+    writing it. The caller discards the journal dir if the restore then stops before starting.
+
+    The target unpacks the archive as it arrives (restore-stream): the stage step then only waits for
+    that unpacker instead of reading the archive again."""
+    host.run(
+        "restore-stream",
+        scripts.render("restore-stream", journal_dir=JOURNAL_DIR, size=archive.stat().st_size),
+    )
     digest: list[str] = []
     with archive.open("rb") as source:
         host.put(source, ARCHIVE, mode=0o600, on_sha256=digest.append)
@@ -215,10 +225,11 @@ def run_step(
                 hint="the transfer was damaged; run the restore again (`--rollback` first if needed)",
             )
         values["check_sha256"] = digest is None
+        values["use_stream"] = upload.pushed_sha256 is not None
     text = scripts.render(SCRIPT_OF[step], **values)
     try:
         if step in DETACHED_STEPS:
-            result = host.run_detached(SCRIPT_OF[step], text, timeout=None)
+            result = host.run_detached(SCRIPT_OF[step], text, timeout=None, poll=DETACHED_POLL)
         else:
             result = host.run(SCRIPT_OF[step], text, timeout=900)
     except RemoteStepError as err:
@@ -321,7 +332,12 @@ def step_values(params: Params, step: str) -> dict[str, Any]:
         "state_port": params.state_port,
     }
     extra: dict[str, dict[str, Any]] = {
-        P.UPLOAD: {"sha256": params.sha256, "overlay_sha256": params.overlay_sha256, "check_sha256": True},
+        P.UPLOAD: {
+            "sha256": params.sha256,
+            "overlay_sha256": params.overlay_sha256,
+            "check_sha256": True,
+            "use_stream": False,
+        },
         P.SNAPSHOT: {"snapshot_paths": snapshot_paths(profile)},
         "rollback": {"snapshot_paths": snapshot_paths(profile)},
         P.INSTALL: {"files": unit_files(profile, params)},
