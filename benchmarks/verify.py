@@ -177,6 +177,7 @@ def load_old(rev: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location("archive_old", path)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
+    sys.modules["archive_old"] = mod
     spec.loader.exec_module(mod)
     return mod
 

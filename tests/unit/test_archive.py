@@ -240,11 +240,25 @@ def test_root_tar_hard_link_to_a_path_outside_the_state_files_fails(tmp_path: Pa
 
 def test_root_tar_with_every_era_state_path_verifies(tmp_path: Path) -> None:
     spec = ArchiveSpec()
-    for d in ("var", "var/lib", "var/lib/juju", "var/lib/juju/init", "var/snap", "var/snap/juju-db",
-              "var/snap/juju-db/common", "home", "home/ubuntu", "home/ubuntu/.ssh"):
+    for d in (
+        "var",
+        "var/lib",
+        "var/lib/juju",
+        "var/lib/juju/init",
+        "var/snap",
+        "var/snap/juju-db",
+        "var/snap/juju-db/common",
+        "home",
+        "home/ubuntu",
+        "home/ubuntu/.ssh",
+    ):
         spec.root.append((dir_info(d), None))
-    for name in ("var/lib/juju/init/juju-db/juju-db.service", "var/snap/juju-db/common/shared-secret",
-                 "var/snap/juju-db/common/ca.crt", "var/snap/juju-db/common/server.pem"):
+    for name in (
+        "var/lib/juju/init/juju-db/juju-db.service",
+        "var/snap/juju-db/common/shared-secret",
+        "var/snap/juju-db/common/ca.crt",
+        "var/snap/juju-db/common/server.pem",
+    ):
         spec.root.append((file_info(name, b"x"), b"x"))
     report = archive.verify_archive(spec.write(tmp_path / "a.tar.gz"))
     assert report.ok, failed_messages(report)
@@ -709,3 +723,54 @@ def test_metadata_with_a_non_uuid_identity_fails_verification(
     with pytest.raises(VerifyError) as caught:
         report.raise_for_failures()
     assert caught.value.exit_code == EXIT_VERIFY and expected in caught.value.message
+
+
+# --- big dump files are decoded in worker processes: the same full check ----------------------
+
+
+def _many_docs(n: int) -> list[bytes]:
+    return [
+        bson.encode({"_id": bson.ObjectId(), "n": i, "x": "y" * 300, "c": {"l": [i, "z"]}}) for i in range(n)
+    ]
+
+
+def _corrupt_nested(doc: bytes) -> bytes:
+    """Return `doc` with the nested string "z" given a length running past its document."""
+    bad = bytearray(doc)
+    i = bad.rindex(b"z\x00")
+    bad[i - 4 : i] = (200).to_bytes(4, "little")
+    return bytes(bad)
+
+
+def test_pool_decode_counts_and_rejects_nested_corruption_like_the_local_decode() -> None:
+    docs = _many_docs(12_000)  # ~4 MiB: several blocks in flight
+    docs[9_000] = _corrupt_nested(docs[9_000])
+    good = b"".join(docs[:9_000])
+    bad = b"".join(docs)
+    pool = archive.bson_pool()
+    assert pool is not None, "the unit tests run on a machine with 2 CPUs or more"
+    with pool:
+        assert archive.check_bson_stream(io.BytesIO(good), pool=pool) == 9_000
+        with pytest.raises(ValueError) as in_pool:
+            archive.check_bson_stream(io.BytesIO(bad), pool=pool)
+    with pytest.raises(ValueError) as local:
+        archive.check_bson_stream(io.BytesIO(bad))
+    assert str(in_pool.value) == str(local.value)
+    assert str(in_pool.value).startswith("document 9001 does not decode")
+
+
+def test_big_dump_file_verifies_and_nested_corruption_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bson.datetime_ms import DatetimeMS
+
+    monkeypatch.setattr(archive, "BSON_POOL_MIN", 1024)  # decode this small "big" file in the pool
+    docs = [*_many_docs(6_000), bson.encode({"d": DatetimeMS(-70_000_000_000_000)})]
+    spec = ArchiveSpec()
+    spec.dump["logs/logs.bson"] = b"".join(docs)
+    report = archive.verify_archive(spec.write(tmp_path / "good.tar.gz"))
+    assert report.ok, failed_messages(report)
+    docs[5_000] = _corrupt_nested(docs[5_000])
+    spec.dump["logs/logs.bson"] = b"".join(docs)
+    msg = only_failure(archive.verify_archive(spec.write(tmp_path / "bad.tar.gz")))
+    assert msg.startswith("dump/logs/logs.bson is not well-formed BSON: document 5001 does not decode")
