@@ -335,7 +335,9 @@ def test_two_concurrent_creates_one_is_locked_out(lab_factory: Any) -> None:
     )
     try:
         wait_for(lambda: dump_running(ctl), 120, "the first create's mongodump")
+        freeze_dump(ctl)  # the first create holds the lock however fast the dump is
         second = jb(lab, "create", "second")
+        ctl.ssh("bash -s", input=FREEZE.replace("-STOP", "-CONT"), timeout=60, check=True)
         out, err = first.communicate(timeout=600)
     finally:
         if first.poll() is None:
@@ -519,12 +521,14 @@ def test_two_concurrent_stop_creates_with_the_same_id(lab_factory: Any) -> None:
     )
     try:
         wait_for(lambda: dump_running(ctl), 120, "the first create's mongodump")
+        freeze_dump(ctl)
         second = subprocess.run(
             pinned_argv(lab, "create", "second", "--mode", "stop"),
             capture_output=True,
             text=True,
             timeout=600,
         )
+        ctl.ssh("bash -s", input=FREEZE.replace("-STOP", "-CONT"), timeout=60, check=True)
         out, err = first.communicate(timeout=600)
     finally:
         if first.poll() is None:
