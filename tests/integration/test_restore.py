@@ -24,11 +24,12 @@ from jujubackup import profiles
 from tests.conftest import LabFactory
 from tests.lab import provision
 from tests.lab.lab import Lab, LabHost
+from tests.paths import VALID_28
 
 pytestmark = pytest.mark.lab
 
 REPO = Path(__file__).resolve().parents[2]
-FIXTURE_28 = Path("/work/shared/fixtures/juju-2.8/valid-backup.tar.gz")
+FIXTURE_28 = VALID_28
 FIXTURE_NET = "10.77.116.0/24"
 JOURNAL = "var/lib/jujubackup-restore"
 

@@ -12,12 +12,11 @@ from pathlib import Path
 import bson
 
 from jujubackup.archive import ManifestEntry, build_manifest
+from tests.paths import FIXTURES_28, MISSING_ROOT_28, VALID_28
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "juju-2.8"
-if not FIXTURES.is_dir():  # the checkout may live elsewhere; the team layout is /work/{main,shared}
-    FIXTURES = Path("/work/shared/fixtures/juju-2.8")
-VALID = FIXTURES / "valid-backup.tar.gz"
-MISSING_ROOT = FIXTURES / "missing-root-backup.tar.gz"
+FIXTURES = FIXTURES_28
+VALID = VALID_28
+MISSING_ROOT = MISSING_ROOT_28
 
 MODEL_UUID = "e2a6a1e5-abea-4393-8593-5a45ae53ab97"
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import tarfile
-from pathlib import Path
 
 import bson
 import pytest
@@ -13,8 +12,9 @@ from ruamel.yaml import YAML
 from jujubackup.errors import EXIT_REFUSED, RefusedError
 from jujubackup.metadata import parse_metadata_json
 from jujubackup.restore import plan as P
+from tests.paths import FIXTURES_28
 
-FIXTURES = Path("/work/shared/fixtures/juju-2.8")
+FIXTURES = FIXTURES_28
 GiB = 2**30
 
 

@@ -8,6 +8,7 @@ from jujubackup import profiles, scripts
 from jujubackup.operations.restore import needs_readdress, rewrite_controllers_yaml, spare_from_preflight
 from jujubackup.restore import execute as X
 from jujubackup.restore import plan as P
+from tests.paths import VALID_28
 
 PARAMS = X.Params(
     backup_id="20260101-000000.uuid",
@@ -128,12 +129,11 @@ def test_client_config_rewrites_only_that_controllers_endpoints() -> None:
 
 
 def test_read_backup_of_the_28_fixture_gives_the_plan_its_facts() -> None:
-    from pathlib import Path
 
     from jujubackup import archive
     from jujubackup.operations.restore import read_backup, with_report
 
-    path = Path("/work/shared/fixtures/juju-2.8/valid-backup.tar.gz")
+    path = VALID_28
     facts = with_report(read_backup(path, "fixture"), archive.verify_archive(path))
     assert (facts.machine_id, facts.model_uuid, facts.state_port) == (
         "0",
@@ -145,11 +145,10 @@ def test_read_backup_of_the_28_fixture_gives_the_plan_its_facts() -> None:
 
 
 def test_read_backup_counts_the_ubuntu_keys_and_the_plan_says_they_are_merged() -> None:
-    from pathlib import Path
 
     from jujubackup.operations.restore import read_backup
 
-    facts = read_backup(Path("/work/shared/fixtures/juju-2.8/valid-backup.tar.gz"), "fixture")
+    facts = read_backup(VALID_28, "fixture")
     assert facts.ubuntu_keys is not None and facts.ubuntu_keys >= 1
     target = P.TargetFacts(name="spare0", address="10.201.0.50", profile="juju-2.8")
     plan = P.make_plan(facts, target, P.RestoreOptions(mode=P.Mode.dr), check=False)

@@ -22,6 +22,7 @@ import pytest
 
 from tests.lab import provision
 from tests.lab.standins import storage
+from tests.paths import VALID_28
 
 HOST_PYTHON = "/usr/bin/python3"
 SERIES = {"juju-2.9": "4.4", "juju-2.8": "3.2"}
@@ -491,7 +492,7 @@ def test_gzip_dump_and_ns_exclude_restore(env: Env, server: tuple[int, Path], tm
 
 
 def test_restores_a_real_juju_2_8_dump(env: Env, server: tuple[int, Path], tmp_path: Path) -> None:
-    fixture = Path(__file__).resolve().parents[3] / "shared/fixtures/juju-2.8/valid-backup.tar.gz"
+    fixture = VALID_28
     with tarfile.open(fixture) as tar:
         members = [
             m
