@@ -279,9 +279,21 @@ done
 """
 
 
+HOLD_GATE = "/etc/jujubackup-lab-hold-mongodump"  # the stand-in mongodump waits while it exists
+
+
+def gate_dumps(host: LabHost) -> None:
+    """Make the host's next mongodump wait after connecting, so it is surely in progress when frozen."""
+    host.ssh(f"touch {HOLD_GATE}", check=True)
+
+
 def freeze_dump(host: LabHost) -> None:
-    """SIGSTOP every running mongodump on the host: a dump that makes no progress (slow or hung)."""
+    """SIGSTOP every running mongodump on the host: a dump that makes no progress (slow or hung).
+
+    Then open the gate (gate_dumps): a thawed dump carries on normally.
+    """
     frozen = host.ssh("bash -s", input=FREEZE, timeout=60, check=True).stdout.split()
+    host.ssh(f"rm -f {HOLD_GATE}", check=True)
     assert frozen, "no mongodump to freeze"
 
 
@@ -292,6 +304,7 @@ def test_connection_killed_mid_dump_restores_services_and_registers_nothing(
     lab = lab_factory(controllers=1, profile="juju-2.9", db_size="300M")
     ctl = lab.host("ctl0")
     db_unit, jujud_unit = units(ctl)
+    gate_dumps(ctl)  # mongodump waits at the gate until freeze_dump has it
     proc = subprocess.Popen(
         jb_argv(lab, "create", "--mode", mode),
         stdout=subprocess.PIPE,
@@ -326,6 +339,7 @@ def test_connection_killed_mid_dump_restores_services_and_registers_nothing(
 def test_two_concurrent_creates_one_is_locked_out(lab_factory: Any) -> None:
     lab = lab_factory(controllers=1, profile="juju-2.9", db_size="300M")
     ctl = lab.host("ctl0")
+    gate_dumps(ctl)  # mongodump waits at the gate until freeze_dump has it
     first = subprocess.Popen(
         jb_argv(lab, "create", "first"),
         stdout=subprocess.PIPE,
@@ -512,6 +526,7 @@ def test_two_concurrent_stop_creates_with_the_same_id(lab_factory: Any) -> None:
     lab = lab_factory(controllers=1, profile="juju-2.9", db_size="300M")
     ctl = lab.host("ctl0")
     db_unit, jujud_unit = units(ctl)
+    gate_dumps(ctl)  # mongodump waits at the gate until freeze_dump has it
     first = subprocess.Popen(
         pinned_argv(lab, "create", "first", "--mode", "stop"),
         stdout=subprocess.PIPE,
@@ -561,6 +576,7 @@ def test_job_sigkilled_mid_dump_the_supervisor_restarts_services_and_cleans_up(l
     lab = lab_factory(controllers=1, profile="juju-2.9", db_size="300M")
     ctl = lab.host("ctl0")
     db_unit, jujud_unit = units(ctl)
+    gate_dumps(ctl)  # mongodump waits at the gate until freeze_dump has it
     proc = subprocess.Popen(
         jb_argv(lab, "create", "--mode", "stop"),
         stdout=subprocess.PIPE,
@@ -595,6 +611,7 @@ def test_job_sigkilled_mid_dump_the_supervisor_restarts_services_and_cleans_up(l
 def test_client_killed_just_before_the_commit_registers_nothing(lab_factory: Any) -> None:
     lab = lab_factory(controllers=1, profile="juju-2.9", db_size="300M")
     ctl = lab.host("ctl0")
+    gate_dumps(ctl)  # mongodump waits at the gate until freeze_dump has it
     proc = subprocess.Popen(
         jb_argv(lab, "create"),
         stdout=subprocess.PIPE,

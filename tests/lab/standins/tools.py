@@ -20,6 +20,7 @@ import json
 import os
 import re
 import sys
+import time
 from typing import Any
 
 from . import common
@@ -444,6 +445,17 @@ def _stream_to(session: Session, req: dict, path: str, gz: bool) -> tuple[int, d
     return counter.count, json.loads(head.get("metadata") or "{}")
 
 
+HOLD_GATE = "/etc/jujubackup-lab-hold-mongodump"
+"""Test-only gate (not a real mongodump behaviour): while this file exists on the host, a started
+mongodump waits after connecting, so tests can act on a dump that is certainly in progress."""
+
+
+def hold_while_gated() -> None:
+    """Wait while the lab's hold gate exists (see HOLD_GATE)."""
+    while os.path.exists(HOLD_GATE):
+        time.sleep(0.05)
+
+
 def mongodump_body(opts: dict[str, Any], pos: list[str], series: str) -> int:
     """mongodump: dump all (or --db/--collection) collections to --out, with --oplog."""
     if pos:
@@ -463,6 +475,7 @@ def mongodump_body(opts: dict[str, Any], pos: list[str], series: str) -> int:
     out_dir = opts.get("out", "dump")
     gz = bool(opts.get("gzip"))
     session = open_session(opts, series)
+    hold_while_gated()
     oplog_start = None
     if opts.get("oplog"):
         reply = session.command("admin", {"replSetGetStatus": 1})
