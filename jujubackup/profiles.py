@@ -9,7 +9,7 @@ Facts: reference juju-backups.md §3.5 (files), §3.6 (init systems), §4 (tools
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from jujubackup.errors import RefusedError
 
@@ -150,29 +150,17 @@ JUJU_28 = Profile(
     detect_paths=("/usr/lib/juju/mongo3.2/bin/mongodump", f"{DATA_DIR}/db"),
 )
 
-JUJU_2_SYSTEM_MONGO = Profile(
+JUJU_2_SYSTEM_MONGO = replace(
+    JUJU_28,
     name="juju-2.x-mongo3.6",
     era="Juju 2.x on bionic with the distro's mongodb-server-core 3.6 (/usr/bin), systemd",
-    init_system="systemd",
-    db_service="juju-db",
     mongod="/usr/bin/mongod",
     mongodump="/usr/bin/mongodump",
     mongorestore="/usr/bin/mongorestore",
     mongo_shell="/usr/bin/mongo",
-    tls_flags=("--ssl", "--sslAllowInvalidCertificates"),
-    shell_tls_flags=("--ssl", "--sslAllowInvalidCertificates"),
-    db_path=f"{DATA_DIR}/db",
-    mongo_dir=DATA_DIR,
-    shared_secret=f"{DATA_DIR}/shared-secret",
-    server_pem=f"{DATA_DIR}/server.pem",
-    ca_file=None,
-    tools_dir_style="series",
-    dump_flags=("--oplog",),
-    dump_scratch_dir=None,
-    modes=(MODE_ONLINE, MODE_QUIESCE, MODE_STOP),
-    root_files=_root_files((f"{DATA_DIR}/shared-secret",)),
     detect_paths=("/usr/bin/mongodump", f"{DATA_DIR}/db", "/etc/systemd/system/juju-db.service"),
 )
+"""The 2.8 deb layout with the distro's mongo tools in /usr/bin instead of juju-mongodb3.2's."""
 
 PROFILES: tuple[Profile, ...] = (JUJU_29, JUJU_28, JUJU_2_SYSTEM_MONGO)
 """In detection order: the first profile whose detect_paths all exist wins."""

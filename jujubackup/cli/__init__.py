@@ -31,6 +31,17 @@ VERB_MODULES: tuple[str, ...] = (
     "status",
 )
 
+BackupDirOption = Annotated[
+    str, typer.Option("--backup-dir", help="Backup dir on the controller (an absolute path).")
+]
+"""The `--backup-dir` option every catalog verb takes (default: profiles.DEFAULT_BACKUP_DIR)."""
+
+FormatOption = Annotated[
+    OutputFormat | None,
+    typer.Option("--format", help="tabular|json|yaml (overrides the global --format).", case_sensitive=False),
+]
+"""A verb's own `--format`, which wins over the global one (see make_ui)."""
+
 HELP = f"""Back up and restore Juju controllers over SSH.
 
 \b

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from jujubackup.cli import make_ui, options
+from jujubackup.cli import BackupDirOption, FormatOption, make_ui, options
 from jujubackup.errors import UsageError
 from jujubackup.operations.create import CreateRequest, create
 from jujubackup.profiles import DEFAULT_BACKUP_DIR, MODE_ONLINE, MODES
@@ -28,12 +28,8 @@ def register(app: typer.Typer) -> None:
         ] = MODE_ONLINE,
         exclude_logs: Annotated[bool, typer.Option("--exclude-logs", help="Leave the logs DB out.")] = False,
         force: Annotated[bool, typer.Option("--force", help="Go on despite too little free space.")] = False,
-        backup_dir: Annotated[str, typer.Option("--backup-dir", help="Backup dir on the controller.")] = (
-            DEFAULT_BACKUP_DIR
-        ),
-        fmt: Annotated[
-            OutputFormat | None, typer.Option("--format", help="tabular|json|yaml", case_sensitive=False)
-        ] = None,
+        backup_dir: BackupDirOption = DEFAULT_BACKUP_DIR,
+        fmt: FormatOption = None,
     ) -> None:
         """Back up a controller (dump juju-db + state files) and store it on the controller under an ID."""
         opts = options(ctx)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from jujubackup.cli import make_ui, options
+from jujubackup.cli import BackupDirOption, FormatOption, make_ui, options
 from jujubackup.errors import UsageError
 from jujubackup.operations.download import DownloadRequest, run_download
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
@@ -27,12 +27,8 @@ def register(app: typer.Typer) -> None:
         bwlimit: Annotated[
             str | None, typer.Option("--bwlimit", metavar="RATE", help="Bytes/s, K/M/G suffixes (e.g. 20M).")
         ] = None,
-        backup_dir: Annotated[str, typer.Option("--backup-dir", help="Backup dir on the controller.")] = (
-            DEFAULT_BACKUP_DIR
-        ),
-        fmt: Annotated[
-            OutputFormat | None, typer.Option("--format", help="tabular|json|yaml", case_sensitive=False)
-        ] = None,
+        backup_dir: BackupDirOption = DEFAULT_BACKUP_DIR,
+        fmt: FormatOption = None,
     ) -> None:
         """Download a stored backup (temp file renamed after its SHA-256 matches; an interrupted
         download resumes). Writes a `<ID>.json` sidecar next to it for `list --local`."""

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from jujubackup.cli import make_ui, options
+from jujubackup.cli import BackupDirOption, FormatOption, make_ui, options
 from jujubackup.operations.info import info
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
 from jujubackup.settings import OutputFormat
@@ -17,12 +17,8 @@ def register(app: typer.Typer) -> None:
     def info_cmd(
         ctx: typer.Context,
         backup_id: Annotated[str, typer.Argument(metavar="ID", help="Backup ID, unique prefix or `latest`.")],
-        backup_dir: Annotated[str, typer.Option("--backup-dir", help="Backup dir on the controller.")] = (
-            DEFAULT_BACKUP_DIR
-        ),
-        fmt: Annotated[
-            OutputFormat | None, typer.Option("--format", help="tabular|json|yaml", case_sensitive=False)
-        ] = None,
+        backup_dir: BackupDirOption = DEFAULT_BACKUP_DIR,
+        fmt: FormatOption = None,
     ) -> None:
         """Show a stored backup's metadata, checksums and manifest summary."""
         opts = options(ctx)

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from jujubackup.cli import make_ui, options
+from jujubackup.cli import BackupDirOption, FormatOption, make_ui, options
 from jujubackup.local_archives import COLUMNS, list_local
 from jujubackup.operations.list import list_backups
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
@@ -22,9 +22,7 @@ def register(app: typer.Typer) -> None:
     def list_cmd(
         ctx: typer.Context,
         brief: Annotated[bool, typer.Option("--brief", help="Only the IDs, one per line.")] = False,
-        backup_dir: Annotated[str, typer.Option("--backup-dir", help="Backup dir on the controller.")] = (
-            DEFAULT_BACKUP_DIR
-        ),
+        backup_dir: BackupDirOption = DEFAULT_BACKUP_DIR,
         local: Annotated[
             Path | None,
             typer.Option("--local", metavar="DIR", help="List archives in DIR on this workstation instead."),
@@ -32,9 +30,7 @@ def register(app: typer.Typer) -> None:
         check: Annotated[
             bool, typer.Option("--check", help="With --local: fully verify each archive.")
         ] = False,
-        fmt: Annotated[
-            OutputFormat | None, typer.Option("--format", help="tabular|json|yaml", case_sensitive=False)
-        ] = None,
+        fmt: FormatOption = None,
     ) -> None:
         """List the backups stored on the controller (oldest first)."""
         opts = options(ctx)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from jujubackup.catalog import CatalogRecord
-from jujubackup.cli import make_ui, options
+from jujubackup.cli import BackupDirOption, FormatOption, make_ui, options
 from jujubackup.errors import UsageError
 from jujubackup.operations.remove import remove
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
@@ -23,12 +23,8 @@ def register(app: typer.Typer) -> None:
             list[str], typer.Argument(metavar="ID...", help="Backup IDs, unique prefixes or `latest`.")
         ],
         yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
-        backup_dir: Annotated[str, typer.Option("--backup-dir", help="Backup dir on the controller.")] = (
-            DEFAULT_BACKUP_DIR
-        ),
-        fmt: Annotated[
-            OutputFormat | None, typer.Option("--format", help="tabular|json|yaml", case_sensitive=False)
-        ] = None,
+        backup_dir: BackupDirOption = DEFAULT_BACKUP_DIR,
+        fmt: FormatOption = None,
     ) -> None:
         """Delete stored backups from the controller (asks unless --yes).
 

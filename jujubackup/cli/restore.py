@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from jujubackup import profiles
-from jujubackup.cli import make_ui, options
+from jujubackup.cli import BackupDirOption, FormatOption, make_ui, options
 from jujubackup.operations.restore import RestoreRequest, restore
 from jujubackup.settings import OutputFormat
 
@@ -62,12 +62,8 @@ def restore_cmd(
     work_dir: Annotated[
         Path | None, typer.Option("--work-dir", help="Local scratch dir (default: a temp dir).")
     ] = None,
-    backup_dir: Annotated[
-        str, typer.Option("--backup-dir", help="Backup dir on the controller.")
-    ] = profiles.DEFAULT_BACKUP_DIR,
-    output_format: Annotated[
-        OutputFormat | None, typer.Option("--format", help="Output format.", case_sensitive=False)
-    ] = None,
+    backup_dir: BackupDirOption = profiles.DEFAULT_BACKUP_DIR,
+    output_format: FormatOption = None,
 ) -> None:
     """Restore (see the command help)."""
     opts = options(ctx)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from jujubackup.cli import make_ui, options
+from jujubackup.cli import BackupDirOption, FormatOption, make_ui, options
 from jujubackup.operations.upload import UploadRequest, run_upload
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
 from jujubackup.settings import OutputFormat
@@ -23,12 +23,8 @@ def register(app: typer.Typer) -> None:
         bwlimit: Annotated[
             str | None, typer.Option("--bwlimit", metavar="RATE", help="Bytes/s, K/M/G suffixes (e.g. 20M).")
         ] = None,
-        backup_dir: Annotated[str, typer.Option("--backup-dir", help="Backup dir on the controller.")] = (
-            DEFAULT_BACKUP_DIR
-        ),
-        fmt: Annotated[
-            OutputFormat | None, typer.Option("--format", help="tabular|json|yaml", case_sensitive=False)
-        ] = None,
+        backup_dir: BackupDirOption = DEFAULT_BACKUP_DIR,
+        fmt: FormatOption = None,
     ) -> None:
         """Upload an archive: verified locally, streamed to a staging file, re-hashed on the
         controller, then registered under its ID (an interrupted upload resumes). Prints the ID."""

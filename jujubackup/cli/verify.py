@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from jujubackup.archive import VerifyReport
-from jujubackup.cli import make_ui, options
+from jujubackup.cli import BackupDirOption, FormatOption, make_ui, options
 from jujubackup.metadata import GO_ZERO_TIME
 from jujubackup.operations.verify import VerifyRequest, run_verify
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
@@ -23,12 +23,8 @@ def register(app: typer.Typer) -> None:
             metavar="FILE|ID",
             help="Local archive (an existing path, or with a '/' or a .tar.gz suffix) or a stored ID/prefix.",
         )],
-        backup_dir: Annotated[str, typer.Option("--backup-dir", help="Backup dir on the controller.")] = (
-            DEFAULT_BACKUP_DIR
-        ),
-        fmt: Annotated[
-            OutputFormat | None, typer.Option("--format", help="tabular|json|yaml", case_sensitive=False)
-        ] = None,
+        backup_dir: BackupDirOption = DEFAULT_BACKUP_DIR,
+        fmt: FormatOption = None,
     ) -> None:
         """Verify SHA-256 (and Juju's SHA-1), the manifest, member safety, metadata, root.tar and the
         dump's BSON. Exit 8 when anything fails. An ID is verified on the controller, not downloaded."""
