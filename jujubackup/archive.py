@@ -88,6 +88,7 @@ from jujubackup.metadata import (
     identity_problems,
     parse_metadata_json,
 )
+from jujubackup.tarstream import GzipReader, MemberReader, iter_tar
 
 TOP = "juju-backup"
 METADATA = "metadata.json"
@@ -225,7 +226,7 @@ class _HashingReader:
     """A read-only stream that hashes (SHA-256, and SHA-1 unless `sha1` is False: archive members
     only need SHA-256 for the manifest) and counts every byte read through it."""
 
-    def __init__(self, raw: IO[bytes], *, sha1: bool = True) -> None:
+    def __init__(self, raw: IO[bytes] | Any, *, sha1: bool = True) -> None:
         self.raw = raw
         self.sha256 = hashlib.sha256()
         self.sha1 = hashlib.sha1()
@@ -233,19 +234,29 @@ class _HashingReader:
         self.size = 0
 
     def read(self, n: int = -1) -> bytes:
-        data = self.raw.read(n)
+        data: bytes = self.raw.read(n)
+        self._hash(data)
+        return data
+
+    def read_view(self, n: int = CHUNK) -> memoryview | bytes:
+        """Like read, without a copy when the stream underneath offers read_view."""
+        read_view = getattr(self.raw, "read_view", None)
+        data: memoryview | bytes = read_view(n) if read_view is not None else self.raw.read(n)
+        self._hash(data)
+        return data
+
+    def _hash(self, data: memoryview | bytes) -> None:
         self.sha256.update(data)
         if self.with_sha1:
             self.sha1.update(data)
         self.size += len(data)
-        return data
 
     def readable(self) -> bool:
         return True
 
     def drain(self) -> None:
         """Read the rest of the stream so the digests cover every byte."""
-        while self.read(CHUNK):
+        while self.read_view(CHUNK):
             pass
 
     def digest(self) -> ArchiveDigest:
@@ -265,6 +276,18 @@ class _SourceGuard:
     def read(self, n: int = -1) -> bytes:
         try:
             data: bytes = self.raw.read(n)
+        except BaseException:
+            self.failed = True
+            raise
+        return data
+
+    def read_view(self, n: int = CHUNK) -> memoryview | bytes:
+        """Like read, without a copy when the stream underneath offers read_view."""
+        read_view = getattr(self.raw, "read_view", None)
+        if read_view is None:
+            return self.read(n)
+        try:
+            data: memoryview | bytes = read_view(n)
         except BaseException:
             self.failed = True
             raise
@@ -750,11 +773,9 @@ def verify_stream(
     reader = _HashingReader(raw)
     state = _VerifyState(report)
     try:
-        with gzip.GzipFile(fileobj=reader, mode="rb") as gz:  # type: ignore[call-overload]
-            with tarfile.open(fileobj=gz, mode="r|", bufsize=TAR_BUFSIZE) as tar:
-                for member in tar:
-                    state.member(tar, member)
-            _copy_hashing(gz)  # read to the gzip trailer: checks CRC and length
+        # iter_tar reads to the end of the gzip stream: zlib checks its CRC and length
+        for member, data in iter_tar(GzipReader(reader)):
+            state.member(member, data)
         report.add("readable", True, "gzip and tar streams read to the end, gzip CRC matches")
         complete = True
     except STREAM_ERRORS as err:
@@ -825,8 +846,8 @@ class _VerifyState:
             self.pool = bson_pool()
         return self.pool
 
-    def member(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
-        """Check one outer member and read its content if it is a regular file."""
+    def member(self, member: tarfile.TarInfo, data: MemberReader | None) -> None:
+        """Check one outer member and read its content (`data`) if it is a regular file."""
         name = normalize_name(member.name)
         problem = self.guard.problem(member)
         if problem is None and name != TOP and not name.startswith(TOP + "/"):
@@ -838,14 +859,15 @@ class _VerifyState:
             self.dump_seen = True
         info = MemberInfo(rel, _kind(member), member.size, member.mode, member.linkname)
         if member.isreg() and not problem:
-            fileobj = tar.extractfile(member)
-            assert fileobj is not None
-            info = MemberInfo(
-                rel, "file", member.size, member.mode, "", self._read_file(rel, fileobj, member.size)
-            )
+            if data is None:  # a sparse member: not something an archive of ours or Juju's holds
+                self.unsafe.append(f"member {member.name!r} is a sparse file")
+            else:
+                info = MemberInfo(
+                    rel, "file", member.size, member.mode, "", self._read_file(rel, data, member.size)
+                )
         self.report.members.append(info)
 
-    def _read_file(self, rel: str, fileobj: IO[bytes], size: int) -> str:
+    def _read_file(self, rel: str, fileobj: IO[bytes] | MemberReader, size: int) -> str:
         """Read one outer regular file, checking it by kind; return its sha256 hex."""
         hashed = _HashingReader(fileobj, sha1=False)
         if rel == METADATA:
@@ -868,16 +890,18 @@ class _VerifyState:
 
     def _read_root_tar(self, stream: Any) -> None:
         self.root_seen = True
+        source = _SourceGuard(stream)
         try:
-            with tarfile.open(fileobj=stream, mode="r|", bufsize=TAR_BUFSIZE) as inner:
-                for m in inner:
-                    problem = self.root_guard.problem(m)
-                    if problem:
-                        self.unsafe.append(f"root.tar member {m.name!r} {problem}")
-                    self.report.root_members.append(
-                        MemberInfo(normalize_name(m.name), _kind(m), m.size, m.mode, m.linkname)
-                    )
+            for m, _data in iter_tar(source):
+                problem = self.root_guard.problem(m)
+                if problem:
+                    self.unsafe.append(f"root.tar member {m.name!r} {problem}")
+                self.report.root_members.append(
+                    MemberInfo(normalize_name(m.name), _kind(m), m.size, m.mode, m.linkname)
+                )
         except tarfile.TarError as err:
+            if source.failed:
+                raise
             self.root_error = f"root.tar is not a readable tar ({_err_text(err)})"
 
     def _read_bson(self, rel: str, stream: Any, size: int) -> None:
@@ -1089,17 +1113,18 @@ def read_members(
     files: dict[str, bytes] = {}
     root_files: dict[str, bytes] = {}
     try:
-        with open(path, "rb") as raw, tarfile.open(fileobj=raw, mode="r|gz") as tar:
-            for member in tar:
+        with open(path, "rb") as raw:
+            for member, data in iter_tar(GzipReader(raw)):
                 rel = _rel(member.name)
-                if not member.isreg() or (rel not in wanted and not (rel == ROOT_TAR and root_wanted)):
+                if data is None or (rel not in wanted and not (rel == ROOT_TAR and root_wanted)):
                     continue
-                fileobj = tar.extractfile(member)
-                assert fileobj is not None
                 if rel == ROOT_TAR and root_wanted:
-                    root_files.update(_read_root_members(fileobj, root_wanted, max_bytes))
-                if rel in wanted:
-                    files[rel] = _read_capped(fileobj, rel, max_bytes)
+                    root_files.update(_read_root_members(data, root_wanted, max_bytes))
+                    root_wanted = set()
+                elif rel in wanted:
+                    files[rel] = _read_capped(data, rel, max_bytes)
+                if not root_wanted and wanted <= files.keys():
+                    break  # everything asked for is read: the rest of the archive is not needed
     except STREAM_ERRORS as err:
         raise VerifyError(f"archive {path} is truncated or corrupt ({_err_text(err)})") from err
     return MemberContents(files, root_files)
@@ -1111,22 +1136,21 @@ def _rel(name: str) -> str:
     return name[len(TOP) + 1 :] if name.startswith(TOP + "/") else name
 
 
-def _read_capped(fileobj: IO[bytes], label: str, max_bytes: int) -> bytes:
+def _read_capped(fileobj: IO[bytes] | MemberReader, label: str, max_bytes: int) -> bytes:
     data = fileobj.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise VerifyError(f"archive member {label} is larger than {max_bytes} bytes; not read into memory")
     return data
 
 
-def _read_root_members(stream: IO[bytes], wanted: set[str], max_bytes: int) -> dict[str, bytes]:
+def _read_root_members(stream: MemberReader, wanted: set[str], max_bytes: int) -> dict[str, bytes]:
     out = {}
-    with tarfile.open(fileobj=stream, mode="r|") as inner:
-        for m in inner:
-            name = normalize_name(m.name)
-            if m.isreg() and name in wanted:
-                f = inner.extractfile(m)
-                assert f is not None
-                out[name] = _read_capped(f, f"root.tar:{name}", max_bytes)
+    for m, data in iter_tar(stream):
+        name = normalize_name(m.name)
+        if data is not None and name in wanted:
+            out[name] = _read_capped(data, f"root.tar:{name}", max_bytes)
+            if len(out) == len(wanted):
+                break
     return out
 
 
@@ -1216,26 +1240,25 @@ class _Rewrite:
             with (
                 contextlib.ExitStack() as self.stack,
                 open(src, "rb") as raw,
-                gzip.GzipFile(fileobj=raw, mode="rb") as gz,
-                tarfile.open(fileobj=gz, mode="r|") as tin,
                 tarfile.open(fileobj=out, mode="w|") as tout,
             ):
-                for member in tin:
-                    self._member(tin, tout, member)
+                for member, data in iter_tar(GzipReader(raw)):
+                    self._member(tout, member, data)
                 self._write_late(tout)
                 if not self.only_replaced:
                     self._write_manifest(tout)
         except STREAM_ERRORS as err:
             raise VerifyError(f"archive {src} is truncated or corrupt ({_err_text(err)})") from err
 
-    def _member(self, tin: tarfile.TarFile, tout: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    def _member(self, tout: tarfile.TarFile, member: tarfile.TarInfo, data: MemberReader | None) -> None:
         rel = _rel(member.name)
         if not member.isreg():
             if not self.only_replaced:
                 tout.addfile(member)
             return
-        fileobj = tin.extractfile(member)
-        assert fileobj is not None
+        if data is None:
+            raise tarfile.ReadError(f"member {member.name!r} is a sparse file")
+        fileobj = cast(IO[bytes], data)
         if rel == MANIFEST:
             self.manifest = (member, _read_capped(fileobj, MANIFEST, MAX_SMALL_MEMBER))
         elif rel in self.transforms:
@@ -1272,13 +1295,11 @@ class _Rewrite:
         self.new_hashes[rel] = (size, sha)
 
     def _rewrite_root(self, src: IO[bytes], dst: IO[bytes]) -> None:
-        with (
-            tarfile.open(fileobj=src, mode="r|") as tin,
-            tarfile.open(fileobj=dst, mode="w|", format=tarfile.GNU_FORMAT) as tout,
-        ):
-            for m in tin:
+        with tarfile.open(fileobj=dst, mode="w|", format=tarfile.GNU_FORMAT) as tout:
+            for m, f in iter_tar(src):
                 name = normalize_name(m.name)
-                f = tin.extractfile(m) if m.isreg() else None
+                if m.isreg() and f is None:
+                    raise tarfile.ReadError(f"root.tar member {m.name!r} is a sparse file")
                 if f is not None and name in self.root_transforms:
                     data = self.root_transforms[name](f.read())
                     info = _copy_info(m, len(data))
