@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import multiprocessing
 import os
 import re
 import ssl
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,6 +42,7 @@ from jujubackup.restore import execute as X
 from jujubackup.restore import plan as P
 from jujubackup.settings import ConnectionSettings
 from jujubackup.ui import UI
+from jujubackup.verifier import BackgroundVerify
 
 SKIP_READDRESS_ENV = "JUJUBACKUP_TEST_SKIP_READDRESS"
 """Test-only switch: push the archive without re-addressing (so a test can see jujud refuse)."""
@@ -149,10 +149,9 @@ def fresh_restore(
     # meanwhile too, once the refusals that need no verified archive have passed.
     early: Future[str] | None = None
     with (
-        ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool,
+        BackgroundVerify(local) as verifying,
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="push") as threads,
     ):
-        verifying = pool.submit(archive.verify_archive, local)
         target = source if (source and not request.target) else connect_one(settings, str(request.target))
         try:
             backup = _read_or_report(local, backup_id, verifying)
@@ -314,7 +313,7 @@ def with_report(backup: P.BackupFacts, report: archive.VerifyReport) -> P.Backup
     )
 
 
-def _read_or_report(path: Path, backup_id: str, verifying: Future[archive.VerifyReport]) -> P.BackupFacts:
+def _read_or_report(path: Path, backup_id: str, verifying: BackgroundVerify) -> P.BackupFacts:
     """read_backup, but when the archive cannot be read, raise the verification's own findings."""
     try:
         return read_backup(path, backup_id)

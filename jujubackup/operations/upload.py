@@ -2,10 +2,11 @@
 
 Flow: name the staging file (the `<ID>.json` sidecar's ID, the ID in metadata.json when it comes
 early in the archive, else a key of the local file) and refuse a stored ID unless --force -> resume
-a staged prefix that matches -> ONE pass over the local file: every chunk feeds the local verifier
-(digests, members, metadata, manifest, BSON; a thread) and, from the resume offset on, the remote
+a staged prefix that matches -> verify the local file (digests, members, metadata, manifest, BSON; a
+big one in another process while it is sent) and send it from the resume offset on to the remote
 writer, which hashes the whole staged file as it writes it -> a failed verification (as soon as the
-stream breaks, else at its end) aborts: the staged file is removed, nothing registered, exit 8 ->
+verifier finishes, which is early for a broken stream) aborts: the staged file is removed, nothing
+registered, exit 8 ->
 the record (sidecar or archive metadata: Juju-made FormatVersion 0/1 archives work too) -> the
 remote SHA-256 must equal the local one -> register: the controller moves the staged file into
 place and writes `<ID>.json`.
@@ -14,16 +15,14 @@ place and writes `<ID>.json`.
 from __future__ import annotations
 
 import hashlib
-import queue
 import tarfile
-import threading
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from jujubackup.archive import TOP, VerifyReport, verify_stream
+from jujubackup.archive import TOP, VerifyReport, verify_archive
 from jujubackup.catalog import Catalog, build_record
 from jujubackup.errors import NotFoundError, RefusedError, VerifyError
 from jujubackup.host.base import Host
@@ -40,9 +39,10 @@ from jujubackup.profiles import DEFAULT_BACKUP_DIR
 from jujubackup.settings import ConnectionSettings
 from jujubackup.transfer import CHUNK, Throttle, hash_prefix, remote_remove, remote_stat
 from jujubackup.ui import UI
+from jujubackup.verifier import BackgroundVerify
 
 PEEK_BYTES = 16 << 20  # how far into the archive to look for metadata.json (the staging name)
-QUEUE_CHUNKS = 8  # chunks buffered between the file reader and the verifier (memory bound)
+PARALLEL_VERIFY_MIN = 32 << 20  # from this size on the archive is verified by another process while sent
 
 
 @dataclass(frozen=True)
@@ -112,149 +112,67 @@ def _exists(backup_id: str, host: Host) -> RefusedError:
 def _send_verifying(
     host: Host, request: UploadRequest, staged: str, offset: int, size: int, ui: UI
 ) -> tuple[VerifyReport, str]:
-    """Read the local file once: verify every byte (a thread) while sending the bytes from `offset`
-    on to `staged`; return (verify report, SHA-256 the host computed of the whole staged file).
+    """Verify the local file and send its bytes from `offset` on to `staged`; return (verify report,
+    SHA-256 the host computed of the whole staged file). A big file is verified by another process
+    while it is sent (verification is CPU-bound, sending holds the GIL often: one process for both
+    would do them one after the other); a small one first, here. The report's SHA-256 is of the
+    bytes verified, so comparing it with the host's proves the bytes sent are those verified.
 
-    Raise VerifyError (8) as soon as the verifier finds the stream broken (the transfer stops).
+    Raise VerifyError (8) as soon as the verifier finds the archive bad (the transfer stops).
     """
-    verifier = _Verifier(str(request.file))
+    if size < PARALLEL_VERIFY_MIN:
+        report = verify_archive(request.file)
+        if not report.ok:
+            raise _verify_failed(report)
+        return report, _send(host, request, staged, offset, size, ui, None)
+    with BackgroundVerify(request.file) as verifying:
+        remote_sha = _send(host, request, staged, offset, size, ui, verifying)
+        report = verifying.result()
+    if not report.ok:
+        raise _verify_failed(report)
+    return report, remote_sha
+
+
+def _send(
+    host: Host, request: UploadRequest, staged: str, offset: int, size: int, ui: UI,
+    verifying: BackgroundVerify | None,
+) -> str:
+    """Send the file from `offset` on; return the host's SHA-256 of the staged file. Raise
+    VerifyError as soon as `verifying` has finished with a failure."""
     remote: list[str] = []
     progress = ui.transfer(f"upload {request.file.name[:15]}", size, offset)
     with request.file.open("rb", buffering=0) as fh, progress as advance:
-        source = _TeeSource(fh, offset, verifier, Throttle(request.bwlimit))
-        verifier.start()
-        try:
-            host.put(source, staged, offset=offset, progress=advance,  # type: ignore[arg-type]
-                     on_sha256=remote.append)
-        finally:
-            verifier.close()
-    report = verifier.result()
-    return report, remote[0] if remote else ""
+        fh.seek(offset)
+        source = _Source(fh, verifying, Throttle(request.bwlimit))
+        host.put(source, staged, offset=offset, progress=advance,  # type: ignore[arg-type]
+                 on_sha256=remote.append)
+    return remote[0] if remote else ""
 
 
-class _Verifier:
-    """verify_stream in a thread, fed chunk by chunk through a bounded queue (None ends the stream)."""
-
-    def __init__(self, label: str) -> None:
-        self.report = VerifyReport(label=label)
-        self.chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUE_CHUNKS)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="verify", daemon=True)
-        self._closed = False
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            verify_stream(_QueueReader(self.chunks), label=self.report.label, report=self.report)  # type: ignore[arg-type]
-        except BaseException as err:  # reported by result()
-            self.error = err
-            _discard(self.chunks)
-
-    def failed(self) -> bool:
-        """Return True once a check has failed (a broken stream is known before its end)."""
-        return self.error is not None or any(not c.ok for c in list(self.report.checks))
-
-    def feed(self, data: bytes) -> None:
-        """Queue one chunk (blocks while the verifier is behind). Raise VerifyError once it failed."""
-        while True:
-            if self.failed():
-                raise VerifyError(f"archive {self.report.label} did not verify: {self._first_failure()}",
-                                  "the archive is damaged or unsafe; the upload was stopped and its "
-                                  "staged copy removed (`jujubackup verify FILE` lists every check)")
-            try:
-                self.chunks.put(data, timeout=0.2)
-                return
-            except queue.Full:
-                continue
-
-    def close(self) -> None:
-        """End the stream (the verifier finishes the pass) and wait for the thread."""
-        if not self._closed:
-            self._closed = True
-            while self.thread.is_alive():
-                try:
-                    self.chunks.put(None, timeout=0.2)
-                    break
-                except queue.Full:
-                    continue
-        self.thread.join()
-
-    def result(self) -> VerifyReport:
-        """Return the finished report. Raise what the verifier raised, if it crashed."""
-        self.close()
-        if self.error is not None:
-            raise self.error
-        return self.report
-
-    def _first_failure(self) -> str:
-        if self.error is not None:
-            return f"verifier failed: {self.error}"
-        failed = [c.message for c in list(self.report.checks) if not c.ok]
-        return failed[0] if failed else "?"
+def _verify_failed(report: VerifyReport) -> VerifyError:
+    first = next((c.message for c in report.checks if not c.ok), "?")
+    return VerifyError(f"archive {report.label} did not verify: {first}",
+                       "the archive is damaged or unsafe; the upload was stopped and its staged copy "
+                       "removed (`jujubackup verify FILE` lists every check)")
 
 
-def _discard(chunks: queue.Queue[bytes | None]) -> None:
-    """Empty the queue until its end marker so a feeder never blocks on a dead verifier."""
-    while chunks.get() is not None:
-        pass
+class _Source:
+    """What put reads: the local file in chunks (throttled). Raise VerifyError once the
+    verification running meanwhile has failed (the verifier stops early on a broken stream)."""
 
-
-class _QueueReader:
-    """A read-only stream over chunks from a queue (None: end of stream)."""
-
-    def __init__(self, chunks: queue.Queue[bytes | None]) -> None:
-        self.chunks = chunks
-        self.data = b""
-        self.pos = 0
-        self.eof = False
-
-    def read(self, n: int = -1) -> bytes:
-        if self.pos >= len(self.data):
-            if self.eof:
-                return b""
-            data = self.chunks.get()
-            if data is None:
-                self.eof = True
-                return b""
-            self.data, self.pos = data, 0
-        if self.pos == 0 and (n < 0 or n >= len(self.data)):
-            self.pos = len(self.data)
-            return self.data  # the whole chunk: no copy
-        end = len(self.data) if n < 0 else min(len(self.data), self.pos + n)
-        out = self.data[self.pos:end]
-        self.pos = end
-        return out
-
-    def readable(self) -> bool:
-        return True
-
-
-class _TeeSource:
-    """What put reads: the local file read once, each chunk fed to the verifier; returns the bytes
-    from `offset` on (throttled). Raise VerifyError when the verifier failed."""
-
-    def __init__(self, fh: IO[bytes], offset: int, verifier: _Verifier, throttle: Throttle) -> None:
+    def __init__(self, fh: IO[bytes], verifying: BackgroundVerify | None, throttle: Throttle) -> None:
         self.fh = fh
-        self.offset = offset
-        self.verifier = verifier
+        self.verifying = verifying
         self.throttle = throttle
-        self.pos = 0
 
     def read(self, size: int = CHUNK) -> bytes:
-        while True:
-            data = self.fh.read(CHUNK)
-            if not data:
-                return b""
-            self.verifier.feed(data)
-            start, self.pos = self.pos, self.pos + len(data)
-            if self.pos <= self.offset:
-                continue
-            if start < self.offset:
-                data = data[self.offset - start:]
-            self.throttle(len(data))
-            return data
+        if self.verifying is not None and self.verifying.done():
+            report = self.verifying.result()
+            if not report.ok:
+                raise _verify_failed(report)
+        data = self.fh.read(CHUNK)
+        self.throttle(len(data))
+        return data
 
 
 def staging_id(path: Path) -> str:

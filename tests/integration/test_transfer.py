@@ -136,7 +136,7 @@ def test_download_cut_midway_resumes_with_the_right_sha256(lab_factory, tmp_path
 def test_upload_cut_midway_resumes_and_registers(lab_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     lab = lab_factory()
     ctl = lab.host("ctl0")
-    source = big_archive(tmp_path)
+    source = big_archive(tmp_path, 40)  # over upload.PARALLEL_VERIFY_MIN: verified by another process
     staged = ctl.root / BACKUPS / f".upload-{SYNTH_ID}.tar.gz.part"  # the ID is in metadata.json, early
     client = jb_background(lab, "ctl0", "upload", str(source), "--bwlimit", "1M")
     try:
@@ -230,11 +230,11 @@ def test_bad_archives_are_refused_with_exit_8_and_nothing_registered(lab_factory
 
 
 def test_bad_upload_stops_and_leaves_nothing_staged_or_registered(lab_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """Verification runs while the bytes stream: damage past the first MiBs is found with the transfer
-    under way; the staged file (also one kept from an earlier cut upload of it) is removed."""
+    """Verification runs (another process) while the bytes stream: damage past the first MiBs fails
+    the upload; the staged file (also one kept from an earlier cut upload of it) is removed."""
     lab = lab_factory()
     ctl = lab.host("ctl0")
-    good = big_archive(tmp_path, 8)
+    good = big_archive(tmp_path, 40)  # over upload.PARALLEL_VERIFY_MIN
     bad = good.with_name("damaged.tar.gz")
     data = bytearray(good.read_bytes())
     data[len(data) * 3 // 4] ^= 0x01

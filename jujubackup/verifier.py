@@ -1,0 +1,75 @@
+"""Verify a local archive in another process while this one does something else (send it, plan).
+
+Verification is CPU-bound (inflate, hashes, BSON) and sending holds the GIL often, so in one process
+they would take turns. The child is spawned (safe from a threaded parent) and is terminated when
+the caller leaves early (Ctrl-C, a dropped connection): nobody waits for a verification whose
+result is no longer wanted.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from multiprocessing.connection import Connection
+from types import TracebackType
+
+from jujubackup.archive import VerifyReport, verify_archive
+
+
+def _child(path: str, conn: Connection) -> None:
+    """Run verify_archive(path) and send ("ok", report) or ("error", exception) back."""
+    try:
+        conn.send(("ok", verify_archive(path)))
+    except BaseException as err:  # sent back to the parent, which raises it
+        try:
+            conn.send(("error", err))
+        except Exception:  # an exception that does not pickle
+            conn.send(("error", RuntimeError(f"{type(err).__name__}: {err}")))
+    finally:
+        conn.close()
+
+
+class BackgroundVerify:
+    """verify_archive(path) running in a child process; use as a context manager."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child_end = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(target=_child, args=(os.fspath(path), child_end), daemon=True,
+                                 name="jujubackup-verify")
+        self._proc.start()
+        child_end.close()
+        self._report: VerifyReport | None = None
+
+    def done(self) -> bool:
+        """Return True once the result is available (without waiting)."""
+        return self._report is not None or self._conn.poll()
+
+    def result(self) -> VerifyReport:
+        """Wait for and return the report. Raise what verify_archive raised in the child, or
+        RuntimeError if the child died without answering."""
+        if self._report is None:
+            try:
+                kind, value = self._conn.recv()
+            except EOFError:
+                self._proc.join()
+                raise RuntimeError(f"the verifying process died (exit code {self._proc.exitcode})") from None
+            self._proc.join()
+            if kind == "error":
+                raise value
+            self._report = value
+        return self._report
+
+    def close(self) -> None:
+        """Stop the child if it is still running; release the pipe."""
+        if self._proc.is_alive():
+            self._proc.terminate()
+        self._proc.join()
+        self._conn.close()
+
+    def __enter__(self) -> BackgroundVerify:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

@@ -1,0 +1,41 @@
+"""BackgroundVerify: verify_archive in a child process, its errors raised here, stopped on leave."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from jujubackup.errors import NotFoundError
+from jujubackup.verifier import BackgroundVerify
+from tests.paths import FIXTURES_28
+
+VALID = FIXTURES_28 / "valid-backup.tar.gz"
+MISSING_ROOT = FIXTURES_28 / "missing-root-backup.tar.gz"
+
+
+def test_reports_of_good_and_bad_archives_come_back() -> None:
+    with BackgroundVerify(VALID) as good, BackgroundVerify(MISSING_ROOT) as bad:
+        assert good.result().ok
+        assert good.done()
+        report = bad.result()
+    assert not report.ok
+    assert any("root.tar" in c.message for c in report.failures)
+
+
+def test_an_error_in_the_child_is_raised_in_the_parent(tmp_path: Path) -> None:
+    with BackgroundVerify(tmp_path / "absent.tar.gz") as verifying, pytest.raises(NotFoundError) as err:
+        verifying.result()
+    assert "absent.tar.gz" in err.value.message
+
+
+def test_leaving_early_stops_the_child(tmp_path: Path) -> None:
+    sparse = tmp_path / "huge.tar.gz"
+    with sparse.open("wb") as fh:
+        fh.truncate(32 << 30)  # 32 GiB of zeros: not gzip, yet the digests read every byte
+    verifying = BackgroundVerify(sparse)
+    time.sleep(0.5)
+    assert not verifying.done()
+    verifying.close()
+    assert not verifying._proc.is_alive()
