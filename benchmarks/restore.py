@@ -123,11 +123,12 @@ def by_hand(lab: Lab, host: str, archive: Path, profile: profiles.Profile) -> fl
     return time.monotonic() - start
 
 
-def ours(lab: Lab, host: str, archive: Path) -> float:
-    """`jujubackup restore --archive` onto `host`; return seconds."""
+def ours(lab: Lab, host: str, archive: Path) -> tuple[float, dict[str, float]]:
+    """`jujubackup restore --archive` onto `host`; return seconds and the seconds per step it reports."""
     start = time.monotonic()
-    jb(lab, "restore", "--archive", str(archive), "--target", host, "--yes")
-    return time.monotonic() - start
+    done = jb(lab, "--format", "json", "restore", "--archive", str(archive), "--target", host, "--yes")
+    seconds = time.monotonic() - start
+    return seconds, json.loads(done.stdout).get("seconds", {})
 
 
 def run(size: int, runs: int, profile_name: str) -> dict[str, Any]:
@@ -144,9 +145,12 @@ def run(size: int, runs: int, profile_name: str) -> dict[str, Any]:
         lab.host("ctl0").power_off()
         jb(lab, "restore", "--archive", str(archive), "--target", "spare1", "--yes")  # by-hand target set up
         mine, theirs = [], []
+        steps: list[dict[str, float]] = []
         for _ in range(runs):
             wipe_spare(lab, "spare0", profile)
-            mine.append(ours(lab, "spare0", archive))
+            took, per_step = ours(lab, "spare0", archive)
+            mine.append(took)
+            steps.append(per_step)
             theirs.append(by_hand(lab, "spare1", archive, profile))
         ratio = statistics.median(mine) / statistics.median(theirs)
         return {
@@ -157,6 +161,7 @@ def run(size: int, runs: int, profile_name: str) -> dict[str, Any]:
             "by_hand_s": [round(x, 2) for x in theirs],
             "median_jujubackup_s": round(statistics.median(mine), 2),
             "median_by_hand_s": round(statistics.median(theirs), 2),
+            "jujubackup_step_s": steps,
             "ratio": round(ratio, 3),
             "goal": GOAL,
             "met": ratio <= GOAL,
@@ -185,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{result['jujubackup_s']}"
         )
         print(f"  by hand over ssh              {result['median_by_hand_s']:8.2f} s  {result['by_hand_s']}")
+        for n, per_step in enumerate(result["jujubackup_step_s"], 1):
+            print(f"  run {n} steps: " + ", ".join(f"{k} {v:.1f}" for k, v in per_step.items()))
         print(f"  ratio {result['ratio']:.3f} (goal <= {GOAL}): {'met' if result['met'] else 'NOT met'}")
     return 0 if result["met"] else 1
 

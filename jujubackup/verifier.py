@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import sys
 from multiprocessing.connection import Connection
 from types import TracebackType
 
@@ -17,7 +19,9 @@ from jujubackup.archive import VerifyReport, verify_archive
 
 
 def _child(path: str, conn: Connection) -> None:
-    """Run verify_archive(path) and send ("ok", report) or ("error", exception) back."""
+    """Run verify_archive(path) and send ("ok", report) or ("error", exception) back. SIGTERM (the
+    parent left early) unwinds normally, so the BSON decode pool of a big dump is shut down too."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         conn.send(("ok", verify_archive(path)))
     except BaseException as err:  # sent back to the parent, which raises it
@@ -35,8 +39,8 @@ class BackgroundVerify:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._conn, child_end = ctx.Pipe(duplex=False)
-        self._proc = ctx.Process(target=_child, args=(os.fspath(path), child_end), daemon=True,
-                                 name="jujubackup-verify")
+        # not a daemon: a big dump is decoded by the child's own worker processes
+        self._proc = ctx.Process(target=_child, args=(os.fspath(path), child_end), name="jujubackup-verify")
         self._proc.start()
         child_end.close()
         self._report: VerifyReport | None = None

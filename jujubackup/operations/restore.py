@@ -16,6 +16,7 @@ import re
 import ssl
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -89,6 +90,7 @@ class RestoreResult:
             data["ran"] = self.outcome.ran
             data["skipped"] = self.outcome.skipped
             data["verify"] = self.outcome.verify
+            data["seconds"] = self.outcome.seconds
         if self.rolled_back is not None:
             data["rolled-back"] = self.rolled_back
         data["next-steps"] = list(self.next_steps)
@@ -134,6 +136,7 @@ def fresh_restore(
     settings: ConnectionSettings, request: RestoreRequest, ui: UI, confirm: Confirm, work: Path
 ) -> RestoreResult:
     """connect → probe → plan → show → confirm → execute → verify for a new restore."""
+    started = time.monotonic()
     mode = P.Mode.dr if request.archive else (P.Mode.move if request.target else P.Mode.same)
     source: Host | None = None
     remote_copy: str | None = None
@@ -213,6 +216,7 @@ def fresh_restore(
             overlay_size=pushed.overlay_size,
         )
         X.start_journal(target, params)
+        prepare = round(time.monotonic() - started, 2)
         outcome = run_execution(
             target,
             params,
@@ -220,6 +224,7 @@ def fresh_restore(
             X.Journal(exists=True),
             ui,
         )
+        outcome.seconds = {"prepare": prepare, **outcome.seconds}  # verify, probe, plan, early push
         check_certificate(outcome, local, target_facts.address, backup.api_port, ui)
         result = RestoreResult(plan=plan, outcome=outcome, next_steps=next_steps(backup, target_facts))
         if request.update_client_config:

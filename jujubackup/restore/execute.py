@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -109,6 +110,8 @@ class Outcome:
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     verify: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall-clock seconds of each step that ran (what to look at when a restore is slow)."""
 
 
 StepHook = Callable[[str], None]
@@ -186,7 +189,9 @@ def execute(
                 outcome.skipped.append(step)
                 continue
             on_step(step)
+            started = time.monotonic()
             result = run_step(host, params, step, upload=upload, journal=journal, progress=progress)
+            outcome.seconds[step] = round(time.monotonic() - started, 2)
             outcome.ran.append(step)
             if step == P.VERIFY:
                 outcome.verify = result

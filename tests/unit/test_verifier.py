@@ -5,11 +5,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import bson
 import pytest
 
+from jujubackup.archive import BSON_POOL_MIN
 from jujubackup.errors import NotFoundError
 from jujubackup.verifier import BackgroundVerify
 from tests.paths import FIXTURES_28
+from tests.unit.archive_builders import ArchiveSpec
 
 VALID = FIXTURES_28 / "valid-backup.tar.gz"
 MISSING_ROOT = FIXTURES_28 / "missing-root-backup.tar.gz"
@@ -22,6 +25,18 @@ def test_reports_of_good_and_bad_archives_come_back() -> None:
         report = bad.result()
     assert not report.ok
     assert any("root.tar" in c.message for c in report.failures)
+
+
+def test_a_big_dump_is_decoded_by_the_childs_own_workers(tmp_path: Path) -> None:
+    """A dump file over BSON_POOL_MIN makes verify_archive start worker processes of its own."""
+    doc = bson.encode({"_id": 1, "data": bson.Binary(b"\x07" * (1 << 20))})
+    spec = ArchiveSpec()
+    spec.dump = {**spec.dump, "blobstore/blobstore.chunks.bson": doc * (BSON_POOL_MIN // len(doc) + 2)}
+    path = spec.write(tmp_path / "big-dump.tar.gz")
+    with BackgroundVerify(path) as verifying:
+        report = verifying.result()
+    assert report.ok, report.failures
+    assert "dump/blobstore/blobstore.chunks.bson" in report.dump_files
 
 
 def test_an_error_in_the_child_is_raised_in_the_parent(tmp_path: Path) -> None:
