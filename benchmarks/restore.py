@@ -128,7 +128,7 @@ def ours(lab: Lab, host: str, archive: Path) -> tuple[float, dict[str, float]]:
     start = time.monotonic()
     done = jb(lab, "--format", "json", "restore", "--archive", str(archive), "--target", host, "--yes")
     seconds = time.monotonic() - start
-    return seconds, json.loads(done.stdout).get("seconds", {})
+    return seconds, json.loads(done.stdout).get("seconds", {})  # --format json: one document
 
 
 def run(size: int, runs: int, profile_name: str) -> dict[str, Any]:

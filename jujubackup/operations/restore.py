@@ -192,7 +192,8 @@ def fresh_restore(
         if request.dry_run:
             refusal = dry_run_refusal(backup, target_facts, options, peers)
             # The refusal raised is printed once, by main(): not among the plan's warnings too.
-            show_plan(ui, plan, omit=f"refused: {refusal.message.split(' (and ')[0]} " if refusal else None)
+            show_plan(ui, plan, omit=f"refused: {refusal.message.split(' (and ')[0]} " if refusal else None,
+                      as_data=refusal is not None)
             if refusal is not None:
                 raise refusal
             return RestoreResult(plan=plan, dry_run=True)
@@ -506,11 +507,13 @@ def dry_run_refusal(
     return None
 
 
-def show_plan(ui: UI, plan: P.Plan, omit: str | None = None) -> None:
-    """Print the plan on stdout (tabular: readable lines; json/yaml: the plan as data); the warnings
-    on stderr, except one starting with `omit` (the refusal the caller raises)."""
+def show_plan(ui: UI, plan: P.Plan, omit: str | None = None, *, as_data: bool = False) -> None:
+    """Print the plan on stdout as readable lines, and the warnings on stderr except one starting
+    with `omit` (the refusal the caller raises). With --format json/yaml stdout gets ONE document:
+    the verb's summary (which holds the plan), or the plan itself when `as_data` (no summary follows)."""
     if ui.format.value != "tabular":
-        ui.data(plan.as_dict())
+        if as_data:
+            ui.data(plan.as_dict())
         return
     ui.line(f"restore plan ({plan.mode.value}): backup {plan.backup_id} -> {plan.target}")
     ui.line(

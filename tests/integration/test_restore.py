@@ -318,7 +318,11 @@ def test_restore_id_returns_a_changed_controller_to_the_backup(
     change_state(ctl)
     assert differences(at_backup, juju_db(ctl))
 
-    ok(jb(lab, "-H", "ctl0", "restore", backup_id, "--yes"))
+    restored = ok(jb(lab, "-H", "ctl0", "--format", "json", "restore", backup_id, "--yes"))
+    summary = json.loads(restored.stdout)  # one JSON document for scripts: the plan is inside
+    assert summary["plan"]["backup"] == backup_id, summary["plan"]
+    assert summary["verify"]["ok"] is True
+    assert {"prepare", "load-db", "verify"} <= summary["seconds"].keys()
     assert differences(at_backup, juju_db(ctl)) == set()
     assert not (ctl.root / "var/lib/juju/agents/machine-0/stray-file").exists()
     assert active(ctl, db_unit(ctl), "jujud-machine-0") == ["active", "active"]
