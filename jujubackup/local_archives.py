@@ -31,8 +31,9 @@ def sidecar_path(archive: Path) -> Path:
     return archive.with_name(base + ".json")
 
 
-def write_sidecar(archive: Path, record: dict[str, Any], sha256: str) -> Path:
-    """Write `archive`'s sidecar (0600, atomically): the record plus the local check; return its path."""
+def write_sidecar(archive: Path, record: dict[str, Any], sha256: str, *, full: bool = False) -> Path:
+    """Write `archive`'s sidecar (0600, atomically): the record plus the local check; return its path.
+    `full` says the check was a full verification (verify_archive passed), not only the SHA-256."""
     stat = archive.stat()
     data = {k: v for k, v in record.items() if k not in ("path", "archive_present", "local")}
     data["local"] = {
@@ -41,6 +42,7 @@ def write_sidecar(archive: Path, record: dict[str, Any], sha256: str) -> Path:
         "size": stat.st_size,
         "mtime_ns": stat.st_mtime_ns,
         "verified_at": format_time(datetime.now(timezone.utc)),
+        "checks": "full" if full else "sha256",
     }
     side = sidecar_path(archive)
     tmp = side.with_name(f".{side.name}.tmp")
@@ -59,6 +61,27 @@ def read_sidecar(archive: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def fully_verified(archive: Path) -> dict[str, Any] | None:
+    """Return the sidecar record of an archive that passed a full verification and has not changed
+    since (same size and mtime; the record names its ID and SHA-256), else None.
+
+    What this vouches for is the SHA-256: a caller that skips verifying again must check that the
+    bytes it uses have that digest (upload: the host's digest of what it received)."""
+    record = read_sidecar(archive)
+    if record is None or not record.get("ID") or not record.get("sha256"):
+        return None
+    local = record.get("local") or {}
+    try:
+        stat = archive.stat()
+    except OSError:
+        return None
+    same_size = local.get("size") == stat.st_size == record.get("size")
+    unchanged = same_size and local.get("mtime_ns") == stat.st_mtime_ns
+    if unchanged and local.get("checks") == "full" and local.get("sha256") == record["sha256"]:
+        return record
+    return None
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from jujubackup.archive import TOP, VerifyReport, verify_archive
 from jujubackup.catalog import Catalog, build_record
 from jujubackup.errors import NotFoundError, RefusedError, VerifyError
 from jujubackup.host.base import Host
-from jujubackup.local_archives import read_sidecar
+from jujubackup.local_archives import fully_verified, read_sidecar
 from jujubackup.metadata import (
     archive_name,
     is_backup_id,
@@ -85,16 +85,22 @@ def upload(host: Host, request: UploadRequest, ui: UI) -> UploadResult:
         raise _exists(early_id, host)
     staged = catalog.staging_path(early_id or _file_key(request.file))
     offset = _resume_point(host, staged, request.file, size, ui)
-    ui.info(f"verifying and uploading {request.file}")
+    verified = fully_verified(request.file)
     try:
-        report, remote_sha = _send_verifying(host, request, staged, offset, size, ui)
-        report.raise_for_failures()
-        record = catalog_record(request.file, report)
+        if verified is not None:
+            ui.info(f"uploading {request.file} (verified earlier: its SHA-256 is checked on {host.name})")
+            remote_sha = _send(host, request, staged, offset, size, ui, None)
+            record = _record_of_verified(verified)
+        else:
+            ui.info(f"verifying and uploading {request.file}")
+            report, remote_sha = _send_verifying(host, request, staged, offset, size, ui)
+            record = catalog_record(request.file, report)
         if remote_sha != record["sha256"]:
             raise VerifyError(
                 f"the staged copy on {host.name} has SHA-256 {remote_sha}, the local file "
-                f"{record['sha256']}: the transfer was damaged",
-                hint="upload again (the damaged staged copy was removed)",
+                f"{record['sha256']}: the transfer was damaged or the file changed"
+                + (" since it was verified" if verified is not None else ""),
+                hint="upload again (the staged copy was removed); `jujubackup verify FILE` checks the file",
             )
         stored = catalog.register(staged, record, force=request.force, staged_sha256=remote_sha)
     except (VerifyError, RefusedError):
@@ -254,6 +260,13 @@ def catalog_record(path: Path, report: VerifyReport) -> dict[str, Any]:
     }
     return build_record(stored, backup_id=backup_id, filename=archive_name(started), size=digest.size,
                         sha256=digest.sha256, manifest=summary)
+
+
+def _record_of_verified(sidecar: dict[str, Any]) -> dict[str, Any]:
+    """Given the sidecar of a fully verified, unchanged archive, return the catalog record."""
+    record = {k: v for k, v in sidecar.items() if k != "local"}
+    validate_backup_id(str(record["ID"]))
+    return record
 
 
 def _resume_point(host: Host, staged: str, path: Path, size: int, ui: UI) -> int:

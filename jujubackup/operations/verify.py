@@ -69,7 +69,7 @@ def verify_local(path: Path) -> VerifyReport:
     if sidecar is not None:
         report.add("sidecar", True, f"expected digests from {sidecar_path(path).name}")
         if report.ok:
-            write_sidecar(path, sidecar, sha)
+            write_sidecar(path, sidecar, sha, full=True)
     return report
 
 

@@ -94,6 +94,7 @@ def test_round_trip_create_download_verify_upload_list_download(lab_factory, tmp
 
     up = jb(lab, "ctl1", "upload", str(archive))
     assert up.returncode == 0, up.stderr
+    assert "verified earlier" in up.stderr, up.stderr  # not verified twice: ctl1 checks the SHA-256
     assert up.stdout.strip() == backup_id
     listed = jb(lab, "ctl1", "list", "--format", "json")
     assert backup_id in [row["ID"] for row in json.loads(listed.stdout)]
@@ -109,6 +110,30 @@ def test_round_trip_create_download_verify_upload_list_download(lab_factory, tmp
     assert local.returncode == 0, local.stderr
     rows = json.loads(local.stdout)
     assert [(r["id"], r["verified"], r["size"]) for r in rows] == [(backup_id, "yes", archive.stat().st_size)]
+
+
+def test_a_verified_archive_changed_since_is_refused_by_the_host_digest(lab_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Upload skips verifying again an archive `verify` passed and that looks unchanged (size, mtime);
+    the digest of what the controller received still has to be the verified one."""
+    lab = lab_factory()
+    ctl = lab.host("ctl0")
+    backup_id = jb(lab, "ctl0", "create").stdout.strip().splitlines()[-1]
+    got = jb(lab, "ctl0", "download", backup_id, "--dir", str(tmp_path))
+    archive = Path(got.stdout.strip())
+    assert local_verify(archive).returncode == 0
+    jb(lab, "ctl0", "remove", backup_id, "--yes")
+    before = stored(ctl)
+    stat = archive.stat()
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0x01  # damaged after the check, size and mtime kept: bit rot
+    archive.write_bytes(bytes(data))
+    os.utime(archive, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+    up = jb(lab, "ctl0", "upload", str(archive))
+    assert up.returncode == 8, up.stderr
+    assert "changed since it was verified" in up.stderr, up.stderr
+    assert stored(ctl) == before
+    assert not [p for p in (ctl.root / BACKUPS).iterdir() if p.name.startswith(".upload-")]
 
 
 def test_download_cut_midway_resumes_with_the_right_sha256(lab_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
