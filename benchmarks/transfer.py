@@ -10,7 +10,9 @@ robin, median of `--runs`:
   download   `jujubackup download ID FILE` (connect, probe, catalog, stream + SHA-256 + fsync, rename)
              vs `ssh -F cfg host cat STORED > FILE`
   upload     `jujubackup upload --force FILE` (local verify, stream, remote SHA-256, register), and the
-             stream part alone (SSHHost.put), vs `ssh -F cfg host 'cat > TMP' < FILE`
+             stream part alone (SSHHost.put), vs `ssh -F cfg host 'cat > TMP' < FILE`; and the upload
+             of a downloaded copy that `jujubackup verify` passed (not verified again: the host's
+             SHA-256 of what it received must be the verified one)
   stream     SSHHost.get of the stored file into a hashing file sink (the download's data path)
 
 then the peak RSS (wait4 ru_maxrss of the jujubackup process) downloading and uploading an archive
@@ -134,7 +136,13 @@ def run(bench: Bench, size: int, runs: int, stream_runs: int, rss_size: int) -> 
     if rc != 0:
         raise RuntimeError(f"initial upload failed (exit {rc}); is the host a provisioned controller?")
     stored = f"{BACKUPS}/{backup_id}.tar.gz"
-    keys = ("ssh_down", "jb_down", "stream_get", "ssh_up", "jb_up", "stream_put")
+    # the operator's usual path: download, `verify` once, upload to other controllers (untimed set-up)
+    verified = work / "verified.tar.gz"
+    _s, rc, _ = bench.download(backup_id, verified)
+    _s, rc2, _ = timed([JUJUBACKUP, "-q", "verify", str(verified)], stdout=subprocess.DEVNULL)
+    if rc or rc2:
+        raise RuntimeError(f"download/verify of the verified copy failed (exit {rc}/{rc2})")
+    keys = ("ssh_down", "jb_down", "stream_get", "ssh_up", "jb_up", "jb_up_verified", "stream_put")
     t: dict[str, list[float]] = {k: [] for k in keys}
     rss: dict[str, int] = {}
     for _ in range(runs):
@@ -151,6 +159,9 @@ def run(bench: Bench, size: int, runs: int, stream_runs: int, rss_size: int) -> 
         assert rc == 0, f"upload exit {rc}"
         t["jb_up"].append(s)
         rss["upload_1g"] = max(rss.get("upload_1g", 0), kib)
+        s, rc, _ = bench.jb("upload", "--force", str(verified))
+        assert rc == 0, f"upload of the verified copy exit {rc}"
+        t["jb_up_verified"].append(s)
         s, rc, _ = bench.stream("put", "/var/tmp/bench-put.bin", archive)
         assert rc == 0
         t["stream_put"].append(s)
@@ -164,10 +175,11 @@ def run(bench: Bench, size: int, runs: int, stream_runs: int, rss_size: int) -> 
         "ratio_download_vs_ssh": round(med["ssh_down"] / med["jb_down"], 3),
         "ratio_stream_get_vs_ssh": round(med["ssh_down"] / med["stream_get"], 3),
         "ratio_upload_vs_ssh": round(med["ssh_up"] / med["jb_up"], 3),
+        "ratio_upload_verified_vs_ssh": round(med["ssh_up"] / med["jb_up_verified"], 3),
         "ratio_stream_put_vs_ssh": round(med["ssh_up"] / med["stream_put"], 3),
         "local_verify_seconds": round(verify_s, 2),
     }
-    for p in ("ssh.bin", "stream.bin", "dl.tar.gz", "dl.json"):
+    for p in ("ssh.bin", "stream.bin", "dl.tar.gz", "dl.json", "verified.tar.gz", "verified.json"):
         (work / p).unlink(missing_ok=True)
 
     failures = 0

@@ -260,9 +260,9 @@ class _HashingReader:
             pass
 
     def digest(self) -> ArchiveDigest:
-        return ArchiveDigest(
-            self.sha256.hexdigest(), base64.b64encode(self.sha1.digest()).decode("ascii"), self.size
-        )
+        """The digests so far (sha1_b64 is "" when SHA-1 was not computed)."""
+        sha1 = base64.b64encode(self.sha1.digest()).decode("ascii") if self.with_sha1 else ""
+        return ArchiveDigest(self.sha256.hexdigest(), sha1, self.size)
 
 
 class _SourceGuard:
@@ -582,11 +582,11 @@ def iter_bson_blocks(stream: IO[bytes], *, max_doc: int = MAX_BSON_DOC) -> Itera
     buf = b""
     offset = 0
     while True:
-        chunk = stream.read(CHUNK)
+        chunk = stream.read(_next_read(buf, max_doc))
         buf = buf + chunk if buf else chunk
         pos = _whole_documents(buf, offset, max_doc)
         if pos:
-            yield offset, buf[:pos]
+            yield offset, buf[:pos]  # the whole buffer (no copy) when it ends with a document
             offset += pos
             buf = buf[pos:]
         if not chunk:
@@ -596,6 +596,16 @@ def iter_bson_blocks(stream: IO[bytes], *, max_doc: int = MAX_BSON_DOC) -> Itera
         raise ValueError(f"document at byte {offset} is truncated ({len(buf)} of {length} bytes)")
     if buf:
         raise ValueError(f"truncated length prefix at byte {offset}")
+
+
+def _next_read(buf: bytes, max_doc: int) -> int:
+    """How much to read next: CHUNK, or exactly the rest of a document bigger than what is buffered
+    (so a big document is joined once, not re-copied chunk after chunk)."""
+    if len(buf) >= 4:
+        (length,) = _INT32.unpack_from(buf, 0)
+        if len(buf) < length <= max_doc and length - len(buf) > CHUNK // 4:
+            return length - len(buf)
+    return CHUNK
 
 
 def _whole_documents(buf: bytes, offset: int, max_doc: int) -> int:
@@ -733,8 +743,14 @@ def verify_archive(
     expected_sha256: str | None = None,
     expected_sha1_b64: str | None = None,
     expected_size: int | None = None,
+    sha1: bool = True,
+    workers: bool = True,
 ) -> VerifyReport:
     """Given an archive file, verify it in one streaming pass and return the VerifyReport.
+
+    `sha1` False skips Juju's SHA-1 of the archive (digest.sha1_b64 is "" then) unless one is
+    expected; `workers` False decodes big dump files here instead of in worker processes (for a
+    caller whose other work needs the CPUs more, e.g. a verification running while the archive is sent).
 
     Checks: readable gzip+tar (CRC included), digests against the expectations given, member safety
     (outer and root.tar, root.tar allowlist), metadata.json parses (FormatVersion 0/1) with a valid
@@ -752,6 +768,8 @@ def verify_archive(
             expected_sha256=expected_sha256,
             expected_sha1_b64=expected_sha1_b64,
             expected_size=expected_size,
+            sha1=sha1,
+            workers=workers,
         )
 
 
@@ -763,6 +781,8 @@ def verify_stream(
     expected_sha1_b64: str | None = None,
     expected_size: int | None = None,
     report: VerifyReport | None = None,
+    sha1: bool = True,
+    workers: bool = True,
 ) -> VerifyReport:
     """Like verify_archive, over a readable binary stream positioned at the archive's first byte.
 
@@ -770,8 +790,8 @@ def verify_stream(
     "readable" check before the stream ends (the rest is still read, to complete the digests).
     """
     report = report if report is not None else VerifyReport(label=label)
-    reader = _HashingReader(raw)
-    state = _VerifyState(report)
+    reader = _HashingReader(raw, sha1=sha1 or bool(expected_sha1_b64))
+    state = _VerifyState(report, workers=workers)
     try:
         # iter_tar reads to the end of the gzip stream: zlib checks its CRC and length
         for member, data in iter_tar(GzipReader(reader)):
@@ -816,8 +836,9 @@ def _check_digests(report: VerifyReport, sha256: str | None, sha1_b64: str | Non
 class _VerifyState:
     """Per-pass state of verify_stream: member checks, hashes, metadata, HANodes inputs."""
 
-    def __init__(self, report: VerifyReport) -> None:
+    def __init__(self, report: VerifyReport, *, workers: bool = True) -> None:
         self.report = report
+        self.workers = workers
         self.guard = _MemberGuard(absolute_links_ok=False)
         self.root_guard = _MemberGuard(absolute_links_ok=True, state_files_only=True)
         self.hashes: dict[str, tuple[int, str]] = {}
@@ -841,7 +862,7 @@ class _VerifyState:
 
     def _pool_for(self, size: int) -> Executor | None:
         """Return the decode pool for a dump file of `size` bytes (started at the first big file)."""
-        if size >= BSON_POOL_MIN and not self.pool_tried:
+        if self.workers and size >= BSON_POOL_MIN and not self.pool_tried:
             self.pool_tried = True
             self.pool = bson_pool()
         return self.pool

@@ -18,12 +18,13 @@ from types import TracebackType
 from jujubackup.archive import VerifyReport, verify_archive
 
 
-def _child(path: str, conn: Connection) -> None:
+def _child(path: str, sha1: bool, conn: Connection) -> None:
     """Run verify_archive(path) and send ("ok", report) or ("error", exception) back. SIGTERM (the
     parent left early) unwinds normally, so the BSON decode pool of a big dump is shut down too."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        conn.send(("ok", verify_archive(path)))
+        # no worker processes of its own: the parent's work (sending the archive) needs the CPUs
+        conn.send(("ok", verify_archive(path, sha1=sha1, workers=False)))
     except BaseException as err:  # sent back to the parent, which raises it
         try:
             conn.send(("error", err))
@@ -36,11 +37,12 @@ def _child(path: str, conn: Connection) -> None:
 class BackgroundVerify:
     """verify_archive(path) running in a child process; use as a context manager."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, sha1: bool = True) -> None:
+        """Start verifying `path`; `sha1` False skips Juju's SHA-1 (report.digest.sha1_b64 is "")."""
         ctx = multiprocessing.get_context("spawn")
         self._conn, child_end = ctx.Pipe(duplex=False)
-        # not a daemon: a big dump is decoded by the child's own worker processes
-        self._proc = ctx.Process(target=_child, args=(os.fspath(path), child_end), name="jujubackup-verify")
+        self._proc = ctx.Process(target=_child, args=(os.fspath(path), sha1, child_end), daemon=True,
+                                 name="jujubackup-verify")
         self._proc.start()
         child_end.close()
         self._report: VerifyReport | None = None

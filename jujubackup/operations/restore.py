@@ -152,7 +152,7 @@ def fresh_restore(
     # meanwhile too, once the refusals that need no verified archive have passed.
     early: Future[str] | None = None
     with (
-        BackgroundVerify(local) as verifying,
+        BackgroundVerify(local, sha1=False) as verifying,
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="push") as threads,
     ):
         target = source if (source and not request.target) else connect_one(settings, str(request.target))
@@ -160,6 +160,7 @@ def fresh_restore(
             backup = _read_or_report(local, backup_id, verifying)
             refuse_unfinished(target)
             target_facts = probe_target(target, backup, request)
+            ui.debug(f"{_since(started)}: target {target.name} probed")
             readdress = os.environ.get(SKIP_READDRESS_ENV) != "1" and needs_readdress(
                 mode, backup, target_facts
             )
@@ -171,13 +172,16 @@ def fresh_restore(
                 P.check_preconditions(provisional, target_facts, options, target_facts_peers(target_facts))
                 early = threads.submit(X.push_early, target, local)
             overlay = prepare_overlay(local, backup, target_facts, request, work) if readdress else None
+            ui.debug(f"{_since(started)}: re-addressing overlay written")
             report = verifying.result()
+            ui.debug(f"{_since(started)}: archive verified")
             report.raise_for_failures()
             backup = with_report(backup, report)
             pushed_sha256 = None
             if early is not None:
                 P.check_preconditions(backup, target_facts, options, target_facts_peers(target_facts))
                 pushed_sha256 = early.result()
+                ui.debug(f"{_since(started)}: archive pushed")
         except BaseException:
             _discard_early(target, early)
             target.close()
@@ -694,6 +698,10 @@ def rewrite_controllers_yaml(text: str, controller_uuid: str, endpoint: str) -> 
 
 
 # ------------------------------------------------------------------------------------------ helpers
+
+
+def _since(started: float) -> str:
+    return f"+{time.monotonic() - started:.1f}s"
 
 
 @contextmanager

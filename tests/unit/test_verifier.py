@@ -27,8 +27,8 @@ def test_reports_of_good_and_bad_archives_come_back() -> None:
     assert any("root.tar" in c.message for c in report.failures)
 
 
-def test_a_big_dump_is_decoded_by_the_childs_own_workers(tmp_path: Path) -> None:
-    """A dump file over BSON_POOL_MIN makes verify_archive start worker processes of its own."""
+def test_a_big_dump_is_decoded_in_the_child(tmp_path: Path) -> None:
+    """A dump file over BSON_POOL_MIN (where verify_archive alone would start worker processes)."""
     doc = bson.encode({"_id": 1, "data": bson.Binary(b"\x07" * (1 << 20))})
     spec = ArchiveSpec()
     spec.dump = {**spec.dump, "blobstore/blobstore.chunks.bson": doc * (BSON_POOL_MIN // len(doc) + 2)}
