@@ -12,8 +12,9 @@ powers ctl0 off, then measures in the same run, round robin, median of `--runs`:
               start, verify (everything the operator gets)
   by hand     onto spare1 (juju-db already set up there, untimed): `ssh 'cat > F' < FILE`, then over
               ssh `pigz -p 1 -dc | tar -x` (the single-threaded pigz jujubackup uses: pigz's helper
-              threads cost 5x the CPU on a 2-vCPU host), `tar -xpf root.tar -C /`, `mongorestore --drop --oplogReplay`
-              with the password on stdin - the data movement an expert would type
+              threads cost 5x the CPU on a 2-vCPU host), `tar -xpf root.tar -C /`,
+              `mongorestore --drop --oplogReplay` with the password on stdin - the data movement an
+              expert would type
 
 Goal: jujubackup within 1.3x of by hand.
 """
@@ -111,7 +112,8 @@ def by_hand(lab: Lab, host: str, archive: Path, profile: profiles.Profile) -> fl
     """Push, unpack, untar and mongorestore over plain ssh onto `host`; return seconds."""
     tls = " ".join(profile.tls_flags)
     script = (
-        "set -euo pipefail; rm -rf /root/bh; mkdir /root/bh; pigz -p 1 -dc /root/bh.tar.gz | tar -x -C /root/bh; "
+        "set -euo pipefail; rm -rf /root/bh; mkdir /root/bh; "
+        "pigz -p 1 -dc /root/bh.tar.gz | tar -x -C /root/bh; "
         "tar -xpf /root/bh/juju-backup/root.tar -C /; "
         "pw=$(awk '/^statepassword:/{print $2}' /var/lib/juju/agents/machine-0/agent.conf); "
         f"printf '%s\\n' \"$pw\" | {profile.mongorestore} --host 127.0.0.1 --port 37017 --username machine-0 "
