@@ -1,9 +1,9 @@
 """The `juju-backup/` archive (DESIGN.md §4): inspect, verify, read, rewrite, extract safely. PURE.
 
-Local file I/O only (no network). Every function streams: the outer `.tar.gz` is read once with
-`tarfile` in stream mode over a `gzip.GzipFile` (which checks the gzip CRC, unlike tarfile's own
-stream decoder), `root.tar` is read as a nested stream, dump files are read document by document.
-Memory stays constant whatever the archive size.
+Local file I/O only (no network). Every function streams: the outer `.tar.gz` is read once through
+`tarstream` (zlib's gzip framing checks the CRC and length; tar headers are parsed by `tarfile`; a
+member's data is read straight from the stream), `root.tar` is read as a nested stream, dump files
+are read document by document. Memory stays constant whatever the archive size.
 
 Layout (paths below are relative to the top folder `juju-backup/`):
     metadata.json   Juju metadata (FormatVersion 0 or 1; see metadata.py)
@@ -732,8 +732,6 @@ def _first_bad_document(block: bytes, first: int, err: Exception) -> str:
 # verify
 
 
-# tarfile streams read their source in bufsize pieces: 10 KiB by default costs ~2x in Python calls
-TAR_BUFSIZE = 1 << 18
 STREAM_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, ValueError)
 
 
@@ -937,8 +935,7 @@ class _VerifyState:
         source = _SourceGuard(stream)
         try:
             if rel.endswith(".gz"):
-                with gzip.GzipFile(fileobj=source, mode="rb") as gz:  # type: ignore[call-overload]
-                    count = check_bson_stream(gz, on_doc)
+                count = check_bson_stream(cast(IO[bytes], GzipReader(source)), on_doc)
             else:
                 count = check_bson_stream(cast(IO[bytes], source), on_doc, pool=self._pool_for(size))
         except (ValueError, EOFError, OSError, zlib.error) as err:

@@ -27,7 +27,7 @@ class GzipReader:
     """A readable stream of the inflated bytes of a gzip stream read from `raw`.
 
     Raise zlib.error for corrupt data or a CRC/length mismatch, EOFError for a stream that ends
-    before a member's trailer, OSError("not a gzip file") for a bad header."""
+    before a member's trailer, OSError("Not a gzipped file") when the gzip magic is missing."""
 
     def __init__(self, raw: IO[bytes] | Any, chunk: int = CHUNK) -> None:
         self.raw = raw
@@ -48,6 +48,8 @@ class GzipReader:
                 self.pending = self.raw.read(self.chunk)
                 if not self.pending:
                     return self._at_end()
+            if not self.started and self.pending[:2] != b"\x1f\x8b"[: len(self.pending)]:
+                raise OSError(f"Not a gzipped file ({bytes(self.pending[:2])!r})")
             data = self.inflater.decompress(self.pending, limit)
             self.pending = self.inflater.unconsumed_tail
             self.started = True
@@ -62,7 +64,7 @@ class GzipReader:
         if self.started and not self.inflater.eof:
             raise EOFError("compressed stream ended before the end-of-stream marker")
         if not self.started:
-            raise OSError("not a gzip file (empty)")
+            raise OSError("Not a gzipped file (empty)")
         self.eof = True
         return b""
 
