@@ -1,7 +1,10 @@
-"""Read OpenSSH client config files with paramiko.SSHConfig (Include is not supported by paramiko)."""
+"""Read OpenSSH client config files with paramiko.SSHConfig; `Include` (which paramiko does not
+support) is expanded here first, as ssh(1) does: in place, globs allowed, paths relative to ~/.ssh."""
 
 from __future__ import annotations
 
+import glob
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +33,7 @@ def lookup(config_path: Path | None, alias: str) -> ConfigEntry:
     if config_path is None or not config_path.is_file():
         return ConfigEntry()
     try:
-        config = paramiko.SSHConfig.from_path(str(config_path))
+        config = paramiko.SSHConfig.from_text(expand_includes(config_path))
         found = config.lookup(alias)
     except (OSError, ValueError, paramiko.SSHException) as err:
         raise UsageError(f"cannot read ssh config {config_path}: {err}") from err
@@ -46,3 +49,30 @@ def lookup(config_path: Path | None, alias: str) -> ConfigEntry:
         ),
         proxy_jump=None if proxy in (None, "none") else str(proxy),
     )
+
+
+MAX_INCLUDE_DEPTH = 16  # as ssh(1)
+_INCLUDE = re.compile(r"^\s*include(?:\s*=\s*|\s+)(.+?)\s*$", re.IGNORECASE)
+
+
+def expand_includes(path: Path, depth: int = 0) -> str:
+    """Given an ssh config file, return its text with every `Include` line replaced by the files it
+    names (each path may be a glob, `~` is expanded, a relative path is under ~/.ssh; matches in
+    lexical order; a pattern matching nothing is skipped). Raise ValueError past MAX_INCLUDE_DEPTH
+    nested includes, OSError if a file cannot be read."""
+    if depth > MAX_INCLUDE_DEPTH:
+        raise ValueError(f"Include nested more than {MAX_INCLUDE_DEPTH} deep at {path}")
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        match = _INCLUDE.match(line)
+        if not match:
+            out.append(line)
+            continue
+        for pattern in match[1].split():
+            pattern = str(Path(pattern.strip('"')).expanduser())
+            if not Path(pattern).is_absolute():
+                pattern = str(Path.home() / ".ssh" / pattern)
+            for name in sorted(glob.glob(pattern)):
+                if Path(name).is_file():
+                    out.append(expand_includes(Path(name), depth + 1))
+    return "\n".join(out) + "\n"

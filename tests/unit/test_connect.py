@@ -49,6 +49,28 @@ def test_ssh_config_is_honoured(tmp_path: Path) -> None:
     assert (target.jump.hostname, target.jump.user, target.jump.port) == ("10.201.0.2", "jump", 22)
 
 
+def test_ssh_config_include_is_expanded_like_ssh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Include: globs in lexical order, `~` and ~/.ssh-relative paths, nested files, missing ones
+    skipped; the first value found wins, as in ssh(1)."""
+    home = tmp_path / "home"
+    (home / ".ssh" / "config.d").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    (home / ".ssh" / "config.d" / "10-lab").write_text(
+        "Host ctl0\n  HostName 10.201.0.11\n  Include ~/.ssh/nested\n"
+    )
+    (home / ".ssh" / "config.d" / "20-other").write_text("Host ctl0\n  HostName 10.201.0.99\n  Port 2201\n")
+    (home / ".ssh" / "nested").write_text("  User root\n")
+    config = tmp_path / "ssh_config"
+    config.write_text("Include config.d/* does-not-exist\nInclude=/nowhere/*.conf\nHost *\n  Port 2222\n")
+    target = resolve_target(ConnectionSettings(ssh_config=config), "ctl0")
+    assert (target.hostname, target.user, target.port) == ("10.201.0.11", "root", 2201)
+
+    (home / ".ssh" / "loop").write_text("Include ~/.ssh/loop\n")
+    config.write_text("Include loop\n")
+    with pytest.raises(UsageError, match="nested more than 16"):
+        resolve_target(ConnectionSettings(ssh_config=config), "ctl0")
+
+
 def test_command_line_wins_over_the_config(tmp_path: Path) -> None:
     settings = ConnectionSettings(
         ssh_config=write_config(tmp_path), identity=Path("/keys/mine"), known_hosts=Path("/kh"),
