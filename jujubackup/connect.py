@@ -207,6 +207,11 @@ def connect_first(
     if len(failures) == 1:
         raise failures[0][1]
     detail = "; ".join(f"{name}: {err.message}" for name, err in failures)
+    if all(isinstance(err, NotFoundError) for _, err in failures):
+        raise NotFoundError(
+            f"not found on any of the {len(targets)} controllers ({detail})",
+            hint="each controller keeps its own catalog: `jujubackup -H HOST list` shows one",
+        )
     hints = {err.hint for _, err in failures if err.hint}
     raise ConnectError(
         f"none of {len(targets)} hosts could be used ({detail})",

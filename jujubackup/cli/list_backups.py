@@ -1,4 +1,4 @@
-"""`jujubackup list [--brief]`: the controller's catalog.
+"""`jujubackup list [--brief]`: the controllers' catalogs, merged.
 
 Not named `list.py`: the submodule would shadow the builtin `list` in the `jujubackup.cli` namespace.
 """
@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
         fmt: FormatOption = None,
     ) -> None:
-        """List the backups stored on the controller (oldest first)."""
+        """List the backups stored on the controllers (oldest first; with several, which hold each)."""
         opts = options(ctx)
         ui = make_ui(opts, fmt)
         if local is not None:
@@ -56,8 +56,12 @@ def register(app: typer.Typer) -> None:
                 ui.data([r.id for r in listing.records])
         elif ui.format is OutputFormat.tabular:
             if listing.records:
-                ui.data([r.row() for r in listing.records])
+                several = len(listing.listed) > 1
+                ui.data([
+                    {**r.row(), **({"controllers": ",".join(listing.holders[r.id])} if several else {})}
+                    for r in listing.records
+                ])
             else:
                 ui.info(f"no backups stored in {listing.backup_dir}")
         else:
-            ui.data([r.to_dict() for r in listing.records])
+            ui.data([{**r.to_dict(), "controllers": listing.holders[r.id]} for r in listing.records])

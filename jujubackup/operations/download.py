@@ -134,7 +134,9 @@ def _check_and_place(part: Path, dest: Path, record: CatalogRecord, sha256: str)
 
 def run_download(settings: ConnectionSettings, ui: UI, request: DownloadRequest) -> DownloadResult:
     """Connect to the first controller of `settings`, download, and close. Errors as `download`."""
-    host, _facts = connect_controller(settings, ui, request.backup_dir, require_healthy=False)
+    host, _facts = connect_controller(
+        settings, ui, request.backup_dir, require_healthy=False, holding=[request.ref]
+    )
     try:
         return download(host, request, ui)
     finally:

@@ -1,31 +1,98 @@
-"""list: the stored backups of a controller's catalog (oldest first)."""
+"""list: the stored backups of the controllers' catalogs (oldest first).
+
+Each controller keeps its own catalog (backups are files in its backup dir), so with several
+controllers (-H repeated, or -c with HA endpoints) every reachable one is listed and the catalogs
+are merged: each backup says which controllers hold it.
+"""
 
 from __future__ import annotations
 
-from jujubackup.catalog import Catalog, Listing, describe_holder
-from jujubackup.operations.status import connect_controller
+from dataclasses import dataclass, field
+
+from jujubackup.catalog import Catalog, CatalogRecord, Listing, describe_holder
+from jujubackup.connect import resolve_targets
+from jujubackup.errors import ConnectError, JujuBackupError
+from jujubackup.host.base import Host
+from jujubackup.host.ssh import HostKeyChangedError, SSHHost
+from jujubackup.operations.status import check_backup_dir, connect_controller
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
 from jujubackup.settings import ConnectionSettings
 from jujubackup.ui import UI
 
 
-def list_backups(settings: ConnectionSettings, ui: UI, backup_dir: str = DEFAULT_BACKUP_DIR) -> Listing:
-    """Return the catalog of the first controller that answers; warn about orphans, broken records
-    and a lock held or left stale."""
-    host, _facts = connect_controller(settings, ui, backup_dir, require_healthy=False)
+@dataclass
+class MergedListing:
+    """The merged catalogs: records by ID (oldest first) and, per ID, the controllers holding it."""
+
+    backup_dir: str
+    records: list[CatalogRecord] = field(default_factory=list)
+    holders: dict[str, list[str]] = field(default_factory=dict)
+    listed: list[str] = field(default_factory=list)
+    unreachable: list[str] = field(default_factory=list)
+
+    def add(self, host: str, listing: Listing) -> None:
+        """Merge one controller's listing (a backup on several controllers is listed once)."""
+        self.listed.append(host)
+        known = {r.id for r in self.records}
+        for record in listing.records:
+            if record.id not in known:
+                self.records.append(record)
+            self.holders.setdefault(record.id, []).append(host)
+        self.records.sort(key=lambda r: r.id)
+
+
+def list_backups(settings: ConnectionSettings, ui: UI, backup_dir: str = DEFAULT_BACKUP_DIR) -> MergedListing:
+    """Return the merged catalogs of every controller of `settings` that answers; warn about those
+    that do not, orphans, broken records and a lock held or left stale.
+
+    Raise ConnectError (exit 3) when no controller answers (a single host: its own error).
+    """
+    check_backup_dir(backup_dir)
+    targets = resolve_targets(settings)
+    merged = MergedListing(backup_dir)
+    if len(targets) == 1:
+        host, _facts = connect_controller(settings, ui, backup_dir, require_healthy=False)
+        _list_one(host, merged, ui)
+        return merged
+    for target in targets:
+        try:
+            host = SSHHost.connect(target)
+        except HostKeyChangedError:
+            raise
+        except JujuBackupError as err:
+            ui.warn(f"{target.display}: not listed: {err.message}")
+            merged.unreachable.append(target.name)
+            continue
+        try:
+            _list_one(host, merged, ui)
+        except JujuBackupError as err:
+            ui.warn(f"{target.display}: not listed: {err.message}")
+            merged.unreachable.append(target.name)
+    if not merged.listed:
+        raise ConnectError(f"none of the {len(targets)} controllers could be listed",
+                           hint="check each with `jujubackup -H HOST status`")
+    return merged
+
+
+def _list_one(host: Host, merged: MergedListing, ui: UI) -> None:
+    """List one controller's catalog into `merged` (and close the host)."""
     try:
-        ui.info(f"catalog of {host.name}:{backup_dir} (each controller keeps its own)")
-        listing = Catalog(host, backup_dir).listing()
+        ui.info(f"catalog of {host.name}:{merged.backup_dir}")
+        listing = Catalog(host, merged.backup_dir).listing()
     finally:
         host.close()
-    for name in listing.orphans:
-        ui.warn(f"{name} has no record (an unregistered or half-removed archive)")
+    merged.add(host.name, listing)
+    _warn_about(host.name, listing, ui)
+
+
+def _warn_about(name: str, listing: Listing, ui: UI) -> None:
+    """Say what is wrong with a listing: orphans, broken records, a held or stale lock."""
+    for orphan in listing.orphans:
+        ui.warn(f"{name}: {orphan} has no record (an unregistered or half-removed archive)")
     for problem in listing.broken:
-        ui.warn(f"unreadable record {problem}")
+        ui.warn(f"{name}: unreadable record {problem}")
     if listing.locked:
-        ui.info(f"locked: {describe_holder(listing.lock_holder or {})}")
+        ui.info(f"{name}: locked: {describe_holder(listing.lock_holder or {})}")
     elif listing.lock_holder:
-        ui.warn(
-            f"stale lock record ({describe_holder(listing.lock_holder)}): that run died without cleaning up"
-        )
-    return listing
+        ui.warn(f"{name}: stale lock record ({describe_holder(listing.lock_holder)}): "
+                "that run died without cleaning up")

@@ -24,7 +24,7 @@ def remove(
     Raise NotFoundError (exit 5) if a ref names nothing (nothing is removed then), LockedError
     (exit 7) when another operation holds the lock, RefusedError (exit 6) if not confirmed.
     """
-    host, _facts = connect_controller(settings, ui, backup_dir, require_healthy=False)
+    host, _facts = connect_controller(settings, ui, backup_dir, require_healthy=False, holding=refs)
     try:
         ui.info(f"catalog of {host.name}:{backup_dir}")
         catalog = Catalog(host, backup_dir, holder=default_holder("remove"))

@@ -258,7 +258,9 @@ def fetch_stored(
 ) -> tuple[Host, Path, str]:
     """Connect to the controller holding backup `request.backup_ref`, download it (checksum-verified)
     into `work`; return the host, the local path and the backup ID. Raise NotFoundError (5)."""
-    host, _facts = connect_controller(settings, ui, request.backup_dir, require_healthy=False)
+    host, _facts = connect_controller(
+        settings, ui, request.backup_dir, require_healthy=False, holding=[str(request.backup_ref)]
+    )
     got = download(
         host, DownloadRequest(str(request.backup_ref), directory=work, backup_dir=request.backup_dir), ui
     )

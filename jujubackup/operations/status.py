@@ -6,12 +6,13 @@ picks the first of several hosts that answers and is a healthy controller (the H
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from jujubackup import facts as facts_mod
 from jujubackup import profiles, scripts
-from jujubackup.catalog import describe_holder
+from jujubackup.catalog import Catalog, describe_holder
 from jujubackup.connect import connect_first
 from jujubackup.errors import LockedError, RefusedError, UsageError
 from jujubackup.facts import ControllerFacts
@@ -46,6 +47,7 @@ def connect_controller(
     require_healthy: bool = True,
     refuse_unfinished_restore: bool = False,
     refuse_locked: bool = False,
+    holding: Sequence[str] = (),
 ) -> tuple[Host, ControllerFacts]:
     """Connect to the first of the settings' hosts that answers and is a (healthy) controller.
 
@@ -54,7 +56,9 @@ def connect_controller(
     own error (e.g. RefusedError for a 1.x controller; with `refuse_unfinished_restore`, for a host
     whose restore journal says a restore is unfinished; with `refuse_locked`, LockedError (exit 7)
     when another operation holds the controller's lock - checked before health, as a running
-    `create --mode stop` has juju-db stopped).
+    `create --mode stop` has juju-db stopped). With `holding` (backup IDs, prefixes or `latest`),
+    only a controller whose catalog resolves all of them qualifies: each HA controller keeps its
+    own catalog, so a backup made on one is found there; NotFoundError (exit 5) when none has them.
     """
     check_backup_dir(backup_dir)
     found: dict[str, ControllerFacts] = {}
@@ -79,6 +83,8 @@ def connect_controller(
                     f"{host.name} is not a healthy controller: {'; '.join(reasons)}",
                     hint="start juju-db, or give another controller with -H (repeat -H for HA)",
                 )
+        if holding:
+            Catalog(host, backup_dir).resolve(holding)  # NotFoundError: not this controller
         found["facts"] = facts
         return True
 

@@ -120,7 +120,9 @@ def run_verify(settings: ConnectionSettings, ui: UI, request: VerifyRequest) -> 
         check_local_file(Path(request.target))
         ui.info(f"verifying {request.target}")
         return verify_local(Path(request.target))
-    host, _facts = connect_controller(settings, ui, request.backup_dir, require_healthy=False)
+    host, _facts = connect_controller(
+        settings, ui, request.backup_dir, require_healthy=False, holding=[request.target]
+    )
     try:
         return verify_stored(host, request, ui)
     finally:

@@ -455,6 +455,26 @@ def test_ha_first_host_down_uses_the_second(lab_factory: Any) -> None:
     assert meta["Machine"] == meta["ControllerMachineID"] == "1"
     assert catalog_ids(lab.host("ctl1")) == [meta["ID"]]
 
+    # ctl0 is back, with an empty catalog: the verbs that name a backup find it on ctl1
+    lab.host("ctl0").power_on()
+    hosts = ("ctl0", "ctl1", "ctl2")
+    info = jb(lab, "info", meta["ID"], "--format", "json", hosts=hosts)
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["ID"] == meta["ID"] and "using root@ctl1" in info.stderr
+    verified = jb(lab, "verify", meta["ID"], hosts=hosts)
+    assert verified.returncode == 0, verified.stderr
+    missing = jb(lab, "info", "20200101-000000.00000000-0000-0000-0000-000000000000", hosts=hosts)
+    assert missing.returncode == 5, missing.stderr
+    assert "not found on any of the 3 controllers" in missing.stderr
+    listed = jb(lab, "list", "--format", "json", hosts=hosts)
+    assert listed.returncode == 0, listed.stderr
+    assert [(r["ID"], r["controllers"]) for r in json.loads(listed.stdout)] == [(meta["ID"], ["ctl1"])]
+    for name in hosts:
+        assert f"catalog of {name}:" in listed.stderr  # every controller's catalog was read
+    removed = jb(lab, "remove", meta["ID"], "--yes", hosts=hosts)
+    assert removed.returncode == 0, removed.stderr
+    assert catalog_ids(lab.host("ctl1")) == []
+
 
 def test_status_shows_the_controller(lab_factory: Any) -> None:
     lab = lab_factory(controllers=1, profile="juju-2.8")
