@@ -240,3 +240,33 @@ def test_parse_rate() -> None:
     assert parse_rate("0") is None
     with pytest.raises(JujuBackupError):
         parse_rate("fast")
+
+
+def test_hashing_sink_writes_and_hashes_every_byte_while_starting_writeback(tmp_path: Path) -> None:
+    """Writeback is started every WRITEBACK_EVERY bytes (a resumed file: from its offset on);
+    the file and the digest still hold every byte, and a non-file sink works too."""
+    import hashlib
+    import sys
+
+    from jujubackup import transfer
+
+    if sys.platform.startswith("linux"):
+        assert transfer._SYNC_FILE_RANGE is not None
+    data = os.urandom(3 << 20)
+    path = tmp_path / "part"
+    path.write_bytes(b"kept prefix")
+    hasher = hashlib.sha256(b"kept prefix")
+    with path.open("ab") as fh:
+        sink = transfer.HashingSink(fh, hasher, transfer.Throttle(None))
+        for _ in range(transfer.WRITEBACK_EVERY * 2 // len(data) + 1):
+            sink.write(data)
+    written = path.read_bytes()
+    assert written.startswith(b"kept prefix") and len(written) == 11 + len(data) * (
+        transfer.WRITEBACK_EVERY * 2 // len(data) + 1
+    )
+    assert hasher.hexdigest() == hashlib.sha256(written).hexdigest()
+    memory = io.BytesIO()
+    small = transfer.HashingSink(memory, hashlib.sha256(), transfer.Throttle(None))
+    for _ in range(transfer.WRITEBACK_EVERY // len(data) + 1):
+        small.write(data)
+    assert memory.getvalue() == data * (transfer.WRITEBACK_EVERY // len(data) + 1)
