@@ -18,7 +18,7 @@ from jujubackup.catalog import Catalog, CatalogRecord
 from jujubackup.errors import RefusedError, VerifyError
 from jujubackup.host.base import Host
 from jujubackup.local_archives import write_sidecar
-from jujubackup.operations.status import connect_controller
+from jujubackup.operations.status import connect_catalog
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
 from jujubackup.settings import ConnectionSettings
 from jujubackup.transfer import HashingSink, Throttle, hash_prefix, open_private, remote_stat
@@ -134,9 +134,7 @@ def _check_and_place(part: Path, dest: Path, record: CatalogRecord, sha256: str)
 
 def run_download(settings: ConnectionSettings, ui: UI, request: DownloadRequest) -> DownloadResult:
     """Connect to the first controller of `settings`, download, and close. Errors as `download`."""
-    host, _facts = connect_controller(
-        settings, ui, request.backup_dir, require_healthy=False, holding=[request.ref]
-    )
+    host = connect_catalog(settings, ui, request.backup_dir, holding=[request.ref])
     try:
         return download(host, request, ui)
     finally:

@@ -14,7 +14,7 @@ from jujubackup.connect import resolve_targets
 from jujubackup.errors import ConnectError, JujuBackupError
 from jujubackup.host.base import Host
 from jujubackup.host.ssh import HostKeyChangedError, SSHHost
-from jujubackup.operations.status import check_backup_dir, connect_controller
+from jujubackup.operations.status import check_backup_dir, connect_catalog
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
 from jujubackup.settings import ConnectionSettings
 from jujubackup.ui import UI
@@ -51,7 +51,7 @@ def list_backups(settings: ConnectionSettings, ui: UI, backup_dir: str = DEFAULT
     targets = resolve_targets(settings)
     merged = MergedListing(backup_dir)
     if len(targets) == 1:
-        host, _facts = connect_controller(settings, ui, backup_dir, require_healthy=False)
+        host = connect_catalog(settings, ui, backup_dir)
         _list_one(host, merged, ui)
         return merged
     for target in targets:

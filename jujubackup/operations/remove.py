@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 from jujubackup.catalog import Catalog, CatalogRecord, default_holder
 from jujubackup.errors import RefusedError
-from jujubackup.operations.status import connect_controller
+from jujubackup.operations.status import connect_catalog
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
 from jujubackup.settings import ConnectionSettings
 from jujubackup.ui import UI
@@ -24,7 +24,7 @@ def remove(
     Raise NotFoundError (exit 5) if a ref names nothing (nothing is removed then), LockedError
     (exit 7) when another operation holds the lock, RefusedError (exit 6) if not confirmed.
     """
-    host, _facts = connect_controller(settings, ui, backup_dir, require_healthy=False, holding=refs)
+    host = connect_catalog(settings, ui, backup_dir, holding=refs)
     try:
         ui.info(f"catalog of {host.name}:{backup_dir}")
         catalog = Catalog(host, backup_dir, holder=default_holder("remove"))

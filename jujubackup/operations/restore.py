@@ -38,7 +38,7 @@ from jujubackup.host.base import Host
 from jujubackup.metadata import parse_metadata_json
 from jujubackup.operations import status
 from jujubackup.operations.download import DownloadRequest, download
-from jujubackup.operations.status import connect_controller
+from jujubackup.operations.status import connect_catalog
 from jujubackup.restore import execute as X
 from jujubackup.restore import plan as P
 from jujubackup.settings import ConnectionSettings
@@ -258,9 +258,7 @@ def fetch_stored(
 ) -> tuple[Host, Path, str]:
     """Connect to the controller holding backup `request.backup_ref`, download it (checksum-verified)
     into `work`; return the host, the local path and the backup ID. Raise NotFoundError (5)."""
-    host, _facts = connect_controller(
-        settings, ui, request.backup_dir, require_healthy=False, holding=[str(request.backup_ref)]
-    )
+    host = connect_catalog(settings, ui, request.backup_dir, holding=[str(request.backup_ref)])
     got = download(
         host, DownloadRequest(str(request.backup_ref), directory=work, backup_dir=request.backup_dir), ui
     )

@@ -1,7 +1,8 @@
 """status: what jujubackup sees on a controller host (one read-only probe script + the pure parser).
 
 Also home of the probe step the other verbs share: `probe(host)` and `connect_controller(...)`, which
-picks the first of several hosts that answers and is a healthy controller (the HA case).
+picks the first of several hosts that answers and is a healthy controller (the HA case), and
+`connect_catalog(...)` for the verbs that only use the catalog.
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ def connect_controller(
     require_healthy: bool = True,
     refuse_unfinished_restore: bool = False,
     refuse_locked: bool = False,
-    holding: Sequence[str] = (),
 ) -> tuple[Host, ControllerFacts]:
     """Connect to the first of the settings' hosts that answers and is a (healthy) controller.
 
@@ -56,9 +56,7 @@ def connect_controller(
     own error (e.g. RefusedError for a 1.x controller; with `refuse_unfinished_restore`, for a host
     whose restore journal says a restore is unfinished; with `refuse_locked`, LockedError (exit 7)
     when another operation holds the controller's lock - checked before health, as a running
-    `create --mode stop` has juju-db stopped). With `holding` (backup IDs, prefixes or `latest`),
-    only a controller whose catalog resolves all of them qualifies: each HA controller keeps its
-    own catalog, so a backup made on one is found there; NotFoundError (exit 5) when none has them.
+    `create --mode stop` has juju-db stopped).
     """
     check_backup_dir(backup_dir)
     found: dict[str, ControllerFacts] = {}
@@ -83,13 +81,36 @@ def connect_controller(
                     f"{host.name} is not a healthy controller: {'; '.join(reasons)}",
                     hint="start juju-db, or give another controller with -H (repeat -H for HA)",
                 )
-        if holding:
-            Catalog(host, backup_dir).resolve(holding)  # NotFoundError: not this controller
         found["facts"] = facts
         return True
 
     host = connect_first(settings, ui, accept=accept)
     return host, found["facts"]
+
+
+def connect_catalog(
+    settings: ConnectionSettings,
+    ui: UI,
+    backup_dir: str = profiles.DEFAULT_BACKUP_DIR,
+    *,
+    holding: Sequence[str] = (),
+) -> Host:
+    """Connect for a verb that only reads or changes the catalog (no controller probe: it needs no
+    facts): the first of the settings' hosts that answers and, with `holding` (backup IDs, prefixes
+    or `latest`), whose catalog resolves all of them - each HA controller keeps its own catalog, so
+    a backup made on one is found there.
+
+    Raise UsageError (exit 2) for a relative backup dir, NotFoundError (exit 5) when the hosts
+    answer but none holds them, ConnectError (exit 3) otherwise (each reason listed).
+    """
+    check_backup_dir(backup_dir)
+
+    def accept(host: Host) -> bool:
+        if holding:
+            Catalog(host, backup_dir).resolve(holding)  # NotFoundError: not this controller
+        return True
+
+    return connect_first(settings, ui, accept=accept)
 
 
 def check_backup_dir(backup_dir: str) -> None:

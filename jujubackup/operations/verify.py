@@ -24,7 +24,7 @@ from jujubackup.catalog import Catalog
 from jujubackup.errors import JujuBackupError, NotFoundError, UsageError
 from jujubackup.host.base import Host
 from jujubackup.local_archives import read_sidecar, sidecar_path, write_sidecar
-from jujubackup.operations.status import connect_controller
+from jujubackup.operations.status import connect_catalog
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
 from jujubackup.settings import ConnectionSettings
 from jujubackup.ui import UI
@@ -120,9 +120,7 @@ def run_verify(settings: ConnectionSettings, ui: UI, request: VerifyRequest) -> 
         check_local_file(Path(request.target))
         ui.info(f"verifying {request.target}")
         return verify_local(Path(request.target))
-    host, _facts = connect_controller(
-        settings, ui, request.backup_dir, require_healthy=False, holding=[request.target]
-    )
+    host = connect_catalog(settings, ui, request.backup_dir, holding=[request.target])
     try:
         return verify_stored(host, request, ui)
     finally:
