@@ -778,16 +778,11 @@ def verify_stream(
     expected_sha256: str | None = None,
     expected_sha1_b64: str | None = None,
     expected_size: int | None = None,
-    report: VerifyReport | None = None,
     sha1: bool = True,
     workers: bool = True,
 ) -> VerifyReport:
-    """Like verify_archive, over a readable binary stream positioned at the archive's first byte.
-
-    A caller-given `report` (empty) is filled as the pass goes, so another thread can see a failed
-    "readable" check before the stream ends (the rest is still read, to complete the digests).
-    """
-    report = report if report is not None else VerifyReport(label=label)
+    """Like verify_archive, over a readable binary stream positioned at the archive's first byte."""
+    report = VerifyReport(label=label)
     reader = _HashingReader(raw, sha1=sha1 or bool(expected_sha1_b64))
     state = _VerifyState(report, workers=workers)
     try:
