@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import getpass
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,6 +168,23 @@ def connect_one(settings: ConnectionSettings, target: str | SSHTarget) -> Host:
     return SSHHost.connect(resolved)
 
 
+def connect_each(
+    targets: Sequence[SSHTarget],
+) -> Iterator[tuple[SSHTarget, SSHHost | None, JujuBackupError | None]]:
+    """Given targets, connect to each in turn: yield (target, host, None) for one that connects (the
+    caller closes it), (target, None, error) for one that does not. Raise HostKeyChangedError
+    (exit 3) at once: a changed host key is never skipped, whatever targets remain."""
+    for target in targets:
+        try:
+            host = SSHHost.connect(target)
+        except HostKeyChangedError:
+            raise
+        except JujuBackupError as err:
+            yield target, None, err
+            continue
+        yield target, host, None
+
+
 def connect_first(
     settings: ConnectionSettings, ui: UI, accept: Callable[[Host], bool] = lambda host: True
 ) -> Host:
@@ -180,15 +197,12 @@ def connect_first(
     """
     targets = resolve_targets(settings)
     failures: list[tuple[str, JujuBackupError]] = []
-    for target in targets:
-        try:
-            host = SSHHost.connect(target)
-        except HostKeyChangedError:
-            raise
-        except JujuBackupError as err:
-            failures.append((target.name, err))
+    for target, host, error in connect_each(targets):
+        if host is None:
+            assert error is not None
+            failures.append((target.name, error))
             if len(targets) > 1:
-                ui.warn(f"{target.display}: {err.message}")
+                ui.warn(f"{target.display}: {error.message}")
             continue
         try:
             if accept(host):

@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from jujubackup.catalog import Catalog, CatalogRecord, Listing, describe_holder
-from jujubackup.connect import resolve_targets
+from jujubackup.connect import connect_each, resolve_targets
 from jujubackup.errors import ConnectError, JujuBackupError
 from jujubackup.host.base import Host
-from jujubackup.host.ssh import HostKeyChangedError, SSHHost
 from jujubackup.operations.status import check_backup_dir, connect_catalog
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
 from jujubackup.settings import ConnectionSettings
@@ -54,17 +53,12 @@ def list_backups(settings: ConnectionSettings, ui: UI, backup_dir: str = DEFAULT
         host = connect_catalog(settings, ui, backup_dir)
         _list_one(host, merged, ui)
         return merged
-    for target in targets:
+    for target, connected, error in connect_each(targets):
         try:
-            host = SSHHost.connect(target)
-        except HostKeyChangedError:
-            raise
-        except JujuBackupError as err:
-            ui.warn(f"{target.display}: not listed: {err.message}")
-            merged.unreachable.append(target.name)
-            continue
-        try:
-            _list_one(host, merged, ui)
+            if connected is None:
+                assert error is not None
+                raise error
+            _list_one(connected, merged, ui)
         except JujuBackupError as err:
             ui.warn(f"{target.display}: not listed: {err.message}")
             merged.unreachable.append(target.name)
