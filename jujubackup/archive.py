@@ -1369,6 +1369,11 @@ def _copy_info(member: tarfile.TarInfo, size: int, *, name: str | None = None) -
 # safe extraction
 
 
+_TRUSTED: dict[str, Any] = {"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}
+"""safe_extract checks every member itself; Pythons with extraction filters (3.11.4+) are told so
+(and do not warn), older ones extract that way anyway."""
+
+
 def safe_extract(
     tar: tarfile.TarFile,
     dest: str | os.PathLike[str],
@@ -1404,7 +1409,7 @@ def safe_extract(
                 raise VerifyError(
                     f"refusing to extract: hard link {member.name!r} points at a symlink on disk"
                 )
-        tar.extract(member, path=root, numeric_owner=numeric_owner, filter="fully_trusted")
+        tar.extract(member, path=root, numeric_owner=numeric_owner, **_TRUSTED)
         done.append(normalize_name(member.name))
     return done
 

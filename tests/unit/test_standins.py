@@ -499,7 +499,8 @@ def test_restores_a_real_juju_2_8_dump(env: Env, server: tuple[int, Path], tmp_p
             for m in tar.getmembers()
             if m.name.startswith("juju-backup/dump/") and (m.isfile() or m.isdir())
         ]
-        tar.extractall(tmp_path, members=members, filter="data")
+        data_filter = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python 3.11.4+
+        tar.extractall(tmp_path, members=members, **data_filter)  # type: ignore[arg-type]
     dump = tmp_path / "juju-backup/dump"
     port, dbpath = server
     r = env.run(
