@@ -14,10 +14,11 @@ from typing import Any
 from jujubackup import facts as facts_mod
 from jujubackup import profiles, scripts
 from jujubackup.catalog import Catalog, describe_holder
-from jujubackup.connect import connect_first
+from jujubackup.connect import connect_first, resolve_targets
 from jujubackup.errors import LockedError, RefusedError, UsageError
 from jujubackup.facts import ControllerFacts
 from jujubackup.host.base import Host
+from jujubackup.metadata import is_backup_id, resolve_id
 from jujubackup.settings import ConnectionSettings
 from jujubackup.ui import UI
 
@@ -98,12 +99,15 @@ def connect_catalog(
     """Connect for a verb that only reads or changes the catalog (no controller probe: it needs no
     facts): the first of the settings' hosts that answers and, with `holding` (backup IDs, prefixes
     or `latest`), whose catalog resolves all of them - each HA controller keeps its own catalog, so
-    a backup made on one is found there.
+    a backup made on one is found there. With several controllers, prefixes and `latest` are first
+    resolved against all their catalogs merged (resolve_across).
 
     Raise UsageError (exit 2) for a relative backup dir, NotFoundError (exit 5) when the hosts
     answer but none holds them, ConnectError (exit 3) otherwise (each reason listed).
     """
     check_backup_dir(backup_dir)
+    if len(resolve_targets(settings)) > 1 and not all(is_backup_id(ref) for ref in holding):
+        holding = resolve_across(settings, ui, backup_dir, holding)
 
     def accept(host: Host) -> bool:
         if holding:
@@ -111,6 +115,18 @@ def connect_catalog(
         return True
 
     return connect_first(settings, ui, accept=accept)
+
+
+def resolve_across(
+    settings: ConnectionSettings, ui: UI, backup_dir: str, refs: Sequence[str]
+) -> list[str]:
+    """Given prefixes or `latest`, return the exact IDs they name in the merged catalogs of all the
+    settings' controllers (`latest` is the newest of all, not of the first that has any).
+    Raise NotFoundError (exit 5) for a ref that names nothing or is ambiguous there."""
+    from jujubackup.operations.list import list_backups  # list builds on connect_catalog
+
+    known = [r.id for r in list_backups(settings, ui, backup_dir).records]
+    return [resolve_id(known, ref) for ref in refs]
 
 
 def check_backup_dir(backup_dir: str) -> None:

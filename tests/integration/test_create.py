@@ -466,9 +466,18 @@ def test_ha_first_host_down_uses_the_second(lab_factory: Any) -> None:
     missing = jb(lab, "info", "20200101-000000.00000000-0000-0000-0000-000000000000", hosts=hosts)
     assert missing.returncode == 5, missing.stderr
     assert "not found on any of the 3 controllers" in missing.stderr
+    newer = jb(lab, "create", "newer", hosts=("ctl2",))
+    assert newer.returncode == 0, newer.stderr
+    newer_id = newer.stdout.strip().splitlines()[-1]
+    latest = jb(lab, "info", "latest", "--format", "json", hosts=hosts)
+    assert latest.returncode == 0, latest.stderr
+    assert json.loads(latest.stdout)["ID"] == newer_id  # the newest of all catalogs, not ctl1's
     listed = jb(lab, "list", "--format", "json", hosts=hosts)
     assert listed.returncode == 0, listed.stderr
-    assert [(r["ID"], r["controllers"]) for r in json.loads(listed.stdout)] == [(meta["ID"], ["ctl1"])]
+    assert [(r["ID"], r["controllers"]) for r in json.loads(listed.stdout)] == [
+        (meta["ID"], ["ctl1"]),
+        (newer_id, ["ctl2"]),
+    ]
     for name in hosts:
         assert f"catalog of {name}:" in listed.stderr  # every controller's catalog was read
     removed = jb(lab, "remove", meta["ID"], "--yes", hosts=hosts)
