@@ -27,7 +27,6 @@ class MergedListing:
     records: list[CatalogRecord] = field(default_factory=list)
     holders: dict[str, list[str]] = field(default_factory=dict)
     listed: list[str] = field(default_factory=list)
-    unreachable: list[str] = field(default_factory=list)
 
     def add(self, host: str, listing: Listing) -> None:
         """Merge one controller's listing (a backup on several controllers is listed once)."""
@@ -61,7 +60,6 @@ def list_backups(settings: ConnectionSettings, ui: UI, backup_dir: str = DEFAULT
             _list_one(connected, merged, ui)
         except JujuBackupError as err:
             ui.warn(f"{target.display}: not listed: {err.message}")
-            merged.unreachable.append(target.name)
     if not merged.listed:
         raise ConnectError(f"none of the {len(targets)} controllers could be listed",
                            hint="check each with `jujubackup -H HOST status`")

@@ -90,7 +90,7 @@ def upload(host: Host, request: UploadRequest, ui: UI) -> UploadResult:
         if verified is not None:
             ui.info(f"uploading {request.file} (verified earlier: its SHA-256 is checked on {host.name})")
             remote_sha = _send(host, request, staged, offset, size, ui, None)
-            record = _record_of_verified(verified)
+            record = _record_of_sidecar(verified)
         else:
             ui.info(f"verifying and uploading {request.file}")
             report, remote_sha = _send_verifying(host, request, staged, offset, size, ui)
@@ -124,7 +124,8 @@ def _send_verifying(
     would do them one after the other); a small one first, here. The report's SHA-256 is of the
     bytes verified, so comparing it with the host's proves the bytes sent are those verified.
 
-    Raise VerifyError (8) as soon as the verifier finds the archive bad (the transfer stops).
+    Raise VerifyError (8) when the verification fails (a big archive's transfer stops as soon as
+    the verifying process has finished with a failure; the caller removes the staged file).
     """
     if size < PARALLEL_VERIFY_MIN:
         report = verify_archive(request.file)
@@ -235,10 +236,7 @@ def catalog_record(path: Path, report: VerifyReport) -> dict[str, Any]:
     digest = report.digest
     sidecar = read_sidecar(path)
     if sidecar and sidecar.get("ID") and sidecar.get("sha256") == digest.sha256:
-        record = {k: v for k, v in sidecar.items() if k != "local"}
-        validate_backup_id(str(record["ID"]))
-        record.update({"sha256": digest.sha256, "size": digest.size})
-        return record
+        return {**_record_of_sidecar(sidecar), "sha256": digest.sha256, "size": digest.size}
     md = report.metadata
     now = datetime.now(timezone.utc)
     started = md.started or now
@@ -262,8 +260,9 @@ def catalog_record(path: Path, report: VerifyReport) -> dict[str, Any]:
                         sha256=digest.sha256, manifest=summary)
 
 
-def _record_of_verified(sidecar: dict[str, Any]) -> dict[str, Any]:
-    """Given the sidecar of a fully verified, unchanged archive, return the catalog record."""
+def _record_of_sidecar(sidecar: dict[str, Any]) -> dict[str, Any]:
+    """Given the sidecar of an archive whose SHA-256 it records, return the catalog record (the
+    sidecar without its local block). Raise VerifyError for an ID that is not one."""
     record = {k: v for k, v in sidecar.items() if k != "local"}
     validate_backup_id(str(record["ID"]))
     return record
