@@ -126,6 +126,7 @@ def resolve_target(settings: ConnectionSettings, value: str, *, default_user: st
         connect_timeout=settings.connect_timeout,
         keepalive=settings.keepalive,
         jump=jump,
+        stream_via=settings.stream_via,
     )
 
 

@@ -13,6 +13,14 @@ class OutputFormat(str, Enum):
     yaml = "yaml"
 
 
+class StreamVia(str, Enum):
+    """How archives move: `auto` uses the OpenSSH client when it works and paramiko otherwise."""
+
+    auto = "auto"
+    openssh = "openssh"
+    paramiko = "paramiko"
+
+
 @dataclass(frozen=True)
 class ConnectionSettings:
     """How to reach controllers over SSH (global CLI options).
@@ -29,6 +37,7 @@ class ConnectionSettings:
     connect_timeout: float = 10.0
     keepalive: int = 15
     user: str | None = None
+    stream_via: str = "auto"
 
 
 @dataclass(frozen=True)

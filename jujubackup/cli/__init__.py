@@ -15,7 +15,7 @@ import typer
 
 from jujubackup import __version__
 from jujubackup.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, JujuBackupError, exit_code_table
-from jujubackup.settings import ConnectionSettings, GlobalOptions, OutputFormat
+from jujubackup.settings import ConnectionSettings, GlobalOptions, OutputFormat, StreamVia
 from jujubackup.ui import UI
 
 # Verb modules, in the order of DESIGN.md §1. Only verbs that exist are listed (no stubs).
@@ -87,6 +87,13 @@ def global_options(
         bool, typer.Option("--accept-new-host-key", help="Trust and record an unknown host key.")
     ] = False,
     connect_timeout: Annotated[float, typer.Option("--connect-timeout", help="Seconds.")] = 10.0,
+    transfer: Annotated[
+        StreamVia,
+        typer.Option(
+            "--transfer", envvar="JUJUBACKUP_TRANSFER", case_sensitive=False,
+            help="How archives move: auto = the OpenSSH client when it accepts the same key, else paramiko.",
+        ),
+    ] = StreamVia.auto,
     output_format: Annotated[
         OutputFormat, typer.Option("--format", help="Output format for data.", case_sensitive=False)
     ] = OutputFormat.tabular,
@@ -106,6 +113,7 @@ def global_options(
             known_hosts=known_hosts,
             accept_new_host_key=accept_new_host_key,
             connect_timeout=connect_timeout,
+            stream_via=transfer.value,
         ),
         format=output_format,
         quiet=quiet,

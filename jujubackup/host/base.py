@@ -51,6 +51,9 @@ class RemoteResult:
 class Host(Protocol):
     """A connected machine. Every method raises a typed JujuBackupError on failure."""
 
+    streams_via: str
+    """How the last get/put moved: "openssh", "paramiko", or "paramiko (why OpenSSH was not used)"."""
+
     @property
     def name(self) -> str:
         """Display name: the alias or address the operator gave."""

@@ -9,8 +9,9 @@
 * Scripts travel on the channel's stdin to `sudo -n bash -s` (or `bash -s` as root), never in argv.
 * Long scripts run detached (remote_scripts/detached*.sh.j2) and are polled over one channel whose
   lines are the client's heartbeat: a dead client stops them and the remote job aborts itself.
-* Archives move as raw exec-channel streams (`cat`/`tail -c +N`, `cat >>`), 1 MiB at a time, with
-  aes128-gcm preferred and paramiko's client-initiated rekey disabled (paramiko#822).
+* Archives move as raw exec-channel streams (`cat`/`tail -c +N`, `cat >>`), 1 MiB at a time: through
+  the OpenSSH client pinned to the verified host key when it works (host/openssh.py), else over
+  paramiko with aes128-gcm preferred and its client-initiated rekey disabled (paramiko#822).
 """
 
 from __future__ import annotations
@@ -34,12 +35,14 @@ import paramiko
 from jujubackup import scripts
 from jujubackup.errors import ConnectError, NotFoundError, RemoteStepError
 from jujubackup.host.base import Progress, RemoteResult
+from jujubackup.host.openssh import READY, Finished, OpenSSHStreams, Unusable
 from jujubackup.host.target import SSHTarget
 
 CHUNK = 1 << 20
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 DETACHED_BASE = "/run/jujubackup"
 STDERR_KEEP = 64 * 1024
+SSH_FAILED = 255
 SUDO_PASSWORD_MARKERS = ("a password is required", "a terminal is required")
 
 
@@ -74,6 +77,14 @@ def _transport_factory(sock: Any, **kwargs: Any) -> paramiko.Transport:
     first = [c for c in PREFERRED_CIPHERS if c in ciphers]
     options.ciphers = tuple(first + [c for c in ciphers if c not in first])
     return transport
+
+
+class _SSHFailed(Exception):
+    """The OpenSSH client exited 255 (or was killed) mid-stream: the connection dropped."""
+
+    def __init__(self, stderr: str) -> None:
+        lines = [line for line in stderr.strip().splitlines() if line.strip()]
+        super().__init__(f"ssh: {lines[-1]}" if lines else "")
 
 
 class _UnknownHostKey(paramiko.SSHException):
@@ -251,6 +262,9 @@ class SSHHost:
         self._client = client
         self._jump = jump
         self.io_timeout = max(60.0, target.connect_timeout * 3)
+        self._openssh: OpenSSHStreams | None = None
+        self._openssh_off: str | None = None if target.stream_via != "paramiko" else "--transfer paramiko"
+        self.streams_via = "none yet"
 
     @classmethod
     def connect(cls, target: SSHTarget) -> SSHHost:
@@ -300,6 +314,8 @@ class SSHHost:
 
     def close(self) -> None:
         """Close the connection (and the jump host's). Safe to call twice."""
+        if self._openssh is not None:
+            self._openssh.close()
         self._client.close()
         if self._jump is not None:
             self._jump.close()
@@ -473,8 +489,21 @@ class SSHHost:
         received is already in `sink`), RemoteStepError for other read errors.
         """
         path = shlex.quote(remote_path)
-        reader = f"tail -c +{offset + 1} -- {path}" if offset else f"cat -- {path}"
-        chan = self._exec(self._as_root(reader))
+        reader = self._as_root(f"tail -c +{offset + 1} -- {path}" if offset else f"cat -- {path}")
+        streams = self._streams()
+        if streams is not None:
+            try:
+                moved, done = streams.get(reader, sink, progress, self.io_timeout)
+            except Unusable as err:
+                self._openssh_unusable(err)
+            else:
+                self.streams_via = "openssh"
+                if done.returncode == SSH_FAILED or done.returncode < 0:
+                    raise self._lost(f"downloading {remote_path}", _SSHFailed(done.stderr))
+                self._check_get(done.returncode, done.stderr, remote_path)
+                return moved
+        self.streams_via = self._paramiko_note()
+        chan = self._exec(reader)
         chan.shutdown_write()
         chan.settimeout(self.io_timeout)
         moved = 0
@@ -494,12 +523,16 @@ class SSHHost:
             stderr = self._drain_stderr(chan)
         finally:
             chan.close()
+        self._check_get(rc, stderr, remote_path)
+        return moved
+
+    def _check_get(self, rc: int, stderr: str, remote_path: str) -> None:
+        """Raise the typed error for a remote reader that exited `rc` (nothing when 0)."""
         self._check_sudo(rc, stderr, True)
         if rc != 0:
             if "No such file" in stderr:
                 raise NotFoundError(f"{remote_path} does not exist on {self.name}")
             raise RemoteStepError("get", rc, stderr, host=self.name)
-        return moved
 
     def put(
         self, source: BinaryIO, remote_path: str, *, offset: int = 0, mode: int = 0o600,
@@ -518,18 +551,35 @@ class SSHHost:
             f"bash -c {shlex.quote(_PUT_WRITER)} jujubackup-put {shlex.quote(remote_path)} {offset} "
             f"{mode:o} {1 if on_sha256 else 0}"
         )
-        chan = self._exec(command)
-        chan.settimeout(self.io_timeout)
         doing = f"uploading {remote_path}"
-        try:
-            moved = self._send_all(chan, source, doing, progress)
-            with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
-                chan.shutdown_write()
-            rc = self._exit_status(chan, doing)
-            stdout = self._drain(chan, chan.recv_ready, chan.recv)
-            stderr = self._drain_stderr(chan)
-        finally:
-            chan.close()
+        streams = self._streams()
+        done: Finished | None = None
+        if streams is not None:
+            try:
+                moved, done = streams.put(
+                    f"printf {READY.decode()} && exec {command}", source, progress, self.io_timeout
+                )
+            except Unusable as err:
+                self._openssh_unusable(err)
+            else:
+                self.streams_via = "openssh"
+                if done.returncode == SSH_FAILED or done.returncode < 0:
+                    raise self._lost(doing, _SSHFailed(done.stderr))
+        if done is not None:
+            rc, stdout, stderr = done.returncode, done.stdout.decode(errors="replace"), done.stderr
+        else:
+            self.streams_via = self._paramiko_note()
+            chan = self._exec(command)
+            chan.settimeout(self.io_timeout)
+            try:
+                moved = self._send_all(chan, source, doing, progress)
+                with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
+                    chan.shutdown_write()
+                rc = self._exit_status(chan, doing)
+                stdout = self._drain(chan, chan.recv_ready, chan.recv)
+                stderr = self._drain_stderr(chan)
+            finally:
+                chan.close()
         self._check_sudo(rc, stderr, True)
         if rc != 0:
             raise RemoteStepError("put", rc, stderr, host=self.name)
@@ -540,6 +590,32 @@ class SSHHost:
                                       host=self.name)
             on_sha256(digest)
         return moved
+
+    def _streams(self) -> OpenSSHStreams | None:
+        """Return the OpenSSH streams for this host, started on first use; None when archives move
+        over paramiko (--transfer paramiko, or OpenSSH found unusable here before)."""
+        if self._openssh_off is not None:
+            return None
+        if self._openssh is None:
+            key = self._transport().get_remote_server_key()
+            try:
+                self._openssh = OpenSSHStreams.start(self.target, key.get_name(), key.get_base64())
+            except Unusable as err:
+                self._openssh_unusable(err)
+                return None
+        return self._openssh
+
+    def _openssh_unusable(self, err: Unusable) -> None:
+        """Remember that OpenSSH cannot stream to this host; raise ConnectError if it was required."""
+        if self.target.stream_via == "openssh":
+            raise ConnectError(
+                f"cannot stream through OpenSSH to {self.name}: {err}",
+                hint="check that `ssh` accepts the same key non-interactively, or use --transfer paramiko",
+            )
+        self._openssh_off = str(err)
+
+    def _paramiko_note(self) -> str:
+        return f"paramiko ({self._openssh_off})" if self._openssh_off else "paramiko"
 
     def _send_all(
         self, chan: paramiko.Channel, source: BinaryIO, doing: str, progress: Progress | None

@@ -12,7 +12,8 @@ class SSHTarget:
 
     `name` is what the operator gave (alias or address) and is used in messages; `hostname` is what is
     dialled. `known_hosts` are read in order; new keys (only with `accept_new_host_key`) are appended to
-    the first one. `jump` is a ProxyJump host reached first.
+    the first one. `jump` is a ProxyJump host reached first. `stream_via` says how archives move
+(`auto`, `openssh`, `paramiko`; see host/openssh.py).
     """
 
     name: str
@@ -25,6 +26,7 @@ class SSHTarget:
     connect_timeout: float = 10.0
     keepalive: int = 15
     jump: SSHTarget | None = field(default=None)
+    stream_via: str = "auto"
 
     @property
     def key_name(self) -> str:

@@ -72,6 +72,7 @@ def download(host: Host, request: DownloadRequest, ui: UI) -> DownloadResult:
     ) as advance:
         sink = HashingSink(fh, hasher, Throttle(request.bwlimit))
         host.get(record.path, sink, offset=offset, progress=advance)  # type: ignore[arg-type]
+        ui.debug(f"streamed via {host.streams_via}")
         fh.flush()
         os.fsync(fh.fileno())
     _check_and_place(part, dest, record, hasher.hexdigest())

@@ -153,6 +153,7 @@ def _send(
         source = _Source(fh, verifying, Throttle(request.bwlimit))
         host.put(source, staged, offset=offset, progress=advance,  # type: ignore[arg-type]
                  on_sha256=remote.append)
+    ui.debug(f"streamed via {host.streams_via}")
     return remote[0] if remote else ""
 
 

@@ -80,8 +80,9 @@ def test_round_trip_create_download_verify_upload_list_download(lab_factory, tmp
 
     first = tmp_path / "first"
     first.mkdir()
-    got = jb(lab, "ctl0", "download", backup_id, "--dir", str(first))
+    got = jb(lab, "ctl0", "-v", "download", backup_id, "--dir", str(first))
     assert got.returncode == 0, got.stderr
+    assert "streamed via openssh" in got.stderr  # the OpenSSH client, pinned to the lab's host key
     archive = Path(got.stdout.strip())
     assert archive == first / f"{backup_id}.tar.gz"
     assert archive.stat().st_mode & 0o777 == 0o600
@@ -92,17 +93,19 @@ def test_round_trip_create_download_verify_upload_list_download(lab_factory, tmp
     verified = local_verify(archive)
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
-    up = jb(lab, "ctl1", "upload", str(archive))
+    up = jb(lab, "ctl1", "-v", "upload", str(archive))
     assert up.returncode == 0, up.stderr
     assert "verified earlier" in up.stderr, up.stderr  # not verified twice: ctl1 checks the SHA-256
+    assert "streamed via openssh" in up.stderr
     assert up.stdout.strip() == backup_id
     listed = jb(lab, "ctl1", "list", "--format", "json")
     assert backup_id in [row["ID"] for row in json.loads(listed.stdout)]
 
     second = tmp_path / "second"
     second.mkdir()
-    again = jb(lab, "ctl1", "download", backup_id, "--dir", str(second))
+    again = jb(lab, "ctl1", "--transfer", "paramiko", "-v", "download", backup_id, "--dir", str(second))
     assert again.returncode == 0, again.stderr
+    assert "streamed via paramiko" in again.stderr
     assert (second / f"{backup_id}.tar.gz").read_bytes() == archive.read_bytes()
 
     local = subprocess.run([JUJUBACKUP, "list", "--local", str(second), "--format", "json"],
@@ -156,6 +159,37 @@ def test_download_cut_midway_resumes_with_the_right_sha256(lab_factory, tmp_path
     assert "resuming download" in resumed.stderr
     assert sha256(dest) == sha256(source)
     assert not part.exists()
+
+
+def test_download_dropped_by_the_host_midway_exits_3_and_resumes(lab_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The controller's end of the stream goes away (its sshd session killed): the OpenSSH client
+    exits 255, which is exit 3 with the partial file kept; the next download continues it."""
+    lab = lab_factory()
+    ctl = lab.host("ctl0")
+    source = big_archive(tmp_path)
+    assert jb(lab, "ctl0", "upload", str(source)).returncode == 0
+    dest = tmp_path / "copy.tar.gz"
+    part = tmp_path / "copy.tar.gz.part"
+    client = jb_background(lab, "ctl0", "download", SYNTH_ID, str(dest), "--bwlimit", "1M")
+    try:
+        wait_for(lambda: part.exists() and part.stat().st_size > 1 << 20, "part of the download")
+        reader = ctl.ssh(f"pgrep -o -f '^cat -- /{BACKUPS}/'", check=True).stdout.split()[0]
+        session = ctl.ssh(f"ps -o ppid= -p {reader}", check=True).stdout.strip()
+        ctl.ssh(f"kill -KILL {session}", check=True)
+        _, err = client.communicate(timeout=120)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+    assert client.returncode == 3, err
+    assert "lost while downloading" in err
+    kept = part.stat().st_size
+    assert not dest.exists() and 0 < kept < source.stat().st_size
+
+    resumed = jb(lab, "ctl0", "download", SYNTH_ID, str(dest))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming download" in resumed.stderr
+    assert sha256(dest) == sha256(source)
 
 
 def test_upload_cut_midway_resumes_and_registers(lab_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from jujubackup.errors import EXIT_CONNECT, EXIT_REMOTE, ConnectError, NotFoundError, RemoteStepError
+from jujubackup.host.openssh import OpenSSHStreams, Unusable
 from jujubackup.host.ssh import HostKeyChangedError, SSHHost
 from jujubackup.host.target import SSHTarget
 from tests.unit.local_sshd import LocalSSHD, local_sshd
@@ -209,7 +210,15 @@ def test_killed_client_lets_the_watchdog_abort_the_job(
 
 # -- streams -----------------------------------------------------------------------------------------
 
-def test_put_get_round_trip_with_offsets(host: SSHHost, tmp_path: Path) -> None:
+@pytest.fixture(params=["openssh", "paramiko"])
+def streamer(sshd: LocalSSHD, request: pytest.FixtureRequest) -> Iterator[SSHHost]:
+    """A host whose archive streams go through the given engine (and must: no silent fallback)."""
+    with SSHHost.connect(target_for(sshd, stream_via=request.param)) as connected:
+        yield connected
+
+
+def test_put_get_round_trip_with_offsets(streamer: SSHHost, tmp_path: Path) -> None:
+    host = streamer
     data = os.urandom(3 * 1024 * 1024 + 17)
     remote = str(tmp_path / "remote.bin")
     moved: list[int] = []
@@ -224,20 +233,108 @@ def test_put_get_round_trip_with_offsets(host: SSHHost, tmp_path: Path) -> None:
     tail = io.BytesIO()
     host.get(remote, tail, offset=2_000_000)
     assert hashlib.sha256(tail.getvalue()).digest() == hashlib.sha256(data[2_000_000:]).digest()
+    digests: list[str] = []
+    host.put(io.BytesIO(data), remote, on_sha256=digests.append)
+    assert digests == [hashlib.sha256(data).hexdigest()]
+    assert host.streams_via.startswith(host.target.stream_via)
 
 
-def test_put_refuses_an_offset_past_the_end(host: SSHHost, tmp_path: Path) -> None:
+def test_put_refuses_an_offset_past_the_end(streamer: SSHHost, tmp_path: Path) -> None:
     remote = tmp_path / "short.bin"
     remote.write_bytes(b"abc")
     with pytest.raises(RemoteStepError) as caught:
-        host.put(io.BytesIO(b"def"), str(remote), offset=10)
+        streamer.put(io.BytesIO(b"def"), str(remote), offset=10)
     assert "fewer than offset 10" in caught.value.message
     assert remote.read_bytes() == b"abc"
 
 
-def test_get_missing_file_is_not_found(host: SSHHost, tmp_path: Path) -> None:
+def test_get_missing_file_is_not_found(streamer: SSHHost, tmp_path: Path) -> None:
     with pytest.raises(NotFoundError):
-        host.get(str(tmp_path / "nope"), io.BytesIO())
+        streamer.get(str(tmp_path / "nope"), io.BytesIO())
+
+
+def test_a_failing_source_ends_the_remote_writer_and_propagates(streamer: SSHHost, tmp_path: Path) -> None:
+    class Failing(io.RawIOBase):
+        sent = 0
+
+        def read(self, size: int = -1) -> bytes:
+            if self.sent >= 2 << 20:
+                raise ValueError("verification failed")
+            self.sent += 1 << 20
+            return b"x" * (1 << 20)
+
+    remote = tmp_path / "failing.bin"
+    with pytest.raises(ValueError, match="verification failed"):
+        streamer.put(Failing(), str(remote))  # type: ignore[arg-type]
+    assert remote.stat().st_size <= 2 << 20  # the writer has exited: the caller may remove the file
+
+
+def _ssh_children() -> list[int]:
+    """Pids of this process's `ssh` children (the OpenSSH stream client)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            comm = (proc / "comm").read_text().strip()
+        except (OSError, IndexError):
+            continue
+        if comm == "ssh" and int(fields[1]) == os.getpid():
+            found.append(int(proc.name))
+    return found
+
+
+def test_openssh_killed_mid_get_is_exit_3_and_keeps_what_arrived(sshd: LocalSSHD, tmp_path: Path) -> None:
+    streamer = SSHHost.connect(target_for(sshd, stream_via="openssh"))
+    remote = tmp_path / "big.bin"
+    remote.write_bytes(os.urandom(32 * 1024 * 1024))
+    sink = io.BytesIO()
+
+    def cut(_: int) -> None:
+        for pid in _ssh_children():  # our own child: the stream's ssh client
+            os.kill(pid, 9)
+
+    with pytest.raises(ConnectError) as caught:
+        streamer.get(str(remote), sink, progress=cut)
+    assert caught.value.exit_code == EXIT_CONNECT
+    assert "lost while downloading" in caught.value.message
+    assert 0 < len(sink.getvalue()) < 32 * 1024 * 1024
+    assert remote.read_bytes().startswith(sink.getvalue())
+    streamer.close()
+
+
+def test_openssh_talks_only_to_the_key_paramiko_verified(sshd: LocalSSHD, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    key_type, key_b64 = other.with_suffix(".pub").read_text().split()[:2]
+    streams = OpenSSHStreams.start(target_for(sshd), key_type, key_b64)
+    try:
+        with pytest.raises(Unusable, match=r"(?i)host key verification failed"):
+            streams.get("cat /etc/hostname", io.BytesIO(), None, 10)
+    finally:
+        streams.close()
+
+
+def test_auto_falls_back_to_paramiko_when_ssh_cannot_log_in(
+    sshd: LocalSSHD, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = tmp_path / "bin" / "ssh"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'root@127.0.0.1: Permission denied (publickey).' >&2\nexit 255\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    data = os.urandom(3 << 20)
+    remote = str(tmp_path / "fallback.bin")
+    with SSHHost.connect(target_for(sshd)) as host:
+        assert host.put(io.BytesIO(data), remote) == len(data)  # nothing was read before the fallback
+        assert host.streams_via == "paramiko (root@127.0.0.1: Permission denied (publickey).)"
+        sink = io.BytesIO()
+        host.get(remote, sink)
+        assert sink.getvalue() == data
+    required = target_for(sshd, stream_via="openssh")
+    with SSHHost.connect(required) as host, pytest.raises(ConnectError) as caught:
+        host.get(remote, io.BytesIO())
+    assert "cannot stream through OpenSSH" in caught.value.message
+    assert "--transfer paramiko" in (caught.value.hint or "")
 
 
 def test_proxy_jump_reaches_the_target_through_the_jump_host(sshd: LocalSSHD) -> None:
@@ -278,7 +375,7 @@ def test_dropped_connection_while_polling_is_exit_3_and_the_job_aborts(
 def test_connection_lost_mid_get_is_exit_3_and_keeps_what_arrived(sshd: LocalSSHD, tmp_path: Path) -> None:
     remote = tmp_path / "big.bin"
     remote.write_bytes(os.urandom(8 * 1024 * 1024))
-    host = SSHHost.connect(target_for(sshd))
+    host = SSHHost.connect(target_for(sshd, stream_via="paramiko"))
     transport = host._client.get_transport()
     assert transport is not None
     sink = io.BytesIO()

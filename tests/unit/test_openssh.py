@@ -1,0 +1,47 @@
+"""The OpenSSH stream argv: pinned to one host key, never interactive, no secrets (pure; the lab tests
+in tests/integration/test_streams.py run it against real sshd)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jujubackup.host.openssh import PIN_ALIAS, host_key_algorithms, known_hosts_line, ssh_argv
+from jujubackup.host.target import SSHTarget
+
+
+def _options(argv: list[str]) -> dict[str, str]:
+    return dict(argv[i + 1].split("=", 1) for i, a in enumerate(argv) if a == "-o")
+
+
+def test_argv_pins_the_verified_key_and_never_prompts() -> None:
+    target = SSHTarget(name="ctl0", hostname="10.201.0.10", port=2222, user="ubuntu",
+                       identity_files=(Path("/k/id one"),), connect_timeout=7.4, keepalive=9)
+    argv = ssh_argv("/usr/bin/ssh", target, Path("/tmp/pin dir/known_hosts"), "ssh-ed25519")
+    options = _options(argv)
+    assert argv[:3] == ["/usr/bin/ssh", "-F", "/dev/null"]
+    assert argv[-2:] == ["--", "10.201.0.10"]
+    assert argv[argv.index("-p") + 1] == "2222" and argv[argv.index("-l") + 1] == "ubuntu"
+    assert options["StrictHostKeyChecking"] == "yes"
+    assert options["UserKnownHostsFile"] == '"/tmp/pin dir/known_hosts"'
+    assert options["GlobalKnownHostsFile"] == "/dev/null"
+    assert options["HostKeyAlias"] == PIN_ALIAS
+    assert options["HostKeyAlgorithms"] == "ssh-ed25519"
+    assert options["BatchMode"] == "yes" and options["PasswordAuthentication"] == "no"
+    assert options["IdentitiesOnly"] == "yes" and options["IdentityAgent"] == "none"
+    assert argv[argv.index("-i") + 1] == "/k/id one"
+    assert options["ConnectTimeout"] == "7" and options["ServerAliveInterval"] == "9"
+    assert options["Ciphers"].startswith("aes128-gcm@openssh.com,")
+
+
+def test_without_identity_files_the_agent_and_default_keys_are_used() -> None:
+    argv = ssh_argv("ssh", SSHTarget(name="h", hostname="h"), Path("/kh"), "ecdsa-sha2-nistp256")
+    assert "-i" not in argv and "IdentitiesOnly=yes" not in argv
+    assert _options(argv)["HostKeyAlgorithms"] == "ecdsa-sha2-nistp256"
+
+
+def test_rsa_keys_are_asked_for_with_sha2_signatures() -> None:
+    assert host_key_algorithms("ssh-rsa") == "rsa-sha2-512,rsa-sha2-256"
+
+
+def test_known_hosts_line_names_only_the_alias() -> None:
+    assert known_hosts_line("ssh-ed25519", "AAAAC3Nz") == f"{PIN_ALIAS} ssh-ed25519 AAAAC3Nz\n"
