@@ -599,11 +599,12 @@ def iter_bson_blocks(stream: IO[bytes], *, max_doc: int = MAX_BSON_DOC) -> Itera
 
 
 def _next_read(buf: bytes, max_doc: int) -> int:
-    """How much to read next: CHUNK, or exactly the rest of a document bigger than what is buffered
-    (so a big document is joined once, not re-copied chunk after chunk)."""
+    """How much to read next: CHUNK, or exactly the rest of a document that is bigger than what is
+    buffered and either big itself (> CHUNK) or far from complete. A big document is then joined
+    once and yielded without a copy (reading past its end would copy it twice more, and allocate)."""
     if len(buf) >= 4:
         (length,) = _INT32.unpack_from(buf, 0)
-        if len(buf) < length <= max_doc and length - len(buf) > CHUNK // 4:
+        if len(buf) < length <= max_doc and (length > CHUNK or length - len(buf) > CHUNK // 4):
             return length - len(buf)
     return CHUNK
 
