@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from jujubackup.archive import read_members, verify_archive
+from jujubackup.archive import VerifyReport, read_members, verify_archive
 from jujubackup.errors import JujuBackupError, NotFoundError
 from jujubackup.metadata import BackupMetadata, format_time, parse_metadata_json
 
@@ -31,9 +31,13 @@ def sidecar_path(archive: Path) -> Path:
     return archive.with_name(base + ".json")
 
 
-def write_sidecar(archive: Path, record: dict[str, Any], sha256: str, *, full: bool = False) -> Path:
+def write_sidecar(
+    archive: Path, record: dict[str, Any], sha256: str, *, full: bool = False,
+    contents: dict[str, Any] | None = None,
+) -> Path:
     """Write `archive`'s sidecar (0600, atomically): the record plus the local check; return its path.
-    `full` says the check was a full verification (verify_archive passed), not only the SHA-256."""
+    `full` says the check was a full verification (verify_archive passed), not only the SHA-256;
+    `contents` (with `full`) records what that verification counted (see `contents_of`)."""
     stat = archive.stat()
     data = {k: v for k, v in record.items() if k not in ("path", "archive_present", "local")}
     data["local"] = {
@@ -43,6 +47,7 @@ def write_sidecar(archive: Path, record: dict[str, Any], sha256: str, *, full: b
         "mtime_ns": stat.st_mtime_ns,
         "verified_at": format_time(datetime.now(timezone.utc)),
         "checks": "full" if full else "sha256",
+        **(contents if full and contents else {}),
     }
     side = sidecar_path(archive)
     tmp = side.with_name(f".{side.name}.tmp")
@@ -61,6 +66,13 @@ def read_sidecar(archive: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def contents_of(report: VerifyReport) -> dict[str, Any]:
+    """Given a passed verification, return what a restore needs of it without reading the archive
+    again: the bytes all members unpack to and whether the dump has an oplog."""
+    unpacked = sum(m.size for m in report.members) + sum(m.size for m in report.root_members)
+    return {"unpacked_bytes": unpacked, "has_oplog": "dump/oplog.bson" in {m.path for m in report.members}}
 
 
 def fully_verified(archive: Path) -> dict[str, Any] | None:

@@ -10,7 +10,6 @@ Old controllers named in the backup are probed FROM THE TARGET (restore-prefligh
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import re
 import ssl
@@ -19,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from jujubackup.connect import connect_first, connect_one
 from jujubackup.errors import JujuBackupError, NotFoundError, RefusedError, UsageError, VerifyError
 from jujubackup.facts import ControllerFacts
 from jujubackup.host.base import Host
+from jujubackup.local_archives import contents_of, fully_verified
 from jujubackup.metadata import parse_metadata_json
 from jujubackup.operations import status
 from jujubackup.operations.download import DownloadRequest, download
@@ -151,8 +151,11 @@ def fresh_restore(
     # and probed and the re-addressing overlay is written here; with --yes the archive is pushed
     # meanwhile too, once the refusals that need no verified archive have passed.
     early: Future[str] | None = None
+    stamped = Checked.of_stamp(local)
+    if stamped is not None:
+        ui.info(f"{local.name} passed `verify` earlier and is unchanged: the target checks its SHA-256")
     with (
-        BackgroundVerify(local, sha1=False) as verifying,
+        BackgroundVerify(local, sha1=False) if stamped is None else nullcontext(None) as verifying,
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="push") as threads,
     ):
         target = source if (source and not request.target) else connect_one(settings, str(request.target))
@@ -173,10 +176,9 @@ def fresh_restore(
                 early = threads.submit(X.push_early, target, local)
             overlay = prepare_overlay(local, backup, target_facts, request, work) if readdress else None
             ui.debug(f"{_since(started)}: re-addressing overlay written")
-            report = verifying.result()
+            checked = stamped or Checked.of_report(_verified(verifying))
             ui.debug(f"{_since(started)}: archive verified")
-            report.raise_for_failures()
-            backup = with_report(backup, report)
+            backup = replace(backup, unpacked_size=checked.unpacked_size, has_oplog=checked.has_oplog)
             pushed_sha256 = None
             if early is not None:
                 P.check_preconditions(backup, target_facts, options, target_facts_peers(target_facts))
@@ -186,7 +188,7 @@ def fresh_restore(
             _discard_early(target, early)
             target.close()
             raise
-    pushed = prepared(local, report, overlay)
+    pushed = prepared(local, checked, overlay)
     try:
         changes = pushed.changes
         peers = target_facts_peers(target_facts)
@@ -267,7 +269,7 @@ def fetch_stored(
 
 def read_backup(path: Path, backup_id: str) -> P.BackupFacts:
     """Given an archive, return the BackupFacts the plan needs from metadata.json, the backed-up
-    machine's agent.conf and the dump's machines (sizes and oplog are filled by `with_report`).
+    machine's agent.conf and the dump's machines (sizes and oplog come from the verification: `Checked`).
     Raise VerifyError if one of them is missing or unreadable."""
     meta_text = leading_metadata(path)
     if meta_text is None:
@@ -314,21 +316,52 @@ def leading_metadata(path: Path, look: int = 3) -> bytes | None:
     return None
 
 
-def with_report(backup: P.BackupFacts, report: archive.VerifyReport) -> P.BackupFacts:
-    """Given the facts and the archive's verification report, return the facts with the unpacked
-    size and whether the dump has an oplog."""
-    unpacked = sum(m.size for m in report.members) + sum(m.size for m in report.root_members)
-    return replace(
-        backup, unpacked_size=unpacked, has_oplog="dump/oplog.bson" in {m.path for m in report.members}
-    )
+@dataclass(frozen=True)
+class Checked:
+    """What restore takes from the archive's verification: the digest the target must find for the
+    pushed bytes, and what the members unpack to."""
+
+    sha256: str
+    size: int
+    unpacked_size: int
+    has_oplog: bool
+
+    @classmethod
+    def of_report(cls, report: archive.VerifyReport) -> Checked:
+        """Given a passed verification's report (with its digest), return its summary."""
+        assert report.digest is not None
+        contents = contents_of(report)
+        digest = report.digest
+        return cls(digest.sha256, digest.size, contents["unpacked_bytes"], contents["has_oplog"])
+
+    @classmethod
+    def of_stamp(cls, path: Path) -> Checked | None:
+        """Given a local archive, return the summary its sidecar recorded when `verify` passed on it,
+        if it is unchanged since (local_archives.fully_verified) and recorded its contents; else None.
+        The caller must check that the bytes pushed have the recorded SHA-256 (the target does)."""
+        record = fully_verified(path)
+        local = (record or {}).get("local") or {}
+        if record is None or not isinstance(local.get("unpacked_bytes"), int) or "has_oplog" not in local:
+            return None
+        sha256, size = str(record["sha256"]), int(record["size"])
+        return cls(sha256, size, local["unpacked_bytes"], bool(local["has_oplog"]))
 
 
-def _read_or_report(path: Path, backup_id: str, verifying: BackgroundVerify) -> P.BackupFacts:
+def _verified(verifying: BackgroundVerify | None) -> archive.VerifyReport:
+    """Return the background verification's report; raise VerifyError (8) if a check failed."""
+    assert verifying is not None
+    report = verifying.result()
+    report.raise_for_failures()
+    return report
+
+
+def _read_or_report(path: Path, backup_id: str, verifying: BackgroundVerify | None) -> P.BackupFacts:
     """read_backup, but when the archive cannot be read, raise the verification's own findings."""
     try:
         return read_backup(path, backup_id)
     except Exception:
-        verifying.result().raise_for_failures()
+        if verifying is not None:
+            verifying.result().raise_for_failures()
         raise
 
 
@@ -491,10 +524,9 @@ def prepare_overlay(
     return Overlay(out, result.digest.sha256, result.digest.size, changes)
 
 
-def prepared(local: Path, report: archive.VerifyReport, overlay: Overlay | None) -> Prepared:
+def prepared(local: Path, checked: Checked, overlay: Overlay | None) -> Prepared:
     """Given the verified archive and its optional overlay, return what the upload step pushes."""
-    digest = report.digest
-    sha, size = (digest.sha256, digest.size) if digest else (_sha256(local), local.stat().st_size)
+    sha, size = checked.sha256, checked.size
     if overlay is None:
         return Prepared(local, sha, size)
     return Prepared(local, sha, size, overlay.path, overlay.sha256, overlay.size, overlay.changes)
@@ -712,14 +744,6 @@ def _work_dir(given: Path | None) -> Iterator[Path]:
         return
     with tempfile.TemporaryDirectory(prefix="jujubackup-restore-") as tmp:
         yield Path(tmp)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _der(pem: str) -> bytes:

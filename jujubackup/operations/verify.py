@@ -23,7 +23,7 @@ from jujubackup.archive import VerifyReport, verify_archive, verify_stream
 from jujubackup.catalog import Catalog
 from jujubackup.errors import JujuBackupError, NotFoundError, UsageError
 from jujubackup.host.base import Host
-from jujubackup.local_archives import read_sidecar, sidecar_path, write_sidecar
+from jujubackup.local_archives import contents_of, read_sidecar, sidecar_path, write_sidecar
 from jujubackup.operations.status import connect_catalog
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
 from jujubackup.settings import ConnectionSettings
@@ -69,7 +69,7 @@ def verify_local(path: Path) -> VerifyReport:
     if sidecar is not None:
         report.add("sidecar", True, f"expected digests from {sidecar_path(path).name}")
         if report.ok:
-            write_sidecar(path, sidecar, sha, full=True)
+            write_sidecar(path, sidecar, sha, full=True, contents=contents_of(report))
     return report
 
 

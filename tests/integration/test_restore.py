@@ -262,6 +262,7 @@ def test_disaster_recovery_onto_a_spare(lab_factory: LabFactory, tmp_path: Path,
     state = json.loads((broken.root / JOURNAL / "state.json").read_text())
     assert (state["step"], state["state"]) == ("verify", "failed")
 
+    ok(jb(lab, "verify", str(archive)))  # stamps the sidecar: the next restore does not verify again
     juju_data = tmp_path / "juju"
     juju_data.mkdir()
     controller = re.search(r"^controller: controller-(\S+)$", ctl_conf, re.M)
@@ -283,6 +284,7 @@ def test_disaster_recovery_onto_a_spare(lab_factory: LabFactory, tmp_path: Path,
             env={"JUJU_DATA": str(juju_data)},
         )
     )
+    assert "passed `verify` earlier and is unchanged" in result.stderr
     assert f"-> {spare.ip}" in result.stdout and "next steps:" in result.stdout
     assert "will replace /home/ubuntu/.ssh/authorized_keys on spare1 with the backup's (1 keys)" in (
         result.stdout
@@ -306,6 +308,37 @@ def test_disaster_recovery_onto_a_spare(lab_factory: LabFactory, tmp_path: Path,
     assert (spare.root / "var/lib/juju/tools/machine-0").is_symlink()
     assert oct((spare.root / "var/lib/juju/agents/machine-0/agent.conf").stat().st_mode & 0o777) == "0o600"
     assert not (spare.root / JOURNAL).exists()
+
+
+def test_a_verified_archive_damaged_since_is_refused_before_the_target_changes(
+    lab_factory: LabFactory, tmp_path: Path
+) -> None:
+    """The verification stamp vouches for a SHA-256 only: an archive changed after `verify` (size and
+    mtime kept) is caught by the target's digest of what was pushed, before anything is stopped."""
+    lab = lab_factory(controllers=1, spares=1)
+    ctl, spare = lab.host("ctl0"), lab.host("spare0")
+    archive = tmp_path / "backup.tar.gz"
+    create_and_download(lab, archive)
+    ok(jb(lab, "verify", str(archive)))
+    stat = archive.stat()
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    archive.write_bytes(bytes(data))
+    os.utime(archive, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    ctl.power_off()
+
+    damaged = jb(lab, "restore", "--archive", str(archive), "--target", spare.name, "--yes")
+    assert damaged.returncode == 8, damaged.stderr
+    assert "passed `verify` earlier" in damaged.stderr
+    assert "SHA-256" in damaged.stderr
+    assert not (spare.root / "var/lib/juju/agents").exists()
+    assert not list((spare.root / "etc/systemd/system").glob("jujud-machine-*"))
+    data[len(data) // 2] ^= 0x01  # repaired (and newer than its stamp: verified again)
+    archive.write_bytes(bytes(data))
+    again = jb(lab, "restore", "--archive", str(archive), "--target", spare.name, "--yes")
+    assert again.returncode == 0, again.stderr
+    assert "passed `verify` earlier" not in again.stderr
+    assert active(spare, db_unit(spare), "jujud-machine-0") == ["active", "active"]
 
 
 def test_restore_id_returns_a_changed_controller_to_the_backup(
