@@ -17,6 +17,13 @@ Progress = Callable[[int], None]
 """Called with the number of bytes just moved."""
 
 
+class Readable(Protocol):
+    """What put and run_stream read from: `read(size)` returning b"" at the end."""
+
+    def read(self, size: int = ..., /) -> bytes:
+        ...
+
+
 @dataclass(frozen=True)
 class RemoteResult:
     """Outcome of a remote script that exited 0."""
@@ -97,6 +104,15 @@ class Host(Protocol):
         """
         ...
 
+    def run_stream(
+        self, script: str, text: str, source: Readable, *, progress: Progress | None = None
+    ) -> RemoteResult:
+        """Run bash script `text` as root with `source` (read to EOF) streamed to its stdin after it.
+
+        Same result/error contract as `run`; ConnectError when the connection drops mid-stream. An
+        exception raised by `source.read` ends the script's input, waits for it and propagates."""
+        ...
+
     def get(
         self, remote_path: str, sink: BinaryIO, *, offset: int = 0, progress: Progress | None = None
     ) -> int:
@@ -104,7 +120,7 @@ class Host(Protocol):
         ...
 
     def put(
-        self, source: BinaryIO, remote_path: str, *, offset: int = 0, mode: int = 0o600,
+        self, source: Readable, remote_path: str, *, offset: int = 0, mode: int = 0o600,
         progress: Progress | None = None, on_sha256: Callable[[str], None] | None = None,
     ) -> int:
         """Stream `source` into remote_path (written as root, created with `mode`), appending at `offset`

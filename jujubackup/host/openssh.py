@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO
 
+from jujubackup.host.base import Readable
 from jujubackup.host.target import SSHTarget
 
 CHUNK = 1 << 20
@@ -162,7 +163,7 @@ class OpenSSHStreams:
         return moved, done
 
     def put(
-        self, command: str, source: BinaryIO, progress: Callable[[int], None] | None, timeout: float
+        self, command: str, source: Readable, progress: Callable[[int], None] | None, timeout: float
     ) -> tuple[int, Finished]:
         """Run `command` (which must print READY on stdout before it reads stdin) and stream `source`
         into it until EOF or until the command exits.

@@ -34,8 +34,8 @@ import paramiko
 
 from jujubackup import scripts
 from jujubackup.errors import ConnectError, NotFoundError, RemoteStepError
-from jujubackup.host.base import Progress, RemoteResult
-from jujubackup.host.openssh import READY, Finished, OpenSSHStreams, Unusable
+from jujubackup.host.base import Progress, Readable, RemoteResult
+from jujubackup.host.openssh import READY, OpenSSHStreams, Unusable
 from jujubackup.host.target import SSHTarget
 
 CHUNK = 1 << 20
@@ -447,6 +447,52 @@ class SSHHost:
             raise RemoteStepError(script, rc, stderr[-STDERR_KEEP:], host=self.name)
         return result
 
+    def run_stream(
+        self, script: str, text: str, source: Readable, *, progress: Progress | None = None
+    ) -> RemoteResult:
+        """Run bash `text` as root (sudo -n unless root) with `source` streamed after it on stdin
+        (through OpenSSH when it works, like put). Return its RemoteResult. Raise ConnectError if the
+        connection drops or sudo wants a password, RemoteStepError(script, rc, stderr tail) on a
+        non-zero exit; an exception raised by `source.read` ends the input and propagates."""
+        command = self._as_root("bash -s")
+        stream = _Prefixed(_wrap_script(text), source)
+        rc, stdout, stderr = self._stream_in(command, stream, script, progress)
+        self._check_sudo(rc, stderr, True)
+        if rc != 0:
+            raise RemoteStepError(script, rc, stderr[-STDERR_KEEP:], host=self.name)
+        return RemoteResult(script, stdout, stderr, rc)
+
+    def _stream_in(
+        self, command: str, source: Readable, doing: str, progress: Progress | None
+    ) -> tuple[int, str, str]:
+        """Run `command` with `source` streamed to its stdin until EOF (OpenSSH when usable, else
+        paramiko); return (exit code, stdout, stderr). Raise ConnectError if the connection drops."""
+        streams = self._streams()
+        if streams is not None:
+            try:
+                _moved, done = streams.put(f"printf {READY.decode()} && exec {command}", source, progress,
+                                           self.io_timeout)
+            except Unusable as err:
+                self._openssh_unusable(err)
+            else:
+                self.streams_via = "openssh"
+                if done.returncode == SSH_FAILED or done.returncode < 0:
+                    raise self._lost(doing, _SSHFailed(done.stderr))
+                return done.returncode, done.stdout.decode(errors="replace"), done.stderr
+        self.streams_via = self._paramiko_note()
+        chan = self._exec(command)
+        chan.settimeout(self.io_timeout)
+        try:
+            self._send_all(chan, source, doing, progress)
+            with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
+                chan.shutdown_write()
+            rc = self._exit_status(chan, doing)
+            stdout = self._drain(chan, chan.recv_ready, chan.recv)
+            stderr = self._drain_stderr(chan)
+        finally:
+            chan.close()
+        return rc, stdout, stderr
+
     def run_detached(
         self,
         script: str,
@@ -535,7 +581,7 @@ class SSHHost:
             raise RemoteStepError("get", rc, stderr, host=self.name)
 
     def put(
-        self, source: BinaryIO, remote_path: str, *, offset: int = 0, mode: int = 0o600,
+        self, source: Readable, remote_path: str, *, offset: int = 0, mode: int = 0o600,
         progress: Progress | None = None, on_sha256: Callable[[str], None] | None = None,
     ) -> int:
         """Stream `source` into remote_path (as root, created with `mode`), appending at `offset`.
@@ -551,35 +597,10 @@ class SSHHost:
             f"bash -c {shlex.quote(_PUT_WRITER)} jujubackup-put {shlex.quote(remote_path)} {offset} "
             f"{mode:o} {1 if on_sha256 else 0}"
         )
+        counted = _Counted(source)
         doing = f"uploading {remote_path}"
-        streams = self._streams()
-        done: Finished | None = None
-        if streams is not None:
-            try:
-                moved, done = streams.put(
-                    f"printf {READY.decode()} && exec {command}", source, progress, self.io_timeout
-                )
-            except Unusable as err:
-                self._openssh_unusable(err)
-            else:
-                self.streams_via = "openssh"
-                if done.returncode == SSH_FAILED or done.returncode < 0:
-                    raise self._lost(doing, _SSHFailed(done.stderr))
-        if done is not None:
-            rc, stdout, stderr = done.returncode, done.stdout.decode(errors="replace"), done.stderr
-        else:
-            self.streams_via = self._paramiko_note()
-            chan = self._exec(command)
-            chan.settimeout(self.io_timeout)
-            try:
-                moved = self._send_all(chan, source, doing, progress)
-                with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
-                    chan.shutdown_write()
-                rc = self._exit_status(chan, doing)
-                stdout = self._drain(chan, chan.recv_ready, chan.recv)
-                stderr = self._drain_stderr(chan)
-            finally:
-                chan.close()
+        rc, stdout, stderr = self._stream_in(command, counted, doing, progress)
+        moved = counted.moved
         self._check_sudo(rc, stderr, True)
         if rc != 0:
             raise RemoteStepError("put", rc, stderr, host=self.name)
@@ -618,7 +639,7 @@ class SSHHost:
         return f"paramiko ({self._openssh_off})" if self._openssh_off else "paramiko"
 
     def _send_all(
-        self, chan: paramiko.Channel, source: BinaryIO, doing: str, progress: Progress | None
+        self, chan: paramiko.Channel, source: Readable, doing: str, progress: Progress | None
     ) -> int:
         """Send `source` to the channel until EOF (or until the remote writer exits); return bytes sent.
 
@@ -767,6 +788,33 @@ class _JobPoller:
         if self.on_stderr is not None and self._partial:
             self.on_stderr(self._partial.decode(errors="replace"))
         self._partial = b""
+
+
+class _Prefixed:
+    """A read-only stream: `head` bytes, then what `source` reads."""
+
+    def __init__(self, head: bytes, source: Readable) -> None:
+        self.head = head
+        self.source = source
+
+    def read(self, size: int = CHUNK) -> bytes:
+        if self.head:
+            data, self.head = self.head, b""
+            return data
+        return self.source.read(size)
+
+
+class _Counted:
+    """A read-only stream over `source` that counts the bytes read."""
+
+    def __init__(self, source: Readable) -> None:
+        self.source = source
+        self.moved = 0
+
+    def read(self, size: int = CHUNK) -> bytes:
+        data = self.source.read(size)
+        self.moved += len(data)
+        return data
 
 
 def _sendall(chan: paramiko.Channel, data: bytes) -> None:

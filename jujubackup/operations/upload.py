@@ -151,7 +151,7 @@ def _send(
     with request.file.open("rb", buffering=0) as fh, progress as advance:
         fh.seek(offset)
         source = _Source(fh, verifying, Throttle(request.bwlimit))
-        host.put(source, staged, offset=offset, progress=advance,  # type: ignore[arg-type]
+        host.put(source, staged, offset=offset, progress=advance,
                  on_sha256=remote.append)
     ui.debug(f"streamed via {host.streams_via}")
     return remote[0] if remote else ""

@@ -12,6 +12,7 @@ cannot be reached any more the error says which units are stopped and how to con
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -19,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from jujubackup import profiles, scripts
 from jujubackup.errors import ConnectError, JujuBackupError, RemoteStepError, VerifyError
@@ -100,7 +101,8 @@ class Upload:
     remote_copy: str | None = None
     """The same archive already on the target (restore ID onto its own controller): copied there."""
     pushed_sha256: str | None = None
-    """The archive was pushed early (push_early) and the host hashed it so: only the overlay is left."""
+    """The archive was pushed early (push_early), unpacked as it arrived and hashed as it was sent:
+    only the overlay is left."""
 
 
 @dataclass
@@ -141,25 +143,33 @@ def discard_journal(host: Host) -> None:
     """Remove the journal dir (and what an early push put there) from a target the restore never
     changed otherwise."""
     j = scripts.shell_quote(JOURNAL_DIR)
-    stop_stream = f'if [ -f {j}/stream.pid ]; then kill -- "-$(cat {j}/stream.pid)" 2>/dev/null || true; fi'
-    host.run("restore-journal-discard", f"set -eu\n{stop_stream}\nrm -rf {j}\necho '{{}}'\n")
+    host.run("restore-journal-discard", f"set -eu\nrm -rf {j}\necho '{{}}'\n")
 
 
 def push_early(host: Host, archive: Path) -> str:
     """Push `archive` into a new journal dir before the plan is final (only with --yes, once the
-    refusals that need no archive verification passed); return the SHA-256 the host computed while
-    writing it. The caller discards the journal dir if the restore then stops before starting.
+    refusals that need no archive verification passed), unpacked on the target as it arrives
+    (restore-receive); return the SHA-256 of the bytes sent, which the caller compares with the
+    verified one before the stage step uses what was unpacked. The caller discards the journal dir
+    if the restore then stops before starting."""
+    digest = hashlib.sha256()
+    with archive.open("rb", buffering=0) as fh:
+        text = scripts.render("restore-receive", journal_dir=JOURNAL_DIR)
+        host.run_stream("restore-receive", text, _Hashing(fh, digest))
+    return digest.hexdigest()
 
-    The target unpacks the archive as it arrives (restore-stream): the stage step then only waits for
-    that unpacker instead of reading the archive again."""
-    host.run(
-        "restore-stream",
-        scripts.render("restore-stream", journal_dir=JOURNAL_DIR, size=archive.stat().st_size),
-    )
-    digest: list[str] = []
-    with archive.open("rb") as source:
-        host.put(source, ARCHIVE, mode=0o600, on_sha256=digest.append)
-    return digest[0] if digest else ""
+
+class _Hashing:
+    """A read-only stream over `raw` that feeds what it reads to `digest`."""
+
+    def __init__(self, raw: BinaryIO, digest: Any) -> None:
+        self.raw = raw
+        self.digest = digest
+
+    def read(self, size: int = 1 << 20) -> bytes:
+        data = self.raw.read(size)
+        self.digest.update(data)
+        return data
 
 
 def start_journal(host: Host, params: Params) -> None:

@@ -41,7 +41,7 @@ RESTORE_SAMPLES: dict[str, dict[str, Any] | list[dict[str, Any]]] = {
         "paths": ["/snap/bin/juju-db.mongorestore", "/var/lib/juju/db"],
     },
     "restore-journal": {"journal_dir": "/var/lib/jujubackup-restore"},
-    "restore-stream": {"journal_dir": "/var/lib/jujubackup-restore", "size": 1073741824},
+    "restore-receive": {"journal_dir": "/var/lib/jujubackup-restore"},
     "restore-stage": [
         *_both("upload", sha256="0" * 64, overlay_sha256="1" * 64, check_sha256=True, use_stream=False),
         *_both("upload", sha256="0" * 64, overlay_sha256="", check_sha256=False, use_stream=True),

@@ -239,6 +239,16 @@ def test_put_get_round_trip_with_offsets(streamer: SSHHost, tmp_path: Path) -> N
     assert host.streams_via.startswith(host.target.stream_via)
 
 
+def test_run_stream_feeds_the_source_to_the_script_after_it(streamer: SSHHost) -> None:
+    data = os.urandom(5 * 1024 * 1024 + 3)
+    result = streamer.run_stream("count", "set -eu\nsha256sum | cut -d' ' -f1\n", io.BytesIO(data))
+    assert result.stdout.strip() == hashlib.sha256(data).hexdigest()
+    with pytest.raises(RemoteStepError) as caught:
+        streamer.run_stream("fails", "head -c 10 >/dev/null; echo no >&2; exit 3\n", io.BytesIO(data))
+    assert (caught.value.script, caught.value.returncode) == ("fails", 3)
+    assert streamer.streams_via.startswith(streamer.target.stream_via)
+
+
 def test_put_refuses_an_offset_past_the_end(streamer: SSHHost, tmp_path: Path) -> None:
     remote = tmp_path / "short.bin"
     remote.write_bytes(b"abc")
