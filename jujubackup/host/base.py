@@ -114,18 +114,22 @@ class Host(Protocol):
         ...
 
     def get(
-        self, remote_path: str, sink: BinaryIO, *, offset: int = 0, progress: Progress | None = None
+        self, remote_path: str, sink: BinaryIO, *, offset: int = 0, progress: Progress | None = None,
+        size: int | None = None,
     ) -> int:
-        """Stream remote_path (read as root) from byte `offset` into `sink`; return bytes written."""
+        """Stream remote_path (read as root) from byte `offset` into `sink`; return bytes written.
+        `size` (the bytes expected, when known) lets a small stream skip a second connection."""
         ...
 
     def put(
         self, source: Readable, remote_path: str, *, offset: int = 0, mode: int = 0o600,
         progress: Progress | None = None, on_sha256: Callable[[str], None] | None = None,
+        size: int | None = None,
     ) -> int:
-        """Stream `source` into remote_path (written as root, created with `mode`), appending at `offset`
-        (the remote file is truncated to `offset` first); return bytes written. With `on_sha256`, the
-        host hashes the whole file once written (same command) and passes the hex digest to it."""
+        """Stream `source` (`size` bytes, when known) into remote_path (written as root, created with
+        `mode`), appending at `offset` (the remote file is truncated to `offset` first); return bytes
+        written. With `on_sha256`, the host hashes the whole file once written (same command) and
+        passes the hex digest to it."""
         ...
 
     def close(self) -> None:

@@ -43,6 +43,8 @@ PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 DETACHED_BASE = "/run/jujubackup"
 STDERR_KEEP = 64 * 1024
 SSH_FAILED = 255
+OPENSSH_MIN = 4 << 20
+"""Streams known to be smaller stay on paramiko: a new OpenSSH connection costs ~0.25 s of handshake."""
 SUDO_PASSWORD_MARKERS = ("a password is required", "a terminal is required")
 
 
@@ -463,11 +465,13 @@ class SSHHost:
         return RemoteResult(script, stdout, stderr, rc)
 
     def _stream_in(
-        self, command: str, source: Readable, doing: str, progress: Progress | None
+        self, command: str, source: Readable, doing: str, progress: Progress | None,
+        size: int | None = None,
     ) -> tuple[int, str, str]:
-        """Run `command` with `source` streamed to its stdin until EOF (OpenSSH when usable, else
-        paramiko); return (exit code, stdout, stderr). Raise ConnectError if the connection drops."""
-        streams = self._streams()
+        """Run `command` with `source` (`size` bytes when known) streamed to its stdin until EOF
+        (OpenSSH when usable and the stream is not small, else paramiko); return (exit code, stdout,
+        stderr). Raise ConnectError if the connection drops."""
+        streams = self._streams(size)
         if streams is not None:
             try:
                 _moved, done = streams.put(f"printf {READY.decode()} && exec {command}", source, progress,
@@ -527,7 +531,8 @@ class SSHHost:
         return poller.wait(poll, timeout, heartbeat_timeout)
 
     def get(
-        self, remote_path: str, sink: BinaryIO, *, offset: int = 0, progress: Progress | None = None
+        self, remote_path: str, sink: BinaryIO, *, offset: int = 0, progress: Progress | None = None,
+        size: int | None = None,
     ) -> int:
         """Stream remote_path (read as root) from byte `offset` into `sink`; return bytes written.
 
@@ -536,7 +541,7 @@ class SSHHost:
         """
         path = shlex.quote(remote_path)
         reader = self._as_root(f"tail -c +{offset + 1} -- {path}" if offset else f"cat -- {path}")
-        streams = self._streams()
+        streams = self._streams(size)
         if streams is not None:
             try:
                 moved, done = streams.get(reader, sink, progress, self.io_timeout)
@@ -583,6 +588,7 @@ class SSHHost:
     def put(
         self, source: Readable, remote_path: str, *, offset: int = 0, mode: int = 0o600,
         progress: Progress | None = None, on_sha256: Callable[[str], None] | None = None,
+        size: int | None = None,
     ) -> int:
         """Stream `source` into remote_path (as root, created with `mode`), appending at `offset`.
 
@@ -599,7 +605,7 @@ class SSHHost:
         )
         counted = _Counted(source)
         doing = f"uploading {remote_path}"
-        rc, stdout, stderr = self._stream_in(command, counted, doing, progress)
+        rc, stdout, stderr = self._stream_in(command, counted, doing, progress, size)
         moved = counted.moved
         self._check_sudo(rc, stderr, True)
         if rc != 0:
@@ -612,10 +618,13 @@ class SSHHost:
             on_sha256(digest)
         return moved
 
-    def _streams(self) -> OpenSSHStreams | None:
+    def _streams(self, size: int | None = None) -> OpenSSHStreams | None:
         """Return the OpenSSH streams for this host, started on first use; None when archives move
-        over paramiko (--transfer paramiko, or OpenSSH found unusable here before)."""
+        over paramiko: --transfer paramiko, OpenSSH found unusable here before, or a stream of a
+        known `size` below OPENSSH_MIN (unless --transfer openssh)."""
         if self._openssh_off is not None:
+            return None
+        if size is not None and size < OPENSSH_MIN and self.target.stream_via != "openssh":
             return None
         if self._openssh is None:
             key = self._transport().get_remote_server_key()

@@ -71,7 +71,8 @@ def download(host: Host, request: DownloadRequest, ui: UI) -> DownloadResult:
         f"download {record.id[:15]}", record.size, offset
     ) as advance:
         sink = HashingSink(fh, hasher, Throttle(request.bwlimit))
-        host.get(record.path, sink, offset=offset, progress=advance)  # type: ignore[arg-type]
+        host.get(record.path, sink, offset=offset, progress=advance,  # type: ignore[arg-type]
+                 size=record.size - offset)
         ui.debug(f"streamed via {host.streams_via}")
         fh.flush()
         os.fsync(fh.fileno())

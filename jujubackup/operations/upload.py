@@ -152,7 +152,7 @@ def _send(
         fh.seek(offset)
         source = _Source(fh, verifying, Throttle(request.bwlimit))
         host.put(source, staged, offset=offset, progress=advance,
-                 on_sha256=remote.append)
+                 on_sha256=remote.append, size=size - offset)
     ui.debug(f"streamed via {host.streams_via}")
     return remote[0] if remote else ""
 

@@ -82,7 +82,7 @@ def verify_stored(host: Host, request: VerifyRequest, ui: UI) -> VerifyReport:
     record = Catalog(host, request.backup_dir).get(request.target)
     with ui.transfer(f"verify {record.id[:15]}", record.size) as advance:
         report = _verify_piped(
-            lambda sink: host.get(record.path, sink, progress=advance),
+            lambda sink: host.get(record.path, sink, progress=advance, size=record.size),
             label=f"{host.name}:{record.path}", sha256=record.sha256 or None, size=record.size,
         )
     return report

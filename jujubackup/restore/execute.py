@@ -175,7 +175,8 @@ class _Hashing:
 def start_journal(host: Host, params: Params) -> None:
     """Create the journal dir on the target and save params.json (0600)."""
     init_journal_dir(host)
-    host.put(io.BytesIO(params.to_json().encode()), f"{JOURNAL_DIR}/params.json", mode=0o600)
+    data = params.to_json().encode()
+    host.put(io.BytesIO(data), f"{JOURNAL_DIR}/params.json", mode=0o600, size=len(data))
 
 
 def execute(
@@ -283,7 +284,7 @@ def push_archive(
     """
     if upload.overlay is not None:
         with upload.overlay.open("rb") as source:
-            host.put(source, OVERLAY, mode=0o600)
+            host.put(source, OVERLAY, mode=0o600, size=upload.overlay.stat().st_size)
     if upload.pushed_sha256 is not None:
         return upload.pushed_sha256
     if upload.remote_copy is not None:
@@ -302,7 +303,8 @@ def push_archive(
     digest: list[str] = []
     with upload.archive.open("rb") as source:
         source.seek(offset)
-        host.put(source, ARCHIVE, offset=offset, mode=0o600, progress=progress, on_sha256=digest.append)
+        host.put(source, ARCHIVE, offset=offset, mode=0o600, progress=progress, on_sha256=digest.append,
+                 size=params.size - offset)
     return digest[0] if digest else None
 
 
