@@ -18,7 +18,6 @@ identity the control connection used; everything else (scripts, polling) stays o
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import subprocess
@@ -205,8 +204,11 @@ class OpenSSHStreams:
 
 
 def _widen_pipe(fd: int) -> None:
-    """Ask for a 1 MiB pipe buffer (64 KiB by default): 16x fewer wakeups of both ends."""
-    with contextlib.suppress(OSError):
+    """Ask for a 1 MiB pipe buffer (64 KiB by default): 16x fewer wakeups of both ends. Where there
+    is no such fcntl (not Linux, or no fcntl at all), the default stays."""
+    with contextlib.suppress(OSError, ImportError):
+        import fcntl
+
         fcntl.fcntl(fd, F_SETPIPE_SZ, CHUNK)
 
 

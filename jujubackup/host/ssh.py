@@ -9,9 +9,10 @@
 * Scripts travel on the channel's stdin to `sudo -n bash -s` (or `bash -s` as root), never in argv.
 * Long scripts run detached (remote_scripts/detached*.sh.j2) and are polled over one channel whose
   lines are the client's heartbeat: a dead client stops them and the remote job aborts itself.
-* Archives move as raw exec-channel streams (`cat`/`tail -c +N`, `cat >>`), 1 MiB at a time: through
-  the OpenSSH client pinned to the verified host key when it works (host/openssh.py), else over
-  paramiko with aes128-gcm preferred and its client-initiated rekey disabled (paramiko#822).
+* Archives move as raw exec-channel streams (`cat`/`tail -c +N`, `cat >>`, or a script reading its
+  stdin: run_stream), 1 MiB at a time: through the OpenSSH client pinned to the verified host key
+  when it works (host/openssh.py), else over paramiko with aes128-gcm preferred and its
+  client-initiated rekey disabled (paramiko#822).
 """
 
 from __future__ import annotations

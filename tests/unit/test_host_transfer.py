@@ -126,8 +126,8 @@ def test_interrupted_download_resumes_from_its_partial(host: SSHHost, ui: UI, tm
 
     host_get = host.get
 
-    def interrupted_get(path, sink, *, offset=0, progress=None):  # type: ignore[no-untyped-def]
-        return host_get(path, sink, offset=offset, progress=stop_after_first_chunk)
+    def interrupted_get(path, sink, *, offset=0, progress=None, size=None):  # type: ignore[no-untyped-def]
+        return host_get(path, sink, offset=offset, progress=stop_after_first_chunk, size=size)
 
     host.get = interrupted_get  # type: ignore[method-assign]
     with pytest.raises(_Stop):

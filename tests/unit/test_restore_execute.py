@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 
 from jujubackup import profiles, scripts
 from jujubackup.operations.restore import needs_readdress, rewrite_controllers_yaml, spare_from_preflight
@@ -131,10 +132,13 @@ def test_client_config_rewrites_only_that_controllers_endpoints() -> None:
 def test_read_backup_of_the_28_fixture_gives_the_plan_its_facts() -> None:
 
     from jujubackup import archive
-    from jujubackup.operations.restore import read_backup, with_report
+    from jujubackup.operations.restore import Checked, read_backup
 
     path = VALID_28
-    facts = with_report(read_backup(path, "fixture"), archive.verify_archive(path))
+    checked = Checked.of_report(archive.verify_archive(path))
+    facts = replace(
+        read_backup(path, "fixture"), unpacked_size=checked.unpacked_size, has_oplog=checked.has_oplog
+    )
     assert (facts.machine_id, facts.model_uuid, facts.state_port) == (
         "0",
         "e2a6a1e5-abea-4393-8593-5a45ae53ab97",
