@@ -138,31 +138,11 @@ def test_a_verified_archive_changed_since_is_refused_by_the_host_digest(lab_fact
     assert not [p for p in (ctl.root / BACKUPS).iterdir() if p.name.startswith(".upload-")]
 
 
-def test_download_cut_midway_resumes_with_the_right_sha256(lab_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    lab = lab_factory()
-    source = big_archive(tmp_path)
-    assert jb(lab, "ctl0", "upload", str(source)).returncode == 0
-    dest = tmp_path / "copy.tar.gz"
-    part = tmp_path / "copy.tar.gz.part"
-    client = jb_background(lab, "ctl0", "download", SYNTH_ID, str(dest), "--bwlimit", "1M")
-    try:
-        wait_for(lambda: part.exists() and part.stat().st_size > 1 << 20, "part of the download")
-    finally:
-        client.send_signal(signal.SIGKILL)
-        client.wait()
-    kept = part.stat().st_size
-    assert not dest.exists() and 0 < kept < source.stat().st_size
-
-    resumed = jb(lab, "ctl0", "download", SYNTH_ID, str(dest))
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resuming download" in resumed.stderr
-    assert sha256(dest) == sha256(source)
-    assert not part.exists()
-
-
-def test_download_dropped_by_the_host_midway_exits_3_and_resumes(lab_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """The controller's end of the stream goes away (its sshd session killed): the OpenSSH client
-    exits 255, which is exit 3 with the partial file kept; the next download continues it."""
+@pytest.mark.parametrize("cut", ["client killed", "host dropped the session"])
+def test_download_cut_midway_resumes_with_the_right_sha256(lab_factory, tmp_path: Path, cut: str) -> None:  # type: ignore[no-untyped-def]
+    """The client is killed, or the controller's end of the stream goes away (its sshd session
+    killed: the OpenSSH client exits 255, which is exit 3); either way the partial file is kept and
+    the next download continues it."""
     lab = lab_factory()
     ctl = lab.host("ctl0")
     source = big_archive(tmp_path)
@@ -172,16 +152,17 @@ def test_download_dropped_by_the_host_midway_exits_3_and_resumes(lab_factory, tm
     client = jb_background(lab, "ctl0", "download", SYNTH_ID, str(dest), "--bwlimit", "1M")
     try:
         wait_for(lambda: part.exists() and part.stat().st_size > 1 << 20, "part of the download")
-        reader = ctl.ssh(f"pgrep -o -f '^cat -- /{BACKUPS}/'", check=True).stdout.split()[0]
-        session = ctl.ssh(f"ps -o ppid= -p {reader}", check=True).stdout.strip()
-        ctl.ssh(f"kill -KILL {session}", check=True)
-        _, err = client.communicate(timeout=120)
+        if cut == "host dropped the session":
+            reader = ctl.ssh(f"pgrep -o -f '^cat -- /{BACKUPS}/'", check=True).stdout.split()[0]
+            session = ctl.ssh(f"ps -o ppid= -p {reader}", check=True).stdout.strip()
+            ctl.ssh(f"kill -KILL {session}", check=True)
+            _, err = client.communicate(timeout=120)
+            assert client.returncode == 3, err
+            assert "lost while downloading" in err
     finally:
         if client.poll() is None:
-            client.kill()
+            client.send_signal(signal.SIGKILL)
             client.wait()
-    assert client.returncode == 3, err
-    assert "lost while downloading" in err
     kept = part.stat().st_size
     assert not dest.exists() and 0 < kept < source.stat().st_size
 
@@ -189,6 +170,7 @@ def test_download_dropped_by_the_host_midway_exits_3_and_resumes(lab_factory, tm
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming download" in resumed.stderr
     assert sha256(dest) == sha256(source)
+    assert not part.exists()
 
 
 def test_upload_cut_midway_resumes_and_registers(lab_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
