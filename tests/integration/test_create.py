@@ -480,9 +480,10 @@ def test_ha_first_host_down_uses_the_second(lab_factory: Any) -> None:
     ]
     for name in hosts:
         assert f"catalog of {name}:" in listed.stderr  # every controller's catalog was read
-    removed = jb(lab, "remove", meta["ID"], "--yes", hosts=hosts)
+    removed = jb(lab, "remove", meta["ID"], newer_id[:20], "--yes", hosts=hosts)  # held by ctl1, ctl2
     assert removed.returncode == 0, removed.stderr
-    assert catalog_ids(lab.host("ctl1")) == []
+    assert removed.stdout.split() == [meta["ID"], newer_id]
+    assert catalog_ids(lab.host("ctl1")) == [] and catalog_ids(lab.host("ctl2")) == []
 
 
 def test_status_shows_the_controller(lab_factory: Any) -> None:
