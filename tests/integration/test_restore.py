@@ -341,6 +341,33 @@ def test_a_verified_archive_damaged_since_is_refused_before_the_target_changes(
     assert active(spare, db_unit(spare), "jujud-machine-0") == ["active", "active"]
 
 
+def test_a_restore_confirmed_on_a_terminal_pushes_after_the_plan(
+    lab_factory: LabFactory, tmp_path: Path
+) -> None:
+    """Without --yes nothing is pushed before the operator said yes: the archive is then pushed to a
+    file, hashed by the host and unpacked by the stage step (not while it arrives)."""
+    lab = lab_factory(controllers=1, spares=1)
+    ctl, spare = lab.host("ctl0"), lab.host("spare0")
+    archive = tmp_path / "backup.tar.gz"
+    create_and_download(lab, archive)
+    ctl.power_off()
+    argv = [sys.executable, "-m", "jujubackup", "-F", str(lab.ssh_config),
+            "restore", "--archive", str(archive), "--target", spare.name]
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen(argv, cwd=REPO, stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        os.write(master, b"y\n")
+        out, err = proc.communicate(timeout=600)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 0, err
+    assert "restore plan" in out and "restore done" in out
+    assert active(spare, db_unit(spare), "jujud-machine-0") == ["active", "active"]
+    assert not (spare.root / JOURNAL).exists()
+
+
 def test_restore_id_returns_a_changed_controller_to_the_backup(
     lab_factory: LabFactory, tmp_path: Path
 ) -> None:
