@@ -111,16 +111,17 @@ class HashingSink:
         self.pending = 0
 
 
-class ThrottledSource:
-    """A read-only stream over `raw` that applies a Throttle."""
+class HashingSource:
+    """A read-only stream over `raw` that feeds what it reads to `hasher` (what was sent is what
+    was hashed: no second read of the file)."""
 
-    def __init__(self, raw: IO[bytes], throttle: Throttle) -> None:
+    def __init__(self, raw: IO[bytes], hasher: Any) -> None:
         self.raw = raw
-        self.throttle = throttle
+        self.hasher = hasher
 
     def read(self, size: int = -1) -> bytes:
         data = self.raw.read(size)
-        self.throttle(len(data))
+        self.hasher.update(data)
         return data
 
 

@@ -20,13 +20,14 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from jujubackup import profiles, scripts
 from jujubackup.errors import ConnectError, JujuBackupError, RemoteStepError, VerifyError
 from jujubackup.host.base import Host
 from jujubackup.profiles import Profile
 from jujubackup.restore import plan as P
+from jujubackup.transfer import HashingSource
 
 JOURNAL_DIR = "/var/lib/jujubackup-restore"
 ARCHIVE = f"{JOURNAL_DIR}/archive.tar.gz"
@@ -155,21 +156,8 @@ def push_early(host: Host, archive: Path) -> str:
     digest = hashlib.sha256()
     with archive.open("rb", buffering=0) as fh:
         text = scripts.render("restore-receive", journal_dir=JOURNAL_DIR)
-        host.run_stream("restore-receive", text, _Hashing(fh, digest))
+        host.run_stream("restore-receive", text, HashingSource(fh, digest))
     return digest.hexdigest()
-
-
-class _Hashing:
-    """A read-only stream over `raw` that feeds what it reads to `digest`."""
-
-    def __init__(self, raw: BinaryIO, digest: Any) -> None:
-        self.raw = raw
-        self.digest = digest
-
-    def read(self, size: int = 1 << 20) -> bytes:
-        data = self.raw.read(size)
-        self.digest.update(data)
-        return data
 
 
 def start_journal(host: Host, params: Params) -> None:
