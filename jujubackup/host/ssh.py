@@ -412,7 +412,7 @@ class SSHHost:
             if rc == -1 and not self._transport_alive():
                 raise self._lost(doing)
         finally:
-            chan.close()
+            _close(chan)
         return b"".join(out), b"".join(err), rc
 
     def _transport_alive(self) -> bool:
@@ -495,7 +495,7 @@ class SSHHost:
             stdout = self._drain(chan, chan.recv_ready, chan.recv)
             stderr = self._drain_stderr(chan)
         finally:
-            chan.close()
+            _close(chan)
         return rc, stdout, stderr
 
     def run_detached(
@@ -574,7 +574,7 @@ class SSHHost:
             rc = self._exit_status(chan, f"downloading {remote_path}")
             stderr = self._drain_stderr(chan)
         finally:
-            chan.close()
+            _close(chan)
         self._check_get(rc, stderr, remote_path)
         return moved
 
@@ -746,7 +746,7 @@ class _JobPoller:
                 hint="check the network, then run `jujubackup status` to see the host's state",
             ) from err
         finally:
-            chan.close()
+            _close(chan)
         self._flush()
         if interrupted:
             raise KeyboardInterrupt
@@ -798,6 +798,13 @@ class _JobPoller:
         if self.on_stderr is not None and self._partial:
             self.on_stderr(self._partial.decode(errors="replace"))
         self._partial = b""
+
+
+def _close(chan: paramiko.Channel) -> None:
+    """Close a channel; on a connection that just died, paramiko's close raises (EOFError, socket
+    errors) before its transport thread noticed: that must not hide the ConnectError being raised."""
+    with contextlib.suppress(EOFError, OSError, paramiko.SSHException):
+        chan.close()
 
 
 class _Prefixed:
