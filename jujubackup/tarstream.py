@@ -4,7 +4,10 @@
 three copies per tar layer; for a 1 GiB archive that is more CPU than the hashing. Here:
 
 - `GzipReader` inflates with zlib's own gzip framing (header, CRC-32 and length checked in C) in
-  1 MiB pieces, concatenated members and zero padding included, as `gzip` accepts them;
+  1 MiB pieces, concatenated members and zero padding included, as `gzip` accepts them. The
+  inflater is zlib-ng's when the `zlib-ng` package is installed (a dependency; plain zlib is the
+  fallback): same API and checks, 10x faster on the stored blocks of incompressible members
+  (1 GiB: 0.15 against 1.5 CPU-s) and ~2x on compressed ones;
 - `ForwardStream` gives `tarfile.TarFile` the read/tell/seek it needs over a one-way stream
   (seeking forward reads and discards; seeking back is an error);
 - `iter_tar` yields each member with a reader of its data that reads the underlying stream
@@ -18,21 +21,36 @@ from __future__ import annotations
 import tarfile
 import zlib
 from collections.abc import Iterator
+from types import ModuleType
 from typing import IO, Any
 
+
+def _inflate_module() -> ModuleType:
+    """Return zlib-ng's zlib-compatible module, or zlib when zlib-ng is not installed."""
+    try:
+        from zlib_ng import zlib_ng
+    except ImportError:  # pragma: no cover - zlib-ng is a dependency; a platform without a wheel
+        return zlib
+    return zlib_ng
+
+
+INFLATE = _inflate_module()
+# what GzipReader raises for a corrupt stream besides EOFError/OSError (zlib_ng.error is not a
+# zlib.error): catch (zlib.error, INFLATE_ERROR)
+INFLATE_ERROR: type[Exception] = INFLATE.error
 CHUNK = 1024 * 1024
 
 
 class GzipReader:
     """A readable stream of the inflated bytes of a gzip stream read from `raw`.
 
-    Raise zlib.error for corrupt data or a CRC/length mismatch, EOFError for a stream that ends
+    Raise INFLATE_ERROR for corrupt data or a CRC/length mismatch, EOFError for a stream that ends
     before a member's trailer, OSError("Not a gzipped file") when the gzip magic is missing."""
 
     def __init__(self, raw: IO[bytes] | Any, chunk: int = CHUNK) -> None:
         self.raw = raw
         self.chunk = chunk
-        self.inflater: Any = zlib.decompressobj(31)
+        self.inflater: Any = INFLATE.decompressobj(31)
         self.pending = b""
         self.eof = False
         self.started = False
@@ -77,7 +95,7 @@ class GzipReader:
                 self.eof = True
                 return
             rest = more.lstrip(b"\x00")
-        self.inflater = zlib.decompressobj(31)
+        self.inflater = INFLATE.decompressobj(31)
         self.pending = rest
         self.started = False
 

@@ -15,6 +15,7 @@ import sys
 from multiprocessing.connection import Connection
 from types import TracebackType
 
+from jujubackup.alloc import reuse_big_buffers
 from jujubackup.archive import VerifyReport, verify_archive
 
 
@@ -22,6 +23,7 @@ def _child(path: str, sha1: bool, conn: Connection) -> None:
     """Run verify_archive(path) and send ("ok", report) or ("error", exception) back. SIGTERM (the
     parent left early) unwinds normally, so the BSON decode pool of a big dump is shut down too."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    reuse_big_buffers()
     try:
         # no worker processes of its own: the parent's work (sending the archive) needs the CPUs
         conn.send(("ok", verify_archive(path, sha1=sha1, workers=False)))

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from jujubackup import __version__
+from jujubackup.alloc import reuse_big_buffers
 from jujubackup.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, JujuBackupError, exit_code_table
 from jujubackup.settings import ConnectionSettings, GlobalOptions, OutputFormat, StreamVia
 from jujubackup.ui import UI
@@ -141,6 +142,7 @@ def _register_verbs() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; map typed errors to their exit codes with a one-line message and a hint."""
     _register_verbs()
+    reuse_big_buffers()
     ui = UI()
     try:
         returned = app(args=argv, standalone_mode=False)

@@ -196,7 +196,7 @@ def staging_id(path: Path) -> str:
     try:
         with path.open("rb") as raw:
             meta = _peek_metadata(raw)
-    except (tarfile.TarError, OSError, EOFError, zlib.error, ValueError, VerifyError):
+    except (tarfile.TarError, OSError, EOFError, ValueError, VerifyError, zlib.error):
         return ""
     if meta is None:
         return ""

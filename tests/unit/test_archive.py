@@ -9,6 +9,7 @@ import json
 import os
 import stat
 import tarfile
+import threading
 from pathlib import Path
 
 import bson
@@ -109,6 +110,29 @@ def test_built_archive_with_manifest_verifies(tmp_path: Path) -> None:
     report = archive.verify_archive(ArchiveSpec().write(tmp_path / "a.tar.gz"))
     assert report.ok, failed_messages(report)
     assert report.manifest is not None and len(report.manifest["files"]) == 5
+
+
+def test_built_archive_digests_are_those_of_its_bytes(tmp_path: Path) -> None:
+    big = os.urandom(3 << 20)  # several chunks through the hashing thread
+    path = ArchiveSpec(extra=[(file_info("juju-backup/big", big), big)]).write(tmp_path / "a.tar.gz")
+    data = path.read_bytes()
+    digest = archive.verify_archive(path).digest
+    assert digest == archive.ArchiveDigest(
+        hashlib.sha256(data).hexdigest(), base64.b64encode(hashlib.sha1(data).digest()).decode(), len(data))
+
+
+def test_verifying_stops_its_hashing_thread_when_interrupted(tmp_path: Path) -> None:
+    data = ArchiveSpec().write(tmp_path / "a.tar.gz").read_bytes()
+
+    class Interrupted(io.BytesIO):
+        def read(self, n: int | None = -1) -> bytes:
+            if self.tell() > len(data) // 2:
+                raise KeyboardInterrupt
+            return super().read(min(n or 4096, 4096))
+
+    with pytest.raises(KeyboardInterrupt):
+        archive.verify_stream(Interrupted(data), label="x")
+    assert not [t for t in threading.enumerate() if t.name == "jujubackup-hash"]
 
 
 def test_flipped_byte_fails(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import zlib
 
 import pytest
 
+from jujubackup import tarstream
 from jujubackup.tarstream import ForwardStream, GzipReader, iter_tar
 
 
@@ -48,19 +49,30 @@ def _members(raw: bytes) -> list[tuple[str, str, bytes | None]]:
     return found
 
 
-def test_gzip_reader_inflates_concatenated_members_and_zero_padding() -> None:
+def test_gzip_reader_inflates_concatenated_members_and_zero_padding(inflater: str) -> None:
     one, two = os.urandom(3 << 20), b"hello" * 100000
     raw = gzip.compress(one) + b"\x00" * 1024 + gzip.compress(two) + b"\x00" * 10
     assert _read_all(GzipReader(io.BytesIO(raw), chunk=65536)) == one + two
 
 
-def test_gzip_reader_refuses_truncation_corruption_and_non_gzip() -> None:
+@pytest.fixture(params=["zlib-ng", "zlib"])
+def inflater(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with zlib-ng's inflater (the installed one) and with the zlib fallback."""
+    if request.param == "zlib":
+        monkeypatch.setattr(tarstream, "INFLATE", zlib)
+        monkeypatch.setattr(tarstream, "INFLATE_ERROR", zlib.error)
+    else:
+        assert tarstream.INFLATE.__name__ == "zlib_ng.zlib_ng", "zlib-ng is a dependency"
+    return str(request.param)
+
+
+def test_gzip_reader_refuses_truncation_corruption_and_non_gzip(inflater: str) -> None:
     raw = gzip.compress(os.urandom(1 << 20))
     with pytest.raises(EOFError):
         _read_all(GzipReader(io.BytesIO(raw[:-100])))
     flipped = bytearray(raw)
     flipped[-6] ^= 0xFF  # the stored CRC-32
-    with pytest.raises(zlib.error):
+    with pytest.raises(tarstream.INFLATE_ERROR, match="incorrect data check"):
         _read_all(GzipReader(io.BytesIO(bytes(flipped))))
     with pytest.raises(OSError, match="Not a gzipped file"):
         _read_all(GzipReader(io.BytesIO(b"PK\x03\x04 not gzip at all")))
