@@ -46,6 +46,11 @@ class Throttle:
         self.start = time.monotonic()
         self.moved = 0
 
+    @property
+    def limited(self) -> bool:
+        """True when a rate is set."""
+        return bool(self.rate)
+
     def __call__(self, nbytes: int) -> None:
         if not self.rate:
             return

@@ -18,9 +18,23 @@ Progress = Callable[[int], None]
 
 
 class Readable(Protocol):
-    """What put and run_stream read from: `read(size)` returning b"" at the end."""
+    """What put and run_stream read from: `read(size)` returning b"" at the end.
+
+    A source that is the rest of a regular file, with no per-chunk work to do, may also have a
+    `direct_file()` method (see DirectFile): put then lets the OpenSSH client read the file
+    itself, and `read` is only used when the bytes go over paramiko."""
 
     def read(self, size: int = ..., /) -> bytes:
+        ...
+
+
+class DirectFile(Protocol):
+    """A Readable whose bytes are those of an open file from its current position to its end."""
+
+    def direct_file(self) -> tuple[int, Callable[[], None]] | None:
+        """Return (file descriptor, check) to send the rest of the file by reading the descriptor
+        (its offset moves as it is read), or None when each chunk must go through `read`. `check()`
+        is called a few times a second while the file is sent; what it raises stops the send."""
         ...
 
 

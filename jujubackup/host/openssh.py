@@ -41,6 +41,7 @@ CIPHERS = (
 )
 SSH_FAILED = 255
 READY = b"R"
+DIRECT_POLL = 0.1  # seconds between progress updates (and checks) of put_file
 
 
 class Unusable(Exception):
@@ -197,6 +198,47 @@ class OpenSSHStreams:
                 raise
             with contextlib.suppress(BrokenPipeError):
                 proc.stdin.close()
+            done = _finish(proc, errors, timeout)
+        finally:
+            _reap(proc, errors)
+        return moved, done
+
+
+    def put_file(
+        self, command: str, fd: int, check: Callable[[], None], progress: Callable[[int], None] | None,
+        timeout: float,
+    ) -> tuple[int, Finished]:
+        """Like put, with `ssh` reading the open file `fd` itself from its current offset to its end
+        (as `ssh host cmd < file` does: no copy through this process). Progress is the movement of
+        the shared file offset, read with `check()` every DIRECT_POLL seconds.
+
+        Return (bytes sent, how it ended). Raise Unusable if `ssh` failed before the command started
+        (the offset is put back: nothing was sent). What `check()` raises kills `ssh` and propagates.
+        """
+        start = os.lseek(fd, 0, os.SEEK_CUR)
+        proc, errors = self._spawn(command, fd)
+        moved = 0
+        try:
+            assert proc.stdout is not None
+            if proc.stdout.read(1) != READY:
+                done = _finish(proc, errors, timeout)
+                os.lseek(fd, start, os.SEEK_SET)  # what ssh may have read went nowhere
+                if done.returncode == SSH_FAILED:
+                    raise Unusable(_last_line(done.stderr))
+                return 0, done
+            while True:
+                try:
+                    proc.wait(DIRECT_POLL)
+                    ended = True
+                except subprocess.TimeoutExpired:
+                    ended = False
+                now = os.lseek(fd, 0, os.SEEK_CUR) - start
+                if progress is not None and now > moved:
+                    progress(now - moved)
+                moved = now
+                if ended:
+                    break
+                check()
             done = _finish(proc, errors, timeout)
         finally:
             _reap(proc, errors)

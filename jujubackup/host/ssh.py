@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import paramiko
 
@@ -470,13 +470,19 @@ class SSHHost:
         size: int | None = None,
     ) -> tuple[int, str, str]:
         """Run `command` with `source` (`size` bytes when known) streamed to its stdin until EOF
-        (OpenSSH when usable and the stream is not small, else paramiko); return (exit code, stdout,
-        stderr). Raise ConnectError if the connection drops."""
+        (OpenSSH when usable and the stream is not small, reading a DirectFile source's file itself;
+        else paramiko); return (exit code, stdout, stderr). Raise ConnectError if the connection
+        drops."""
         streams = self._streams(size)
         if streams is not None:
+            command = f"printf {READY.decode()} && exec {command}"
+            direct = source.direct_file() if isinstance(source, _Counted) else None
             try:
-                _moved, done = streams.put(f"printf {READY.decode()} && exec {command}", source, progress,
-                                           self.io_timeout)
+                if direct is not None:
+                    assert isinstance(source, _Counted)
+                    source.moved, done = streams.put_file(command, *direct, progress, self.io_timeout)
+                else:
+                    _moved, done = streams.put(command, source, progress, self.io_timeout)
             except Unusable as err:
                 self._openssh_unusable(err)
             else:
@@ -822,7 +828,8 @@ class _Prefixed:
 
 
 class _Counted:
-    """A read-only stream over `source` that counts the bytes read."""
+    """A read-only stream over `source` that counts the bytes read (or sent directly from the
+    file of a DirectFile source)."""
 
     def __init__(self, source: Readable) -> None:
         self.source = source
@@ -832,6 +839,11 @@ class _Counted:
         data = self.source.read(size)
         self.moved += len(data)
         return data
+
+    def direct_file(self) -> tuple[int, Callable[[], None]] | None:
+        """The source's direct_file() when it has one (host.base.DirectFile), else None."""
+        direct = getattr(self.source, "direct_file", None)
+        return cast("tuple[int, Callable[[], None]] | None", direct()) if callable(direct) else None
 
 
 def _sendall(chan: paramiko.Channel, data: bytes) -> None:

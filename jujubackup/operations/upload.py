@@ -15,8 +15,10 @@ place and writes `<ID>.json`.
 from __future__ import annotations
 
 import hashlib
+import io
 import tarfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -174,13 +176,21 @@ class _Source:
         self.throttle = throttle
 
     def read(self, size: int = CHUNK) -> bytes:
+        self.check()
+        data = self.fh.read(CHUNK)
+        self.throttle(len(data))
+        return data
+
+    def check(self) -> None:
+        """Raise VerifyError if the verification running meanwhile has finished with a failure."""
         if self.verifying is not None and self.verifying.done():
             report = self.verifying.result()
             if not report.ok:
                 raise _verify_failed(report)
-        data = self.fh.read(CHUNK)
-        self.throttle(len(data))
-        return data
+
+    def direct_file(self) -> tuple[int, Callable[[], None]] | None:
+        """The file itself, for OpenSSH to read (host.base.DirectFile), unless throttled."""
+        return None if self.throttle.limited else (self.fh.fileno(), self.check)
 
 
 def staging_id(path: Path) -> str:
@@ -208,11 +218,13 @@ def staging_id(path: Path) -> str:
 
 
 def _peek_metadata(raw: IO[bytes]) -> Any:
-    """Return the parsed metadata.json if it comes within PEEK_BYTES of the raw stream, else None."""
-    with tarfile.open(fileobj=raw, mode="r|gz") as tar:
+    """Return the parsed metadata.json if it comes within PEEK_BYTES of the raw stream, else None.
+
+    Only those bytes are read: an archive whose metadata.json follows a big root.tar is not
+    inflated to its end here (that took 1.2 s for 1 GiB before the upload had even started)."""
+    head = io.BytesIO(raw.read(PEEK_BYTES))
+    with tarfile.open(fileobj=head, mode="r|gz") as tar:
         for member in tar:
-            if raw.tell() > PEEK_BYTES:
-                return None
             if member.isreg() and member.name.lstrip("./") == f"{TOP}/metadata.json":
                 fileobj = tar.extractfile(member)
                 assert fileobj is not None

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -279,6 +279,60 @@ def test_a_failing_source_ends_the_remote_writer_and_propagates(streamer: SSHHos
     assert remote.stat().st_size <= 2 << 20  # the writer has exited: the caller may remove the file
 
 
+class FileSource:
+    """A DirectFile source: the rest of an open file; `check` counts its calls, and raises once
+    `fail_after` bytes of the file were read."""
+
+    def __init__(self, path: Path, offset: int = 0, fail_after: int | None = None) -> None:
+        self.fh = path.open("rb", buffering=0)
+        self.fh.seek(offset)
+        self.fail_after = fail_after
+        self.checks = 0
+        self.reads = 0
+
+    def read(self, size: int = 1 << 20) -> bytes:
+        self.reads += 1
+        self.check()
+        return self.fh.read(size)
+
+    def check(self) -> None:
+        self.checks += 1
+        if self.fail_after is not None and self.fh.tell() >= self.fail_after:
+            raise ValueError("verification failed")
+
+    def direct_file(self) -> tuple[int, Callable[[], None]]:
+        return self.fh.fileno(), self.check
+
+
+def test_a_file_source_is_sent_whole_from_its_offset(streamer: SSHHost, tmp_path: Path) -> None:
+    local = tmp_path / "local.bin"
+    data = os.urandom(9 * 1024 * 1024 + 5)
+    local.write_bytes(data)
+    remote = str(tmp_path / "remote.bin")
+    moved: list[int] = []
+    digests: list[str] = []
+    source = FileSource(local, offset=1000)
+    sent = streamer.put(source, remote, progress=moved.append, on_sha256=digests.append,
+                        size=len(data) - 1000)
+    assert sent == sum(moved) == len(data) - 1000
+    assert Path(remote).read_bytes() == data[1000:]
+    assert digests == [hashlib.sha256(data[1000:]).hexdigest()]
+    # OpenSSH reads the file itself; paramiko reads it chunk by chunk
+    assert (source.reads == 0) == (streamer.streams_via == "openssh")
+
+
+def test_a_file_source_whose_check_fails_stops_the_send(streamer: SSHHost, tmp_path: Path) -> None:
+    local = tmp_path / "local.bin"
+    local.write_bytes(os.urandom(256 * 1024 * 1024))
+    remote = tmp_path / "remote.bin"
+    source = FileSource(local, fail_after=8 << 20)
+    with pytest.raises(ValueError, match="verification failed"):
+        streamer.put(source, str(remote), size=256 * 1024 * 1024)
+    assert source.checks >= 1
+    assert remote.stat().st_size < 256 * 1024 * 1024
+    assert not _ssh_children()  # the stream's ssh client was stopped
+
+
 def _ssh_children() -> list[int]:
     """Pids of this process's `ssh` children (the OpenSSH stream client)."""
     found = []
@@ -329,7 +383,9 @@ def test_auto_falls_back_to_paramiko_when_ssh_cannot_log_in(
 ) -> None:
     fake = tmp_path / "bin" / "ssh"
     fake.parent.mkdir()
-    fake.write_text("#!/bin/sh\necho 'root@127.0.0.1: Permission denied (publickey).' >&2\nexit 255\n")
+    # given a file, it reads some of it first, as a real ssh may before the remote command starts
+    fake.write_text("#!/bin/sh\nif [ -f /dev/stdin ]; then head -c 65536 >/dev/null; fi\n"
+                    "echo 'root@127.0.0.1: Permission denied (publickey).' >&2\nexit 255\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
     data = os.urandom(3 << 20)
@@ -340,6 +396,10 @@ def test_auto_falls_back_to_paramiko_when_ssh_cannot_log_in(
         sink = io.BytesIO()
         host.get(remote, sink)
         assert sink.getvalue() == data
+        local = tmp_path / "local.bin"
+        local.write_bytes(data)
+        assert host.put(FileSource(local, offset=5), remote) == len(data) - 5  # the offset was put back
+        assert Path(remote).read_bytes() == data[5:]
     required = target_for(sshd, stream_via="openssh")
     with SSHHost.connect(required) as host, pytest.raises(ConnectError) as caught:
         host.get(remote, io.BytesIO())
