@@ -252,14 +252,6 @@ class Catalog:
             raise lock_error(err, self.host.name) from err
         return [str(i) for i in doc.get("removed") or []]
 
-    def prepare_dir(self) -> None:
-        """Create the backup dir (0700) if missing."""
-        self.host.run(
-            "catalog-prepare",
-            f"set -eu\nmkdir -p -m 0700 -- {scripts.shell_quote(self.backup_dir)}\n"
-            f"chmod 0700 -- {scripts.shell_quote(self.backup_dir)}\necho '{{}}'\n",
-        )
-
     def register(
         self, staged_path: str, record: dict[str, Any], *, force: bool = False, staged_sha256: str = ""
     ) -> CatalogRecord:

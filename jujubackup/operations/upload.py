@@ -14,6 +14,7 @@ place and writes `<ID>.json`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import tarfile
@@ -24,9 +25,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from jujubackup import scripts
 from jujubackup.archive import TOP, VerifyReport, verify_archive
 from jujubackup.catalog import Catalog, build_record
-from jujubackup.errors import NotFoundError, RefusedError, VerifyError
+from jujubackup.errors import NotFoundError, RefusedError, RemoteStepError, VerifyError
 from jujubackup.host.base import Host
 from jujubackup.local_archives import fully_verified, read_sidecar
 from jujubackup.metadata import (
@@ -36,15 +38,19 @@ from jujubackup.metadata import (
     parse_metadata_json,
     validate_backup_id,
 )
-from jujubackup.operations.status import connect_controller
+from jujubackup.operations.status import connect_catalog
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
 from jujubackup.settings import ConnectionSettings
-from jujubackup.transfer import CHUNK, Throttle, hash_prefix, remote_remove, remote_stat
+from jujubackup.transfer import CHUNK, RemoteFile, Throttle, hash_prefix, remote_remove
 from jujubackup.ui import UI
 from jujubackup.verifier import BackgroundVerify
 
 PEEK_BYTES = 16 << 20  # how far into the archive to look for metadata.json (the staging name)
 PARALLEL_VERIFY_MIN = 32 << 20  # from this size on the archive is verified by another process while sent
+
+
+AGENTS_DIR = "/var/lib/juju/agents"  # a host without a machine-*/agent.conf here is no Juju machine
+RC_NOT_JUJU = 80  # upload-prepare: the host has no machine agent.conf
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,15 @@ class UploadRequest:
     force: bool = False
     bwlimit: int | None = None
     backup_dir: str = DEFAULT_BACKUP_DIR
+    agents_dir: str = AGENTS_DIR
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What upload-prepare found: whether the ID is stored, and the staged file (for the resume)."""
+
+    stored: bool
+    staged: RemoteFile
 
 
 @dataclass(frozen=True)
@@ -68,13 +83,17 @@ class UploadResult:
                 "resumed-from": self.resumed_from}
 
 
-def upload(host: Host, request: UploadRequest, ui: UI) -> UploadResult:
+def upload(
+    host: Host, request: UploadRequest, ui: UI, verifying: BackgroundVerify | None = None
+) -> UploadResult:
     """Given a connected controller and a local archive, store it in the catalog; return the result.
+    `verifying`: the verification of the file already started (start_verification), else it starts
+    here when needed.
 
     Raise NotFoundError (5) if the file is missing, VerifyError (8) if it does not verify locally or
-    on the controller (the staged file is removed, nothing is registered), RefusedError (6) if the ID
-    is stored and not `force`, LockedError (7) when the controller is locked, ConnectError (3) on a
-    dropped connection (the staged part stays for a resume).
+    on the controller (the staged file is removed, nothing is registered), RefusedError (6) if the
+    host is no Juju machine or the ID is stored and not `force`, LockedError (7) when the controller
+    is locked, ConnectError (3) on a dropped connection (the staged part stays for a resume).
     """
     if not request.file.is_file():
         raise NotFoundError(f"archive {request.file} not found")
@@ -82,12 +101,27 @@ def upload(host: Host, request: UploadRequest, ui: UI) -> UploadResult:
     early_id = staging_id(request.file)
     early_id = early_id if is_backup_id(early_id) else ""  # never build a path from a hostile ID
     catalog = Catalog(host, request.backup_dir)
-    catalog.prepare_dir()
-    if early_id and not request.force and any(r.id == early_id for r in catalog.records()):
-        raise _exists(early_id, host)
     staged = catalog.staging_path(early_id or _file_key(request.file))
-    offset = _resume_point(host, staged, request.file, size, ui)
     verified = fully_verified(request.file)
+    with contextlib.ExitStack() as stack:
+        if verifying is None and verified is None:
+            verifying = start_verification(request.file)
+        if verifying is not None:
+            stack.enter_context(verifying)  # stopped on any way out
+        prepared = _prepare(host, request, early_id, staged)
+        if prepared.stored and not request.force:
+            raise _exists(early_id, host)
+        offset = _resume_point(host, prepared.staged, request.file, size, ui)
+        return _upload(host, request, ui, catalog, staged, offset, size, verified, verifying)
+    raise AssertionError("unreachable")  # pragma: no cover - the with block returns or raises
+
+
+def _upload(
+    host: Host, request: UploadRequest, ui: UI, catalog: Catalog, staged: str, offset: int, size: int,
+    verified: dict[str, Any] | None, verifying: BackgroundVerify | None,
+) -> UploadResult:
+    """Send from `offset`, check the host's SHA-256 and register; remove the staged file when the
+    archive or its copy is refused. Errors as `upload`."""
     try:
         if verified is not None:
             ui.info(f"uploading {request.file} (verified earlier: its SHA-256 is checked on {host.name})")
@@ -95,7 +129,7 @@ def upload(host: Host, request: UploadRequest, ui: UI) -> UploadResult:
             record = _record_of_sidecar(verified)
         else:
             ui.info(f"verifying and uploading {request.file}")
-            report, remote_sha = _send_verifying(host, request, staged, offset, size, ui)
+            report, remote_sha = _send_verifying(host, request, staged, offset, size, ui, verifying)
             record = catalog_record(request.file, report)
         if remote_sha != record["sha256"]:
             raise VerifyError(
@@ -117,26 +151,38 @@ def _exists(backup_id: str, host: Host) -> RefusedError:
                         hint="use --force to replace it")
 
 
+def start_verification(path: Path) -> BackgroundVerify | None:
+    """Given a local archive to upload, start verifying it in another process if it is big enough
+    to be worth it and was not verified earlier (host-independent: it can start before connecting);
+    return the verification, or None (a small file is verified in this process when sent)."""
+    try:
+        big = path.stat().st_size >= PARALLEL_VERIFY_MIN
+    except OSError:
+        return None
+    return BackgroundVerify(path) if big and fully_verified(path) is None else None
+
+
 def _send_verifying(
-    host: Host, request: UploadRequest, staged: str, offset: int, size: int, ui: UI
+    host: Host, request: UploadRequest, staged: str, offset: int, size: int, ui: UI,
+    verifying: BackgroundVerify | None,
 ) -> tuple[VerifyReport, str]:
     """Verify the local file and send its bytes from `offset` on to `staged`; return (verify report,
     SHA-256 the host computed of the whole staged file). A big file is verified by another process
-    while it is sent (verification is CPU-bound, sending holds the GIL often: one process for both
-    would do them one after the other); a small one first, here. The report's SHA-256 is of the
-    bytes verified, so comparing it with the host's proves the bytes sent are those verified.
+    (`verifying`) while it is sent (verification is CPU-bound, sending holds the GIL often: one
+    process for both would do them one after the other); a small one first, here. The report's
+    SHA-256 is of the bytes verified, so comparing it with the host's proves the bytes sent are
+    those verified.
 
     Raise VerifyError (8) when the verification fails (a big archive's transfer stops as soon as
     the verifying process has finished with a failure; the caller removes the staged file).
     """
-    if size < PARALLEL_VERIFY_MIN:
+    if verifying is None:
         report = verify_archive(request.file)
         if not report.ok:
             raise _verify_failed(report)
         return report, _send(host, request, staged, offset, size, ui, None)
-    with BackgroundVerify(request.file) as verifying:
-        remote_sha = _send(host, request, staged, offset, size, ui, verifying)
-        report = verifying.result()
+    remote_sha = _send(host, request, staged, offset, size, ui, verifying)
+    report = verifying.result()
     if not report.ok:
         raise _verify_failed(report)
     return report, remote_sha
@@ -281,9 +327,28 @@ def _record_of_sidecar(sidecar: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def _resume_point(host: Host, staged: str, path: Path, size: int, ui: UI) -> int:
-    """Return where to continue: the staged file's length if its bytes match the local file's, else 0."""
-    remote = remote_stat(host, staged, prefix=-1)
+def _prepare(host: Host, request: UploadRequest, backup_id: str, staged: str) -> _Prepared:
+    """Run upload-prepare: return whether `backup_id` is stored and the staged file's state.
+    Raise RefusedError (6) when the host has no machine agent.conf (not a Juju machine)."""
+    text = scripts.render("upload-prepare", backup_dir=request.backup_dir, backup_id=backup_id,
+                          staged=staged, agents_dir=request.agents_dir)
+    try:
+        doc = host.run("upload-prepare", text).json()
+    except RemoteStepError as err:
+        if err.returncode == RC_NOT_JUJU:
+            raise RefusedError(
+                f"{host.name} is not a Juju machine: no machine agent.conf under {request.agents_dir}",
+                hint="upload to a controller (-c NAME or -H HOST); `jujubackup status` shows what a host is",
+            ) from err
+        raise
+    found = doc["staged"]
+    return _Prepared(bool(doc["stored"]),
+                     RemoteFile(bool(found["exists"]), int(found["size"]), str(found["sha256"])))
+
+
+def _resume_point(host: Host, remote: RemoteFile, path: Path, size: int, ui: UI) -> int:
+    """Given the staged file's state, return where to continue: its length if its bytes match the
+    local file's, else 0."""
     if not remote.exists or remote.size == 0:
         return 0
     if remote.size <= size and remote.sha256 == hash_prefix(path, remote.size).hexdigest():
@@ -297,8 +362,14 @@ def run_upload(settings: ConnectionSettings, ui: UI, request: UploadRequest) -> 
     """Connect to the first controller of `settings`, upload, and close. Errors as `upload`."""
     if not request.file.is_file():
         raise NotFoundError(f"archive {request.file} not found")
-    host, _facts = connect_controller(settings, ui, request.backup_dir, require_healthy=False)
+    verifying = start_verification(request.file)  # meanwhile: connect, prepare
     try:
-        return upload(host, request, ui)
+        host = connect_catalog(settings, ui, request.backup_dir)
+    except BaseException:
+        if verifying is not None:
+            verifying.close()
+        raise
+    try:
+        return upload(host, request, ui, verifying)
     finally:
         host.close()

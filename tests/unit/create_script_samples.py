@@ -55,6 +55,12 @@ CREATE_SAMPLES: dict[str, dict[str, Any] | list[dict[str, Any]]] = {
         "holder": "me@ws jujubackup remove",
         "ids": [BACKUP_ID, "x y"],
     },
+    "upload-prepare": {
+        "backup_dir": profiles.DEFAULT_BACKUP_DIR,
+        "backup_id": BACKUP_ID,
+        "staged": "/var/lib/juju/backups/.upload-x.tar.gz.part",
+        "agents_dir": "/var/lib/juju/agents",
+    },
     "catalog-register": {
         "backup_dir": profiles.DEFAULT_BACKUP_DIR,
         "holder": "me@ws jujubackup upload",

@@ -59,6 +59,25 @@ def archive(tmp_path: Path, name: str = "a.tar.gz", **changes: object) -> Path:
     return spec.write(tmp_path / name)
 
 
+def juju_machine(file: Path, *, backup_dir: str, **fields: object) -> UploadRequest:
+    """An UploadRequest to this machine, made to look like a Juju machine: a machine agent.conf
+    in an agents dir next to the (temporary) backup dir (upload refuses a host without one)."""
+    agents = Path(backup_dir).parent / "agents"
+    (agents / "machine-0").mkdir(parents=True, exist_ok=True)
+    (agents / "machine-0" / "agent.conf").write_text("tag: machine-0\n")
+    return UploadRequest(file, backup_dir=backup_dir, agents_dir=str(agents), **fields)  # type: ignore[arg-type]
+
+
+def test_upload_to_a_host_that_is_no_juju_machine_is_refused(host: SSHHost, ui: UI, tmp_path: Path) -> None:
+    source = archive(tmp_path)
+    backups = tmp_path / "backups"
+    request = UploadRequest(source, backup_dir=str(backups), agents_dir=str(tmp_path / "no-agents"))
+    with pytest.raises(RefusedError, match=r"not a Juju machine: no machine agent\.conf") as caught:
+        upload(host, request, ui)
+    assert caught.value.exit_code == EXIT_REFUSED
+    assert not backups.exists()
+
+
 def stored_files(backups: Path) -> list[str]:
     return sorted(p.name for p in backups.iterdir()) if backups.exists() else []
 
@@ -66,7 +85,7 @@ def stored_files(backups: Path) -> list[str]:
 def test_upload_then_download_round_trip(host: SSHHost, ui: UI, tmp_path: Path) -> None:
     source = archive(tmp_path)
     backups = tmp_path / "backups"
-    result = upload(host, UploadRequest(source, backup_dir=str(backups)), ui)
+    result = upload(host, juju_machine(source, backup_dir=str(backups)), ui)
     assert result.id == ID
     assert stored_files(backups) == [f"{ID}.json", f"{ID}.tar.gz"]
     assert (backups / f"{ID}.tar.gz").read_bytes() == source.read_bytes()
@@ -85,7 +104,7 @@ def test_upload_then_download_round_trip(host: SSHHost, ui: UI, tmp_path: Path) 
 
     # the downloaded copy (with its sidecar) uploads to another controller under the same ID
     other = tmp_path / "other-backups"
-    again = upload(host, UploadRequest(got.path, backup_dir=str(other)), ui)
+    again = upload(host, juju_machine(got.path, backup_dir=str(other)), ui)
     assert again.id == ID
     assert (other / f"{ID}.tar.gz").read_bytes() == source.read_bytes()
 
@@ -93,16 +112,16 @@ def test_upload_then_download_round_trip(host: SSHHost, ui: UI, tmp_path: Path) 
 def test_upload_refuses_an_existing_id_unless_forced(host: SSHHost, ui: UI, tmp_path: Path) -> None:
     source = archive(tmp_path)
     backups = str(tmp_path / "backups")
-    upload(host, UploadRequest(source, backup_dir=backups), ui)
+    upload(host, juju_machine(source, backup_dir=backups), ui)
     with pytest.raises(RefusedError) as caught:
-        upload(host, UploadRequest(source, backup_dir=backups), ui)
+        upload(host, juju_machine(source, backup_dir=backups), ui)
     assert caught.value.exit_code == EXIT_REFUSED
-    assert upload(host, UploadRequest(source, force=True, backup_dir=backups), ui).id == ID
+    assert upload(host, juju_machine(source, force=True, backup_dir=backups), ui).id == ID
 
 
 def test_juju_made_archive_uploads_and_lists(host: SSHHost, ui: UI, tmp_path: Path) -> None:
     backups = tmp_path / "backups"
-    result = upload(host, UploadRequest(VALID, backup_dir=str(backups)), ui)
+    result = upload(host, juju_machine(VALID, backup_dir=str(backups)), ui)
     assert result.id == f"20200225-041241.{MODEL_UUID}"
     record = Catalog(host, str(backups)).get("latest")
     assert (record.id, record.metadata.version, record.metadata.hostname) == (
@@ -116,7 +135,7 @@ class _Stop(Exception):
 def test_interrupted_download_resumes_from_its_partial(host: SSHHost, ui: UI, tmp_path: Path) -> None:
     source = archive(tmp_path)
     backups = str(tmp_path / "backups")
-    upload(host, UploadRequest(source, backup_dir=backups), ui)
+    upload(host, juju_machine(source, backup_dir=backups), ui)
     dest = tmp_path / "copy.tar.gz"
     seen: list[int] = []
 
@@ -144,7 +163,7 @@ def test_interrupted_download_resumes_from_its_partial(host: SSHHost, ui: UI, tm
 def test_partial_that_does_not_match_is_restarted(host: SSHHost, ui: UI, tmp_path: Path) -> None:
     source = archive(tmp_path)
     backups = str(tmp_path / "backups")
-    upload(host, UploadRequest(source, backup_dir=backups), ui)
+    upload(host, juju_machine(source, backup_dir=backups), ui)
     dest = tmp_path / "copy.tar.gz"
     (tmp_path / "copy.tar.gz.part").write_bytes(b"garbage" * 100)
     result = download(host, DownloadRequest(ID, file=dest, backup_dir=backups), ui)
@@ -159,7 +178,7 @@ def test_upload_resumes_a_matching_staged_prefix(host: SSHHost, ui: UI, tmp_path
     half = source.stat().st_size // 2
     staged = Path(Catalog(host, str(backups)).staging_path(ID))
     staged.write_bytes(source.read_bytes()[:half])
-    result = upload(host, UploadRequest(source, backup_dir=str(backups)), ui)
+    result = upload(host, juju_machine(source, backup_dir=str(backups)), ui)
     assert result.resumed_from == half
     assert (backups / f"{ID}.tar.gz").read_bytes() == source.read_bytes()
     assert not staged.exists()
@@ -168,7 +187,7 @@ def test_upload_resumes_a_matching_staged_prefix(host: SSHHost, ui: UI, tmp_path
 def test_damaged_stored_copy_is_not_renamed_into_place(host: SSHHost, ui: UI, tmp_path: Path) -> None:
     source = archive(tmp_path)
     backups = tmp_path / "backups"
-    upload(host, UploadRequest(source, backup_dir=str(backups)), ui)
+    upload(host, juju_machine(source, backup_dir=str(backups)), ui)
     stored = backups / f"{ID}.tar.gz"
     data = bytearray(stored.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -187,7 +206,7 @@ def test_damaged_stored_copy_is_not_renamed_into_place(host: SSHHost, ui: UI, tm
 def test_verify_id_checks_the_stored_copy_in_place(host: SSHHost, ui: UI, tmp_path: Path) -> None:
     source = archive(tmp_path)
     backups = str(tmp_path / "backups")
-    upload(host, UploadRequest(source, backup_dir=backups), ui)
+    upload(host, juju_machine(source, backup_dir=backups), ui)
     report = verify_stored(host, VerifyRequest(ID[:10], backup_dir=backups), ui)
     assert report.ok, report.failures
     assert report.metadata is not None and report.metadata.id == ID
@@ -226,7 +245,7 @@ def test_bad_archives_are_refused_and_nothing_is_registered(
     bad = BAD_ARCHIVES[kind](tmp_path)
     backups = tmp_path / "backups"
     with pytest.raises(JujuBackupError) as caught:
-        upload(host, UploadRequest(bad, backup_dir=str(backups)), ui)
+        upload(host, juju_machine(bad, backup_dir=str(backups)), ui)
     assert caught.value.exit_code == EXIT_VERIFY, caught.value.message
     assert stored_files(backups) == []
     assert not verify_local(bad).ok
