@@ -232,7 +232,9 @@ def run_step(
         values["use_stream"] = upload.pushed_sha256 is not None
     text = scripts.render(SCRIPT_OF[step], **values)
     try:
-        if step in DETACHED_STEPS:
+        # what restore-receive unpacked needs only the small overlay on top: no detached job
+        attached = step == P.UPLOAD and values.get("use_stream") is True
+        if step in DETACHED_STEPS and not attached:
             result = host.run_detached(SCRIPT_OF[step], text, timeout=None, poll=DETACHED_POLL)
         else:
             result = host.run(SCRIPT_OF[step], text, timeout=900)
