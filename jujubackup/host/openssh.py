@@ -203,7 +203,6 @@ class OpenSSHStreams:
             _reap(proc, errors)
         return moved, done
 
-
     def put_file(
         self, command: str, fd: int, check: Callable[[], None], progress: Callable[[int], None] | None,
         timeout: float,
@@ -213,7 +212,8 @@ class OpenSSHStreams:
         the shared file offset, read with `check()` every DIRECT_POLL seconds.
 
         Return (bytes sent, how it ended). Raise Unusable if `ssh` failed before the command started
-        (the offset is put back: nothing was sent). What `check()` raises kills `ssh` and propagates.
+        (the offset is put back: nothing was sent). What `check()` raises kills `ssh` (the remote
+        command loses its session and ends) and propagates.
         """
         start = os.lseek(fd, 0, os.SEEK_CUR)
         proc, errors = self._spawn(command, fd)
