@@ -7,7 +7,7 @@ three copies per tar layer; for a 1 GiB archive that is more CPU than the hashin
   1 MiB pieces, concatenated members and zero padding included, as `gzip` accepts them. The
   inflater is zlib-ng's when the `zlib-ng` package is installed (a dependency; plain zlib is the
   fallback): same API and checks, 10x faster on the stored blocks of incompressible members
-  (1 GiB: 0.15 against 1.5 CPU-s) and ~2x on compressed ones;
+  (1 GiB: 0.15 against 1.5 CPU-s);
 - `ForwardStream` gives `tarfile.TarFile` the read/tell/seek it needs over a one-way stream
   (seeking forward reads and discards; seeking back is an error);
 - `iter_tar` yields each member with a reader of its data that reads the underlying stream
