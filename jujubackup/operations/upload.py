@@ -95,19 +95,21 @@ def upload(
     host is no Juju machine or the ID is stored and not `force`, LockedError (7) when the controller
     is locked, ConnectError (3) on a dropped connection (the staged part stays for a resume).
     """
-    if not request.file.is_file():
-        raise NotFoundError(f"archive {request.file} not found")
-    size = request.file.stat().st_size
-    early_id = staging_id(request.file)
-    early_id = early_id if is_backup_id(early_id) else ""  # never build a path from a hostile ID
-    catalog = Catalog(host, request.backup_dir)
-    staged = catalog.staging_path(early_id or _file_key(request.file))
-    verified = fully_verified(request.file)
     with contextlib.ExitStack() as stack:
-        if verifying is None and verified is None:
-            verifying = start_verification(request.file)
         if verifying is not None:
             stack.enter_context(verifying)  # stopped on any way out
+        if not request.file.is_file():
+            raise NotFoundError(f"archive {request.file} not found")
+        size = request.file.stat().st_size
+        early_id = staging_id(request.file)
+        early_id = early_id if is_backup_id(early_id) else ""  # never build a path from a hostile ID
+        catalog = Catalog(host, request.backup_dir)
+        staged = catalog.staging_path(early_id or _file_key(request.file))
+        verified = fully_verified(request.file)
+        if verifying is None and verified is None:
+            verifying = start_verification(request.file)
+            if verifying is not None:
+                stack.enter_context(verifying)
         prepared = _prepare(host, request, early_id, staged)
         if prepared.stored and not request.force:
             raise _exists(early_id, host)
