@@ -1,15 +1,17 @@
 """upload FILE: put a local archive into a controller's catalog, verified at both ends, resumable.
 
-Flow: name the staging file (the `<ID>.json` sidecar's ID, the ID in metadata.json when it comes
-early in the archive, else a key of the local file) and refuse a stored ID unless --force -> resume
-a staged prefix that matches -> verify the local file (digests, members, metadata, manifest, BSON; a
-big one in another process while it is sent) and send it from the resume offset on to the remote
-writer, which hashes the whole staged file as it writes it -> a failed verification (as soon as the
-verifier finishes, which is early for a broken stream) aborts: the staged file is removed, nothing
-registered, exit 8 ->
-the record (sidecar or archive metadata: Juju-made FormatVersion 0/1 archives work too) -> the
-remote SHA-256 must equal the local one -> register: the controller moves the staged file into
-place and writes `<ID>.json`.
+Flow: a big archive not verified earlier starts verifying in another process before connecting
+(digests, members, metadata, manifest, BSON; a small one is verified here before it is sent) ->
+name the staging file (the `<ID>.json` sidecar's ID, the ID in metadata.json when it is in the
+first 16 MiB, else a key of the local file) -> one round trip (upload-prepare): refuse a host
+without a machine agent.conf, create the backup dir, refuse a stored ID unless --force, stat the
+staged file -> resume a staged prefix that matches -> send from the resume offset on (through
+OpenSSH the `ssh` client reads the file itself) to the remote writer, which hashes the whole staged
+file once written -> a failed verification (as soon as the verifier finishes, which is early for a
+broken stream) aborts: the staged file is removed, nothing registered, exit 8 -> the record
+(sidecar or archive metadata: Juju-made FormatVersion 0/1 archives work too) -> the remote SHA-256
+must equal the local one -> register: the controller moves the staged file into place and writes
+`<ID>.json`.
 """
 
 from __future__ import annotations
