@@ -69,6 +69,24 @@ class RemoteResult:
             ) from err
 
 
+class Tunnel(Protocol):
+    """A TCP connection opened through the host's SSH connection (an SSH direct-tcpip channel):
+    bytes to and from `address:port` as the host itself reaches it."""
+
+    def sendall(self, data: bytes, /) -> None:
+        ...
+
+    def recv(self, size: int, /) -> bytes:
+        """Return up to `size` bytes; b"" when the peer closed. Raise TimeoutError (socket.timeout)."""
+        ...
+
+    def settimeout(self, timeout: float | None, /) -> None:
+        ...
+
+    def close(self) -> None:
+        ...
+
+
 class Host(Protocol):
     """A connected machine. Every method raises a typed JujuBackupError on failure."""
 
@@ -144,6 +162,11 @@ class Host(Protocol):
         `mode`), appending at `offset` (the remote file is truncated to `offset` first); return bytes
         written. With `on_sha256`, the host hashes the whole file once written (same command) and
         passes the hex digest to it."""
+        ...
+
+    def open_tcp(self, address: str, port: int, *, timeout: float = 10) -> Tunnel:
+        """Open a TCP connection to `address:port` FROM the host (through its SSH connection, so
+        a jump host in between works); return it. Raise ConnectError when the host cannot open it."""
         ...
 
     def close(self) -> None:

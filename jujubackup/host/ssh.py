@@ -35,7 +35,7 @@ import paramiko
 
 from jujubackup import scripts
 from jujubackup.errors import ConnectError, NotFoundError, RemoteStepError
-from jujubackup.host.base import Progress, Readable, RemoteResult
+from jujubackup.host.base import Progress, Readable, RemoteResult, Tunnel
 from jujubackup.host.openssh import READY, OpenSSHStreams, Unusable
 from jujubackup.host.target import SSHTarget
 
@@ -324,6 +324,23 @@ class SSHHost:
             self._jump.close()
 
     # -- plumbing -------------------------------------------------------------------------------
+
+    def open_tcp(self, address: str, port: int, *, timeout: float = 10) -> Tunnel:
+        """Open a direct-tcpip channel to `address:port` from this host (sshd connects); return it.
+        Raise ConnectError when sshd refuses the channel or cannot connect."""
+        try:
+            chan = self._transport().open_channel(
+                "direct-tcpip", (address, port), ("127.0.0.1", 0), timeout=timeout
+            )
+        except (paramiko.SSHException, OSError, EOFError) as err:
+            raise ConnectError(
+                f"{self.name} cannot open a connection to {_host_port(address, port)}: "
+                f"{err or type(err).__name__}",
+                hint="check that the service listens there and that sshd allows TCP forwarding "
+                "(AllowTcpForwarding)",
+            ) from err
+        chan.settimeout(timeout)
+        return chan
 
     def _transport(self) -> paramiko.Transport:
         transport = self._client.get_transport()
