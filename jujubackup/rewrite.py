@@ -21,7 +21,12 @@ dump, db `juju` (one file per collection, streamed document by document; only th
                           [M]; `apiHostPorts`, `apiHostPortsForAgents`: `apihostports` -> [[A:port]]
                           (the first non-loopback entry's other fields and port kept).
     controllerNodes.bson  M: `has-vote`/`wants-vote` true; every other node: false.
-    settings.bson         `U:e`: `settings.provisioner-safe-mode` true.
+    settings.bson         every model's config (`<model uuid>:e`): `settings.provisioner-harvest-mode`
+                          "none", so the restored provisioners never harvest (stop) instances they
+                          do not know (juju/juju environs/config/config.go ProvisionerHarvestModeKey:
+                          all/none/unknown/destroyed, default destroyed; 2.x/3.x have no 1.x
+                          safe-mode key). Each Change carries the model's name (`label`) and the
+                          earlier value (None: unset, i.e. Juju's default "destroyed").
     Fields are only written when the value changes; absent voting fields are not added.
 
 dump/oplog.bson (replayed by `mongorestore --oplogReplay` AFTER the collections are loaded, so an
@@ -68,7 +73,7 @@ import os
 import re
 import struct
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -79,7 +84,10 @@ from jujubackup.errors import RefusedError, VerifyError
 
 JOB_HOST_UNITS = 1
 JOB_MANAGE_MODEL = 2
-SAFE_MODE_KEY = "provisioner-safe-mode"
+HARVEST_MODE_KEY = "provisioner-harvest-mode"
+HARVEST_MODES = ("all", "none", "unknown", "destroyed")
+HARVEST_DEFAULT = "destroyed"
+"""juju/juju environs/config/config.go: the harvest modes and the default (HarvestDestroyed)."""
 
 MACHINES = "juju/machines.bson"
 INSTANCE_DATA = "juju/instanceData.bson"
@@ -116,20 +124,28 @@ class Change:
     field: str
     old: Any
     new: Any
+    label: str = ""
+    """What the document is to a person (a model's name for model settings), or ""."""
 
     def describe(self) -> str:
         """Return one human line: `juju.machines U:0 addresses: [10.0.0.1] -> [10.0.0.9]`."""
-        return f"{self.collection} {self.doc_id} {self.field}: {_short(self.old)} -> {_short(self.new)}"
+        named = f" (model {self.label})" if self.label else ""
+        return (
+            f"{self.collection} {self.doc_id}{named} {self.field}: {_short(self.old)} -> {_short(self.new)}"
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """Return plain data (JSON/YAML-friendly) for --format json/yaml."""
-        return {
+        data = {
             "collection": self.collection,
             "id": str(self.doc_id),
             "field": self.field,
             "old": _plain(self.old),
             "new": _plain(self.new),
         }
+        if self.label:
+            data["label"] = self.label
+        return data
 
 
 @dataclass(frozen=True)
@@ -465,11 +481,25 @@ def rewrite_controller_node(doc: Doc, target: ReaddressTarget, changes: list[Cha
 
 
 def rewrite_settings(doc: Doc, target: ReaddressTarget, changes: list[Change]) -> None:
-    """Rewrite one juju.settings document: provisioner-safe-mode on in the controller model's config."""
-    if doc.get("_id") != f"{target.controller_model_uuid}:e":
+    """Rewrite one juju.settings document: in a model's config (`_id` "<model uuid>:e"),
+    provisioner-harvest-mode "none"; the Change names the model and keeps the earlier value."""
+    doc_id = str(doc.get("_id", ""))
+    owner = str(doc.get("model-uuid") or doc_id.rpartition(":")[0])
+    config = doc.get("settings")
+    if not owner or doc_id != f"{owner}:e" or not isinstance(config, dict):
         return
-    path = f"settings.{SAFE_MODE_KEY}" if isinstance(doc.get("settings"), dict) else SAFE_MODE_KEY
-    _set(doc, path, True, changes, "juju.settings")
+    before = len(changes)
+    _set(doc, f"settings.{HARVEST_MODE_KEY}", "none", changes, "juju.settings")
+    if len(changes) > before:
+        name = config.get("name")
+        changes[-1] = replace(changes[-1], label=name if isinstance(name, str) else "")
+
+
+def harvest_changes(changes: Iterable[Change]) -> list[Change]:
+    """Given rewrite changes, return those that turned a model's harvest mode to "none"."""
+    return [
+        c for c in changes if c.collection == "juju.settings" and c.field == f"settings.{HARVEST_MODE_KEY}"
+    ]
 
 
 DocRule = Callable[[Doc, ReaddressTarget, list[Change]], None]

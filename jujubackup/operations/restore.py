@@ -28,7 +28,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedSeq
 from ruamel.yaml.scalarstring import ScalarString
 
-from jujubackup import archive, facts, profiles, rewrite, scripts
+from jujubackup import apiprobe, archive, facts, profiles, rewrite, scripts
 from jujubackup.catalog import Catalog
 from jujubackup.connect import connect_first, connect_one
 from jujubackup.errors import JujuBackupError, NotFoundError, RefusedError, UsageError, VerifyError
@@ -81,6 +81,7 @@ class RestoreResult:
     next_steps: tuple[str, ...] = ()
     rolled_back: dict[str, Any] | None = None
     dry_run: bool = False
+    harvest: tuple[P.HarvestMode, ...] = ()
 
     def summary(self) -> dict[str, Any]:
         data: dict[str, Any] = {}
@@ -93,6 +94,8 @@ class RestoreResult:
             data["seconds"] = self.outcome.seconds
         if self.rolled_back is not None:
             data["rolled-back"] = self.rolled_back
+        if self.harvest or (self.plan and self.plan.harvest):
+            data["harvest-mode"] = [h.as_dict() for h in (self.harvest or self.plan.harvest)]  # type: ignore[union-attr]
         data["next-steps"] = list(self.next_steps)
         data["dry-run"] = self.dry_run
         return data
@@ -193,7 +196,8 @@ def fresh_restore(
         changes = pushed.changes
         peers = target_facts_peers(target_facts)
         plan = P.make_plan(
-            backup, target_facts, options, peers=peers, changes=changes, check=not request.dry_run
+            backup, target_facts, options, peers=peers, changes=changes, harvest=pushed.harvest,
+            check=not request.dry_run,
         )
         if request.dry_run:
             refusal = dry_run_refusal(backup, target_facts, options, peers)
@@ -221,6 +225,7 @@ def fresh_restore(
             install=plan.install_services,
             overlay_sha256=pushed.overlay_sha256,
             overlay_size=pushed.overlay_size,
+            harvest_modes=tuple((h.model_uuid, h.model, h.was) for h in plan.harvest),
         )
         X.start_journal(target, params)
         prepare = round(time.monotonic() - started, 2)
@@ -232,8 +237,12 @@ def fresh_restore(
             ui,
         )
         outcome.seconds = {"prepare": prepare, **outcome.seconds}  # verify, probe, plan, early push
-        check_certificate(outcome, local, target_facts.address, backup.api_port, ui)
-        result = RestoreResult(plan=plan, outcome=outcome, next_steps=next_steps(backup, target_facts))
+        check_api(outcome, target, backup, target_facts.address, ui)
+        result = RestoreResult(
+            plan=plan,
+            outcome=outcome,
+            next_steps=next_steps(backup.api_port, target_facts.address, plan.harvest),
+        )
         if request.update_client_config:
             update_client_config(
                 backup.controller_uuid, target_facts.address, backup.api_port, ui, confirm, yes=request.yes
@@ -287,7 +296,7 @@ def read_backup(path: Path, backup_id: str) -> P.BackupFacts:
     keys = contents.root_files.get(P.UBUNTU_KEYS.lstrip("/"))
     facts = P.backup_facts(
         meta,
-        conf,
+        conf if isinstance(conf, dict) else {},
         machines,
         backup_id=meta.id or backup_id,
         archive_size=path.stat().st_size,
@@ -492,6 +501,7 @@ class Prepared:
     overlay_sha256: str = ""
     overlay_size: int = 0
     changes: tuple[str, ...] = ()
+    harvest: tuple[P.HarvestMode, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -502,6 +512,7 @@ class Overlay:
     sha256: str
     size: int
     changes: tuple[str, ...]
+    harvest: tuple[P.HarvestMode, ...] = ()
 
 
 def prepare_overlay(
@@ -521,7 +532,17 @@ def prepare_overlay(
     lines = [c.describe() for c in result.changes if c.collection != "agent.conf"]
     diff = [f"  {line}" for line in result.agent_conf_diff.splitlines()]
     changes = (*lines, *(["agent.conf:", *diff] if diff else []))
-    return Overlay(out, result.digest.sha256, result.digest.size, changes)
+    harvest = tuple(
+        P.HarvestMode(str(c.doc_id).removesuffix(":e"), c.label, c.old if isinstance(c.old, str) else None)
+        for c in rewrite.harvest_changes(result.changes)
+    )
+    if rewrite.SETTINGS in result.missing:
+        changes = (
+            *changes,
+            "juju.settings: not in this dump - no model's provisioner-harvest-mode can be set to none "
+            "(each model keeps harvesting as it was configured)",
+        )
+    return Overlay(out, result.digest.sha256, result.digest.size, changes, harvest)
 
 
 def prepared(local: Path, checked: Checked, overlay: Overlay | None) -> Prepared:
@@ -529,7 +550,9 @@ def prepared(local: Path, checked: Checked, overlay: Overlay | None) -> Prepared
     sha, size = checked.sha256, checked.size
     if overlay is None:
         return Prepared(local, sha, size)
-    return Prepared(local, sha, size, overlay.path, overlay.sha256, overlay.size, overlay.changes)
+    return Prepared(
+        local, sha, size, overlay.path, overlay.sha256, overlay.size, overlay.changes, overlay.harvest
+    )
 
 
 def dry_run_refusal(
@@ -562,6 +585,11 @@ def show_plan(ui: UI, plan: P.Plan, omit: str | None = None, *, as_data: bool = 
         ui.line(f"  {n:>2}. {step.title}")
         for detail in step.details:
             ui.line(f"        {detail}")
+    if plan.harvest:
+        ui.line("provisioner-harvest-mode -> none in every model (earlier value, command to turn it back):")
+        for h in plan.harvest:
+            was = h.was or f"unset (default {P.HARVEST_DEFAULT})"
+            ui.line(f"  {h.model or h.model_uuid}: {was}  ->  {h.restore_command()}")
     if plan.changes:
         ui.line("re-addressing (database and agent.conf):")
         for change in plan.changes:
@@ -584,31 +612,34 @@ def run_execution(host: Host, params: X.Params, upload: X.Upload, journal: X.Jou
         )
 
 
-def check_certificate(outcome: X.Outcome, local: Path, address: str, port: int, ui: UI) -> None:
-    """When the target could not compare certificates itself (no openssl there), check from here that
-    the API serves the archive's certificate. Raise VerifyError if it serves another one."""
-    if not outcome.verify or outcome.verify.get("cert_expected"):
-        return
-    contents = archive.read_members(local, [], ["var/lib/juju/server.pem"])
-    pem = contents.root_files.get("var/lib/juju/server.pem", b"").decode("utf-8", "replace")
-    match = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", pem, re.S)
-    if not match:
-        return
-    try:
-        served = ssl.get_server_certificate((address, port), timeout=10)
-    except OSError as err:
-        raise VerifyError(f"the restored API at {address}:{port} does not answer TLS: {err}") from err
-    if _der(served) != _der(match.group(0)):
-        raise VerifyError(f"the API at {address}:{port} serves another certificate than the backup's")
-    outcome.verify["cert_checked_from_workstation"] = True
+def check_api(outcome: X.Outcome, target: Host, backup: P.BackupFacts, address: str, ui: UI) -> None:
+    """Check through `target`'s SSH connection that the restored API at `address` serves a
+    certificate chaining to the backup's CA (agent.conf `cacert`; Juju serves a fresh `controllerip`
+    leaf, not server.pem: apiprobe.py); record it in the outcome's verify findings.
+    Raise VerifyError (exit 8) if nothing answers TLS there or the certificate does not chain."""
+    if not backup.ca_cert:
+        raise VerifyError(
+            f"the backup's agent.conf has no cacert: cannot check the API at {address}",
+            hint="check the controller by hand: juju show-controller",
+        )
+    cert = apiprobe.probe_api(target, address, backup.api_port, backup.ca_cert)
+    outcome.verify["api-certificate"] = cert.as_dict()
+    if not cert.names_address:
+        ui.warn(f"the API certificate chains to the controller CA but does not name {address}")
 
 
-def next_steps(backup: P.BackupFacts, target: P.TargetFacts) -> tuple[str, ...]:
-    """Return what the operator does next."""
+def next_steps(api_port: int, address: str, harvest: tuple[P.HarvestMode, ...]) -> tuple[str, ...]:
+    """Return what the operator does next: check the controller, turn each model's harvest mode
+    back once its machines look right (the exact commands), restore HA, point the client."""
+    back = [f"  {h.restore_command()}" for h in harvest]
+    turn_back = (
+        ("harvesting of unknown instances is off (provisioner-harvest-mode none) in every model; once "
+         "`juju status` shows the machines you expect, turn each model back:", *back)
+        if harvest else ()
+    )
     return (
-        f"check the controller: juju status -m controller (API at {target.address}:{backup.api_port})",
-        "turn provisioner safe mode off once the model looks right: "
-        "juju model-config -m controller provisioner-safe-mode=false",
+        f"check the controller: juju status -m controller (API at {address}:{api_port})",
+        *turn_back,
         "restore HA: juju enable-ha",
         "point the Juju client at the new address: jujubackup restore ... --update-client-config "
         "(or edit api-endpoints in controllers.yaml)",
@@ -646,12 +677,12 @@ def resume(settings: ConnectionSettings, request: RestoreRequest, ui: UI) -> Res
             f"done: {', '.join(sorted(journal.done))}"
         )
         outcome = run_execution(target, params, X.Upload(request.archive, None), journal, ui)
-        steps = (
-            "check the controller: juju status -m controller "
-            f"(API at {params.new_address}:{params.api_port})",
-            "juju model-config -m controller provisioner-safe-mode=false; juju enable-ha",
+        harvest = tuple(P.HarvestMode(u, m, w) for u, m, w in params.harvest_modes)
+        return RestoreResult(
+            outcome=outcome,
+            next_steps=next_steps(params.api_port, params.new_address, harvest),
+            harvest=harvest,
         )
-        return RestoreResult(outcome=outcome, next_steps=steps)
     finally:
         target.close()
 

@@ -68,6 +68,8 @@ class Params:
     install: bool = False
     overlay_sha256: str = ""
     overlay_size: int = 0
+    harvest_modes: tuple[tuple[str, str, str | None], ...] = ()
+    """(model uuid, model name, earlier provisioner-harvest-mode or None: unset) per model set to none."""
 
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "steps": list(self.steps)}, sort_keys=True)
@@ -76,8 +78,11 @@ class Params:
     def from_dict(cls, doc: dict[str, Any]) -> Params:
         """Given params.json's content, return Params. Raise JujuBackupError if it is not ours."""
         try:
-            return cls(**{**doc, "steps": tuple(doc["steps"])})
-        except (TypeError, KeyError) as err:
+            harvest = tuple(
+                (str(u), str(m), None if w is None else str(w)) for u, m, w in doc.get("harvest_modes") or []
+            )
+            return cls(**{**doc, "steps": tuple(doc["steps"]), "harvest_modes": harvest})
+        except (TypeError, KeyError, ValueError) as err:
             raise JujuBackupError(f"unreadable restore journal parameters: {err}") from err
 
 
@@ -362,6 +367,7 @@ def step_values(params: Params, step: str) -> dict[str, Any]:
         },
         P.VERIFY: {
             "api_port": params.api_port,
+            "state_port": params.state_port,
             "new_address": params.new_address,
             "model_uuid": params.model_uuid,
             "wait_seconds": VERIFY_WAIT_SECONDS,
@@ -428,12 +434,18 @@ def unit_files(profile: Profile, params: Params) -> list[dict[str, Any]]:
 def verify_hint(stderr: str, params: Params, host: str) -> str:
     """Given restore-verify's stderr, return the hint for a failed verification, from what the
     script found: which services are active or not, the API, the peergrouper complaint, the DB."""
-    found = dict(re.findall(r"\b(db|jujud|api|address_in_db)=(\S+)", stderr))
+    found = dict(re.findall(r"\b(db|jujud|api|address_in_db|replset_ok|members|voters)=(\S*)", stderr))
     db_unit = profiles.profile_named(params.profile).db_service
     jujud = f"jujud-machine-{params.machine_id}"
     states = [f"{db_unit} is {found.get('db', 'unknown')}", f"{jujud} is {found.get('jujud', 'unknown')}"]
     if found.get("api") == "false":
         states.append(f"nothing answers on API port {params.api_port}")
+    if found.get("replset_ok") == "false" and found.get("api") != "false":
+        states.append(
+            f"the replica set is not {params.new_address}:{params.state_port} alone as PRIMARY with "
+            f"machine {params.machine_id} the only voter (members: {found.get('members') or 'none'}, "
+            f"voters: {found.get('voters') or 'none'})"
+        )
     if "peergrouper='" in stderr and "peergrouper=''" not in stderr:
         states.append("jujud's log has a peergrouper complaint")
     if found.get("address_in_db") == "false":

@@ -9,6 +9,7 @@ or raises a typed `RefusedError` (exit 6) with a hint, and `--force` where overr
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -74,6 +75,8 @@ class BackupFacts:
     has_oplog: bool = False
     ubuntu_keys: int | None = None
     """Keys in root.tar's /home/ubuntu/.ssh/authorized_keys (None: root.tar has no such file)."""
+    ca_cert: str = ""
+    """The controller CA (agent.conf `cacert`, PEM): the restored API's certificate must chain to it."""
 
     @property
     def restored(self) -> ControllerMachine | None:
@@ -128,6 +131,38 @@ class RestoreOptions:
     readdress: bool = True
 
 
+HARVEST_DEFAULT = "destroyed"
+"""Juju's default provisioner-harvest-mode (juju/juju environs/config/config.go HarvestDestroyed)."""
+
+
+@dataclass(frozen=True)
+class HarvestMode:
+    """One model whose provisioner-harvest-mode the restore sets to "none": its UUID, its name and
+    the value it had (None: unset, Juju's default applies)."""
+
+    model_uuid: str
+    model: str
+    was: str | None
+
+    def restore_command(self) -> str:
+        """Return the juju command that gives the model its earlier harvest mode back (quoted: the
+        name and value come from the archive)."""
+        model = shlex.quote(self.model or self.model_uuid)
+        if self.was is None:
+            return f"juju model-config -m {model} --reset provisioner-harvest-mode"
+        return f"juju model-config -m {model} provisioner-harvest-mode={shlex.quote(self.was)}"
+
+    def as_dict(self) -> dict[str, object]:
+        """Return plain data for --format json/yaml and the journal."""
+        return {
+            "model": self.model,
+            "model-uuid": self.model_uuid,
+            "was": self.was if self.was is not None else f"(unset: default {HARVEST_DEFAULT})",
+            "now": "none",
+            "turn-back": self.restore_command(),
+        }
+
+
 @dataclass(frozen=True)
 class Step:
     """One journaled step: its name (journal key), a title and the lines that say what it does."""
@@ -154,6 +189,7 @@ class Plan:
     snapshot: bool = False
     install_services: bool = False
     extra: dict[str, str] = field(default_factory=dict)
+    harvest: tuple[HarvestMode, ...] = ()
 
     def step_names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.steps)
@@ -170,6 +206,7 @@ class Plan:
             "demoted": list(self.demoted),
             "changes": list(self.changes),
             "warnings": list(self.warnings),
+            "harvest-mode": [h.as_dict() for h in self.harvest],
             "steps": [{"name": s.name, "title": s.title, "details": list(s.details)} for s in self.steps],
         }
 
@@ -181,6 +218,7 @@ def make_plan(
     *,
     peers: Sequence[PeerProbe] = (),
     changes: Sequence[str] = (),
+    harvest: Sequence[HarvestMode] = (),
     check: bool = True,
 ) -> Plan:
     """Given the backup's facts, the target's facts, the old controllers probed from the target, the
@@ -211,6 +249,7 @@ def make_plan(
         warnings=tuple(warnings),
         snapshot=snapshot,
         install_services=install,
+        harvest=tuple(harvest) if options.readdress else (),
     )
 
 
@@ -396,8 +435,9 @@ def _steps(
         LOAD_DB: Step(LOAD_DB, "mongorestore --drop" + (" --oplogReplay" if backup.has_oplog else "")
                       + " of the re-addressed dump", (f"controller address {old} -> {new}",)),
         START: Step(START, f"start juju-db and jujud-machine-{mid}", ()),
-        VERIFY: Step(VERIFY, "verify: services active, API TLS with the restored certificate, "
-                     "no peergrouper complaint, new address in the DB", ()),
+        VERIFY: Step(VERIFY, "verify: services active, the API's certificate chains to the backup's CA, "
+                     f"replica set = {new}:{backup.state_port} alone with machine {mid} the only voter, "
+                     "new address in the DB", ()),
         CLEANUP: Step(CLEANUP, "remove the staging files on the target", ()),
     }
     skip = set()
@@ -454,6 +494,7 @@ def backup_facts(
         api_port=int(str(agent_conf.get("apiport") or 17070)),
         controllers=controllers,
         has_oplog=has_oplog,
+        ca_cert=str(agent_conf.get("cacert") or ""),
     )
 
 

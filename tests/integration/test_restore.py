@@ -216,8 +216,27 @@ READDRESSED = {
     ("instanceData", "{u}:0", "instanceid"),
     ("controllers", "apiHostPorts", "apihostports"),
     ("controllers", "apiHostPortsForAgents", "apihostports"),
-    ("settings", "{u}:e", "settings.provisioner-safe-mode"),
+    ("settings", "{u}:e", "settings.provisioner-harvest-mode"),
+    ("settings", "{d}:e", "settings.provisioner-harvest-mode"),
 }
+TURN_BACK = (
+    "juju model-config -m controller provisioner-harvest-mode=destroyed",
+    "juju model-config -m default provisioner-harvest-mode=all",
+)
+
+
+def default_model(db: dict[str, dict[str, dict[str, Any]]]) -> str:
+    return next(i for i, m in db["models"].items() if m["name"] == "default")
+
+
+def assert_harvest_off(db: dict[str, dict[str, dict[str, Any]]], output: str) -> None:
+    """Every model's config has harvesting off; the output gives each model's way back."""
+    configs = [d for i, d in db["settings"].items() if i.endswith(":e")]
+    assert len(configs) == len(db["models"]) == 2
+    assert all(d["settings"]["provisioner-harvest-mode"] == "none" for d in configs)
+    assert all("provisioner-safe-mode" not in d["settings"] for d in configs)
+    for command in TURN_BACK:
+        assert command in output
 
 
 # -------------------------------------------------------------------------------------------- tests
@@ -300,10 +319,11 @@ def test_disaster_recovery_onto_a_spare(lab_factory: LabFactory, tmp_path: Path,
     assert active(spare, db_unit(spare), "jujud-machine-0") == ["active", "active"]
     assert served_cert(spare.ip) == old_cert
     after = juju_db(spare)
-    assert differences(before, after) == {(c, i.format(u=uuid), f) for c, i, f in READDRESSED}
+    dm = default_model(before)
+    assert differences(before, after) == {(c, i.format(u=uuid, d=dm), f) for c, i, f in READDRESSED}
     machine = after["machines"][f"{uuid}:0"]
     assert {a["value"] for a in machine["addresses"]} == {spare.ip}
-    assert after["settings"][f"{uuid}:e"]["settings"]["provisioner-safe-mode"] is True
+    assert_harvest_off(after, result.stdout)
     assert [m["host"] for m in replset_members(spare)] == [f"{spare.ip}:37017"]
     assert (spare.root / "var/lib/juju/tools/machine-0").is_symlink()
     assert oct((spare.root / "var/lib/juju/agents/machine-0/agent.conf").stat().st_mode & 0o777) == "0o600"
@@ -521,5 +541,7 @@ def test_dry_run_of_the_juju_28_fixture_names_old_and_new_addresses_and_demotion
         assert "machine 1 (10.77.116.194): demoted" in out
         assert "machine 2 (10.77.116.222): demoted" in out
         assert f"addresses: [10.77.116.68] -> [{spare.ip}]" in out
+        # The trimmed fixture has no juju/settings.bson: the plan says no harvest mode can be set.
+        assert "juju.settings: not in this dump - no model's provisioner-harvest-mode" in out
     assert not (spare.root / JOURNAL).exists()
     assert not (spare.root / "var/lib/juju/agents").exists()

@@ -576,8 +576,8 @@ def _machine_doc(
         "preferredprivateaddress": _addr(ip),
         "supportedcontainersknown": True,
         "supportedcontainers": ["lxd"],
-        "hasvote": controller,
-        "wantsvote": controller,
+        # 2.7+: no hasvote/wantsvote here; an upgrade step $unset them and the votes live in
+        # controllerNodes (juju/juju state/upgrades.go 2.7 steps; state/enableha.go controllerNodeDoc).
         "tools": {"version": f"{version}-{series}-amd64", "url": "", "size": bson.Int64(0), "sha256": ""},
         "agent-started-at": datetime.datetime.utcnow().replace(microsecond=0),
         "txn-revno": bson.Int64(7),
@@ -690,19 +690,84 @@ def seed_documents(cluster: Cluster) -> dict[str, dict[str, list[dict]]]:
             "txn-revno": bson.Int64(1),
         },
     ]
+    # juju/juju state/enableha.go controllerNodeDoc: `agent-version` is a *tools.Tools (version as
+    # version.Binary's string form, url, size, sha256), not a plain version string.
     juju["controllerNodes"] = [
         {
             "_id": str(c.machine_id),
             "has-vote": True,
             "wants-vote": True,
             "password-hash": agent_password_hash(cluster.passwords[str(c.machine_id)]),
-            "agent-version": version,
+            "agent-version": {
+                "version": f"{version}-{spec.series}-amd64",
+                "url": "",
+                "size": bson.Int64(0),
+                "sha256": "",
+            },
             "txn-revno": bson.Int64(4),
         }
         for c in ctrls
     ]
+    # What the machiner / hostkeyreporter report and cross-model relations record (self-healing
+    # on a restored controller; seeded so a restore carries real-shaped documents through):
+    # juju/juju state/ipaddresses.go ipAddressDoc, state/linklayerdevices.go linkLayerDeviceDoc,
+    # state/sshhostkeys.go sshHostKeysDoc, state/externalcontroller.go externalControllerDoc.
+    juju["linklayerdevices"] = [
+        {
+            "_id": f"{m['model-uuid']}:m#{m['machineid']}#d#eth0",
+            "model-uuid": m["model-uuid"],
+            "machine-id": m["machineid"],
+            "name": "eth0",
+            "mtu": 1500,
+            "type": "ethernet",
+            "mac-address": f"00:16:3e:00:00:{k:02x}",
+            "is-auto-start": True,
+            "is-up": True,
+            "parent-name": "",
+            "txn-revno": bson.Int64(1),
+        }
+        for k, m in enumerate(machines)
+    ]
+    juju["ip.addresses"] = [
+        {
+            "_id": f"{m['model-uuid']}:m#{m['machineid']}#d#eth0#ip#{m['addresses'][0]['value']}",
+            "model-uuid": m["model-uuid"],
+            "device-name": "eth0",
+            "machine-id": m["machineid"],
+            "subnet-cidr": "10.201.0.0/24",
+            "config-method": "static",
+            "value": m["addresses"][0]["value"],
+            "dns-servers": [],
+            "dns-search-domains": [],
+            "gateway-address": "",
+            "is-default-gateway": False,
+            "origin": "machine",
+            "txn-revno": bson.Int64(1),
+        }
+        for m in machines
+    ]
+    juju["sshhostkeys"] = [
+        {
+            "_id": f"{m['model-uuid']}:m#{m['machineid']}",
+            "keys": [
+                f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{m['machineid']:0>43} root@machine-{m['machineid']}"
+            ],
+            "txn-revno": bson.Int64(1),
+        }
+        for m in machines
+    ]
+    juju["externalControllers"] = [
+        {
+            "_id": "d9f3b3f6-0000-4000-8000-0000000ecafe",
+            "alias": "offers",
+            "addrs": ["10.201.0.250:17070"],
+            "cacert": cluster.ca_cert,
+            "models": [str(uuid.UUID(int=0xFEED))],
+            "txn-revno": bson.Int64(1),
+        }
+    ]
 
-    def settings(uuid_: str, name: str) -> dict:
+    def settings(uuid_: str, name: str, harvest: str) -> dict:
         return {
             "_id": f"{uuid_}:e",
             "model-uuid": uuid_,
@@ -712,7 +777,9 @@ def seed_documents(cluster: Cluster) -> dict[str, dict[str, list[dict]]]:
                 "type": "lxd",
                 "agent-version": version,
                 "default-series": spec.series,
-                "provisioner-safe-mode": False,
+                # juju/juju environs/config/config.go ProvisionerHarvestModeKey (default
+                # "destroyed"); 2.x/3.x have no `provisioner-safe-mode`.
+                "provisioner-harvest-mode": harvest,
                 "logging-config": "<root>=INFO",
                 "development": False,
                 "authorized-keys": cluster.system_identity_pub + "\n" + cluster.client_pub,
@@ -721,7 +788,7 @@ def seed_documents(cluster: Cluster) -> dict[str, dict[str, list[dict]]]:
             "txn-revno": bson.Int64(2),
         }
 
-    juju["settings"] = [settings(cm, "controller"), settings(dm, "default")]
+    juju["settings"] = [settings(cm, "controller", "destroyed"), settings(dm, "default", "all")]
     juju["clouds"] = [
         {
             "_id": "localhost",
@@ -756,9 +823,18 @@ def seed_documents(cluster: Cluster) -> dict[str, dict[str, list[dict]]]:
                         "c": "machines",
                         "d": m["_id"],
                         "a": {"life": {"$ne": 2}},
-                        "u": {"$set": {"hasvote": m["hasvote"]}},
+                        "u": {"$set": {"clean": m["clean"]}},
                     }
                 ],
+            }
+        )
+    for node in juju["controllerNodes"]:
+        txns.append(
+            {
+                "_id": bson.ObjectId(),
+                "s": 6,
+                "o": [{"c": "controllerNodes", "d": node["_id"], "a": {"$exists": True},
+                       "u": {"$set": {"has-vote": True}}}],
             }
         )
     juju["txns"] = txns

@@ -271,27 +271,39 @@ def test_controller_nodes_only_the_restored_one_votes() -> None:
     }
 
 
-def test_settings_safe_mode_on_in_the_controller_model_only() -> None:
+def test_harvest_mode_none_in_every_model_with_the_earlier_value_and_name() -> None:
     docs = [
         {
             "_id": f"{MODEL_UUID}:e",
             "model-uuid": MODEL_UUID,
-            "settings": {"name": "controller"},
+            "settings": {"name": "controller", "provisioner-harvest-mode": "all"},
             "version": Int64(3),
         },
         {"_id": "other:e", "model-uuid": "other", "settings": {"name": "default"}},
+        {
+            "_id": "third:e",
+            "model-uuid": "third",
+            "settings": {"name": "quiet", "provisioner-harvest-mode": "none"},
+        },
         {"_id": f"{MODEL_UUID}:r#1", "settings": {"x": 1}},
+        {"_id": f"{MODEL_UUID}:a#app", "model-uuid": MODEL_UUID, "settings": {"name": "app-setting"}},
     ]
     new, changes = rewrite.rewrite_collection(bson_file(*docs), rewrite.SETTINGS, TARGET)
     got = by_id(new)
-    assert got[f"{MODEL_UUID}:e"]["settings"] == {"name": "controller", "provisioner-safe-mode": True}
+    assert got[f"{MODEL_UUID}:e"]["settings"] == {"name": "controller", "provisioner-harvest-mode": "none"}
     assert got[f"{MODEL_UUID}:e"]["version"] == Int64(3) and isinstance(
         got[f"{MODEL_UUID}:e"]["version"], Int64
     )
-    assert got["other:e"] == docs[1] and got[f"{MODEL_UUID}:r#1"] == docs[2]
+    assert got["other:e"]["settings"] == {"name": "default", "provisioner-harvest-mode": "none"}
+    assert got["third:e"] == docs[2] and got[f"{MODEL_UUID}:r#1"] == docs[3]
+    assert got[f"{MODEL_UUID}:a#app"] == docs[4]
+    assert "provisioner-safe-mode" not in new.decode("latin-1")
     assert [c.describe() for c in changes] == [
-        f"juju.settings {MODEL_UUID}:e settings.provisioner-safe-mode: None -> True"
+        f"juju.settings {MODEL_UUID}:e (model controller) settings.provisioner-harvest-mode: all -> none",
+        "juju.settings other:e (model default) settings.provisioner-harvest-mode: None -> none",
     ]
+    harvest = rewrite.harvest_changes(changes)
+    assert [(c.label, c.old) for c in harvest] == [("controller", "all"), ("default", None)]
 
 
 def test_instance_data_and_old_machine_fields() -> None:
@@ -332,7 +344,7 @@ def test_readdress_dump_returns_only_changed_files() -> None:
     files = {
         rewrite.MACHINES: fixture_dump(rewrite.MACHINES),
         rewrite.CONTROLLERS: bson_file(*CONTROLLERS_DOCS),
-        rewrite.SETTINGS: bson_file({"_id": "other:e", "settings": {}}),
+        rewrite.SETTINGS: bson_file({"_id": "other:e", "settings": {"provisioner-harvest-mode": "none"}}),
         "logs/logs.bson": b"not bson at all",
     }
     result = rewrite.readdress_dump(files, TARGET)
@@ -409,15 +421,15 @@ def test_oplog_insert_and_replacement_get_the_rewritten_values() -> None:
         op(
             "i",
             "juju.settings",
-            {"_id": settings_id, "settings": {"name": "controller", "provisioner-safe-mode": False}},
+            {"_id": settings_id, "settings": {"name": "controller", "provisioner-harvest-mode": "all"}},
         ),
         op("u", "juju.machines", {"_id": M1["_id"], "jobs": [1, 2], "life": 0}, M1),
         op("u", "juju.settings", {"$set": {"settings": {"name": "c2"}}}, {"_id": settings_id}),
     ]
     got, changes, _ = run_oplog(ops)
-    assert got[0]["o"]["settings"] == {"name": "controller", "provisioner-safe-mode": True}
+    assert got[0]["o"]["settings"] == {"name": "controller", "provisioner-harvest-mode": "none"}
     assert got[1]["o"] == {"_id": M1["_id"], "jobs": [1], "life": 0}
-    assert got[2]["o"] == {"$set": {"settings": {"name": "c2", "provisioner-safe-mode": True}}}
+    assert got[2]["o"] == {"$set": {"settings": {"name": "c2", "provisioner-harvest-mode": "none"}}}
     assert len(changes) == 3
 
 
@@ -623,7 +635,7 @@ def test_applied_and_unrelated_transactions_are_copied_byte_for_byte() -> None:
 
 def test_pending_insert_gets_the_rewritten_values() -> None:
     settings_id = f"{MODEL_UUID}:e"
-    ins = txn(1, {"c": "settings", "d": settings_id, "i": {"settings": {"provisioner-safe-mode": False}}})
+    ins = txn(1, {"c": "settings", "d": settings_id, "i": {"settings": {"provisioner-harvest-mode": "all"}}})
     got, changes, _ = run_txns([ins])
-    assert got[0]["o"][0]["i"] == {"settings": {"provisioner-safe-mode": True}}
+    assert got[0]["o"][0]["i"] == {"settings": {"provisioner-harvest-mode": "none"}}
     assert changes[0].field == f"op #0 settings {settings_id} insert"

@@ -420,7 +420,13 @@ def test_dump_layout_and_real_bson(env: Env, server: tuple[int, Path], tmp_path:
     m0 = machines[f"{env.cluster.model_uuid}:0"]
     assert m0["jobs"] == [2, 1] and m0["addresses"][0]["value"] == "127.0.0.1"
     settings = {d["_id"]: d for d in docs["juju.settings"]}
-    assert settings[f"{env.cluster.model_uuid}:e"]["settings"]["provisioner-safe-mode"] is False
+    config = settings[f"{env.cluster.model_uuid}:e"]["settings"]
+    assert config["provisioner-harvest-mode"] == "destroyed" and "provisioner-safe-mode" not in config
+    assert "hasvote" not in m0 and "wantsvote" not in m0  # 2.7+: the votes are in controllerNodes
+    node = {d["_id"]: d for d in docs["juju.controllerNodes"]}["0"]
+    assert node["has-vote"] is True and node["agent-version"]["version"].endswith("-amd64")
+    seeded = {"juju.ip.addresses", "juju.linklayerdevices", "juju.sshhostkeys", "juju.externalControllers"}
+    assert seeded <= set(docs)
     meta = json.loads((out / "juju/machines.metadata.json").read_text())
     assert meta["indexes"][0]["name"] == "_id_"
     assert "admin.system.users" in docs and "local.oplog.rs" not in docs
