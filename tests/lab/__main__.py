@@ -1,6 +1,7 @@
 """`python -m tests.lab rootfs | up | down | status` — the lab from the command line (root only).
 
-    up [--controllers N] [--spares M] [--profile juju-2.9|juju-2.8] [--db-size SIZE] [--name NAME]
+    up [--controllers N] [--spares M] [--machines K] [--profile juju-2.9|juju-2.8] [--db-size SIZE]
+       [--name NAME]
         clear leftovers (dead labs and the previous CLI lab NAME), boot, print ONE JSON document
         {"ssh_config", "key", "known_hosts", "hosts": [{"name","ip","role","machine_id","profile","root"}]}
         and exit leaving the hosts running.
@@ -29,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="boot a lab and print its JSON description")
     up.add_argument("--controllers", type=int, default=1)
     up.add_argument("--spares", type=int, default=0)
+    up.add_argument("--machines", type=int, default=0, help="workload machines m0.. running Juju agents")
     up.add_argument("--profile", choices=labmod.PROFILES, default="juju-2.9")
     up.add_argument("--db-size", default="0", help="seed data size, e.g. 0, 512MiB, 1GiB")
     up.add_argument("--name", default="default", help="CLI lab name (one lab per name)")
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "up":
             t0 = time.monotonic()
             lab = labmod.Lab.create(controllers=args.controllers, spares=args.spares, profile=args.profile,
-                                    db_size=args.db_size, cli_name=args.name)
+                                    db_size=args.db_size, cli_name=args.name, machines=args.machines)
             lab.detach()
             phases = ", ".join(f"{k} {v:.2f} s" for k, v in lab.timings.items())
             labmod.log(f"lab {lab.id} ({args.name}) ready in {time.monotonic() - t0:.1f} s ({phases})")

@@ -45,7 +45,7 @@ LOCK_PATH = STATE_ROOT / "lock"
 PROFILES = ("juju-2.9", "juju-2.8")
 BOOT_TIMEOUT = 90.0
 LAB_ID_RE = re.compile(r"^[0-9a-f]{6}$")
-Role = Literal["controller", "spare"]
+Role = Literal["controller", "spare", "workload"]
 
 
 class LabError(RuntimeError):
@@ -456,6 +456,11 @@ class Lab:
     def spares(self) -> list[LabHost]:
         return [h for h in self.hosts if h.role == "spare"]
 
+    @property
+    def workloads(self) -> list[LabHost]:
+        """The workload machines m0, m1, … (`machines=`): Juju machines running workload agents."""
+        return [h for h in self.hosts if h.role == "workload"]
+
     def host(self, name: str) -> LabHost:
         """Return the host called `name` (ctl0, spare0, …). Raise KeyError if there is none."""
         for h in self.hosts:
@@ -482,8 +487,11 @@ class Lab:
 
     @classmethod
     def create(cls, controllers: int = 1, spares: int = 0, profile: str = "juju-2.9", db_size: int | str = 0,
-               cli_name: str | None = None) -> Lab:
+               cli_name: str | None = None, machines: int = 0) -> Lab:
         """Build and boot a lab; return it when every host is ready (owned by this process).
+
+        `machines` workload machines m0, m1, … (machine ids after the controllers', alternately in
+        the controller model and the hosted model "default") run stand-in workload agents.
 
         Clears leftovers of dead labs first (and the previous CLI lab called `cli_name`, if given).
         Raise LabError (after removing whatever was made) if any step fails.
@@ -491,13 +499,13 @@ class Lab:
         require_root()
         if profile not in PROFILES:
             raise LabError(f"unknown profile {profile!r} (choose from {', '.join(PROFILES)})")
-        if controllers < 0 or spares < 0 or controllers + spares == 0:
+        if controllers < 0 or spares < 0 or machines < 0 or controllers + spares == 0:
             raise LabError("a lab needs at least one host")
         size = parse_size(db_size)
         lower = rootfs.ensure_rootfs()
         with global_lock():
             sweep_leftovers(cli_name=cli_name)
-            state = cls._allocate(controllers, spares, profile, size, lower, cli_name)
+            state = cls._allocate(controllers, spares, profile, size, lower, cli_name, machines)
             lab = cls(state)
             lab.state_dir.mkdir(mode=0o700)
             _write_state(state)
@@ -518,7 +526,7 @@ class Lab:
 
     @staticmethod
     def _allocate(controllers: int, spares: int, profile: str, size: int, lower: Path,
-                  cli_name: str | None) -> LabState:
+                  cli_name: str | None, machines: int = 0) -> LabState:
         """Pick a free lab id and free IPs (caller holds the global lock); return the new state."""
         existing = _lab_ids()
         used = {h.ip for i in existing if (s := _read_state(i)) for h in s.hosts}
@@ -529,6 +537,7 @@ class Lab:
         names: list[tuple[str, Role, str | None]] = [
             (f"ctl{i}", "controller", str(i)) for i in range(controllers)]
         names += [(f"spare{i}", "spare", None) for i in range(spares)]
+        names += [(f"m{i}", "workload", str(controllers + i)) for i in range(machines)]
         free = [f"{net.SUBNET}.{n}" for n in net.POOL if f"{net.SUBNET}.{n}" not in used]
         if len(free) < len(names):
             raise LabError(f"IP pool exhausted ({len(used)} lab hosts exist); tear some labs down")
@@ -576,6 +585,10 @@ class Lab:
             config.append(f"Host {h.name}\n  HostName {h.ip}\n  User root\n  IdentityFile {self.key}\n"
                           f"  IdentitiesOnly yes\n  UserKnownHostsFile {self.known_hosts}\n"
                           f"  StrictHostKeyChecking yes\n\n")
+        if self.workloads:  # Juju reaches machines by address as ubuntu: no User for the addresses
+            config.append(f"Host {' '.join(h.ip for h in self.workloads)}\n  IdentityFile {self.key}\n"
+                          f"  IdentitiesOnly yes\n  UserKnownHostsFile {self.known_hosts}\n"
+                          f"  StrictHostKeyChecking yes\n\n")
         _write(self.known_hosts, "".join(known), 0o644)
         _write(self.ssh_config, "".join(config), 0o644)
         specs = {h.name: provision.HostSpec(name=h.name, ip=h.ip, role=h.role, machine_id=h.machine_id,
@@ -583,7 +596,8 @@ class Lab:
         self.timings["setup"] = time.monotonic() - t0
         t0 = time.monotonic()
         cluster = provision.new_cluster(self.profile, controllers=[specs[h.name] for h in self.controllers],
-                                        db_size=self._st.db_size)
+                                        db_size=self._st.db_size,
+                                        workloads=[specs[h.name] for h in self.workloads])
         for h in self.hosts:
             provision.provision_host(h.root, specs[h.name], cluster)
             _authorize(h.root, "/root", "root", client_public)

@@ -54,7 +54,7 @@ class HostSpec:
 
     name: str
     ip: str
-    role: Literal["controller", "spare"]
+    role: Literal["controller", "spare", "workload"]
     machine_id: str | None
     profile: str
 
@@ -124,6 +124,8 @@ class Cluster:
     model_uuid: str = ""  # the controller model
     default_model_uuid: str = ""
     passwords: dict[str, str] = field(default_factory=dict)  # machine id -> statepassword (= apipassword)
+    workloads: list[HostSpec] = field(default_factory=list)  # workload machines (role "workload")
+    agent_passwords: dict[str, str] = field(default_factory=dict)  # workload agent tag -> apipassword
     old_passwords: dict[str, str] = field(default_factory=dict)
     nonces: dict[str, str] = field(default_factory=dict)
     ca_cert: str = ""
@@ -142,6 +144,12 @@ class Cluster:
     def spec(self) -> Profile:
         """Return the Profile."""
         return PROFILES[self.profile]
+
+    def workload_model(self, host: HostSpec) -> str:
+        """Return the uuid of the model workload machine `host` belongs to: the controller model for
+        the 1st, 3rd, … workload machine, the hosted model "default" for the 2nd, 4th, …"""
+        index = [w.name for w in self.workloads].index(host.name)
+        return self.model_uuid if index % 2 == 0 else self.default_model_uuid
 
 
 # --------------------------------------------------------------------------- secrets and certificates
@@ -254,8 +262,11 @@ def _ssh_identity(comment: str) -> tuple[str, str]:
     return private, f"{public} {comment}"
 
 
-def new_cluster(profile: str, controllers: list[HostSpec], db_size: int = 0) -> Cluster:
-    """Given a profile and the controller hosts, return the shared cluster identity (fresh secrets).
+def new_cluster(
+    profile: str, controllers: list[HostSpec], db_size: int = 0, workloads: Iterable[HostSpec] = ()
+) -> Cluster:
+    """Given a profile, the controller hosts and the workload machines, return the shared cluster
+    identity (fresh secrets; every workload machine runs one unit, ubuntu/<machine id>).
 
     Raise ValueError for an unknown profile or a controller without a machine id."""
     if profile not in PROFILES:
@@ -285,6 +296,12 @@ def new_cluster(profile: str, controllers: list[HostSpec], db_size: int = 0) -> 
         cluster.passwords[mid] = _password()
         cluster.old_passwords[mid] = secrets.token_hex(16)
         cluster.nonces[mid] = "user-admin:bootstrap" if mid == first else f"machine-{first}:{uuid.uuid4()}"
+    cluster.workloads = sorted(workloads, key=lambda h: int(h.machine_id or 0))
+    for w in cluster.workloads:
+        mid = str(w.machine_id)
+        cluster.nonces[mid] = f"machine-{first}:{uuid.uuid4()}"
+        for tag in (f"machine-{mid}", f"unit-ubuntu-{mid}"):
+            cluster.agent_passwords[tag] = _password()
     return cluster
 
 
@@ -449,6 +466,37 @@ def agent_conf(cluster: Cluster, host: HostSpec) -> str:
         f"systemidentity: |\n{_indent(cluster.system_identity)}"
         f"mongoversion: {spec.mongo_version}\n"
         "mongomemoryprofile: default\n"
+    )
+
+
+def workload_agent_conf(cluster: Cluster, host: HostSpec, tag: str) -> str:
+    """Return agent.conf (format 2.0) of workload agent `tag` (machine-K or unit-ubuntu-K) on a
+    workload machine, as Juju writes it for a non-controller agent (agent/format-2.0.go: no
+    controller or state-serving keys): apiaddresses name every controller's API address."""
+    spec = cluster.spec
+    api = "".join(f"- {c.ip}:17070\n" for c in cluster.controllers)
+    machine = tag.startswith("machine-")
+    return (
+        "# format 2.0\n"
+        f"tag: {tag}\n"
+        "datadir: /var/lib/juju\n"
+        "transient-datadir: /var/run/juju\n"
+        "logdir: /var/log/juju\n"
+        "metricsspooldir: /var/lib/juju/metricspool\n"
+        + (f"nonce: {cluster.nonces[str(host.machine_id)]}\n" if machine else "")
+        + ("jobs:\n- JobHostUnits\n" if machine else "")
+        + f"upgradedToVersion: {spec.juju_version}\n"
+        f"cacert: |\n{_indent(cluster.ca_cert)}"
+        f"controller: controller-{cluster.controller_uuid}\n"
+        f"model: model-{cluster.workload_model(host)}\n"
+        f"apiaddresses:\n{api}"
+        f"apipassword: {cluster.agent_passwords[tag]}\n"
+        f"oldpassword: {secrets.token_hex(16)}\n"
+        "loggingconfig: <root>=DEBUG\n"
+        "values:\n"
+        f"  AGENT_SERVICE_NAME: jujud-{tag}\n"
+        '  CONTAINER_TYPE: ""\n'
+        "  PROVIDER_TYPE: lxd\n"
     )
 
 
@@ -627,12 +675,38 @@ def seed_documents(cluster: Cluster) -> dict[str, dict[str, list[dict]]]:
         )
         for c in ctrls
     ]
-    workload_ips = ["10.201.0.240", "10.201.0.241"]
+    # The workload machines (lab hosts m0, m1, …), alternately in the controller model and in the
+    # hosted model "default": their agents log in to the API stand-in with these password hashes.
     machines += [
-        _machine_doc(dm, str(i), ip, spec.series, version, None, f"machine-0:{uuid.uuid4()}", False)
-        for i, ip in enumerate(workload_ips)
+        _machine_doc(
+            cluster.workload_model(w),
+            str(w.machine_id),
+            w.ip,
+            spec.series,
+            version,
+            cluster.agent_passwords[f"machine-{w.machine_id}"],
+            cluster.nonces[str(w.machine_id)],
+            False,
+        )
+        for w in cluster.workloads
     ]
     juju["machines"] = machines
+    # state/unit.go unitDoc (the fields the API stand-in reads: name, machineid, life, passwordhash)
+    juju["units"] = [
+        {
+            "_id": f"{cluster.workload_model(w)}:ubuntu/{w.machine_id}",
+            "name": f"ubuntu/{w.machine_id}",
+            "model-uuid": cluster.workload_model(w),
+            "application": "ubuntu",
+            "series": spec.series,
+            "principal": "",
+            "machineid": str(w.machine_id),
+            "life": 0,
+            "passwordhash": agent_password_hash(cluster.agent_passwords[f"unit-ubuntu-{w.machine_id}"]),
+            "txn-revno": bson.Int64(3),
+        }
+        for w in cluster.workloads
+    ]
     juju["instanceData"] = [
         {
             "_id": m["_id"],
@@ -1042,6 +1116,9 @@ def provision_host(root: Path, host: HostSpec, cluster: Cluster) -> None:
     if host.profile != cluster.profile:
         raise ValueError(f"host {host.name} has profile {host.profile}, the lab {cluster.profile}")
     root = Path(root)
+    if host.role == "workload":
+        _provision_workload(root, host, cluster)
+        return
     install_mongo_tools(root, cluster.profile)
     if host.role == "spare":
         return
@@ -1129,6 +1206,69 @@ def _provision_controller(root: Path, host: HostSpec, cluster: Cluster) -> None:
     )
     _enable(root, f"{spec.db_service}.service")
     _enable(root, f"jujud-machine-{mid}.service")
+
+
+def unit_exec_start(unit_tag: str, unit_name: str, log_owner: str) -> str:
+    """Return jujud-unit-X-N-exec-start.sh as Juju 2.8 writes it for a unit agent service."""
+    log = f"/var/log/juju/{unit_tag}.log"
+    return (
+        "#!/usr/bin/env bash\n\n# Set up logging.\n"
+        f"touch '{log}'\nchown {log_owner} '{log}'\nchmod 0640 '{log}'\n"
+        f"exec >> '{log}'\nexec 2>&1\n\n# Run the script.\n"
+        f"'/var/lib/juju/tools/{unit_tag}/jujud' unit --data-dir '/var/lib/juju' "
+        f"--unit-name {unit_name} --debug\n"
+    )
+
+
+def unit_unit(unit_tag: str) -> str:
+    """Return jujud-unit-X-N.service as Juju 2.8 writes it (one systemd service per unit agent)."""
+    return (
+        f"[Unit]\nDescription=juju unit agent for {unit_tag}\nAfter=syslog.target\nAfter=network.target\n"
+        "After=systemd-user-sessions.service\n\n"
+        "[Service]\nLimitNOFILE=64000\n"
+        f"ExecStart=/etc/systemd/system/jujud-{unit_tag}-exec-start.sh\n"
+        "Restart=on-failure\nTimeoutSec=300\n\n[Install]\nWantedBy=multi-user.target\n"
+    )
+
+
+def _provision_workload(root: Path, host: HostSpec, cluster: Cluster) -> None:
+    """Write a workload machine: machine-K and unit-ubuntu-K agent dirs (agent.conf 0600), the
+    tools, jujud-machine-K.service; on 2.8 also jujud-unit-ubuntu-K.service (2.9 runs unit agents
+    inside the machine agent: cmd/jujud/agent/machine.go deployer, "nested" since 2.9.0)."""
+    spec, mid = cluster.spec, str(host.machine_id)
+    tools_ver = f"{spec.juju_version}-{spec.series}-amd64"
+    install_library(root)
+    _mkdir(root, "/var/lib/juju", 0o755)
+    _mkdir(root, "/var/lib/juju/agents", 0o755)
+    tags = (f"machine-{mid}", f"unit-ubuntu-{mid}")
+    for tag in tags:
+        _mkdir(root, f"/var/lib/juju/agents/{tag}", 0o755)
+        _write(root, f"/var/lib/juju/agents/{tag}/agent.conf", workload_agent_conf(cluster, host, tag), 0o600)
+        _symlink(root, f"/var/lib/juju/tools/{tag}", f"/var/lib/juju/tools/{tools_ver}")
+    _write(root, f"/var/lib/juju/tools/{tools_ver}/jujud", jujud_script(tools_ver), 0o755)
+    _write(root, "/var/lib/juju/nonce.txt", cluster.nonces[mid] + "\n", 0o644)
+    ubuntu = _ids(root, "ubuntu")
+    _mkdir(root, "/home/ubuntu/.ssh", 0o700, ubuntu)
+    _write(
+        root,
+        "/home/ubuntu/.ssh/authorized_keys",
+        f"{cluster.client_pub}\n{cluster.system_identity_pub}\n",
+        0o600,
+        ubuntu,
+    )
+    syslog_exists = _ids(root, "syslog") != (0, 0)
+    log_owner = "syslog:adm" if syslog_exists else "root:adm"
+    _mkdir(root, "/var/log/juju", 0o775, _ids(root, "syslog" if syslog_exists else "root", "adm"))
+    _write(root, f"/etc/systemd/system/jujud-machine-{mid}.service", jujud_unit(mid), 0o644)
+    _write(root, f"/etc/systemd/system/jujud-machine-{mid}-exec-start.sh", jujud_exec_start(mid, log_owner),
+           0o755)
+    _enable(root, f"jujud-machine-{mid}.service")
+    if spec.name == "juju-2.8":
+        unit = tags[1]
+        _write(root, f"/etc/systemd/system/jujud-{unit}.service", unit_unit(unit), 0o644)
+        _write(root, f"/etc/systemd/system/jujud-{unit}-exec-start.sh",
+               unit_exec_start(unit, f"ubuntu/{mid}", log_owner), 0o755)
+        _enable(root, f"jujud-{unit}.service")
 
 
 # --------------------------------------------------------------------------- reading a host's data

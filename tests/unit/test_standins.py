@@ -134,7 +134,10 @@ def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     root = tmp_path_factory.mktemp(f"standins-{profile}")
     provision.install_mongo_tools(root, profile, lib_ref=str(root / provision.LIB_DIR.lstrip("/")))
     hosts = [provision.HostSpec("ctl0", "127.0.0.1", "controller", "0", profile)]
-    cluster = provision.new_cluster(profile, hosts)
+    workloads = [
+        provision.HostSpec(f"m{i}", f"10.201.0.{240 + i}", "workload", str(1 + i), profile) for i in (0, 1)
+    ]
+    cluster = provision.new_cluster(profile, hosts, workloads=workloads)
     (root / "server.pem").write_text(cluster.controller_cert + cluster.controller_key)
     (root / "server.pem").chmod(0o600)
     (root / "shared-secret").write_text(cluster.shared_secret)

@@ -27,7 +27,7 @@ import threading
 import time
 from typing import Any
 
-from . import common
+from . import agent, api, common
 
 
 def agent_password_hash(password: str) -> str:
@@ -198,7 +198,11 @@ class ApiHandler(socketserver.BaseRequestHandler):
         try:
             conn = self.server.tls.wrap_socket(self.request, server_side=True)
             conn.settimeout(5)
-            conn.recv(65536)
+            head = api.read_http_head(conn)
+            if api.is_websocket(head):  # an agent's API connection (api.py)
+                api.serve(conn, head, self.server.conf, self.server.log, self.server.version)
+                conn.close()
+                return
             body = (json.dumps({"version": self.server.version, "machine": self.server.machine_id})).encode()
             conn.sendall(
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
@@ -219,6 +223,8 @@ class ApiServer(socketserver.ThreadingTCPServer):
     tls: ssl.SSLContext
     version: str
     machine_id: str
+    conf: dict[str, Any]
+    log: AgentLog
 
 
 def main(version: str, argv: list[str] | None = None) -> int:
@@ -227,7 +233,7 @@ def main(version: str, argv: list[str] | None = None) -> int:
     if argv[:1] in (["version"], ["--version"]):
         print(version)
         return 0
-    if argv[:1] != ["machine"]:
+    if argv[:1] not in (["machine"], ["unit"]):
         print(f"ERROR unrecognized command: jujud {argv[0] if argv else ''}", file=sys.stderr)
         return 2
     opts: dict[str, str] = {}
@@ -238,7 +244,7 @@ def main(version: str, argv: list[str] | None = None) -> int:
         name, eq, value = a.lstrip("-").partition("=")
         if name in ("debug", "verbose", "show-log"):
             opts[name] = "true"
-        elif name in ("data-dir", "machine-id", "log-to-stderr"):
+        elif name in ("data-dir", "machine-id", "unit-name", "log-to-stderr"):
             if not eq:
                 i += 1
                 value = args[i] if i < len(args) else ""
@@ -248,6 +254,11 @@ def main(version: str, argv: list[str] | None = None) -> int:
             return 2
         i += 1
     data_dir = opts.get("data-dir", "/var/lib/juju")
+    if argv[0] == "unit":  # a 2.8 unit agent service (agent.py)
+        if not opts.get("unit-name"):
+            print("ERROR --unit-name option must be set", file=sys.stderr)
+            return 2
+        return agent.run_unit(data_dir, opts["unit-name"], parse_agent_conf)
     mid = opts.get("machine-id")
     if not mid:
         print("ERROR --machine-id option must be set", file=sys.stderr)
@@ -261,6 +272,8 @@ def main(version: str, argv: list[str] | None = None) -> int:
         return 1
     log_dir = conf.get("logdir", "/var/log/juju")
     os.makedirs(log_dir, exist_ok=True)
+    if "JobManageModel" not in (conf.get("jobs") or []):  # a workload machine's agent (agent.py)
+        return agent.run_machine(data_dir, mid, parse_agent_conf, version)
     log = AgentLog(os.path.join(log_dir, f"machine-{mid}.log"))
     log("INFO", "juju.cmd", f"supercommand.go:56 running jujud [{version.rsplit('-', 2)[0]} 0 gc go1.14.15]")
     log("INFO", "juju.agent", f'agent.go:176 reading agent config, format "2.0" from {conf_path}')
@@ -286,7 +299,7 @@ def main(version: str, argv: list[str] | None = None) -> int:
     except OSError as exc:
         log("ERROR", "juju.worker.apiserver", f"cannot listen on :{port}: {exc.strerror}")
         return 1
-    srv.tls, srv.version, srv.machine_id = tls, version, mid
+    srv.tls, srv.version, srv.machine_id, srv.conf, srv.log = tls, version, mid, conf, log
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     log("INFO", "juju.worker.apiserver", f'listening on "[::]:{port}"')
     log("INFO", "juju.worker.peergrouper", "peergrouper started")
