@@ -17,16 +17,26 @@ from __future__ import annotations
 
 import getpass
 import json
+import re
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from jujubackup import scripts
-from jujubackup.errors import JujuBackupError, LockedError, RefusedError, RemoteStepError, VerifyError
+from jujubackup.errors import (
+    JujuBackupError,
+    LockedError,
+    NotFoundError,
+    RefusedError,
+    RemoteStepError,
+    VerifyError,
+)
 from jujubackup.host.base import Host
-from jujubackup.metadata import BackupMetadata, format_time, resolve_id
+from jujubackup.metadata import ID_TIME_FORMAT, BackupMetadata, format_time, is_backup_id, resolve_id
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
+from jujubackup.ui import safe_text
 
 RC_LOCKED = 75
 RC_EXISTS = 76
@@ -34,6 +44,10 @@ RC_MISMATCH = 77
 LOCK_FILE = ".jujubackup.lock"
 LOCKED_PREFIX = "jujubackup-locked: "
 STALE_PREFIX = "jujubackup-stale-lock: "
+ARCHIVE_SUFFIX = ".tar.gz"
+RECORD_SUFFIX = ".json"
+MAX_SIZE = (1 << 63) - 1  # Juju's Size is an int64 (state/backups/storage.go storageMetaDoc.Size)
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,7 @@ class Listing:
     lock_holder: dict[str, Any] | None = None
     locked: bool = False
     broken: list[str] = field(default_factory=list)
+    rejected: dict[str, str] = field(default_factory=dict)
 
 
 def default_holder(operation: str) -> str:
@@ -114,27 +129,108 @@ def build_record(
     return record
 
 
+def archive_file_name(backup_id: str) -> str:
+    """Given a backup ID, return the archive's file name `<ID>.tar.gz`. Raise VerifyError (exit 8)
+    unless the ID is exactly Juju's `YYYYMMDD-hhmmss.<uuid>` with a real date and time (Juju:
+    state/backups/storage.go newStorageID, UTC "20060102-150405" + "." + model UUID), so the name
+    is always one safe path component the tool built: no `/`, `..`, whitespace or control chars."""
+    if not is_backup_id(backup_id):
+        raise VerifyError(f"backup ID {safe_text(repr(backup_id))} is not of the form YYYYMMDD-hhmmss.<uuid>")
+    try:
+        datetime.strptime(backup_id[:15], ID_TIME_FORMAT)
+    except ValueError as err:
+        raise VerifyError(f"backup ID {backup_id} does not start with a real date and time") from err
+    return backup_id + ARCHIVE_SUFFIX
+
+
 def parse_record(text: str, backup_dir: str, *, archive_size: int = -1) -> CatalogRecord:
-    """Given <ID>.json text, return a CatalogRecord. Raise VerifyError if it is not a record."""
+    """Given <ID>.json text from a controller (hostile input), return a CatalogRecord of typed,
+    validated values: the ID of Juju's form (archive_file_name), the archive name built from it (a
+    record's `archive` field may only repeat that name), `size` and `Size` ints in 0..MAX_SIZE,
+    `sha256` 64 lowercase hex digits, times RFC3339 within datetime's range, `manifest` an object.
+    Raise VerifyError (exit 8) naming the first problem otherwise."""
     try:
         raw = json.loads(text)
-    except ValueError as err:
-        raise VerifyError(f"catalog record is not JSON: {err}") from err
+    except (ValueError, RecursionError) as err:
+        raise VerifyError(f"catalog record is not JSON: {safe_text(str(err))}") from err
     if not isinstance(raw, dict) or not raw.get("ID"):
         raise VerifyError("catalog record has no ID")
-    meta = BackupMetadata.from_json_dict(raw)
-    manifest = raw.get("manifest") if isinstance(raw.get("manifest"), dict) else {}
-    archive = str(raw.get("archive") or f"{meta.id}.tar.gz")
+    if not isinstance(raw["ID"], str):
+        raise VerifyError("catalog record's ID is not a string")
+    archive = archive_file_name(raw["ID"])
+    try:
+        meta = BackupMetadata.from_json_dict(raw)
+    except (TypeError, ValueError, OverflowError, RecursionError) as err:
+        raise VerifyError(f"catalog record has an unreadable field: {safe_text(str(err))}") from err
+    if raw.get("archive") not in (None, archive):
+        raise VerifyError(f"catalog record names archive {safe_text(repr(raw['archive']))}, not {archive}")
+    manifest = raw.get("manifest", {})
+    if not isinstance(manifest, dict):
+        raise VerifyError("catalog record's manifest is not an object")
+    size = _size(raw, "size") if "size" in raw else _size(raw, "Size")
+    _size(raw, "Size")
+    sha256 = raw.get("sha256")
+    if not isinstance(sha256, str) or not _SHA256_RE.fullmatch(sha256):
+        raise VerifyError("catalog record's sha256 is not 64 lowercase hex digits")
     return CatalogRecord(
         id=meta.id,
         archive=archive,
         path=f"{backup_dir.rstrip('/')}/{archive}",
-        size=int(raw.get("size") or meta.size),
-        sha256=str(raw.get("sha256", "")),
+        size=size,
+        sha256=sha256,
         metadata=meta,
-        manifest=manifest or {},
+        manifest=manifest,
         raw=raw,
         archive_present=archive_size >= 0,
+    )
+
+
+def _size(raw: Mapping[str, Any], key: str) -> int:
+    """Return raw[key] (absent: 0) if it is an int in 0..MAX_SIZE. Raise VerifyError otherwise."""
+    value = raw.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SIZE:
+        raise VerifyError(f"catalog record's {key} {safe_text(repr(value))[:40]} is not a size in bytes")
+    return value
+
+
+def _listed_record(entry: Any, backup_dir: str) -> CatalogRecord:
+    """Given one `records` entry of catalog-list ({"file", "text", "archive_size"}), return its
+    record. Raise VerifyError if the entry or record is invalid or the file is not `<ID>.json`."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("text"), str):
+        raise VerifyError("catalog-list returned a malformed entry")
+    archive_size = entry.get("archive_size", -1)
+    if isinstance(archive_size, bool) or not isinstance(archive_size, int):
+        raise VerifyError("catalog-list returned a malformed archive size")
+    record = parse_record(entry["text"], backup_dir, archive_size=archive_size)
+    if entry.get("file") != record.id + RECORD_SUFFIX:
+        raise VerifyError(f"the record of {record.id} is stored under another file name")
+    return record
+
+
+def _resolve_valid(
+    valid: Mapping[str, CatalogRecord], rejected: Mapping[str, str], ref: str, host: str
+) -> str:
+    """Given the valid records, the rejected ones (record file stem -> why) and a ref, return the
+    valid ID it names. Raise VerifyError (exit 8) if it names a rejected record, NotFoundError (5)."""
+    try:
+        found = resolve_id(valid, ref)
+    except NotFoundError:
+        if ref == "latest":
+            named = [max(ids)] if (ids := [s for s in rejected if is_backup_id(s)]) else []
+        else:
+            named = [stem for stem in rejected if ref and stem.startswith(ref)]
+        if len(named) != 1:
+            raise
+        stem = named[0]
+    else:
+        newer = [s for s in rejected if ref == "latest" and is_backup_id(s) and s > found]
+        if not newer:
+            return found
+        stem = max(newer)
+    raise VerifyError(
+        f"the record of backup {safe_text(stem)} on {host} is invalid and was not used: {rejected[stem]}",
+        hint="its <ID>.json on the controller is damaged or forged; `jujubackup list` shows the "
+        "valid backups (name one by its ID)",
     )
 
 
@@ -205,24 +301,25 @@ class Catalog:
         """Return the catalog as stored on the host (records oldest first)."""
         text = scripts.render("catalog-list", backup_dir=self.backup_dir)
         doc = self.host.run("catalog-list", text).json()
-        records, broken = [], []
+        records: list[CatalogRecord] = []
+        broken: list[str] = []
+        rejected: dict[str, str] = {}
         for entry in doc.get("records") or []:
             try:
-                records.append(
-                    parse_record(
-                        entry["text"], self.backup_dir, archive_size=int(entry.get("archive_size", -1))
-                    )
-                )
+                records.append(_listed_record(entry, self.backup_dir))
             except JujuBackupError as err:
-                broken.append(f"{entry.get('file')}: {err.message}")
+                name = str(entry.get("file") if isinstance(entry, dict) else "?")
+                broken.append(f"{safe_text(name)}: {err.message}")
+                rejected[name.removesuffix(RECORD_SUFFIX)] = err.message
         records.sort(key=lambda r: r.id)
         return Listing(
             backup_dir=self.backup_dir,
             records=records,
-            orphans=list(doc.get("orphans") or []),
+            orphans=[str(o) for o in doc.get("orphans") or []],
             lock_holder=_json_or_none(str(doc.get("lock") or "")),
             locked=bool(doc.get("locked")),
             broken=broken,
+            rejected=rejected,
         )
 
     def records(self) -> list[CatalogRecord]:
@@ -234,9 +331,12 @@ class Catalog:
         return self.resolve([ref])[0]
 
     def resolve(self, refs: Sequence[str]) -> list[CatalogRecord]:
-        """Given IDs/prefixes/`latest`, return their records in order. Raise NotFoundError (exit 5)."""
-        by_id = {r.id: r for r in self.records()}
-        return [by_id[resolve_id(by_id, ref)] for ref in refs]
+        """Given IDs/prefixes/`latest`, return their records in order. Raise NotFoundError (exit 5),
+        VerifyError (exit 8) when a ref names a record that failed validation (never used; `latest`
+        too when the newest record is such a one: it does not silently mean an older backup)."""
+        listing = self.listing()
+        by_id = {r.id: r for r in listing.records}
+        return [by_id[_resolve_valid(by_id, listing.rejected, ref, self.host.name)] for ref in refs]
 
     def remove(self, backup_ids: Sequence[str]) -> list[str]:
         """Given exact IDs, delete their records and archives under the lock; return the IDs removed.

@@ -5,6 +5,7 @@ The exit-code table (DESIGN.md §6) is defined here once and printed in `--help`
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 
 EXIT_OK = 0
@@ -122,3 +123,20 @@ class ErrorReport:
     @classmethod
     def of(cls, err: JujuBackupError) -> ErrorReport:
         return cls(err.message, err.hint, err.exit_code)
+
+
+def local_os_error(err: OSError, doing: str = "") -> JujuBackupError:
+    """Given an OSError of a local file operation, return the typed error it stands for: no space
+    or quota, a read-only or unwritable place -> RefusedError (exit 6); a missing file or directory
+    -> NotFoundError (exit 5); anything else -> RefusedError (exit 6). Such failures are the
+    workstation's state, not bugs, so they never show as "internal error (exit 1)"."""
+    where = f" ({err.filename})" if err.filename else ""
+    what = f"{doing}: " if doing else ""
+    message = f"{what}{err.strerror or err}{where}"
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return RefusedError(message, hint="free space on that filesystem, or choose another place")
+    if err.errno in (errno.ENOENT, errno.ENOTDIR):
+        return NotFoundError(message, hint="check the path: its directory must exist")
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return RefusedError(message, hint="check the permissions of that path (or choose another)")
+    return RefusedError(message, hint="check that path on this workstation")

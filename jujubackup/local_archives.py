@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,13 +51,23 @@ def write_sidecar(
         **(contents if full and contents else {}),
     }
     side = sidecar_path(archive)
-    tmp = side.with_name(f".{side.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2)
-        fh.write("\n")
-    tmp.replace(side)
+    _write_private(side, json.dumps(data, indent=2) + "\n")
     return side
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` to `path` (0600) atomically: into a new temp file of a random name next to it,
+    created with O_EXCL (mkstemp: never through a planted link or an existing file), then renamed
+    over `path` (a link at `path` itself is replaced, not followed). The temp file is removed on
+    failure."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def read_sidecar(archive: Path) -> dict[str, Any] | None:

@@ -6,9 +6,11 @@ Everything streams in 1 MiB chunks, so memory stays constant whatever the archiv
 from __future__ import annotations
 
 import ctypes
+import errno
 import hashlib
 import os
 import re
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from jujubackup import scripts
-from jujubackup.errors import UsageError
+from jujubackup.errors import RefusedError, UsageError
 from jujubackup.host.base import Host
 
 CHUNK = 1 << 20
@@ -168,8 +170,25 @@ def remote_remove(host: Host, path: str) -> None:
 
 
 def open_private(path: Path, *, append: bool) -> IO[bytes]:
-    """Open `path` for (appending) binary writing, creating it 0600 (and forcing 0600 if it existed)."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
-    fd = os.open(path, flags, 0o600)
+    """Open `path` for (appending) binary writing, creating it 0600 (and forcing 0600 if it existed),
+    never through a symbolic link (O_NOFOLLOW: one planted at a `.part` path would aim the write
+    anywhere the operator can write) and only as a regular file (O_NONBLOCK: a planted FIFO fails
+    instead of blocking). Raise RefusedError (exit 6) for a link or a non-regular file; other
+    OSErrors (no space, no such directory) are raised as they are."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | (os.O_APPEND if append else os.O_TRUNC)
+    refused = RefusedError(
+        f"{path} is a symbolic link or not a regular file: not writing through it",
+        hint="remove it (jujubackup never makes one there), or choose another FILE or --dir",
+    )
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as err:
+        if err.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR):
+            raise refused from err
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise refused
+    os.set_blocking(fd, True)
     os.fchmod(fd, 0o600)
     return os.fdopen(fd, "ab" if append else "wb")

@@ -23,7 +23,9 @@ def register(app: typer.Typer) -> None:
         file: Annotated[
             Path | None, typer.Argument(metavar="[FILE]", help="Destination (default ./<ID>.tar.gz).")
         ] = None,
-        directory: Annotated[Path | None, typer.Option("--dir", help="Directory to download into.")] = None,
+        directory: Annotated[
+            Path | None, typer.Option("--dir", help="Directory to download into (created 0700 if missing).")
+        ] = None,
         bwlimit: Annotated[
             str | None, typer.Option("--bwlimit", metavar="RATE", help="Bytes/s, K/M/G suffixes (e.g. 20M).")
         ] = None,
@@ -36,7 +38,7 @@ def register(app: typer.Typer) -> None:
         ui = make_ui(opts, fmt)
         if file is not None and directory is not None:
             raise UsageError("give FILE or --dir, not both")
-        if directory is not None and not directory.is_dir():
+        if directory is not None and directory.exists() and not directory.is_dir():
             raise UsageError(f"--dir {directory} is not a directory")
         request = DownloadRequest(backup_id, file, directory, parse_rate(bwlimit), backup_dir)
         result = run_download(opts.connection, ui, request)

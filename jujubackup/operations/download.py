@@ -4,18 +4,24 @@ Flow: resolve the ID in the controller's catalog -> choose the destination -> re
 `<dest>.part` if its bytes match the controller's copy -> stream the rest (1 MiB chunks, SHA-256 on
 the fly, optional bandwidth limit) -> rename into place only when size and SHA-256 match the catalog
 -> write the `<ID>.json` sidecar. The file and sidecar are 0600.
+
+The controller's record never chooses a local path: the file name is `<ID>.tar.gz`, built from the
+record's validated ID (catalog.archive_file_name), in the directory the operator chose; the partial
+file is opened without following links (transfer.open_private) and the sidecar goes through a
+private temp file (local_archives.write_sidecar).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from jujubackup.catalog import Catalog, CatalogRecord
-from jujubackup.errors import RefusedError, VerifyError
+from jujubackup.errors import NotFoundError, RefusedError, UsageError, VerifyError, local_os_error
 from jujubackup.host.base import Host
 from jujubackup.local_archives import write_sidecar
 from jujubackup.operations.status import connect_catalog
@@ -57,25 +63,35 @@ class DownloadResult:
 def download(host: Host, request: DownloadRequest, ui: UI) -> DownloadResult:
     """Given a connected controller, download the archive `request.ref` names; return the result.
 
-    Raise NotFoundError (5) for an unknown ID, RefusedError (6) when the destination exists with other
-    content, VerifyError (8) when the received bytes do not match the catalog (the partial file is
-    removed, nothing is renamed), ConnectError (3) when the connection drops (the partial is kept).
+    Raise NotFoundError (5) for an unknown ID or a missing destination directory, VerifyError (8)
+    for an invalid record or when the received bytes do not match the catalog (the partial file is
+    removed, nothing is renamed), RefusedError (6) when the destination exists with other content,
+    a link or non-regular file sits at `<file>.part`, or the local disk is full (the partial is
+    kept for a resume), ConnectError (3) when the connection drops (the partial is kept).
     """
     record = Catalog(host, request.backup_dir).get(request.ref)
+    if request.directory is not None:
+        prepare_directory(request.directory)
     dest = destination(request, record)
     part = dest.with_name(dest.name + PART_SUFFIX)
     if dest.exists():
         return _already_there(dest, record, ui)
     hasher, offset = _resume_point(host, record, part, ui)
-    with open_private(part, append=True) as fh, ui.transfer(
-        f"download {record.id[:15]}", record.size, offset
-    ) as advance:
-        sink = HashingSink(fh, hasher, Throttle(request.bwlimit))
-        host.get(record.path, sink, offset=offset, progress=advance,  # type: ignore[arg-type]
-                 size=record.size - offset)
-        ui.debug(f"streamed via {host.streams_via}")
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        with open_private(part, append=True) as fh, ui.transfer(
+            f"download {record.id[:15]}", record.size, offset
+        ) as advance:
+            sink = HashingSink(fh, hasher, Throttle(request.bwlimit))
+            host.get(record.path, sink, offset=offset, progress=advance,  # type: ignore[arg-type]
+                     size=record.size - offset)
+            ui.debug(f"streamed via {host.streams_via}")
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as err:
+        failed = local_os_error(err, f"writing {part}")
+        failed.hint = (f"{failed.hint}; the partial file is kept: the same download resumes"
+                       if part.exists() else failed.hint)
+        raise failed from err
     _check_and_place(part, dest, record, hasher.hexdigest())
     sidecar = write_sidecar(dest, record.to_dict(), record.sha256)
     ui.info(f"downloaded {record.id} to {dest} ({record.size} bytes, sha256 {record.sha256[:16]}…)")
@@ -83,10 +99,32 @@ def download(host: Host, request: DownloadRequest, ui: UI) -> DownloadResult:
 
 
 def destination(request: DownloadRequest, record: CatalogRecord) -> Path:
-    """Return where the archive goes: FILE, else DIR/<archive>, else ./<archive>."""
+    """Return where the archive goes: FILE, else DIR/<ID>.tar.gz, else ./<ID>.tar.gz (the name is
+    `record.archive`, which parse_record built from the validated ID: one path component, never the
+    record's text). Raise NotFoundError (exit 5) if the file's directory does not exist."""
+    if "/" in record.archive or record.archive in ("", ".", ".."):  # parse_record guarantees it
+        raise VerifyError(f"backup {record.id} has an unsafe archive name")
     if request.file is not None:
-        return request.file / record.archive if request.file.is_dir() else request.file
-    return (request.directory or Path.cwd()) / record.archive
+        dest = request.file / record.archive if request.file.is_dir() else request.file
+    else:
+        dest = (request.directory or Path.cwd()) / record.archive
+    if not dest.parent.is_dir():
+        raise NotFoundError(f"directory {dest.parent} does not exist",
+                            hint="create it first, or give --dir DIR (created if missing)")
+    return dest
+
+
+def prepare_directory(directory: Path) -> None:
+    """Create `directory` (0700, with missing parents) unless it exists. Raise UsageError (exit 2)
+    if it exists and is not a directory, or the typed error of the OSError creating it."""
+    if directory.is_dir():
+        return
+    if directory.exists() or directory.is_symlink():
+        raise UsageError(f"--dir {directory} is not a directory")
+    try:
+        directory.mkdir(mode=0o700, parents=True)
+    except OSError as err:
+        raise local_os_error(err, f"cannot create --dir {directory}") from err
 
 
 def _already_there(dest: Path, record: CatalogRecord, ui: UI) -> DownloadResult:
@@ -104,8 +142,18 @@ def _already_there(dest: Path, record: CatalogRecord, ui: UI) -> DownloadResult:
 
 
 def _resume_point(host: Host, record: CatalogRecord, part: Path, ui: UI) -> tuple[Any, int]:
-    """Return (sha256 over the kept prefix, offset): keep a partial whose bytes match the remote copy."""
-    have = part.stat().st_size if part.exists() else 0
+    """Return (sha256 over the kept prefix, offset): keep a partial whose bytes match the remote copy.
+    Raise RefusedError (exit 6) if `part` is a link or not a regular file (never read or followed)."""
+    try:
+        info = part.lstat()
+    except FileNotFoundError:
+        return hashlib.sha256(), 0
+    if not stat.S_ISREG(info.st_mode):
+        raise RefusedError(
+            f"{part} is a symbolic link or not a regular file: not writing through it",
+            hint="remove it (jujubackup never makes one there), or choose another FILE or --dir",
+        )
+    have = info.st_size
     if have == 0:
         return hashlib.sha256(), 0
     if have <= record.size:

@@ -76,3 +76,53 @@ def test_stale_lock_warning() -> None:
     warning = stale_lock_warning(f"jujubackup-stale-lock: {json.dumps(HOLDER)}")
     assert warning is not None and "pid 42" in warning and "stale" in warning
     assert stale_lock_warning("progress: dumping") is None
+
+
+# --- a controller's record is hostile input (issue 11): typed, validated, never a local path ------
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"archive": "/home/op/.venv/lib/python3.12/site-packages/evil.pth"}, "names archive"),
+        ({"archive": f"../{BACKUP_ID}.tar.gz"}, "names archive"),
+        ({"archive": "evil.pth"}, "names archive"),
+        ({"ID": f"../../{BACKUP_ID}"}, "not of the form"),
+        ({"ID": f"{BACKUP_ID}/x"}, "not of the form"),
+        ({"ID": "20261399-999999.ffffffff-0000-1111-2222-333333333333"}, "real date"),
+        ({"ID": 20261126}, "not a string"),
+        ({"size": "big"}, "size 'big'"),
+        ({"size": -1}, "not a size"),
+        ({"size": 1 << 64}, "not a size"),
+        ({"size": True}, "not a size"),
+        ({"Size": "big"}, "wrong type|unreadable field"),
+        ({"Size": 1e999}, "wrong type|unreadable field"),
+        ({"Size": -5}, "not a size"),
+        ({"sha256": "../x"}, "sha256"),
+        ({"Started": "9999-12-31T23:59:59-01:00"}, "wrong type|unreadable field"),
+        ({"Started": "0000-01-01T00:00:00Z"}, "wrong type|unreadable field"),
+        ({"Stored": "yesterday"}, "unreadable time"),
+        ({"manifest": ["x"]}, "manifest"),
+        ({"Notes": {"nested": 1}}, "wrong type|unreadable field"),
+    ],
+)
+def test_hostile_record_is_refused_with_exit_8(change: dict[str, object], problem: str) -> None:
+    raw = {**_record(), **change}
+    with pytest.raises(VerifyError, match=problem) as caught:
+        parse_record(json.dumps(raw), "/var/lib/juju/backups")
+    assert caught.value.exit_code == 8
+
+
+def test_deeply_nested_or_huge_record_is_refused_not_a_crash() -> None:
+    with pytest.raises(VerifyError):
+        parse_record('{"ID": ' + "[" * 100000 + "]" * 100000 + "}", "/b")
+    with pytest.raises(VerifyError):
+        parse_record('{"ID": "x", "size": 1' + "0" * 5000 + "}", "/b")
+
+
+def test_the_archive_name_is_built_from_the_id_not_read_from_the_record() -> None:
+    raw = _record()
+    del raw["archive"]
+    record = parse_record(json.dumps(raw), "/var/lib/juju/backups")
+    assert record.archive == f"{BACKUP_ID}.tar.gz"
+    assert record.path == f"/var/lib/juju/backups/{BACKUP_ID}.tar.gz"
