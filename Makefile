@@ -1,8 +1,10 @@
 # jujubackup — two commands for a newcomer:
 #   make demo   set everything up from nothing and run the disaster-recovery story against lab hosts
+#               (PROFILE=juju-3.6: any lab profile, README "Lab profiles"; default juju-2.9)
 #   make test   set everything up and run the whole suite (lint, unit, lab integration)
 SHELL := /bin/bash
 PY ?= python3
+PROFILE ?= juju-2.9
 VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := systemd-container debootstrap zstd pigz shellcheck openssh-client iproute2 python3-venv python3-bson openssh-server
@@ -38,7 +40,7 @@ test: deps venv rootfs lint
 	$(BIN)/pytest -q -ra
 
 demo: deps venv rootfs
-	$(BIN)/python -m tests.lab.demo
+	$(BIN)/python -m tests.lab.demo --profile $(PROFILE)
 
 lab-down: venv
 	$(BIN)/python -m tests.lab down

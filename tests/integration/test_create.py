@@ -492,7 +492,7 @@ def test_status_shows_the_controller(lab_factory: Any) -> None:
     assert done.returncode == 0, done.stderr
     facts = json.loads(done.stdout)
     assert (facts["profile"], facts["machine_id"], facts["juju_version"]) == ("juju-2.8", "0", "2.8.10")
-    assert facts["series"] == "bionic" and facts["mongo_version"].startswith("3.2")
+    assert facts["series"] == "xenial" and facts["mongo_version"].startswith("3.2")
     assert {s["name"]: s["active_state"] for s in facts["services"]} == {
         "juju-db": "active",
         "jujud-machine-0": "active",

@@ -17,8 +17,25 @@ from tests.lab.lab import LabHost
 
 pytestmark = pytest.mark.lab
 
-TLS = {"4.4": "--tls --tlsInsecure", "3.2": "--ssl --sslAllowInvalidCertificates"}  # the mongo shell
-TOOLS_TLS = {"4.4": "--ssl --tlsInsecure", "3.2": "--ssl --sslAllowInvalidCertificates"}  # 100.x: no --tls
+CA, PEM = "/var/snap/juju-db/common/ca.crt", "/var/snap/juju-db/common/server.pem"
+
+
+def shell_tls(spec: provision.Profile) -> str:
+    """The mongo shell's TLS flags for this juju-db: --tls* from 4.2, a client certificate on 4.4.30."""
+    if spec.generation.client_cert_required:
+        return f"--tls --tlsCAFile {CA} --tlsCertificateKeyFile {PEM}"
+    if spec.generation.tls_aliases:
+        return "--tls --tlsAllowInvalidCertificates"
+    return "--ssl --sslAllowInvalidCertificates"
+
+
+def tools_tls(spec: provision.Profile) -> str:
+    """mongodump's TLS flags: --tlsInsecure only in 100.x, the CA and client certificate on 4.4.30."""
+    if spec.generation.client_cert_required:
+        return f"--ssl --sslCAFile {CA} --sslPEMKeyFile {PEM} --sslPEMKeyPassword ignore"
+    if spec.generation.tools_tls_insecure:
+        return "--ssl --tlsInsecure"
+    return "--ssl --sslAllowInvalidCertificates"
 
 
 def _spec(host: LabHost) -> provision.Profile:
@@ -42,7 +59,7 @@ def mongo_commands(host: LabHost, commands: list[tuple[str, dict[str, Any]]]) ->
         f"pw=$(sed -n 's/^statepassword: //p' /var/lib/juju/agents/machine-{mid}/agent.conf)\n"
         f'printf \'db.getSiblingDB("admin").auth("machine-{mid}", "%s")\\n\' "$pw" > "$f"\n'
         f"cat >> \"$f\" <<'EOF'\n{body}\nEOF\n"
-        f'{spec.tools["mongo"]} --quiet --host 127.0.0.1 --port 37017 {TLS[spec.mongo_series]} "$f"\n'
+        f'{spec.tools["mongo"]} --quiet --host 127.0.0.1 --port 37017 {shell_tls(spec)} "$f"\n'
     )
     r = host.ssh(f"bash -c {shlex.quote(script)}")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -77,7 +94,7 @@ def wait_agent_running(host: LabHost) -> None:
     )
 
 
-@pytest.mark.parametrize("profile", ["juju-2.9", "juju-2.8"])
+@pytest.mark.parametrize("profile", list(provision.PROFILES))
 def test_fresh_controller_runs_juju_db_and_jujud(lab_factory: Any, profile: str) -> None:
     lab = lab_factory(controllers=1, spares=1, profile=profile)
     ctl, spare = lab.host("ctl0"), lab.host("spare0")
@@ -98,11 +115,29 @@ def test_fresh_controller_runs_juju_db_and_jujud(lab_factory: Any, profile: str)
     dump = (
         f"sed -n 's/^statepassword: //p' /var/lib/juju/agents/machine-0/agent.conf | "
         f"{spec.tools['mongodump']} --host 127.0.0.1 --port 37017 --username machine-0 "
-        f"--authenticationDatabase admin {TOOLS_TLS[spec.mongo_series]} --oplog --out /tmp/dump"
+        f"--authenticationDatabase admin {tools_tls(spec)} --oplog --out /tmp/dump"
     )
     r = ctl.ssh(dump)
     assert r.returncode == 0, r.stderr
     assert ctl.ssh("test -s /tmp/dump/juju/machines.bson && test -e /tmp/dump/oplog.bson").returncode == 0
+    # each version's flag set bites: --tlsInsecure does not exist before mongo-tools 100.x (r4.0.9 here),
+    # and juju-db 4.4.30 refuses a client without a certificate chaining to ca.crt
+    gen = spec.generation
+    insecure = dump.replace(tools_tls(spec), "--ssl --tlsInsecure").replace("/tmp/dump", "/tmp/dump1")
+    r = ctl.ssh(insecure)
+    if not gen.tools_tls_insecure:
+        assert r.returncode == 3
+        assert 'error parsing command line options: unknown option "tlsInsecure"' in r.stderr
+    elif gen.client_cert_required:
+        assert r.returncode == 1 and "no reachable servers" in r.stderr, r.stderr
+        assert ctl.ssh("test ! -e /tmp/dump1/juju").returncode == 0
+    else:
+        assert r.returncode == 0, r.stderr
+    # agent.conf and tools dir of the Juju generation: 3.x has no mongoversion and <version>-ubuntu-<arch>
+    conf = _agent_conf(ctl)
+    assert ("mongoversion:" in conf) == (not spec.base)
+    tools = ctl.ssh("readlink /var/lib/juju/tools/machine-0").stdout.strip()
+    assert tools.endswith(f"/{spec.juju_version}-{'ubuntu' if spec.base else spec.series}-amd64")
     assert ctl.ssh(f"systemctl stop {spec.db_service}").returncode == 0
     assert ctl.ssh(f"test ! -s {spec.dbpath}/mongod.lock").returncode == 0
     r = ctl.ssh(dump.replace("/tmp/dump", "/tmp/dump2"))

@@ -1,6 +1,6 @@
 """`python -m tests.lab rootfs | up | down | status` — the lab from the command line (root only).
 
-    up [--controllers N] [--spares M] [--machines K] [--profile juju-2.9|juju-2.8] [--db-size SIZE]
+    up [--controllers N] [--spares M] [--machines K] [--profile PROFILE] [--db-size SIZE]
        [--name NAME]
         clear leftovers (dead labs and the previous CLI lab NAME), boot, print ONE JSON document
         {"ssh_config", "key", "known_hosts", "hosts": [{"name","ip","role","machine_id","profile","root"}]}

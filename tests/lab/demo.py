@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from tests.lab.lab import Lab
+from tests.lab.provision import PROFILES
 
 JUJUBACKUP = [sys.executable, "-m", "jujubackup"]
 
@@ -77,7 +78,7 @@ def run_demo(profile: str, workdir: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, run the demo, return the exit code."""
     parser = argparse.ArgumentParser(prog="python -m tests.lab.demo", description=__doc__)
-    parser.add_argument("--profile", default="juju-2.9", choices=["juju-2.9", "juju-2.8"])
+    parser.add_argument("--profile", default="juju-2.9", choices=list(PROFILES))
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("demo: must run as root (the lab uses network namespaces and systemd-nspawn)", file=sys.stderr)

@@ -37,12 +37,12 @@ from typing import Any, Literal
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.lab import net, nspawn, rootfs
+from tests.lab import net, nspawn, provision, rootfs
 
 STATE_ROOT = Path("/run/jujubackup-lab")
 DATA_ROOT = Path("/var/lib/jujubackup-lab")
 LOCK_PATH = STATE_ROOT / "lock"
-PROFILES = ("juju-2.9", "juju-2.8")
+PROFILES = tuple(provision.PROFILES)  # juju-2.8, juju-2.9, juju-2.8-bionic, juju-2.8-focal, juju-3.6
 BOOT_TIMEOUT = 90.0
 LAB_ID_RE = re.compile(r"^[0-9a-f]{6}$")
 Role = Literal["controller", "spare", "workload"]
@@ -555,7 +555,6 @@ class Lab:
 
     def _build(self) -> None:
         """Mount overlays, create networks, write identities and keys, provision every host."""
-        from tests.lab import provision
 
         t0 = time.monotonic()
         client_private, client_public = _ed25519()

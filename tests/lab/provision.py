@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from tests.lab.standins import common, storage
+from tests.lab.standins import common, storage, versions
 from tests.lab.standins.jujud import agent_password_hash
 
 STANDINS_SRC = Path(__file__).resolve().parent / "standins"
@@ -61,19 +61,44 @@ class HostSpec:
 
 @dataclass(frozen=True)
 class Profile:
-    """Where a Juju generation keeps things (issue 2 §2)."""
+    """Where a Juju generation keeps things (issue 2 §2) and which juju-db generation it runs (issue 12)."""
 
     name: str
     juju_version: str
     series: str
-    mongo_series: str  # "4.4" or "3.2": selects the stand-ins' behaviour
-    mongo_version: str  # agent.conf mongoversion
+    mongo_series: str  # the juju-db generation key (standins/versions.py): "3.2" "3.6" "4.0" "4.4" "4.4.30"
+    mongo_version: str  # agent.conf mongoversion ("" for Juju 3.x: J36 agent/format-2.0.go has no such key)
     db_service: str  # systemd unit name without .service
     dbpath: str
     tools: dict[str, str]  # tool -> absolute path of the executable (mongod, mongodump, mongorestore, mongo)
     shared_secret: str
     mongo_pem: str  # the PEM juju-db serves (server.pem)
     extra_files: tuple[str, ...] = ()
+    snap: bool = False  # juju-db is the snap (/snap/bin/juju-db.*, /var/snap/juju-db/common)
+    base: bool = False  # Juju 3.x: tools dirs <version>-ubuntu-<arch> (J36 core/semversion Binary), bases
+
+    @property
+    def family(self) -> str:
+        """The stand-ins' behaviour family of this juju-db ("3.2" or "4.4")."""
+        return versions.family(self.mongo_series)
+
+    @property
+    def generation(self) -> versions.Generation:
+        return versions.generation(self.mongo_series)
+
+    @property
+    def tools_os(self) -> str:
+        """The OS part of a tools dir name: the series (2.x) or `ubuntu` (3.x, J36 agent/tools)."""
+        return "ubuntu" if self.base else self.series
+
+
+SNAP_TOOLS = {
+    "mongod": "/snap/bin/juju-db.mongod",
+    "mongodump": "/snap/bin/juju-db.mongodump",
+    "mongorestore": "/snap/bin/juju-db.mongorestore",
+    "mongo": "/snap/bin/juju-db.mongo",
+}
+SNAP_COMMON = "/var/snap/juju-db/common"
 
 
 PROFILES: dict[str, Profile] = {
@@ -84,20 +109,16 @@ PROFILES: dict[str, Profile] = {
         mongo_series="4.4",
         mongo_version="4.4.18/wiredTiger",
         db_service="snap.juju-db.daemon",
-        dbpath="/var/snap/juju-db/common/db",
-        tools={
-            "mongod": "/snap/bin/juju-db.mongod",
-            "mongodump": "/snap/bin/juju-db.mongodump",
-            "mongorestore": "/snap/bin/juju-db.mongorestore",
-            "mongo": "/snap/bin/juju-db.mongo",
-        },
-        shared_secret="/var/snap/juju-db/common/shared-secret",
-        mongo_pem="/var/snap/juju-db/common/server.pem",
+        dbpath=f"{SNAP_COMMON}/db",
+        tools=SNAP_TOOLS,
+        shared_secret=f"{SNAP_COMMON}/shared-secret",
+        mongo_pem=f"{SNAP_COMMON}/server.pem",
+        snap=True,
     ),
     "juju-2.8": Profile(
         name="juju-2.8",
         juju_version="2.8.10",
-        series="bionic",
+        series="xenial",  # juju-mongodb3.2 is the xenial package (J28 packaging/dependency/mongo.go)
         mongo_series="3.2",
         mongo_version="3.2.22/wiredTiger",
         db_service="juju-db",
@@ -107,6 +128,50 @@ PROFILES: dict[str, Profile] = {
         },
         shared_secret="/var/lib/juju/shared-secret",
         mongo_pem="/var/lib/juju/server.pem",
+    ),
+    # Juju 2.8 on bionic: the distro's mongodb-server-core + mongodb-clients 3.6.3 in /usr/bin
+    # (J28 packaging/dependency/mongo.go, mongo/mongo.go), the deb layout under /var/lib/juju
+    "juju-2.8-bionic": Profile(
+        name="juju-2.8-bionic",
+        juju_version="2.8.10",
+        series="bionic",
+        mongo_series="3.6",
+        mongo_version="3.6.3/wiredTiger",
+        db_service="juju-db",
+        dbpath="/var/lib/juju/db",
+        tools={t: f"/usr/bin/{t}" for t in ("mongod", "mongodump", "mongorestore", "mongo")},
+        shared_secret="/var/lib/juju/shared-secret",
+        mongo_pem="/var/lib/juju/server.pem",
+    ),
+    # Juju 2.8 on focal: the juju-db 4.0/stable snap (J28 controller/config.go:279), 4.0.9 (juju/juju#10111)
+    "juju-2.8-focal": Profile(
+        name="juju-2.8-focal",
+        juju_version="2.8.10",
+        series="focal",
+        mongo_series="4.0",
+        mongo_version="4.0.9/wiredTiger",
+        db_service="snap.juju-db.daemon",
+        dbpath=f"{SNAP_COMMON}/db",
+        tools=SNAP_TOOLS,
+        shared_secret=f"{SNAP_COMMON}/shared-secret",
+        mongo_pem=f"{SNAP_COMMON}/server.pem",
+        snap=True,
+    ),
+    # Juju 3.6 on jammy with the juju-db 4.4.30/stable snap (scripts/set-juju-db-snap-channel.bash):
+    # mutual TLS with ca.crt, no `mongoversion` in agent.conf, `<version>-ubuntu-<arch>` tools dirs
+    "juju-3.6": Profile(
+        name="juju-3.6",
+        juju_version="3.6.21",
+        series="jammy",
+        mongo_series="4.4.30",
+        mongo_version="",
+        db_service="snap.juju-db.daemon",
+        dbpath=f"{SNAP_COMMON}/db",
+        tools=SNAP_TOOLS,
+        shared_secret=f"{SNAP_COMMON}/shared-secret",
+        mongo_pem=f"{SNAP_COMMON}/server.pem",
+        snap=True,
+        base=True,
     ),
 }
 
@@ -242,7 +307,14 @@ def _make_certs(controller_uuid: str, ips: list[str]) -> tuple[str, str, str, st
             ),
             critical=True,
         )
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        # serverAuth and clientAuth: Juju presents server.pem as its client certificate to juju-db 4.4.30
+        # (state/backups/db.go @07d78520 --sslPEMKeyFile server.pem), which OpenSSL accepts only then
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH, x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
         .sign(ca_key, hashes.SHA256())
     )
     pem = serialization.Encoding.PEM
@@ -355,16 +427,25 @@ def _symlink(root: Path, path: str, target: str) -> None:
 
 # --------------------------------------------------------------------------- stand-in binaries
 
-TOOL_DOC = {
-    ("4.4", "mongod"): "mongod 4.4.18 (juju-db snap, Juju 2.9)",
-    ("4.4", "mongodump"): "mongodump 100.6.1 (MongoDB Database Tools in the juju-db 4.4 snap)",
-    ("4.4", "mongorestore"): "mongorestore 100.6.1 (MongoDB Database Tools in the juju-db 4.4 snap)",
-    ("4.4", "mongo"): "the legacy mongo shell 4.4.18 (juju-db snap)",
-    ("3.2", "mongod"): "mongod 3.2.22 (juju-mongodb3.2, Juju 2.8)",
-    ("3.2", "mongodump"): "mongodump r3.2.22 (juju-mongodb3.2 tools)",
-    ("3.2", "mongorestore"): "mongorestore r3.2.22 (juju-mongodb3.2 tools)",
-    ("3.2", "mongo"): "the mongo shell 3.2.22 (juju-mongodb3.2)",
+PACKAGING = {
+    "3.2": "juju-mongodb3.2, Juju 2.8 on xenial",
+    "3.6": "bionic's mongodb-server-core/mongodb-clients, Juju 2.8 on bionic",
+    "4.0": "juju-db 4.0/stable snap, Juju 2.8 on focal",
+    "4.4": "juju-db 4.4/stable snap, Juju 2.9",
+    "4.4.30": "juju-db 4.4.30/stable snap, Juju 3.6",
 }
+
+
+def tool_doc(key: str, tool: str) -> str:
+    """Given a generation key and a tool name, return what the stand-in executable stands for."""
+    gen = versions.generation(key)
+    if tool == "mongod":
+        return f"mongod {gen.server} ({PACKAGING[key]})"
+    if tool == "mongo":
+        return f"the legacy mongo shell {gen.server} ({PACKAGING[key]})"
+    return f"{tool} {gen.tools} (mongo-tools of {PACKAGING[key]})"
+
+
 TOOL_CALL = {
     "mongod": "mongod.main(sys.argv[1:], {series!r})",
     "mongodump": "tools.mongodump_main({series!r})",
@@ -378,7 +459,7 @@ def wrapper_script(tool: str, series: str, lib_dir: str = LIB_DIR, python: str =
     module = "mongod" if tool == "mongod" else "tools"
     call = TOOL_CALL[tool].format(series=series)
     return (
-        f'#!{python}\n"""Lab stand-in for {TOOL_DOC[(series, tool)]}. Test code, never shipped."""\n'
+        f'#!{python}\n"""Lab stand-in for {tool_doc(series, tool)}. Test code, never shipped."""\n'
         f"import sys\nsys.path.insert(0, {lib_dir!r})\nfrom standins import {module}\n"
         f"sys.exit({call})\n"
     )
@@ -411,10 +492,10 @@ def install_mongo_tools(root: Path, profile: str, lib_ref: str = LIB_DIR, python
     install_library(root)
     for tool in ("mongod", "mongodump", "mongorestore", "mongo"):
         script = wrapper_script(tool, spec.mongo_series, lib_ref, python)
-        if spec.mongo_series == "4.4":
+        if spec.snap:
             _write(root, f"{SNAP_BIN}/{tool}", script, 0o755)
         _write(root, spec.tools[tool], script, 0o755)
-    if spec.mongo_series == "4.4":
+    if spec.snap:
         _symlink(root, "/snap/juju-db/current", SNAP_REVISION)
         _mkdir(root, "/var/snap/juju-db/common")
         _mkdir(root, f"/var/snap/juju-db/{SNAP_REVISION}")
@@ -464,8 +545,8 @@ def agent_conf(cluster: Cluster, host: HostSpec) -> str:
         "stateport: 37017\n"
         f"sharedsecret: {cluster.shared_secret}\n"
         f"systemidentity: |\n{_indent(cluster.system_identity)}"
-        f"mongoversion: {spec.mongo_version}\n"
-        "mongomemoryprofile: default\n"
+        + (f"mongoversion: {spec.mongo_version}\n" if spec.mongo_version else "")
+        + "mongomemoryprofile: default\n"
     )
 
 
@@ -501,14 +582,24 @@ def workload_agent_conf(cluster: Cluster, host: HostSpec, tag: str) -> str:
 
 
 def mongod_config(spec: Profile) -> str:
-    """Return /var/snap/juju-db/common/juju-db.config as Juju 2.9 writes it (legacy key = value)."""
+    """Return /var/snap/juju-db/common/juju-db.config as Juju writes it (legacy key = value): the --ssl*
+    names for the 4.0 snap (no --tls* before 4.2), --tls* for 4.4; with 4.4.30 also the CA that client
+    certificates must chain to (mutual TLS, juju/juju#22455; the key name as MongoDB 4.4 spells it)."""
+    if spec.generation.tls_aliases:
+        tls = (
+            f"tlsCertificateKeyFile = {spec.mongo_pem}\n"
+            "tlsCertificateKeyFilePassword = ignored\n"
+            "tlsMode = requireTLS\n"
+        )
+    else:
+        tls = f"sslPEMKeyFile = {spec.mongo_pem}\nsslPEMKeyPassword = ignored\nsslMode = requireSSL\n"
+    if spec.generation.client_cert_required:
+        tls += f"tlsCAFile = {SNAP_COMMON}/ca.crt\n"
     return (
         "# WARNING\n# autogenerated by juju on 2026-11-26 00:00:00 +0000 UTC\n"
         f"dbpath = {spec.dbpath}\n"
         "logpath = /var/snap/juju-db/common/logs/mongodb.log\n"
-        f"tlsCertificateKeyFile = {spec.mongo_pem}\n"
-        "tlsCertificateKeyFilePassword = ignored\n"
-        "tlsMode = requireTLS\n"
+        f"{tls}"
         "port = 37017\n"
         "bind_ip_all = true\n"
         "ipv6 = true\n"
@@ -526,7 +617,7 @@ def mongod_config(spec: Profile) -> str:
 
 def db_unit(spec: Profile) -> str:
     """Return the juju-db systemd unit text of the profile."""
-    if spec.mongo_series == "4.4":
+    if spec.snap:
         return (
             "[Unit]\n# Auto-generated, DO NOT EDIT\n"
             "Description=Service for snap application juju-db.daemon\n"
@@ -546,7 +637,8 @@ def db_unit(spec: Profile) -> str:
         f"ExecStart={spec.tools['mongod']} --dbpath {spec.dbpath} --sslMode requireSSL "
         f"--sslPEMKeyFile {spec.mongo_pem} --sslPEMKeyPassword=ignored --port 37017 "
         "--syslog --journal "
-        f"--replSet juju --quiet --oplogSize 1024 --auth --keyFile {spec.shared_secret} "
+        + ("--bind_ip_all " if spec.generation.bind_ip_all else "")  # 3.6+ binds localhost by default
+        + f"--replSet juju --quiet --oplogSize 1024 --auth --keyFile {spec.shared_secret} "
         "--storageEngine wiredTiger --wiredTigerCacheSizeGB 0.25\n"
         "Restart=always\n\n[Install]\nWantedBy=multi-user.target\n"
     )
@@ -600,9 +692,10 @@ def _machine_doc(
     password: str | None,
     nonce: str,
     controller: bool,
+    base: bool = False,
 ) -> dict:
     txn = f"{bson.ObjectId()}_{secrets.token_hex(4)}"
-    return {
+    doc: dict[str, Any] = {
         "_id": f"{model_uuid}:{mid}",
         "machineid": mid,
         "model-uuid": model_uuid,
@@ -631,6 +724,16 @@ def _machine_doc(
         "txn-revno": bson.Int64(7),
         "txn-queue": [txn],
     }
+    if base:
+        # Juju 3.x: a machine has a base, not a series (J36 state/machine.go machineDoc `Base`), and its
+        # tools are <version>-ubuntu-<arch>
+        del doc["series"]
+        doc["base"] = {"os": "ubuntu", "channel": f"{SERIES_VERSION[series]}/stable"}
+        doc["tools"]["version"] = f"{version}-ubuntu-amd64"
+    return doc
+
+
+SERIES_VERSION = {"xenial": "16.04", "bionic": "18.04", "focal": "20.04", "jammy": "22.04", "noble": "24.04"}
 
 
 def seed_documents(cluster: Cluster) -> dict[str, dict[str, list[dict]]]:
@@ -672,6 +775,7 @@ def seed_documents(cluster: Cluster) -> dict[str, dict[str, list[dict]]]:
             cluster.passwords[str(c.machine_id)],
             cluster.nonces[str(c.machine_id)],
             True,
+            spec.base,
         )
         for c in ctrls
     ]
@@ -687,6 +791,7 @@ def seed_documents(cluster: Cluster) -> dict[str, dict[str, list[dict]]]:
             cluster.agent_passwords[f"machine-{w.machine_id}"],
             cluster.nonces[str(w.machine_id)],
             False,
+            spec.base,
         )
         for w in cluster.workloads
     ]
@@ -773,7 +878,7 @@ def seed_documents(cluster: Cluster) -> dict[str, dict[str, list[dict]]]:
             "wants-vote": True,
             "password-hash": agent_password_hash(cluster.passwords[str(c.machine_id)]),
             "agent-version": {
-                "version": f"{version}-{spec.series}-amd64",
+                "version": f"{version}-{spec.tools_os}-amd64",
                 "url": "",
                 "size": bson.Int64(0),
                 "sha256": "",
@@ -943,7 +1048,7 @@ def seed_documents(cluster: Cluster) -> dict[str, dict[str, list[dict]]]:
                 f"machine-{c.machine_id}",
                 cluster.passwords[str(c.machine_id)],
                 common.JUJU_ROLES,
-                spec.mongo_series == "4.4",
+                spec.family == "4.4",
             )
             for c in ctrls
         ],
@@ -996,7 +1101,7 @@ def seed_documents(cluster: Cluster) -> dict[str, dict[str, list[dict]]]:
         "blobstore.files": [
             {
                 "_id": file_id,
-                "filename": f"tools/{version}-{spec.series}-amd64",
+                "filename": f"tools/{version}-{spec.tools_os}-amd64",
                 "length": bson.Int64(len(blob)),
                 "chunkSize": 261120,
                 "uploadDate": now,
@@ -1129,7 +1234,7 @@ def provision_host(root: Path, host: HostSpec, cluster: Cluster) -> None:
 
 def _provision_controller(root: Path, host: HostSpec, cluster: Cluster) -> None:
     spec, mid = cluster.spec, str(host.machine_id)
-    tools_ver = f"{spec.juju_version}-{spec.series}-amd64"
+    tools_ver = f"{spec.juju_version}-{spec.tools_os}-amd64"
     server_pem = cluster.controller_cert + cluster.controller_key
     _mkdir(root, "/var/lib/juju", 0o755)
     _mkdir(root, "/var/lib/juju/agents", 0o755)
@@ -1160,7 +1265,7 @@ def _provision_controller(root: Path, host: HostSpec, cluster: Cluster) -> None:
     _mkdir(root, "/var/lib/juju/raft", 0o700)
     # shared secret + mongo PEM where juju-db reads them
     _write(root, spec.shared_secret, cluster.shared_secret, 0o600)
-    if spec.mongo_series == "4.4":
+    if spec.snap:
         _write(root, "/var/snap/juju-db/common/server.pem", server_pem, 0o600)
         _write(root, "/var/snap/juju-db/common/ca.crt", cluster.ca_cert, 0o644)
         _write(root, "/var/snap/juju-db/common/juju-db.config", mongod_config(spec), 0o644)
@@ -1236,7 +1341,7 @@ def _provision_workload(root: Path, host: HostSpec, cluster: Cluster) -> None:
     tools, jujud-machine-K.service; on 2.8 also jujud-unit-ubuntu-K.service (2.9 runs unit agents
     inside the machine agent: cmd/jujud/agent/machine.go deployer, "nested" since 2.9.0)."""
     spec, mid = cluster.spec, str(host.machine_id)
-    tools_ver = f"{spec.juju_version}-{spec.series}-amd64"
+    tools_ver = f"{spec.juju_version}-{spec.tools_os}-amd64"
     install_library(root)
     _mkdir(root, "/var/lib/juju", 0o755)
     _mkdir(root, "/var/lib/juju/agents", 0o755)

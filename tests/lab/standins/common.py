@@ -351,8 +351,11 @@ def lab_address(host: str) -> bool:
     return any(addr in ipaddress.ip_network(n) for n in LAB_NETS)
 
 
-def connect(host: str, port: int, tls: ssl.SSLContext | None, timeout: float = 5.0) -> socket.socket:
-    """Given host/port and an optional TLS context, return a connected socket; raise OSError if not.
+def connect(
+    host: str, port: int, tls: ssl.SSLContext | None, timeout: float = 5.0, server_hostname: str | None = None
+) -> socket.socket:
+    """Given host/port, an optional TLS context (and the name to check the server certificate against,
+    default `host`), return a connected socket; raise OSError if not.
 
     Addresses outside the lab (see lab_address) fail like an unreachable host, without dialling."""
     if not lab_address(host):
@@ -370,7 +373,7 @@ def connect(host: str, port: int, tls: ssl.SSLContext | None, timeout: float = 5
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         if tls is not None:
-            sock = tls.wrap_socket(sock, server_hostname=host)
+            sock = tls.wrap_socket(sock, server_hostname=server_hostname or host)
         sock.settimeout(None if timeout > 60 else max(timeout, 300.0))
         # like the drivers' handshake: `isMaster` first, confirms this is a (stand-in) mongod
         send_doc(sock, {"op": "cmd", "db": "admin", "cmd": {"isMaster": 1}})

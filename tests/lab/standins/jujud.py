@@ -112,6 +112,11 @@ def check_state(conf: dict[str, Any], machine_id: str, log: AgentLog) -> None:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.load_verify_locations(cadata=conf.get("cacert", ""))
     ctx.check_hostname = True
+    # the agent presents the controller certificate: juju-db 4.4.30 requires a client certificate
+    # (juju/juju#22455); real jujud dials with it since then
+    pem = os.path.join(str(conf.get("datadir") or "/var/lib/juju"), "server.pem")
+    if os.path.exists(pem):
+        ctx.load_cert_chain(pem)
     deadline = time.time() + 60
     last = ""
     sock = None

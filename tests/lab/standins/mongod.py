@@ -32,8 +32,7 @@ import bson
 
 from . import common
 from .storage import Storage, apply_update, matches, project, upsert_seed
-
-VERSIONS = {"4.4": "4.4.18", "3.2": "3.2.22"}
+from .versions import generation
 
 # option name -> takes a value?  (shared; per-version extras below)
 OPTIONS_COMMON = {
@@ -131,12 +130,16 @@ class StartupError(Exception):
 # --------------------------------------------------------------------------- options
 
 
-def parse_args(argv: list[str], series: str) -> dict[str, Any]:
-    """Given mongod's argv (without argv[0]) and the series ("4.4"/"3.2"), return the options.
+def parse_args(argv: list[str], key: str) -> dict[str, Any]:
+    """Given mongod's argv (without argv[0]) and its generation key (versions.py), return the options.
 
-    Raise StartupError (exit 2) on an unknown option, as real mongod does."""
+    Raise StartupError (exit 2) on an unknown option, as real mongod does: the --tls* names exist from
+    4.2 on (MongoDB 4.2 release notes), --bind_ip_all from 3.6 on (MongoDB 3.6 release notes)."""
+    gen = generation(key)
     known = dict(OPTIONS_COMMON)
-    known.update(OPTIONS_44 if series == "4.4" else OPTIONS_32)
+    known.update(OPTIONS_44 if gen.tls_aliases else OPTIONS_32)
+    if gen.bind_ip_all:
+        known["bind_ip_all"] = False
     opts: dict[str, Any] = {"setParameter": []}
     i = 0
     while i < len(argv):
@@ -246,7 +249,7 @@ class Mongod:
     def __init__(self, opts: dict[str, Any], series: str, log: Log) -> None:
         self.opts = opts
         self.series = series
-        self.version = VERSIONS[series]
+        self.version = generation(series).server  # serve() sets the generation's own version
         self.log = log
         self.store = Storage(opts["dbpath"])
         self.port = int(opts.get("port", 27017))
@@ -1053,16 +1056,18 @@ def _tls_settings(opts: dict[str, Any], series: str) -> tuple[str, str | None]:
     return mode, pem
 
 
-def main(argv: list[str], series: str) -> int:
-    """Entry point of the mongod stand-in; return the exit code."""
+def main(argv: list[str], key: str) -> int:
+    """Entry point of the mongod stand-in of generation `key` (versions.py); return the exit code."""
+    gen = generation(key)
+    series = gen.family
     try:
-        opts = parse_args(argv, series)
+        opts = parse_args(argv, key)
     except StartupError as exc:
         print(str(exc), file=sys.stderr)
         print(f"try '{sys.argv[0]} --help' for more information", file=sys.stderr)
         return exc.code
     if opts.get("version"):
-        print(f"db version v{VERSIONS[series]}")
+        print(f"db version v{gen.server}")
         return 0
     try:
         log = Log(series, opts.get("logpath"))
@@ -1071,19 +1076,22 @@ def main(argv: list[str], series: str) -> int:
         print(msg, file=sys.stderr)
         return 1
     try:
-        return serve(opts, series, log)
+        return serve(opts, key, log)
     except StartupError as exc:
         log("CONTROL", str(exc))
         print(str(exc), file=sys.stderr)
         return exc.code
 
 
-def serve(opts: dict[str, Any], series: str, log: Log) -> int:
-    """Start the server and serve until SIGTERM/SIGINT; return the exit code."""
+def serve(opts: dict[str, Any], key: str, log: Log) -> int:
+    """Start the server of generation `key` and serve until SIGTERM/SIGINT; return the exit code."""
+    gen = generation(key)
+    series = gen.family
     dbpath = opts.setdefault("dbpath", "/data/db")
     if not os.path.isdir(dbpath):
         raise StartupError(f"NonExistentPath: Data directory {dbpath} not found., terminating", 100)
     mongod = Mongod(opts, series, log)
+    mongod.version = gen.server
     key_file = opts.get("keyFile")
     if key_file:
         try:
@@ -1106,8 +1114,24 @@ def serve(opts: dict[str, Any], series: str, log: Log) -> int:
             ctx.load_cert_chain(pem)
         except (OSError, ssl.SSLError) as exc:
             raise StartupError(f"cannot read certificate file: {pem} {exc}", 1) from exc
+        ca_file = opts.get("tlsCAFile") or opts.get("sslCAFile")
+        if ca_file:
+            # net.tls.CAFile without allowConnectionsWithoutCertificates: every client must present a
+            # certificate that chains to the CA, or the handshake fails (MongoDB 4.4 manual,
+            # net.tls.allowConnectionsWithoutCertificates; Juju 4.4.30: juju/juju#22455 "... EOF")
+            try:
+                ctx.load_verify_locations(ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise StartupError(f"cannot read certificate authority file: {ca_file} {exc}", 1) from exc
+            without_cert = opts.get("tlsAllowConnectionsWithoutCertificates") or opts.get(
+                "sslAllowConnectionsWithoutCertificates"
+            )
+            ctx.verify_mode = ssl.CERT_OPTIONAL if without_cert else ssl.CERT_REQUIRED
         mongod.tls_ctx = ctx
+        # members dial each other with the server certificate as client certificate (net.tls
+        # clusterFile defaults to certificateKeyFile)
         mongod.client_tls = common.client_context(True, None, True)
+        mongod.client_tls.load_cert_chain(pem)
     # the lock: flock + pid, like mongod.lock
     lock_path = os.path.join(dbpath, "mongod.lock")
     lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -1128,11 +1152,12 @@ def serve(opts: dict[str, Any], series: str, log: Log) -> int:
                 common.encode(
                     {
                         "storage": {"engine": opts.get("storageEngine", "wiredTiger")},
-                        "version": VERSIONS[series],
+                        "version": gen.server,
                     }
                 )
             )
-    bind_all = opts.get("bind_ip_all") or (series == "3.2" and not opts.get("bind_ip"))
+    # before 3.6 mongod binds every address unless --bind_ip says otherwise (3.6 release notes)
+    bind_all = opts.get("bind_ip_all") or (not gen.bind_ip_all and not opts.get("bind_ip"))
     addrs = ["0.0.0.0"] if bind_all else [a.strip() for a in str(opts.get("bind_ip", "127.0.0.1")).split(",")]
     servers: list[Server] = []
     try:

@@ -19,14 +19,13 @@ import gzip
 import json
 import os
 import re
+import ssl
 import sys
 import time
 from typing import Any
 
 from . import common
-
-TOOLS_VERSION = {"4.4": "100.6.1", "3.2": "r3.2.22"}
-SHELL_VERSION = {"4.4": "4.4.18", "3.2": "3.2.22"}
+from .versions import Generation, generation
 
 EXIT_FAILURE = 1
 EXIT_BAD_OPTIONS = 3
@@ -222,6 +221,7 @@ class Session:
             self.host = host
         else:
             self.host = host
+        tls_name = self.host  # the name the server certificate is checked against
         if self.host == "localhost":
             self.host = "127.0.0.1"
         self.port = int(port or 27017)
@@ -238,8 +238,17 @@ class Session:
                 opts.get("sslCAFile") or opts.get("tlsCAFile"),
                 bool(opts.get("sslAllowInvalidHostnames") or opts.get("tlsAllowInvalidHostnames")),
             )
+            # the client certificate (--sslPEMKeyFile / --tlsCertificateKeyFile): what a server with a
+            # CA file demands (Juju 4.4.30; mongo-tools options.go maps both onto the driver's
+            # tlsCertificateKeyFile); an unreadable file fails before connecting, as the tools do
+            pem = opts.get("sslPEMKeyFile") or opts.get("tlsCertificateKeyFile")
+            if pem:
+                try:
+                    ctx.load_cert_chain(pem)
+                except (OSError, ssl.SSLError) as exc:
+                    raise ToolError(f"error opening PEM file {pem}: {exc}") from exc
         try:
-            self.sock = common.connect(self.host, self.port, ctx)
+            self.sock = common.connect(self.host, self.port, ctx, server_hostname=tls_name)
         except OSError as exc:
             raise ToolError(self._unreachable(str(exc))) from exc
 
@@ -334,12 +343,14 @@ def open_session(opts: dict[str, Any], series: str) -> Session:
     return session
 
 
-def tool_spec(base: dict[str, Any], series: str) -> dict[str, Any]:
-    """Return the full option spec for a tool of this series."""
+def tool_spec(base: dict[str, Any], gen: Generation) -> dict[str, Any]:
+    """Return the full option spec for a tool of this generation (versions.py names the tags read):
+    of the --tls* options only --tlsInsecure exists, and only from 100.x (r3.6.21/r4.0.21) on."""
     spec = dict(CONN_OPTS)
     spec.update(base)
-    if series == "4.4":
-        spec.update(TLS_OPTS)
+    if gen.tools_tls_insecure:
+        spec["tlsInsecure"] = False
+    if gen.tools_config:
         spec["config"] = True
     return spec
 
@@ -356,17 +367,21 @@ NOT_REAL_OPTIONS = {
 }
 
 
-def run_tool(name: str, series: str, argv: list[str], body: Any) -> int:
-    """Parse options, run a tool body, map errors to the real tools' output and exit codes."""
+def run_tool(name: str, key: str, argv: list[str], body: Any) -> int:
+    """Given the tool's name, its generation key (versions.py), argv and body: parse the options as that
+    version does, run the body, map errors to the real tools' output and exit codes."""
+    gen = generation(key)
+    series = gen.family
     try:
-        opts, pos = parse_options(argv, tool_spec(DUMP_OPTS if name == "mongodump" else RESTORE_OPTS, series))
+        opts, pos = parse_options(argv, tool_spec(DUMP_OPTS if name == "mongodump" else RESTORE_OPTS, gen))
         for opt in sorted(NOT_REAL_OPTIONS[(name, series)] & set(opts)):
             raise ToolError(f'error parsing command line options: unknown option "{opt}"', EXIT_BAD_OPTIONS)
         if opts.get("help"):
             print(f"Usage:\n  {name} <options> <connection-string>")
             return 0
         if opts.get("version"):
-            print(f"{name} version: {TOOLS_VERSION[series]}")
+            # mongo-tools common/options/options.go PrintVersion: "%v version: %v" (all tags read)
+            print(f"{name} version: {gen.tools}")
             return 0
         if opts.get("config"):
             cfg = read_tools_config(opts["config"])
@@ -708,7 +723,7 @@ def mongorestore_body(opts: dict[str, Any], pos: list[str], series: str) -> int:
     return 0
 
 
-def mongodump_main(series: str, argv: list[str] | None = None) -> int:
+def mongodump_main(series: str, argv: list[str] | None = None) -> int:  # series: a generation key
     """Entry point of the mongodump stand-in."""
     return run_tool("mongodump", series, sys.argv[1:] if argv is None else argv, mongodump_body)
 
@@ -881,12 +896,14 @@ class Shell:
         return None
 
 
-def mongo_main(series: str, argv: list[str] | None = None) -> int:
-    """Entry point of the legacy mongo shell stand-in."""
+def mongo_main(key: str, argv: list[str] | None = None) -> int:
+    """Entry point of the legacy mongo shell stand-in of generation `key` (versions.py)."""
     argv = sys.argv[1:] if argv is None else argv
+    gen = generation(key)
+    series = gen.family
     spec = dict(CONN_OPTS)
     spec.update(SHELL_OPTS)
-    if series == "4.4":
+    if gen.tls_aliases:  # the shell's --tls* options arrived with 4.2 (MongoDB 4.2 release notes)
         spec.update(SHELL_TLS_OPTS)
     for k in ("help", "version"):
         spec[k] = False
@@ -898,7 +915,7 @@ def mongo_main(series: str, argv: list[str] | None = None) -> int:
         print("try 'mongo --help' for more information", file=sys.stderr)
         return 2
     if opts.get("version"):
-        print(f"MongoDB shell version v{SHELL_VERSION[series]}")
+        print(f"MongoDB shell version v{gen.server}")
         return 0
     # like the real shell: the first positional not ending in ".js" is the db address, the rest are
     # script files only if they end in ".js" (a script named /tmp/tmp.XXXX is taken as an address)
@@ -912,7 +929,7 @@ def mongo_main(series: str, argv: list[str] | None = None) -> int:
     if address:
         name = address.partition("/")[2] if "/" in address else address
         if not name or any(c in name for c in '/\\. "$') or address.startswith("/"):
-            print(f"MongoDB shell version v{SHELL_VERSION[series]}")
+            print(f"MongoDB shell version v{gen.server}")
             print(f"Error: Invalid database name: '{address}' :")
             print("exception: connect failed")
             print("exiting with code 1")
@@ -927,7 +944,7 @@ def mongo_main(series: str, argv: list[str] | None = None) -> int:
             current_db = address
     quiet = bool(opts.get("quiet"))
     if not quiet:
-        print(f"MongoDB shell version v{SHELL_VERSION[series]}")
+        print(f"MongoDB shell version v{gen.server}")
         print(
             f"connecting to: mongodb://{opts.get('host', '127.0.0.1')}:{opts.get('port', 27017)}/{current_db}"
         )
