@@ -16,6 +16,10 @@ Layout (paths below are relative to the top folder `juju-backup/`):
 Safety rules (used by `verify` and by `safe_extract`):
 - member names are relative, without `..` components; outer members live under `juju-backup/`;
 - only regular files, directories, symlinks and hard links; devices and FIFOs are refused;
+- no setuid, setgid or world-writable member (symlinks aside: their mode is never applied): root.tar
+  is extracted with `tar -p --same-owner` as root, so such a member would be a root-owned hole;
+- no sparse member (GNU 'S' headers, pax GNU.sparse.* of any version): neither Juju nor jujubackup
+  writes one, tarfile and GNU tar read them differently, and restore's untar would fail on it late;
 - no duplicate member names (a later member could replace a checked one);
 - a symlink's target must resolve inside the root. In root.tar an ABSOLUTE target (Juju's
   `var/lib/juju/tools/machine-0 -> /var/lib/juju/tools/2.8-…`) is interpreted relative to the
@@ -29,10 +33,12 @@ root.tar): root.tar is extracted onto `/` as root, so every member must be a Juj
 an era we read (reference juju-backups.md §3.5/§3.6; :data:`ROOT_STATE_PATTERNS`):
 `var/lib/juju/agents/machine-*/**`, `var/lib/juju/tools/**`, `var/lib/juju/init/**`,
 `var/lib/juju/{server.pem,system-identity,shared-secret,nonce.txt}`, `var/snap/juju-db/common/**`,
-`home/ubuntu/.ssh/authorized_keys`, plus the directory entries leading to them (`var`, `var/lib`,
-`var/lib/juju`, `home/ubuntu/.ssh`, …, directories only). Symlink targets and hard-link sources must
-be allowed paths too. Anything else (`etc/cron.d/x`, `root/.ssh/authorized_keys`, systemd units)
-fails verification ("root.tar member 'etc/cron.d/x' is not a Juju state file") and is never extracted.
+`home/ubuntu/.ssh/authorized_keys` (an agent dir must be named by a machine tag: `machine-0`,
+`machine-0-lxd-1`; metadata.is_machine_tag_suffix), plus the directory entries leading to them
+(`var`, `var/lib`, `var/lib/juju`, `home/ubuntu/.ssh`, …, directories only). Symlink targets and
+hard-link sources must be allowed paths too. Anything else (`etc/cron.d/x`,
+`root/.ssh/authorized_keys`, systemd units) fails verification ("root.tar member 'etc/cron.d/x'
+is not a Juju state file") and is never extracted.
 
 Public API:
     verify_archive(path, *, expected_sha256=None, expected_sha1_b64=None, expected_size=None)
@@ -89,6 +95,8 @@ from jujubackup.metadata import (
     count_controller_machines,
     derive_ha_nodes,
     identity_problems,
+    is_machine_tag_suffix,
+    load_json,
     parse_metadata_json,
 )
 from jujubackup.tarstream import INFLATE_ERROR, GzipReader, MemberReader, iter_tar
@@ -468,6 +476,10 @@ def member_problem(
     kind = _kind(member)
     if kind in ("device", "fifo", "other"):
         return f"is a {kind} ({'char/block special file' if kind == 'device' else 'special file'})"
+    if member.sparse is not None or (member.pax_headers and _has_sparse_keys(member.pax_headers)):
+        return "is a sparse file"
+    if kind != "symlink" and member.mode & _UNSAFE_MODE_BITS:
+        return _mode_problem(member.mode)
     links = symlinks if isinstance(symlinks, (set, frozenset)) else set(symlinks)
     via = _through_symlink(name, links)
     if via:
@@ -477,6 +489,24 @@ def member_problem(
     if kind == "hardlink":
         return _hardlink_problem(normalize_name(member.linkname), links)
     return None
+
+
+_UNSAFE_MODE_BITS = 0o6002
+
+
+def _has_sparse_keys(pax_headers: Mapping[str, str]) -> bool:
+    """Return True if a member's pax headers hold GNU sparse keys (GNU.sparse.*, any version: GNU
+    tar acts on them where tarfile does not know the version)."""
+    return any(key.startswith("GNU.sparse.") for key in pax_headers)
+
+
+def _mode_problem(mode: int) -> str:
+    """Given a member mode with setuid, setgid or o+w set, return which ("is setuid" …)."""
+    if mode & 0o4000:
+        return f"is setuid (mode {mode & 0o7777:04o})"
+    if mode & 0o2000:
+        return f"is setgid (mode {mode & 0o7777:04o})"
+    return f"is world-writable (mode {mode & 0o7777:04o})"
 
 
 ROOT_STATE_PATTERNS: tuple[str, ...] = (
@@ -527,7 +557,17 @@ def is_state_path(name: str, *, is_dir: bool = False) -> bool:
     if is_dir and name in _STATE_PARENT_DIRS:
         return True
     parts = name.split("/")
+    if parts[:4] == _AGENTS and len(parts) > 4 and not _is_machine_agent_dir(parts[4]):
+        return False
     return any(_matches_state_pattern(parts, p) for p in ROOT_STATE_PATTERNS)
+
+
+_AGENTS = ["var", "lib", "juju", "agents"]
+
+
+def _is_machine_agent_dir(name: str) -> bool:
+    """Return True for `machine-<tag suffix>` (names.MachineTag: `machine-0`, `machine-0-lxd-1`)."""
+    return name.startswith("machine-") and is_machine_tag_suffix(name[len("machine-"):])
 
 
 def _lexical_link_target(name: str, linkname: str) -> str:
@@ -1114,11 +1154,9 @@ def manifest_entries_for_dir(top: str | os.PathLike[str]) -> list[ManifestEntry]
 
 
 def parse_manifest(data: bytes | str) -> dict[str, Any]:
-    """Given manifest.json text, return it as a dict. Raise VerifyError if malformed or newer than 1."""
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise VerifyError(f"manifest.json is not valid JSON: {err}") from err
+    """Given manifest.json text, return it as a dict. Raise VerifyError if malformed (nested too
+    deeply included) or newer than 1."""
+    doc = load_json(data, "manifest.json")
     if not isinstance(doc, dict) or not isinstance(doc.get("files"), list):
         raise VerifyError("manifest.json has no 'files' list")
     version = doc.get("format-version")

@@ -13,7 +13,10 @@ Public API:
     derive_ha_nodes(controller_node_count, controller_machine_counts, model_uuid) -> int
     make_backup_id(started, model_uuid) -> "YYYYMMDD-hhmmss.<uuid>"
     validate_backup_id(id) -> id        refuse anything but `YYYYMMDD-hhmmss.<uuid>` (VerifyError)
-    is_uuid(text) / identity_problems(md) -> list[str]   UUID checks of ID/ModelUUID/ControllerUUID
+    is_uuid(text) / identity_problems(md) -> list[str]   UUID checks of ID/ModelUUID/ControllerUUID,
+                                        Juju machine id checks of Machine/ControllerMachineID
+    is_machine_id(text) / is_machine_tag_suffix(text)     Juju's names.IsValidMachine, and its tag form
+    restore_machine_id(md) -> str       the backed-up machine id restore writes into unit names
     archive_name(started) -> "juju-backup-YYYYMMDD-HHMMSS.tar.gz"
     resolve_id(ids, query) -> id        unique prefix or "latest"
     format_time / parse_time            RFC3339 UTC, Go zero time <-> None
@@ -21,7 +24,14 @@ Public API:
 IDs and UUIDs from an archive are untrusted: they end up in remote paths (`<dir>/<ID>.tar.gz`).
 A backup ID must match `YYYYMMDD-hhmmss.<uuid>` exactly (lowercase hex UUID 8-4-4-4-12, no `/`,
 `..`, whitespace or newline); verification fails (exit 8) for metadata whose non-empty ID,
-ModelUUID or ControllerUUID is not of that form (see :func:`identity_problems`).
+ModelUUID or ControllerUUID is not of that form (see :func:`identity_problems`). The machine id
+(Machine, ControllerMachineID) becomes unit names (`jujud-machine-N`), paths and mongo JS on a restore
+target: it must be a Juju machine id (names.IsValidMachine), and restore takes only a top-level one.
+
+Every value is typed as Juju's Go struct types it (state/backups metadata: strings, int64 Size and
+HANodes, RFC3339 times): a number where a string belongs, `Size: 1e999`, a time outside years
+1..9999 or JSON nested past MAX_JSON_DEPTH is a VerifyError (exit 8) naming the key, never an
+internal error.
 
 Secrets: v0 archives carry `CAPrivateKey`; it is never kept, written or shown.
 """
@@ -35,7 +45,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from jujubackup.errors import NotFoundError, VerifyError
+from jujubackup.errors import NotFoundError, RefusedError, VerifyError
 
 CURRENT_FORMAT_VERSION = 1
 CHECKSUM_FORMAT = "SHA-1, base64 encoded"
@@ -64,12 +74,24 @@ V1_KEYS: tuple[str, ...] = (
 )
 
 _RFC3339 = re.compile(
-    r"^(?P<base>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(?P<frac>\d+))?(?P<tz>Z|[+-]\d{2}:\d{2})$"
+    r"(?P<base>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(?P<frac>\d+))?(?P<tz>Z|[+-]\d{2}:\d{2})",
+    re.ASCII,
 )
 _ID_RE = re.compile(r"^\d{8}-\d{6}\.")
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _UUID_RE = re.compile(_UUID)
 _BACKUP_ID_RE = re.compile(r"\d{8}-\d{6}\." + _UUID)
+# juju/names machine.go (v4+: IsValidMachine; older: IsMachine): NumberSnippet "(0|[1-9][0-9]*)",
+# ContainerSnippet "/[a-z]+/" NumberSnippet, MachineSnippet = Number Container*; Go's `$` is the
+# end of the text (fullmatch here: Python's `$` would let a trailing newline through).
+_NUMBER = r"(?:0|[1-9][0-9]*)"
+_MACHINE_ID_RE = re.compile(_NUMBER + r"(?:/[a-z]+/" + _NUMBER + r")*", re.ASCII)
+_MACHINE_TAG_SUFFIX_RE = re.compile(_NUMBER + r"(?:-[a-z]+-" + _NUMBER + r")*", re.ASCII)
+"""names.MachineTag: "machine-" + the id with "/" -> "-" (agent dirs are named by tag)."""
+MAX_INT64 = 2**63 - 1
+MAX_JSON_DEPTH = 64
+"""Juju's metadata and our manifest are at most 3 levels deep; deeper JSON is refused before
+Python's recursion limit turns it into an internal error."""
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -80,15 +102,18 @@ def parse_time(value: Any) -> datetime | None:
     """
     if value is None or value == "" or value == GO_ZERO_TIME:
         return None
-    m = _RFC3339.match(str(value))
+    m = _RFC3339.fullmatch(str(value))
     if not m:
         raise VerifyError(f"archive metadata has an unreadable time {value!r}", "expected RFC3339")
     frac = (m.group("frac") or "")[:6].ljust(6, "0")
     tz = "+00:00" if m.group("tz") == "Z" else m.group("tz")
-    parsed = datetime.fromisoformat(f"{m.group('base')}.{frac}{tz}")
-    if parsed.year <= 1:
-        return None
-    return parsed.astimezone(timezone.utc)
+    try:
+        parsed = datetime.fromisoformat(f"{m.group('base')}.{frac}{tz}")
+        if parsed.year <= 1:
+            return None
+        return parsed.astimezone(timezone.utc)
+    except (ValueError, OverflowError) as err:  # month 13, year 0, 9999-12-31 at -23:59 …
+        raise VerifyError(f"archive metadata time {value!r} is out of range ({err})") from err
 
 
 def format_time(value: datetime | None) -> str:
@@ -151,10 +176,10 @@ class BackupMetadata:
                 format_version=version,
                 checksum=_str(doc, "Checksum"),
                 checksum_format=_str(doc, "ChecksumFormat"),
-                size=int(doc.get("Size") or 0),
-                stored=parse_time(doc.get("Stored")),
-                started=parse_time(doc.get("Started")),
-                finished=parse_time(doc.get("Finished")),
+                size=_int(doc, "Size"),
+                stored=_time(doc, "Stored"),
+                started=_time(doc, "Started"),
+                finished=_time(doc, "Finished"),
                 notes=_str(doc, "Notes"),
                 model_uuid=_str(doc, "ModelUUID") or _str(doc, "Environment"),
                 machine=_str(doc, "Machine"),
@@ -163,7 +188,7 @@ class BackupMetadata:
                 series=_str(doc, "Series"),
                 base=_str(doc, "Base"),
                 controller_uuid=_str(doc, "ControllerUUID"),
-                ha_nodes=int(doc["HANodes"]) if version >= 1 and "HANodes" in doc else None,
+                ha_nodes=_int(doc, "HANodes") if version >= 1 and "HANodes" in doc else None,
                 controller_machine_id=_str(doc, "ControllerMachineID"),
                 controller_machine_instance_id=_str(doc, "ControllerMachineInstanceID"),
                 ca_cert=_str(doc, "CACert"),
@@ -254,22 +279,79 @@ def _format_version(doc: Mapping[str, Any]) -> int:
     return raw
 
 
+_JSON_TYPES = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list",
+               dict: "an object"}
+
+
 def _str(doc: Mapping[str, Any], key: str) -> str:
-    """Return doc[key] as a string ('' when absent or null). Raise TypeError for non-scalars."""
+    """Return doc[key] ('' when absent or null). Raise VerifyError for anything but a string (Juju's
+    Go struct holds a string there: it would refuse a number too)."""
     value = doc.get(key)
     if value is None:
         return ""
-    if isinstance(value, (dict, list)):
-        raise TypeError(f"{key} is not a string")
-    return str(value)
+    if not isinstance(value, str):
+        raise VerifyError(f"archive metadata {key} is {_JSON_TYPES.get(type(value), 'not')}, not a string")
+    return value
+
+
+def _int(doc: Mapping[str, Any], key: str) -> int:
+    """Return doc[key] (0 when absent or null). Raise VerifyError unless it is a JSON integer in
+    0..2^63-1 (Juju's int64; 1e999 decodes to inf, "big" is a string)."""
+    value = doc.get(key)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT64:
+        raise VerifyError(f"archive metadata {key} {value!r} is not an integer in 0..2^63-1")
+    return value
+
+
+def _time(doc: Mapping[str, Any], key: str) -> datetime | None:
+    """Return doc[key] parsed by parse_time (None when absent, null or the Go zero time). Raise
+    VerifyError naming the key for a non-string or a time that is unreadable or out of range."""
+    value = doc.get(key)
+    if value is not None and not isinstance(value, str):
+        raise VerifyError(f"archive metadata {key} {value!r} is not a string (an RFC3339 time)")
+    try:
+        return parse_time(value)
+    except VerifyError as err:
+        raise VerifyError(f"archive metadata {key} {value!r} is out of range or unreadable",
+                          "expected an RFC3339 time in years 1..9999") from err
+
+
+def load_json(text: str | bytes, label: str) -> Any:
+    """Given JSON text from an archive, return the decoded value. Raise VerifyError (exit 8) if it is
+    not JSON, not UTF-8, or nested deeper than MAX_JSON_DEPTH (checked before decoding: deep nesting
+    would exhaust Python's recursion limit)."""
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if _json_depth(raw) > MAX_JSON_DEPTH:
+        raise VerifyError(f"{label} is nested too deeply (more than {MAX_JSON_DEPTH} levels)")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
+        raise VerifyError(f"{label} is not valid JSON: {err}") from err
+
+
+_BRACKETS = re.compile(rb'[\[\]{}]|"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def _json_depth(raw: bytes) -> int:
+    """Return the deepest nesting of [ and { in JSON text (strings skipped); malformed text gives
+    some number and is refused by the decoder afterwards."""
+    depth = deepest = 0
+    for m in _BRACKETS.finditer(raw):
+        c = m.group()[:1]
+        if c in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in (b"]", b"}"):
+            depth -= 1
+    return deepest
 
 
 def parse_metadata_json(text: str | bytes) -> BackupMetadata:
-    """Given metadata.json text, return BackupMetadata. Raise VerifyError if not a JSON object."""
-    try:
-        doc = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise VerifyError(f"archive metadata.json is not valid JSON: {err}") from err
+    """Given metadata.json text, return BackupMetadata. Raise VerifyError if not a JSON object (or
+    nested too deeply), or if a value has the wrong type or is out of range."""
+    doc = load_json(text, "archive metadata.json")
     if not isinstance(doc, dict):
         raise VerifyError("archive metadata.json is not a JSON object")
     return BackupMetadata.from_json_dict(doc)
@@ -346,7 +428,42 @@ def identity_problems(md: BackupMetadata) -> list[str]:
     for label, value in (("ModelUUID", md.model_uuid), ("ControllerUUID", md.controller_uuid)):
         if value and not is_uuid(value):
             problems.append(f"metadata {label} {value!r} is not a UUID")
+    for label, value in (("Machine", md.machine), ("ControllerMachineID", md.controller_machine_id)):
+        if value and not is_machine_id(value):
+            problems.append(f"metadata {label} {value!r} is not a Juju machine id (like 0 or 0/lxd/1)")
     return problems
+
+
+def is_machine_id(text: str) -> bool:
+    """Return True if `text` is a Juju machine id (names.IsValidMachine): `0`, `12`, `0/lxd/1`."""
+    return _MACHINE_ID_RE.fullmatch(text) is not None
+
+
+def is_machine_tag_suffix(text: str) -> bool:
+    """Return True if `text` is what follows "machine-" in a machine tag: `0`, `0-lxd-1`."""
+    return _MACHINE_TAG_SUFFIX_RE.fullmatch(text) is not None
+
+
+def restore_machine_id(md: BackupMetadata) -> str:
+    """Given an archive's metadata, return the backed-up controller machine id (ControllerMachineID,
+    else Machine, else "0"), which restore writes into unit names, paths and mongo JS.
+
+    Raise VerifyError (exit 8) if it is not a Juju machine id, RefusedError (exit 6) for a container
+    machine (`0/lxd/1`: restore installs `jujud-machine-N` units for top-level machines only)."""
+    machine_id = md.controller_machine_id or md.machine or "0"
+    if not is_machine_id(machine_id):
+        raise VerifyError(
+            f"archive machine id {machine_id!r} is not a Juju machine id",
+            "the archive's metadata.json (ControllerMachineID/Machine) is damaged or forged; "
+            "`jujubackup verify FILE` lists every check",
+        )
+    if "/" in machine_id:
+        raise RefusedError(
+            f"archive machine id {machine_id!r} is a container machine; restore brings back "
+            "top-level controller machines only",
+            "restore a backup taken on a top-level controller machine",
+        )
+    return machine_id
 
 
 def archive_name(started: datetime) -> str:

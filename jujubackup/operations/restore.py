@@ -35,7 +35,7 @@ from jujubackup.errors import JujuBackupError, NotFoundError, RefusedError, Usag
 from jujubackup.facts import ControllerFacts
 from jujubackup.host.base import Host
 from jujubackup.local_archives import contents_of, fully_verified
-from jujubackup.metadata import parse_metadata_json
+from jujubackup.metadata import parse_metadata_json, restore_machine_id
 from jujubackup.operations import status
 from jujubackup.operations.download import DownloadRequest, download
 from jujubackup.operations.status import connect_catalog
@@ -279,14 +279,15 @@ def fetch_stored(
 def read_backup(path: Path, backup_id: str) -> P.BackupFacts:
     """Given an archive, return the BackupFacts the plan needs from metadata.json, the backed-up
     machine's agent.conf and the dump's machines (sizes and oplog come from the verification: `Checked`).
-    Raise VerifyError if one of them is missing or unreadable."""
+    Raise VerifyError if one of them is missing or unreadable or the machine id is no Juju machine
+    id, RefusedError for a container machine id (metadata.restore_machine_id)."""
     meta_text = leading_metadata(path)
     if meta_text is None:
         meta_text = archive.read_members(path, ["metadata.json"]).files.get("metadata.json")
     if meta_text is None:
         raise VerifyError(f"archive {path} has no juju-backup/metadata.json")
     meta = parse_metadata_json(meta_text)
-    machine_id = meta.controller_machine_id or meta.machine or "0"
+    machine_id = restore_machine_id(meta)  # before it names a member, a unit, a path or a DB user
     conf_name = archive.agent_conf_path(machine_id)
     contents = archive.read_members(path, ["dump/juju/machines.bson"], [conf_name, P.UBUNTU_KEYS])
     if conf_name not in contents.root_files:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from jujubackup.errors import RefusedError
-from jujubackup.metadata import BackupMetadata
+from jujubackup.metadata import BackupMetadata, restore_machine_id
 
 # Step names, in execution order. They are the journal keys on the target (restore/execute.py).
 UPLOAD = "upload"
@@ -463,6 +463,7 @@ def backup_facts(
 ) -> BackupFacts:
     """Given the archive's metadata (FormatVersion 0 or 1), the backed-up machine's parsed agent.conf,
     the dump's `juju.machines` documents and sizes, return the BackupFacts.
+    Raise VerifyError (exit 8) if the machine id is no Juju machine id, RefusedError for a container.
 
     Controller machines are the controller model's machines with JobManageModel; their addresses are
     the non-loopback `addresses` + `machineaddresses`, plus agent.conf `apiaddresses` hosts.
@@ -471,7 +472,7 @@ def backup_facts(
     controller_uuid = metadata.controller_uuid or str(agent_conf.get("controller", "")).removeprefix(
         "controller-"
     )
-    machine_id = metadata.controller_machine_id or metadata.machine or "0"
+    machine_id = restore_machine_id(metadata)  # a Juju machine id, or VerifyError/RefusedError
     controllers = _controller_machines(machines, model_uuid)
     listed = {a for c in controllers for a in c.addresses}
     api_hosts = tuple(

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,11 +108,17 @@ class ArchiveSpec:
     with_root: bool = True
     with_manifest: bool = True
     manifest_override: dict | None = None
+    metadata_text: bytes | None = None
+    """Raw metadata.json bytes (wins over `metadata`): for JSON that json.dumps cannot write."""
+    manifest_text: bytes | None = None
+    """Raw manifest.json bytes (wins over the built manifest)."""
 
     def files(self) -> dict[str, bytes]:
         """Return the regular files of juju-backup/ (relative paths), manifest excluded."""
         out: dict[str, bytes] = {}
-        if self.metadata is not None:
+        if self.metadata_text is not None:
+            out["metadata.json"] = self.metadata_text
+        elif self.metadata is not None:
             out["metadata.json"] = json.dumps(self.metadata).encode()
         if self.with_root:
             out["root.tar"] = tar_bytes(self.root)
@@ -132,7 +139,7 @@ class ArchiveSpec:
                 consistency="online-oplog",
                 db_unavailable_seconds={"juju-db": 0.0},
             )
-            data = json.dumps(manifest).encode()
+            data = self.manifest_text if self.manifest_text is not None else json.dumps(manifest).encode()
             members.append((file_info("juju-backup/manifest.json", data), data))
         path.write_bytes(tar_bytes(members, compress=True))
         return path
@@ -154,3 +161,78 @@ def default_root() -> list[Member]:
             None,
         ),
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# hostile members: what tarfile cannot write itself
+
+
+class _FixedHeader(tarfile.TarInfo):
+    """A TarInfo whose header is written in `forced_format` (PAX for GNU.sparse.* pax headers, which
+    a GNU_FORMAT tar drops), or patched by `patch` after it is built (a GNU old-style sparse header)."""
+
+    forced_format: int | None = None
+    patch: Callable[[bytearray], None] | None = None
+
+    def tobuf(self, format: int | None = tarfile.DEFAULT_FORMAT, encoding: str | None = tarfile.ENCODING,
+              errors: str = "surrogateescape") -> bytes:
+        buf = bytearray(super().tobuf(self.forced_format or format, encoding, errors))
+        if self.patch is not None:
+            self.patch(buf)
+        return bytes(buf)
+
+
+def _octal(value: int, width: int) -> bytes:
+    return b"%0*o\0" % (width - 1, value)
+
+
+def gnu_sparse_info(name: str, data: bytes, *, real_size: int = 1 << 20) -> Member:
+    """Return a GNU old-style sparse member (typeflag 'S', as `tar --sparse` writes in GNU format):
+    `data` is stored at offset 0, the file is `real_size` bytes long (a hole after the data)."""
+    info = _FixedHeader(name)
+    info.size = len(data)
+    info.mode = 0o644
+    info.mtime = 1_700_000_000
+
+    def patch(buf: bytearray) -> None:
+        # the last header block (after any GNU long-name blocks): ustar/GNU layout, tar(5)
+        h = len(buf) - 512
+        buf[h + 156 : h + 157] = tarfile.GNUTYPE_SPARSE
+        buf[h + 386 : h + 398] = _octal(0, 12)  # sparse[0].offset
+        buf[h + 398 : h + 410] = _octal(len(data), 12)  # sparse[0].numbytes
+        buf[h + 482 : h + 483] = b"\0"  # isextended
+        buf[h + 483 : h + 495] = _octal(real_size, 12)  # realsize
+        buf[h + 148 : h + 156] = b" " * 8
+        buf[h + 148 : h + 156] = b"%06o\0 " % sum(buf[h : h + 512])
+
+    info.patch = patch
+    return info, data
+
+
+def pax_sparse_info(name: str, data: bytes, *, version: str = "1.0", real_size: int = 1 << 20) -> Member:
+    """Return a pax sparse member (GNU tar's `--sparse --format=pax`): version "1.0" keeps the map in
+    the data, "0.1" in GNU.sparse.map, "0.0" in GNU.sparse.offset/numbytes, "2.0" is a version nobody
+    defined (GNU tar would still act on GNU.sparse.* keys; tarfile does not)."""
+    info = _FixedHeader(name)
+    info.forced_format = tarfile.PAX_FORMAT
+    info.mode = 0o644
+    info.mtime = 1_700_000_000
+    if version == "1.0":
+        head = f"1\n0\n{len(data)}\n".encode().ljust(512, b"\0")
+        info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": name,
+                            "GNU.sparse.realsize": str(real_size)}
+        payload = head + data
+    elif version == "0.1":
+        info.pax_headers = {"GNU.sparse.map": f"0,{len(data)}", "GNU.sparse.size": str(real_size),
+                            "GNU.sparse.numblocks": "1"}
+        payload = data
+    elif version == "0.0":
+        info.pax_headers = {"GNU.sparse.size": str(real_size), "GNU.sparse.numblocks": "1",
+                            "GNU.sparse.offset": "0", "GNU.sparse.numbytes": str(len(data))}
+        payload = data
+    else:
+        info.pax_headers = {"GNU.sparse.major": "2", "GNU.sparse.minor": "0",
+                            "GNU.sparse.realsize": str(real_size)}
+        payload = data
+    info.size = len(payload)
+    return info, payload
