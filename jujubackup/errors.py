@@ -17,6 +17,7 @@ EXIT_NOT_FOUND = 5
 EXIT_REFUSED = 6
 EXIT_LOCKED = 7
 EXIT_VERIFY = 8
+EXIT_PARTIAL = 9
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES: tuple[tuple[int, str], ...] = (
@@ -29,6 +30,7 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (EXIT_REFUSED, "refused by a precondition (disk space, versions, live controllers, …)"),
     (EXIT_LOCKED, "another jujubackup operation holds the controller's lock"),
     (EXIT_VERIFY, "verification failed (checksum, manifest, unsafe or missing archive members)"),
+    (EXIT_PARTIAL, "partly done: machines left as listed (repoint: `repoint --resume` finishes them)"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
 )
 
@@ -106,6 +108,12 @@ class VerifyError(JujuBackupError):
     """An archive or transfer did not verify."""
 
     exit_code = EXIT_VERIFY
+
+
+class PartialError(JujuBackupError):
+    """Part of the work was done and the rest is listed (repoint: machines not re-pointed)."""
+
+    exit_code = EXIT_PARTIAL
 
 
 class InterruptedError_(JujuBackupError):

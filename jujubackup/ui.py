@@ -15,8 +15,10 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
     TextColumn,
+    TimeElapsedColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
@@ -116,6 +118,18 @@ class UI:
         )
         with progress:
             task = progress.add_task(description, total=total, completed=completed)
+            yield lambda n: progress.advance(task, n)
+
+    @contextmanager
+    def counter(self, description: str, total: int) -> Iterator[Any]:
+        """Yield a callable advance(n) that drives an items-done bar on a TTY (no-op otherwise)."""
+        if not self.interactive or total <= 0:
+            yield lambda n: None
+            return
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=self.err, transient=True)
+        with progress:
+            task = progress.add_task(description, total=total)
             yield lambda n: progress.advance(task, n)
 
 

@@ -29,6 +29,7 @@ VERB_MODULES: tuple[str, ...] = (
     "remove",
     "verify",
     "restore",
+    "repoint",
     "status",
 )
 

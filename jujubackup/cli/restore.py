@@ -9,7 +9,10 @@ import typer
 
 from jujubackup import profiles
 from jujubackup.cli import BackupDirOption, FormatOption, make_ui, options
-from jujubackup.operations.restore import RestoreRequest, restore
+from jujubackup.cli.repoint import ParallelOption, ViaOption, WaitOption
+from jujubackup.operations.repoint import DEFAULT_PARALLEL, DEFAULT_WAIT, RepointRequest, partial_error
+from jujubackup.operations.repoint import render as render_repoint
+from jujubackup.operations.restore import RestoreRequest, RestoreResult, restore
 from jujubackup.settings import OutputFormat
 
 
@@ -62,6 +65,13 @@ def restore_cmd(
     work_dir: Annotated[
         Path | None, typer.Option("--work-dir", help="Local scratch dir (default: a temp dir).")
     ] = None,
+    no_repoint: Annotated[
+        bool,
+        typer.Option("--no-repoint", help="After a restore onto a new address, leave the agents alone."),
+    ] = False,
+    via_controller: ViaOption = False,
+    parallel: ParallelOption = DEFAULT_PARALLEL,
+    wait: WaitOption = DEFAULT_WAIT,
     backup_dir: BackupDirOption = profiles.DEFAULT_BACKUP_DIR,
     output_format: FormatOption = None,
 ) -> None:
@@ -83,6 +93,9 @@ def restore_cmd(
         update_client_config=update_client_config,
         work_dir=work_dir,
         backup_dir=backup_dir,
+        repoint=None if no_repoint else RepointRequest(
+            via_controller=via_controller, parallel=parallel, wait=wait
+        ),
     )
     result = restore(
         opts.connection, request, ui, confirm=lambda q: typer.confirm(q, default=False, err=True)
@@ -92,6 +105,7 @@ def restore_cmd(
         return
     if ui.format is not OutputFormat.tabular:
         ui.data(result.summary())
+        _raise_if_partial(result)
         return
     if result.rolled_back is not None:
         ui.line(f"rolled back; running again: {', '.join(result.rolled_back.get('started') or []) or 'none'}")
@@ -107,3 +121,13 @@ def restore_cmd(
     ui.line("next steps:")
     for step in result.next_steps:
         ui.line(f"  - {step}")
+    if result.repointed is not None:
+        ui.line("agents re-pointed at the restored controller:")
+        render_repoint(ui, result.repointed)
+    _raise_if_partial(result)
+
+
+def _raise_if_partial(result: RestoreResult) -> None:
+    """Exit EXIT_PARTIAL when the restore's repoint stage left machines (listed above)."""
+    if result.repointed is not None and (error := partial_error(result.repointed)) is not None:
+        raise error

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext, suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from jujubackup.local_archives import contents_of, fully_verified
 from jujubackup.metadata import parse_metadata_json, restore_machine_id
 from jujubackup.operations import status
 from jujubackup.operations.download import DownloadRequest, download
+from jujubackup.operations.repoint import RepointRequest, RepointResult, repoint_from
 from jujubackup.operations.status import connect_catalog
 from jujubackup.restore import execute as X
 from jujubackup.restore import plan as P
@@ -70,6 +71,7 @@ class RestoreRequest:
     update_client_config: bool = False
     work_dir: Path | None = None
     backup_dir: str = profiles.DEFAULT_BACKUP_DIR
+    repoint: RepointRequest | None = field(default_factory=RepointRequest)  # None: --no-repoint
 
 
 @dataclass
@@ -81,6 +83,7 @@ class RestoreResult:
     next_steps: tuple[str, ...] = ()
     rolled_back: dict[str, Any] | None = None
     dry_run: bool = False
+    repointed: RepointResult | None = None
     harvest: tuple[P.HarvestMode, ...] = ()
 
     def summary(self) -> dict[str, Any]:
@@ -94,6 +97,8 @@ class RestoreResult:
             data["seconds"] = self.outcome.seconds
         if self.rolled_back is not None:
             data["rolled-back"] = self.rolled_back
+        if self.repointed is not None:
+            data["repoint"] = self.repointed.as_data()
         if self.harvest or (self.plan and self.plan.harvest):
             data["harvest-mode"] = [h.as_dict() for h in (self.harvest or self.plan.harvest)]  # type: ignore[union-attr]
         data["next-steps"] = list(self.next_steps)
@@ -247,11 +252,24 @@ def fresh_restore(
             update_client_config(
                 backup.controller_uuid, target_facts.address, backup.api_port, ui, confirm, yes=request.yes
             )
+        if readdress and request.repoint is not None:  # the address changed: the agents need it
+            result.repointed = repoint_agents(settings, target, request, ui)
         return result
     finally:
         target.close()
         if source is not None and source is not target:
             source.close()
+
+
+def repoint_agents(
+    settings: ConnectionSettings, target: Host, request: RestoreRequest, ui: UI
+) -> RepointResult:
+    """The last stage of a restore onto a new address: point every agent of the model at it
+    (operations/repoint.py). Machines left are in the result (the CLI exits EXIT_PARTIAL)."""
+    assert request.repoint is not None
+    ui.info("re-pointing the model's agents at the restored controller")
+    asked = replace(request.repoint, target=request.target or target.name)
+    return repoint_from(settings, target, status.probe(target), asked, ui)
 
 
 def _discard_early(target: Host, early: Future[str] | None) -> None:

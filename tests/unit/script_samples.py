@@ -38,3 +38,15 @@ SAMPLES.update(RESTORE_SAMPLES)
 from tests.unit.create_script_samples import CREATE_SAMPLES  # noqa: E402
 
 SAMPLES.update(CREATE_SAMPLES)
+
+SAMPLES.update({
+    "repoint-list": {
+        "machine_id": "0",
+        "mongo_shell": "/snap/bin/juju-db.mongo",
+        "shell_tls_flags": ["--tls", "--tlsAllowInvalidCertificates"],
+    },
+    "repoint-machine": [
+        {"addresses": ["10.0.0.5:17070", "[fd00::5]:17070"], "dry_run": False, "wait_seconds": 120},
+        {"addresses": ["10.0.0.5:17070"], "dry_run": True, "wait_seconds": 0},
+    ],
+})
