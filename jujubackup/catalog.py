@@ -249,10 +249,10 @@ def lock_error(err: RemoteStepError, host: str = "") -> JujuBackupError:
 
 def describe_holder(holder: dict[str, Any]) -> str:
     """Given a lock holder record, return `OPERATION by HOLDER, pid N, since T`."""
-    return (
-        f"{holder.get('operation', '?')} by {holder.get('holder', '?')}, "
-        f"pid {holder.get('pid', '?')}, since {holder.get('started', '?')}"
-    )
+    def shown(key: str) -> str:  # the holder record is the controller's text: shown inert
+        return safe_text(str(holder.get(key, "?")))
+
+    return f"{shown('operation')} by {shown('holder')}, pid {shown('pid')}, since {shown('started')}"
 
 
 def stale_lock_warning(text: str) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 from jujubackup.archive import VerifyReport, read_members, verify_archive
 from jujubackup.errors import JujuBackupError, NotFoundError
-from jujubackup.metadata import BackupMetadata, format_time, parse_metadata_json
+from jujubackup.metadata import BackupMetadata, format_time, is_backup_id, parse_metadata_json
 
 ARCHIVE_SUFFIX = ".tar.gz"
 COLUMNS = ("id", "started", "size", "verified", "version", "machine", "notes", "file")
@@ -71,12 +72,56 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def read_sidecar(archive: Path) -> dict[str, Any] | None:
-    """Return the archive's sidecar record, or None when absent or not a JSON object."""
+    """Return the archive's sidecar record, or None when absent, not a JSON object or malformed
+    (see sidecar_problem: a sidecar is input too, it may have been written by anyone)."""
+    record, _ = load_sidecar(archive)
+    return record
+
+
+def load_sidecar(archive: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """Return (the archive's valid sidecar record or None, why an existing sidecar was not used or
+    None). A missing sidecar is (None, None)."""
+    side = sidecar_path(archive)
     try:
-        data = json.loads(sidecar_path(archive).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValueError, RecursionError) as err:
+        return None, f"{side.name} is unreadable: {err}"
+    problem = sidecar_problem(data)
+    return (None, f"{side.name} is ignored: {problem}") if problem else (data, None)
+
+
+def sidecar_problem(data: Any) -> str | None:
+    """Given a decoded sidecar, return why it cannot be used (not an object, metadata that does
+    not parse, an ID not of Juju's form, a sha256 not hex, sizes or times not ints in range, a
+    `local` block not an object), or None when it is well-formed."""
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    try:
+        BackupMetadata.from_json_dict(data)
+    except JujuBackupError as err:
+        return err.message
+    except (TypeError, ValueError, OverflowError, RecursionError) as err:
+        return f"unreadable metadata: {err}"
+    backup_id = data.get("ID")
+    if backup_id not in (None, "") and not (isinstance(backup_id, str) and is_backup_id(backup_id)):
+        return "its ID is not of the form YYYYMMDD-hhmmss.<uuid>"
+    if data.get("sha256") not in (None, "") and not _is_sha256(data["sha256"]):
+        return "its sha256 is not 64 hex digits"
+    local = data.get("local", {})
+    if not isinstance(local, dict):
+        return "its local block is not an object"
+    for where, key in ((data, "size"), (data, "Size"), (local, "size"), (local, "mtime_ns"), (local, "inode"),
+                       (local, "unpacked_bytes")):
+        value = where.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 64:
+            return f"its {key} is not a non-negative integer"
+    return None
+
+
+def _is_sha256(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
 def contents_of(report: VerifyReport) -> dict[str, Any]:
@@ -134,17 +179,22 @@ class LocalArchive:
         }
 
 
-def describe(path: Path, *, check: bool = False) -> LocalArchive:
+def describe(
+    path: Path, *, check: bool = False, warn: Callable[[str], None] = lambda _: None
+) -> LocalArchive:
     """Given a local archive, return what is known about it (sidecar first, else its metadata.json).
 
     `verified` is "yes" (SHA-256 checked at download/verify and the file unchanged since), "changed"
-    (size or mtime differ from the check), "unchecked" (no sidecar), or with `check` the outcome of a
-    full verify ("yes" / "no: <first problem>"). Raise NotFoundError if the file is missing.
+    (size or mtime differ from the check), "unchecked" (no usable sidecar), or with `check` the
+    outcome of a full verify ("yes" / "no: <first problem>"). A malformed sidecar is reported through
+    `warn` and ignored. Raise NotFoundError if the file is missing.
     """
     if not path.is_file():
         raise NotFoundError(f"archive {path} not found")
     stat = path.stat()
-    record = read_sidecar(path)
+    record, problem = load_sidecar(path)
+    if problem:
+        warn(f"{path.name}: {problem}")
     metadata: BackupMetadata | None = None
     sha256 = ""
     verified = "unchecked"
@@ -157,22 +207,39 @@ def describe(path: Path, *, check: bool = False) -> LocalArchive:
     else:
         metadata = _archive_metadata(path)
     if check:
-        report = verify_archive(path, expected_sha256=sha256 or None)
-        verified = "yes" if report.ok else f"no: {report.failures[0].message}"
-        if report.metadata is not None and metadata is None:
-            metadata = report.metadata
+        try:
+            report = verify_archive(path, expected_sha256=sha256 or None)
+        except JujuBackupError as err:
+            verified = f"no: {err.message}"
+        else:
+            verified = "yes" if report.ok else f"no: {report.failures[0].message}"
+            if report.metadata is not None and metadata is None:
+                metadata = report.metadata
     backup_id = (record or {}).get("ID") or (metadata.id if metadata else "") or ""
     return LocalArchive(path, str(backup_id), stat.st_size, sha256, verified, metadata, record)
 
 
-def list_local(directory: Path, *, check: bool = False) -> list[LocalArchive]:
-    """Given a directory, return its `*.tar.gz` archives (oldest start first, then by name).
+def list_local(
+    directory: Path, *, check: bool = False, warn: Callable[[str], None] = lambda _: None
+) -> list[LocalArchive]:
+    """Given a directory, return its `*.tar.gz` archives (oldest start first, then by name). One
+    that cannot be read is reported through `warn` and skipped (one bad file never hides the rest;
+    with `check` it is listed as failed).
 
     Raise NotFoundError if the directory does not exist.
     """
     if not directory.is_dir():
         raise NotFoundError(f"directory {directory} not found")
-    found = [describe(p, check=check) for p in sorted(directory.glob("*" + ARCHIVE_SUFFIX)) if p.is_file()]
+    found = []
+    for path in sorted(directory.glob("*" + ARCHIVE_SUFFIX)):
+        try:
+            if path.is_file():
+                found.append(describe(path, check=check, warn=warn))
+        except (JujuBackupError, OSError) as err:
+            reason = getattr(err, "message", None) or str(err)
+            warn(f"{path.name}: skipped: {reason}")
+            if check:  # unreadable counts as failed, not as absent
+                found.append(LocalArchive(path, "", 0, "", f"no: {reason}", None, None))
     return sorted(found, key=lambda a: (a.row()["started"] or "~", a.path.name))
 
 
@@ -184,7 +251,7 @@ def list_local_rows(directory: Path, *, check: bool = False) -> list[dict[str, A
 def _metadata_or_none(record: dict[str, Any]) -> BackupMetadata | None:
     try:
         return BackupMetadata.from_json_dict(record)
-    except JujuBackupError:
+    except (JujuBackupError, TypeError, ValueError, OverflowError):
         return None
 
 
@@ -193,5 +260,5 @@ def _archive_metadata(path: Path) -> BackupMetadata | None:
     try:
         files = read_members(path, ["metadata.json"]).files
         return parse_metadata_json(files["metadata.json"]) if "metadata.json" in files else None
-    except JujuBackupError:
+    except (JujuBackupError, OSError, TypeError, ValueError, OverflowError, RecursionError):
         return None

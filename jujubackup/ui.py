@@ -23,6 +23,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 from ruamel.yaml import YAML
 
 from jujubackup.settings import OutputFormat
@@ -62,19 +63,21 @@ class UI:
     def info(self, message: str) -> None:
         """Log a progress line on stderr unless quiet."""
         if not self.quiet:
-            self.err.print(message, highlight=False, markup=False, soft_wrap=True)
+            self.err.print(inert(message), highlight=False, markup=False, soft_wrap=True)
 
     def debug(self, message: str) -> None:
         if self.verbose:
-            self.err.print(message, style="dim", highlight=False, markup=False, soft_wrap=True)
+            self.err.print(inert(message), style="dim", highlight=False, markup=False, soft_wrap=True)
 
     def warn(self, message: str) -> None:
-        self.err.print(f"warning: {message}", style="yellow", highlight=False, markup=False, soft_wrap=True)
+        self.err.print(f"warning: {inert(message)}", style="yellow", highlight=False, markup=False,
+                       soft_wrap=True)
 
     def error(self, message: str, hint: str | None = None) -> None:
-        self.err.print(f"error: {message}", style="bold red", highlight=False, markup=False, soft_wrap=True)
+        self.err.print(f"error: {inert(message)}", style="bold red", highlight=False, markup=False,
+                       soft_wrap=True)
         if hint:
-            self.err.print(f"hint: {hint}", highlight=False, markup=False, soft_wrap=True)
+            self.err.print(f"hint: {inert(hint)}", highlight=False, markup=False, soft_wrap=True)
 
     def data(self, data: Any, *, columns: Sequence[str] | None = None, title: str | None = None) -> None:
         """Print data on stdout in the chosen format.
@@ -97,8 +100,8 @@ class UI:
             self.out.print(safe_text(str(data)), highlight=False, markup=False)
 
     def line(self, text: str) -> None:
-        """Print one plain line on stdout (e.g. a backup ID)."""
-        sys.stdout.write(text + "\n")
+        """Print one plain line on stdout (e.g. a backup ID), control characters escaped (inert)."""
+        sys.stdout.write(inert(text) + "\n")
         sys.stdout.flush()
 
     @contextmanager
@@ -140,7 +143,8 @@ def render_table(rows: list[dict[str, Any]], columns: Sequence[str] | None, titl
     for col in cols:
         table.add_column(col.upper())
     for row in rows:
-        table.add_row(*(_flat(row.get(c, "")) for c in cols))
+        # Text, not str: a str cell is parsed as rich markup ("[/x]" in Notes raised MarkupError)
+        table.add_row(*(Text(_flat(row.get(c, ""))) for c in cols))
     return table
 
 
@@ -157,15 +161,25 @@ def _flat(value: Any) -> str:
 
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
 _CONTROL.update({0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"})
+# bidirectional overrides/isolates reorder what the terminal shows (Trojan Source, CVE-2021-42574)
+_CONTROL.update({c: f"\\u{c:04x}" for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]})
 
 
 def safe_text(text: str) -> str:
     """Given text that may come from an archive or a host, return it with control characters escaped.
 
-    Terminal escapes and newlines in metadata (Notes, Hostname, …) can neither drive the terminal nor
-    forge output lines in tabular output.
+    The one escaping function for untrusted text on a terminal: terminal escapes (ESC, CSI, OSC, C1),
+    carriage returns, bidi overrides and newlines in metadata (Notes, Hostname, IDs, stderr tails, …)
+    can neither drive the terminal nor forge output lines. Rich markup is not touched here: every
+    console print of such text passes markup=False, and table cells are Text (no markup parsing).
     """
     return text.translate(_CONTROL)
+
+
+def inert(message: str) -> str:
+    """Given a message the tool composed (it may embed untrusted text), return it with every line
+    passed through safe_text: the tool's own line breaks stay, nothing else can act on the terminal."""
+    return "\n".join(safe_text(line) for line in message.split("\n"))
 
 
 def _pipe_width() -> int | None:

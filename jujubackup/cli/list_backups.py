@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from jujubackup.cli import BackupDirOption, FormatOption, make_ui, options
+from jujubackup.errors import VerifyError
 from jujubackup.local_archives import COLUMNS, list_local
 from jujubackup.operations.list import list_backups
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
@@ -28,7 +29,8 @@ def register(app: typer.Typer) -> None:
             typer.Option("--local", metavar="DIR", help="List archives in DIR on this workstation instead."),
         ] = None,
         check: Annotated[
-            bool, typer.Option("--check", help="With --local: fully verify each archive.")
+            bool,
+            typer.Option("--check", help="With --local: fully verify each archive (exit 8 if any fails)."),
         ] = False,
         fmt: FormatOption = None,
     ) -> None:
@@ -36,7 +38,7 @@ def register(app: typer.Typer) -> None:
         opts = options(ctx)
         ui = make_ui(opts, fmt)
         if local is not None:
-            archives = list_local(local, check=check)
+            archives = list_local(local, check=check, warn=ui.warn)
             if brief:
                 for archive in archives:
                     ui.line(archive.id or archive.path.name)
@@ -46,6 +48,10 @@ def register(app: typer.Typer) -> None:
                 ui.info(f"no archives in {local}")
             else:
                 ui.data([{**(a.record or {}), **a.row()} for a in archives])
+            failed = [a for a in archives if a.verified.startswith("no")]
+            if check and failed:
+                raise VerifyError(f"{len(failed)} of {len(archives)} archives in {local} failed verification",
+                                  hint="`jujubackup verify FILE` shows every problem of one")
             return
         listing = list_backups(opts.connection, ui, backup_dir)
         if brief:

@@ -16,7 +16,7 @@ from jujubackup.host.base import Host
 from jujubackup.operations.status import check_backup_dir, connect_catalog
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
 from jujubackup.settings import ConnectionSettings
-from jujubackup.ui import UI
+from jujubackup.ui import UI, safe_text
 
 
 @dataclass
@@ -80,7 +80,7 @@ def _list_one(host: Host, merged: MergedListing, ui: UI) -> None:
 def _warn_about(name: str, listing: Listing, ui: UI) -> None:
     """Say what is wrong with a listing: orphans, broken records, a held or stale lock."""
     for orphan in listing.orphans:
-        ui.warn(f"{name}: {orphan} has no record (an unregistered or half-removed archive)")
+        ui.warn(f"{name}: {safe_text(orphan)} has no record (an unregistered or half-removed archive)")
     for problem in listing.broken:
         ui.warn(f"{name}: unreadable record {problem}")
     if listing.locked:

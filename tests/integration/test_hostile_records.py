@@ -19,6 +19,7 @@ from tests.lab.lab import LabHost
 
 pytestmark = pytest.mark.lab
 
+NOTES = "[/nope] [bold]x[/bold] \x1b]0;owned\x07\x1b[2J"
 OTHER_ID = "20261127-060001.ffffffff-0000-1111-2222-333333333333"
 
 
@@ -67,14 +68,19 @@ def test_a_lying_record_writes_nothing_and_is_reported_by_list(lab_factory, tmp_
         assert json.loads(listed.stdout) == []
         assert f"unreadable record {SYNTH_ID}.json" in listed.stderr
 
-    # the honest record back, a second one with "size": "big": list skips only that one
-    write_record(ctl, f"{SYNTH_ID}.json", record)
+    # the honest record back with hostile Notes (rich markup, terminal escapes), a second one with
+    # "size": "big": list skips only that one and shows the Notes inert
+    write_record(ctl, f"{SYNTH_ID}.json", {**record, "Notes": NOTES})
     other = {**record, "ID": OTHER_ID, "archive": f"{OTHER_ID}.tar.gz", "size": "big"}
     write_record(ctl, f"{OTHER_ID}.json", other)
     listed = jb(lab, "ctl0", "list")
     assert listed.returncode == 0, listed.stderr
     assert SYNTH_ID in listed.stdout and OTHER_ID not in listed.stdout
     assert f"unreadable record {OTHER_ID}.json" in listed.stderr and "size 'big'" in listed.stderr
+    assert "[/nope] [bold]x[/bold] \\x1b]0;owned\\x07\\x1b[2J" in listed.stdout
+    assert "\x1b" not in listed.stdout + listed.stderr
+    brief = jb(lab, "ctl0", "list", "--brief")
+    assert brief.returncode == 0 and brief.stdout.split() == [SYNTH_ID], brief.stderr
     refused = jb(lab, "ctl0", "download", OTHER_ID, "--dir", str(out))
     assert refused.returncode == 8, refused.stderr
     fresh = tmp_path / "fresh" / "dir"  # created (0700) by download
