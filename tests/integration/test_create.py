@@ -638,6 +638,46 @@ def test_job_sigkilled_mid_dump_the_supervisor_restarts_services_and_cleans_up(l
     assert "stale lock" in later.stderr  # the dead run's holder record is reported
 
 
+def test_job_sigkilled_with_a_space_in_the_backup_dir_removes_only_its_staging(lab_factory: Any) -> None:
+    # the supervisor once split its cleanup list on blanks: "/var/lib/juju/backups old/.tmp-…" made it
+    # remove /var/lib/juju/backups, every stored backup (issue 11)
+    lab = lab_factory(controllers=1, profile="juju-2.9", db_size="300M")
+    ctl = lab.host("ctl0")
+    db_unit, jujud_unit = units(ctl)
+    first = jb(lab, "create")
+    assert first.returncode == 0, first.stderr
+    stored = sorted(p.name for p in backup_dir(ctl).iterdir())
+    spaced = f"{DEFAULT_BACKUP_DIR} old"
+    spaced_dir = ctl.root / spaced.lstrip("/")
+    gate_dumps(ctl)
+    proc = subprocess.Popen(
+        jb_argv(lab, "create", "--mode", "stop", "--backup-dir", spaced),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        wait_for(lambda: dump_running(ctl), 120, "mongodump to run on ctl0")
+        freeze_dump(ctl)
+        assert [p.name for p in spaced_dir.glob(".tmp-*")]  # the staging dir exists
+        pids = ctl.ssh("bash -s", input=JOB_PIDS, timeout=60, check=True).stdout.split()
+        assert len(pids) == 1, pids
+        ctl.ssh(f"kill -KILL {pids[0]}", check=True)  # before its own EXIT trap can run
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 4, err
+    assert "the backup job died" in err
+    assert sorted(p.name for p in backup_dir(ctl).iterdir()) == stored  # the first word's dir untouched
+    assert catalog_ids(ctl) == [first.stdout.strip()]
+    assert spaced_dir.is_dir() and not [p.name for p in spaced_dir.iterdir() if p.name.startswith(".tmp-")]
+    assert not [p.name for p in spaced_dir.iterdir() if p.name.endswith(".json.tmp")]
+    assert is_active(ctl, db_unit) and is_active(ctl, jujud_unit)
+
+
 def test_client_killed_just_before_the_commit_registers_nothing(lab_factory: Any) -> None:
     lab = lab_factory(controllers=1, profile="juju-2.9", db_size="300M")
     ctl = lab.host("ctl0")
