@@ -35,12 +35,13 @@ from jujubackup.errors import (
 )
 from jujubackup.host.base import Host
 from jujubackup.metadata import ID_TIME_FORMAT, BackupMetadata, format_time, is_backup_id, resolve_id
-from jujubackup.profiles import DEFAULT_BACKUP_DIR
+from jujubackup.profiles import BACKUP_DIR_MARKER, DEFAULT_BACKUP_DIR
 from jujubackup.ui import safe_text
 
 RC_LOCKED = 75
 RC_EXISTS = 76
 RC_MISMATCH = 77
+RC_FOREIGN_DIR = 81  # lib-lock claim_backup_dir: not a dedicated backup dir
 LOCK_FILE = ".jujubackup.lock"
 LOCKED_PREFIX = "jujubackup-locked: "
 STALE_PREFIX = "jujubackup-stale-lock: "
@@ -235,7 +236,10 @@ def _resolve_valid(
 
 
 def lock_error(err: RemoteStepError, host: str = "") -> JujuBackupError:
-    """Given a failed remote step, return the LockedError (exit 7) it stands for, or `err` itself."""
+    """Given a failed remote step, return the LockedError (exit 7) it stands for, the RefusedError
+    (exit 6) of a backup dir that is not jujubackup's own (lib-lock's claim_backup_dir), or `err`."""
+    if err.returncode == RC_FOREIGN_DIR:
+        return foreign_dir_error(err, host)
     if err.returncode != RC_LOCKED:
         return err
     holder = _prefixed_json(err.stderr_tail, LOCKED_PREFIX)
@@ -244,6 +248,19 @@ def lock_error(err: RemoteStepError, host: str = "") -> JujuBackupError:
     return LockedError(
         f"the controller's backup dir{where} is locked: {who}",
         hint="wait for that operation to finish; the lock (flock) frees itself when its process exits",
+    )
+
+
+def foreign_dir_error(err: RemoteStepError, host: str = "") -> RefusedError:
+    """Given the failed step of a script that refused the backup dir (exit 81), return its RefusedError
+    (exit 6) with the host's reason."""
+    reasons = [line[len("error: ") :] for line in err.stderr_tail.splitlines() if line.startswith("error: ")]
+    where = f" on {host}" if host else ""
+    reason = reasons[-1] if reasons else "the backup dir is not a dedicated jujubackup dir"
+    return RefusedError(
+        f"refused{where}: {reason}",
+        hint=f"give --backup-dir a new or empty dir (jujubackup marks it with {BACKUP_DIR_MARKER}); "
+        "nothing was changed",
     )
 
 

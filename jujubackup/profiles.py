@@ -16,6 +16,22 @@ from jujubackup.errors import RefusedError
 DATA_DIR = "/var/lib/juju"
 LOG_DIR = "/var/log/juju"
 DEFAULT_BACKUP_DIR = "/var/lib/juju/backups"
+BACKUP_DIR_MARKER = ".jujubackup-dir"
+"""The file that marks a backup dir as jujubackup's own (written on first use into a dir the tool
+created or found empty; a dir holding anything else is refused: create and upload delete staging
+names in it and the lock chmods it 0700)."""
+SYSTEM_DIRS: tuple[str, ...] = (
+    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media",
+    "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/snap", "/srv", "/sys", "/tmp", "/usr",
+    "/usr/bin", "/usr/lib", "/usr/local", "/usr/local/bin", "/usr/sbin", "/usr/share", "/var",
+    "/var/backups", "/var/cache", "/var/lib", "/var/local", "/var/log", "/var/mail", "/var/opt",
+    "/var/run", "/var/snap", "/var/spool", "/var/tmp",
+    DATA_DIR, f"{DATA_DIR}/agents", f"{DATA_DIR}/db", f"{DATA_DIR}/tools", f"{DATA_DIR}/init",
+    f"{DATA_DIR}/raft", LOG_DIR, "/var/snap/juju-db", "/var/snap/juju-db/common",
+)
+"""Dirs never accepted as a backup dir (compared after normalising the path; the host compares its
+realpath too). Everything under PSEUDO_FS_DIRS is refused as well."""
+PSEUDO_FS_DIRS: tuple[str, ...] = ("/proc", "/sys", "/dev", "/run")
 
 MODE_ONLINE = "online"
 MODE_QUIESCE = "quiesce"

@@ -14,6 +14,8 @@ from typing import Any
 
 import jinja2
 
+from jujubackup import profiles
+
 PACKAGE = "jujubackup.remote_scripts"
 SUFFIX = ".sh.j2"
 
@@ -52,6 +54,10 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["q"] = shell_quote
+    # the backup dir's rules (lib-lock.bash.j2), one source of truth for every script that includes it
+    env.globals["backup_dir_marker"] = profiles.BACKUP_DIR_MARKER
+    env.globals["system_dirs"] = list(profiles.SYSTEM_DIRS)
+    env.globals["pseudo_fs_dirs"] = list(profiles.PSEUDO_FS_DIRS)
     return env
 
 

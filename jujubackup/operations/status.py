@@ -7,6 +7,7 @@ picks the first of several hosts that answers and is a healthy controller (the H
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -130,11 +131,23 @@ def resolve_across(
 
 
 def check_backup_dir(backup_dir: str) -> None:
-    """Raise UsageError (exit 2) unless `backup_dir` is an absolute path."""
+    """Given a --backup-dir, return if it can be a dedicated backup dir as far as the workstation can
+    tell. Raise UsageError (exit 2) for a relative path, a control character, or a path that is (after
+    normalising `.`, `..` and repeated slashes) a system dir or lies under a pseudo filesystem: the
+    lock chmods the dir 0700 and create/upload delete staging names in it. The host checks the rest
+    (its realpath, and that an existing dir holds only what jujubackup made: exit 6).
+    """
+    hint = f"give --backup-dir as a dedicated /path/on/the/controller (default {profiles.DEFAULT_BACKUP_DIR})"
     if not backup_dir.startswith("/"):
+        raise UsageError(f"backup dir must be an absolute path: {backup_dir!r}", hint=hint)
+    if any(ord(c) < 32 or ord(c) == 127 for c in backup_dir):
+        raise UsageError(f"backup dir holds a control character: {backup_dir!r}", hint=hint)
+    normal = "/" + posixpath.normpath(backup_dir).lstrip("/")
+    under = [d for d in profiles.PSEUDO_FS_DIRS if normal.startswith(d + "/")]
+    if normal in profiles.SYSTEM_DIRS or under:
         raise UsageError(
-            f"backup dir must be an absolute path: {backup_dir!r}",
-            hint=f"give --backup-dir as /path/on/the/controller (default {profiles.DEFAULT_BACKUP_DIR})",
+            f"backup dir {backup_dir} is a system dir" + (f" (under {under[0]})" if under else ""),
+            hint=hint + "; jujubackup chmods it 0700 and removes its staging files there",
         )
 
 

@@ -29,7 +29,7 @@ from typing import IO, Any
 
 from jujubackup import scripts
 from jujubackup.archive import TOP, VerifyReport, verify_archive
-from jujubackup.catalog import Catalog, build_record
+from jujubackup.catalog import RC_FOREIGN_DIR, Catalog, build_record, foreign_dir_error
 from jujubackup.errors import NotFoundError, RefusedError, RemoteStepError, VerifyError
 from jujubackup.host.base import Host
 from jujubackup.local_archives import fully_verified, read_sidecar
@@ -333,7 +333,8 @@ def _record_of_sidecar(sidecar: dict[str, Any]) -> dict[str, Any]:
 
 def _prepare(host: Host, request: UploadRequest, backup_id: str, staged: str) -> _Prepared:
     """Run upload-prepare: return whether `backup_id` is stored and the staged file's state.
-    Raise RefusedError (6) when the host has no machine agent.conf (not a Juju machine)."""
+    Raise RefusedError (6) when the host has no machine agent.conf (not a Juju machine) or the backup
+    dir is not a dedicated one."""
     text = scripts.render("upload-prepare", backup_dir=request.backup_dir, backup_id=backup_id,
                           staged=staged, agents_dir=request.agents_dir)
     try:
@@ -344,6 +345,8 @@ def _prepare(host: Host, request: UploadRequest, backup_id: str, staged: str) ->
                 f"{host.name} is not a Juju machine: no machine agent.conf under {request.agents_dir}",
                 hint="upload to a controller (-c NAME or -H HOST); `jujubackup status` shows what a host is",
             ) from err
+        if err.returncode == RC_FOREIGN_DIR:
+            raise foreign_dir_error(err, host.name) from err
         raise
     found = doc["staged"]
     return _Prepared(bool(doc["stored"]),

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from jujubackup.profiles import DEFAULT_BACKUP_DIR
+from jujubackup.profiles import BACKUP_DIR_MARKER, DEFAULT_BACKUP_DIR
 from tests.integration.test_create import backup_dir, catalog_ids, jb, jb_argv
+from tests.unit.archive_builders import VALID
 
 pytestmark = pytest.mark.lab
 
@@ -155,3 +156,47 @@ def test_unknown_mode_is_a_usage_error(shared_lab: Any) -> None:
     assert done.returncode == 2, done.stderr
     assert "unknown --mode 'bogus'" in done.stderr and "online" in done.stderr
     assert catalog_ids(shared_lab.host("ctl0")) == before
+
+
+# ------------------------------------------------------------------ a dedicated backup dir (issue 11)
+
+SNAPSHOT = "stat -c '%n %a %U' / /tmp /var/lib/juju /srv/data /srv/data/keep; ls -A /tmp /srv/data | sort"
+
+
+def test_system_and_foreign_backup_dirs_are_refused_and_left_alone(lab_factory: Any) -> None:
+    # the lock used to chmod any --backup-dir 0700 and create removed every .tmp-* / .*.json.tmp in it
+    lab = lab_factory(controllers=1, profile="juju-2.9")
+    ctl = lab.host("ctl0")
+    ctl.ssh(
+        "touch /tmp/.tmp-precious /tmp/.notes.json.tmp && mkdir -p /srv/data && touch /srv/data/keep "
+        "/srv/data/.tmp-precious && ln -s /tmp /srv/alias && mkdir -m 0755 /srv/empty",
+        check=True,
+    )
+    before = ctl.ssh(SNAPSHOT, check=True).stdout
+    for where in ("/", "/tmp", "/tmp/", "//var/lib/juju/backups/..", "/var/lib/juju", "/run/x"):
+        for verb in (("create",), ("remove", "latest", "--yes"), ("list",), ("upload", str(VALID))):
+            done = jb(lab, *verb, "--backup-dir", where)
+            assert done.returncode == 2, (where, verb, done.stderr)
+            assert f"backup dir {where} is a system dir" in done.stderr, done.stderr
+            assert "hint: give --backup-dir as a dedicated" in done.stderr
+    host_side = (("/srv/alias", "is the system dir /tmp"), ("/srv/data", "holds keep, which jujubackup"))
+    for where, why in host_side:  # --force: /srv is not on the lab's big filesystem (free space)
+        for verb in (("create", "--force"), ("upload", str(VALID))):
+            done = jb(lab, *verb, "--backup-dir", where)
+            assert done.returncode == 6, (where, verb, done.stderr)
+            assert why in done.stderr and "hint: give --backup-dir a new or empty dir" in done.stderr
+    assert ctl.ssh(SNAPSHOT, check=True).stdout == before  # modes, owners and files as they were
+    assert not (ctl.root / "srv/data" / BACKUP_DIR_MARKER).exists()
+
+    made = jb(lab, "create", "--force", "--backup-dir", "/srv/empty")  # an empty dir becomes ours
+    assert made.returncode == 0, made.stderr
+    assert (ctl.root / "srv/empty" / BACKUP_DIR_MARKER).is_file()
+    assert ctl.ssh("stat -c %a /srv/empty", check=True).stdout.strip() == "700"
+    assert (ctl.root / "srv/empty" / f"{made.stdout.strip()}.json").is_file()
+
+    legacy = _create(lab, "before the marker existed")  # a catalog of an older jujubackup: only our names
+    (backup_dir(ctl) / BACKUP_DIR_MARKER).unlink()
+    again = jb(lab, "create")
+    assert again.returncode == 0, again.stderr
+    assert (backup_dir(ctl) / BACKUP_DIR_MARKER).is_file()
+    assert catalog_ids(ctl) == sorted([legacy, again.stdout.strip()])

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from jujubackup.profiles import BACKUP_DIR_MARKER
 from tests.lab.lab import Lab, LabHost
 from tests.unit.archive_builders import MISSING_ROOT, MODEL_UUID, VALID, ArchiveSpec, file_info, special_info
 
@@ -60,7 +61,9 @@ def sha256(path: Path) -> str:
 
 def stored(host: LabHost) -> list[str]:
     backups = host.root / BACKUPS
-    return sorted(p.name for p in backups.iterdir()) if backups.exists() else []
+    if not backups.exists():
+        return []
+    return sorted(p.name for p in backups.iterdir() if p.name != BACKUP_DIR_MARKER)
 
 
 def big_archive(tmp_path: Path, mib: int = 6) -> Path:

@@ -21,6 +21,7 @@ from jujubackup.local_archives import list_local_rows, sidecar_path
 from jujubackup.operations.download import DownloadRequest, download
 from jujubackup.operations.upload import UploadRequest, upload
 from jujubackup.operations.verify import VerifyRequest, verify_local, verify_stored
+from jujubackup.profiles import BACKUP_DIR_MARKER
 from jujubackup.transfer import parse_rate
 from jujubackup.ui import UI
 from tests.unit.archive_builders import MISSING_ROOT, MODEL_UUID, VALID, ArchiveSpec, file_info, special_info
@@ -79,7 +80,10 @@ def test_upload_to_a_host_that_is_no_juju_machine_is_refused(host: SSHHost, ui: 
 
 
 def stored_files(backups: Path) -> list[str]:
-    return sorted(p.name for p in backups.iterdir()) if backups.exists() else []
+    """Return the backup dir's entries, without the marker that makes it jujubackup's own."""
+    if not backups.exists():
+        return []
+    return sorted(p.name for p in backups.iterdir() if p.name != BACKUP_DIR_MARKER)
 
 
 def test_upload_then_download_round_trip(host: SSHHost, ui: UI, tmp_path: Path) -> None:
