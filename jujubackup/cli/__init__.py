@@ -34,7 +34,12 @@ VERB_MODULES: tuple[str, ...] = (
 )
 
 BackupDirOption = Annotated[
-    str, typer.Option("--backup-dir", help="Backup dir on the controller (an absolute path).")
+    str,
+    typer.Option(
+        "--backup-dir",
+        help="Backup dir on the controller: an absolute path to a dedicated dir (system dirs and dirs "
+        "holding files jujubackup did not make are refused).",
+    ),
 ]
 """The `--backup-dir` option every catalog verb takes (default: profiles.DEFAULT_BACKUP_DIR)."""
 
