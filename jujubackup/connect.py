@@ -4,14 +4,21 @@ Sources, in order of precedence: what `-H [user@]host[:port]` says, then the ssh
 ~/.ssh/config: HostName, User, Port, IdentityFile, UserKnownHostsFile, ProxyJump), then defaults.
 `-c NAME` adds the api-endpoint hosts of a controller from the Juju client's controllers.yaml (user
 ubuntu, key $JUJU_DATA/ssh/juju_id_rsa). Several hosts: the first that connects and is accepted wins;
-an unreachable or unhealthy host falls over to the next, but a CHANGED host key aborts at once
-(exit 3, possible man-in-the-middle), exactly as with a single host.
+an unreachable or unhealthy host falls over to the next, but a CHANGED (or revoked) host key aborts
+at once (exit 3, possible man-in-the-middle), exactly as with a single host.
+
+Host values are untrusted text (a controllers.yaml endpoint comes from whoever wrote that file) and
+reach the ssh config's `Match exec … %h`, which runs a shell: `parse_host` accepts only a host name
+(letters, digits, `.`, `-`, `_`) or an IP literal, an optional user of the same kind and a port,
+before any config lookup (exit 2 otherwise).
 """
 
 from __future__ import annotations
 
 import getpass
+import ipaddress
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,21 +47,55 @@ class HostSpec:
     port: int | None = None
 
 
+_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?:\.(?!-)[A-Za-z0-9_-]{1,63})*\.?", re.ASCII)
+"""A host name or ssh config alias: dot-separated labels of letters, digits, `-` and `_`, none
+starting with `-` (no shell, glob or option characters; an IPv4 address is one too)."""
+_USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", re.ASCII)
+HOST_HINT = "use [user@]host[:port]: a host name or ssh config alias (letters, digits, '.', '-', '_'), " \
+    "an IPv4 address or an IPv6 address in brackets, a port 1-65535"
+
+
 def parse_host(value: str) -> HostSpec:
-    """Given `[user@]host[:port]` (IPv6 as `[addr]:port`), return its parts. Raise UsageError if bad."""
-    user, _, rest = value.rpartition("@")
+    """Given `[user@]host[:port]` (IPv6 as `[addr]:port` or bare; an `ssh://` prefix as ProxyJump
+    allows), return its parts. Raise UsageError (exit 2) unless the host is a host name or an IP
+    literal (no zone id), the user a plain user name and the port in 1..65535."""
+    text = value.removeprefix("ssh://")
+    user, at, rest = text.rpartition("@")
     port: str | None = None
     if rest.startswith("["):
         host, _, tail = rest[1:].partition("]")
         if tail.startswith(":"):
             port = tail[1:]
+        elif tail:
+            host = ""
     elif rest.count(":") == 1:
         host, _, port = rest.partition(":")
     else:
         host = rest
-    if not host or (port is not None and not port.isdigit()):
-        raise UsageError(f"bad host {value!r}", hint="use [user@]host[:port]")
+    problem = _host_problem(host, user if at else None, port)
+    if problem:
+        raise UsageError(f"bad host {value!r}: {problem}", hint=HOST_HINT)
     return HostSpec(host, user or None, int(port) if port else None)
+
+
+def _host_problem(host: str, user: str | None, port: str | None) -> str | None:
+    """Return why the parts of a host value are unsafe or malformed, or None if they are fine."""
+    if not host:
+        return "no host name"
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return "not a host name or an IP address"
+        if "%" in host:
+            return "an IPv6 zone id is not accepted"
+    elif _HOST_NAME.fullmatch(host) is None or len(host) > 253:
+        return "not a host name or an IP address"
+    if user is not None and _USER_NAME.fullmatch(user) is None:
+        return "not a user name"
+    if port is not None and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        return "not a port number"
+    return None
 
 
 def juju_data(env: Mapping[str, str] | None = None) -> Path:
@@ -67,7 +108,8 @@ def juju_data(env: Mapping[str, str] | None = None) -> Path:
 def controller_hosts(name: str, data_dir: Path) -> tuple[str, ...]:
     """Given a controller name and the Juju data dir, return the hosts of its api-endpoints, in order.
 
-    Raise NotFoundError if controllers.yaml or the controller is missing, UsageError if unreadable.
+    Raise NotFoundError if controllers.yaml or the controller is missing, UsageError if unreadable
+    or an endpoint is not `host:port` with a host name or IP address (parse_host).
     """
     path = data_dir / "controllers.yaml"
     try:
@@ -82,7 +124,11 @@ def controller_hosts(name: str, data_dir: Path) -> tuple[str, ...]:
         raise NotFoundError(f"controller {name!r} is not in {path} (known: {known})")
     hosts: list[str] = []
     for endpoint in controllers[name].get("api-endpoints") or []:
-        host = parse_host(str(endpoint)).host
+        try:
+            host = parse_host(str(endpoint)).host
+        except UsageError as err:
+            raise UsageError(f"controller {name!r} in {path} has a bad api-endpoint: {err.message}",
+                             hint=f"fix {path}, or connect with -H HOST") from err
         if host not in hosts:
             hosts.append(host)
     if not hosts:
@@ -160,21 +206,36 @@ def resolve_targets(settings: ConnectionSettings, env: Mapping[str, str] | None 
     return targets
 
 
-def connect_one(settings: ConnectionSettings, target: str | SSHTarget) -> Host:
-    """Given settings and one host value (or a resolved target), return a connected Host.
+def connect_one(settings: ConnectionSettings, target: str | SSHTarget, ui: UI | None = None) -> Host:
+    """Given settings and one host value (or a resolved target), return a connected Host; its
+    notices (skipped known_hosts lines) are warned about on `ui` when given.
 
     Raise ConnectError (exit 3) if it cannot connect, UsageError for a bad value.
     """
     resolved = target if isinstance(target, SSHTarget) else resolve_target(settings, target)
-    return SSHHost.connect(resolved)
+    host = SSHHost.connect(resolved)
+    if ui is not None:
+        warn_notices(ui, host)
+    return host
+
+
+def warn_notices(ui: UI, host: SSHHost, shown: set[str] | None = None) -> None:
+    """Warn about each of the host's notices not in `shown` (then add them there)."""
+    for notice in host.notices:
+        if shown is None or notice not in shown:
+            ui.warn(notice)
+        if shown is not None:
+            shown.add(notice)
 
 
 def connect_each(
-    targets: Sequence[SSHTarget],
+    targets: Sequence[SSHTarget], ui: UI | None = None
 ) -> Iterator[tuple[SSHTarget, SSHHost | None, JujuBackupError | None]]:
     """Given targets, connect to each in turn: yield (target, host, None) for one that connects (the
     caller closes it), (target, None, error) for one that does not. Raise HostKeyChangedError
-    (exit 3) at once: a changed host key is never skipped, whatever targets remain."""
+    (exit 3) at once: a changed or revoked host key is never skipped, whatever targets remain.
+    With `ui`, each distinct host notice is warned about once."""
+    shown: set[str] = set()
     for target in targets:
         try:
             host = SSHHost.connect(target)
@@ -183,6 +244,8 @@ def connect_each(
         except JujuBackupError as err:
             yield target, None, err
             continue
+        if ui is not None:
+            warn_notices(ui, host, shown)
         yield target, host, None
 
 
@@ -198,7 +261,7 @@ def connect_first(
     """
     targets = resolve_targets(settings)
     failures: list[tuple[str, JujuBackupError]] = []
-    for target, host, error in connect_each(targets):
+    for target, host, error in connect_each(targets, ui):
         if host is None:
             assert error is not None
             failures.append((target.name, error))

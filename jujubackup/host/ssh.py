@@ -3,6 +3,9 @@
 * Host keys are checked against known_hosts files; unknown keys are refused (exit 3) unless the target
   says `accept_new_host_key`, then recorded. A changed key is always refused, with HostKeyChangedError
   (a ConnectError) so that HA fallback (connect.connect_first) aborts instead of trying the next host.
+  A key a `@revoked` line names is refused the same way (HostKeyRevokedError), also when another line
+  lists it or --accept-new-host-key is given; `@cert-authority` lines are skipped and reported once in
+  `SSHHost.notices` (host/knownhosts.py).
   Fingerprints are shown as OpenSSH does: `SHA256:<base64 without padding>`.
 * A closed port is "connection refused by HOST:PORT" (+ " (alias)" when -H named an ssh config alias),
   on one line with a hint.
@@ -35,6 +38,7 @@ import paramiko
 
 from jujubackup import scripts
 from jujubackup.errors import ConnectError, NotFoundError, RemoteStepError
+from jujubackup.host import knownhosts
 from jujubackup.host.base import Progress, Readable, RemoteResult, Tunnel
 from jujubackup.host.openssh import READY, OpenSSHStreams, Unusable
 from jujubackup.host.target import SSHTarget
@@ -99,6 +103,19 @@ class HostKeyChangedError(ConnectError):
     never a reason to fall over to another host."""
 
 
+class HostKeyRevokedError(HostKeyChangedError):
+    """The server's host key is named by a `@revoked` known_hosts line: exit 3, never skipped."""
+
+
+class _RevokedHostKey(paramiko.SSHException):
+    """The server offered a key a `@revoked` line names (raised by the policy, before auth)."""
+
+    def __init__(self, key: paramiko.PKey, path: Path) -> None:
+        super().__init__(f"{key.get_name()} {fingerprint(key)}")
+        self.key = key
+        self.path = path
+
+
 def fingerprint(key: paramiko.PKey) -> str:
     """Given a public key, return its OpenSSH fingerprint `SHA256:<base64 without padding>`."""
     digest = hashlib.sha256(key.asbytes()).digest()
@@ -129,13 +146,19 @@ def _all_refused(err: OSError) -> bool:
 
 
 class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
-    """Refuse unknown keys, or (accept_new) append them to `record_to` like OpenSSH's accept-new."""
+    """Refuse unknown and revoked keys, or (accept_new) append unknown ones to `record_to` like
+    OpenSSH's accept-new. (A revoked key is never among the known ones: knownhosts.load drops it,
+    so paramiko asks here, before authenticating.)"""
 
-    def __init__(self, accept_new: bool, record_to: Path | None) -> None:
+    def __init__(self, accept_new: bool, record_to: Path | None, known: knownhosts.KnownHosts) -> None:
         self.accept_new = accept_new
         self.record_to = record_to
+        self.known = known
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        revoked_in = self.known.revoked_in(key)
+        if revoked_in is not None:
+            raise _RevokedHostKey(key, revoked_in)
         if not self.accept_new:
             raise _UnknownHostKey(f"{key.get_name()} {fingerprint(key)}")
         client.get_host_keys().add(hostname, key.get_name(), key)
@@ -154,22 +177,40 @@ def _host_key_hint(target: SSHTarget, known: Path | None) -> str:
     )
 
 
-def _open_client(target: SSHTarget, sock: Any = None) -> paramiko.SSHClient:
-    """Given a target (and an optional pre-connected channel for ProxyJump), return a connected client.
+def load_known_hosts(target: SSHTarget) -> knownhosts.KnownHosts:
+    """Return what the target's known_hosts files say for it. Raise ConnectError if one exists but
+    cannot be read."""
+    try:
+        return knownhosts.load(target.known_hosts, (target.key_name, target.hostname))
+    except OSError as err:
+        raise ConnectError(f"cannot read known_hosts file {err.filename or ''}: {err.strerror or err}",
+                           hint="check the --known-hosts file (or UserKnownHostsFile) and its permissions"
+                           ) from err
 
-    Raise ConnectError (exit 3) with a hint for an unknown/changed host key, refused auth, timeout,
-    refused connection or an unresolvable name.
+
+def _revoked_error(target: SSHTarget, key: paramiko.PKey, path: Path) -> HostKeyRevokedError:
+    return HostKeyRevokedError(
+        f"HOST KEY OF {target.name} ({target.key_name}) IS REVOKED: {key.get_name()} {fingerprint(key)} "
+        f"is named by a @revoked line in {path}",
+        hint="the host's key was withdrawn (compromised or replaced): check the host out of band; "
+        "connect only once it has a new key you have checked",
+    )
+
+
+def _open_client(target: SSHTarget, sock: Any = None,
+                 known: knownhosts.KnownHosts | None = None) -> paramiko.SSHClient:
+    """Given a target (and an optional pre-connected channel for ProxyJump, and its known hosts
+    when already loaded), return a connected client.
+
+    Raise ConnectError (exit 3) with a hint for an unknown/changed/revoked host key, refused auth,
+    timeout, refused connection or an unresolvable name.
     """
     apply_rekey_workaround()
     client = paramiko.SSHClient()
-    known = [p for p in target.known_hosts if p.is_file()]
-    for path in known:
-        try:
-            client.load_host_keys(str(path))
-        except (OSError, paramiko.SSHException) as err:
-            raise ConnectError(f"cannot read known_hosts file {path}: {err}") from err
+    known = known if known is not None else load_known_hosts(target)
+    known.install(client.get_host_keys())
     record_to = target.known_hosts[0] if target.known_hosts else None
-    client.set_missing_host_key_policy(_HostKeyPolicy(target.accept_new_host_key, record_to))
+    client.set_missing_host_key_policy(_HostKeyPolicy(target.accept_new_host_key, record_to, known))
     keys = [str(p) for p in target.identity_files]
     try:
         client.connect(
@@ -186,6 +227,9 @@ def _open_client(target: SSHTarget, sock: Any = None) -> paramiko.SSHClient:
             sock=sock,
             transport_factory=_transport_factory,
         )
+    except _RevokedHostKey as err:
+        client.close()
+        raise _revoked_error(target, err.key, err.path) from err
     except _UnknownHostKey as err:
         client.close()
         raise ConnectError(
@@ -195,6 +239,9 @@ def _open_client(target: SSHTarget, sock: Any = None) -> paramiko.SSHClient:
         ) from err
     except paramiko.BadHostKeyException as err:
         client.close()
+        revoked_in = known.revoked_in(err.key)
+        if revoked_in is not None:
+            raise _revoked_error(target, err.key, revoked_in) from err
         raise HostKeyChangedError(
             f"HOST KEY OF {target.name} ({target.key_name}) HAS CHANGED (possible man-in-the-middle): "
             f"got {err.key.get_name()} {fingerprint(err.key)}, known_hosts has "
@@ -268,6 +315,8 @@ class SSHHost:
         self._openssh: OpenSSHStreams | None = None
         self._openssh_off: str | None = None if target.stream_via != "paramiko" else "--transfer paramiko"
         self.streams_via = "none yet"
+        self.notices: tuple[str, ...] = ()
+        """Things the operator should hear about once (skipped @cert-authority known_hosts lines)."""
 
     @classmethod
     def connect(cls, target: SSHTarget) -> SSHHost:
@@ -288,12 +337,15 @@ class SSHHost:
                     hint="check ProxyJump and the target address as seen from the jump host",
                 ) from err
         try:
-            client = _open_client(target, sock)
+            known = load_known_hosts(target)
+            client = _open_client(target, sock, known)
         except ConnectError:
             if jump is not None:
                 jump.close()
             raise
-        return cls(target, client, jump)
+        host = cls(target, client, jump)
+        host.notices = tuple(dict.fromkeys((*(jump.notices if jump else ()), *known.notices)))
+        return host
 
     # -- identity -------------------------------------------------------------------------------
 

@@ -52,7 +52,7 @@ def list_backups(settings: ConnectionSettings, ui: UI, backup_dir: str = DEFAULT
         host = connect_catalog(settings, ui, backup_dir)
         _list_one(host, merged, ui)
         return merged
-    for target, connected, error in connect_each(targets):
+    for target, connected, error in connect_each(targets, ui):
         try:
             if connected is None:
                 assert error is not None

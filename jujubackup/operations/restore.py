@@ -166,7 +166,7 @@ def fresh_restore(
         BackgroundVerify(local, sha1=False) if stamped is None else nullcontext(None) as verifying,
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="push") as threads,
     ):
-        target = source if (source and not request.target) else connect_one(settings, str(request.target))
+        target = source if (source and not request.target) else connect_one(settings, str(request.target), ui)
         try:
             backup = _read_or_report(local, backup_id, verifying)
             refuse_unfinished(target)
@@ -673,7 +673,7 @@ def connect_journaled(settings: ConnectionSettings, request: RestoreRequest, ui:
     (or -c's controllers) holding a restore journal - as `restore ID` restores onto the -H
     controller. Raise NotFoundError (5) when none holds one, UsageError without any host."""
     if request.target:
-        return connect_one(settings, request.target)
+        return connect_one(settings, request.target, ui)
 
     def journaled(host: Host) -> bool:
         if not X.read_journal(host).exists:
