@@ -279,6 +279,7 @@ def _format_version(doc: Mapping[str, Any]) -> int:
     return raw
 
 
+_BAD_FIELD = "archive metadata has an unreadable field"
 _JSON_TYPES = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list",
                dict: "an object"}
 
@@ -290,7 +291,7 @@ def _str(doc: Mapping[str, Any], key: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise VerifyError(f"archive metadata {key} is {_JSON_TYPES.get(type(value), 'not')}, not a string")
+        raise VerifyError(f"{_BAD_FIELD}: {key} is {_JSON_TYPES.get(type(value), 'not')}, not a string")
     return value
 
 
@@ -301,7 +302,8 @@ def _int(doc: Mapping[str, Any], key: str) -> int:
     if value is None:
         return 0
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT64:
-        raise VerifyError(f"archive metadata {key} {value!r} is not an integer in 0..2^63-1")
+        noun = "a size in bytes" if key == "Size" else "a count"
+        raise VerifyError(f"{_BAD_FIELD}: {key} {value!r} is not {noun} (an integer in 0..2^63-1)")
     return value
 
 
@@ -310,12 +312,12 @@ def _time(doc: Mapping[str, Any], key: str) -> datetime | None:
     VerifyError naming the key for a non-string or a time that is unreadable or out of range."""
     value = doc.get(key)
     if value is not None and not isinstance(value, str):
-        raise VerifyError(f"archive metadata {key} {value!r} is not a string (an RFC3339 time)")
+        raise VerifyError(f"{_BAD_FIELD}: {key} {value!r} is not a string (an RFC3339 time)")
     try:
         return parse_time(value)
     except VerifyError as err:
-        raise VerifyError(f"archive metadata {key} {value!r} is out of range or unreadable",
-                          "expected an RFC3339 time in years 1..9999") from err
+        raise VerifyError(f"{_BAD_FIELD}: {key} {value!r} is an unreadable time (RFC3339 in years "
+                          "1..9999)", "expected an RFC3339 time in years 1..9999") from err
 
 
 def load_json(text: str | bytes, label: str) -> Any:

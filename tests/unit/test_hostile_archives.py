@@ -137,16 +137,20 @@ HOSTILE: dict[str, tuple[Callable[[ArchiveSpec], None], str]] = {
         _outer_add((file_info("juju-backup/dump/run", b"#!/bin/sh\n", 0o4755), b"#!/bin/sh\n")),
         "member 'juju-backup/dump/run' is setuid",
     ),
-    "size-1e999": (_metadata_raw("Size", "1e999"), "metadata Size inf is not an integer"),
-    "size-negative": (_metadata(Size=-1), "metadata Size -1 is not an integer in 0..2^63-1"),
-    "size-not-a-number": (_metadata(Size="big"), "metadata Size 'big' is not an integer"),
-    "ha-nodes-1e999": (_metadata_raw("HANodes", "1e999"), "metadata HANodes inf is not an integer"),
+    "size-1e999": (_metadata_raw("Size", "1e999"), "unreadable field: Size inf is not a size in bytes"),
+    "size-negative": (_metadata(Size=-1), "Size -1 is not a size in bytes (an integer in 0..2^63-1)"),
+    "size-not-a-number": (_metadata(Size="big"), "Size 'big' is not a size in bytes"),
+    "ha-nodes-1e999": (_metadata_raw("HANodes", "1e999"), "HANodes inf is not a count"),
     "time-out-of-range": (
         _metadata(Started="9999-12-31T23:59:59-23:59"),
-        "metadata Started '9999-12-31T23:59:59-23:59' is out of range",
+        "Started '9999-12-31T23:59:59-23:59' is an unreadable time",
     ),
-    "time-month-13": (_metadata(Finished="2026-13-01T00:00:00Z"), "metadata Finished '2026-13-01T00:00:00Z'"),
-    "time-not-a-string": (_metadata(Started=1700000000), "metadata Started 1700000000 is not a string"),
+    "time-month-13": (
+        _metadata(Finished="2026-13-01T00:00:00Z"), "Finished '2026-13-01T00:00:00Z' is an unreadable time"
+    ),
+    "time-not-a-string": (
+        _metadata(Started=1700000000), "Started 1700000000 is not a string (an RFC3339 time)"
+    ),
     "deep-json-metadata": (
         _metadata_raw("Notes", DEEP),
         "archive metadata.json is nested too deeply",
@@ -155,8 +159,8 @@ HOSTILE: dict[str, tuple[Callable[[ArchiveSpec], None], str]] = {
         lambda spec: setattr(spec, "manifest_text", DEEP.encode()),
         "manifest.json is nested too deeply",
     ),
-    "notes-a-list": (_metadata(Notes=["a"]), "metadata Notes is a list, not a string"),
-    "machine-a-number": (_metadata(Machine=0), "metadata Machine is a number, not a string"),
+    "notes-a-list": (_metadata(Notes=["a"]), "unreadable field: Notes is a list, not a string"),
+    "machine-a-number": (_metadata(Machine=0), "unreadable field: Machine is a number, not a string"),
     "machine-shell": (
         _metadata(Machine="0; touch /tmp/x"),
         "metadata Machine '0; touch /tmp/x' is not a Juju machine id",
