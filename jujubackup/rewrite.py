@@ -20,7 +20,10 @@ dump, db `juju` (one file per collection, streamed document by document; only th
     controllers.bson      `e`: `controller-ids` (and 2.0-2.6 `machineids`, `votingmachineids`) ->
                           [M]; `apiHostPorts`, `apiHostPortsForAgents`: `apihostports` -> [[A:port]]
                           (the first non-loopback entry's other fields and port kept).
-    controllerNodes.bson  M: `has-vote`/`wants-vote` true; every other node: false.
+    controllerNodes.bson  M: `has-vote`/`wants-vote` true; every other node's document is REMOVED
+                          (State.ControllerNodes() lists every document, and a later Juju
+                          create-backup records HANodes = their count: juju/juju
+                          state/enableha.go ControllerNodes, apiserver/facades/client/backups).
     settings.bson         every model's config (`<model uuid>:e`): `settings.provisioner-harvest-mode`
                           "none", so the restored provisioners never harvest (stop) instances they
                           do not know (juju/juju environs/config/config.go ProvisionerHarvestModeKey:
@@ -418,6 +421,22 @@ def _in_model(doc: Mapping[str, Any], target: ReaddressTarget) -> bool:
     return not owner or owner == target.controller_model_uuid
 
 
+def machine_id_of(doc: Mapping[str, Any]) -> str:
+    """Return the machine id of a juju.machines document (1.x and 2.x+ layouts)."""
+    return _machine_key(doc)[1]
+
+
+def is_controller_machine(doc: Mapping[str, Any], controller_model_uuid: str) -> bool:
+    """THE rule for which machines are controllers (plan.py and this module both use it): a
+    juju.machines document of the controller model (or of no model: 1.x) whose `jobs` hold
+    JobManageModel (2) - Juju's Machine.IsManager (state/machine.go)."""
+    owner, _ = _machine_key(doc)
+    if owner and controller_model_uuid and owner != controller_model_uuid:
+        return False
+    jobs = doc.get("jobs")
+    return isinstance(jobs, list) and JOB_MANAGE_MODEL in jobs
+
+
 def rewrite_machine(doc: Doc, target: ReaddressTarget, changes: list[Change]) -> None:
     """Rewrite one juju.machines document in place: re-address the restored machine, demote the
     other controller machines of the controller model, leave every other machine alone."""
@@ -437,7 +456,7 @@ def rewrite_machine(doc: Doc, target: ReaddressTarget, changes: list[Change]) ->
         _set_present(doc, "instanceid", target.new_instance_id, changes, coll)
         _set_present(doc, "hasvote", True, changes, coll)
         _set_present(doc, "wantsvote", True, changes, coll)
-    elif JOB_MANAGE_MODEL in (doc.get("jobs") or []):
+    elif is_controller_machine(doc, target.controller_model_uuid):
         jobs = [j for j in doc["jobs"] if j != JOB_MANAGE_MODEL] or [JOB_HOST_UNITS]
         _set(doc, "jobs", jobs, changes, coll)
         _set_present(doc, "hasvote", False, changes, coll)
@@ -472,12 +491,20 @@ def rewrite_controllers(doc: Doc, target: ReaddressTarget, changes: list[Change]
         _set(doc, "apihostports", [[_new_entry(template, target.new_address, defaults)]], changes, coll)
 
 
+REMOVED = "<document>"
+"""Change.field of a document the rewrite removes (Change.new is None)."""
+
+
 def rewrite_controller_node(doc: Doc, target: ReaddressTarget, changes: list[Change]) -> None:
-    """Rewrite one juju.controllerNodes document: only the restored node has and wants a vote."""
+    """Rewrite one juju.controllerNodes document: the restored node has and wants a vote; any
+    other node's document is removed (emptied: the stream drops it)."""
     doc_id = str(doc.get("_id", ""))
-    voter = doc_id == target.machine_id or doc_id == f"{target.controller_model_uuid}:{target.machine_id}"
-    for key in ("has-vote", "wants-vote"):
-        _set(doc, key, voter, changes, "juju.controllerNodes")
+    if doc_id in (target.machine_id, f"{target.controller_model_uuid}:{target.machine_id}"):
+        for key in ("has-vote", "wants-vote"):
+            _set(doc, key, True, changes, "juju.controllerNodes")
+        return
+    changes.append(Change("juju.controllerNodes", doc.get("_id"), REMOVED, "controller node", None))
+    doc.clear()
 
 
 def rewrite_settings(doc: Doc, target: ReaddressTarget, changes: list[Change]) -> None:
@@ -530,6 +557,8 @@ def rewrite_collection_stream(
         doc = bson.decode(raw, archive.BSON_CODEC)
         before = len(changes)
         rule(doc, target, changes)
+        if not doc:
+            continue  # removed
         dst.write(bson.encode(doc) if len(changes) > before else raw)
     return changes
 
@@ -615,6 +644,9 @@ def _rewrite_op(
     if not paths:
         return True
     where = f"{op['ns']} {doc_id}"
+    if REMOVED in paths:
+        out.append(Change("oplog", where, f"op #{n} on a removed document", "kept", "dropped"))
+        return False
     if kind == "i" or not any(k.startswith("$") for k in body):
         for path, value in paths.items():
             _set_path(body, path, value)
@@ -706,6 +738,12 @@ def _rewrite_txn_ops(
         if not paths:
             continue
         where, label = str(txn.get("_id")), f"op #{i} {op.get('c')} {op.get('d')}"
+        if REMOVED in paths:
+            for key in ("u", "i", "r"):
+                op.pop(key, None)
+            op["a"] = "d-"  # mgo/txn DocMissing: true, the document is gone
+            out.append(Change("juju.txns", where, f"{label} on a removed document", "kept", "assert only"))
+            continue
         if isinstance(op.get("u"), dict) and not _rewrite_modifiers(
             op["u"], paths, where, label, out, "juju.txns"
         ):

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
+from jujubackup import rewrite
 from jujubackup.errors import RefusedError
 from jujubackup.metadata import BackupMetadata, restore_machine_id
 
@@ -403,7 +404,10 @@ def _keys_lines(backup: BackupFacts, target: TargetFacts) -> tuple[str, ...]:
 
 def _describe(machine: ControllerMachine) -> str:
     where = ", ".join(machine.addresses) or "no address"
-    return f"machine {machine.machine_id} ({where}): demoted (no vote, no controller job)"
+    return (
+        f"machine {machine.machine_id} ({where}): demoted (no controller job; its controllerNodes "
+        "document removed, so no vote)"
+    )
 
 
 def _mib(n: int) -> str:
@@ -447,8 +451,6 @@ def _steps(
         skip.add(INSTALL)
     return tuple(all_steps[name] for name in STEP_ORDER if name not in skip)
 
-
-JOB_MANAGE_MODEL = 2
 
 
 def backup_facts(
@@ -510,14 +512,13 @@ def peer_endpoints(backup: BackupFacts, target: TargetFacts) -> list[tuple[str, 
 def _controller_machines(
     machines: Sequence[dict[str, object]], model_uuid: str
 ) -> tuple[ControllerMachine, ...]:
-    found = []
-    for doc in machines:
-        if model_uuid and doc.get("model-uuid") not in (None, model_uuid):
-            continue
-        jobs = doc.get("jobs")
-        if not isinstance(jobs, list) or JOB_MANAGE_MODEL not in jobs:
-            continue
-        found.append(ControllerMachine(str(doc.get("machineid", "")), _addresses(doc)))
+    """The controller machines by rewrite.is_controller_machine: the same rule the re-addressing
+    applies when it demotes them, so the plan names exactly the machines the rewrite changes."""
+    found = [
+        ControllerMachine(rewrite.machine_id_of(doc), _addresses(doc))
+        for doc in machines
+        if rewrite.is_controller_machine(doc, model_uuid)
+    ]
     return tuple(sorted(found, key=lambda c: (len(c.machine_id), c.machine_id)))
 
 

@@ -9,6 +9,7 @@ import bson
 import pytest
 from ruamel.yaml import YAML
 
+from jujubackup import rewrite
 from jujubackup.errors import EXIT_REFUSED, RefusedError
 from jujubackup.metadata import parse_metadata_json
 from jujubackup.restore import plan as P
@@ -175,3 +176,30 @@ def test_a_dry_run_plan_lists_refusals_instead_of_raising() -> None:
     refused = [w for w in plan.warnings if w.startswith("refused: ")]
     assert len(refused) == 2
     assert plan.demoted and plan.new_address == "10.201.0.50"
+
+
+def test_plan_and_rewrite_agree_on_which_machines_are_controllers() -> None:
+    """One rule (rewrite.is_controller_machine): the machines the plan says it demotes are exactly
+    the machines the re-addressing demotes, on the fixture's machines.bson plus the awkward cases
+    (a manager job in another model, a 1.x document keyed by env-uuid, a machine without jobs)."""
+    with tarfile.open(FIXTURES / "valid-backup.tar.gz") as outer:
+        machines = bson.decode_all(_read(outer, "juju-backup/dump/juju/machines.bson"))
+    model = fixture_backup().model_uuid
+    machines += [
+        {"_id": "other-model:0", "machineid": "0", "model-uuid": "other-model", "jobs": [2, 1]},
+        {"_id": f"{model}:7", "machineid": "7", "env-uuid": model, "jobs": [2]},
+        {"_id": f"{model}:8", "machineid": "8", "model-uuid": model},
+        {"_id": f"{model}:9", "machineid": "9", "model-uuid": model, "jobs": [1]},
+    ]
+    with tarfile.open(FIXTURES / "valid-backup.tar.gz") as outer:
+        meta = parse_metadata_json(_read(outer, "juju-backup/metadata.json"))
+    facts = P.backup_facts(
+        meta, {"model": f"model-{model}"}, machines, backup_id="x", archive_size=0, unpacked_size=0,
+        has_oplog=False,
+    )
+    target = rewrite.ReaddressTarget(facts.machine_id, "10.201.0.50", "manual:10.201.0.50", model)
+    data = b"".join(bson.encode(m) for m in machines)
+    _, changes = rewrite.rewrite_collection(data, rewrite.MACHINES, target)
+    demoted = sorted({str(c.doc_id).rpartition(":")[2] for c in changes if c.field == "jobs"})
+    assert [c.machine_id for c in facts.others] == demoted == ["1", "2", "7"]
+    assert facts.restored is not None and facts.restored.machine_id == "0"

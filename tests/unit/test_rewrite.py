@@ -254,21 +254,39 @@ def test_old_controllers_doc_machineids_and_voting_ids() -> None:
     assert by_id(new)["e"] == {"_id": "e", "machineids": ["0"], "votingmachineids": ["0"]}
 
 
-def test_controller_nodes_only_the_restored_one_votes() -> None:
+def test_controller_nodes_only_the_restored_one_is_left_and_votes() -> None:
     docs = [
-        {"_id": i, "has-vote": True, "wants-vote": True, "password-hash": "h", "agent-version": "2.9.42"}
+        {"_id": i, "has-vote": i != "0", "wants-vote": True, "password-hash": "h",
+         "agent-version": {"version": "2.9.42-focal-amd64", "url": "", "size": Int64(0)}}
         for i in ("0", "1", "2")
     ]
     new, changes = rewrite.rewrite_collection(bson_file(*docs), rewrite.CONTROLLER_NODES, TARGET)
     got = by_id(new)
-    assert [(got[i]["has-vote"], got[i]["wants-vote"]) for i in "012"] == [
-        (True, True),
-        (False, False),
-        (False, False),
+    assert list(got) == ["0"]
+    assert (got["0"]["has-vote"], got["0"]["wants-vote"]) == (True, True)
+    assert got["0"]["agent-version"] == docs[0]["agent-version"]
+    assert [(c.doc_id, c.field) for c in changes] == [
+        ("0", "has-vote"), ("1", rewrite.REMOVED), ("2", rewrite.REMOVED)
     ]
-    assert {(c.doc_id, c.field) for c in changes} == {
-        (i, f) for i in "12" for f in ("has-vote", "wants-vote")
-    }
+
+
+def test_ops_on_a_removed_controller_node_are_dropped_from_the_oplog_and_neutered_in_txns() -> None:
+    nodes = [{"_id": i, "has-vote": True, "wants-vote": True} for i in ("0", "1")]
+    _, changes = rewrite.rewrite_collection(bson_file(*nodes), rewrite.CONTROLLER_NODES, TARGET)
+    ops = [
+        op("u", "juju.controllerNodes", {"$set": {"has-vote": True}}, {"_id": "1"}),
+        op("i", "juju.controllerNodes", {"_id": "1", "has-vote": True}),
+        op("u", "juju.controllerNodes", {"$set": {"password-hash": "x"}}, {"_id": "0"}),
+    ]
+    out = io.BytesIO()
+    oplog_changes = rewrite.rewrite_oplog_stream(io.BytesIO(bson_file(*ops)), out, changes)
+    kept = bson.decode_all(out.getvalue())
+    assert [k["o2"]["_id"] for k in kept] == ["0"]
+    assert len(oplog_changes) == 2
+    pending = txn(1, {"c": "controllerNodes", "d": "1", "a": {"$exists": True}, "u": {"$set": {"has-vote": True}}})
+    out = io.BytesIO()
+    rewrite.rewrite_txns_stream(io.BytesIO(bson_file(pending)), out, changes)
+    assert bson.decode_all(out.getvalue())[0]["o"] == [{"c": "controllerNodes", "d": "1", "a": "d-"}]
 
 
 def test_harvest_mode_none_in_every_model_with_the_earlier_value_and_name() -> None:
