@@ -283,7 +283,8 @@ def test_ops_on_a_removed_controller_node_are_dropped_from_the_oplog_and_neutere
     kept = bson.decode_all(out.getvalue())
     assert [k["o2"]["_id"] for k in kept] == ["0"]
     assert len(oplog_changes) == 2
-    pending = txn(1, {"c": "controllerNodes", "d": "1", "a": {"$exists": True}, "u": {"$set": {"has-vote": True}}})
+    update = {"c": "controllerNodes", "d": "1", "a": {"$exists": True}, "u": {"$set": {"has-vote": True}}}
+    pending = txn(1, update)
     out = io.BytesIO()
     rewrite.rewrite_txns_stream(io.BytesIO(bson_file(pending)), out, changes)
     assert bson.decode_all(out.getvalue())[0]["o"] == [{"c": "controllerNodes", "d": "1", "a": "d-"}]
