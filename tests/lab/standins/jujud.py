@@ -1,15 +1,30 @@
 """Stand-in for `jujud` (the Juju machine agent, 2.9.42 focal / 2.8.10 bionic) as installed in
 /var/lib/juju/tools/<version>-<series>-amd64/jujud.  Test code, never shipped.
 
-`jujud machine --data-dir /var/lib/juju --machine-id N [--debug]` reads agents/machine-N/agent.conf,
-authenticates to juju-db (127.0.0.1:stateport, TLS verified against the agent.conf CA, server name
-juju-mongodb) as machine-N with its statepassword, and refuses to run - logging a line containing
-"peergrouper" and the reason to /var/log/juju/machine-N.log and exiting non-zero - unless:
-  * the machines document `<controller-model-uuid>:N` lists one of this host's IPs in both
-    `addresses` and `machineaddresses` and its `passwordhash` matches the agent's apipassword,
-  * the `controllers` document `apiHostPorts` lists one of this host's IPs,
-  * agent.conf `apiaddresses` contains `<this host's IP>:<apiport>`.
-Then it serves TLS on apiport with /var/lib/juju/server.pem (HTTP answers) and keeps checking the DB.
+`jujud machine --data-dir /var/lib/juju --machine-id N [--debug]` reads agents/machine-N/agent.conf
+and, like real jujud on a controller, reaches its own mongo and API over LOCALHOST (juju/juju
+agent/agent.go: a controller's MongoInfo/APIInfo use localhost:stateport / localhost:apiport), so
+stale `apiaddresses` in agent.conf do not stop it. It authenticates to juju-db (127.0.0.1:stateport,
+TLS verified against the agent.conf CA, server name juju-mongodb) as machine-N with its
+statepassword, and refuses to run - logging a line containing "peergrouper" and the reason to
+/var/log/juju/machine-N.log and exiting non-zero - unless:
+  * the machines document `<controller-model-uuid>:N` lists one of this host's IPs in `addresses`
+    (provider addresses: only a cloud's instancepoller changes them, never the machine itself;
+    STRICTER than a cloud controller, true of a manual one) and its `passwordhash` matches the
+    agent's apipassword,
+  * N is in the controllers document `e` `controller-ids` and its controllerNodes document has a vote.
+It then heals what real workers heal on a controller that moved:
+  * `machineaddresses` to this host's addresses (the machiner, worker/machiner/machiner.go
+    SetMachineAddresses),
+  * `apiHostPorts` / `apiHostPortsForAgents` to the controllers' addresses (the peergrouper,
+    worker/peergrouper/publish.go SetAPIHostPorts),
+  * agent.conf `apiaddresses` to those host ports (the api-address-updater,
+    worker/apiaddressupdater/apiaddressupdater.go SetAPIHostPorts).
+On the API port it serves, like pkitls.AuthoritySNITLSGetter (juju/juju pki/tls/sni.go), a client
+hello WITHOUT a server name (any client dialling an IP) the `controllerip` leaf certificate that the
+certupdater makes for the machine's addresses at every start, signed by the controller CA
+(worker/certupdater/certupdater.go, LeafRequestForGroup(ControllerIPLeafGroup)...Commit()); a hello
+with a server name gets server.pem (the default leaf). It keeps checking the DB.
 """
 
 from __future__ import annotations
@@ -19,10 +34,13 @@ import datetime
 import hashlib
 import json
 import os
+import shutil
 import socket
 import socketserver
 import ssl
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import Any
@@ -106,7 +124,7 @@ class Refused(Exception):
     """The agent refuses to run."""
 
 
-def check_state(conf: dict[str, Any], machine_id: str, log: AgentLog) -> None:
+def check_state(conf: dict[str, Any], machine_id: str, log: AgentLog, heal: bool = True) -> list[str]:
     """Connect to juju-db as the agent and run the peergrouper checks; raise Refused with the reason."""
     port = int(conf.get("stateport", 37017))
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -163,35 +181,133 @@ def check_state(conf: dict[str, Any], machine_id: str, log: AgentLog) -> None:
             f"access); peergrouper not started"
         )
     addrs = [a.get("value") for a in mdoc.get("addresses") or []]
-    maddrs = [a.get("value") for a in mdoc.get("machineaddresses") or []]
     mine = [a for a in addrs if a and is_local_ip(a)]
     if not mine:
         raise Refused(
             f"juju.worker.peergrouper machine {machine_id} addresses {addrs} do not include an address "
             f"of this host; cannot determine the controller's mongo address"
         )
-    if not any(is_local_ip(a) for a in maddrs if a):
+    if machine_id not in [str(i) for i in ctrl[0].get("controller-ids") or []]:
         raise Refused(
-            f"juju.worker.peergrouper machine {machine_id} machineaddresses {maddrs} do not include "
-            f"an address of this host"
+            f"juju.worker.peergrouper machine {machine_id} is not in controller-ids "
+            f"{ctrl[0].get('controller-ids')}; not a controller"
         )
-    hp = find("controllers", {"_id": "apiHostPorts"})
-    hosts = [h.get("value") for server in (hp[0].get("apihostports") or [] if hp else []) for h in server]
-    if not any(is_local_ip(h) for h in hosts if h):
-        raise Refused(f"juju.worker.peergrouper apiHostPorts {hosts} do not include an address of this host")
-    api = conf.get("apiaddresses") or []
-    apiport = str(conf.get("apiport", 17070))
-    if not any(a.rsplit(":", 1)[-1] == apiport and is_local_ip(a.rsplit(":", 1)[0]) for a in api):
-        raise Refused(
-            f"juju.worker.peergrouper agent.conf apiaddresses {api} do not include this host's "
-            f"address with port {apiport}"
-        )
+    nodes = find("controllerNodes", {"_id": {"$in": [machine_id, f"{model_uuid}:{machine_id}"]}})
+    if not nodes or not nodes[0].get("has-vote"):
+        raise Refused(f"juju.worker.peergrouper controller node {machine_id} has no vote")
+    if heal:
+        _heal(sock, conf, machine_id, str(model_uuid), mdoc, mine, log)
     sock.close()
     log(
         "INFO",
         "juju.worker.peergrouper",
         f"controller addresses ok: machine {machine_id} at {', '.join(mine)}",
     )
+    return mine
+
+
+def _address(ip: str, origin: str | None = None) -> dict[str, Any]:
+    kind = "ipv6" if ":" in ip else "ipv4"
+    d: dict[str, Any] = {"value": ip, "addresstype": kind, "networkscope": "local-cloud"}
+    if origin:
+        d["origin"] = origin
+    return d
+
+
+def _heal(
+    sock: Any,
+    conf: dict[str, Any],
+    machine_id: str,
+    model_uuid: str,
+    mdoc: dict,
+    mine: list[str],
+    log: AgentLog,
+) -> None:
+    """Do what the machiner, peergrouper and api-address-updater do on a controller whose addresses
+    changed (see the module docstring); each only when what is recorded lacks this host."""
+    port = int(conf.get("apiport", 17070))
+    maddrs = [a.get("value") for a in mdoc.get("machineaddresses") or []]
+    if not any(is_local_ip(a) for a in maddrs if a):
+        local = [a for a in mdoc.get("machineaddresses") or [] if a.get("networkscope") == "local-machine"]
+        update(sock, "machines", f"{model_uuid}:{machine_id}",
+               {"machineaddresses": [_address(ip, "machine") for ip in mine] + local})
+        log("INFO", "juju.worker.machiner", f"setting addresses for machine-{machine_id} to {mine}")
+    for key in ("apiHostPorts", "apiHostPortsForAgents"):
+        r = common.command(sock, "juju", {"find": "controllers", "filter": {"_id": key}})
+        docs = r.get("cursor", {}).get("firstBatch", []) if r.get("ok") else []
+        hosts = [h.get("value") for srv in (docs[0].get("apihostports") or [] if docs else []) for h in srv]
+        if not any(is_local_ip(h) for h in hosts if h):
+            servers = [[{**_address(ip), "port": port} for ip in mine]]
+            update(sock, "controllers", key, {"apihostports": servers})
+            log("INFO", "juju.worker.peergrouper", f"publishing {key} {mine}")
+    api = conf.get("apiaddresses") or []
+    hostports = [a.rsplit(":", 1) for a in api if ":" in a]
+    if not any(p == str(port) and is_local_ip(h.strip("[]")) for h, p in hostports):
+        heal_agent_conf(conf, machine_id, [f"{ip}:{port}" for ip in mine])
+        log("INFO", "juju.worker.apiaddressupdater", f"API addresses updated to [{', '.join(mine)}]")
+
+
+def update(sock: Any, coll: str, doc_id: str, values: dict[str, Any]) -> None:
+    """$set `values` in one juju document."""
+    common.command(sock, "juju", {"update": coll, "updates": [{"q": {"_id": doc_id}, "u": {"$set": values}}]})
+
+
+def heal_agent_conf(conf: dict[str, Any], machine_id: str, entries: list[str]) -> None:
+    """Rewrite agent.conf's `apiaddresses` block (mode kept: 0600), as the api-address-updater does."""
+    path = os.path.join(conf.get("datadir", "/var/lib/juju"), "agents", f"machine-{machine_id}", "agent.conf")
+    with open(path) as f:
+        lines = f.read().splitlines(keepends=True)
+    out, skip = [], False
+    for line in lines:
+        if skip and line.startswith("- "):
+            continue
+        skip = False
+        if line.startswith("apiaddresses:"):
+            out.append("apiaddresses:\n")
+            out.extend(f"- {e}\n" for e in entries)
+            skip = True
+            continue
+        out.append(line)
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("".join(out))
+    os.replace(tmp, path)
+    conf["apiaddresses"] = entries
+
+
+def controller_ip_context(conf: dict[str, Any], ips: list[str], default: ssl.SSLContext) -> ssl.SSLContext:
+    """Return `default` (server.pem) with an SNI callback handing a hello without a server name a
+    context serving a fresh `controllerip` leaf for `ips` signed by the agent.conf CA (made with
+    openssl now: juju/juju worker/certupdater makes it at every start; pki/tls/sni.go picks it)."""
+    work = tempfile.mkdtemp(prefix="controllerip-")
+    try:
+        ca, key = os.path.join(work, "ca.pem"), os.path.join(work, "ca.key")
+        with open(ca, "w") as f:
+            f.write(conf.get("cacert", ""))
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(conf.get("caprivatekey", ""))
+        sans = ",".join(f"IP:{ip}" for ip in [*ips, "127.0.0.1"])
+        with open(os.path.join(work, "ext"), "w") as f:
+            f.write(f"subjectAltName={sans}\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+                    "extendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\n")
+        run = lambda *args: subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=work)  # noqa: E731
+        run("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", "leaf.key", "-subj", "/O=Juju/CN=Juju server certificate", "-out", "leaf.csr")
+        run("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial",
+            str(int.from_bytes(os.urandom(8), "big")), "-days", "3650", "-extfile", "ext", "-out", "leaf.pem")
+        leaf = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        leaf.load_cert_chain(os.path.join(work, "leaf.pem"), os.path.join(work, "leaf.key"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    def pick(sslobj: ssl.SSLObject, server_name: str | None, _ctx: ssl.SSLContext) -> None:
+        if server_name is None:
+            sslobj.context = leaf
+
+    default.sni_callback = pick
+    return default
 
 
 class ApiHandler(socketserver.BaseRequestHandler):
@@ -288,7 +404,7 @@ def main(version: str, argv: list[str] | None = None) -> int:
         f"upgrade steps for {conf.get('upgradedToVersion', version)} have already been run.",
     )
     try:
-        check_state(conf, mid, log)
+        mine = check_state(conf, mid, log)
     except Refused as exc:
         log("ERROR", str(exc).split(" ", 1)[0], str(exc).split(" ", 1)[1])
         print(f"ERROR {exc}", file=sys.stderr)
@@ -298,6 +414,11 @@ def main(version: str, argv: list[str] | None = None) -> int:
         return 1
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(os.path.join(data_dir, "server.pem"))
+    try:
+        tls = controller_ip_context(conf, mine, tls)
+    except (OSError, subprocess.CalledProcessError, ssl.SSLError) as exc:
+        log("ERROR", "juju.worker.certupdater", f"cannot make the controller ip certificate: {exc}")
+        return 1
     port = int(conf.get("apiport", 17070))
     try:
         srv = ApiServer(("0.0.0.0", port), ApiHandler)
@@ -311,7 +432,7 @@ def main(version: str, argv: list[str] | None = None) -> int:
     while True:
         time.sleep(15)
         try:
-            check_state(conf, mid, lambda *a: None)  # type: ignore[arg-type]
+            check_state(conf, mid, lambda *a: None, heal=False)  # type: ignore[arg-type]
         except Refused as exc:
             log("ERROR", str(exc).split(" ", 1)[0], str(exc).split(" ", 1)[1])
             srv.shutdown()
