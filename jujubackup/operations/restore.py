@@ -439,6 +439,7 @@ def probe_target(host: Host, backup: P.BackupFacts, request: RestoreRequest) -> 
         },
         peers=peers,
         instance_id=found.instance_id if found else "",
+        cloud_instance_id=cloud_instance_id(pre.get("cloud_instance_id")),
     )
 
 
@@ -469,6 +470,31 @@ class TargetProbe(P.TargetFacts):
 
     peers: tuple[P.PeerProbe, ...] = ()
     instance_id: str = ""
+    cloud_instance_id: str = ""
+
+
+CLOUD_INSTANCE_FILE = "/var/lib/cloud/data/instance-id"
+INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
+
+
+def cloud_instance_id(value: object) -> str:
+    """Given what the target's preflight read from cloud-init's instance-id file, return it when it
+    looks like an instance id (letters, digits, . _ : / @ + -; at most 128), else "" (hostile input:
+    the value goes into the restored database)."""
+    text = str(value or "").strip()
+    return text if INSTANCE_ID.match(text) else ""
+
+
+def choose_instance_id(request_id: str | None, target: TargetProbe) -> tuple[str, str]:
+    """Given --instance-id and the target's probe, return (instance id, where it came from): the
+    flag, the target's own Juju controller, cloud-init's instance id, else manual:<address>."""
+    if request_id:
+        return request_id, "--instance-id"
+    if target.instance_id and target.instance_id != facts.UNKNOWN:
+        return target.instance_id, f"{target.name}'s Juju controller"
+    if target.cloud_instance_id:
+        return target.cloud_instance_id, f"cloud-init on {target.name} ({CLOUD_INSTANCE_FILE})"
+    return f"manual:{target.address}", f"no cloud-init instance id on {target.name}: a manual machine"
 
 
 def target_facts_peers(target: P.TargetFacts) -> tuple[P.PeerProbe, ...]:
@@ -540,7 +566,7 @@ def prepare_overlay(
     """Write the re-addressing overlay of `local` for `target` into `work` (only the rewritten members:
     no recompression of the big unchanged ones); return it with the change lines for the plan."""
     out = work / "readdress-overlay.tar.gz"
-    instance = request.instance_id or target.instance_id or f"manual:{target.address}"
+    instance, source = choose_instance_id(request.instance_id, target)
     result = rewrite.readdress_archive(
         str(local),
         str(out),
@@ -550,7 +576,7 @@ def prepare_overlay(
     )
     lines = [c.describe() for c in result.changes if c.collection != "agent.conf"]
     diff = [f"  {line}" for line in result.agent_conf_diff.splitlines()]
-    changes = (*lines, *(["agent.conf:", *diff] if diff else []))
+    changes = (f"instance id {instance} (from {source})", *lines, *(["agent.conf:", *diff] if diff else []))
     harvest = tuple(
         P.HarvestMode(str(c.doc_id).removesuffix(":e"), c.label, c.old if isinstance(c.old, str) else None)
         for c in rewrite.harvest_changes(result.changes)

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -114,6 +115,27 @@ def model_uuid(host: LabHost) -> str:
 
 def served_cert(ip: str, port: int = 17070) -> bytes:
     return ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate((ip, port), timeout=10))
+
+
+def assert_chains(ip: str, agent_conf: str, port: int = 17070) -> None:
+    """The API at ip:port serves (to a client sending no SNI) a certificate chaining to the CA in
+    `agent_conf` that names ip."""
+    match = re.search(r"^cacert: \|\n((?:  .*\n)+)", agent_conf, re.M)
+    assert match
+    ca = "".join(line[2:] + "\n" for line in match.group(1).splitlines())
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(cadata=ca)
+    context.check_hostname = False
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with socket.create_connection((ip, port), timeout=10) as raw, context.wrap_socket(raw) as tls:
+                names = [v for k, v in tls.getpeercert().get("subjectAltName", ()) if k == "IP Address"]
+                break
+        except (ConnectionRefusedError, ConnectionResetError):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    assert ip in names
 
 
 def file_cert(path: Path) -> bytes:
@@ -317,7 +339,23 @@ def test_disaster_recovery_onto_a_spare(lab_factory: LabFactory, tmp_path: Path,
     assert f"{spare.ip}:17070" in client_config
     assert f"{ctl.ip}:17070" not in (juju_data / "controllers.yaml").read_text()
     assert active(spare, db_unit(spare), "jujud-machine-0") == ["active", "active"]
-    assert served_cert(spare.ip) == old_cert
+    # Juju serves a client without SNI the per-start `controllerip` leaf, signed by the backup's CA:
+    # not server.pem. The restore checked the chain (not the leaf) and says so.
+    served = served_cert(spare.ip)
+    assert served != old_cert and served != file_cert(spare.root / "var/lib/juju/server.pem")
+    assert_chains(spare.ip, ctl_conf)
+    assert "api-certificate" not in result.stderr
+    # Stale apiaddresses do not stop the restored jujud (it uses localhost); it heals them.
+    conf_path = spare.root / "var/lib/juju/agents/machine-0/agent.conf"
+    conf_path.write_text(re.sub(r"^apiaddresses:\n(- .*\n)+", f"apiaddresses:\n- {ctl.ip}:17070\n",
+                                conf_path.read_text(), flags=re.M))
+    ok(spare.ssh("systemctl restart jujud-machine-0"))
+    deadline = time.monotonic() + 60
+    while f"- {spare.ip}:17070" not in conf_path.read_text():
+        assert time.monotonic() < deadline, conf_path.read_text()
+        time.sleep(0.2)
+    assert_chains(spare.ip, ctl_conf)
+    assert served_cert(spare.ip) != served  # a new controllerip leaf at every start
     after = juju_db(spare)
     dm = default_model(before)
     assert differences(before, after) == {(c, i.format(u=uuid, d=dm), f) for c, i, f in READDRESSED}
@@ -534,6 +572,10 @@ def test_dry_run_of_the_juju_28_fixture_names_old_and_new_addresses_and_demotion
     shown = jb(lab, "restore", "--archive", str(FIXTURE_28), "--target", "spare0", "--dry-run")
     assert shown.returncode == 6, shown.stderr
     assert shown.stderr.count("mongo 3.6.3") == 1, shown.stderr
+    assert f"instance id manual:{spare.ip} (from no cloud-init instance id on spare0" in shown.stdout
+    cloud = spare.root / "var/lib/cloud/data"
+    cloud.mkdir(parents=True)
+    (cloud / "instance-id").write_text("i-0abc1234def567890\n")
     forced = ok(
         jb(lab, "restore", "--archive", str(FIXTURE_28), "--target", "spare0", "--dry-run", "--force")
     )
@@ -544,5 +586,7 @@ def test_dry_run_of_the_juju_28_fixture_names_old_and_new_addresses_and_demotion
         assert f"addresses: [10.77.116.68] -> [{spare.ip}]" in out
         # The trimmed fixture has no juju/settings.bson: the plan says no harvest mode can be set.
         assert "juju.settings: not in this dump - no model's provisioner-harvest-mode" in out
+    from_cloud = "instance id i-0abc1234def567890 (from cloud-init on spare0 (/var/lib/cloud/data/"
+    assert from_cloud in forced.stdout
     assert not (spare.root / JOURNAL).exists()
     assert not (spare.root / "var/lib/juju/agents").exists()
