@@ -18,11 +18,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from jujubackup import stamp
 from jujubackup.archive import VerifyReport, read_members, verify_archive
 from jujubackup.errors import JujuBackupError, NotFoundError
 from jujubackup.metadata import BackupMetadata, format_time, is_backup_id, parse_metadata_json
 
 ARCHIVE_SUFFIX = ".tar.gz"
+STAMP = "stamp"  # the sidecar key of the HMAC stamp (stamp.py)
 COLUMNS = ("id", "started", "size", "verified", "version", "machine", "notes", "file")
 
 
@@ -39,18 +41,24 @@ def write_sidecar(
 ) -> Path:
     """Write `archive`'s sidecar (0600, atomically): the record plus the local check; return its path.
     `full` says the check was a full verification (verify_archive passed), not only the SHA-256;
-    `contents` (with `full`) records what that verification counted (see `contents_of`)."""
+    `contents` (with `full`) records what that verification counted (see `contents_of`). A full
+    check is stamped (stamp.py: an HMAC with the operator's key over the sidecar, the archive's
+    size, mtime and inode included): only a genuine stamp lets a later run skip verifying."""
     stat = archive.stat()
-    data = {k: v for k, v in record.items() if k not in ("path", "archive_present", "local")}
+    data = {k: v for k, v in record.items() if k not in ("path", "archive_present", "local", STAMP)}
     data["local"] = {
         "file": archive.name,
         "sha256": sha256,
         "size": stat.st_size,
         "mtime_ns": stat.st_mtime_ns,
+        "inode": stat.st_ino,
         "verified_at": format_time(datetime.now(timezone.utc)),
         "checks": "full" if full else "sha256",
         **(contents if full and contents else {}),
     }
+    key = stamp.load_key(create=True) if full else None
+    if key is not None:  # without a key the full check is recorded but never trusted as one
+        data[STAMP] = stamp.sign(key, data)
     side = sidecar_path(archive)
     _write_private(side, json.dumps(data, indent=2) + "\n")
     return side
@@ -133,22 +141,28 @@ def contents_of(report: VerifyReport) -> dict[str, Any]:
 
 def fully_verified(archive: Path) -> dict[str, Any] | None:
     """Return the sidecar record of an archive that passed a full verification and has not changed
-    since (same size and mtime; the record names its ID and SHA-256), else None.
+    since, else None: the sidecar's stamp must be this operator's HMAC of it (stamp.py: a sidecar
+    anyone else wrote or edited is not trusted), and the file's size, mtime and inode must still be
+    those stamped (the record names its ID and SHA-256).
 
     What this vouches for is the SHA-256: a caller that skips verifying again must check that the
     bytes it uses have that digest (upload: the host's digest of what it received)."""
     record = read_sidecar(archive)
     if record is None or not record.get("ID") or not record.get("sha256"):
         return None
+    key = stamp.load_key(create=False)
+    unstamped = {k: v for k, v in record.items() if k != STAMP}
+    if key is None or not stamp.is_genuine(key, unstamped, record.get(STAMP)):
+        return None
     local = record.get("local") or {}
     try:
-        stat = archive.stat()
+        info = archive.stat()
     except OSError:
         return None
-    same_size = local.get("size") == stat.st_size == record.get("size")
-    unchanged = same_size and local.get("mtime_ns") == stat.st_mtime_ns
+    same_size = local.get("size") == info.st_size == record.get("size")
+    unchanged = same_size and local.get("mtime_ns") == info.st_mtime_ns and local.get("inode") == info.st_ino
     if unchanged and local.get("checks") == "full" and local.get("sha256") == record["sha256"]:
-        return record
+        return unstamped
     return None
 
 

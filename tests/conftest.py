@@ -87,3 +87,18 @@ def shared_lab(lab_session: None) -> Iterator[Lab]:
         yield lab
     finally:
         lab.teardown()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_config_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The stamp key (jujubackup/stamp.py) of a test run lives in a throwaway config dir, never in
+    the operator's ~/.config; CLI subprocesses inherit it."""
+    previous = os.environ.get("XDG_CONFIG_HOME")
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("config"))
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("XDG_CONFIG_HOME", None)
+        else:
+            os.environ["XDG_CONFIG_HOME"] = previous

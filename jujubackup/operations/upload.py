@@ -326,7 +326,7 @@ def catalog_record(path: Path, report: VerifyReport) -> dict[str, Any]:
 def _record_of_sidecar(sidecar: dict[str, Any]) -> dict[str, Any]:
     """Given the sidecar of an archive whose SHA-256 it records, return the catalog record (the
     sidecar without its local block). Raise VerifyError for an ID that is not one."""
-    record = {k: v for k, v in sidecar.items() if k != "local"}
+    record = {k: v for k, v in sidecar.items() if k not in ("local", "stamp")}
     validate_backup_id(str(record["ID"]))
     return record
 

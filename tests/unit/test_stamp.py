@@ -1,0 +1,118 @@
+"""The "already verified" sidecar stamp (issue 11): only an HMAC with the operator's own key over the
+sidecar and the archive's identity lets upload / restore --archive skip verifying; a forged, foreign
+or stale stamp means full verification."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from jujubackup import stamp
+from jujubackup.errors import EXIT_VERIFY, JujuBackupError
+from jujubackup.host.ssh import SSHHost
+from jujubackup.local_archives import fully_verified, sidecar_path, write_sidecar
+from jujubackup.operations.upload import upload
+from jujubackup.operations.verify import verify_local
+from jujubackup.ui import UI
+from tests.unit.archive_builders import VALID
+from tests.unit.test_host_transfer import host, juju_machine, sshd, ui  # noqa: F401
+
+VALID_ID = "20200225-041241.ffffffff-0000-1111-2222-333333333333"
+
+
+@pytest.fixture
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "config"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    return home
+
+
+def verified_copy(tmp_path: Path, name: str = "copy.tar.gz") -> Path:
+    """A copy of the Juju 2.8 fixture that `verify FILE` passed (so its sidecar is stamped)."""
+    path = tmp_path / name
+    shutil.copyfile(VALID, path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    write_sidecar(path, {"ID": VALID_ID, "sha256": digest, "size": path.stat().st_size}, digest)
+    assert verify_local(path).ok
+    return path
+
+
+def sidecar(path: Path) -> dict[str, object]:
+    return dict(json.loads(sidecar_path(path).read_text()))
+
+
+def test_a_verified_archive_is_stamped_with_a_private_key(config: Path, tmp_path: Path) -> None:
+    path = verified_copy(tmp_path)
+    record = fully_verified(path)
+    assert record is not None and record["ID"] == VALID_ID and "stamp" not in record
+    key = config / "jujubackup" / "stamp.key"
+    assert key.stat().st_mode & 0o777 == 0o600 and key.parent.stat().st_mode & 0o777 == 0o700
+    assert key.read_text().strip() not in sidecar_path(path).read_text()
+
+
+def test_a_forged_or_edited_stamp_is_not_trusted(config: Path, tmp_path: Path) -> None:
+    path = verified_copy(tmp_path)
+    genuine = sidecar(path)
+    side = sidecar_path(path)
+    # no stamp at all: the old plain "checks": "full" claim
+    side.write_text(json.dumps({k: v for k, v in genuine.items() if k != "stamp"}))
+    assert fully_verified(path) is None
+    # stamped with someone else's key
+    forged = {k: v for k, v in genuine.items() if k != "stamp"}
+    side.write_text(json.dumps({**forged, "stamp": stamp.sign(b"k" * 32, forged)}))
+    assert fully_verified(path) is None
+    # a genuine stamp over other content
+    side.write_text(json.dumps({**genuine, "Notes": "edited"}))
+    assert fully_verified(path) is None
+    side.write_text(json.dumps(genuine))
+    assert fully_verified(path) is not None
+
+
+def test_a_stale_stamp_is_not_trusted(config: Path, tmp_path: Path) -> None:
+    path = verified_copy(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    moved = other / path.name
+    shutil.copy2(path, moved)  # same bytes, size and mtime: another inode
+    shutil.copy2(sidecar_path(path), sidecar_path(moved))
+    assert fully_verified(moved) is None
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1))
+    assert fully_verified(path) is None
+
+
+def test_a_key_others_can_read_or_a_linked_key_is_not_used(config: Path, tmp_path: Path) -> None:
+    path = verified_copy(tmp_path)
+    key = config / "jujubackup" / "stamp.key"
+    key.chmod(0o644)
+    assert fully_verified(path) is None
+    key.chmod(0o600)
+    assert fully_verified(path) is not None
+    real = tmp_path / "real.key"
+    key.rename(real)
+    key.symlink_to(real)
+    assert fully_verified(path) is None
+
+
+def test_upload_of_a_damaged_archive_with_a_forged_stamp_verifies_and_refuses(
+    host: SSHHost, ui: UI, config: Path, tmp_path: Path  # noqa: F811
+) -> None:
+    path = tmp_path / "damaged.tar.gz"
+    data = bytearray(VALID.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    digest = hashlib.sha256(bytes(data)).hexdigest()
+    info = path.stat()
+    claim = {"ID": VALID_ID, "sha256": digest, "size": info.st_size, "local": {
+        "file": path.name, "sha256": digest, "size": info.st_size, "mtime_ns": info.st_mtime_ns,
+        "inode": info.st_ino, "checks": "full", "unpacked_bytes": 1, "has_oplog": False}}
+    sidecar_path(path).write_text(json.dumps({**claim, "stamp": stamp.sign(b"attacker" * 4, claim)}))
+    backups = tmp_path / "backups"
+    with pytest.raises(JujuBackupError) as caught:
+        upload(host, juju_machine(path, backup_dir=str(backups)), ui)
+    assert caught.value.exit_code == EXIT_VERIFY
+    assert not list(backups.glob("*.json"))
