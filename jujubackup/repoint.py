@@ -250,7 +250,8 @@ def parse_listing(doc: Any) -> Inventory:
             problem = "no usable address in the database"
         machines.append(Machine(model, name, mid, address, problem))
     machines.sort(key=lambda x: (x.model_name, _id_key(x.machine_id)))
-    uuid = str(controller[0].get("model-uuid") or "") if controller else ""
+    tag = str(doc.get("controller_tag") or "")
+    uuid = tag.removeprefix("controller-") if UUID_RE.match(tag.removeprefix("controller-")) else ""
     return Inventory(controller_uuid=uuid, machines=tuple(machines), api_addresses=api,
                      rejected=tuple(rejected))
 

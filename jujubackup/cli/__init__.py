@@ -139,15 +139,41 @@ def make_ui(opts: GlobalOptions, fmt: OutputFormat | None = None) -> UI:
     return UI(format=fmt or opts.format, quiet=opts.quiet, verbose=opts.verbose)
 
 
-def _register_verbs() -> None:
-    for name in VERB_MODULES:
+# Global options that take a value (the token after them is not the verb).
+_VALUED_OPTIONS = frozenset({"-H", "--host", "-c", "--controller", "-i", "--identity", "-F", "--ssh-config",
+                             "--known-hosts", "--connect-timeout", "--transfer", "--format"})
+_VERB_MODULE = {"list": "list_backups"}
+
+
+def invoked_verb(argv: list[str]) -> str | None:
+    """Given the command line (without the program), return the verb module it names, or None
+    (no verb, or one that is unknown: then every verb is registered and click reports it)."""
+    skip = False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token == "--":
+            return None
+        elif token in _VALUED_OPTIONS:
+            skip = True
+        elif not token.startswith("-"):
+            name = _VERB_MODULE.get(token, token)
+            return name if name in VERB_MODULES else None
+    return None
+
+
+def _register_verbs(argv: list[str] | None = None) -> None:
+    """Register the verb the command line names (startup imports only its modules: paramiko and
+    the other verbs' operations cost ~1 s on a busy 2-vCPU machine), or every verb."""
+    verb = invoked_verb(sys.argv[1:] if argv is None else argv)
+    for name in (verb,) if verb else VERB_MODULES:
         module = importlib.import_module(f"jujubackup.cli.{name}")
         module.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; map typed errors to their exit codes with a one-line message and a hint."""
-    _register_verbs()
+    _register_verbs(argv)
     reuse_big_buffers()
     ui = UI()
     try:

@@ -17,7 +17,9 @@ from jujubackup.operations.repoint import (
 )
 
 ParallelOption = Annotated[
-    int, typer.Option("--parallel", help="Machines re-pointed at once (1..64).", min=1, max=64)
+    int,
+    typer.Option("--parallel", help="Machines re-pointed at once (1..64; at most 8 with --via-controller).",
+                 min=1, max=64),
 ]
 """`--parallel N`, shared with restore."""
 WaitOption = Annotated[

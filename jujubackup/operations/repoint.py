@@ -33,14 +33,13 @@ from jujubackup import profiles, scripts
 from jujubackup import repoint as R
 from jujubackup.connect import connect_one, juju_data, resolve_target
 from jujubackup.errors import JujuBackupError, PartialError, RefusedError, RemoteStepError, UsageError
-from jujubackup.facts import ControllerFacts
 from jujubackup.host.base import Host
 from jujubackup.host.target import SSHTarget
-from jujubackup.operations.status import probe
 from jujubackup.settings import ConnectionSettings
 from jujubackup.ui import UI
 
-DEFAULT_PARALLEL = 8  # below sshd's MaxStartups 10 on the controller with --via-controller
+DEFAULT_PARALLEL = 16
+VIA_PARALLEL = 8  # through the controller: below its sshd's MaxStartups 10 (unauthenticated sessions)
 DEFAULT_WAIT = 120.0
 
 
@@ -108,19 +107,11 @@ def repoint(settings: ConnectionSettings, request: RepointRequest, ui: UI) -> Re
     machine's outcome (the caller renders it and raises partial_error(result) when some are left).
 
     Raise UsageError for bad flags, ConnectError (exit 3) if the controller cannot be reached,
-    RefusedError (exit 6) if it is not a healthy controller, RemoteStepError (exit 4) if its
-    database cannot be read."""
+    RemoteStepError (exit 4) if its database cannot be read (exit 5 inside: not a controller)."""
     check_request(request)
     controller = connect_one(settings, str(request.target))
     try:
-        facts = probe(controller)
-        reasons = facts.unhealthy_reasons(profiles.profile_named(facts.profile))
-        if reasons:
-            raise RefusedError(
-                f"{controller.name} is not a healthy controller: {'; '.join(reasons)}",
-                hint="re-pointing needs the restored controller running (juju-db and jujud)",
-            )
-        return repoint_from(settings, controller, facts, request, ui)
+        return repoint_from(settings, controller, request, ui)
     finally:
         controller.close()
 
@@ -137,14 +128,16 @@ def check_request(request: RepointRequest) -> None:
         raise UsageError("--resume and --dry-run exclude each other")
 
 
-def repoint_from(settings: ConnectionSettings, controller: Host, facts: ControllerFacts,
-                 request: RepointRequest, ui: UI) -> RepointResult:
-    """Given a connected, probed controller, list its machines and re-point them; return the
-    outcomes (also used by restore, whose target is already connected)."""
-    inventory = list_machines(controller, facts)
+def repoint_from(settings: ConnectionSettings, controller: Host, request: RepointRequest,
+                 ui: UI) -> RepointResult:
+    """Given a connected controller, list its machines and re-point them; return the outcomes
+    (also used by restore, whose target is already connected)."""
+    started = time.monotonic()
+    inventory = list_machines(controller)
+    ui.debug(f"repoint-list: {len(inventory.machines)} machine(s) in {time.monotonic() - started:.2f} s")
     for text in inventory.rejected:
         ui.warn(f"ignored a database record: {text}")
-    state_file = _state_file(request, facts.controller_uuid)
+    state_file = _state_file(request, inventory.controller_uuid)
     state = _load_state(state_file) if request.resume else {}
     if request.resume and state.get("addresses") not in (None, list(inventory.api_addresses)):
         ui.warn("the controller's API addresses changed since the last run: every machine is done again")
@@ -168,24 +161,32 @@ def repoint_from(settings: ConnectionSettings, controller: Host, facts: Controll
     via_name = via.display if via else None
     with ui_progress(ui, "re-pointing", len(todo)) as advance:
         result.outcomes.extend(run_all(settings, todo, script, via, request, via_name,
-                                       inventory.api_addresses, advance))
+                                       inventory.api_addresses, advance, ui))
     order = {m.key: i for i, m in enumerate(inventory.machines)}
     result.outcomes.sort(key=lambda o: order.get(o.machine.key, 0))
     if not request.dry_run:
         done = sorted(done_before | {o.machine.key for o in result.outcomes if o.result == "done"})
-        _save_state(state_file, {"controller-uuid": facts.controller_uuid,
+        _save_state(state_file, {"controller-uuid": inventory.controller_uuid,
                                  "addresses": list(inventory.api_addresses), "done": done,
                                  "updated": time.time()})
     return result
 
 
-def list_machines(controller: Host, facts: ControllerFacts) -> R.Inventory:
+def list_machines(controller: Host) -> R.Inventory:
     """Run repoint-list on the controller and return its validated Inventory. Raise
     RemoteStepError (exit 4) if the script fails or its output does not parse."""
-    profile = profiles.profile_named(facts.profile)
-    text = scripts.render("repoint-list", machine_id=facts.machine_id, mongo_shell=profile.mongo_shell,
-                          shell_tls_flags=list(profile.shell_tls_flags))
-    doc = controller.run("repoint-list", text, timeout=180).json()
+    shells = [[p.mongo_shell, list(p.shell_tls_flags)] for p in profiles.PROFILES]
+    text = scripts.render("repoint-list", shells=shells)
+    try:
+        doc = controller.run("repoint-list", text, timeout=180).json()
+    except RemoteStepError as err:
+        if err.returncode != 5:
+            raise
+        last = err.stderr_tail.strip().splitlines()[-1] if err.stderr_tail.strip() else "not a controller"
+        raise RefusedError(
+            f"{controller.name} is not a Juju controller: {last.removeprefix('repoint-list: ')}",
+            hint="give --target the restored controller (the host `restore` ran on)",
+        ) from err
     try:
         return R.parse_listing(doc)
     except ValueError as err:
@@ -208,12 +209,14 @@ def machine_target(settings: ConnectionSettings, machine: R.Machine, via: SSHTar
 
 def run_all(settings: ConnectionSettings, machines: Sequence[R.Machine], script: str,
             via: SSHTarget | None, request: RepointRequest, via_name: str | None,
-            addresses: Sequence[str], advance: Callable[[int], None]) -> list[R.Outcome]:
+            addresses: Sequence[str], advance: Callable[[int], None],
+            ui: UI | None = None) -> list[R.Outcome]:
     """Re-point `machines`, at most request.parallel at a time; return their outcomes."""
     if not machines:
         return []
     out: list[R.Outcome] = []
-    with ThreadPoolExecutor(max_workers=min(request.parallel, len(machines)),
+    workers = min(request.parallel, len(machines), VIA_PARALLEL if via is not None else request.parallel)
+    with ThreadPoolExecutor(max_workers=workers,
                             thread_name_prefix="repoint") as pool:
         futures = {pool.submit(repoint_machine, settings, m, script, via, request): m for m in machines}
         for fut in as_completed(futures):
@@ -221,6 +224,9 @@ def run_all(settings: ConnectionSettings, machines: Sequence[R.Machine], script:
             if outcome.result in ("failed", "unreachable"):
                 outcome.by_hand = R.by_hand(outcome.machine, addresses, via_name)
             out.append(outcome)
+            if ui is not None:
+                ui.debug(f"{outcome.machine.model_name}/{outcome.machine.machine_id}: {outcome.result} "
+                         f"{outcome.extra}")
             advance(1)
     return out
 
@@ -228,10 +234,12 @@ def run_all(settings: ConnectionSettings, machines: Sequence[R.Machine], script:
 def repoint_machine(settings: ConnectionSettings, machine: R.Machine, script: str,
                     via: SSHTarget | None, request: RepointRequest) -> R.Outcome:
     """Re-point one machine; return its Outcome (never raises for the machine's own failures)."""
+    started = time.monotonic()
     try:
         host = connect_one(settings, machine_target(settings, machine, via))
     except JujuBackupError as err:
         return R.Outcome(machine, "unreachable", _one_line(err.message))
+    connected = time.monotonic()
     try:
         res = host.run("repoint-machine", script, timeout=request.wait + 60)
         report = R.parse_machine_report(res.json(), host.name)
@@ -239,11 +247,13 @@ def repoint_machine(settings: ConnectionSettings, machine: R.Machine, script: st
         return R.Outcome(machine, "failed", _one_line(err.message))
     finally:
         host.close()
+    timing = {"connect": round(connected - started, 2), "run": round(time.monotonic() - connected, 2)}
     if request.dry_run:
         changed = sum(a.changed for a in report.agents)
-        return R.Outcome(machine, "planned", f"{changed} agent.conf to change", report.agents, report.diff)
+        return R.Outcome(machine, "planned", f"{changed} agent.conf to change", report.agents, report.diff,
+                         extra=timing)
     if report.connected:
-        return R.Outcome(machine, "done", agents=report.agents)
+        return R.Outcome(machine, "done", agents=report.agents, extra=timing)
     bad = [a for a in report.agents if a.state != "connected"]
     why = "; ".join(f"{a.tag} " + (f"not connected: {a.error}" if a.error else "did not connect")
                     for a in bad)

@@ -269,7 +269,7 @@ def repoint_agents(
     assert request.repoint is not None
     ui.info("re-pointing the model's agents at the restored controller")
     asked = replace(request.repoint, target=request.target or target.name)
-    return repoint_from(settings, target, status.probe(target), asked, ui)
+    return repoint_from(settings, target, asked, ui)
 
 
 def _discard_early(target: Host, early: Future[str] | None) -> None:

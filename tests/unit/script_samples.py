@@ -41,9 +41,8 @@ SAMPLES.update(CREATE_SAMPLES)
 
 SAMPLES.update({
     "repoint-list": {
-        "machine_id": "0",
-        "mongo_shell": "/snap/bin/juju-db.mongo",
-        "shell_tls_flags": ["--tls", "--tlsAllowInvalidCertificates"],
+        "shells": [["/snap/bin/juju-db.mongo", ["--tls", "--tlsAllowInvalidCertificates"]],
+                   ["/usr/lib/juju/mongo3.2/bin/mongo", ["--ssl", "--sslAllowInvalidCertificates"]]],
     },
     "repoint-machine": [
         {"addresses": ["10.0.0.5:17070", "[fd00::5]:17070"], "dry_run": False, "wait_seconds": 120},
