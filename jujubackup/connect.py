@@ -116,14 +116,24 @@ def controller_hosts(name: str, data_dir: Path) -> tuple[str, ...]:
         doc = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError as err:
         raise NotFoundError(f"no Juju client data at {path}", hint="set JUJU_DATA or use -H") from err
-    except (OSError, YAMLError) as err:
-        raise UsageError(f"cannot read {path}: {err}") from err
-    controllers = doc.get("controllers") or {}
+    except (OSError, YAMLError, ValueError) as err:
+        raise UsageError(f"cannot read {path}: {err}", hint=f"fix {path}, or connect with -H HOST") from err
+    malformed = UsageError(f"{path} is not a Juju controllers.yaml (wrong structure)",
+                           hint=f"fix {path}, or connect with -H HOST")
+    if not isinstance(doc, dict):
+        raise malformed
+    controllers = doc.get("controllers")
+    if not isinstance(controllers or {}, dict):
+        raise malformed
+    controllers = controllers or {}
     if name not in controllers:
-        known = ", ".join(sorted(controllers)) or "none"
+        known = ", ".join(sorted(str(c) for c in controllers)) or "none"
         raise NotFoundError(f"controller {name!r} is not in {path} (known: {known})")
+    entry = controllers[name]
+    if not isinstance(entry, dict) or not isinstance(entry.get("api-endpoints") or [], list):
+        raise malformed
     hosts: list[str] = []
-    for endpoint in controllers[name].get("api-endpoints") or []:
+    for endpoint in entry.get("api-endpoints") or []:
         try:
             host = parse_host(str(endpoint)).host
         except UsageError as err:

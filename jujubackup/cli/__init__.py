@@ -15,7 +15,13 @@ import typer
 
 from jujubackup import __version__
 from jujubackup.alloc import reuse_big_buffers
-from jujubackup.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, JujuBackupError, exit_code_table
+from jujubackup.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    JujuBackupError,
+    exit_code_table,
+    local_os_error,
+)
 from jujubackup.settings import ConnectionSettings, GlobalOptions, OutputFormat, StreamVia
 from jujubackup.ui import UI
 
@@ -189,7 +195,13 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         ui.error("aborted")
         return EXIT_INTERRUPTED
-    except Exception as err:  # click's usage errors (vendored by typer) carry their own exit code
+    except Exception as err:
+        if isinstance(err, OSError) and err.filename is not None:
+            # a file on this workstation: no space, no such directory, unreadable - not a bug
+            failed = local_os_error(err)
+            ui.error(failed.message, failed.hint)
+            return failed.exit_code
+        # click's usage errors (vendored by typer) carry their own exit code
         show = getattr(err, "show", None)
         code = getattr(err, "exit_code", None)
         if callable(show) and isinstance(code, int):
