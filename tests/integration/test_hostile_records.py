@@ -61,8 +61,14 @@ def test_a_lying_record_writes_nothing_and_is_reported_by_list(lab_factory, tmp_
         assert "invalid and was not used" in got.stderr and "names archive" in got.stderr, got.stderr
         assert everything_under(tmp_path) == before
         assert not list(site.iterdir())
+        assert not list(site.iterdir())
         by_id = jb(lab, "ctl0", "download", SYNTH_ID, "--dir", str(out))
         assert by_id.returncode == 8, by_id.stderr
+        work = tmp_path / "a" / "work"  # restore ID downloads the same way, into its work dir
+        restored = jb(lab, "ctl0", "restore", SYNTH_ID, "--dry-run", "--work-dir", str(work))
+        assert restored.returncode == 8, restored.stderr
+        assert "invalid and was not used" in restored.stderr, restored.stderr
+        assert not list(site.iterdir()) and not (work.exists() and list(work.iterdir()))
         listed = jb(lab, "ctl0", "list", "--format", "json")
         assert listed.returncode == 0, listed.stderr
         assert json.loads(listed.stdout) == []
