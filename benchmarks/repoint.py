@@ -12,7 +12,9 @@ then measures in the same run, alternately, median of `--runs` (wall time on thi
               --parallel 8 machines at a time: rewrite every agent.conf, restart, wait until every
               agent logged its connection to the new address)
 
-Both change every agent.conf each time: the by-hand loop writes [ctl0:17070, 127.0.0.1:17070],
+The by-hand loop is also timed until every agent reported its connection (the lab's status
+files; the loop itself checks nothing), which is what repoint's time includes. Both change every
+agent.conf each time: the by-hand loop writes [ctl0:17070, 127.0.0.1:17070],
 repoint writes what the controller tells agents ([ctl0:17070]); the agents reconnect to ctl0 either way.
 Goal: repoint ≤ 0.3× the by-hand loop.
 """
@@ -56,9 +58,15 @@ def by_hand(lab: Lab, addresses: list[str]) -> float:
     return timed(["bash", "-c", loop])
 
 
-def repoint(lab: Lab) -> float:
-    return timed([str(Path(sys.executable).parent / "jujubackup"), "-q", "-F", str(lab.ssh_config),
-                  "repoint", "--target", "ctl0"])
+def repoint(lab: Lab, verbose: bool) -> float:
+    argv = [str(Path(sys.executable).parent / "jujubackup"), "-v" if verbose else "-q", "-F",
+            str(lab.ssh_config), "repoint", "--target", "ctl0"]
+    if not verbose:
+        return timed(argv)
+    start = time.monotonic()
+    done = subprocess.run(argv, capture_output=True, text=True, check=True, stdin=subprocess.DEVNULL)
+    print(done.stderr, file=sys.stderr)
+    return time.monotonic() - start
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,27 +76,35 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--profile", default="juju-2.9")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--verbose", action="store_true", help="show repoint's per-machine seconds")
     args = p.parse_args(argv)
     with Lab.create(controllers=1, machines=args.machines, profile=args.profile) as lab:
         ctl = lab.host("ctl0")
         for h in lab.workloads:
             wait_agents(h, "connected", timeout=120)
-        hand, tool = [], []
+        hand, hand_connected, tool = [], [], []
         for _ in range(args.runs):
+            start = time.monotonic()
             hand.append(by_hand(lab, [f"{ctl.ip}:17070", "127.0.0.1:17070"]))
-            for h in lab.workloads:
-                wait_agents(h, "connected", f"{ctl.ip}:17070", timeout=120)
-            tool.append(repoint(lab))
+            for h in lab.workloads:  # the by-hand loop does not check: the lab's agents tell
+                wait_agents(h, "connected", f"{ctl.ip}:17070", timeout=120, since=start)
+            hand_connected.append(time.monotonic() - start)
+            tool.append(repoint(lab, args.verbose))
         hand_s, tool_s = statistics.median(hand), statistics.median(tool)
         ratio = round(tool_s / hand_s, 3)
+        connected_s = statistics.median(hand_connected)
         result = {"machines": args.machines, "profile": args.profile, "runs": args.runs,
-                  "by_hand_s": round(hand_s, 2), "repoint_s": round(tool_s, 2), "ratio": ratio,
-                  "goal": GOAL, "ok": ratio <= GOAL}
+                  "by_hand_s": round(hand_s, 2), "by_hand_until_connected_s": round(connected_s, 2),
+                  "repoint_s": round(tool_s, 2), "ratio": ratio,
+                  "ratio_vs_until_connected": round(tool_s / connected_s, 3), "goal": GOAL,
+                  "ok": ratio <= GOAL}
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{args.machines} machines ({args.profile}): by hand {result['by_hand_s']} s, "
-              f"repoint {result['repoint_s']} s -> {result['ratio']}x (goal <= {GOAL}x)")
+        print(f"{args.machines} machines ({args.profile}): by hand {result['by_hand_s']} s "
+              f"({result['by_hand_until_connected_s']} s until every agent connected), "
+              f"repoint {result['repoint_s']} s -> {result['ratio']}x (goal <= {GOAL}x); "
+              f"{result['ratio_vs_until_connected']}x of by hand until connected")
     return 0 if result["ok"] else 1
 
 

@@ -24,14 +24,17 @@ def agent_status(host: LabHost, tag: str) -> dict[str, Any]:
         return {}
 
 
-def wait_agents(host: LabHost, want: str, address: str | None = None, timeout: float = 60) -> dict[str, Any]:
-    """Wait until every agent of `host` reports state `want` (and, if given, `address` host:port);
-    return {tag: status}. Raise AssertionError with the statuses when `timeout` passes."""
+def wait_agents(host: LabHost, want: str, address: str | None = None, timeout: float = 60,
+                since: float | None = None) -> dict[str, Any]:
+    """Wait until every agent of `host` reports state `want` (and, if given, `address` host:port;
+    if `since` (time.monotonic()) is given, a status written after it); return {tag: status}.
+    Raise AssertionError with the statuses when `timeout` passes."""
+    wall = None if since is None else time.time() - (time.monotonic() - since)
     deadline = time.monotonic() + timeout
     while True:
         found = {tag: agent_status(host, tag) for tag in agent_tags(host)}
         if all(s.get("state") == want and (address is None or s.get("address") == address)
-               for s in found.values()):
+               and (wall is None or float(s.get("updated") or 0) >= wall) for s in found.values()):
             return found
         if time.monotonic() > deadline:
             raise AssertionError(f"{host.name}: agents not {want} {address or ''}: {found}")
