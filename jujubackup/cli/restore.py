@@ -42,7 +42,11 @@ def restore_cmd(
     ] = None,
     instance_id: Annotated[
         str | None,
-        typer.Option("--instance-id", help="The target's instance id (default: manual:<address>)."),
+        typer.Option(
+            "--instance-id",
+            help="The restored machine's instance id (default: the target's cloud-init instance id, "
+            "else manual:<address>; the plan says which).",
+        ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan and stop.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
