@@ -436,6 +436,8 @@ def probe_target(host: Host, backup: P.BackupFacts, request: RestoreRequest) -> 
             "addresses": addresses,
             "free_bytes": int(pre.get("free_bytes") or 0),
             "state_bytes": int(pre.get("state_bytes") or 0),
+            "raft_state": bool(pre.get("raft_state")),
+            "raft_machines": raft_machines(pre.get("raft_machines")),
         },
         peers=peers,
         instance_id=found.instance_id if found else "",
@@ -483,6 +485,13 @@ def cloud_instance_id(value: object) -> str:
     the value goes into the restored database)."""
     text = str(value or "").strip()
     return text if INSTANCE_ID.match(text) else ""
+
+
+def raft_machines(value: object) -> tuple[str, ...]:
+    """Given the preflight's list of machine tags found in the target's raft state, return the
+    well-formed ones (`machine-N`), sorted and unique."""
+    items = value if isinstance(value, list) else []
+    return tuple(sorted({str(t) for t in items if re.fullmatch(r"machine-\d{1,9}", str(t))}))
 
 
 def choose_instance_id(request_id: str | None, target: TargetProbe) -> tuple[str, str]:

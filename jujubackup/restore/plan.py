@@ -106,6 +106,10 @@ class TargetFacts:
     free_bytes: int = 0
     state_bytes: int = 0
     addresses: tuple[str, ...] = ()
+    raft_state: bool = False
+    """The target has 2.x raft state under /var/lib/juju/raft (not in any backup: it stays)."""
+    raft_machines: tuple[str, ...] = ()
+    """The machine tags that raft state names (its servers)."""
 
     @property
     def live_controller(self) -> bool:
@@ -285,6 +289,7 @@ def refusals(
             "install the juju-db snap (Juju 2.9+) or juju-mongodb3.2 (Juju 2.8) on the target first",
         ))
     hard.extend(_version_refusals(backup, target, options))
+    hard.extend(_raft_refusals(backup, target))
     soft.extend(_live_peer_refusals(peers))
     soft.extend(_mongo_refusals(backup, target))
     soft.extend(_uuid_refusals(backup, target))
@@ -327,6 +332,23 @@ def _version_refusals(
             "pass --allow-downgrade to restore the older agent version (the archive's tools are used)",
         )]
     return []
+
+
+def _raft_refusals(backup: BackupFacts, target: TargetFacts) -> list[tuple[str, str]]:
+    """A 2.x raft state on the target that names other machines but not the restored one leaves the
+    restored controller without a raft leader (no leases or leadership): juju/juju
+    worker/raft/raftbackstop/worker.go recovers only a configuration holding the local server. Not
+    overridable: --force would only make a controller that never works."""
+    tag = f"machine-{backup.machine_id}"
+    if not target.raft_state or not target.raft_machines or tag in target.raft_machines:
+        return []
+    return [(
+        f"{target.name} has a raft state (/var/lib/juju/raft) of {', '.join(target.raft_machines)}, "
+        f"not of {tag}: the restored controller would never get a raft leader (no leases, no "
+        "leadership)",
+        f"restore onto a machine without /var/lib/juju/raft (a fresh one), or onto the controller that "
+        f"was {tag}; moving its raft dir aside is not enough on a live controller",
+    )]
 
 
 def _mongo_refusals(backup: BackupFacts, target: TargetFacts) -> list[tuple[str, str]]:

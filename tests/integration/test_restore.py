@@ -590,3 +590,27 @@ def test_dry_run_of_the_juju_28_fixture_names_old_and_new_addresses_and_demotion
     assert from_cloud in forced.stdout
     assert not (spare.root / JOURNAL).exists()
     assert not (spare.root / "var/lib/juju/agents").exists()
+
+
+def test_a_target_whose_raft_state_names_another_machine_is_refused(
+    lab_factory: LabFactory, tmp_path: Path
+) -> None:
+    lab = lab_factory(controllers=1, spares=1, profile="juju-2.9")
+    ctl, spare = lab.host("ctl0"), lab.host("spare0")
+    archive = tmp_path / "backup.tar.gz"
+    create_and_download(lab, archive)
+    ctl.power_off()
+    # A 2.x raft log (boltdb) whose configuration names machine-3, as a machine bootstrapped
+    # elsewhere keeps it: the raftbackstop never recovers it for machine-0.
+    raft = spare.root / "var/lib/juju/raft"
+    raft.mkdir(parents=True)
+    entry = b"\x81\xa7Servers\x91\x83\xa2ID\xa9machine-3\xa7Address"
+    (raft / "logs").write_bytes(b"\x00" * 64 + entry + b"\x00" * 64)
+    untouched = sorted(p.name for p in (spare.root / "etc/systemd/system").iterdir())
+    for extra in ((), ("--force",)):
+        refused = jb(lab, "restore", "--archive", str(archive), "--target", "spare0", "--yes", *extra)
+        assert refused.returncode == 6, refused.stderr
+        assert "raft state (/var/lib/juju/raft) of machine-3, not of machine-0" in refused.stderr
+    assert not (spare.root / JOURNAL).exists()
+    assert not (spare.root / "var/lib/juju/agents").exists()
+    assert sorted(p.name for p in (spare.root / "etc/systemd/system").iterdir()) == untouched

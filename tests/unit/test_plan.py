@@ -203,3 +203,15 @@ def test_plan_and_rewrite_agree_on_which_machines_are_controllers() -> None:
     demoted = sorted({str(c.doc_id).rpartition(":")[2] for c in changes if c.field == "jobs"})
     assert [c.machine_id for c in facts.others] == demoted == ["1", "2", "7"]
     assert facts.restored is not None and facts.restored.machine_id == "0"
+
+
+def test_a_raft_state_of_other_machines_is_refused_even_with_force() -> None:
+    backup = fixture_backup()
+    foreign = spare(raft_state=True, raft_machines=("machine-3",))
+    for options in (DR, P.RestoreOptions(mode=P.Mode.dr, force=True)):
+        with pytest.raises(RefusedError) as err:
+            P.check_preconditions(backup, foreign, options, ())
+        assert "raft state (/var/lib/juju/raft) of machine-3, not of machine-0" in err.value.message
+        assert "without /var/lib/juju/raft" in (err.value.hint or "")
+    P.check_preconditions(backup, spare(raft_state=True, raft_machines=("machine-0",)), DR, ())
+    P.check_preconditions(backup, spare(raft_state=False), DR, ())
