@@ -36,6 +36,7 @@ VERB_MODULES: tuple[str, ...] = (
     "verify",
     "restore",
     "repoint",
+    "drill",
     "status",
 )
 

@@ -207,6 +207,8 @@ def manifest_template(profile: Profile, request: CreateRequest) -> str:
             "db-unavailable-seconds": "@@DOWN_SECONDS@@",
             "service-windows": "@@WINDOWS@@",
             "files": "@@FILES@@",
+            # documents mongodump reported for juju.models/machines/applications (the drill compares)
+            "dump-documents": "@@DOCUMENTS@@",
         }
     )
     return json.dumps(manifest, separators=(",", ":"))

@@ -54,6 +54,36 @@ Confirm = Callable[[str], bool]
 
 
 @dataclass(frozen=True)
+class Staged:
+    """What a caller's hook sees of a restore under way: the connected target, the local archive,
+    what the backup holds and what the target is."""
+
+    target: Host
+    archive: Path
+    backup: P.BackupFacts
+    facts: TargetProbe
+
+
+@dataclass(frozen=True)
+class Stages:
+    """How another verb runs the restore's stages (the drill, issue 16); the defaults are `restore`'s.
+
+    `probe_old_controllers`: probe the backup's old controllers from the target (refused if they
+    answer). `on_probed`: called once the target is probed, before anything on it changes (no push,
+    no service touched); it may raise to stop the restore. `omit_steps`: plan steps not run.
+    `show_plan`: print the plan on stdout. `on_restored`: called after the steps ran, while the
+    target is still connected, instead of the workstation's API certificate check and next steps.
+    """
+
+    mode: P.Mode | None = None
+    probe_old_controllers: bool = True
+    on_probed: Callable[[Staged], None] | None = None
+    omit_steps: frozenset[str] = frozenset()
+    show_plan: bool = True
+    on_restored: Callable[[Staged, X.Outcome], None] | None = None
+
+
+@dataclass(frozen=True)
 class RestoreRequest:
     """What the operator asked for (built once by the CLI)."""
 
@@ -141,11 +171,17 @@ def check_request(request: RestoreRequest) -> None:
 
 
 def fresh_restore(
-    settings: ConnectionSettings, request: RestoreRequest, ui: UI, confirm: Confirm, work: Path
+    settings: ConnectionSettings,
+    request: RestoreRequest,
+    ui: UI,
+    confirm: Confirm,
+    work: Path,
+    stages: Stages = Stages(),
 ) -> RestoreResult:
-    """connect → probe → plan → show → confirm → execute → verify for a new restore."""
+    """connect → probe → plan → show → confirm → execute → verify for a new restore (`stages`: what
+    another verb changes in them)."""
     started = time.monotonic()
-    mode = P.Mode.dr if request.archive else (P.Mode.move if request.target else P.Mode.same)
+    mode = stages.mode or (P.Mode.dr if request.archive else (P.Mode.move if request.target else P.Mode.same))
     source: Host | None = None
     remote_copy: str | None = None
     if request.archive:
@@ -170,8 +206,12 @@ def fresh_restore(
         try:
             backup = _read_or_report(local, backup_id, verifying)
             refuse_unfinished(target)
-            target_facts = probe_target(target, backup, request)
+            target_facts = probe_target(
+                target, backup, request, old_controllers=stages.probe_old_controllers
+            )
             ui.debug(f"{_since(started)}: target {target.name} probed")
+            if stages.on_probed is not None:
+                stages.on_probed(Staged(target, local, backup, target_facts))
             readdress = os.environ.get(SKIP_READDRESS_ENV) != "1" and needs_readdress(
                 mode, backup, target_facts
             )
@@ -204,6 +244,7 @@ def fresh_restore(
             backup, target_facts, options, peers=peers, changes=changes, harvest=pushed.harvest,
             check=not request.dry_run,
         )
+        plan = replace(plan, steps=tuple(s for s in plan.steps if s.name not in stages.omit_steps))
         if request.dry_run:
             refusal = dry_run_refusal(backup, target_facts, options, peers)
             # The refusal raised is printed once, by main(): not among the plan's warnings too.
@@ -212,7 +253,8 @@ def fresh_restore(
             if refusal is not None:
                 raise refusal
             return RestoreResult(plan=plan, dry_run=True)
-        show_plan(ui, plan)
+        if stages.show_plan:
+            show_plan(ui, plan)
         if not request.yes and not confirm(f"restore {backup.backup_id} onto {target.name}?"):
             raise JujuBackupError("restore not confirmed; nothing changed", exit_code=130)
         params = X.Params(
@@ -242,6 +284,9 @@ def fresh_restore(
             ui,
         )
         outcome.seconds = {"prepare": prepare, **outcome.seconds}  # verify, probe, plan, early push
+        if stages.on_restored is not None:
+            stages.on_restored(Staged(target, local, backup, target_facts), outcome)
+            return RestoreResult(plan=plan, outcome=outcome)
         check_api(outcome, target, backup, target_facts.address, ui)
         result = RestoreResult(
             plan=plan,
@@ -404,10 +449,12 @@ def refuse_unfinished(target: Host) -> None:
         )
 
 
-def probe_target(host: Host, backup: P.BackupFacts, request: RestoreRequest) -> TargetProbe:
+def probe_target(
+    host: Host, backup: P.BackupFacts, request: RestoreRequest, *, old_controllers: bool = True
+) -> TargetProbe:
     """Run the probe (status.probe: a controller's facts) and the restore preflight (old controllers
-    probed from the target, disk, addresses, mongo tools) on `host`; return the TargetProbe.
-    Raise RefusedError for a Juju 1.x host."""
+    probed from the target unless not `old_controllers`, disk, addresses, mongo tools) on `host`; return the
+    TargetProbe. Raise RefusedError for a Juju 1.x host."""
     found: ControllerFacts | None
     try:
         found = status.probe(host, request.backup_dir)
@@ -415,7 +462,7 @@ def probe_target(host: Host, backup: P.BackupFacts, request: RestoreRequest) -> 
         if "1.x" in err.message:
             raise
         found = None  # no Juju controller there: a spare
-    pre = preflight(host, backup)
+    pre = preflight(host, backup, old_controllers=old_controllers)
     base = target_from_facts(found, host.name) if found else spare_from_preflight(pre, host.name)
     addresses = tuple(str(a) for a in pre.get("addresses") or [])
     address = request.address or (
@@ -445,10 +492,14 @@ def probe_target(host: Host, backup: P.BackupFacts, request: RestoreRequest) -> 
     )
 
 
-def preflight(host: Host, backup: P.BackupFacts) -> dict[str, Any]:
-    """Run restore-preflight on `host`: its addresses, the backup's old controllers probed from it,
-    disk, state size, mongo tools; return its JSON document."""
-    endpoints = P.peer_endpoints(backup, P.TargetFacts(name=host.name, address=host.address, profile=None))
+def preflight(host: Host, backup: P.BackupFacts, *, old_controllers: bool = True) -> dict[str, Any]:
+    """Run restore-preflight on `host`: its addresses, the backup's old controllers probed from it
+    (unless not `old_controllers`), disk, state size, mongo tools; return its JSON document."""
+    endpoints = (
+        P.peer_endpoints(backup, P.TargetFacts(name=host.name, address=host.address, profile=None))
+        if old_controllers
+        else []
+    )
     tool_paths = sorted({path for p in profiles.PROFILES for path in (p.mongod, p.mongorestore, p.db_path)})
     doc = host.run(
         "restore-preflight",

@@ -28,6 +28,8 @@ SUITE = "bookworm"
 PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "python3-bson", "sudo",
     "iproute2", "procps", "less", "pigz", "tar", "gzip", "util-linux", "ca-certificates",
+    # the drill closes a target's egress with nft (issue 16)
+    "nftables",
 )
 
 # Runs inside the fresh tree with `chroot ROOT /bin/sh -c CUSTOMISE`.

@@ -49,3 +49,8 @@ SAMPLES.update({
         {"addresses": ["10.0.0.5:17070"], "dry_run": True, "wait_seconds": 0},
     ],
 })
+
+# helper DRILL: drill-*.sh.j2 (values in tests/unit/drill_script_samples.py)
+from tests.unit.drill_script_samples import DRILL_SAMPLES  # noqa: E402
+
+SAMPLES.update(DRILL_SAMPLES)
