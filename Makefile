@@ -26,6 +26,7 @@ $(BIN)/jujubackup: pyproject.toml
 
 venv: $(BIN)/jujubackup
 
+# the lab rootfs (tests/lab/rootfs.py PACKAGES) has nftables: a drill target needs nftables or iptables
 rootfs: deps venv
 	$(BIN)/python -m tests.lab rootfs
 
