@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import bson
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
-from jujubackup import archive, drillreport, profiles, scripts
+from jujubackup import apilogin, apiprobe, archive, drillreport, profiles, scripts
 from jujubackup.drillreport import Check, Report
 from jujubackup.errors import JujuBackupError, RefusedError, UsageError, VerifyError
 from jujubackup.operations import restore as R
@@ -92,6 +94,7 @@ def drill(settings: ConnectionSettings, request: DrillRequest, ui: UI) -> Report
         force=request.force,
         work_dir=request.work_dir,
         backup_dir=request.backup_dir,
+        repoint=None,  # nothing is re-pointed: the drilled controller must stay unknown to every agent
     )
     stages = R.Stages(
         mode=P.Mode.dr,
@@ -209,6 +212,8 @@ class _Drill:
         for name, fn in (
             ("juju-db-primary", lambda: check_primary(query)),
             ("jujud-active", lambda: check_jujud(query)),
+            ("api-certificate", lambda: check_api_certificate(staged)),
+            ("api-login", lambda: check_api_login(staged)),
             ("document-counts", lambda: check_counts(query, self._backup_side())),
             ("uuids", lambda: check_uuids(query, self._backup_side())),
         ):
@@ -315,6 +320,66 @@ def check_jujud(query: Query) -> tuple[bool, str]:
         return ok, detail
     time.sleep(1)
     return probe()
+
+
+def check_api_certificate(staged: R.Staged) -> tuple[bool, str]:
+    """The API answers TLS (reached from the target itself, through the SSH connection: its egress is
+    closed) with a certificate that chains to the backup's CA (apiprobe.py)."""
+    backup, address = staged.backup, staged.facts.address
+    if not backup.ca_cert:
+        return False, "the backup's agent.conf has no cacert: nothing to check the API's certificate against"
+
+    def probe() -> tuple[bool, str]:
+        try:
+            cert = apiprobe.probe_api(staged.target, address, backup.api_port, backup.ca_cert)
+        except VerifyError as err:
+            return False, err.message
+        names = "" if cert.names_address else f" (it does not name {address})"
+        return (
+            True,
+            f"{address}:{backup.api_port} serves {cert.subject}, issued by {cert.issuer}, "
+            f"chaining to the backup's CA{names}",
+        )
+
+    return until(probe)
+
+
+def check_api_login(staged: R.Staged) -> tuple[bool, str]:
+    """The API accepts an Admin.Login of the restored machine agent with its own credentials (tag,
+    apipassword and nonce of its agent.conf, read from the archive's root.tar: never in argv or
+    output), on the controller model's API."""
+    backup, address = staged.backup, staged.facts.address
+    conf_name = archive.agent_conf_path(backup.machine_id)
+    text = archive.read_members(staged.archive, [], [conf_name]).root_files.get(conf_name, b"")
+    try:
+        conf = YAML(typ="safe", pure=True).load(text.decode("utf-8", "replace")) or {}
+    except YAMLError:
+        conf = {}
+    if not isinstance(conf, dict) or not conf.get("apipassword"):
+        return False, f"the backup's {conf_name} has no apipassword to log in with"
+    tag = str(conf.get("tag") or f"machine-{backup.machine_id}")
+
+    def probe() -> tuple[bool, str]:
+        try:
+            result = apilogin.login(
+                staged.target,
+                address,
+                backup.api_port,
+                backup.ca_cert,
+                backup.model_uuid,
+                tag,
+                str(conf["apipassword"]),
+                str(conf.get("nonce") or ""),
+            )
+        except VerifyError as err:
+            return False, err.message
+        return (
+            True,
+            f"{tag} logged in to model {result.model_tag or backup.model_uuid} "
+            f"(controller {result.controller_tag}, server {result.server_version})",
+        )
+
+    return until(probe, wait=30)
 
 
 def check_counts(query: Query, backup: drillreport.BackupSide) -> tuple[bool, str]:

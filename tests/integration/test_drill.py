@@ -25,7 +25,16 @@ from tests.lab.lab import LabHost
 pytestmark = pytest.mark.lab
 
 SCHEMA = etree.XMLSchema(etree.parse(str(Path(__file__).parents[1] / "unit" / "junit.xsd")))
-CHECKS = ["isolation", "restore", "juju-db-primary", "jujud-active", "document-counts", "uuids"]
+CHECKS = [
+    "isolation",
+    "restore",
+    "juju-db-primary",
+    "jujud-active",
+    "api-certificate",
+    "api-login",
+    "document-counts",
+    "uuids",
+]
 
 
 def connect_from(host: LabHost, ip: str, port: int) -> str:
@@ -46,8 +55,8 @@ def junit_cases(path: Path) -> dict[str, str | None]:
 
 
 def damage_dump(src: Path, dst: Path) -> None:
-    """Copy archive `src` to `dst` with the last document of dump/juju/machines.bson removed and
-    manifest.json's checksums regenerated (everything else in the manifest kept)."""
+    """Copy archive `src` to `dst` with a workload machine's document removed from
+    dump/juju/machines.bson and manifest.json's checksums regenerated (everything else kept)."""
     members: list[tuple[tarfile.TarInfo, bytes | None]] = []
     with tarfile.open(src, "r:gz") as tar:
         for member in tar:
@@ -55,7 +64,8 @@ def damage_dump(src: Path, dst: Path) -> None:
             members.append((member, data))
     files = {m.name.removeprefix("juju-backup/"): d for m, d in members if d is not None}
     docs = bson.decode_all(files["dump/juju/machines.bson"])
-    files["dump/juju/machines.bson"] = b"".join(bson.encode(d) for d in docs[:-1])
+    workload = next(d for d in docs if 2 not in d.get("jobs", []))  # not JobManageModel
+    files["dump/juju/machines.bson"] = b"".join(bson.encode(d) for d in docs if d is not workload)
     manifest = json.loads(files["manifest.json"])
     manifest["files"] = [
         {"path": e.path, "size": e.size, "sha256": e.sha256}
@@ -86,15 +96,29 @@ def archive_entries(files: dict[str, bytes]) -> list[archive.ManifestEntry]:
 def test_drill_latest_passes_isolated_and_the_source_is_unchanged(
     lab_factory: LabFactory, tmp_path: Path, profile: str
 ) -> None:
-    lab = lab_factory(controllers=1, spares=1, profile=profile)
-    ctl, spare = lab.host("ctl0"), lab.host("spare0")
+    lab = lab_factory(controllers=1, spares=1, profile=profile, machines=1)
+    ctl, spare, m0 = lab.host("ctl0"), lab.host("spare0"), lab.host("m0")
     archive_file = tmp_path / "backup.tar.gz"
     backup_id = create_and_download(lab, archive_file)
     before = juju_db(ctl)
     junit = tmp_path / "drill.xml"
 
-    drilled = ok(jb(lab, "-H", "ctl0", "--format", "json", "drill", "latest", "--target", "spare0",
-                    "--junit", str(junit), "--keep"))
+    drilled = ok(
+        jb(
+            lab,
+            "-H",
+            "ctl0",
+            "--format",
+            "json",
+            "drill",
+            "latest",
+            "--target",
+            "spare0",
+            "--junit",
+            str(junit),
+            "--keep",
+        )
+    )
     report = json.loads(drilled.stdout)
     assert report["backup"] == backup_id and report["result"] == "passed", report
     assert [c["check"] for c in report["checks"]] == CHECKS
@@ -113,6 +137,9 @@ def test_drill_latest_passes_isolated_and_the_source_is_unchanged(
     # units disabled: a reboot (which drops the egress rules) does not start the drilled controller
     assert spare.ssh("systemctl is-enabled jujud-machine-0").stdout.strip() == "disabled"
     assert juju_db(ctl) == before
+    # nothing was re-pointed: the model's machine still has ctl0 as its controller
+    assert ctl.ip in (m0.root / "var/lib/juju/agents/machine-1/agent.conf").read_text()
+    assert spare.ip not in (m0.root / "var/lib/juju/agents/machine-1/agent.conf").read_text()
 
     # A live machine is refused (6) and left alone; --force drills over it (a drilled target is reused).
     refused = jb(lab, "drill", "--archive", str(archive_file), "--target", "spare0")
@@ -127,26 +154,34 @@ def test_drill_latest_passes_isolated_and_the_source_is_unchanged(
     assert juju_db(ctl) == before
 
 
-def test_drill_refuses_a_live_controller_as_target(lab_factory: LabFactory, tmp_path: Path) -> None:
-    lab = lab_factory(controllers=1, spares=0)
-    ctl = lab.host("ctl0")
+def test_drill_refuses_a_live_controller_or_a_machine_of_the_model(
+    lab_factory: LabFactory, tmp_path: Path
+) -> None:
+    lab = lab_factory(controllers=1, spares=0, machines=1)
+    ctl, m0 = lab.host("ctl0"), lab.host("m0")
     archive_file = tmp_path / "backup.tar.gz"
     create_and_download(lab, archive_file)
     before = juju_db(ctl)
-    refused = jb(lab, "drill", "--archive", str(archive_file), "--target", "ctl0", "--junit",
-                 str(tmp_path / "j.xml"))
+    refused = jb(
+        lab, "drill", "--archive", str(archive_file), "--target", "ctl0", "--junit", str(tmp_path / "j.xml")
+    )
     assert refused.returncode == 6, refused.stderr
     assert "is a live Juju machine" in refused.stderr
     assert ctl.ssh("nft list tables").stdout.strip() == ""
     assert active(ctl, db_unit(ctl), "jujud-machine-0") == ["active", "active"]
     assert juju_db(ctl) == before
     assert not (tmp_path / "j.xml").exists()  # nothing was drilled: no report to show
+    m0.ssh("systemctl stop jujud-machine-1", check=True)  # not live: still the backup's machine
+    refused = jb(lab, "drill", "--archive", str(archive_file), "--target", "m0")
+    assert refused.returncode == 6, refused.stderr
+    assert "in the backup" in refused.stderr or "of the backup's" in refused.stderr, refused.stderr
+    assert m0.ssh("nft list tables").stdout.strip() == ""
 
 
 def test_a_dump_damaged_after_its_checksums_fails_the_count_check(
     lab_factory: LabFactory, tmp_path: Path
 ) -> None:
-    lab = lab_factory(controllers=1, spares=1)
+    lab = lab_factory(controllers=1, spares=1, machines=1)
     good, damaged = tmp_path / "good.tar.gz", tmp_path / "damaged.tar.gz"
     create_and_download(lab, good)
     damage_dump(good, damaged)
@@ -155,8 +190,10 @@ def test_a_dump_damaged_after_its_checksums_fails_the_count_check(
 
     failed = jb(lab, "drill", "--archive", str(damaged), "--target", "spare0", "--junit", str(junit))
     assert failed.returncode == 8, failed.stderr
-    assert "1 of 6 checks failed: document-counts" in failed.stderr
+    assert "1 of 8 checks failed: document-counts" in failed.stderr
     cases = junit_cases(junit)
     assert [name for name, failure in cases.items() if failure] == ["document-counts"]
-    assert "the backup recorded 3 when it was made" in str(cases["document-counts"])
+    assert "machines: restored 1 = the dump's 1, but the backup recorded 2 when it was made" in str(
+        cases["document-counts"]
+    ), cases
     assert "FAILED" in failed.stdout
