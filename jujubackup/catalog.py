@@ -42,6 +42,7 @@ RC_LOCKED = 75
 RC_EXISTS = 76
 RC_MISMATCH = 77
 RC_FOREIGN_DIR = 81  # lib-lock claim_backup_dir: not a dedicated backup dir
+PARTIAL_RE = re.compile(r"\.upload-([A-Za-z0-9][A-Za-z0-9.-]{0,120})\.tar\.gz\.part")
 LOCK_FILE = ".jujubackup.lock"
 LOCKED_PREFIX = "jujubackup-locked: "
 STALE_PREFIX = "jujubackup-stale-lock: "
@@ -96,6 +97,30 @@ class Listing:
     locked: bool = False
     broken: list[str] = field(default_factory=list)
     rejected: dict[str, str] = field(default_factory=dict)
+    partials: list[Partial] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Partial:
+    """A partial upload in the backup dir (`.upload-KEY.tar.gz.part`, upload's staging file): KEY is the
+    backup ID (or `file-…` when the ID was not known before sending). `remove KEY` deletes it; the
+    next upload of the same archive resumes or replaces it."""
+
+    key: str
+    file: str
+    size: int
+    mtime: int
+
+    @classmethod
+    def parse(cls, entry: Any) -> Partial | None:
+        """Given one entry of catalog-list's "partials", return it, or None when it is not one."""
+        if not isinstance(entry, dict):
+            return None
+        name, size, mtime = entry.get("file"), entry.get("size"), entry.get("mtime")
+        match = PARTIAL_RE.fullmatch(name) if isinstance(name, str) else None
+        if match is None or not isinstance(size, int) or not isinstance(mtime, int) or size < 0:
+            return None
+        return cls(match.group(1), match.group(0), size, mtime)
 
 
 def default_holder(operation: str) -> str:
@@ -337,6 +362,7 @@ class Catalog:
             locked=bool(doc.get("locked")),
             broken=broken,
             rejected=rejected,
+            partials=[p for p in map(Partial.parse, doc.get("partials") or []) if p is not None],
         )
 
     def records(self) -> list[CatalogRecord]:

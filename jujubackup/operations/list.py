@@ -8,12 +8,13 @@ are merged: each backup says which controllers hold it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from jujubackup.catalog import Catalog, CatalogRecord, Listing, describe_holder
 from jujubackup.connect import connect_each, resolve_targets
 from jujubackup.errors import ConnectError, JujuBackupError
 from jujubackup.host.base import Host
-from jujubackup.operations.status import check_backup_dir, connect_catalog
+from jujubackup.operations.status import check_backup_dir, connect_catalog, human_bytes
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
 from jujubackup.settings import ConnectionSettings
 from jujubackup.ui import UI, safe_text
@@ -78,11 +79,15 @@ def _list_one(host: Host, merged: MergedListing, ui: UI) -> None:
 
 
 def _warn_about(name: str, listing: Listing, ui: UI) -> None:
-    """Say what is wrong with a listing: orphans, broken records, a held or stale lock."""
+    """Say what is wrong with a listing: orphans, broken records, partial uploads, a held or stale lock."""
     for orphan in listing.orphans:
         ui.warn(f"{name}: {safe_text(orphan)} has no record (an unregistered or half-removed archive)")
     for problem in listing.broken:
         ui.warn(f"{name}: unreadable record {problem}")
+    for part in listing.partials:
+        when = datetime.fromtimestamp(part.mtime, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+        ui.warn(f"{name}: partial upload {part.key} ({human_bytes(part.size)}, last written {when}): "
+                f"the next upload of that archive resumes it, `remove {part.key}` deletes it")
     if listing.locked:
         ui.info(f"{name}: locked: {describe_holder(listing.lock_holder or {})}")
     elif listing.lock_holder:

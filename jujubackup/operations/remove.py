@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from jujubackup.catalog import Catalog, CatalogRecord, default_holder
+from jujubackup.catalog import Catalog, CatalogRecord, Listing, default_holder
 from jujubackup.connect import connect_one, resolve_targets
 from jujubackup.errors import RefusedError
 from jujubackup.metadata import resolve_id
@@ -27,23 +27,38 @@ def remove(
     confirm: Confirm,
     backup_dir: str = DEFAULT_BACKUP_DIR,
 ) -> list[str]:
-    """Resolve every ref, ask `confirm(records)`, then delete them; return the IDs removed.
+    """Resolve every ref, ask `confirm(records)`, then delete them (and each one's partial upload);
+    return the IDs removed. A ref naming only a partial upload removes it without asking.
 
     Raise NotFoundError (exit 5) if a ref names nothing (nothing is removed then), LockedError
     (exit 7) when another operation holds the lock, RefusedError (exit 6) if not confirmed.
     """
     if len(resolve_targets(settings)) > 1:
         return remove_across(settings, ui, refs, confirm, backup_dir)
-    host = connect_catalog(settings, ui, backup_dir, holding=refs)
+    host = connect_catalog(settings, ui, backup_dir)  # one host: the refs resolve below
     try:
         ui.info(f"catalog of {host.name}:{backup_dir}")
         catalog = Catalog(host, backup_dir, holder=default_holder("remove"))
-        records = list({r.id: r for r in catalog.resolve(refs)}.values())
-        if not confirm(records):
+        listing = catalog.listing()
+        partial = partial_refs(listing, refs)
+        by_id = {r.id: r for r in listing.records}
+        ids = dict.fromkeys(resolve_id(by_id, ref) for ref in refs if ref not in partial)  # NotFoundError
+        records = [by_id[i] for i in ids]
+        if records and not confirm(records):
             raise RefusedError("not confirmed: nothing removed", hint="give --yes to remove without asking")
-        return catalog.remove([r.id for r in records])
+        for key in partial:
+            ui.info(f"removing the partial upload {key} (never registered)")
+        return catalog.remove([r.id for r in records] + partial)
     finally:
         host.close()
+
+
+def partial_refs(listing: Listing, refs: Sequence[str]) -> list[str]:
+    """Given a catalog listing and remove's refs, return the refs that name a partial upload exactly
+    (its ID or file key) and no stored backup: removed without asking, they were never registered."""
+    stored = {r.id for r in listing.records}
+    keys = {p.key for p in listing.partials}
+    return list(dict.fromkeys(ref for ref in refs if ref in keys and ref not in stored))
 
 
 def remove_across(

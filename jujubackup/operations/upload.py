@@ -40,7 +40,7 @@ from jujubackup.metadata import (
     parse_metadata_json,
     validate_backup_id,
 )
-from jujubackup.operations.status import connect_catalog
+from jujubackup.operations.status import connect_catalog, human_bytes
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
 from jujubackup.settings import ConnectionSettings
 from jujubackup.transfer import CHUNK, RemoteFile, Throttle, hash_prefix, remote_remove
@@ -53,6 +53,7 @@ PARALLEL_VERIFY_MIN = 32 << 20  # from this size on the archive is verified by a
 
 AGENTS_DIR = "/var/lib/juju/agents"  # a host without a machine-*/agent.conf here is no Juju machine
 RC_NOT_JUJU = 80  # upload-prepare: the host has no machine agent.conf
+RC_NO_SPACE = 82  # upload-prepare: the archive does not fit (`jujubackup-space: NEED HAVE` on stderr)
 
 
 @dataclass(frozen=True)
@@ -333,10 +334,10 @@ def _record_of_sidecar(sidecar: dict[str, Any]) -> dict[str, Any]:
 
 def _prepare(host: Host, request: UploadRequest, backup_id: str, staged: str) -> _Prepared:
     """Run upload-prepare: return whether `backup_id` is stored and the staged file's state.
-    Raise RefusedError (6) when the host has no machine agent.conf (not a Juju machine) or the backup
-    dir is not a dedicated one."""
+    Raise RefusedError (6) when the host has no machine agent.conf (not a Juju machine), the backup
+    dir is not a dedicated one or the archive does not fit there (need and have in the message)."""
     text = scripts.render("upload-prepare", backup_dir=request.backup_dir, backup_id=backup_id,
-                          staged=staged, agents_dir=request.agents_dir)
+                          staged=staged, agents_dir=request.agents_dir, size=request.file.stat().st_size)
     try:
         doc = host.run("upload-prepare", text).json()
     except RemoteStepError as err:
@@ -347,10 +348,27 @@ def _prepare(host: Host, request: UploadRequest, backup_id: str, staged: str) ->
             ) from err
         if err.returncode == RC_FOREIGN_DIR:
             raise foreign_dir_error(err, host.name) from err
+        if err.returncode == RC_NO_SPACE:
+            raise _no_space(err, host.name, request.backup_dir) from err
         raise
     found = doc["staged"]
     return _Prepared(bool(doc["stored"]),
                      RemoteFile(bool(found["exists"]), int(found["size"]), str(found["sha256"])))
+
+
+def _no_space(err: RemoteStepError, host: str, backup_dir: str) -> RefusedError:
+    """Given upload-prepare's refusal for space (exit 82), return the RefusedError (exit 6) with the
+    need and have it printed."""
+    need = have = 0
+    for line in err.stderr_tail.splitlines():
+        if line.startswith("jujubackup-space: "):
+            with contextlib.suppress(ValueError):
+                need, have = (int(n) for n in line.split()[1:3])
+    return RefusedError(
+        f"not enough free space in {backup_dir} on {host}: need {human_bytes(need)}, have "
+        f"{human_bytes(have)} (the archive + a reserve of 5 % of the filesystem, at most 1 GiB)",
+        hint="free some space on the controller or give another --backup-dir; nothing was sent",
+    )
 
 
 def _resume_point(host: Host, remote: RemoteFile, path: Path, size: int, ui: UI) -> int:

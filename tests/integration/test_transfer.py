@@ -333,3 +333,45 @@ def test_verify_and_info_show_jujus_metadata_for_the_28_fixture(lab_factory) -> 
     doc = json.loads(info.stdout)
     assert (doc["Version"], doc["Hostname"], doc["Machine"], doc["Series"]) == (
         "2.8-beta1.1", "juju-53ab97-0", "0", "bionic")
+
+
+def test_upload_onto_a_nearly_full_fs_is_refused_with_need_and_have(lab_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # upload had no free-space check: it could fill juju-db's filesystem to 100 % (issue 11)
+    lab = lab_factory()
+    ctl = lab.host("ctl0")
+    source = big_archive(tmp_path, 6)
+    mounted = ctl.ssh(f"mkdir -p /{BACKUPS} && mount -t tmpfs -o size=4m,mode=0700 tmpfs /{BACKUPS}")
+    assert mounted.returncode == 0, mounted.stderr
+    try:
+        done = jb(lab, "ctl0", "upload", str(source))
+        assert done.returncode == 6, done.stderr
+        assert f"not enough free space in /{BACKUPS} on ctl0: need 6." in done.stderr, done.stderr
+        assert "have 4.0 MiB" in done.stderr and "hint: free some space" in done.stderr
+        assert ctl.ssh(f"ls -A /{BACKUPS}", check=True).stdout.strip() == ""  # nothing made, no part
+    finally:
+        ctl.ssh(f"umount /{BACKUPS}")
+
+
+def test_partial_uploads_are_listed_and_cleaned_by_remove_and_upload(lab_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # a cut upload left a hidden .upload-….part that list did not show and remove never cleaned (issue 11)
+    lab = lab_factory()
+    ctl = lab.host("ctl0")
+    source = big_archive(tmp_path, 1)
+    part = ctl.root / BACKUPS / f".upload-{SYNTH_ID}.tar.gz.part"
+    ctl.ssh(f"mkdir -p -m 0700 /{BACKUPS}", check=True)
+    part.write_bytes(source.read_bytes()[: 1 << 19])  # what an upload cut after 512 KiB leaves
+    listed = jb(lab, "ctl0", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert f"partial upload {SYNTH_ID} (512.0 KiB" in listed.stderr
+    assert f"`remove {SYNTH_ID}` deletes it" in listed.stderr
+    removed = jb(lab, "ctl0", "remove", SYNTH_ID)  # never registered: removed without asking
+    assert removed.returncode == 0, removed.stderr
+    assert removed.stdout.split() == [SYNTH_ID] and not part.exists()
+    assert "partial upload" not in jb(lab, "ctl0", "list").stderr
+
+    part.write_bytes(b"x" * 4096)  # a part that is no prefix of the archive: the next upload replaces it
+    up = jb(lab, "ctl0", "upload", str(source))
+    assert up.returncode == 0, up.stderr
+    assert "starting over" in up.stderr
+    assert not part.exists() and f"{SYNTH_ID}.json" in stored(ctl)
+    assert sha256(ctl.root / BACKUPS / f"{SYNTH_ID}.tar.gz") == sha256(source)

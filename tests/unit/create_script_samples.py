@@ -59,6 +59,7 @@ CREATE_SAMPLES: dict[str, dict[str, Any] | list[dict[str, Any]]] = {
         "backup_dir": profiles.DEFAULT_BACKUP_DIR,
         "backup_id": BACKUP_ID,
         "staged": "/var/lib/juju/backups/.upload-x.tar.gz.part",
+        "size": 123456,
         "agents_dir": "/var/lib/juju/agents",
     },
     "catalog-register": {
