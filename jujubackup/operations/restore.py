@@ -165,6 +165,7 @@ def check_request(request: RestoreRequest) -> None:
         )
     if request.archive and not request.target:
         raise UsageError("--archive needs --target HOST (the machine to restore onto)")
+    status.check_backup_dir(request.backup_dir)
 
 
 # ------------------------------------------------------------------------------------------- fresh
@@ -273,6 +274,7 @@ def fresh_restore(
             overlay_sha256=pushed.overlay_sha256,
             overlay_size=pushed.overlay_size,
             harvest_modes=tuple((h.model_uuid, h.model, h.was) for h in plan.harvest),
+            backup_dir=request.backup_dir,
         )
         X.start_journal(target, params)
         prepare = round(time.monotonic() - started, 2)
@@ -454,7 +456,8 @@ def probe_target(
 ) -> TargetProbe:
     """Run the probe (status.probe: a controller's facts) and the restore preflight (old controllers
     probed from the target unless not `old_controllers`, disk, addresses, mongo tools) on `host`; return the
-    TargetProbe. Raise RefusedError for a Juju 1.x host."""
+    TargetProbe. Raise RefusedError for a Juju 1.x host, LockedError (exit 7) while another jujubackup
+    operation holds the controller's lock (each step then holds it: restore-lib's take_controller_lock)."""
     found: ControllerFacts | None
     try:
         found = status.probe(host, request.backup_dir)
@@ -462,6 +465,8 @@ def probe_target(
         if "1.x" in err.message:
             raise
         found = None  # no Juju controller there: a spare
+    if found is not None:
+        status.refuse_if_locked(found, host.name)  # a create/remove/upload runs: its lock, not ours yet
     pre = preflight(host, backup, old_controllers=old_controllers)
     base = target_from_facts(found, host.name) if found else spare_from_preflight(pre, host.name)
     addresses = tuple(str(a) for a in pre.get("addresses") or [])

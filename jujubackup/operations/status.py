@@ -70,12 +70,8 @@ def connect_controller(
                 f"unfinished restore on {host.name}: run restore --resume or --rollback first",
                 hint=facts.unfinished_restore(),
             )
-        if refuse_locked and facts.lock_holder is not None:
-            who = describe_holder(facts.lock_holder) if facts.lock_holder else "no holder record"
-            raise LockedError(
-                f"the controller's backup dir on {host.name} is locked: {who}",
-                hint="wait for that operation to finish; the lock (flock) frees itself when its holder exits",
-            )
+        if refuse_locked:
+            refuse_if_locked(facts, host.name)
         if require_healthy:
             reasons = facts.unhealthy_reasons(profiles.profile_named(facts.profile))
             if reasons:
@@ -88,6 +84,18 @@ def connect_controller(
 
     host = connect_first(settings, ui, accept=accept)
     return host, found["facts"]
+
+
+def refuse_if_locked(facts: ControllerFacts, name: str) -> None:
+    """Given a host's facts, return if no jujubackup operation holds its controller's lock. Raise
+    LockedError (exit 7) naming the holder otherwise."""
+    if facts.lock_holder is None:
+        return
+    who = describe_holder(facts.lock_holder) if facts.lock_holder else "no holder record"
+    raise LockedError(
+        f"the controller's backup dir on {name} is locked: {who}",
+        hint="wait for that operation to finish; the lock (flock) frees itself when its holder exits",
+    )
 
 
 def connect_catalog(

@@ -12,6 +12,7 @@ cannot be reached any more the error says which units are stopped and how to con
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from jujubackup import profiles, scripts
+from jujubackup.catalog import RC_LOCKED, lock_error
 from jujubackup.errors import ConnectError, JujuBackupError, RemoteStepError, VerifyError
 from jujubackup.host.base import Host
 from jujubackup.profiles import Profile
@@ -68,6 +70,8 @@ class Params:
     install: bool = False
     overlay_sha256: str = ""
     overlay_size: int = 0
+    backup_dir: str = profiles.DEFAULT_BACKUP_DIR
+    """The controller's backup dir on the target: each step holds its lock (restore-lib)."""
     harvest_modes: tuple[tuple[str, str, str | None], ...] = ()
     """(model uuid, model name, earlier provisioner-harvest-mode or None: unset) per model set to none."""
 
@@ -229,9 +233,11 @@ def run_step(
     if step == P.UPLOAD:
         digest = push_archive(host, params, upload, journal, progress)
         if digest is not None and digest != params.sha256:
+            discard_pushed(host)  # a --resume pushes it again
             raise VerifyError(
                 f"the archive pushed to {host.name} has SHA-256 {digest}, expected {params.sha256}",
-                hint="the transfer was damaged; run the restore again (`--rollback` first if needed)",
+                hint="the transfer was damaged and the pushed copy removed: "
+                f"`restore --resume --archive FILE --target {host.name}` pushes it again",
             )
         values["check_sha256"] = digest is None
         values["use_stream"] = upload.pushed_sha256 is not None
@@ -244,6 +250,8 @@ def run_step(
         else:
             result = host.run(SCRIPT_OF[step], text, timeout=900)
     except RemoteStepError as err:
+        if err.returncode == RC_LOCKED:
+            raise lock_error(err, host.name) from err
         if step == P.VERIFY and err.returncode == 5:
             raise VerifyError(
                 f"the restored controller on {host.name} did not verify: {_last_line(err.stderr_tail)}",
@@ -295,12 +303,31 @@ def push_archive(
             hint="resume with the same archive: `restore --resume --archive FILE --target HOST`",
         )
     offset = journal.archive_bytes if 0 < journal.archive_bytes <= params.size else 0
+    digest = _push_from(host, upload.archive, offset, params.size, progress)
+    if offset and digest is not None and digest != params.sha256:
+        # what an earlier push left (full-size or not) is no prefix of this archive: push all of it
+        # again, instead of failing every --resume the same way until the journal dir is removed
+        digest = _push_from(host, upload.archive, 0, params.size, progress)
+    return digest
+
+
+def _push_from(
+    host: Host, archive: Path, offset: int, size: int, progress: Callable[[int], None] | None
+) -> str | None:
+    """Given the local archive, write its bytes from `offset` on to the target's pushed archive
+    (truncated there); return the SHA-256 of the whole file as the host computed it, or None."""
     digest: list[str] = []
-    with upload.archive.open("rb") as source:
+    with archive.open("rb") as source:
         source.seek(offset)
         host.put(source, ARCHIVE, offset=offset, mode=0o600, progress=progress, on_sha256=digest.append,
-                 size=params.size - offset)
+                 size=size - offset)
     return digest[0] if digest else None
+
+
+def discard_pushed(host: Host) -> None:
+    """Remove the pushed archive from the target's journal dir (best effort): it did not match."""
+    with contextlib.suppress(JujuBackupError, OSError):
+        host.run("restore-discard-push", f"set -eu\nrm -f -- {scripts.shell_quote(ARCHIVE)}\necho '{{}}'\n")
 
 
 def restart_stopped(host: Host, params: Params) -> None:
@@ -342,6 +369,7 @@ def step_values(params: Params, step: str) -> dict[str, Any]:
         "mongo_shell": profile.mongo_shell,
         "shell_tls_flags": list(profile.shell_tls_flags),
         "state_port": params.state_port,
+        "backup_dir": params.backup_dir,
     }
     extra: dict[str, dict[str, Any]] = {
         P.UPLOAD: {

@@ -11,7 +11,16 @@ from typing import Any
 import pytest
 
 from jujubackup.profiles import BACKUP_DIR_MARKER, DEFAULT_BACKUP_DIR
-from tests.integration.test_create import backup_dir, catalog_ids, jb, jb_argv
+from tests.integration.test_create import (
+    HOLD_GATE,
+    backup_dir,
+    catalog_ids,
+    dump_running,
+    gate_dumps,
+    jb,
+    jb_argv,
+    wait_for,
+)
 from tests.unit.archive_builders import VALID
 
 pytestmark = pytest.mark.lab
@@ -200,3 +209,78 @@ def test_system_and_foreign_backup_dirs_are_refused_and_left_alone(lab_factory: 
     assert again.returncode == 0, again.stderr
     assert (backup_dir(ctl) / BACKUP_DIR_MARKER).is_file()
     assert catalog_ids(ctl) == sorted([legacy, again.stdout.strip()])
+
+
+# ------------------------------------------------------------------ readers never take the lock (issue 11)
+
+# A flock stand-in on the host's PATH (before /usr/bin): the first call that finds the trigger file
+# holds what it locked for 10 minutes, as a reader stalled (or just slow) in the middle of its check.
+HOLDING_FLOCK = r"""#!/bin/bash
+/usr/bin/flock "$@"
+rc=$?
+if ((rc == 0)) && rm /run/jujubackup-test-hold-flock 2>/dev/null; then
+  sleep 600
+fi
+exit "$rc"
+"""
+TRIGGER = "/run/jujubackup-test-hold-flock"
+
+
+def test_list_and_status_never_take_the_lock_so_create_never_fails_because_of_them(lab_factory: Any) -> None:
+    # list and the probe took the exclusive lock for an instant: a create/remove/upload starting in
+    # that instant failed with exit 7
+    lab = lab_factory(controllers=1, profile="juju-2.9")
+    ctl = lab.host("ctl0")
+    first = _create(lab, "first")
+    ctl.ssh("cat >/usr/local/sbin/flock && chmod 0755 /usr/local/sbin/flock", input=HOLDING_FLOCK, check=True)
+    ctl.ssh(f"touch {TRIGGER}", check=True)
+    reader = subprocess.Popen(jb_argv(lab, "list", "--brief"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              stdin=subprocess.DEVNULL, text=True)
+    try:
+        wait_for(lambda: reader.poll() is not None or not (ctl.root / TRIGGER.lstrip("/")).exists(), 120,
+                 "list to end or to take the lock")
+        ctl.ssh(f"rm -f {TRIGGER}", check=True)
+        made = jb(lab, "create", "while a list ran")
+        assert made.returncode == 0, made.stderr
+        out, err = reader.communicate(timeout=120)
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+            reader.wait()
+    assert reader.returncode == 0, err
+    assert out.split() == [first]
+    assert catalog_ids(ctl) == sorted([first, made.stdout.strip()])
+
+
+def test_list_and_status_while_create_holds_the_lock_show_it_and_create_goes_on(lab_factory: Any) -> None:
+    lab = lab_factory(controllers=1, profile="juju-2.9")
+    ctl = lab.host("ctl0")
+    first = _create(lab, "first")
+    gate_dumps(ctl)  # the create's mongodump waits at the gate: create holds the lock meanwhile
+    creating = subprocess.Popen(
+        jb_argv(lab, "create", "held"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL, text=True,
+    )
+    try:
+        wait_for(lambda: dump_running(ctl), 120, "mongodump to run on ctl0")
+        listed = jb(lab, "list", "--brief")
+        assert listed.returncode == 0, listed.stderr
+        assert listed.stdout.split() == [first]
+        assert "ctl0: locked: create by" in listed.stderr
+        status = jb(lab, "status", "--format", "json")
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["lock_holder"]["operation"] == "create"
+        restore = jb(lab, "restore", first, "--yes")  # restore takes the same lock: refused, nothing done
+        assert restore.returncode == 7, restore.stderr
+        assert "is locked: create by" in restore.stderr
+        assert not (ctl.root / "var/lib/jujubackup-restore").exists()
+        ctl.ssh(f"rm -f {HOLD_GATE}", check=True)
+        out, err = creating.communicate(timeout=300)
+    finally:
+        if creating.poll() is None:
+            creating.kill()
+            creating.wait()
+    assert creating.returncode == 0, err
+    assert catalog_ids(ctl) == sorted([first, out.strip()])
+    after = jb(lab, "list")
+    assert after.returncode == 0 and "locked" not in after.stderr and "stale" not in after.stderr

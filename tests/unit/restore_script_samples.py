@@ -12,6 +12,7 @@ _LIB_29: dict[str, Any] = {
     "mongo_shell": "/snap/bin/juju-db.mongo",
     "shell_tls_flags": ["--tls", "--tlsAllowInvalidCertificates"],
     "state_port": 37017,
+    "backup_dir": "/var/lib/juju/backups",
 }
 _LIB_28: dict[str, Any] = {
     **_LIB_29,

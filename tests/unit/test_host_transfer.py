@@ -4,10 +4,12 @@ nothing, sidecars and `list --local`."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tarfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ from jujubackup.operations.download import DownloadRequest, download
 from jujubackup.operations.upload import UploadRequest, upload
 from jujubackup.operations.verify import VerifyRequest, verify_local, verify_stored
 from jujubackup.profiles import BACKUP_DIR_MARKER
+from jujubackup.restore import execute as X
 from jujubackup.transfer import parse_rate
 from jujubackup.ui import UI
 from tests.unit.archive_builders import MISSING_ROOT, MODEL_UUID, VALID, ArchiveSpec, file_info, special_info
@@ -293,3 +296,24 @@ def test_hashing_sink_writes_and_hashes_every_byte_while_starting_writeback(tmp_
     for _ in range(transfer.WRITEBACK_EVERY // len(data) + 1):
         small.write(data)
     assert memory.getvalue() == data * (transfer.WRITEBACK_EVERY // len(data) + 1)
+
+
+def test_a_full_size_but_wrong_pushed_archive_is_pushed_again_on_resume(
+    host: SSHHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a resume appended to what an earlier push left: a full-size but wrong copy failed every
+    # --resume the same way until the journal dir was removed by hand (issue 11)
+    from tests.unit.test_restore_execute import PARAMS
+
+    data = VALID.read_bytes()
+    wrong = bytearray(data)
+    wrong[len(wrong) // 2] ^= 0x01
+    pushed = tmp_path / "journal" / "archive.tar.gz"
+    pushed.parent.mkdir()
+    pushed.write_bytes(bytes(wrong))
+    monkeypatch.setattr(X, "ARCHIVE", str(pushed))
+    want = hashlib.sha256(data).hexdigest()
+    params = replace(PARAMS, sha256=want, size=len(data))
+    journal = X.Journal(exists=True, params=params, archive_bytes=len(data))
+    assert X.push_archive(host, params, X.Upload(VALID), journal, None) == want
+    assert pushed.read_bytes() == data

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
+import time
 from dataclasses import replace
+from pathlib import Path
 
 from jujubackup import profiles, scripts
 from jujubackup.operations.restore import needs_readdress, rewrite_controllers_yaml, spare_from_preflight
 from jujubackup.restore import execute as X
 from jujubackup.restore import plan as P
 from tests.paths import VALID_28
+from tests.unit.restore_script_samples import RESTORE_SAMPLES
 
 PARAMS = X.Params(
     backup_id="20260101-000000.uuid",
@@ -183,3 +189,47 @@ def test_resume_and_rollback_need_no_target() -> None:
 
     check_request(RestoreRequest(backup_ref="20260101-000000.x", resume=True))
     check_request(RestoreRequest(rollback=True))
+
+
+def test_the_password_js_file_is_removed_when_the_step_is_terminated(tmp_path: Path) -> None:
+    # mongo_auth removed its 0600 JS file (the statepassword) only after the shell returned: a step
+    # TERMed meanwhile (the detached supervisor TERMs the job's process group) left it (issue 11)
+    journal, ready = tmp_path / "journal", tmp_path / "ready"
+    journal.mkdir()
+    conf = tmp_path / "agent.conf"
+    conf.write_text("statepassword: s3cret\n")
+    shell = tmp_path / "mongo"
+    shell.write_text(f'#!/bin/bash\necho $$ >{ready}.tmp && mv {ready}.tmp {ready}\nexec sleep 20\n')
+    shell.chmod(0o755)
+    values = {**RESTORE_SAMPLES["restore-start"][0], "journal_dir": str(journal), "mongo_shell": str(shell)}
+    harness = scripts.environment().from_string(
+        "#!/bin/bash\n{% include 'restore-lib.inc.j2' %}\n"
+        f"AGENT_CONF={scripts.shell_quote(str(conf))}\nprintf 'print(1)\\n' | mongo_auth\n"
+    ).render(**values)
+    step = subprocess.Popen(["bash", "-c", harness], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert time.monotonic() < deadline and step.poll() is None, "the mongo shell never ran"
+            time.sleep(0.05)
+        assert list(journal.glob("auth.*.js"))  # the password file exists while the shell runs
+        os.killpg(step.pid, signal.SIGTERM)  # as the supervisor ends a job: its whole process group
+        step.wait(timeout=30)
+        while _group_alive(step.pid):  # the subshell holding the file ends after the shell it waits for
+            assert time.monotonic() < deadline + 30, "the step's processes outlived the TERM"
+            time.sleep(0.05)
+    finally:
+        if step.poll() is None:
+            os.killpg(step.pid, signal.SIGKILL)
+            step.wait()
+        with contextlib.suppress(ValueError, OSError):
+            os.kill(int(ready.read_text()), signal.SIGKILL)
+    assert list(journal.glob("auth.*.js")) == []
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
