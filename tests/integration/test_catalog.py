@@ -218,12 +218,12 @@ def test_system_and_foreign_backup_dirs_are_refused_and_left_alone(lab_factory: 
 HOLDING_FLOCK = r"""#!/bin/bash
 /usr/bin/flock "$@"
 rc=$?
-if ((rc == 0)) && rm /run/jujubackup-test-hold-flock 2>/dev/null; then
+if ((rc == 0)) && rm /etc/jujubackup-test-hold-flock 2>/dev/null; then
   sleep 600
 fi
 exit "$rc"
 """
-TRIGGER = "/run/jujubackup-test-hold-flock"
+TRIGGER = "/etc/jujubackup-test-hold-flock"
 
 
 def test_list_and_status_never_take_the_lock_so_create_never_fails_because_of_them(lab_factory: Any) -> None:
@@ -237,7 +237,7 @@ def test_list_and_status_never_take_the_lock_so_create_never_fails_because_of_th
     reader = subprocess.Popen(jb_argv(lab, "list", "--brief"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               stdin=subprocess.DEVNULL, text=True)
     try:
-        wait_for(lambda: reader.poll() is not None or not (ctl.root / TRIGGER.lstrip("/")).exists(), 120,
+        wait_for(lambda: reader.poll() is not None or ctl.ssh(f"test -e {TRIGGER}").returncode != 0, 120,
                  "list to end or to take the lock")
         ctl.ssh(f"rm -f {TRIGGER}", check=True)
         made = jb(lab, "create", "while a list ran")
