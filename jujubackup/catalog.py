@@ -8,6 +8,9 @@ Layout (dir 0700, files 0600):
                            Written last, by rename: a backup is registered iff its record exists.
     .jujubackup.lock       holder record of the controller lock (flock on the dir is the lock itself)
     .tmp-<ID>/             create's staging dir (removed by its EXIT trap)
+    .upload-<KEY>.tar.gz.part  a partial upload (KEY: the ID or file-…): listed, resumed, `remove KEY`
+    .jujubackup-dir        marker: the dir is jujubackup's own (lib-lock's claim_backup_dir refuses any
+                           other dir holding files it did not make, and system dirs)
 
 Remote scripts taking the lock include `lib-lock.bash.j2` (`lock_acquire OP HOLDER` / `lock_release`;
 exit 75 when held); `lock_error(err)` turns that into a LockedError (exit 7) naming the holder.
