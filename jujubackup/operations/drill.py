@@ -208,7 +208,7 @@ class _Drill:
         self.report.checks.append(
             Check("restore", True, total, f"the restore's stages ran on {staged.target.name}: {steps}")
         )
-        query = Query(staged)
+        query = Query(staged, self.request.backup_dir)
         for name, fn in (
             ("juju-db-primary", lambda: check_primary(query)),
             ("jujud-active", lambda: check_jujud(query)),
@@ -248,6 +248,7 @@ class Query:
     """drill-query on the restored target: unit states and mongo statements as the machine agent."""
 
     staged: R.Staged
+    backup_dir: str
     values: dict[str, Any] = field(init=False)
     units: list[str] = field(init=False)
 
@@ -263,6 +264,7 @@ class Query:
             "mongo_shell": profile.mongo_shell,
             "shell_tls_flags": list(profile.shell_tls_flags),
             "state_port": backup.state_port,
+            "backup_dir": self.backup_dir,
         }
         self.units = [f"{profile.db_service}.service", f"jujud-machine-{backup.machine_id}.service"]
 
