@@ -83,6 +83,14 @@ class Profile:
         return versions.family(self.mongo_series)
 
     @property
+    def nested_units(self) -> bool:
+        """True when the machine agent runs the unit agents inside itself (Juju 2.9.0 on: the
+        deployer's nested context, worker/deployer/nested.go), False when each unit agent is its own
+        jujud-unit-* service (2.8 and before, on every series: the deb and the snap juju-db alike)."""
+        major, minor = (int(p) for p in self.juju_version.split(".")[:2])
+        return (major, minor) >= (2, 9)
+
+    @property
     def generation(self) -> versions.Generation:
         return versions.generation(self.mongo_series)
 
@@ -1338,8 +1346,8 @@ def unit_unit(unit_tag: str) -> str:
 
 def _provision_workload(root: Path, host: HostSpec, cluster: Cluster) -> None:
     """Write a workload machine: machine-K and unit-ubuntu-K agent dirs (agent.conf 0600), the
-    tools, jujud-machine-K.service; on 2.8 also jujud-unit-ubuntu-K.service (2.9 runs unit agents
-    inside the machine agent: cmd/jujud/agent/machine.go deployer, "nested" since 2.9.0)."""
+    tools, jujud-machine-K.service; before 2.9 (every 2.8 profile) also jujud-unit-ubuntu-K.service
+    (2.9 runs unit agents inside the machine agent: the deployer's "nested" context since 2.9.0)."""
     spec, mid = cluster.spec, str(host.machine_id)
     tools_ver = f"{spec.juju_version}-{spec.tools_os}-amd64"
     install_library(root)
@@ -1368,7 +1376,7 @@ def _provision_workload(root: Path, host: HostSpec, cluster: Cluster) -> None:
     _write(root, f"/etc/systemd/system/jujud-machine-{mid}-exec-start.sh", jujud_exec_start(mid, log_owner),
            0o755)
     _enable(root, f"jujud-machine-{mid}.service")
-    if spec.name == "juju-2.8":
+    if not spec.nested_units:
         unit = tags[1]
         _write(root, f"/etc/systemd/system/jujud-{unit}.service", unit_unit(unit), 0o644)
         _write(root, f"/etc/systemd/system/jujud-{unit}-exec-start.sh",
