@@ -22,14 +22,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jujubackup.errors import RemoteStepError
+from jujubackup.metadata import is_machine_id
 
-UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-# names.MachineTag / names.IsValidMachine (juju/names machine.go): 0, 12, 0/lxd/3, 1/kvm/0/lxd/2
-MACHINE_ID_RE = re.compile(r"^(?:0|[1-9][0-9]{0,8})(?:/[a-z]+/(?:0|[1-9][0-9]{0,8}))*$")
+# Every pattern below is used with fullmatch: `$` alone also matches before a trailing newline.
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII)
 HOSTNAME_RE = re.compile(
-    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}))*$"
+    r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}))*", re.ASCII
 )
-TAG_RE = re.compile(r"^(?:machine|unit|application)-[a-z0-9-]{1,200}$")
+TAG_RE = re.compile(r"(?:machine|unit|application)-[a-z0-9-]{1,200}", re.ASCII)
+INT_TEXT_RE = re.compile(r"-?[0-9]{1,19}", re.ASCII)
+MAX_MACHINE_ID = 200  # a machine id longer than this is no machine Juju made (nesting depth)
 JOB_MANAGE_MODEL = 2  # state/machine.go JobManageModel
 LIFE_DEAD = 2
 SCOPE_ORDER = ("public", "local-cloud", "local-fan", "")  # network.SelectPublicAddress preference
@@ -115,10 +117,12 @@ def valid_address(value: Any) -> str | None:
     """Given a value from the database, return it if it is an IP address or a DNS name, else None."""
     if not isinstance(value, str) or not value or len(value) > 253:
         return None
+    if "%" in value:
+        return None  # an IPv6 zone ("fe80::1%eth0") is no address of another machine, and any text
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
-        return value if HOSTNAME_RE.match(value) else None
+        return value if HOSTNAME_RE.fullmatch(value) else None
 
 
 def _scope_rank(addr: Mapping[str, Any]) -> int:
@@ -180,7 +184,7 @@ def _int(value: Any) -> int | None:
         return int(value)
     if isinstance(value, Mapping):
         for key in ("$numberLong", "$numberInt"):
-            if isinstance(value.get(key), str) and value[key].lstrip("-").isdigit():
+            if isinstance(value.get(key), str) and INT_TEXT_RE.fullmatch(value[key]):
                 return int(value[key])
     return None
 
@@ -217,7 +221,7 @@ def parse_listing(doc: Any) -> Inventory:
     models: dict[str, tuple[str, str]] = {}
     for m in _batch(doc.get("models"), "models"):
         uuid = m.get("_id")
-        if isinstance(uuid, str) and UUID_RE.match(uuid):
+        if isinstance(uuid, str) and UUID_RE.fullmatch(uuid):
             models[uuid] = (_name(m.get("name")), str(m.get("type") or "iaas"))
     controller = _batch(doc.get("controller"), "controller info")
     controller_ids = set()
@@ -229,8 +233,8 @@ def parse_listing(doc: Any) -> Inventory:
     rejected: list[str] = []
     for m in _batch(doc.get("machines"), "machines"):
         model, mid = m.get("model-uuid"), m.get("machineid")
-        if not (isinstance(model, str) and UUID_RE.match(model) and isinstance(mid, str)
-                and MACHINE_ID_RE.match(mid)):
+        if not (isinstance(model, str) and UUID_RE.fullmatch(model) and isinstance(mid, str)
+                and len(mid) <= MAX_MACHINE_ID and is_machine_id(mid)):
             rejected.append(f"machine record {str(m.get('_id'))[:80]!r}: invalid model uuid or machine id")
             continue
         raw_jobs = m.get("jobs")
@@ -251,7 +255,7 @@ def parse_listing(doc: Any) -> Inventory:
         machines.append(Machine(model, name, mid, address, problem))
     machines.sort(key=lambda x: (x.model_name, _id_key(x.machine_id)))
     tag = str(doc.get("controller_tag") or "")
-    uuid = tag.removeprefix("controller-") if UUID_RE.match(tag.removeprefix("controller-")) else ""
+    uuid = tag.removeprefix("controller-") if UUID_RE.fullmatch(tag.removeprefix("controller-")) else ""
     return Inventory(controller_uuid=uuid, machines=tuple(machines), api_addresses=api,
                      rejected=tuple(rejected))
 
@@ -271,7 +275,7 @@ def parse_machine_report(doc: Any, host: str) -> MachineReport:
         raise RemoteStepError("repoint-machine", 0, "no agents in its JSON output", host=host)
     agents = []
     for a in doc["agents"]:
-        if not (isinstance(a, Mapping) and isinstance(a.get("tag"), str) and TAG_RE.match(a["tag"])
+        if not (isinstance(a, Mapping) and isinstance(a.get("tag"), str) and TAG_RE.fullmatch(a["tag"])
                 and isinstance(a.get("changed"), bool) and isinstance(a.get("restarted"), bool)
                 and a.get("state") in ("connected", "failing", "none")):
             raise RemoteStepError("repoint-machine", 0, f"malformed agent entry {str(a)[:120]}", host=host)
@@ -290,4 +294,4 @@ def by_hand(machine: Machine, addresses: Sequence[str], via: str | None = None) 
     sed = (f"sudo sed -i -e '/^apiaddresses:/,/^[^-]/{{/^- /d}}' -e '/^apiaddresses:/a {lines}' "
            "/var/lib/juju/agents/*/agent.conf && sudo systemctl restart 'jujud-machine-*' 'jujud-unit-*'")
     jump = f"-J {shlex.quote(via)} " if via else ""
-    return f"ssh {jump}ubuntu@{machine.address} {shlex.quote(sed)}"
+    return f"ssh {jump}{shlex.quote('ubuntu@' + machine.address)} {shlex.quote(sed)}"

@@ -129,3 +129,26 @@ def test_by_hand_command_names_the_machine_and_addresses_only() -> None:
     assert cmd.startswith("ssh -J root@ctl ubuntu@10.0.0.12 ")
     assert "- 10.0.0.9:17070\\n- [fd00::9]:17070" in cmd and "/var/lib/juju/agents/*/agent.conf" in cmd
     assert R.by_hand(R.Machine(DM, "default", "3", ""), ["10.0.0.9:17070"]) == ""
+
+
+def test_trailing_newlines_scoped_addresses_and_odd_digits_are_rejected() -> None:
+    # `^...$` with re.match lets "1\n" through (`$` matches before a final newline): a machine id,
+    # model uuid or address with a newline would reach the by-hand command and the state file
+    inv = R.parse_listing(listing([
+        machine(DM, "1\n", "10.0.0.20"),
+        machine(DM + "\n", "2", "10.0.0.21"),
+        machine(DM, "0/lxd/" + "1/lxd/" * 60 + "1", "10.0.0.22"),     # no machine Juju made
+        machine(DM, "3", None, addresses=[addr("fe80::1%$(touch /tmp/x)")]),
+        machine(DM, "4", None, addresses=[addr("host.example\n")]),
+        machine(DM, "5", "10.0.0.25"),
+    ], [[{**addr("10.0.0.9"), "port": {"$numberLong": "1707\u00b2"}},   # '²'.isdigit() is True
+         {**addr("10.0.0.9"), "port": 17070}]]))
+    assert len(inv.rejected) == 3
+    by_id = {m.machine_id: m for m in inv.machines}
+    assert sorted(by_id) == ["3", "4", "5"]
+    assert by_id["3"].address == by_id["4"].address == "" and by_id["5"].address == "10.0.0.25"
+    assert inv.api_addresses == ("10.0.0.9:17070",)
+    with pytest.raises(RemoteStepError):
+        R.parse_machine_report({"agents": [{"tag": "machine-1\n", "changed": True, "restarted": True,
+                                            "state": "connected"}]}, "m")
+
