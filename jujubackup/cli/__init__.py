@@ -33,6 +33,7 @@ VERB_MODULES: tuple[str, ...] = (
     "download",
     "upload",
     "remove",
+    "prune",
     "verify",
     "restore",
     "repoint",
