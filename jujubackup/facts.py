@@ -20,7 +20,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from jujubackup.errors import RefusedError
+from jujubackup.metadata import is_machine_tag_suffix
 from jujubackup.profiles import Profile, detect
+from jujubackup.remote_values import MAX_INT64, HostileOutputError, remote_int
 
 UNKNOWN = "<unknown>"
 
@@ -186,8 +188,8 @@ def parse_probe(doc: dict[str, Any], host: str = "") -> ControllerFacts:
         base=base_of(os_release),
         controller_uuid=_strip_prefix(str(conf.get("controller", "")), "controller-"),
         model_uuid=_strip_prefix(str(conf.get("model", "")), "model-"),
-        state_port=_int(conf.get("stateport"), 37017),
-        api_port=_int(conf.get("apiport"), 17070),
+        state_port=_int(conf.get("stateport"), 37017, "agent.conf's stateport", hi=65535),
+        api_port=_int(conf.get("apiport"), 17070, "agent.conf's apiport", hi=65535),
         api_addresses=[str(a) for a in conf.get("apiaddresses") or []],
         tools={k: v for k, v in profile.tool_paths().items() if v in paths},
         mongo_version=_version_in(str((doc.get("versions") or {}).get("mongod", ""))),
@@ -197,7 +199,7 @@ def parse_probe(doc: dict[str, Any], host: str = "") -> ControllerFacts:
         replset_error=rs_error,
         mongo_ok=bool(lines.get("ping", {}).get("ok")),
         backup_dir=str(doc.get("backup_dir", "")),
-        free_bytes=_int(doc.get("free_bytes"), 0),
+        free_bytes=_int(doc.get("free_bytes"), 0, "the probe's free_bytes"),
         estimate_bytes=sum(sizes.values()),
         db_sizes=sizes,
         instance_id=instance_id(lines.get("instanceData")),
@@ -252,7 +254,7 @@ def parse_replset(
         members.append(
             ReplicaMember(
                 name=str(m.get("name", "")),
-                health=_int(m.get("health"), 0),
+                health=_int(m.get("health"), 0, "a replica set member's health", hi=1),
                 state=str(m.get("stateStr", "")),
                 machine_id=str(tags.get("juju-machine-id", "")),
                 is_self=bool(m.get("self")),
@@ -266,12 +268,13 @@ def db_sizes(results: dict[str, dict[str, Any]]) -> dict[str, int]:
     sizes: dict[str, int] = {}
     for db in ESTIMATE_DBS:
         stats = results.get(f"dbStats:{db}") or {}
-        if stats.get("ok") and _int(stats.get("dataSize"), 0) > 0:
-            sizes[db] = _int(stats.get("dataSize"), 0)
+        size = _int(stats.get("dataSize"), 0, f"dbStats {db}'s dataSize") if stats.get("ok") else 0
+        if size > 0:
+            sizes[db] = size
     for entry in (results.get("listDatabases") or {}).get("databases") or []:
         name = str(entry.get("name", ""))
         if name and name not in sizes and name not in ("admin", "local", "config", "backups"):
-            sizes[name] = _int(entry.get("sizeOnDisk"), 0)
+            sizes[name] = _int(entry.get("sizeOnDisk"), 0, f"listDatabases {name}'s sizeOnDisk")
     return sizes
 
 
@@ -291,6 +294,8 @@ def machine_id_of(tag: str) -> str:
         raise RefusedError(
             f"agent tag {tag!r} is not a machine tag", hint="back up from a controller machine"
         )
+    if not is_machine_tag_suffix(tag[len("machine-") :]):
+        raise HostileOutputError("agent.conf's tag", tag, "a Juju machine tag (names.MachineTag)")
     return tag[len("machine-") :].replace("-", "/")
 
 
@@ -313,7 +318,7 @@ def _service(raw: dict[str, Any]) -> Service:
         load_state=str(raw.get("LoadState", "")),
         active_state=str(raw.get("ActiveState", "")),
         sub_state=str(raw.get("SubState", "")),
-        main_pid=_int(raw.get("MainPID"), 0),
+        main_pid=_int(raw.get("MainPID"), 0, "a service's MainPID", hi=2**31 - 1),
     )
 
 
@@ -326,8 +331,10 @@ def _strip_prefix(value: str, prefix: str) -> str:
     return value[len(prefix) :] if value.startswith(prefix) else value
 
 
-def _int(value: Any, default: int) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
+def _int(value: Any, default: int, what: str, *, hi: int = MAX_INT64) -> int:
+    """Given a number from the probe, return it (`default` when absent or empty), bounded to
+    0..`hi` (default 2^63-1). Raise HostileOutputError (exit 8) for anything else: inf, a
+    negative, a fraction, text (a bare int() ended as exit 1 or took a size no disk has)."""
+    if value is None or value == "":
         return default
+    return remote_int(value, what, lo=0, hi=hi)

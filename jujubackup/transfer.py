@@ -20,6 +20,7 @@ from typing import IO, Any
 from jujubackup import scripts
 from jujubackup.errors import RefusedError, UsageError
 from jujubackup.host.base import Host
+from jujubackup.remote_values import remote_bool, remote_int, remote_sha256
 
 CHUNK = 1 << 20
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgKMG]?)(i?[bB])?(?:/s)?\s*$")
@@ -159,9 +160,21 @@ class RemoteFile:
 
 
 def remote_stat(host: Host, path: str, prefix: int = 0) -> RemoteFile:
-    """Given a host and a path, return its RemoteFile; hash its first `prefix` bytes (-1: all)."""
+    """Given a host and a path, return its RemoteFile; hash its first `prefix` bytes (-1: all).
+    Raise HostileOutputError (exit 8) if transfer-stat printed something it never prints."""
     doc = host.run("transfer-stat", scripts.render("transfer-stat", path=path, prefix=prefix)).json()
-    return RemoteFile(bool(doc["exists"]), int(doc["size"]), str(doc["sha256"]))
+    return remote_file(doc, "transfer-stat", host.name)
+
+
+def remote_file(doc: Any, script: str, host: str = "") -> RemoteFile:
+    """Given a {"exists", "size", "sha256"} document a remote script printed, return the RemoteFile.
+    Raise HostileOutputError (exit 8) unless exists is a boolean, size an integer in 0..2^63-1 and
+    sha256 empty or 64 lowercase hex digits."""
+    if not isinstance(doc, dict):
+        doc = {}
+    return RemoteFile(remote_bool(doc.get("exists"), f"{script}'s exists", host=host),
+                      remote_int(doc.get("size"), f"{script}'s size", host=host),
+                      remote_sha256(doc.get("sha256"), f"{script}'s sha256", host=host, empty=True))
 
 
 def remote_remove(host: Host, path: str) -> None:

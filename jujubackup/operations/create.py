@@ -37,6 +37,7 @@ from jujubackup.profiles import (
     profile_named,
     space_needed,
 )
+from jujubackup.remote_values import remote_int
 from jujubackup.settings import ConnectionSettings
 from jujubackup.ui import UI
 
@@ -99,7 +100,8 @@ def create(settings: ConnectionSettings, ui: UI, request: CreateRequest) -> Crea
         doc = result.json()
         for unit in doc.get("already_stopped") or []:
             ui.warn(f"{unit} was already stopped: left stopped (not started by the backup)")
-        record = parse_record(json.dumps(doc["record"]), request.backup_dir, archive_size=int(doc["size"]))
+        size = remote_int(doc.get("size"), "create's archive size", host=host.name)
+        record = parse_record(json.dumps(doc["record"]), request.backup_dir, archive_size=size)
         for unit, window in (doc.get("windows") or {}).items():
             ui.info(f"{unit} was down {window.get('seconds')} s")
         if profile.db_service not in (doc.get("windows") or {}):

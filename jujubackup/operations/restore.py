@@ -40,6 +40,7 @@ from jujubackup.operations import status
 from jujubackup.operations.download import DownloadRequest, download
 from jujubackup.operations.repoint import RepointRequest, RepointResult, repoint_from
 from jujubackup.operations.status import connect_catalog
+from jujubackup.remote_values import remote_int
 from jujubackup.restore import execute as X
 from jujubackup.restore import plan as P
 from jujubackup.settings import ConnectionSettings
@@ -474,7 +475,8 @@ def probe_target(
         host.address if host.address in addresses else (addresses[0] if addresses else host.address)
     )
     peers = tuple(
-        P.PeerProbe(str(p["address"]), int(p["port"]), bool(p["answers"]))
+        P.PeerProbe(str(p["address"]), remote_int(p["port"], "restore-preflight's peer port", host=host.name,
+                                                  lo=1, hi=65535), bool(p["answers"]))
         for p in pre.get("peers") or []
         if str(p["address"]) not in addresses
     )
@@ -486,8 +488,10 @@ def probe_target(
             **base.__dict__,
             "address": address,
             "addresses": addresses,
-            "free_bytes": int(pre.get("free_bytes") or 0),
-            "state_bytes": int(pre.get("state_bytes") or 0),
+            "free_bytes": remote_int(pre.get("free_bytes"), "restore-preflight's free_bytes", host=host.name,
+                                     default=0),
+            "state_bytes": remote_int(pre.get("state_bytes"), "restore-preflight's state_bytes",
+                                      host=host.name, default=0),
             "raft_state": bool(pre.get("raft_state")),
             "raft_machines": raft_machines(pre.get("raft_machines")),
         },

@@ -42,8 +42,9 @@ from jujubackup.metadata import (
 )
 from jujubackup.operations.status import connect_catalog, human_bytes
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
+from jujubackup.remote_values import remote_bool
 from jujubackup.settings import ConnectionSettings
-from jujubackup.transfer import CHUNK, RemoteFile, Throttle, hash_prefix, remote_remove
+from jujubackup.transfer import CHUNK, RemoteFile, Throttle, hash_prefix, remote_file, remote_remove
 from jujubackup.ui import UI
 from jujubackup.verifier import BackgroundVerify
 
@@ -351,9 +352,8 @@ def _prepare(host: Host, request: UploadRequest, backup_id: str, staged: str) ->
         if err.returncode == RC_NO_SPACE:
             raise _no_space(err, host.name, request.backup_dir) from err
         raise
-    found = doc["staged"]
-    return _Prepared(bool(doc["stored"]),
-                     RemoteFile(bool(found["exists"]), int(found["size"]), str(found["sha256"])))
+    return _Prepared(remote_bool(doc.get("stored"), "upload-prepare's stored", host=host.name),
+                     remote_file(doc.get("staged"), "upload-prepare", host.name))
 
 
 def _no_space(err: RemoteStepError, host: str, backup_dir: str) -> RefusedError:
