@@ -60,8 +60,9 @@ class Policy:
         return all(getattr(self, rule) == 0 for rule in RULES)
 
     def describe(self) -> str:
-        """Return the policy as text: `keep 7 daily, 4 weekly, all monthly`."""
-        parts = [f"{'all' if n == UNLIMITED else n} {rule}" for rule in RULES if (n := getattr(self, rule))]
+        """Return the policy as text: `keep 3 latest, 7 daily, all monthly` (restic's wording)."""
+        parts = [f"{'all' if n == UNLIMITED else n} {'latest' if rule == 'last' else rule}"
+                 for rule in RULES if (n := getattr(self, rule))]
         return "keep " + ", ".join(parts) if parts else "no rule"
 
     def as_dict(self) -> dict[str, int | str]:

@@ -39,6 +39,7 @@ VERB_MODULES: tuple[str, ...] = (
     "repoint",
     "drill",
     "status",
+    "config",
 )
 
 BackupDirOption = Annotated[
