@@ -13,6 +13,7 @@ from jujubackup.errors import UsageError
 from jujubackup.operations.remove import remove
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
 from jujubackup.settings import OutputFormat
+from jujubackup.ui import safe_text
 
 
 def register(app: typer.Typer) -> None:
@@ -28,12 +29,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Delete stored backups from the controller (asks unless --yes).
 
-        Declining the question removes nothing and exits 6 ("not confirmed: nothing removed").
+        A backup whose record fails validation (never listed, never used) is removed when named by
+        its full ID. Declining the question removes nothing and exits 6 ("not confirmed: nothing removed").
         """
         opts = options(ctx)
         ui = make_ui(opts, fmt)
 
-        def confirm(records: list[CatalogRecord]) -> bool:
+        def confirm(records: list[CatalogRecord], invalid: dict[str, str]) -> bool:
             if yes:
                 return True
             if not sys.stdin.isatty():
@@ -42,7 +44,10 @@ def register(app: typer.Typer) -> None:
                 )
             for record in records:
                 ui.info(f"  {record.id}  ({record.size} bytes, {record.metadata.notes or 'no notes'})")
-            return typer.confirm(f"remove {len(records)} backup(s)?", default=False, err=True)
+            for backup_id, why in invalid.items():
+                ui.info(f"  {backup_id}  (its record is invalid: {safe_text(why)})")
+            count = len(records) + len(invalid)
+            return typer.confirm(f"remove {count} backup(s)?", default=False, err=True)
 
         removed = remove(opts.connection, ui, backup_ids, confirm, backup_dir)
         if ui.format is OutputFormat.tabular:

@@ -28,15 +28,22 @@ class MergedListing:
     records: list[CatalogRecord] = field(default_factory=list)
     holders: dict[str, list[str]] = field(default_factory=dict)
     listed: list[str] = field(default_factory=list)
+    partials: dict[str, list[str]] = field(default_factory=dict)  # partial upload key -> controllers
+    rejected: dict[str, dict[str, str]] = field(default_factory=dict)  # record stem -> {controller: why}
 
     def add(self, host: str, listing: Listing) -> None:
-        """Merge one controller's listing (a backup on several controllers is listed once)."""
+        """Merge one controller's listing (a backup on several controllers is listed once; so are
+        its partial uploads and the records that failed validation, each with where it is)."""
         self.listed.append(host)
         known = {r.id for r in self.records}
         for record in listing.records:
             if record.id not in known:
                 self.records.append(record)
             self.holders.setdefault(record.id, []).append(host)
+        for part in listing.partials:
+            self.partials.setdefault(part.key, []).append(host)
+        for stem, why in listing.rejected.items():
+            self.rejected.setdefault(stem, {})[host] = why
         self.records.sort(key=lambda r: r.id)
 
 

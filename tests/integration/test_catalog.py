@@ -284,3 +284,25 @@ def test_list_and_status_while_create_holds_the_lock_show_it_and_create_goes_on(
     assert catalog_ids(ctl) == sorted([first, out.strip()])
     after = jb(lab, "list")
     assert after.returncode == 0 and "locked" not in after.stderr and "stale" not in after.stderr
+
+
+def test_remove_a_backup_whose_record_is_invalid_by_its_full_id(lab_factory: Any) -> None:
+    # an invalid record is skipped by list and refused by download/restore (exit 8); remove could not
+    # name it at all (exit 5), so only an ssh + rm on the controller got rid of it
+    lab = lab_factory(controllers=1, profile="juju-2.9")
+    ctl = lab.host("ctl0")
+    kept = _create(lab, "kept")
+    broken = _create(lab, "broken")
+    record = backup_dir(ctl) / f"{broken}.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "size": "big"}))
+    listed = jb(lab, "list", "--brief")
+    assert listed.returncode == 0 and listed.stdout.split() == [kept]
+    by_prefix = jb(lab, "remove", broken[:20], "--yes")  # never by a prefix or `latest`
+    assert by_prefix.returncode == 5 and record.exists()
+    asked = jb(lab, "remove", broken)
+    assert asked.returncode == 2 and record.exists()  # it asks, as for any backup
+    removed = jb(lab, "remove", broken, "--yes")
+    assert removed.returncode == 0, removed.stderr
+    assert removed.stdout.split() == [broken] and "record is invalid" in removed.stderr
+    assert not record.exists() and not (backup_dir(ctl) / f"{broken}.tar.gz").exists()
+    assert catalog_ids(ctl) == [kept]
