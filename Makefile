@@ -7,7 +7,7 @@ PY ?= python3
 PROFILE ?= juju-2.9
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := systemd-container debootstrap zstd pigz shellcheck openssh-client iproute2 python3-venv python3-bson openssh-server
+APT_PACKAGES := systemd-container debootstrap zstd pigz shellcheck openssh-client iproute2 python3-venv python3-bson openssh-server age
 
 .PHONY: demo test deps venv rootfs lint unit lab-down clean
 

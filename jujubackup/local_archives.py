@@ -29,8 +29,11 @@ COLUMNS = ("id", "started", "size", "verified", "version", "machine", "notes", "
 
 
 def sidecar_path(archive: Path) -> Path:
-    """Given an archive path, return its sidecar: `X.tar.gz` -> `X.json`, anything else -> `NAME.json`."""
+    """Given an archive path, return its sidecar: `X.tar.gz` and its encrypted copy `X.tar.gz.age` ->
+    `X.json` (one record per backup: its "stored" block names the file it describes), anything else
+    -> `NAME.json`."""
     name = archive.name
+    name = name[: -len(".age")] if name.endswith(ARCHIVE_SUFFIX + ".age") else name
     base = name[: -len(ARCHIVE_SUFFIX)] if name.endswith(ARCHIVE_SUFFIX) else name
     return archive.with_name(base + ".json")
 

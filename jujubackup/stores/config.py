@@ -1,0 +1,205 @@
+"""The stores' configuration schema (pydantic v2): the one place it is defined.
+
+In a YAML file (the fleet config of `run`, or any file given to `--store-config`), stores are a
+mapping under the top-level key `stores`, keyed by the store's name:
+
+    stores:
+      laptop:
+        kind: local
+        path: /srv/juju-backups          # created 0700 when missing
+        encrypt-to:                      # optional: age recipients (age1…, ssh-ed25519 …, ssh-rsa …)
+          - age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
+      offsite:
+        kind: s3
+        bucket: juju-backups
+        prefix: prod/                    # optional; keys are <prefix><ID>.tar.gz[.age] and <prefix><ID>.json
+        endpoint-url: https://s3.example.internal:9000   # optional (default: AWS)
+        region: us-east-1                # optional
+        credentials-file: ~/.config/jujubackup/s3.credentials   # optional, 0600, AWS INI format
+        profile: default                 # optional: the section of credentials-file (or of ~/.aws)
+        ca-bundle: /etc/ssl/my-ca.pem    # optional
+        addressing-style: path           # path | virtual | auto (default: path)
+        part-size-mib: 64                # multipart part size (5..5120)
+        encrypt-to: [...]
+
+Secrets never go in this file: S3 keys come from `credentials-file` (refused unless 0600 and owned
+by the user) or boto3's own chain (AWS_* environment, ~/.aws). Unknown keys are errors
+(`extra="forbid"`), so a typo never silently drops a setting. Keys are kebab-case in YAML, snake_case
+in Python (`model_validate(data)` accepts the YAML form).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from jujubackup.errors import UsageError
+
+STORE_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_PREFIX = re.compile(r"^(?:[A-Za-z0-9._-]+/)*$")
+_URL = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(?::\d{1,5})?/?$")
+_RECIPIENT = re.compile(r"^(?:age1[0-9a-z]{58}|ssh-ed25519 [A-Za-z0-9+/=]+|ssh-rsa [A-Za-z0-9+/=]+)(?: .*)?$")
+
+
+def _kebab(name: str) -> str:
+    return name.replace("_", "-")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=_kebab, populate_by_name=True)
+
+
+def check_recipients(value: list[str]) -> list[str]:
+    """Validate age recipients: age1… X25519 keys, `ssh-ed25519 …` or `ssh-rsa …` public keys (a
+    trailing comment is kept); crypt.parse_recipient decodes them fully when used."""
+    for item in value:
+        if not _RECIPIENT.match(item.strip()):
+            raise ValueError(f"not an age recipient (age1…, ssh-ed25519 …, ssh-rsa …): {item[:40]!r}")
+        from jujubackup import crypt  # the full decoding (bech32 checksum, key blobs)
+
+        crypt.parse_recipient(item)
+    return [item.strip() for item in value]
+
+
+class LocalStoreConfig(_Model):
+    """A directory on this machine (or a mounted filesystem): today's `download --dir`."""
+
+    kind: Literal["local"]
+    path: Path
+    encrypt_to: list[str] = Field(default_factory=list)
+
+    @field_validator("path")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @field_validator("encrypt_to")
+    @classmethod
+    def _recipients(cls, value: list[str]) -> list[str]:
+        return check_recipients(value)
+
+
+class S3StoreConfig(_Model):
+    """A bucket (and key prefix) of S3-compatible object storage, through boto3."""
+
+    kind: Literal["s3"]
+    bucket: str
+    prefix: str = ""
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    credentials_file: Path | None = None
+    profile: str | None = None
+    ca_bundle: Path | None = None
+    addressing_style: Literal["path", "virtual", "auto"] = "path"
+    part_size_mib: Annotated[int, Field(ge=5, le=5120)] = 64
+    encrypt_to: list[str] = Field(default_factory=list)
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, value: str) -> str:
+        if not _BUCKET.match(value) or ".." in value:
+            raise ValueError("not an S3 bucket name (3-63 of a-z, 0-9, '.', '-')")
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if value and not value.endswith("/"):
+            value += "/"
+        if not _PREFIX.match(value) or any(part in (".", "..") for part in value.split("/")):
+            raise ValueError("a prefix is path segments of A-Z a-z 0-9 . _ - separated by '/'")
+        return value
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not _URL.match(value):
+            raise ValueError("an endpoint is http(s)://host[:port]")
+        return value
+
+    @field_validator("credentials_file", "ca_bundle")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @field_validator("encrypt_to")
+    @classmethod
+    def _recipients(cls, value: list[str]) -> list[str]:
+        return check_recipients(value)
+
+
+StoreConfig = Annotated[LocalStoreConfig | S3StoreConfig, Field(discriminator="kind")]
+StoreName = Annotated[str, Field(pattern=STORE_NAME)]
+
+
+class StoresSection(_Model):
+    """The `stores:` mapping (name -> config); the fleet config embeds the same type."""
+
+    stores: dict[StoreName, StoreConfig] = Field(default_factory=dict)
+
+
+def parse_stores(data: Any) -> dict[str, LocalStoreConfig | S3StoreConfig]:
+    """Given the decoded `stores` mapping, return name -> validated config.
+    Raise pydantic's ValidationError (the caller maps its `loc` to the file's lines)."""
+    return dict(StoresSection.model_validate({"stores": data}).stores)
+
+
+def load_stores(path: Path) -> dict[str, LocalStoreConfig | S3StoreConfig]:
+    """Given a YAML file with a top-level `stores:` mapping (other top-level keys are left to their
+    own schema), return its validated stores. Raise UsageError (exit 2) naming FILE:LINE and the key
+    path of the first problem, NotFoundError (5) for a missing file."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    from jujubackup.errors import NotFoundError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise NotFoundError(f"store config {path} not found") from err
+    except OSError as err:
+        raise UsageError(f"cannot read store config {path}: {err.strerror}") from err
+    try:
+        doc = YAML(typ="rt", pure=True).load(text)
+    except YAMLError as err:
+        raise UsageError(f"{path}: not YAML: {str(err).splitlines()[0]}") from err
+    if not isinstance(doc, dict) or "stores" not in doc:
+        raise UsageError(f"{path}: no top-level `stores:` mapping",
+                         hint="see `jujubackup list --help` for the stores section")
+    try:
+        return parse_stores(doc["stores"])
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = ("stores", *first["loc"][1:])
+        raise UsageError(f"{path}:{line_of(doc, loc)}: {'.'.join(map(str, _yaml_loc(loc)))}: {first['msg']}",
+                         hint="fix that key; unknown keys are errors") from err
+
+
+def _yaml_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop pydantic's discriminator tags ("local"/"s3") from a loc, keep the YAML's keys."""
+    return tuple(part for i, part in enumerate(loc) if not (i == 2 and part in ("local", "s3")))
+
+
+def line_of(doc: Any, loc: tuple[Any, ...]) -> int:
+    """Given a ruamel round-trip document and a key path, return the 1-based line of the deepest
+    key of the path that exists (the line of the document start when none does)."""
+    line = 1
+    node = doc
+    for part in _yaml_loc(loc):
+        key = part
+        lc = getattr(node, "lc", None)
+        if isinstance(node, dict) and key in node:
+            if lc is not None:
+                line = lc.key(key)[0] + 1
+            node = node[key]
+        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+            if lc is not None:
+                line = lc.item(key)[0] + 1
+            node = node[key]
+        else:
+            break
+    return line
