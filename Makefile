@@ -1,7 +1,8 @@
 # jujubackup — two commands for a newcomer:
 #   make demo   set everything up from nothing and run the disaster-recovery story against lab hosts
 #               (PROFILE=juju-3.6: any lab profile, README "Lab profiles"; default juju-2.9)
-#   make test   set everything up and run the whole suite (lint, unit, lab integration)
+#   make test   set everything up and run the whole suite: lint + unit as an unprivileged user, then the
+#               tests that need root (tests/host: a loopback sshd; tests/integration: the lab)
 SHELL := /bin/bash
 PY ?= python3
 PROFILE ?= juju-2.9
@@ -9,7 +10,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := systemd-container debootstrap zstd pigz shellcheck openssh-client iproute2 python3-venv python3-bson openssh-server age
 
-.PHONY: demo test deps venv rootfs lint unit lab-down clean
+.PHONY: demo test deps venv rootfs lint unit unprivileged lab-down clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
@@ -37,8 +38,13 @@ lint: venv
 unit: venv
 	$(BIN)/pytest -q tests/unit
 
-test: deps venv rootfs lint
-	$(BIN)/pytest -q -ra
+# the root-free lane: lint + tests/unit as an unprivileged user (as root: `nobody`, on a copy of the tree)
+unprivileged: deps
+	.ci/unprivileged
+
+# root-free lane first, then the lanes that need root: tests/host (a loopback sshd, mounts) and the lab
+test: deps venv unprivileged rootfs
+	$(BIN)/pytest -q -ra tests/host tests/integration
 
 demo: deps venv rootfs
 	$(BIN)/python -m tests.lab.demo --profile $(PROFILE)

@@ -66,7 +66,8 @@ def special_info(name: str, kind: bytes, linkname: str = "") -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.type = kind
     info.linkname = linkname
-    info.mode = 0o777 if kind == tarfile.SYMTYPE else 0o644
+    # a directory needs x to be entered: 0644 only worked for root, who ignores modes
+    info.mode = {tarfile.SYMTYPE: 0o777, tarfile.DIRTYPE: 0o755}.get(kind, 0o644)
     info.mtime = 1_700_000_000
     return info
 

@@ -13,14 +13,9 @@ from pathlib import Path
 import pytest
 
 from jujubackup import stamp
-from jujubackup.errors import EXIT_VERIFY, JujuBackupError
-from jujubackup.host.ssh import SSHHost
 from jujubackup.local_archives import fully_verified, sidecar_path, write_sidecar
-from jujubackup.operations.upload import upload
 from jujubackup.operations.verify import verify_local
-from jujubackup.ui import UI
 from tests.unit.archive_builders import VALID
-from tests.unit.test_host_transfer import host, juju_machine, sshd, ui  # noqa: F401
 
 VALID_ID = "20200225-041241.ffffffff-0000-1111-2222-333333333333"
 
@@ -96,23 +91,3 @@ def test_a_key_others_can_read_or_a_linked_key_is_not_used(config: Path, tmp_pat
     key.rename(real)
     key.symlink_to(real)
     assert fully_verified(path) is None
-
-
-def test_upload_of_a_damaged_archive_with_a_forged_stamp_verifies_and_refuses(
-    host: SSHHost, ui: UI, config: Path, tmp_path: Path  # noqa: F811
-) -> None:
-    path = tmp_path / "damaged.tar.gz"
-    data = bytearray(VALID.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    path.write_bytes(bytes(data))
-    digest = hashlib.sha256(bytes(data)).hexdigest()
-    info = path.stat()
-    claim = {"ID": VALID_ID, "sha256": digest, "size": info.st_size, "local": {
-        "file": path.name, "sha256": digest, "size": info.st_size, "mtime_ns": info.st_mtime_ns,
-        "inode": info.st_ino, "checks": "full", "unpacked_bytes": 1, "has_oplog": False}}
-    sidecar_path(path).write_text(json.dumps({**claim, "stamp": stamp.sign(b"attacker" * 4, claim)}))
-    backups = tmp_path / "backups"
-    with pytest.raises(JujuBackupError) as caught:
-        upload(host, juju_machine(path, backup_dir=str(backups)), ui)
-    assert caught.value.exit_code == EXIT_VERIFY
-    assert not list(backups.glob("*.json"))

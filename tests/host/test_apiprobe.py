@@ -15,9 +15,11 @@ import pytest
 from jujubackup import apiprobe
 from jujubackup.errors import EXIT_VERIFY, VerifyError
 from jujubackup.host.ssh import SSHHost
+from tests.host.local_sshd import LocalSSHD, local_sshd
+from tests.host.test_host_ssh import target_for
 from tests.lab.provision import _make_certs
-from tests.unit.local_sshd import LocalSSHD, local_sshd
-from tests.unit.test_host_ssh import target_for
+
+pytestmark = pytest.mark.host  # root: a loopback sshd, mounts or root-owned files (no lab)
 
 
 @dataclass

@@ -27,8 +27,10 @@ from jujubackup.profiles import BACKUP_DIR_MARKER
 from jujubackup.restore import execute as X
 from jujubackup.transfer import parse_rate
 from jujubackup.ui import UI
+from tests.host.local_sshd import LocalSSHD, local_sshd
 from tests.unit.archive_builders import MISSING_ROOT, MODEL_UUID, VALID, ArchiveSpec, file_info, special_info
-from tests.unit.local_sshd import LocalSSHD, local_sshd
+
+pytestmark = pytest.mark.host  # root: a loopback sshd, mounts or root-owned files (no lab)
 
 ID = f"20261126-060001.{MODEL_UUID}"
 

@@ -17,7 +17,9 @@ from jujubackup.host import knownhosts
 from jujubackup.host.ssh import HostKeyRevokedError, SSHHost
 from jujubackup.host.sshconfig import QuotingSSHConfig, lookup
 from jujubackup.host.target import SSHTarget
-from tests.unit.local_sshd import LocalSSHD, local_sshd
+from tests.host.local_sshd import LocalSSHD, local_sshd
+
+pytestmark = pytest.mark.host  # root: a loopback sshd, mounts or root-owned files (no lab)
 
 
 def exec_config(tmp_path: Path, marker_dir: Path) -> Path:

@@ -18,7 +18,9 @@ from jujubackup.local_archives import sidecar_path
 from jujubackup.operations.download import DownloadRequest, download
 from jujubackup.operations.upload import upload
 from jujubackup.ui import UI
-from tests.unit.test_host_transfer import ID, archive, host, juju_machine, sshd, ui  # noqa: F401
+from tests.host.test_host_transfer import ID, archive, host, juju_machine, sshd, ui  # noqa: F401
+
+pytestmark = pytest.mark.host  # root: a loopback sshd, mounts or root-owned files (no lab)
 
 OTHER = "20261127-060001.ffffffff-0000-1111-2222-333333333333"
 

@@ -15,10 +15,12 @@ import pytest
 from jujubackup import apilogin
 from jujubackup.errors import VerifyError
 from jujubackup.host.ssh import SSHHost
+from tests.host.local_sshd import LocalSSHD, local_sshd
+from tests.host.test_host_ssh import target_for
 from tests.lab.provision import _make_certs
 from tests.lab.standins import api as standin
-from tests.unit.local_sshd import LocalSSHD, local_sshd
-from tests.unit.test_host_ssh import target_for
+
+pytestmark = pytest.mark.host  # root: a loopback sshd, mounts or root-owned files (no lab)
 
 MODEL = "c0ffee00-0000-4000-8000-000000000000"
 GOOD = {"auth-tag": "machine-0", "credentials": "s3cret-pw", "nonce": "user-admin:bootstrap"}

@@ -14,6 +14,8 @@ import pytest
 
 from tests.lab import provision
 
+pytestmark = pytest.mark.host  # root: a loopback sshd, mounts or root-owned files (no lab)
+
 HOST_PYTHON = "/usr/bin/python3"
 PROFILES = ["juju-2.8", "juju-2.8-bionic", "juju-2.8-focal", "juju-2.9", "juju-3.6"]
 VERSIONS = {  # profile -> (mongod/shell version, tools version)

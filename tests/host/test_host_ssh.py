@@ -19,7 +19,9 @@ from jujubackup.errors import EXIT_CONNECT, EXIT_REMOTE, ConnectError, NotFoundE
 from jujubackup.host.openssh import OpenSSHStreams, Unusable
 from jujubackup.host.ssh import HostKeyChangedError, SSHHost
 from jujubackup.host.target import SSHTarget
-from tests.unit.local_sshd import LocalSSHD, local_sshd
+from tests.host.local_sshd import LocalSSHD, local_sshd
+
+pytestmark = pytest.mark.host  # root: a loopback sshd, mounts or root-owned files (no lab)
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,8 @@ from tests.lab import provision
 from tests.lab.standins import storage
 from tests.paths import VALID_28
 
+pytestmark = pytest.mark.host  # root: a loopback sshd, mounts or root-owned files (no lab)
+
 HOST_PYTHON = "/usr/bin/python3"
 SERIES = {"juju-2.9": "4.4", "juju-2.8": "3.2"}
 
