@@ -1,8 +1,10 @@
 """Restore benchmark (issue 5): disaster recovery of a ~1 GiB backup vs the same work done by hand.
 
-    sudo .venv/bin/python -m benchmarks.restore [--size 1GiB] [--runs 3] [--profile juju-2.9] [--json]
+    sudo .venv/bin/python -m benchmarks.restore [--sizes 256MiB,1GiB] [--runs 3] [--profile juju-2.9]
+                                               [--out DIR] [--json]
 
-Boots a lab (ctl0 + spare0 + spare1), creates a backup on ctl0 with `jujubackup create`, downloads it,
+For each size, boots a lab (ctl0 + spare0 + spare1 + spare2), creates a backup on ctl0 with
+`jujubackup create`, downloads it,
 grows it to about `--size` by appending incompressible chunks to the dump's blobstore.chunks (charm and
 agent binaries are what makes real archives big; the lab's generated logs compress to almost nothing),
 powers ctl0 off, then measures in the same run, round robin, median of `--runs`:
@@ -18,7 +20,12 @@ powers ctl0 off, then measures in the same run, round robin, median of `--runs`:
               `mongorestore --drop --oplogReplay` with the password on stdin - the data movement an
               expert would type
 
-Goal: jujubackup within 1.3x of by hand.
+  drill       `jujubackup drill --archive FILE --target spare2` (the verified copy) on a spare
+              wiped the same way: the same restore stages, isolated, then every check (issue 16)
+
+Goals: jujubackup within 1.2x of by hand (issue 18; 1.3x before); a drill within 1.15x of the
+restore of the same archive in the same run (issue 16). `--out` writes the rows
+`python -m benchmarks.report` reads.
 """
 
 from __future__ import annotations
@@ -36,11 +43,13 @@ from typing import Any
 
 import bson
 
+from benchmarks.common import RESULTS, parse_sizes, save
 from jujubackup import archive as archive_mod
 from jujubackup import profiles
-from tests.lab.lab import Lab, parse_size
+from tests.lab.lab import Lab
 
-GOAL = 1.3
+GOAL = 1.2
+DRILL_GOAL = 1.15
 CHUNK = 1 << 20
 CHUNKS = "dump/blobstore/blobstore.chunks.bson"
 REPO = Path(__file__).resolve().parents[1]
@@ -105,7 +114,8 @@ def wipe_spare(lab: Lab, host: str, profile: profiles.Profile) -> None:
         lab,
         host,
         "systemctl stop 'jujud-machine-*' " + profile.db_service + " 2>/dev/null || true; "
-        f"rm -rf /var/lib/juju /var/lib/jujubackup-restore* {extra} /etc/systemd/system/jujud-machine-* "
+        "rm -rf /var/lib/juju /var/lib/jujubackup-restore* /var/lib/jujubackup-drill "
+        f"{extra} /etc/systemd/system/jujud-machine-* "
         f"/etc/systemd/system/{profile.db_service}.service; systemctl daemon-reload",
     )
 
@@ -136,11 +146,18 @@ def ours(lab: Lab, host: str, archive: Path) -> tuple[float, dict[str, float]]:
     return seconds, json.loads(done.stdout).get("seconds", {})  # --format json: one document
 
 
+def drill(lab: Lab, host: str, archive: Path) -> float:
+    """`jujubackup drill --archive` onto `host`; return seconds. Raise if a check fails."""
+    start = time.monotonic()
+    jb(lab, "drill", "--archive", str(archive), "--target", host)
+    return time.monotonic() - start
+
+
 def run(size: int, runs: int, profile_name: str) -> dict[str, Any]:
     """Boot the lab, make the backup, measure both ways round robin; return the results."""
     profile = profiles.profile_named(profile_name)
     with (
-        Lab.create(controllers=1, spares=2, profile=profile_name) as lab,
+        Lab.create(controllers=1, spares=3, profile=profile_name) as lab,
         tempfile.TemporaryDirectory(prefix="bench-restore-") as tmp,
     ):
         small, archive = Path(tmp) / "small.tar.gz", Path(tmp) / "backup.tar.gz"
@@ -157,7 +174,7 @@ def run(size: int, runs: int, profile_name: str) -> dict[str, Any]:
         jb(lab, "verify", str(verified))
         lab.host("ctl0").power_off()
         jb(lab, "restore", "--archive", str(archive), "--target", "spare1", "--yes")  # by-hand target set up
-        cold, warm, theirs = [], [], []
+        cold, warm, theirs, drills = [], [], [], []
         steps: list[dict[str, float]] = []
         for _ in range(runs):
             # Each timed run starts with nothing dirty in the page cache: the previous run's
@@ -174,6 +191,9 @@ def run(size: int, runs: int, profile_name: str) -> dict[str, Any]:
             steps.append(per_step)
             os.sync()
             theirs.append(by_hand(lab, "spare1", archive, profile))
+            wipe_spare(lab, "spare2", profile)
+            os.sync()
+            drills.append(drill(lab, "spare2", verified))
         ratio = statistics.median(warm) / statistics.median(theirs)
         return {
             "profile": profile_name,
@@ -190,40 +210,79 @@ def run(size: int, runs: int, profile_name: str) -> dict[str, Any]:
             "ratio_unverified": round(statistics.median(cold) / statistics.median(theirs), 3),
             "goal": GOAL,
             "met": ratio <= GOAL,
+            "drill_s": [round(x, 2) for x in drills],
+            "median_drill_s": round(statistics.median(drills), 2),
+            "drill_ratio": round(statistics.median(drills) / statistics.median(warm), 3),
+            "drill_goal": DRILL_GOAL,
         }
+
+
+def rows(label: str, size: int, result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Given one size's result, return its rows for benchmarks.report."""
+    gib = size / 2**30
+    ours, hand = result["median_jujubackup_s"], result["median_by_hand_s"]
+    cold = result["median_jujubackup_unverified_s"]
+    return [
+        {"metric": "DR restore (verify passed) vs by hand", "size": label, "bytes": size,
+         "ratio": result["ratio"],
+         "goal": GOAL, "better": "lower", "ours_s_per_gib": round(ours / gib, 2),
+         "baseline_s_per_gib": round(hand / gib, 2)},
+        {"metric": "DR restore (never verified) vs by hand", "size": label, "bytes": size,
+         "ratio": result["ratio_unverified"], "goal": None, "better": "lower",
+         "ours_s_per_gib": round(cold / gib, 2), "baseline_s_per_gib": round(hand / gib, 2)},
+        {"metric": "drill vs DR restore", "size": label, "bytes": size, "ratio": result["drill_ratio"],
+         "goal": DRILL_GOAL, "better": "lower",
+         "ours_s_per_gib": round(result["median_drill_s"] / gib, 2),
+         "baseline_s_per_gib": round(ours / gib, 2)},
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--size", default="1GiB", help="DB data size on the controller (default 1GiB)")
+    parser.add_argument("--sizes", "--size", default="1GiB", help="DB data sizes, e.g. 256MiB,1GiB")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--profile", default="juju-2.9", choices=[p.name for p in profiles.PROFILES[:2]])
+    parser.add_argument("--profile", default="juju-2.9", choices=[p.name for p in profiles.PROFILES])
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"results dir (default {RESULTS})")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    result = run(parse_size(args.size), args.runs, args.profile)
+    by_size: dict[str, Any] = {}
+    all_rows: list[dict[str, Any]] = []
+    for label, size in parse_sizes(args.sizes):
+        result = run(size, args.runs, args.profile)
+        by_size[label] = result
+        all_rows += rows(label, size, result)
+        if not args.json:
+            show(result)
+    doc = {"runs": args.runs, "results": all_rows, "by_size": by_size}
+    save(doc, "restore", args.profile, args.out)
     if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(
-            f"restore of a {result['archive_bytes'] / 2**20:.0f} MiB archive ({result['profile']}), "
-            f"median of {result['runs']}:"
-        )
-        print(
-            f"  jujubackup restore --archive  {result['median_jujubackup_s']:8.2f} s  "
-            f"{result['jujubackup_s']}  (a downloaded copy that `verify` passed)"
-        )
-        print(
-            f"  same, archive not verified    {result['median_jujubackup_unverified_s']:8.2f} s  "
-            f"{result['jujubackup_unverified_s']}  (verified during the restore)"
-        )
-        print(f"  by hand over ssh              {result['median_by_hand_s']:8.2f} s  {result['by_hand_s']}")
-        for n, per_step in enumerate(result["jujubackup_step_s"], 1):
-            print(f"  run {n} steps: " + ", ".join(f"{k} {v:.1f}" for k, v in per_step.items()))
-        print(f"  ratio {result['ratio']:.3f} (goal <= {GOAL}): {'met' if result['met'] else 'NOT met'}; "
-              f"not verified before: {result['ratio_unverified']:.3f}")
-    return 0 if result["met"] else 1
+        print(json.dumps(doc, indent=2))
+    return 0 if all(r["met"] for r in by_size.values()) else 1
+
+
+def show(result: dict[str, Any]) -> None:
+    """Print one size's result for a person."""
+    print(
+        f"restore of a {result['archive_bytes'] / 2**20:.0f} MiB archive ({result['profile']}), "
+        f"median of {result['runs']}:"
+    )
+    print(
+        f"  jujubackup restore --archive  {result['median_jujubackup_s']:8.2f} s  "
+        f"{result['jujubackup_s']}  (a downloaded copy that `verify` passed)"
+    )
+    print(
+        f"  same, archive not verified    {result['median_jujubackup_unverified_s']:8.2f} s  "
+        f"{result['jujubackup_unverified_s']}  (verified during the restore)"
+    )
+    print(f"  by hand over ssh              {result['median_by_hand_s']:8.2f} s  {result['by_hand_s']}")
+    print(f"  jujubackup drill --archive    {result['median_drill_s']:8.2f} s  {result['drill_s']}")
+    for n, per_step in enumerate(result["jujubackup_step_s"], 1):
+        print(f"  run {n} steps: " + ", ".join(f"{k} {v:.1f}" for k, v in per_step.items()))
+    print(f"  ratio {result['ratio']:.3f} (goal <= {GOAL}): {'met' if result['met'] else 'NOT met'}; "
+          f"not verified before: {result['ratio_unverified']:.3f}; drill / restore "
+          f"{result['drill_ratio']:.3f} (goal <= {DRILL_GOAL})")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Transfer benchmark (issue 4): jujubackup download/upload of a 1 GiB archive against OpenSSH.
 
-    sudo .venv/bin/python -m benchmarks.transfer [--size 1GiB] [--runs 3] [--stream-runs 10]
-                                                 [--rss-size 2GiB] [--json]
+    sudo .venv/bin/python -m benchmarks.transfer [--sizes 256MiB,1GiB,4GiB] [--runs 3] [--stream-runs 10]
+                                                 [--rss-size 2GiB] [--out DIR]
 
 Boots a lab controller (or uses `--ssh-config FILE --host NAME`), builds a valid juju-backup archive
 of `--size` with an incompressible member, uploads it once, then measures in the same run, round
@@ -17,7 +17,10 @@ robin, median of `--runs`:
 
 then the peak RSS (wait4 ru_maxrss of the jujubackup process) downloading and uploading an archive
 of `--rss-size`, and `--stream-runs` back-to-back 1 GiB downloads counting failures (paramiko#822).
-Goals: ratio >= 0.8 of OpenSSH, peak RSS < 150 MiB for 2 GiB, no failure in 10 runs.
+Goals (issue 18): download >= 0.9x of OpenSSH, upload of a never-verified archive >= 0.8x, of one
+`verify` passed >= 0.9x; peak RSS < 150 MiB for 2 GiB; no failure in 10 runs. With several sizes,
+each is measured in the same lab (stream failures on the first size, RSS of `--rss-size` once at the
+end); `--out` writes the rows `python -m benchmarks.report` reads.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -36,6 +38,9 @@ from pathlib import Path
 from typing import Any
 
 import bson
+
+from benchmarks.common import RESULTS, parse_size, parse_sizes, save
+from jujubackup import profiles
 
 JUJUBACKUP = str(Path(sys.executable).parent / "jujubackup")
 MODEL_UUID = "b3c0ffee-0000-4000-8000-000000000001"
@@ -56,14 +61,6 @@ else:
         h.put(fh, remote)
 h.close()
 """
-
-
-def parse_size(text: str) -> int:
-    """Given `1GiB`, `512M`, `2G` or a byte count, return bytes (K/M/G are powers of 1024)."""
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?", text.strip().lower())
-    if not match:
-        raise SystemExit(f"bad size {text!r}")
-    return int(float(match[1]) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[match[2]])
 
 
 def timed(argv: list[str], **kwargs: Any) -> tuple[float, int, int]:
@@ -206,32 +203,71 @@ def run(bench: Bench, size: int, runs: int, stream_runs: int, rss_size: int) -> 
     return result
 
 
+RSS_GOAL_MIB = 150
+
+
+def rows(label: str, size: int, result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Given one size's result, return its rows for benchmarks.report (ratio: ssh time / ours)."""
+    gib = size / 2**30
+    med = {k: statistics.median(v) for k, v in result["seconds"].items()}
+    rss = result["peak_rss_MiB"]
+    out = []
+    for metric, key, base, goal, rss_key in (
+        ("download vs ssh cat", "jb_down", "ssh_down", 0.9, "download_1g"),
+        ("upload (never verified) vs ssh cat", "jb_up", "ssh_up", 0.8, "upload_1g"),
+        ("upload (verify passed) vs ssh cat", "jb_up_verified", "ssh_up", 0.9, None),
+    ):
+        out.append({"metric": metric, "size": label, "bytes": size, "ratio": round(med[base] / med[key], 3),
+                    "goal": goal, "better": "higher", "ours_s_per_gib": round(med[key] / gib, 2),
+                    "baseline_s_per_gib": round(med[base] / gib, 2),
+                    "peak_rss_mib": rss.get(rss_key) if rss_key else None})
+    for key in ("download_big", "upload_big"):
+        if key in rss and rss[key] > 0:
+            out.append({"metric": f"{key.split('_')[0]} peak RSS / {RSS_GOAL_MIB} MiB",
+                        "size": f"{result['rss_archive_bytes'] / 2**30:.1f}GiB",
+                        "bytes": result["rss_archive_bytes"], "ratio": round(rss[key] / RSS_GOAL_MIB, 3),
+                        "goal": 1.0, "better": "lower", "peak_rss_mib": rss[key]})
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", default="1GiB")
+    parser.add_argument("--sizes", "--size", default="1GiB", help="archive sizes, e.g. 256MiB,1GiB,4GiB")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--stream-runs", type=int, default=10)
     parser.add_argument("--rss-size", default="2GiB")
     parser.add_argument("--ssh-config", type=Path)
     parser.add_argument("--host", default="ctl0")
+    parser.add_argument("--profile", default="juju-2.9", choices=[p.name for p in profiles.PROFILES])
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"results dir (default {RESULTS})")
     parser.add_argument("--work", type=Path, default=Path("/var/tmp"))
     args = parser.parse_args(argv)
-    size, rss_size = parse_size(args.size), parse_size(args.rss_size)
+    sizes, rss_size = parse_sizes(args.sizes), parse_size(args.rss_size)
+
+    def measure(bench: Bench) -> dict[str, Any]:
+        by_size: dict[str, Any] = {}
+        all_rows: list[dict[str, Any]] = []
+        for n, (label, size) in enumerate(sizes):
+            last = n == len(sizes) - 1
+            result = run(bench, size, args.runs, args.stream_runs if n == 0 else 0, rss_size if last else 0)
+            by_size[label] = result
+            all_rows += rows(label, size, result)
+        return {"runs": args.runs, "results": all_rows, "by_size": by_size}
+
     with tempfile.TemporaryDirectory(dir=args.work, prefix="jb-bench-") as tmp:
         if args.ssh_config:
-            bench = Bench(args.ssh_config, args.host, Path(tmp))
-            result = run(bench, size, args.runs, args.stream_runs, rss_size)
+            doc = measure(Bench(args.ssh_config, args.host, Path(tmp)))
         else:
             from tests.lab.lab import Lab
 
-            lab = Lab.create(controllers=1)
+            lab = Lab.create(controllers=1, profile=args.profile)
             try:
-                result = run(Bench(lab.ssh_config, args.host, Path(tmp)), size, args.runs, args.stream_runs,
-                             rss_size)
+                doc = measure(Bench(lab.ssh_config, args.host, Path(tmp)))
             finally:
                 lab.teardown()
-    print(json.dumps(result, indent=2))
+    save(doc, "transfer", args.profile, args.out)
+    print(json.dumps(doc, indent=2))
     return 0
 
 

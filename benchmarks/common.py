@@ -1,0 +1,55 @@
+"""What every benchmark shares: sizes on the command line, and where its JSON result goes.
+
+Each benchmark prints its JSON result and, with `--out DIR` (default `benchmarks/results`), also
+writes it to `DIR/<benchmark>-<profile>.json`, tagged with the benchmark's name, the profile, the
+machine's CPU count and the time it ran, so that `python -m benchmarks.report` can put the results
+of one session into one table and one chart.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse_size(text: str) -> int:
+    """Given '256MiB', '1GiB', '512M', '2G' or a byte count, return bytes (K/M/G/T: powers of 1024).
+    Raise ValueError on anything else."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B)?\s*", text, re.I)
+    if not m:
+        raise ValueError(f"bad size {text!r} (examples: 256MiB, 1GiB, 4GiB)")
+    return int(float(m.group(1)) * (1024 ** " KMGT".index(m.group(2).upper() or " ")))
+
+
+def parse_sizes(text: str) -> list[tuple[str, int]]:
+    """Given '256MiB,1GiB,4GiB', return [(label, bytes), ...] in that order. Raise ValueError."""
+    labels = [s.strip() for s in text.split(",") if s.strip()]
+    if not labels:
+        raise ValueError("no size given (example: --sizes 256MiB,1GiB,4GiB)")
+    return [(label, parse_size(label)) for label in labels]
+
+
+def save(doc: dict[str, Any], benchmark: str, profile: str, out: Path | None) -> Path | None:
+    """Given a benchmark's result, tag it and write it to `out/<benchmark>-<profile>.json`; return
+    the path (None when `out` is None)."""
+    doc = {
+        "benchmark": benchmark,
+        "profile": profile,
+        "cpus": os.cpu_count(),
+        "ran": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        **doc,
+    }
+    if out is None:
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{benchmark}-{profile}.json"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.replace(path)
+    return path

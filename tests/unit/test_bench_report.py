@@ -1,0 +1,100 @@
+"""benchmarks.report and the benchmarks' shared parsing: rows, goals, the scale verdicts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import common, report
+from benchmarks.create import phases
+
+
+def doc(
+    rows: list[dict[str, object]], benchmark: str = "create", profile: str = "juju-2.9"
+) -> dict[str, object]:
+    return {"benchmark": benchmark, "profile": profile, "ran": "2026-12-03T08:00:00Z", "results": rows}
+
+
+def row(size: str, ratio: float, per_gib: float, rss: float | None = None, **kw: object) -> dict[str, object]:
+    base = {
+        "metric": "create online vs by hand (pigz)",
+        "size": size,
+        "bytes": common.parse_size(size),
+        "ratio": ratio,
+        "goal": 1.1,
+        "better": "lower",
+        "ours_s_per_gib": per_gib,
+        "peak_rss_mib": rss,
+    }
+    return {**base, **kw}
+
+
+def test_sizes_parse_in_order_and_refuse_garbage() -> None:
+    assert common.parse_sizes("256MiB, 1GiB,4GiB") == [
+        ("256MiB", 1 << 28),
+        ("1GiB", 1 << 30),
+        ("4GiB", 1 << 32),
+    ]
+    for bad in ("", "1 GiB x", "-1G", "1PB"):
+        with pytest.raises(ValueError):
+            common.parse_sizes(bad)
+
+
+def test_goal_direction_decides_met() -> None:
+    lower = report.rows_of(doc([row("1GiB", 1.18, 10.0)]))[0]
+    higher = report.rows_of(doc([row("1GiB", 0.92, 3.0, goal=0.9, better="higher")], "transfer"))[0]
+    assert lower.met is False and higher.met is True
+    assert report.rows_of(doc([row("1GiB", 5.0, 1.0, goal=None)]))[0].met is None
+
+
+def test_markdown_marks_missed_goals_and_spread_beyond_twenty_percent(tmp_path: Path) -> None:
+    (tmp_path / "create-juju-2.9.json").write_text(
+        json.dumps(
+            doc(
+                [
+                    row("256MiB", 1.05, 10.0, 60),
+                    row("1GiB", 1.2, 10.5, 62),
+                    row("4GiB", 1.1, 13.0, 200),
+                ]
+            )
+        )
+    )
+    text = report.markdown(report.load(tmp_path))
+    assert "| create online vs by hand (pigz) | juju-2.9 | 1GiB | 1.20× | ≤ 1.1× | **no** |" in text
+    assert "| create online vs by hand (pigz) | juju-2.9 | 256MiB | 1.05× | ≤ 1.1× | yes |" in text
+    scale = text.split("peak RSS growth |")[1]
+    assert "24% (**beyond**)" in scale and "60 → 200 MiB (**grows**)" in scale
+
+
+def test_rows_without_ratio_or_results_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no `results`"):
+        report.rows_of({"benchmark": "old"})
+    with pytest.raises(ValueError, match="without metric"):
+        report.rows_of(doc([{"metric": "x", "size": "1GiB"}]))
+    assert report.main(["--results", str(tmp_path)]) == 2
+
+
+def test_create_phases_from_progress_lines() -> None:
+    stderr = "\n".join(
+        [
+            "[0.4s] lock taken",
+            "[1.0s] dumping juju-db (mongodump --oplog)",
+            "[9.0s] collecting state files (root.tar)",
+            "[9.5s] writing metadata",
+            "[9.7s] compressing the archive (pigz) and hashing its members",
+            "[15.0s] stored /var/lib/juju/backups/x.tar.gz (1 bytes)",
+            "unrelated",
+        ]
+    )
+    took = phases(stderr, 17.0)
+    assert took == {
+        "dump": 8.0,
+        "root.tar": 0.5,
+        "metadata": 0.2,
+        "compress+hash": 5.3,
+        "before-dump": 1.0,
+        "client+connect": 2.0,
+    }
+    assert phases("nothing", 3.0) == {}
