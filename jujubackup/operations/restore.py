@@ -21,6 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 import bson
@@ -831,10 +832,14 @@ def update_client_config(
     from jujubackup.connect import juju_data
 
     path = (data_dir or juju_data()) / "controllers.yaml"
+    if path.is_symlink():
+        raise RefusedError(f"{path} is a symbolic link: not rewriting through it (client config not updated)",
+                           hint="replace the link by the file (Juju writes a plain file), or edit "
+                           "api-endpoints by hand")
     if not path.is_file():
         ui.warn(f"no {path}: client config not updated")
         return False
-    old_text = path.read_text(encoding="utf-8")
+    old_text = _read_nofollow(path)
     new_text, name = rewrite_controllers_yaml(old_text, controller_uuid, f"{address}:{port}")
     if name is None or new_text == old_text:
         ui.warn(f"controller {controller_uuid} is not in {path} (or already points at {address})")
@@ -847,8 +852,43 @@ def update_client_config(
         ui.line(line)
     if not yes and not confirm(f"update api-endpoints of controller {name} in {path}?"):
         return False
-    path.write_text(new_text, encoding="utf-8")
+    replace_file(path, new_text.encode("utf-8"))
     return True
+
+
+def _read_nofollow(path: Path) -> str:
+    """Return the text of regular file `path`, opened without following a link. Raise RefusedError
+    (exit 6) for a link or a non-regular file (one planted after the check)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as err:
+        raise RefusedError(f"cannot read {path}: {err.strerror}", hint="check that file") from err
+    with os.fdopen(fd, "rb") as fh:
+        if not S_ISREG(os.fstat(fd).st_mode):
+            raise RefusedError(f"{path} is not a regular file: client config not updated")
+        return fh.read().decode("utf-8")
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Replace `path` by a file holding `data`: written to a private temp file (0600, O_EXCL) in the
+    same directory, given the old file's mode, synced, renamed over it. Never writes through a link
+    (the rename replaces a link planted at `path` itself, never its target); the temp file is removed
+    if anything fails."""
+    mode = 0o600
+    with suppress(OSError):
+        mode = os.lstat(path).st_mode & 0o777 & ~0o022  # never wider for group/others than it was
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".jujubackup.tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fchmod(fh.fileno(), mode)
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def rewrite_controllers_yaml(text: str, controller_uuid: str, endpoint: str) -> tuple[str, str | None]:

@@ -9,6 +9,9 @@ import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from jujubackup import profiles, scripts
 from jujubackup.operations.restore import needs_readdress, rewrite_controllers_yaml, spare_from_preflight
@@ -233,3 +236,42 @@ def _group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def _quiet_ui() -> Any:
+    import io
+
+    from rich.console import Console
+
+    from jujubackup.ui import UI
+
+    return UI(quiet=True, out=Console(file=io.StringIO()), err=Console(file=io.StringIO()))
+
+
+def test_client_config_is_replaced_by_rename_keeping_its_mode(tmp_path: Path) -> None:
+    from jujubackup.operations.restore import update_client_config
+
+    path = tmp_path / "controllers.yaml"
+    path.write_text(CONTROLLERS_YAML)
+    path.chmod(0o600)
+    inode = path.stat().st_ino
+    assert update_client_config("8a293c6a-855b-47fd-8201-affdf29c9605", "10.201.0.50", 17070, _quiet_ui(),
+                                lambda _q: True, yes=True, data_dir=tmp_path)
+    assert "10.201.0.50:17070" in path.read_text() and path.stat().st_ino != inode  # a new file
+    assert path.stat().st_mode & 0o777 == 0o600 and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_client_config_that_is_a_link_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    from jujubackup.errors import RefusedError
+    from jujubackup.operations.restore import update_client_config
+
+    elsewhere = tmp_path / "elsewhere.yaml"  # e.g. a file of another user's, or ~/.bashrc
+    elsewhere.write_text(CONTROLLERS_YAML)
+    (tmp_path / "juju").mkdir()
+    (tmp_path / "juju/controllers.yaml").symlink_to(elsewhere)
+    with pytest.raises(RefusedError) as info:
+        update_client_config("8a293c6a-855b-47fd-8201-affdf29c9605", "10.201.0.50", 17070, _quiet_ui(),
+                             lambda _q: True, yes=True, data_dir=tmp_path / "juju")
+    assert info.value.exit_code == 6 and "symbolic link" in info.value.message
+    assert elsewhere.read_text() == CONTROLLERS_YAML
+    assert (tmp_path / "juju/controllers.yaml").is_symlink()
