@@ -30,7 +30,8 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (EXIT_REFUSED, "refused by a precondition (disk space, versions, live controllers, …)"),
     (EXIT_LOCKED, "another jujubackup operation holds the controller's lock"),
     (EXIT_VERIFY, "verification failed (checksum, manifest, unsafe or missing archive members)"),
-    (EXIT_PARTIAL, "partly done: machines left as listed (repoint: `repoint --resume` finishes them)"),
+    (EXIT_PARTIAL, "partly done: what is left is listed (repoint: machines, `repoint --resume` finishes "
+                   "them; run: the controllers that failed, while others succeeded)"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
 )
 
@@ -111,7 +112,8 @@ class VerifyError(JujuBackupError):
 
 
 class PartialError(JujuBackupError):
-    """Part of the work was done and the rest is listed (repoint: machines not re-pointed)."""
+    """Part of the work was done and the rest is listed (repoint: machines not re-pointed; run:
+    controllers that failed)."""
 
     exit_code = EXIT_PARTIAL
 

@@ -189,3 +189,33 @@ def _pipe_width() -> int | None:
 
 def _no_color() -> bool:
     return "NO_COLOR" in os.environ
+
+
+@dataclass
+class PrefixedUI(UI):
+    """A UI for one of several jobs running at once (run: one controller per thread): every log line
+    starts with `[prefix] `, and no progress bars are drawn (they would fight over the terminal)."""
+
+    prefix: str = ""
+
+    @classmethod
+    def of(cls, ui: UI, prefix: str) -> PrefixedUI:
+        """Return a PrefixedUI writing to `ui`'s consoles with its format and verbosity."""
+        return cls(format=ui.format, quiet=ui.quiet, verbose=ui.verbose, out=ui.out, err=ui.err,
+                   prefix=prefix)
+
+    @property
+    def interactive(self) -> bool:
+        return False
+
+    def info(self, message: str) -> None:
+        super().info(f"[{self.prefix}] {message}")
+
+    def debug(self, message: str) -> None:
+        super().debug(f"[{self.prefix}] {message}")
+
+    def warn(self, message: str) -> None:
+        super().warn(f"[{self.prefix}] {message}")
+
+    def error(self, message: str, hint: str | None = None) -> None:
+        super().error(f"[{self.prefix}] {message}", hint)

@@ -40,6 +40,7 @@ VERB_MODULES: tuple[str, ...] = (
     "drill",
     "status",
     "config",
+    "run",
 )
 
 BackupDirOption = Annotated[

@@ -1,0 +1,118 @@
+"""run --config against two labs (one juju-2.9, one juju-2.8 controller), through the CLI (issue 17:
+create -> copy -> verify -> prune on both; with one powered off the other finishes, exit 9, and the
+metrics file says so)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jujubackup.archive import verify_archive
+from tests.integration.test_create import catalog_ids, jb, jujubackup_bin
+
+pytestmark = pytest.mark.lab
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([jujubackup_bin(), *args], capture_output=True, text=True, timeout=900,
+                          stdin=subprocess.DEVNULL, check=False)
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    """Return the value of metric `name` with exactly these labels in a textfile, or None."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    head = f"jujubackup_{name}{{{want}}}" if want else f"jujubackup_{name}"
+    for line in text.splitlines():
+        if line.startswith(head + " "):
+            return float(line.split()[-1])
+    return None
+
+
+def test_run_two_controllers_then_one_powered_off(lab_factory: Any, tmp_path: Path) -> None:
+    lab29 = lab_factory(controllers=1, profile="juju-2.9")
+    lab28 = lab_factory(controllers=1, profile="juju-2.8")
+    store = tmp_path / "store"
+    config = tmp_path / "fleet.yaml"
+    config.write_text(f"""\
+parallel: 2
+defaults:
+  retention: {{keep-last: 2}}
+  ssh: {{connect-timeout: 5}}
+controllers:
+  c29:
+    hosts: [ctl0]
+    ssh: {{config: {lab29.ssh_config}}}
+  c28:
+    hosts: [ctl0]
+    mode: quiesce
+    ssh: {{config: {lab28.ssh_config}}}
+stores:
+  local: {{kind: local, path: {store}}}
+""")
+    checked = run("config", "check", str(config), "--format", "json")
+    assert checked.returncode == 0, checked.stderr
+    # two older backups on the 2.9 controller: keep-last 2 prunes the oldest after the run's backup
+    older = []
+    for notes in ("old-1", "old-2"):
+        made = jb(lab29, "create", notes)
+        assert made.returncode == 0, made.stderr
+        older.append(made.stdout.strip())
+        time.sleep(1.1)  # IDs have one-second resolution
+    metrics_file = tmp_path / "jujubackup.prom"
+
+    first = run("run", "--config", str(config), "--metrics-file", str(metrics_file), "--format", "json")
+    assert first.returncode == 0, first.stderr
+    doc = json.loads(first.stdout)
+    assert doc["result"] == "ok" and doc["exit-code"] == 0 and doc["failed"] == []
+    by_name = {c["controller"]: c for c in doc["controllers"]}
+    new29, new28 = by_name["c29"]["backup"], by_name["c28"]["backup"]
+    assert catalog_ids(lab29.host("ctl0")) == sorted([older[1], new29])  # older[0] pruned
+    assert by_name["c29"]["pruned"] == [older[0]] and by_name["c28"]["pruned"] == []
+    assert catalog_ids(lab28.host("ctl0")) == [new28]
+    for backup_id in (new29, new28):  # copies in the store, verified, with their sidecars
+        copy = store / f"{backup_id}.tar.gz"
+        assert verify_archive(copy).ok
+        assert json.loads((store / f"{backup_id}.json").read_text())["ID"] == backup_id
+        assert copy.stat().st_mode & 0o777 == 0o600
+    text = metrics_file.read_text()
+    assert metrics_file.stat().st_mode & 0o777 == 0o644
+    assert sample(text, "run_exit_code") == 0
+    for name in ("c29", "c28"):
+        assert sample(text, "controller_success", controller=name) == 1
+        assert sample(text, "store_success", controller=name, store="local") == 1
+        assert sample(text, "controller_backup_size_bytes", controller=name) == by_name[name]["size"]
+    first_success = sample(text, "controller_last_success_timestamp_seconds", controller="c28")
+    assert first_success is not None
+    assert not list(tmp_path.glob(".jujubackup.prom.*"))  # no temp file left
+
+    # the 2.8 controller powered off: the 2.9 one finishes; exit 9; the metrics say which failed
+    lab28.host("ctl0").power_off()
+    second = run("run", "--config", str(config), "--metrics-file", str(metrics_file))
+    assert second.returncode == 9, second.stderr
+    assert re.search(r"1 of 2 controller\(s\) failed: c28 at create \(exit 3\)", second.stderr)
+    row29 = next(line for line in second.stdout.splitlines() if line.startswith("c29"))
+    row28 = next(line for line in second.stdout.splitlines() if line.startswith("c28"))
+    assert " ok " in row29 and "FAILED (create, exit 3)" in row28
+    assert len(catalog_ids(lab29.host("ctl0"))) == 2 and new29 in catalog_ids(lab29.host("ctl0"))
+    text = metrics_file.read_text()
+    assert sample(text, "run_exit_code") == 9
+    assert sample(text, "controller_success", controller="c29") == 1
+    assert sample(text, "controller_success", controller="c28") == 0
+    assert sample(text, "controller_exit_code", controller="c28") == 3
+    assert sample(text, "controller_last_success_timestamp_seconds", controller="c28") == first_success
+    assert sample(text, "controller_backup_size_bytes", controller="c28") is None
+    assert sample(text, "store_success", controller="c28", store="local") is None  # never reached
+    kept = sample(text, "store_last_success_timestamp_seconds", controller="c28", store="local")
+    assert kept == first_success
+
+    # JSON summary of a pass where every controller fails the same way: their common exit code (3)
+    lab29.host("ctl0").power_off()
+    third = run("run", "--config", str(config), "--format", "json")
+    assert third.returncode == 3, third.stderr
+    assert json.loads(third.stdout)["result"] == "failed"
