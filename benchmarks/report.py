@@ -169,7 +169,7 @@ def chart(rows: list[Row], png: Path) -> None:
 
     labels = [f"{r.metric}\n{r.profile} {r.size}" for r in rows]
     fig, ax = plt.subplots(figsize=(max(8.0, 0.9 * len(rows)), 5.5))
-    colours = ["#4c9a2a" if r.met in (True, None) else "#c0392b" for r in rows]
+    colours = [{True: "#4c9a2a", False: "#c0392b", None: "#999999"}[r.met] for r in rows]
     ax.bar(range(len(rows)), [r.ratio for r in rows], color=colours)
     for i, r in enumerate(rows):
         if r.goal is not None:
@@ -177,7 +177,7 @@ def chart(rows: list[Row], png: Path) -> None:
         ax.text(i, r.ratio, f"{r.ratio:.2f}", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(range(len(rows)), labels, rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("ratio to the baseline in the same run (dashed: goal)")
-    ax.set_title("jujubackup benchmarks (green: goal met)")
+    ax.set_title("jujubackup benchmarks (green: goal met, red: missed, grey: reference, no goal)")
     fig.tight_layout()
     fig.savefig(png, dpi=110)
     plt.close(fig)
