@@ -21,11 +21,11 @@ from tests.paths import VALID_28
 from tests.unit.restore_script_samples import RESTORE_SAMPLES
 
 PARAMS = X.Params(
-    backup_id="20260101-000000.uuid",
+    backup_id="20260101-000000.0f0e0d0c-1111-4222-8333-444455556666",
     mode="disaster-recovery",
     profile="juju-2.9",
     machine_id="2",
-    model_uuid="m-uuid",
+    model_uuid="0f0e0d0c-1111-4222-8333-444455556666",
     new_address="10.201.0.50",
     state_port=37017,
     api_port=17070,
@@ -275,3 +275,44 @@ def test_client_config_that_is_a_link_is_refused_and_its_target_untouched(tmp_pa
     assert info.value.exit_code == 6 and "symbolic link" in info.value.message
     assert elsewhere.read_text() == CONTROLLERS_YAML
     assert (tmp_path / "juju/controllers.yaml").is_symlink()
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("machine_id", "0; db.dropDatabase()"),       # reaches unit names, unit paths and mongo JS
+    ("machine_id", "0\n"),
+    ("machine_id", "0/lxd/1"),                     # restore takes only a top-level machine
+    ("backup_id", "../../etc/x"),
+    ("model_uuid", "m'); x('"),
+    ("new_address", "10.0.0.1 -oProxyCommand=x"),
+    ("state_port", 0),
+    ("api_port", "17070"),
+    ("steps", ["upload", "rm -rf /"]),
+    ("sha256", "zz"),
+    ("size", -1),
+    ("install", "yes"),
+    ("profile", "juju-9"),
+    ("mode", "anything"),
+    ("backup_dir", "/"),
+    ("backup_dir", "relative"),
+    ("harvest_modes", [["0f0e0d0c-1111-4222-8333-444455556666", "default", "all; rm"]]),
+    ("harvest_modes", [["0f0e0d0c-1111-4222-8333-444455556666", "$(x)", None]]),
+    ("harvest_modes", "none"),
+])
+def test_resume_refuses_journal_params_that_restore_never_writes(key: str, value: Any) -> None:
+    import json
+
+    from jujubackup.errors import VerifyError
+
+    doc = {**json.loads(PARAMS.to_json()), key: value}
+    with pytest.raises(VerifyError) as info:
+        X.Params.from_dict(doc)
+    assert info.value.exit_code == 8 and key in info.value.message
+
+
+def test_resume_reads_the_params_restore_writes() -> None:
+    import json
+
+    doc = json.loads(PARAMS.to_json())
+    model = "0f0e0d0c-1111-4222-8333-444455556666"
+    doc["harvest_modes"] = [[model, "default", None]]
+    assert X.Params.from_dict(doc).harvest_modes == ((model, "default", None),)
