@@ -231,9 +231,11 @@ class Store(Protocol):
         """Return where the store is, for messages: a directory, or s3://bucket/prefix at endpoint."""
         ...
 
-    def begin_put(self, backup_id: str, *, encrypted: bool, size: int | None = None) -> PutSession:
+    def begin_put(self, backup_id: str, *, encrypted: bool, size: int | None = None,
+                  plain_sha256: str | None = None) -> PutSession:
         """Start (or resume) writing backup `backup_id`'s archive; `size` is the stored size when known
-        (plain copies: the record's size; lets an S3 store pick its part size). Raise as listed in
+        (plain copies: the record's size; lets an S3 store pick its part size); `plain_sha256`, the
+        record's, goes into an S3 object's metadata (commit checks it either way). Raise as listed in
         the module docstring; RefusedError (6) when the store already holds this backup with other
         content (a complete copy of the same backup is not an error: see `get`)."""
         ...

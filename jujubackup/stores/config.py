@@ -19,7 +19,7 @@ mapping under the top-level key `stores`, keyed by the store's name:
         profile: default                 # optional: the section of credentials-file (or of ~/.aws)
         ca-bundle: /etc/ssl/my-ca.pem    # optional
         addressing-style: path           # path | virtual | auto (default: path)
-        part-size-mib: 64                # multipart part size (5..5120)
+        part-size-mib: 16                # multipart part size (5..5120; memory: one part at a time)
         encrypt-to: [...]
 
 Secrets never go in this file: S3 keys come from `credentials-file` (refused unless 0600 and owned
@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from jujubackup.errors import UsageError
 
-STORE_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+STORE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"  # = fleet_config.NAME
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PREFIX = re.compile(r"^(?:[A-Za-z0-9._-]+/)*$")
 _URL = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(?::\d{1,5})?/?$")
@@ -95,7 +95,7 @@ class S3StoreConfig(_Model):
     profile: str | None = None
     ca_bundle: Path | None = None
     addressing_style: Literal["path", "virtual", "auto"] = "path"
-    part_size_mib: Annotated[int, Field(ge=5, le=5120)] = 64
+    part_size_mib: Annotated[int, Field(ge=5, le=5120)] = 16
     encrypt_to: list[str] = Field(default_factory=list)
 
     @field_validator("bucket")

@@ -176,7 +176,8 @@ class LocalStore:
     def describe(self) -> str:
         return str(self.directory)
 
-    def begin_put(self, backup_id: str, *, encrypted: bool, size: int | None = None) -> LocalPut:
+    def begin_put(self, backup_id: str, *, encrypted: bool, size: int | None = None,
+                  plain_sha256: str | None = None) -> LocalPut:
         prepare_directory(self.directory)
         dest = self.directory / object_name(backup_id, encrypted=encrypted)
         for other in (True, False):

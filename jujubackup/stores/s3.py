@@ -1,0 +1,528 @@
+"""The S3 store: S3-compatible object storage through boto3 (the only module that imports it).
+
+Keys under the configured prefix (stores.object_name / sidecar_name: built from the validated ID):
+    <prefix><ID>.tar.gz | <prefix><ID>.tar.gz.age   the copy, uploaded as a multipart upload
+    <prefix><ID>.json                               the sidecar, written after the copy completed
+
+A put streams: parts of `part-size-mib` are buffered in memory (one at a time) and sent as they fill,
+each with its SHA-256 (S3's ChecksumSHA256: the server checks every part on receipt and keeps the
+checksums with the object); the object carries the plaintext archive's SHA-256 and size in its user
+metadata (x-amz-meta-jujubackup-sha256 / -size) and the sidecar has everything else. Nothing is
+published before the whole stream verified: the multipart upload is completed only when the stored
+bytes' SHA-256 (plain) or the plaintext's (encrypted) is the catalog's; else it is aborted.
+
+Resuming: an interrupted plain put leaves its multipart upload; the next put of the same backup
+finds it and does not send again a part whose number, size and SHA-256 match a part already uploaded
+(the stream itself is read again from its start, so the whole-stream SHA-256 is still computed). An
+encrypted put never resumes (a new file key each time): earlier uploads of its key are aborted.
+"""
+
+from __future__ import annotations
+
+import base64
+import configparser
+import contextlib
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from jujubackup.errors import (
+    ConnectError,
+    JujuBackupError,
+    NotFoundError,
+    RefusedError,
+    UsageError,
+    VerifyError,
+)
+from jujubackup.stores import (
+    STORED_KEY,
+    StoredBackup,
+    check_id,
+    id_of_name,
+    object_name,
+    parse_time,
+    sidecar_name,
+    stored_block,
+    stored_problem,
+)
+from jujubackup.stores.config import S3StoreConfig
+
+MAX_SIDECAR = 1 << 20
+MAX_PARTS = 10_000
+_AUTH_CODES = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AccessDenied",
+    "InvalidToken",
+    "ExpiredToken",
+    "AuthorizationHeaderMalformed",
+    "403",
+}
+_MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
+
+
+def read_credentials(path: Path, profile: str | None) -> dict[str, str]:
+    """Given an AWS-format credentials file (INI: [profile] aws_access_key_id, aws_secret_access_key,
+    aws_session_token), return boto3 Session keyword arguments. Raise RefusedError (6) unless the
+    file is a regular file of this user, not readable by others (0600); UsageError (2) if the
+    profile or a key is missing; NotFoundError (5) if the file is missing. The secret is never shown."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError as err:
+        raise NotFoundError(f"credentials file {path} not found") from err
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+        raise RefusedError(
+            f"credentials file {path} must be a regular file of yours, mode 0600", hint=f"chmod 600 {path}"
+        )
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(path.read_text(encoding="utf-8"))
+    except (configparser.Error, OSError, UnicodeError) as err:
+        raise UsageError(f"credentials file {path} is not an INI file") from err
+    section = profile or "default"
+    if not parser.has_section(section):
+        raise UsageError(f"credentials file {path} has no [{section}] section")
+    values = parser[section]
+    if not values.get("aws_access_key_id") or not values.get("aws_secret_access_key"):
+        raise UsageError(
+            f"credentials file {path} [{section}] needs aws_access_key_id and aws_secret_access_key"
+        )
+    creds = {
+        "aws_access_key_id": values["aws_access_key_id"].strip(),
+        "aws_secret_access_key": values["aws_secret_access_key"].strip(),
+    }
+    if values.get("aws_session_token"):
+        creds["aws_session_token"] = values["aws_session_token"].strip()
+    return creds
+
+
+def _b64_sha256(data: bytes | bytearray | memoryview) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def _same_part(held_checksum: str, etag: str, data: bytes, checksum: str) -> bool:
+    """True when an uploaded part holds `data`: its SHA-256 checksum when S3 listed one, else its
+    ETag, which is the MD5 of the part for a part stored without SSE-KMS/SSE-C."""
+    if held_checksum:
+        return held_checksum == checksum
+    return etag.strip('"') == hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+class S3Put:
+    """A PutSession writing a multipart upload (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: S3Store,
+        backup_id: str,
+        key: str,
+        *,
+        encrypted: bool,
+        part_size: int,
+        plain_sha256: str | None,
+        plain_size: int | None,
+    ) -> None:
+        self.store = store
+        self.backup_id = backup_id
+        self.key = key
+        self.encrypted = encrypted
+        self.part_size = part_size
+        self.offset = 0
+        self.prefix_sha256 = ""
+        self.hasher = hashlib.sha256()
+        self.written = 0
+        self.buffer = bytearray()
+        self.parts: list[dict[str, Any]] = []
+        self.reused = 0
+        self.existing: dict[int, tuple[int, str, str]] = {}
+        self.upload_id = self._start(plain_sha256, plain_size)
+
+    def _start(self, plain_sha256: str | None, plain_size: int | None) -> str:
+        """Find the multipart upload to resume (plain) or abort the old ones (encrypted); else create."""
+        s3 = self.store
+        uploads = s3.call("list_multipart_uploads", Bucket=s3.bucket, Prefix=self.key).get("Uploads", [])
+        uploads = [u for u in uploads if u.get("Key") == self.key]
+        if uploads and not self.encrypted:
+            latest = max(
+                uploads, key=lambda u: u.get("Initiated") or datetime.min.replace(tzinfo=timezone.utc)
+            )
+            for part in s3.call(
+                "list_parts", Bucket=s3.bucket, Key=self.key, UploadId=latest["UploadId"]
+            ).get("Parts", []):
+                if part.get("ETag"):  # ListParts may omit the checksum: then the ETag (MD5) decides
+                    self.existing[int(part["PartNumber"])] = (
+                        int(part["Size"]),
+                        part.get("ChecksumSHA256", ""),
+                        part["ETag"],
+                    )
+            for other in uploads:
+                if other is not latest:
+                    s3.call(
+                        "abort_multipart_upload", Bucket=s3.bucket, Key=self.key, UploadId=other["UploadId"]
+                    )
+            return str(latest["UploadId"])
+        for old in uploads:
+            s3.call("abort_multipart_upload", Bucket=s3.bucket, Key=self.key, UploadId=old["UploadId"])
+        metadata = {
+            "jujubackup-id": self.backup_id,
+            "jujubackup-format": "age-v1" if self.encrypted else "plain",
+        }
+        if plain_sha256:
+            metadata["jujubackup-sha256"] = plain_sha256
+        if plain_size is not None:
+            metadata["jujubackup-size"] = str(plain_size)
+        created = s3.call(
+            "create_multipart_upload",
+            Bucket=s3.bucket,
+            Key=self.key,
+            Metadata=metadata,
+            ChecksumAlgorithm="SHA256",
+            ContentType="application/age" if self.encrypted else "application/gzip",
+        )
+        return str(created["UploadId"])
+
+    def write(self, data: bytes) -> int:
+        self.hasher.update(data)
+        self.written += len(data)
+        self.buffer += data
+        while len(self.buffer) >= self.part_size:
+            self._send(bytes(self.buffer[: self.part_size]))
+            del self.buffer[: self.part_size]
+        return len(data)
+
+    def _send(self, data: bytes) -> None:
+        number = len(self.parts) + 1
+        if number > MAX_PARTS:
+            raise RefusedError(f"{self.key}: more than {MAX_PARTS} parts", hint="raise part-size-mib")
+        checksum = _b64_sha256(data)
+        held = self.existing.get(number)
+        if held is not None and held[0] == len(data) and _same_part(held[1], held[2], data, checksum):
+            self.parts.append({"PartNumber": number, "ETag": held[2], "ChecksumSHA256": checksum})
+            self.reused += len(data)
+            return
+        s3 = self.store
+        sent = s3.call(
+            "upload_part",
+            Bucket=s3.bucket,
+            Key=self.key,
+            UploadId=self.upload_id,
+            PartNumber=number,
+            Body=data,
+            ChecksumAlgorithm="SHA256",
+            ChecksumSHA256=checksum,
+        )
+        self.parts.append({"PartNumber": number, "ETag": sent["ETag"], "ChecksumSHA256": checksum})
+
+    def commit(
+        self, record: dict[str, Any], *, plain_sha256: str, plain_size: int, recipients: tuple[str, ...] = ()
+    ) -> StoredBackup:
+        if self.buffer or not self.parts:
+            self._send(bytes(self.buffer))
+            self.buffer.clear()
+        stored_sha256 = self.hasher.hexdigest()
+        expected = (record.get("sha256"), record.get("size"))
+        got = (plain_sha256, plain_size) if self.encrypted else (stored_sha256, self.written)
+        s3 = self.store
+        if got != expected:
+            self.abort(keep=False)
+            raise VerifyError(
+                f"the copy of {self.backup_id} for store {s3.name} does not match the catalog: got "
+                f"{got[1]} bytes sha256 {got[0]}, expected {expected[1]} bytes sha256 {expected[0]}",
+                hint=f"nothing was stored; run `jujubackup verify {self.backup_id}` on the controller",
+            )
+        s3.call(
+            "complete_multipart_upload",
+            Bucket=s3.bucket,
+            Key=self.key,
+            UploadId=self.upload_id,
+            MultipartUpload={"Parts": self.parts},
+        )
+        block = stored_block(
+            name=self.key[len(s3.prefix) :],
+            encrypted=self.encrypted,
+            size=self.written,
+            stored_sha256=stored_sha256,
+            plain_sha256=plain_sha256,
+            plain_size=plain_size,
+            recipients=recipients,
+            stored_at=datetime.now(timezone.utc),
+        )
+        side = {k: v for k, v in record.items() if k not in ("path", "archive_present", "local", "stamp")}
+        side[STORED_KEY] = block
+        body = (json.dumps(side, indent=2) + "\n").encode()
+        s3.call(
+            "put_object",
+            Bucket=s3.bucket,
+            Key=s3.prefix + sidecar_name(self.backup_id),
+            Body=body,
+            ContentType="application/json",
+            ChecksumAlgorithm="SHA256",
+        )
+        return s3.get(self.backup_id)
+
+    def abort(self, *, keep: bool = True) -> None:
+        if keep and not self.encrypted:
+            return
+        with contextlib.suppress(NotFoundError):
+            self.store.call(
+                "abort_multipart_upload", Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id
+            )
+
+
+class _Body:
+    """A read/close stream over an S3 object's body (botocore StreamingBody)."""
+
+    def __init__(self, store: S3Store, body: Any) -> None:
+        self.store = store
+        self.body = body
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return bytes(self.body.read(None if size is None or size < 0 else size))
+        except Exception as err:  # botocore's read errors (timeouts, resets) are not one class
+            raise ConnectError(f"reading from store {self.store.name} failed: {err}") from err
+
+    def readline(self, limit: int = -1) -> bytes:
+        out = bytearray()
+        while limit < 0 or len(out) < limit:
+            byte = self.read(1)
+            if not byte:
+                break
+            out += byte
+            if byte == b"\n":
+                break
+        return bytes(out)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.body.close()
+
+    def __enter__(self) -> _Body:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class S3Store:
+    """A Store in an S3 bucket under a prefix (see the module docstring)."""
+
+    kind = "s3"
+
+    def __init__(self, name: str, config: S3StoreConfig) -> None:
+        self.name = name
+        self.config = config
+        self.bucket = config.bucket
+        self.prefix = config.prefix
+        self.recipients = tuple(config.encrypt_to)
+        self._client: Any = None
+
+    def describe(self) -> str:
+        where = f" at {self.config.endpoint_url}" if self.config.endpoint_url else ""
+        return f"s3://{self.bucket}/{self.prefix}{where}"
+
+    @property
+    def client(self) -> Any:
+        """The boto3 client, made on first use (credentials from credentials-file or boto3's chain)."""
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            cfg = self.config
+            creds = read_credentials(cfg.credentials_file, cfg.profile) if cfg.credentials_file else {}
+            session = boto3.session.Session(profile_name=None if creds else cfg.profile, **creds)
+            self._client = session.client(
+                "s3",
+                endpoint_url=cfg.endpoint_url,
+                region_name=cfg.region,
+                verify=str(cfg.ca_bundle) if cfg.ca_bundle else None,
+                config=Config(
+                    s3={"addressing_style": cfg.addressing_style},
+                    connect_timeout=10,
+                    read_timeout=120,
+                    retries={"max_attempts": 4, "mode": "standard"},
+                    request_checksum_calculation="when_required",
+                    response_checksum_validation="when_required",
+                ),
+            )
+        return self._client
+
+    def call(self, method: str, **kwargs: Any) -> Any:
+        """Call a boto3 client method; return its response. Map failures to typed errors: refused
+        credentials ConnectError (3), a missing bucket or key NotFoundError (5), an endpoint that does
+        not answer ConnectError (3), anything else the S3 error code in a RefusedError (6)."""
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        try:
+            return getattr(self.client, method)(**kwargs)
+        except NoCredentialsError as err:
+            raise ConnectError(
+                f"store {self.name}: no S3 credentials",
+                hint="set credentials-file (0600) in the store's config, or AWS_* variables",
+            ) from err
+        except ClientError as err:
+            raise self._client_error(err) from err
+        except BotoCoreError as err:
+            raise ConnectError(
+                f"store {self.name} ({self.describe()}): {err}",
+                hint="check endpoint-url and that the server answers",
+            ) from err
+
+    def _client_error(self, err: Any) -> JujuBackupError:
+        error = err.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in _AUTH_CODES or status == 403:
+            return ConnectError(
+                f"store {self.name} ({self.describe()}) refused the credentials ({code or status})",
+                hint="check the access key and secret in the store's credentials-file",
+            )
+        if code == "NoSuchBucket":
+            return NotFoundError(
+                f"store {self.name}: bucket {self.bucket} does not exist",
+                hint="create the bucket, or fix `bucket` in the store's config",
+            )
+        if code in _MISSING or status == 404:
+            return NotFoundError(f"store {self.name}: {code or 'not found'} ({self.describe()})")
+        return RefusedError(
+            f"store {self.name} ({self.describe()}): {code}: {error.get('Message', '')}".strip()
+        )
+
+    def begin_put(
+        self, backup_id: str, *, encrypted: bool, size: int | None = None, plain_sha256: str | None = None
+    ) -> S3Put:
+        key = self.prefix + object_name(backup_id, encrypted=encrypted)
+        for other in (True, False):
+            if self._head(self.prefix + object_name(backup_id, encrypted=other)) is not None:
+                raise RefusedError(
+                    f"store {self.name} already holds {backup_id}",
+                    hint="remove it from the store to copy it again",
+                )
+        part = self.config.part_size_mib << 20
+        if size:  # at most MAX_PARTS parts: a bigger archive gets bigger parts
+            part = max(part, -(-size // MAX_PARTS))
+        return S3Put(
+            self,
+            backup_id,
+            key,
+            encrypted=encrypted,
+            part_size=part,
+            plain_sha256=plain_sha256,
+            plain_size=None if encrypted else size,
+        )
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        try:
+            return dict(self.call("head_object", Bucket=self.bucket, Key=key))
+        except NotFoundError as err:
+            if "bucket" in err.message:
+                raise
+            return None
+
+    def get(self, backup_id: str) -> StoredBackup:
+        check_id(backup_id)
+        for encrypted in (True, False):
+            name = object_name(backup_id, encrypted=encrypted)
+            head = self._head(self.prefix + name)
+            if head is not None:
+                return self._describe(
+                    backup_id, name, encrypted, int(head["ContentLength"]), head.get("LastModified")
+                )
+        raise NotFoundError(f"backup {backup_id} is not in store {self.name} ({self.describe()})")
+
+    def _describe(
+        self, backup_id: str, name: str, encrypted: bool, size: int, modified: datetime | None
+    ) -> StoredBackup:
+        try:
+            obj = self.call("get_object", Bucket=self.bucket, Key=self.prefix + sidecar_name(backup_id))
+            if int(obj.get("ContentLength", 0)) > MAX_SIDECAR:
+                raise ValueError("sidecar larger than 1 MiB")
+            record = json.loads(obj["Body"].read(MAX_SIDECAR + 1))
+        except NotFoundError:
+            return StoredBackup(
+                self.name, backup_id, name, size, modified, encrypted, problems=("no sidecar",)
+            )
+        except (ValueError, RecursionError) as err:
+            return StoredBackup(
+                self.name,
+                backup_id,
+                name,
+                size,
+                modified,
+                encrypted,
+                problems=(f"sidecar unreadable: {err}",),
+            )
+        problem = stored_problem(record, backup_id, name)
+        if problem is None and record[STORED_KEY]["size"] != size:
+            problem = "the object's size is not the sidecar's"
+        if problem:
+            return StoredBackup(self.name, backup_id, name, size, modified, encrypted, problems=(problem,))
+        block = record[STORED_KEY]
+        return StoredBackup(
+            self.name,
+            backup_id,
+            name,
+            size,
+            parse_time(block.get("stored_at")) or modified,
+            encrypted,
+            sha256=record["sha256"],
+            plain_size=block["plain_size"],
+            stored_sha256=block["sha256"],
+            recipients=tuple(block["recipients"]),
+            record=record,
+        )
+
+    def _objects(self) -> Iterator[dict[str, Any]]:
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix, "Delimiter": "/"}
+            if token:
+                kwargs["ContinuationToken"] = token
+            page = self.call("list_objects_v2", **kwargs)
+            yield from page.get("Contents", [])
+            if not page.get("IsTruncated"):
+                return
+            token = page.get("NextContinuationToken")
+
+    def list_backups(self) -> list[StoredBackup]:
+        found = []
+        for obj in self._objects():
+            name = str(obj["Key"])[len(self.prefix) :]
+            parsed = id_of_name(name)
+            if parsed is not None:
+                found.append(
+                    self._describe(parsed[0], name, parsed[1], int(obj["Size"]), obj.get("LastModified"))
+                )
+        return sorted(found, key=lambda b: b.id)
+
+    def open(self, backup_id: str) -> BinaryIO:
+        stored = self.get(backup_id)
+        obj = self.call("get_object", Bucket=self.bucket, Key=self.prefix + stored.name)
+        return _Body(self, obj["Body"])  # type: ignore[return-value]
+
+    def remove(self, backup_id: str) -> None:
+        check_id(backup_id)
+        keys = [self.prefix + sidecar_name(backup_id)] + [
+            self.prefix + object_name(backup_id, encrypted=e) for e in (True, False)
+        ]
+        present = [k for k in keys if self._head(k) is not None]
+        for key in keys:
+            uploads = self.call("list_multipart_uploads", Bucket=self.bucket, Prefix=key).get("Uploads", [])
+            for upload in uploads:
+                if upload.get("Key") == key:
+                    self.call(
+                        "abort_multipart_upload", Bucket=self.bucket, Key=key, UploadId=upload["UploadId"]
+                    )
+                    present.append(key)
+        if not present:
+            raise NotFoundError(f"backup {backup_id} is not in store {self.name} ({self.describe()})")
+        for key in keys:
+            if key in present:
+                self.call("delete_object", Bucket=self.bucket, Key=key)
