@@ -191,7 +191,9 @@ class Stanza:
 
 
 class Recipient(Protocol):
-    text: str
+    @property
+    def text(self) -> str:
+        ...
 
     def wrap(self, file_key: bytes) -> Stanza:
         ...

@@ -189,3 +189,34 @@ def run_download(settings: ConnectionSettings, ui: UI, request: DownloadRequest)
         return download(host, request, ui)
     finally:
         host.close()
+
+
+def run_store_copy(settings: ConnectionSettings, ui: UI, ref: str, directory: Path | None,
+                   store_name: str | None, store_config: Path | None, encrypt_to: list[str] | None,
+                   bwlimit: int | None, backup_dir: str) -> dict[str, Any]:
+    """`download --encrypt-to R… [--dir DIR]` (a local store over DIR, default the current dir) or
+    `download --store NAME` (encrypted to `encrypt_to` when given, else to the store's recipients):
+    copy the backup into that store through operations.copy; return the copy's summary (the file or
+    object under "file"). Raise the copy's error (nothing published on a mismatch)."""
+    from jujubackup.operations.copy import run_copy
+    from jujubackup.stores import Store, open_store
+    from jujubackup.stores.config import LocalStoreConfig, check_recipients, named_store
+
+    store: Store
+    if store_name is not None:
+        store = named_store(store_config, store_name, encrypt_to=encrypt_to)
+    else:
+        recipients = check_recipients(encrypt_to or [])
+        store = open_store("download", LocalStoreConfig(kind="local", path=directory or Path.cwd(),
+                                                        encrypt_to=recipients))
+    record, outcomes = run_copy(settings, ui, ref, [store], backup_dir=backup_dir, bwlimit=bwlimit)
+    outcome = outcomes[0]
+    if outcome.error is not None:
+        raise outcome.error
+    assert outcome.stored is not None
+    where = store.describe().rstrip("/")
+    summary = outcome.as_dict()
+    summary["id"] = record.id
+    summary["file"] = f"{where}/{outcome.stored.name}" if store.kind == "local" else \
+        f"{store.describe().split(' at ')[0]}{outcome.stored.name}"
+    return summary

@@ -197,6 +197,14 @@ class PutSession(Protocol):
     beginning). Only plain copies resume: an encrypted put always starts at 0 (its file key is never
     kept anywhere)."""
 
+    prefix_sha256: str
+    """SHA-256 of the `offset` bytes held ("" when offset is 0): the caller compares it with the
+    source's prefix (transfer.remote_stat) before it resumes, and calls restart() when they differ."""
+
+    def restart(self) -> None:
+        """Drop what is held and start again from byte 0 (offset becomes 0)."""
+        ...
+
     def write(self, data: bytes, /) -> int:
         """Append stored bytes; return len(data). Raise the store's typed error (the session is then
         unusable: call abort)."""

@@ -265,6 +265,9 @@ class S3Put:
         )
         return s3.get(self.backup_id)
 
+    def restart(self) -> None:
+        """Nothing to drop: an S3 put always reads its stream from byte 0 (parts held are skipped)."""
+
     def abort(self, *, keep: bool = True) -> None:
         if keep and not self.encrypted:
             return
