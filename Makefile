@@ -10,7 +10,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := systemd-container debootstrap zstd pigz shellcheck openssh-client iproute2 python3-venv python3-bson openssh-server age
 
-.PHONY: demo test deps venv rootfs lint unit unprivileged lab-down clean
+.PHONY: demo test deps venv libjuju rootfs lint unit unprivileged lab-down clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
@@ -26,6 +26,10 @@ $(BIN)/jujubackup: pyproject.toml
 	touch $@
 
 venv: $(BIN)/jujubackup
+
+# python-libjuju in its own venv (tests/libjuju: it pins paramiko<3); the lab tests use it as a client
+libjuju: venv
+	$(BIN)/python -c 'import tests.libjuju as l; print(l.python())'
 
 # the lab rootfs (tests/lab/rootfs.py PACKAGES) has nftables: a drill target needs nftables or iptables
 rootfs: deps venv
@@ -43,7 +47,7 @@ unprivileged: deps
 	.ci/unprivileged
 
 # root-free lane first, then the lanes that need root: tests/host (a loopback sshd, mounts) and the lab
-test: deps venv unprivileged rootfs
+test: deps venv libjuju unprivileged rootfs
 	$(BIN)/pytest -q -ra tests/host tests/integration
 
 demo: deps venv rootfs
@@ -53,4 +57,4 @@ lab-down: venv
 	$(BIN)/python -m tests.lab down
 
 clean: lab-down
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) .venv-libjuju build dist *.egg-info

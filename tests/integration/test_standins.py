@@ -228,3 +228,39 @@ def test_ha_replica_set_sees_a_powered_off_member(lab_factory: Any) -> None:
     gone = members[f"{ctl2.ip}:37017"]
     assert gone["health"] == 0 and gone["stateStr"] == "(not reachable/healthy)"
     assert all(m["health"] == 1 for name, m in members.items() if name != f"{ctl2.ip}:37017")
+
+
+def test_libjuju_lists_a_fresh_controllers_models_and_machines(lab_factory: Any) -> None:
+    """python-libjuju, a client no one here wrote, connects by controller name with the juju_data
+    `lab up` makes (controllers.yaml, accounts.yaml 0600) and lists models and machines from the
+    database; a wrong password and anything but the read-only calls are refused as Juju does."""
+    from tests import libjuju
+    from tests.lab.standins import api, jujud
+
+    lab = lab_factory(controllers=1, machines=2)
+    ctl = lab.host("ctl0")
+    wait_agent_running(ctl)
+    assert lab.describe()["juju_data"] == str(lab.juju_data)
+    assert (lab.juju_data / "accounts.yaml").stat().st_mode & 0o777 == 0o600
+    seen = libjuju.sees(lab.juju_data, "--controller", "lab")
+    assert seen["server_version"] == "2.9.42" and seen["endpoint"] == f"{ctl.ip}:17070"
+    assert seen["models"] == ["controller", "default"]
+    assert seen["machines"] == {"controller": ["0", "1"], "default": ["2"]}
+    accounts = lab.juju_data / "accounts.yaml"
+    password = accounts.read_text().split("password: ", 1)[1].split("\n", 1)[0]
+    accounts.write_text(accounts.read_text().replace(password, password + "x"))
+    refused = libjuju.probe(lab.juju_data, "--controller", "lab")
+    assert refused.returncode == 1
+    assert "invalid entity name or password (unauthorized access)" in refused.stderr
+    # a write, on a model connection of a logged-in admin, is refused with Juju's error shape
+    conf = jujud.parse_agent_conf(_agent_conf(ctl))
+    uuid = str(conf["model"]).removeprefix("model-")
+    sock = api.dial(f"{ctl.ip}:17070", str(conf["cacert"]), uuid)
+    try:
+        api.call(sock, 1, "Admin", 3, "Login", {"auth-tag": "user-admin", "credentials": password})
+        with pytest.raises(api.LoginError, match="not implemented"):
+            api.call(sock, 2, "Application", 13, "Deploy", {})
+        with pytest.raises(api.LoginError, match="not implemented"):
+            api.call(sock, 3, "ModelManager", 5, "DestroyModels", {})
+    finally:
+        sock.close()

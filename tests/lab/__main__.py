@@ -3,7 +3,9 @@
     up [--controllers N] [--spares M] [--machines K] [--profile PROFILE] [--db-size SIZE]
        [--name NAME]
         clear leftovers (dead labs and the previous CLI lab NAME), boot, print ONE JSON document
-        {"ssh_config", "key", "known_hosts", "hosts": [{"name","ip","role","machine_id","profile","root"}]}
+        {"ssh_config", "key", "known_hosts", "juju_data", "hosts": [{"name","ip","role","machine_id",
+        "profile","root"}]}; juju_data (null without controllers) holds controllers.yaml and
+        accounts.yaml (0600) for controller `lab`, user `admin`, as `juju bootstrap` leaves them
         and exit leaving the hosts running.
     down [--name NAME] [--id LABID]   tear down the CLI lab NAME (default "default") or lab LABID.
     status                            print every lab on this machine as JSON.
@@ -68,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             lab.detach()
             phases = ", ".join(f"{k} {v:.2f} s" for k, v in lab.timings.items())
             labmod.log(f"lab {lab.id} ({args.name}) ready in {time.monotonic() - t0:.1f} s ({phases})")
+            if lab.controllers:
+                labmod.log(f"Juju client data for controller 'lab' (user admin): JUJU_DATA={lab.juju_data}")
             print(json.dumps(lab.describe(), indent=2))
         elif args.cmd == "down":
             target = labmod.Lab.find_cli(args.name) if not args.lab_id else None

@@ -449,6 +449,11 @@ class Lab:
         return self.state_dir / "known_hosts"
 
     @property
+    def juju_data(self) -> Path:
+        """The Juju client's data dir for the lab's controller `lab` (controllers.yaml, accounts.yaml)."""
+        return self.state_dir / "juju_data"
+
+    @property
     def controllers(self) -> list[LabHost]:
         return [h for h in self.hosts if h.role == "controller"]
 
@@ -473,6 +478,7 @@ class Lab:
         return {
             "lab_id": self.id,
             "ssh_config": str(self.ssh_config), "key": str(self.key), "known_hosts": str(self.known_hosts),
+            "juju_data": str(self.juju_data) if (self.juju_data / "controllers.yaml").exists() else None,
             "hosts": [{"name": h.name, "ip": h.ip, "role": h.role, "machine_id": h.machine_id,
                        "profile": h.profile, "root": str(h.root)} for h in self.hosts],
         }
@@ -597,6 +603,8 @@ class Lab:
         cluster = provision.new_cluster(self.profile, controllers=[specs[h.name] for h in self.controllers],
                                         db_size=self._st.db_size,
                                         workloads=[specs[h.name] for h in self.workloads])
+        if self.controllers:
+            write_juju_data(self.juju_data, cluster)
         for h in self.hosts:
             provision.provision_host(h.root, specs[h.name], cluster)
             _authorize(h.root, "/root", "root", client_public)
@@ -678,6 +686,37 @@ class Lab:
             _remove_shared_if_unused()
         if errors:
             raise LabError(f"lab {self.id} teardown incomplete: " + "; ".join(errors))
+
+
+def write_juju_data(path: Path, cluster: provision.Cluster) -> None:
+    """Write the Juju client files `juju bootstrap` leaves for the controller (named `lab`, user
+    `admin`): controllers.yaml (0644), accounts.yaml with the password (0600) and an empty
+    cookies/lab.json, in the layout of
+    juju/juju jujuclient/controllers.go ControllerDetails and jujuclient/accounts.go AccountDetails."""
+    path.mkdir(mode=0o700, exist_ok=True)
+    ca = "".join(f"      {line}\n" for line in cluster.ca_cert.strip().splitlines())
+    ctrls = cluster.controllers
+    _write(path / "controllers.yaml",
+           "controllers:\n  lab:\n"
+           f"    uuid: {cluster.controller_uuid}\n"
+           f"    api-endpoints: [{', '.join(repr(f'{c.ip}:17070') for c in ctrls)}]\n"
+           f"    ca-cert: |\n{ca}"
+           "    cloud: localhost\n    region: localhost\n    type: lxd\n"
+           f"    agent-version: {cluster.spec.juju_version}\n"
+           f"    controller-machine-count: {len(ctrls)}\n"
+           f"    active-controller-machine-count: {len(ctrls)}\n"
+           f"    machine-count: {len(ctrls) + len(cluster.workloads)}\n"
+           "current-controller: lab\n", 0o644)
+    # the CLI's macaroon cookie jar (juju/persistent-cookiejar), empty for a password login; libjuju
+    # (juju/client/jujudata.py cookies_for_controller) opens it
+    (path / "cookies").mkdir(mode=0o700, exist_ok=True)
+    _write(path / "cookies" / "lab.json", "[]\n", 0o600)
+    accounts = path / "accounts.yaml"
+    accounts.unlink(missing_ok=True)
+    fd = os.open(accounts, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never readable by others
+    with os.fdopen(fd, "w") as f:
+        f.write("controllers:\n  lab:\n    user: admin\n"
+                f"    password: {cluster.admin_password}\n    last-known-access: superuser\n")
 
 
 def _remove_shared_if_unused() -> None:

@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.x509.oid import NameOID
 
 from tests.lab.standins import common, storage, versions
+from tests.lab.standins.clientapi import user_password_hash
 from tests.lab.standins.jujud import agent_password_hash
 
 STANDINS_SRC = Path(__file__).resolve().parent / "standins"
@@ -212,6 +213,8 @@ class Cluster:
     log_rnd: bytes = b"\0" * 5  # ObjectId bytes 4..8 of the generated log documents
     log_base: int = 0  # epoch seconds of the first generated log document
     seed_dir: str | None = None  # built lazily: the seeded dbpath every controller copies
+    admin_password: str = ""  # the controller user `admin` (users collection; the lab's accounts.yaml)
+    admin_salt: str = ""
 
     @property
     def spec(self) -> Profile:
@@ -366,6 +369,9 @@ def new_cluster(
         cluster.controller_uuid, [c.ip for c in controllers]
     )
     cluster.shared_secret = base64.b64encode(os.urandom(768)).decode()
+    # juju bootstrap's admin password; its salt as juju/utils RandomSalt makes one (12 bytes, base64)
+    cluster.admin_password = _password()
+    cluster.admin_salt = base64.b64encode(os.urandom(12)).decode()
     cluster.log_rnd = os.urandom(5)
     cluster.log_base = int(datetime.datetime.now().timestamp()) - 86400
     cluster.system_identity, cluster.system_identity_pub = _ssh_identity("juju-system-key")
@@ -992,8 +998,9 @@ def seed_documents(cluster: Cluster) -> dict[str, dict[str, list[dict]]]:
             "_id": "admin",
             "name": "admin",
             "displayname": "admin",
-            "passwordhash": agent_password_hash(_password()),
-            "passwordsalt": _password(12),
+            # state/user.go PasswordValid: utils.UserPasswordHash(password, passwordsalt)
+            "passwordhash": user_password_hash(cluster.admin_password, cluster.admin_salt),
+            "passwordsalt": cluster.admin_salt,
             "createdby": "admin",
             "datecreated": now,
             "txn-revno": bson.Int64(1),

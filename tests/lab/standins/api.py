@@ -21,12 +21,15 @@ Protocol, as Juju speaks it:
     with that nonce (state/machine.go CheckProvisioned) else "machine K not provisioned" code
     "not provisioned" (apiserver/admin.go).
   * After login the agent keeps the connection and calls Pinger.Ping (api/base Pinger facade).
-Stricter than Juju: only Admin.Login v3 and Pinger.Ping are served; any other call is an error.
+Stricter than Juju: only Admin.Login v3 and Pinger.Ping are served to an agent; any other call is an
+error. A USER (auth-tag user-NAME) logs in on `/api` or `/model/<uuid>/api` and gets the read-only
+calls of clientapi.py (what python-libjuju needs to list models and machines).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -36,13 +39,14 @@ import ssl
 import struct
 from typing import Any
 
-from . import common
+from . import clientapi, common
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 PATH_RE = re.compile(r"^/model/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/api$")
 UNIT_TAG_RE = re.compile(r"^unit-([a-z][a-z0-9-]*)-(\d+)$")
 MACHINE_TAG_RE = re.compile(r"^machine-(\d+(?:-[a-z]+-\d+)*)$")
 SERVER_NAME = "juju-apiserver"
+CONTROLLER_PATH = "/api"  # apiserver/apiserver.go: the controller-only API (clients, no model)
 
 
 class WSClosed(Exception):
@@ -196,10 +200,11 @@ def serve(conn: ssl.SSLSocket, head: bytes, conf: dict[str, Any], log: Any, vers
     path = parts[1] if len(parts) >= 2 else ""
     m = PATH_RE.match(path)
     key = headers.get("sec-websocket-key", "")
-    if not m or headers.get("sec-websocket-version") != "13" or not key:
+    if (not m and path != CONTROLLER_PATH) or headers.get("sec-websocket-version") != "13" or not key:
         conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
         return
-    model_uuid = m.group(1)
+    model_uuid = m.group(1) if m else ""  # "" on /api: only a user logs in there
+    user: clientapi.UserSession | None = None
     accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
     conn.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                   f"Sec-WebSocket-Accept: {accept}\r\n\r\n").encode())
@@ -213,7 +218,20 @@ def serve(conn: ssl.SSLSocket, head: bytes, conf: dict[str, Any], log: Any, vers
         rid = msg.get("request-id")
         kind, req = msg.get("type"), msg.get("request")
         out: dict[str, Any] = {"request-id": rid}
-        if kind == "Admin" and req == "Login" and msg.get("version") == 3 and logged_in is None:
+        params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
+        if user is None and logged_in is None and kind == "Admin" and req == "Login" and \
+                msg.get("version") == 3 and clientapi.is_user_tag(str(params.get("auth-tag", ""))):
+            user = _user_login(conn, conf, model_uuid or None, params, out, log, version)
+            if user is not None:
+                logged_in = str(params["auth-tag"])
+            continue
+        if user is not None:
+            _user_call(conn, user, msg, out, log)
+            continue
+        if not model_uuid:  # an agent on /api: stricter than Juju, agents log in to a model
+            out.update({"error": clientapi.BAD_CREDS[0], "error-code": clientapi.BAD_CREDS[1],
+                        "response": {}})
+        elif kind == "Admin" and req == "Login" and msg.get("version") == 3 and logged_in is None:
             try:
                 failure = check_login(conf, model_uuid, msg.get("params") or {})
             except (OSError, common.ProtocolError) as exc:
@@ -236,6 +254,59 @@ def serve(conn: ssl.SSLSocket, head: bytes, conf: dict[str, Any], log: Any, vers
             send_frame(conn, json.dumps(out), mask=False)
         except OSError:
             return
+
+
+def _db_reader(conf: dict[str, Any]) -> clientapi.Find:
+    return lambda coll, filt: _db_find(conf, coll, filt)
+
+
+def _send(conn: ssl.SSLSocket, out: dict[str, Any]) -> None:
+    with contextlib.suppress(OSError):
+        send_frame(conn, clientapi.dumps(out), mask=False)
+
+
+def _user_login(conn: ssl.SSLSocket, conf: dict[str, Any], model_uuid: str | None, params: dict,
+                out: dict[str, Any], log: Any, version: str) -> clientapi.UserSession | None:
+    """Answer a user's Admin.Login; return the session when it is good (clientapi.check_user_login)."""
+    find = _db_reader(conf)
+    try:
+        checked = clientapi.check_user_login(find, model_uuid, params)
+    except (OSError, common.ProtocolError) as exc:
+        checked = (f"cannot check credentials: {exc}", "")
+    if isinstance(checked, tuple):
+        out.update({"error": checked[0], "error-code": checked[1], "response": {}})
+        _send(conn, out)
+        return None
+    log("INFO", "juju.apiserver", f"user login: {params.get('auth-tag')} for "
+        f"{'model ' + model_uuid if model_uuid else 'the controller'}")
+    out["response"] = clientapi.login_result(find, conf, model_uuid, checked, version)
+    _send(conn, out)
+    return clientapi.UserSession(find, conf, model_uuid, checked, version)
+
+
+def _user_call(conn: ssl.SSLSocket, user: clientapi.UserSession, msg: dict[str, Any],
+               out: dict[str, Any], log: Any) -> None:
+    """Answer one call of a logged-in user (a blocked AllWatcher.Next is answered by its Stop)."""
+    log("DEBUG", "juju.rpc", f"user call {msg.get('type')}({msg.get('version')}).{msg.get('request')}")
+    try:
+        body = user.handle(msg)
+    except clientapi.RPCError as exc:
+        out.update({"error": exc.message, "error-code": exc.code, "response": {}})
+        _send(conn, out)
+        return
+    except (OSError, common.ProtocolError) as exc:
+        out.update({"error": f"cannot read the database: {exc}", "error-code": "", "response": {}})
+        _send(conn, out)
+        return
+    if body is None:
+        return
+    out["response"] = body
+    _send(conn, out)
+    if msg.get("type") == "AllWatcher" and msg.get("request") == "Stop":
+        blocked = user.stopped_next(msg)
+        if blocked is not None:
+            _send(conn, {"request-id": blocked, "error": "watcher was stopped", "error-code": "stopped",
+                         "response": {}})
 
 
 # --------------------------------------------------------------------------- client side
