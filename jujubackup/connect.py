@@ -27,7 +27,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from jujubackup.errors import ConnectError, JujuBackupError, NotFoundError, UsageError
-from jujubackup.host.base import Host
+from jujubackup.host.base import Connector, Host
 from jujubackup.host.ssh import HostKeyChangedError, SSHHost
 from jujubackup.host.sshconfig import lookup
 from jujubackup.host.target import SSHTarget
@@ -36,6 +36,10 @@ from jujubackup.ui import UI
 
 MAX_JUMPS = 5
 SYSTEM_KNOWN_HOSTS = Path("/etc/ssh/ssh_known_hosts")
+
+ConnectWith = ConnectionSettings | Connector
+"""What operations connect through: the CLI's Connector, or bare settings (wrapped in an SSHConnector
+by `as_connector`, for callers not handed a Connector yet)."""
 
 
 @dataclass(frozen=True)
@@ -216,22 +220,56 @@ def resolve_targets(settings: ConnectionSettings, env: Mapping[str, str] | None 
     return targets
 
 
-def connect_one(settings: ConnectionSettings, target: str | SSHTarget, ui: UI | None = None) -> Host:
-    """Given settings and one host value (or a resolved target), return a connected Host; its
-    notices (skipped known_hosts lines) are warned about on `ui` when given.
+class SSHConnector:
+    """The Connector over OpenSSH-compatible SSH (SSHHost): targets resolved once from the settings
+    (ssh config, controllers.yaml), each connect a fresh SSHHost."""
+
+    def __init__(self, settings: ConnectionSettings, env: Mapping[str, str] | None = None) -> None:
+        self._settings = settings
+        self._env = env
+        self._targets: list[SSHTarget] | None = None
+
+    @property
+    def settings(self) -> ConnectionSettings:
+        return self._settings
+
+    def targets(self) -> list[SSHTarget]:
+        """Return resolve_targets(settings), resolved on first use and kept for this run."""
+        if self._targets is None:
+            self._targets = resolve_targets(self._settings, self._env)
+        return list(self._targets)
+
+    def target(self, value: str) -> SSHTarget:
+        return resolve_target(self._settings, value)
+
+    def connect(self, target: SSHTarget) -> Host:
+        return SSHHost.connect(target)
+
+
+def as_connector(via: ConnectWith) -> Connector:
+    """Given a Connector or bare settings, return a Connector (an SSHConnector over the settings)."""
+    return SSHConnector(via) if isinstance(via, ConnectionSettings) else via
+
+
+def connect_one(via: ConnectWith, target: str | SSHTarget, ui: UI | None = None) -> Host:
+    """Given a connector (or settings) and one host value (or a resolved target), return a connected
+    Host; its notices (skipped known_hosts lines) are warned about on `ui` when given.
 
     Raise ConnectError (exit 3) if it cannot connect, UsageError for a bad value.
     """
-    resolved = target if isinstance(target, SSHTarget) else resolve_target(settings, target)
-    host = SSHHost.connect(resolved)
+    connector = as_connector(via)
+    resolved = target if isinstance(target, SSHTarget) else connector.target(target)
+    host = connector.connect(resolved)
     if ui is not None:
         warn_notices(ui, host)
     return host
 
 
-def warn_notices(ui: UI, host: SSHHost, shown: set[str] | None = None) -> None:
-    """Warn about each of the host's notices not in `shown` (then add them there)."""
-    for notice in host.notices:
+def warn_notices(ui: UI, host: Host, shown: set[str] | None = None) -> None:
+    """Warn about each of the host's notices (an SSHHost's skipped known_hosts lines) not in `shown`
+    (then add them there)."""
+    notices: tuple[str, ...] = getattr(host, "notices", ())
+    for notice in notices:
         if shown is None or notice not in shown:
             ui.warn(notice)
         if shown is not None:
@@ -239,16 +277,16 @@ def warn_notices(ui: UI, host: SSHHost, shown: set[str] | None = None) -> None:
 
 
 def connect_each(
-    targets: Sequence[SSHTarget], ui: UI | None = None
-) -> Iterator[tuple[SSHTarget, SSHHost | None, JujuBackupError | None]]:
+    targets: Sequence[SSHTarget], ui: UI | None = None, connector: Connector | None = None
+) -> Iterator[tuple[SSHTarget, Host | None, JujuBackupError | None]]:
     """Given targets, connect to each in turn: yield (target, host, None) for one that connects (the
     caller closes it), (target, None, error) for one that does not. Raise HostKeyChangedError
     (exit 3) at once: a changed or revoked host key is never skipped, whatever targets remain.
-    With `ui`, each distinct host notice is warned about once."""
+    With `ui`, each distinct host notice is warned about once. `connector` connects (default: SSH)."""
     shown: set[str] = set()
     for target in targets:
         try:
-            host = SSHHost.connect(target)
+            host = connector.connect(target) if connector is not None else SSHHost.connect(target)
         except HostKeyChangedError:
             raise
         except JujuBackupError as err:
@@ -260,18 +298,19 @@ def connect_each(
 
 
 def connect_first(
-    settings: ConnectionSettings, ui: UI, accept: Callable[[Host], bool] = lambda host: True
+    via: ConnectWith, ui: UI, accept: Callable[[Host], bool] = lambda host: True
 ) -> Host:
-    """Connect to the settings' hosts in order; return the first that connects and `accept`s.
+    """Connect to the connector's (or settings') hosts in order; return the first that connects and `accept`s.
 
     `accept(host)` may return False or raise a JujuBackupError to skip a host (e.g. not a healthy
     controller). Say which host was used (ui.info). With one host its own error is raised; with
     several, raise ConnectError (exit 3) listing why each was skipped. A changed host key is never
     skipped: its HostKeyChangedError (exit 3) is raised at once, whatever hosts remain.
     """
-    targets = resolve_targets(settings)
+    connector = as_connector(via)
+    targets = connector.targets()
     failures: list[tuple[str, JujuBackupError]] = []
-    for target, host, error in connect_each(targets, ui):
+    for target, host, error in connect_each(targets, ui, connector):
         if host is None:
             assert error is not None
             failures.append((target.name, error))
@@ -280,7 +319,7 @@ def connect_first(
             continue
         try:
             if accept(host):
-                if len(targets) > 1 or settings.controller:
+                if len(targets) > 1 or connector.settings.controller:
                     ui.info(f"using {target.display} ({target.hostname})")
                 else:
                     ui.debug(f"connected to {target.display}")

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from jujubackup.host.base import Connector
 
 
 class OutputFormat(str, Enum):
@@ -48,3 +54,15 @@ class GlobalOptions:
     format: OutputFormat = OutputFormat.tabular
     quiet: bool = False
     verbose: bool = False
+    make_connector: Callable[[ConnectionSettings], Connector] | None = field(default=None, compare=False)
+    """Builds the Connector from `connection` (tests: a FakeConnector); None: SSH."""
+
+    @cached_property
+    def connector(self) -> Connector:
+        """Return the Connector every verb of this invocation connects through, built once on first
+        use (a verb that never connects never imports paramiko)."""
+        if self.make_connector is not None:
+            return self.make_connector(self.connection)
+        from jujubackup.connect import SSHConnector
+
+        return SSHConnector(self.connection)

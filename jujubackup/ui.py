@@ -219,3 +219,13 @@ class PrefixedUI(UI):
 
     def error(self, message: str, hint: str | None = None) -> None:
         super().error(f"[{self.prefix}] {message}", hint)
+
+
+def human_bytes(n: int) -> str:
+    """Given a byte count, return it with a binary unit (`1.5 GiB`)."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"

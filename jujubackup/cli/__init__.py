@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -24,6 +25,11 @@ from jujubackup.errors import (
 )
 from jujubackup.settings import ConnectionSettings, GlobalOptions, OutputFormat, StreamVia
 from jujubackup.ui import UI
+
+if TYPE_CHECKING:
+    from jujubackup.host.base import Connector
+
+ConnectorFactory = Callable[[ConnectionSettings], "Connector"]
 
 # Verb modules, in the order of DESIGN.md §1. Only verbs that exist are listed (no stubs).
 VERB_MODULES: tuple[str, ...] = (
@@ -121,6 +127,7 @@ def global_options(
     ] = False,
 ) -> None:
     """Global options, shared by every verb."""
+    make_connector = ctx.obj if callable(ctx.obj) else None  # main(make_connector=...): tests
     ctx.obj = GlobalOptions(
         connection=ConnectionSettings(
             hosts=tuple(host or ()),
@@ -135,6 +142,7 @@ def global_options(
         format=output_format,
         quiet=quiet,
         verbose=verbose,
+        make_connector=make_connector,
     )
 
 
@@ -181,13 +189,16 @@ def _register_verbs(argv: list[str] | None = None) -> None:
         module.register(app)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; map typed errors to their exit codes with a one-line message and a hint."""
+def main(argv: list[str] | None = None, *, make_connector: ConnectorFactory | None = None) -> int:
+    """Run the CLI; map typed errors to their exit codes with a one-line message and a hint.
+
+    `make_connector` builds the Connector the verbs connect through from the connection settings
+    (default: SSH; tests pass a FakeConnector)."""
     _register_verbs(argv)
     reuse_big_buffers()
     ui = UI()
     try:
-        returned = app(args=argv, standalone_mode=False)
+        returned = app(args=argv, standalone_mode=False, obj=make_connector)
     except JujuBackupError as err:
         ui.error(err.message, err.hint)
         return err.exit_code

@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
         request = CreateRequest(
             notes=notes, mode=mode, force=force, exclude_logs=exclude_logs, backup_dir=backup_dir
         )
-        result = create(opts.connection, ui, request)
+        result = create(opts.connector, ui, request)
         ui.info(f"stored {result.record.id} on {result.host} ({result.record.size} bytes)")
         if ui.format is OutputFormat.tabular:
             ui.line(result.record.id)

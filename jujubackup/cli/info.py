@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
         """Show a stored backup's metadata, checksums and manifest summary."""
         opts = options(ctx)
         ui = make_ui(opts, fmt)
-        record = info(opts.connection, ui, backup_id, backup_dir)
+        record = info(opts.connector, ui, backup_id, backup_dir)
         data = record.to_dict()
         if ui.format is OutputFormat.tabular:
             manifest = data.pop("manifest", {}) or {}

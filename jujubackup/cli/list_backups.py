@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
                 raise VerifyError(f"{len(failed)} of {len(archives)} archives in {local} failed verification",
                                   hint="`jujubackup verify FILE` shows every problem of one")
             return
-        listing = list_backups(opts.connection, ui, backup_dir)
+        listing = list_backups(opts.connector, ui, backup_dir)
         if brief:
             if ui.format is OutputFormat.tabular:
                 for record in listing.records:

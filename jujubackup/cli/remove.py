@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
             count = len(records) + len(invalid)
             return typer.confirm(f"remove {count} backup(s)?", default=False, err=True)
 
-        removed = remove(opts.connection, ui, backup_ids, confirm, backup_dir)
+        removed = remove(opts.connector, ui, backup_ids, confirm, backup_dir)
         if ui.format is OutputFormat.tabular:
             for backup_id in removed:
                 ui.line(backup_id)

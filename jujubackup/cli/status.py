@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
         """Probe a controller: profile, machine, versions, services, replica set, disk, dump estimate."""
         opts = options(ctx)
         ui = make_ui(opts, fmt)
-        result = status(opts.connection, ui, backup_dir)
+        result = status(opts.connector, ui, backup_dir)
         if ui.format is OutputFormat.tabular:
             ui.data(result.summary())
         else:

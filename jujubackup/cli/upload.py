@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
         controller, then registered under its ID (an interrupted upload resumes). Prints the ID."""
         opts = options(ctx)
         ui = make_ui(opts, fmt)
-        result = run_upload(opts.connection, ui, UploadRequest(file, force, parse_rate(bwlimit), backup_dir))
+        result = run_upload(opts.connector, ui, UploadRequest(file, force, parse_rate(bwlimit), backup_dir))
         if ui.format is OutputFormat.tabular:
             ui.line(result.id)
         else:

@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
         dump's BSON. Exit 8 when anything fails. An ID is verified on the controller, not downloaded."""
         opts = options(ctx)
         ui = make_ui(opts, fmt)
-        report = run_verify(opts.connection, ui, VerifyRequest(target, backup_dir))
+        report = run_verify(opts.connector, ui, VerifyRequest(target, backup_dir))
         show(ui, report)
         report.raise_for_failures()
 

@@ -1,7 +1,8 @@
-"""The Host seam: the only way operations talk to a machine.
+"""The Host seam: the only way operations talk to a machine, and the Connector that makes Hosts.
 
-Implementations: `jujubackup.host.ssh.SSHHost` (fabric/paramiko; the only module that imports them).
-Unit tests of pure logic may use a fake that satisfies this Protocol; features are tested against the lab.
+Implementations: `jujubackup.host.ssh.SSHHost` (paramiko; the only module that imports it) made by
+`jujubackup.connect.SSHConnector`; tests use `tests.fakehost.FakeHost` / `FakeConnector`, held to the
+same contract by tests/unit/test_host_contract.py (and tests/host/test_host_contract_ssh.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
 from jujubackup.errors import RemoteStepError
+from jujubackup.host.target import SSHTarget
+from jujubackup.settings import ConnectionSettings
 
 Progress = Callable[[int], None]
 """Called with the number of bytes just moved."""
@@ -170,4 +173,28 @@ class Host(Protocol):
         ...
 
     def close(self) -> None:
+        ...
+
+
+class Connector(Protocol):
+    """Turns the operator's connection settings into connected Hosts. Built once by the CLI
+    (GlobalOptions.connector) and handed to the operations, which never build a Host themselves."""
+
+    @property
+    def settings(self) -> ConnectionSettings:
+        """The connection settings this connector was built from."""
+        ...
+
+    def targets(self) -> list[SSHTarget]:
+        """Return every target to try, in order (-H hosts, then -c's endpoints). Raise UsageError
+        (exit 2) when there is none or a value is malformed, NotFoundError for an unknown controller."""
+        ...
+
+    def target(self, value: str) -> SSHTarget:
+        """Given one `[user@]host[:port]` or alias, return its resolved target. Raise UsageError."""
+        ...
+
+    def connect(self, target: SSHTarget) -> Host:
+        """Return a connected Host for `target`. Raise ConnectError (exit 3), HostKeyChangedError
+        (exit 3, never a reason to try another host)."""
         ...

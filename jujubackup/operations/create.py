@@ -25,10 +25,11 @@ from jujubackup.catalog import (
     parse_record,
     stale_lock_warning,
 )
+from jujubackup.connect import ConnectWith
 from jujubackup.errors import RefusedError, RemoteStepError
 from jujubackup.facts import ControllerFacts
 from jujubackup.metadata import BackupMetadata, archive_name, make_backup_id
-from jujubackup.operations.status import connect_controller, human_bytes
+from jujubackup.operations.connecting import connect_controller
 from jujubackup.profiles import (
     DEFAULT_BACKUP_DIR,
     MODE_ONLINE,
@@ -38,8 +39,7 @@ from jujubackup.profiles import (
     space_needed,
 )
 from jujubackup.remote_values import remote_int
-from jujubackup.settings import ConnectionSettings
-from jujubackup.ui import UI
+from jujubackup.ui import UI, human_bytes
 
 PLACEHOLDER_SIZE = "@@SIZE@@"
 POLL_SECONDS = 0.25
@@ -69,15 +69,15 @@ class CreateResult:
     result: dict[str, Any]
 
 
-def create(settings: ConnectionSettings, ui: UI, request: CreateRequest) -> CreateResult:
-    """Back up the first healthy controller of `settings`; return the stored record.
+def create(via: ConnectWith, ui: UI, request: CreateRequest) -> CreateResult:
+    """Back up the first healthy controller of the connector; return the stored record.
 
     Raise RefusedError (exit 6) for an unsupported mode or too little free space (unless `force`),
     LockedError (exit 7) when another operation holds the controller's lock, RemoteStepError
     (exit 4) when a step fails on the host, ConnectError (exit 3) when no host qualifies.
     """
     host, facts = connect_controller(
-        settings, ui, request.backup_dir, refuse_unfinished_restore=True, refuse_locked=True
+        via, ui, request.backup_dir, refuse_unfinished_restore=True, refuse_locked=True
     )
     try:
         profile = profile_named(facts.profile)

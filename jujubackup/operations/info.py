@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from jujubackup.catalog import Catalog, CatalogRecord
-from jujubackup.operations.status import connect_catalog
+from jujubackup.connect import ConnectWith
+from jujubackup.operations.catalogs import connect_catalog
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
-from jujubackup.settings import ConnectionSettings
 from jujubackup.ui import UI
 
 
-def info(
-    settings: ConnectionSettings, ui: UI, ref: str, backup_dir: str = DEFAULT_BACKUP_DIR
-) -> CatalogRecord:
+def info(via: ConnectWith, ui: UI, ref: str, backup_dir: str = DEFAULT_BACKUP_DIR) -> CatalogRecord:
     """Return the record `ref` names. Raise NotFoundError (exit 5) if none or ambiguous."""
-    host = connect_catalog(settings, ui, backup_dir, holding=[ref])
+    host = connect_catalog(via, ui, backup_dir, holding=[ref])
     try:
         ui.info(f"catalog of {host.name}:{backup_dir}")
         record = Catalog(host, backup_dir).get(ref)

@@ -1,102 +1,21 @@
-"""list: the stored backups of the controllers' catalogs (oldest first).
-
-Each controller keeps its own catalog (backups are files in its backup dir), so with several
-controllers (-H repeated, or -c with HA endpoints) every reachable one is listed and the catalogs
-are merged: each backup says which controllers hold it.
-"""
+"""list: the stored backups of the controllers' catalogs (oldest first), merged over every
+controller that answers (catalogs.merged_catalogs: each backup says which controllers hold it)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-
-from jujubackup.catalog import Catalog, CatalogRecord, Listing, describe_holder
-from jujubackup.connect import connect_each, resolve_targets
-from jujubackup.errors import ConnectError, JujuBackupError
-from jujubackup.host.base import Host
-from jujubackup.operations.status import check_backup_dir, connect_catalog, human_bytes
+from jujubackup.connect import ConnectWith
+from jujubackup.operations.catalogs import MergedListing, merged_catalogs
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
-from jujubackup.settings import ConnectionSettings
-from jujubackup.ui import UI, safe_text
+from jujubackup.ui import UI
+
+__all__ = ["MergedListing", "list_backups"]
 
 
-@dataclass
-class MergedListing:
-    """The merged catalogs: records by ID (oldest first) and, per ID, the controllers holding it."""
+def list_backups(via: ConnectWith, ui: UI, backup_dir: str = DEFAULT_BACKUP_DIR) -> MergedListing:
+    """Return the merged catalogs of every controller that answers; warn about those that do not,
+    orphans, broken records, partial uploads and a lock held or left stale.
 
-    backup_dir: str
-    records: list[CatalogRecord] = field(default_factory=list)
-    holders: dict[str, list[str]] = field(default_factory=dict)
-    listed: list[str] = field(default_factory=list)
-    partials: dict[str, list[str]] = field(default_factory=dict)  # partial upload key -> controllers
-    rejected: dict[str, dict[str, str]] = field(default_factory=dict)  # record stem -> {controller: why}
-
-    def add(self, host: str, listing: Listing) -> None:
-        """Merge one controller's listing (a backup on several controllers is listed once; so are
-        its partial uploads and the records that failed validation, each with where it is)."""
-        self.listed.append(host)
-        known = {r.id for r in self.records}
-        for record in listing.records:
-            if record.id not in known:
-                self.records.append(record)
-            self.holders.setdefault(record.id, []).append(host)
-        for part in listing.partials:
-            self.partials.setdefault(part.key, []).append(host)
-        for stem, why in listing.rejected.items():
-            self.rejected.setdefault(stem, {})[host] = why
-        self.records.sort(key=lambda r: r.id)
-
-
-def list_backups(settings: ConnectionSettings, ui: UI, backup_dir: str = DEFAULT_BACKUP_DIR) -> MergedListing:
-    """Return the merged catalogs of every controller of `settings` that answers; warn about those
-    that do not, orphans, broken records and a lock held or left stale.
-
-    Raise ConnectError (exit 3) when no controller answers (a single host: its own error).
+    Raise UsageError (exit 2) for a bad backup dir, ConnectError (exit 3) when no controller
+    answers (a single host: its own error).
     """
-    check_backup_dir(backup_dir)
-    targets = resolve_targets(settings)
-    merged = MergedListing(backup_dir)
-    if len(targets) == 1:
-        host = connect_catalog(settings, ui, backup_dir)
-        _list_one(host, merged, ui)
-        return merged
-    for target, connected, error in connect_each(targets, ui):
-        try:
-            if connected is None:
-                assert error is not None
-                raise error
-            _list_one(connected, merged, ui)
-        except JujuBackupError as err:
-            ui.warn(f"{target.display}: not listed: {err.message}")
-    if not merged.listed:
-        raise ConnectError(f"none of the {len(targets)} controllers could be listed",
-                           hint="check each with `jujubackup -H HOST status`")
-    return merged
-
-
-def _list_one(host: Host, merged: MergedListing, ui: UI) -> None:
-    """List one controller's catalog into `merged` (and close the host)."""
-    try:
-        ui.info(f"catalog of {host.name}:{merged.backup_dir}")
-        listing = Catalog(host, merged.backup_dir).listing()
-    finally:
-        host.close()
-    merged.add(host.name, listing)
-    _warn_about(host.name, listing, ui)
-
-
-def _warn_about(name: str, listing: Listing, ui: UI) -> None:
-    """Say what is wrong with a listing: orphans, broken records, partial uploads, a held or stale lock."""
-    for orphan in listing.orphans:
-        ui.warn(f"{name}: {safe_text(orphan)} has no record (an unregistered or half-removed archive)")
-    for problem in listing.broken:
-        ui.warn(f"{name}: unreadable record {problem}")
-    for part in listing.partials:
-        when = datetime.fromtimestamp(part.mtime, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
-        ui.warn(f"{name}: partial upload {part.key} ({human_bytes(part.size)}, last written {when}): "
-                f"the next upload of that archive resumes it, `remove {part.key}` deletes it")
-    if listing.locked:
-        ui.info(f"{name}: locked: {describe_holder(listing.lock_holder or {})}")
-    elif listing.lock_holder:
-        ui.warn(f"{name}: stale lock record ({describe_holder(listing.lock_holder)}): "
-                "that run died without cleaning up")
+    return merged_catalogs(via, ui, backup_dir)

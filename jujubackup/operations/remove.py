@@ -11,13 +11,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from jujubackup.catalog import Catalog, CatalogRecord, default_holder
-from jujubackup.connect import connect_one, resolve_targets
+from jujubackup.connect import ConnectWith, as_connector, connect_one
 from jujubackup.errors import RefusedError
 from jujubackup.metadata import is_backup_id, resolve_id
+from jujubackup.operations.catalogs import connect_catalog, merged_catalogs
 from jujubackup.operations.list import MergedListing
-from jujubackup.operations.status import connect_catalog
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
-from jujubackup.settings import ConnectionSettings
 from jujubackup.ui import UI, safe_text
 
 Confirm = Callable[[list[CatalogRecord], dict[str, str]], bool]
@@ -62,7 +61,7 @@ def plan_removal(merged: MergedListing, refs: Sequence[str]) -> Removal:
 
 
 def remove(
-    settings: ConnectionSettings,
+    via: ConnectWith,
     ui: UI,
     refs: Sequence[str],
     confirm: Confirm,
@@ -74,9 +73,10 @@ def remove(
     Raise NotFoundError (exit 5) if a ref names nothing (nothing is removed then), LockedError
     (exit 7) when another operation holds the lock, RefusedError (exit 6) if not confirmed.
     """
-    if len(resolve_targets(settings)) > 1:
-        return remove_across(settings, ui, refs, confirm, backup_dir)
-    host = connect_catalog(settings, ui, backup_dir)  # one host: the refs resolve below
+    connector = as_connector(via)
+    if len(connector.targets()) > 1:
+        return remove_across(connector, ui, refs, confirm, backup_dir)
+    host = connect_catalog(connector, ui, backup_dir)  # one host: the refs resolve below
     try:
         ui.info(f"catalog of {host.name}:{backup_dir}")
         catalog = Catalog(host, backup_dir, holder=default_holder("remove"))
@@ -101,7 +101,7 @@ def _confirm(removal: Removal, confirm: Confirm, ui: UI) -> None:
 
 
 def remove_across(
-    settings: ConnectionSettings, ui: UI, refs: Sequence[str], confirm: Confirm, backup_dir: str
+    via: ConnectWith, ui: UI, refs: Sequence[str], confirm: Confirm, backup_dir: str
 ) -> list[str]:
     """remove with several controllers: resolve `refs` in the merged catalogs of those that answer,
     ask, then remove each backup (partial upload, invalid record) from every controller holding
@@ -110,17 +110,16 @@ def remove_across(
     Raise NotFoundError (exit 5) for a ref naming nothing (nothing removed), RefusedError (exit 6)
     if not confirmed, the first controller's error (e.g. LockedError, exit 7) if a removal fails
     (removals from the controllers before it stay done)."""
-    from jujubackup.operations.list import list_backups  # list builds on connect_catalog
-
-    merged = list_backups(settings, ui, backup_dir)
+    connector = as_connector(via)
+    merged = merged_catalogs(connector, ui, backup_dir)
     removal = plan_removal(merged, refs)
     _confirm(removal, confirm, ui)
     removed: list[str] = []
-    for target in resolve_targets(settings):
+    for target in connector.targets():
         held = removal.held_by(merged, target.name)
         if not held:
             continue
-        host = connect_one(settings, target)
+        host = connect_one(connector, target)
         try:
             done = Catalog(host, backup_dir, holder=default_holder("remove")).remove(held)
             ui.info(f"removed from {host.name}: {', '.join(done)}")

@@ -30,6 +30,7 @@ from typing import IO, Any
 from jujubackup import scripts
 from jujubackup.archive import TOP, VerifyReport, verify_archive
 from jujubackup.catalog import RC_FOREIGN_DIR, Catalog, build_record, foreign_dir_error
+from jujubackup.connect import ConnectWith
 from jujubackup.errors import NotFoundError, RefusedError, RemoteStepError, VerifyError
 from jujubackup.host.base import Host
 from jujubackup.local_archives import fully_verified, read_sidecar
@@ -40,12 +41,11 @@ from jujubackup.metadata import (
     parse_metadata_json,
     validate_backup_id,
 )
-from jujubackup.operations.status import connect_catalog, human_bytes
+from jujubackup.operations.catalogs import connect_catalog
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
 from jujubackup.remote_values import remote_bool
-from jujubackup.settings import ConnectionSettings
 from jujubackup.transfer import CHUNK, RemoteFile, Throttle, hash_prefix, remote_file, remote_remove
-from jujubackup.ui import UI
+from jujubackup.ui import UI, human_bytes
 from jujubackup.verifier import BackgroundVerify
 
 PEEK_BYTES = 16 << 20  # how far into the archive to look for metadata.json (the staging name)
@@ -383,13 +383,13 @@ def _resume_point(host: Host, remote: RemoteFile, path: Path, size: int, ui: UI)
     return 0
 
 
-def run_upload(settings: ConnectionSettings, ui: UI, request: UploadRequest) -> UploadResult:
-    """Connect to the first controller of `settings`, upload, and close. Errors as `upload`."""
+def run_upload(via: ConnectWith, ui: UI, request: UploadRequest) -> UploadResult:
+    """Connect to the first controller of the connector, upload, and close. Errors as `upload`."""
     if not request.file.is_file():
         raise NotFoundError(f"archive {request.file} not found")
     verifying = start_verification(request.file)  # meanwhile: connect, prepare
     try:
-        host = connect_catalog(settings, ui, request.backup_dir)
+        host = connect_catalog(via, ui, request.backup_dir)
     except BaseException:
         if verifying is not None:
             verifying.close()

@@ -21,12 +21,12 @@ from typing import BinaryIO
 
 from jujubackup.archive import VerifyReport, verify_archive, verify_stream
 from jujubackup.catalog import Catalog
+from jujubackup.connect import ConnectWith
 from jujubackup.errors import JujuBackupError, NotFoundError, UsageError
 from jujubackup.host.base import Host
 from jujubackup.local_archives import contents_of, read_sidecar, sidecar_path, write_sidecar
-from jujubackup.operations.status import connect_catalog
+from jujubackup.operations.catalogs import connect_catalog
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
-from jujubackup.settings import ConnectionSettings
 from jujubackup.ui import UI
 
 
@@ -114,13 +114,13 @@ def _verify_piped(produce: Callable[[BinaryIO], int], *, label: str, sha256: str
     return report
 
 
-def run_verify(settings: ConnectionSettings, ui: UI, request: VerifyRequest) -> VerifyReport:
+def run_verify(via: ConnectWith, ui: UI, request: VerifyRequest) -> VerifyReport:
     """Verify a local FILE, or connect and verify the stored copy of an ID. Return the report."""
     if is_local(request.target):
         check_local_file(Path(request.target))
         ui.info(f"verifying {request.target}")
         return verify_local(Path(request.target))
-    host = connect_catalog(settings, ui, request.backup_dir, holding=[request.target])
+    host = connect_catalog(via, ui, request.backup_dir, holding=[request.target])
     try:
         return verify_stored(host, request, ui)
     finally:

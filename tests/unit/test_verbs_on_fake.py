@@ -1,0 +1,76 @@
+"""Whole verb flows through the CLI on the FakeConnector (no SSH, no root): the catalog scripts run
+for real with the local bash against a backup dir in tmp; upload -> list -> info -> remove."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from jujubackup import cli
+from jujubackup.errors import EXIT_CONNECT, EXIT_NOT_FOUND
+from tests.fakehost import LOCAL, FakeConnector, FakeHost, rooted
+from tests.paths import VALID_28
+
+VALID_ID = "20200225-041241.e2a6a1e5-abea-4393-8593-5a45ae53ab97"
+
+
+def controller(name: str, root: Path) -> FakeHost:
+    """A fake controller: a machine agent.conf under root, the catalog scripts allowed."""
+    agents = root / "var/lib/juju/agents/machine-0"
+    agents.mkdir(parents=True)
+    (agents / "agent.conf").write_text("# format 2.0\n")
+    host = FakeHost(name, root)
+    for script in ("catalog-list", "catalog-register", "catalog-remove"):
+        host.expect(script, LOCAL)
+    return host.expect("upload-prepare", rooted(root, "/var/lib/juju/agents"))
+
+
+def run(fake: FakeConnector, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = cli.main(["-H", "ctl0", *args], make_connector=fake)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_upload_list_info_remove_on_a_fake_controller(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    host = controller("ctl0", tmp_path)
+    fake = FakeConnector({"ctl0": host})
+    backups = tmp_path / "backups"
+    dir_opt = ("--backup-dir", str(backups))
+
+    code, out, err = run(fake, capsys, "upload", str(VALID_28), *dir_opt)
+    assert (code, out.strip()) == (0, VALID_ID), err
+    assert (backups / f"{VALID_ID}.tar.gz").read_bytes() == VALID_28.read_bytes()
+
+    code, out, err = run(fake, capsys, "list", "--format", "json", *dir_opt)
+    assert code == 0, err
+    listed = json.loads(out)
+    assert [(r["ID"], r["size"], r["controllers"]) for r in listed] == [(VALID_ID, 16160, ["ctl0"])]
+
+    code, out, err = run(fake, capsys, "info", "latest", "--format", "json", *dir_opt)
+    assert code == 0 and json.loads(out)["ID"] == VALID_ID, err
+
+    code, out, err = run(fake, capsys, "remove", "--yes", VALID_ID[:8], *dir_opt)
+    assert (code, out.strip()) == (0, VALID_ID), err
+    assert not list(backups.glob("2020*"))
+    code, out, err = run(fake, capsys, "info", "latest", *dir_opt)
+    assert code == EXIT_NOT_FOUND, err
+    assert host.closed and fake.connected == ["ctl0"] * 5
+
+
+def test_list_of_two_controllers_with_one_down_lists_the_other(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = FakeConnector({"ctl0": controller("ctl0", tmp_path)}, down=("ctl1",))
+    backups = str(tmp_path / "backups")
+    assert run(fake, capsys, "upload", str(VALID_28), "--backup-dir", backups)[0] == 0
+    code = cli.main(["-H", "ctl1", "-H", "ctl0", "list", "--brief", "--backup-dir", backups],
+                    make_connector=fake)
+    out, err = capsys.readouterr()
+    assert (code, out.strip()) == (0, VALID_ID), err
+    assert "ctl1: not listed: connection refused by ctl1" in err
+    code = cli.main(["-H", "ctl1", "list", "--backup-dir", backups], make_connector=fake)
+    assert code == EXIT_CONNECT
