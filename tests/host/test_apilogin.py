@@ -1,5 +1,5 @@
 """apilogin: Admin.Login v3 over a websocket over TLS, through a real SSH connection
-(tests/unit/local_sshd.py) to the lab's API stand-in server side (tests/lab/standins/api.py) on
+(tests/host/local_sshd.py) to the lab's API stand-in server side (tests/lab/standins/api.py) on
 127.0.0.1, its credential check replaced by a fixed tag/password/nonce."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """apiprobe: the API's certificate checked against the controller CA, through a real SSH connection
-(tests/unit/local_sshd.py) to a real TLS server on 127.0.0.1 that records the SNI it was sent."""
+(tests/host/local_sshd.py) to a real TLS server on 127.0.0.1 that records the SNI it was sent."""
 
 from __future__ import annotations
 

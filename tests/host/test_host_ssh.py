@@ -1,4 +1,4 @@
-"""SSHHost against a throwaway sshd on 127.0.0.1 (tests/unit/local_sshd.py): host keys, auth, run,
+"""SSHHost against a throwaway sshd on 127.0.0.1 (tests/host/local_sshd.py): host keys, auth, run,
 detached jobs with the heartbeat watchdog, and raw get/put streams."""
 
 from __future__ import annotations

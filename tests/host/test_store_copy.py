@@ -22,8 +22,10 @@ from jujubackup.operations.upload import upload
 from jujubackup.stores import open_store
 from jujubackup.stores.config import load_stores
 from jujubackup.ui import UI
+from tests.host.test_host_transfer import ID, archive, host, juju_machine, sshd, ui  # noqa: F401
 from tests.lab.s3server import S3Server, s3_server
-from tests.unit.test_host_transfer import ID, archive, host, juju_machine, sshd, ui  # noqa: F401
+
+pytestmark = pytest.mark.host  # root: a loopback sshd, mounts or root-owned files (no lab)
 
 
 @pytest.fixture(scope="module")
