@@ -22,6 +22,7 @@ from jujubackup.errors import NotFoundError, UsageError
 from jujubackup.profiles import DEFAULT_BACKUP_DIR, MODES
 from jujubackup.retention import Policy, parse_count
 from jujubackup.settings import ConnectionSettings
+from jujubackup.stores.config import StoreConfig, StoreName
 
 EXAMPLE = """\
     parallel: 2                        # controllers backed up at once (1..32; default 2)
@@ -50,7 +51,7 @@ EXAMPLE = """\
         hosts: [ubuntu@10.0.0.5, 10.0.0.6:2222]
         mode: quiesce
         ssh: {config: /etc/jujubackup/ssh_config}
-    stores:                            # the stores' schema (jujubackup.stores.config)
+    stores:                            # the stores' schema: jujubackup.stores.config
       laptop: {kind: local, path: /srv/juju-backups}
 """
 
@@ -171,7 +172,7 @@ class FleetConfig(_Model):
     defaults: _Settings = Field(default_factory=_Settings)
     controllers: Annotated[dict[Annotated[str, Field(pattern=NAME)], ControllerConfig | None],
                            Field(min_length=1)]
-    stores: dict[Annotated[str, Field(pattern=NAME)], dict[str, Any]] = Field(default_factory=dict)
+    stores: dict[StoreName, StoreConfig] = Field(default_factory=dict)  # the stores' own schema
 
     @model_validator(mode="after")
     def _known_stores(self) -> FleetConfig:
@@ -231,12 +232,13 @@ class Controller:
 
 @dataclass(frozen=True)
 class Fleet:
-    """The validated config: the controllers (in file order), the stores' raw sections, `parallel`."""
+    """The validated config: the controllers (in file order), the stores (name -> validated config,
+    jujubackup.stores.config's schema), `parallel`."""
 
     path: Path
     parallel: int
     controllers: tuple[Controller, ...]
-    stores: dict[str, dict[str, Any]]
+    stores: dict[str, StoreConfig]
 
 
 def resolve(config: FleetConfig, path: Path) -> Fleet:
@@ -320,9 +322,12 @@ def problem_line(path: Path, doc: Any, error: Any) -> str:
 
 
 def _yaml_loc(loc: Iterable[Any]) -> tuple[Any, ...]:
-    """Drop pydantic's own loc parts (union members, `function-after[…]`) and keep the YAML's keys."""
-    out = []
+    """Drop pydantic's own loc parts (union members, `function-after[…]`, a store's discriminator
+    tag `local`/`s3` after `stores.NAME`) and keep the YAML's keys."""
+    out: list[Any] = []
     for part in loc:
+        if len(out) == 2 and out[0] == "stores" and part in ("local", "s3"):
+            continue
         if isinstance(part, str) and (part in ("ControllerConfig", "int", "literal['unlimited']", "none")
                                       or part.startswith(("function-", "constrained-"))):
             continue

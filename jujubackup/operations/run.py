@@ -4,11 +4,14 @@ For each controller of the fleet config (fleet_config.py), in parallel (at most 
 each in its own thread with its own SSH connections:
 
     create (the controller's mode and backup dir)
-    -> copy off the controller into every store it names (stores.py's interface when present; until
-       then a `kind: local` store is `download --dir PATH`: atomic, resumable, SHA-256 checked)
-    -> verify each copy in full (archive.verify_archive: what `verify FILE` checks)
+    -> copy off the controller into every store it names, through the stores' interface: one
+       stream tee'd into all of them (encrypted for a store with recipients), verified in full
+       while it streams (what `verify FILE` checks), each copy read back (store_copy.py)
     -> prune the controller's catalog by its `retention` (prune.py; the backup just copied and
        verified counts as verified, so it is the "newest verified backup" prune always keeps)
+    -> prune this controller's copies in each store by its `store-retention` (the same rules; a
+       store's copies of a controller are those whose ID ends in its model UUID; incomplete copies,
+       without a valid sidecar, are never pruned)
 
 A controller that fails at any stage is reported with that stage, its error and exit code; the
 others go on. The exit code of the run: 0 when every controller succeeded; when some failed,
@@ -39,13 +42,14 @@ from jujubackup.errors import (
     local_os_error,
 )
 from jujubackup.fleet_config import Controller, Fleet
-from jujubackup.host.base import Host
 from jujubackup.operations.create import CreateRequest, create
-from jujubackup.operations.download import DownloadRequest, download
 from jujubackup.operations.prune import PruneRequest, prune
 from jujubackup.operations.status import connect_catalog
-from jujubackup.operations.verify import verify_local
+from jujubackup.operations.store_copy import CopyOutcome, copy_to_stores
+from jujubackup.retention import Candidate, Policy, apply_policy, id_time
 from jujubackup.settings import ConnectionSettings
+from jujubackup.stores import Store, open_store
+from jujubackup.stores.config import StoreConfig
 from jujubackup.ui import UI, PrefixedUI
 
 STAGES = ("create", "copy", "prune")  # copy: into every store, each copy verified in full
@@ -62,6 +66,7 @@ class StoreCopy:
     location: str = ""
     error: str = ""
     exit_code: int = EXIT_OK
+    encrypted: bool = False
 
 
 @dataclass
@@ -79,6 +84,7 @@ class ControllerRun:
     seconds: float = 0.0
     copies: list[StoreCopy] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
+    pruned_in_stores: dict[str, list[str]] = field(default_factory=dict)
     error: str = ""
     hint: str = ""
     exit_code: int = EXIT_OK
@@ -102,7 +108,8 @@ class ControllerRun:
             "host": self.host, "backup": self.backup_id, "size": self.size,
             "seconds": round(self.seconds, 3),
             "stores": [{"store": c.store, "ok": c.ok, "size": c.size, "seconds": round(c.seconds, 3),
-                        "location": c.location, "error": c.error} for c in self.copies],
+                        "location": c.location, "encrypted": c.encrypted, "error": c.error,
+                        "pruned": self.pruned_in_stores.get(c.store, [])} for c in self.copies],
             "pruned": self.pruned, "error": self.error, "hint": self.hint,
         }
 
@@ -147,11 +154,10 @@ def run_fleet(
     controller (at most fleet.parallel at once); return the result (never raises for a
     controller's failure: it is in its ControllerRun). Write `metrics_file` when given.
 
-    Raise UsageError (exit 2) for a store kind this version cannot copy to or a metrics path that
-    is a directory, NotFoundError (exit 5) for a metrics dir that does not exist (both before
-    connecting), RefusedError (exit 6) when the metrics file cannot be written (after the pass).
+    Raise UsageError (exit 2) for a metrics path that is a directory, NotFoundError (exit 5) for a
+    metrics dir that does not exist (both before connecting), RefusedError (exit 6) when the
+    metrics file cannot be written (after the pass).
     """
-    check_stores(fleet)
     if metrics_file is not None:
         check_metrics_dir(metrics_file)
     workers = min(fleet.parallel, len(fleet.controllers))
@@ -168,7 +174,7 @@ def run_fleet(
 
 
 def backup_one(controller: Controller, settings: ConnectionSettings,
-               stores: Mapping[str, Mapping[str, Any]], ui: UI) -> ControllerRun:
+               stores: Mapping[str, StoreConfig], ui: UI) -> ControllerRun:
     """Given one controller, its connection settings and the fleet's stores, run its pass; return
     how it went (a failure is recorded with its stage, message, hint and exit code, never raised)."""
     run = ControllerRun(controller.name, started=time.time())
@@ -178,11 +184,11 @@ def backup_one(controller: Controller, settings: ConnectionSettings,
         host = connect_catalog(settings, ui, controller.backup_dir, holding=[record.id])
         try:
             run.stage = "copy"
-            for name in controller.stores:
-                run.copies.append(copy_to_store(host, record, controller, name, stores[name], ui))
+            opened = [open_store(name, stores[name]) for name in controller.stores]
+            outcomes = copy_to_stores(host, record, opened, ui) if opened else []
+            run.copies = [_store_copy(o) for o in outcomes]
             if any(not c.ok for c in run.copies):
-                bad = [c for c in run.copies if not c.ok]
-                raise _store_failure(bad)
+                raise _store_failure([c for c in run.copies if not c.ok])
             run.stage = "prune"
             if controller.retention is not None:
                 verified = frozenset({record.id}) if run.copies else frozenset()
@@ -193,6 +199,9 @@ def backup_one(controller: Controller, settings: ConnectionSettings,
                 ui.debug("no retention policy: nothing pruned")
         finally:
             host.close()
+        if controller.store_retention is not None:
+            for store in opened:
+                run.pruned_in_stores[store.name] = prune_store(store, record, controller.store_retention, ui)
         run.ok = True
         run.stage = "done"
         ui.info(f"done: {record.id} ({len(run.copies)} store(s), {len(run.pruned)} pruned)")
@@ -219,49 +228,37 @@ def _create(
     return created.record
 
 
+def _store_copy(outcome: CopyOutcome) -> StoreCopy:
+    """Return the summary of one store's copy."""
+    stored = outcome.stored
+    return StoreCopy(outcome.store.name, outcome.ok, stored.size if stored else 0, outcome.seconds,
+                     outcome.store.describe(), outcome.error.message if outcome.error else "",
+                     outcome.error.exit_code if outcome.error else EXIT_OK,
+                     encrypted=bool(stored and stored.encrypted))
+
+
+def prune_store(store: Store, record: CatalogRecord, policy: Policy, ui: UI) -> list[str]:
+    """Apply `policy` to this controller's complete copies in `store` (IDs ending in the model UUID
+    of `record`, whose copy was just verified: always kept); remove the others; return their IDs."""
+    suffix = "." + record.id.split(".", 1)[1]
+    held = [b for b in store.list_backups() if b.id.endswith(suffix) and b.record is not None]
+    candidates = [Candidate(b.id, id_time(b.id), True if b.id == record.id else None) for b in held]
+    plan = apply_policy(candidates, policy)
+    removed = []
+    for gone in plan.remove:
+        store.remove(gone.id)
+        removed.append(gone.id)
+    if removed:
+        ui.info(f"store {store.name}: pruned {len(removed)} copy(ies): {', '.join(removed)}")
+    return removed
+
+
 def _store_failure(bad: list[StoreCopy]) -> JujuBackupError:
     """Return the error of a pass whose copies failed: the first failed copy's exit code."""
     detail = "; ".join(f"{c.store}: {c.error}" for c in bad)
     return JujuBackupError(f"copy to {len(bad)} store(s) failed: {detail}", exit_code=bad[0].exit_code,
                            hint="nothing was pruned; the backup stays on the controller; fix the store "
                            "and run again")
-
-
-def copy_to_store(host: Host, record: CatalogRecord, controller: Controller, name: str,
-                  config: Mapping[str, Any], ui: UI) -> StoreCopy:
-    """Given the controller holding `record`, copy it into store `name` and verify the copy in full;
-    return the outcome (a failure is recorded in it, with the error's message)."""
-    copy = StoreCopy(name)
-    clock = time.monotonic()
-    try:
-        directory = Path(str(config["path"])).expanduser()
-        done = download(host, DownloadRequest(record.id, directory=directory,
-                                              backup_dir=controller.backup_dir), ui)
-        copy.location = str(done.path)
-        report = verify_local(done.path)
-        report.raise_for_failures()
-        copy.ok, copy.size = True, done.size
-        ui.info(f"copied to store {name} ({done.path}) and verified")
-    except JujuBackupError as err:
-        copy.error, copy.exit_code = err.message, err.exit_code
-        ui.warn(f"store {name}: {err.message}")
-    except OSError as err:
-        failed = local_os_error(err, f"store {name}")
-        copy.error, copy.exit_code = failed.message, failed.exit_code
-        ui.warn(copy.error)
-    copy.seconds = time.monotonic() - clock
-    return copy
-
-
-def check_stores(fleet: Fleet) -> None:
-    """Raise UsageError (exit 2) unless every store the controllers use is one this version copies
-    to (before anything connects)."""
-    for name in sorted({s for c in fleet.controllers for s in c.stores}):
-        config = fleet.stores[name]
-        if config.get("kind") != "local" or not isinstance(config.get("path"), str) or set(config) - {
-                "kind", "path"}:
-            raise UsageError(f"{fleet.path}: store {name}: only `kind: local` with a `path` is supported "
-                             "by this version", hint="S3 stores and encryption come with jujubackup.stores")
 
 
 def check_metrics_dir(path: Path) -> None:

@@ -4,6 +4,7 @@ metrics file says so)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
@@ -37,12 +38,16 @@ def sample(text: str, name: str, **labels: str) -> float | None:
 def test_run_two_controllers_then_one_powered_off(lab_factory: Any, tmp_path: Path) -> None:
     lab29 = lab_factory(controllers=1, profile="juju-2.9")
     lab28 = lab_factory(controllers=1, profile="juju-2.8")
-    store = tmp_path / "store"
+    store, vault, key = tmp_path / "store", tmp_path / "vault", tmp_path / "age.key"
+    subprocess.run(["age-keygen", "-o", str(key)], check=True, capture_output=True)
+    recipient = subprocess.run(["age-keygen", "-y", str(key)], check=True, capture_output=True,
+                               text=True).stdout.strip()
     config = tmp_path / "fleet.yaml"
     config.write_text(f"""\
 parallel: 2
 defaults:
   retention: {{keep-last: 2}}
+  store-retention: {{keep-last: 1}}
   ssh: {{connect-timeout: 5}}
 controllers:
   c29:
@@ -54,6 +59,7 @@ controllers:
     ssh: {{config: {lab28.ssh_config}}}
 stores:
   local: {{kind: local, path: {store}}}
+  vault: {{kind: local, path: {vault}, encrypt-to: [{recipient}]}}
 """)
     checked = run("config", "check", str(config), "--format", "json")
     assert checked.returncode == 0, checked.stderr
@@ -75,17 +81,26 @@ stores:
     assert catalog_ids(lab29.host("ctl0")) == sorted([older[1], new29])  # older[0] pruned
     assert by_name["c29"]["pruned"] == [older[0]] and by_name["c28"]["pruned"] == []
     assert catalog_ids(lab28.host("ctl0")) == [new28]
-    for backup_id in (new29, new28):  # copies in the store, verified, with their sidecars
+    for backup_id in (new29, new28):  # copies in both stores, verified, with their sidecars
         copy = store / f"{backup_id}.tar.gz"
         assert verify_archive(copy).ok
-        assert json.loads((store / f"{backup_id}.json").read_text())["ID"] == backup_id
+        sidecar = json.loads((store / f"{backup_id}.json").read_text())
+        assert sidecar["ID"] == backup_id
         assert copy.stat().st_mode & 0o777 == 0o600
+        # the encrypted copy: the standard age CLI decrypts it to the very archive (its recorded SHA-256)
+        sealed = vault / f"{backup_id}.tar.gz.age"
+        plain = subprocess.run(["age", "-d", "-i", str(key), str(sealed)], check=True,
+                               capture_output=True).stdout
+        assert hashlib.sha256(plain).hexdigest() == sidecar["sha256"]
+        assert plain == copy.read_bytes()
+        assert not (vault / f"{backup_id}.tar.gz").exists()
     text = metrics_file.read_text()
     assert metrics_file.stat().st_mode & 0o777 == 0o644
     assert sample(text, "run_exit_code") == 0
     for name in ("c29", "c28"):
         assert sample(text, "controller_success", controller=name) == 1
         assert sample(text, "store_success", controller=name, store="local") == 1
+        assert sample(text, "store_success", controller=name, store="vault") == 1
         assert sample(text, "controller_backup_size_bytes", controller=name) == by_name[name]["size"]
     first_success = sample(text, "controller_last_success_timestamp_seconds", controller="c28")
     assert first_success is not None
@@ -100,6 +115,10 @@ stores:
     row28 = next(line for line in second.stdout.splitlines() if line.startswith("c28"))
     assert " ok " in row29 and "FAILED (create, exit 3)" in row28
     assert len(catalog_ids(lab29.host("ctl0"))) == 2 and new29 in catalog_ids(lab29.host("ctl0"))
+    # store-retention keep-last 1: c29's first copy pruned from both stores, c28's (failed at create) kept
+    newest29 = max(i for i in catalog_ids(lab29.host("ctl0")))
+    assert sorted(p.name for p in store.glob("*.tar.gz")) == sorted(f"{i}.tar.gz" for i in (newest29, new28))
+    assert sorted(p.name for p in vault.glob("*.age")) == sorted(f"{i}.tar.gz.age" for i in (newest29, new28))
     text = metrics_file.read_text()
     assert sample(text, "run_exit_code") == 9
     assert sample(text, "controller_success", controller="c29") == 1

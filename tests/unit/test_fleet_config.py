@@ -137,3 +137,30 @@ def test_config_check_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixt
     bad = write(tmp_path, "controllers:\n  a:\n    colour: blue\n")
     assert main(["config", "check", str(bad)]) == 2
     assert f"{bad}:3: controllers.a.colour: unknown key" in capsys.readouterr().err
+
+
+def test_stores_are_checked_by_the_stores_schema(tmp_path: Path) -> None:
+    found = problems(tmp_path, """\
+        controllers:
+          a: {stores: [offsite]}
+        stores:
+          offsite:
+            kind: s3
+            bucket: "Not_A_Bucket"
+            colour: blue
+          disk: {kind: tape}
+    """)
+    assert found[0].startswith("6: stores.offsite.bucket: not an S3 bucket name")
+    assert found[1] == "7: stores.offsite.colour: unknown key"
+    assert found[2].startswith("8: stores.disk: Input tag 'tape' found using 'kind' does not match")
+    fleet = load(write(tmp_path, """\
+        controllers: {a: }
+        stores: {disk: {kind: local, path: /srv/b}}
+    """))
+    assert fleet.controllers[0].stores == ("disk",) and str(fleet.stores["disk"].path) == "/srv/b"
+
+
+def test_the_shipped_example_config_is_valid() -> None:
+    fleet = load(Path(__file__).resolve().parents[2] / "examples" / "fleet.yaml")
+    assert [c.name for c in fleet.controllers] == ["prod", "legacy-28"]
+    assert fleet.stores["local"].encrypt_to  # the example encrypts its copies
