@@ -9,6 +9,7 @@ import typer
 
 from jujubackup import profiles
 from jujubackup.cli import BackupDirOption, FormatOption, make_ui, options
+from jujubackup.cli.storeopts import IdentityOption, StoreConfigOption, StoreOption, hold_archive
 from jujubackup.drillreport import Report
 from jujubackup.errors import VerifyError
 from jujubackup.operations.drill import DrillRequest, drill
@@ -32,8 +33,12 @@ def drill_cmd(
         str | None, typer.Argument(help="Stored backup ID, unique prefix or `latest` (on the -H controller).")
     ] = None,
     archive: Annotated[
-        Path | None, typer.Option("--archive", help="Local archive file instead of an ID.")
+        Path | None, typer.Option("--archive", help="Local archive file instead of an ID (an .age file needs "
+                                  "--identity); with --store NAME: the ID of that store's copy.")
     ] = None,
+    store: StoreOption = None,
+    store_config: StoreConfigOption = None,
+    identity: IdentityOption = None,
     target: Annotated[
         str,
         typer.Option("--target", "-t", help="The throwaway host to drill on ([user@]host[:port] or alias)."),
@@ -60,6 +65,7 @@ def drill_cmd(
     """Restore drill (see the command help)."""
     opts = options(ctx)
     ui = make_ui(opts, output_format)
+    archive = hold_archive(ctx, archive, store, store_config, identity, work_dir)
     request = DrillRequest(
         target=target,
         backup_ref=backup_id,

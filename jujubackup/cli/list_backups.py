@@ -11,11 +11,14 @@ from typing import Annotated
 import typer
 
 from jujubackup.cli import BackupDirOption, FormatOption, make_ui, options
+from jujubackup.cli.storeopts import StoreConfigOption, StoreOption
 from jujubackup.errors import VerifyError
 from jujubackup.local_archives import COLUMNS, list_local
 from jujubackup.operations.list import list_backups
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
 from jujubackup.settings import OutputFormat
+
+STORE_COLUMNS = ("id", "stored", "size", "encrypted", "complete", "version", "notes")
 
 
 def register(app: typer.Typer) -> None:
@@ -32,11 +35,29 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--check", help="With --local: fully verify each archive (exit 8 if any fails)."),
         ] = False,
+        store: StoreOption = None,
+        store_config: StoreConfigOption = None,
         fmt: FormatOption = None,
     ) -> None:
-        """List the backups stored on the controllers (oldest first; with several, which hold each)."""
+        """List the backups stored on the controllers (oldest first; with several, which hold each),
+        in a local DIR (--local), or in a store (--store NAME: a local dir or an S3 bucket)."""
         opts = options(ctx)
         ui = make_ui(opts, fmt)
+        if store is not None:
+            from jujubackup.stores.config import named_store  # pydantic only for the verbs using stores
+
+            named = named_store(store_config, store)
+            copies = named.list_backups()
+            if brief:
+                for copy in copies:
+                    ui.line(copy.id)
+            elif ui.format is OutputFormat.tabular and copies:
+                ui.data([c.row() for c in copies], columns=STORE_COLUMNS)
+            elif ui.format is OutputFormat.tabular:
+                ui.info(f"no backups in store {store} ({named.describe()})")
+            else:
+                ui.data([{**c.row(), "record": c.record} for c in copies])
+            return
         if local is not None:
             archives = list_local(local, check=check, warn=ui.warn)
             if brief:

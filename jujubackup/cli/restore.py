@@ -10,6 +10,7 @@ import typer
 from jujubackup import profiles
 from jujubackup.cli import BackupDirOption, FormatOption, make_ui, options
 from jujubackup.cli.repoint import ParallelOption, ViaOption, WaitOption
+from jujubackup.cli.storeopts import IdentityOption, StoreConfigOption, StoreOption, hold_archive
 from jujubackup.operations.repoint import DEFAULT_PARALLEL, DEFAULT_WAIT, RepointRequest, partial_error
 from jujubackup.operations.repoint import render as render_repoint
 from jujubackup.operations.restore import RestoreRequest, RestoreResult, restore
@@ -31,8 +32,12 @@ def restore_cmd(
         str | None, typer.Argument(help="Stored backup ID, unique prefix or `latest`.")
     ] = None,
     archive: Annotated[
-        Path | None, typer.Option("--archive", help="Local archive file (disaster recovery).")
+        Path | None, typer.Option("--archive", help="Local archive file (disaster recovery); an .age file "
+                                  "needs --identity; with --store NAME: the ID of that store's copy.")
     ] = None,
+    store: StoreOption = None,
+    store_config: StoreConfigOption = None,
+    identity: IdentityOption = None,
     target: Annotated[
         str | None, typer.Option("--target", "-t", help="Host to restore onto ([user@]host[:port] or alias).")
     ] = None,
@@ -82,6 +87,7 @@ def restore_cmd(
     """Restore (see the command help)."""
     opts = options(ctx)
     ui = make_ui(opts, output_format)
+    archive = hold_archive(ctx, archive, store, store_config, identity, work_dir)
     request = RestoreRequest(
         backup_ref=backup_id,
         archive=archive,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -22,3 +24,33 @@ IdentityOption = Annotated[
                  help="age identity file or unencrypted OpenSSH private key that decrypts an .age copy "
                  "(read from the file, never from the command line)."),
 ]
+
+
+@contextmanager
+def archive_path(archive: Path | None, store: str | None, store_config: Path | None, identity: Path | None,
+                 work_dir: Path | None) -> Iterator[Path | None]:
+    """Yield the local path `--archive` stands for: the file itself when plain; the decrypted (memfd)
+    or fetched plaintext of an `.age` file or of `--store NAME`'s copy (`--archive ID`); None without
+    --archive. Raise UsageError (2) for --store or --identity without --archive."""
+    from jujubackup.errors import UsageError
+    from jujubackup.sources import Source, materialized
+    from jujubackup.stores.config import named_store
+
+    if archive is None:
+        if store or identity:
+            raise UsageError("--store and --identity go with --archive (FILE, or ID with --store)")
+        yield None
+        return
+    source = Source(store=named_store(store_config, store), ref=str(archive), identity=identity) if store \
+        else Source(path=archive, identity=identity)
+    with materialized(source, work_dir) as path:
+        yield path
+
+
+def hold_archive(ctx: typer.Context, archive: Path | None, store: str | None, store_config: Path | None,
+                 identity: Path | None, work_dir: Path | None) -> Path | None:
+    """archive_path for a verb: the plaintext stays available until the command's context closes
+    (click closes it also when the command raises)."""
+    stack = ExitStack()
+    ctx.call_on_close(stack.close)
+    return stack.enter_context(archive_path(archive, store, store_config, identity, work_dir))

@@ -8,6 +8,7 @@ import typer
 
 from jujubackup.archive import VerifyReport
 from jujubackup.cli import BackupDirOption, FormatOption, make_ui, options
+from jujubackup.cli.storeopts import IdentityOption, StoreConfigOption, StoreOption
 from jujubackup.metadata import GO_ZERO_TIME
 from jujubackup.operations.verify import VerifyRequest, run_verify
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
@@ -23,14 +24,22 @@ def register(app: typer.Typer) -> None:
             metavar="FILE|ID",
             help="Local archive (an existing path, or with a '/' or a .tar.gz suffix) or a stored ID/prefix.",
         )],
+        store: StoreOption = None,
+        store_config: StoreConfigOption = None,
+        identity: IdentityOption = None,
         backup_dir: BackupDirOption = DEFAULT_BACKUP_DIR,
         fmt: FormatOption = None,
     ) -> None:
         """Verify SHA-256 (and Juju's SHA-1), the manifest, member safety, metadata, root.tar and the
-        dump's BSON. Exit 8 when anything fails. An ID is verified on the controller, not downloaded."""
+        dump's BSON. Exit 8 when anything fails. An ID is verified on the controller, not downloaded;
+        with --store NAME, that store's copy is streamed through the verifier; an .age copy is
+        decrypted as it is read (--identity FILE), never written out."""
         opts = options(ctx)
         ui = make_ui(opts, fmt)
-        report = run_verify(opts.connector, ui, VerifyRequest(target, backup_dir))
+        from jujubackup.stores.config import named_store  # pydantic only for the verbs using stores
+
+        named = named_store(store_config, store) if store else None
+        report = run_verify(opts.connector, ui, VerifyRequest(target, backup_dir, named, identity))
         show(ui, report)
         report.raise_for_failures()
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from jujubackup import crypt
 from jujubackup.archive import VerifyReport, verify_archive, verify_stream
 from jujubackup.catalog import Catalog
 from jujubackup.connect import ConnectWith
@@ -27,13 +28,19 @@ from jujubackup.host.base import Host
 from jujubackup.local_archives import contents_of, read_sidecar, sidecar_path, write_sidecar
 from jujubackup.operations.catalogs import connect_catalog
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
+from jujubackup.sources import Source, plaintext
+from jujubackup.stores import Store
 from jujubackup.ui import UI
 
 
 @dataclass(frozen=True)
 class VerifyRequest:
+    """`target`: FILE or ID; with `store`, an ID (prefix, `latest`) in that store; `identity` decrypts."""
+
     target: str
     backup_dir: str = DEFAULT_BACKUP_DIR
+    store: Store | None = None
+    identity: Path | None = None
 
 
 def is_local(target: str) -> bool:
@@ -70,6 +77,21 @@ def verify_local(path: Path) -> VerifyReport:
         report.add("sidecar", True, f"expected digests from {sidecar_path(path).name}")
         if report.ok:
             write_sidecar(path, sidecar, sha, full=True, contents=contents_of(report))
+    return report
+
+
+def verify_source(source: Source) -> VerifyReport:
+    """Given an encrypted local file or a store's copy, stream its plaintext through the verifier
+    (decrypted as it is read, nothing written) against the sidecar's SHA-256 and size; return the
+    report (a corrupt or truncated encrypted copy fails its "readable" check). Raise DecryptError (8)
+    when the identity opens none of its recipients, UsageError (2) without --identity."""
+    with plaintext(source) as opened:
+        report = verify_stream(opened.stream, label=opened.label, expected_sha256=opened.sha256,
+                               expected_size=opened.size)
+    if opened.sha256:
+        report.add("sidecar", True, "expected digests from the sidecar")
+    if opened.encrypted:
+        report.add("decrypt", True, "age: every chunk authenticated, the last one as last")
     return report
 
 
@@ -115,10 +137,16 @@ def _verify_piped(produce: Callable[[BinaryIO], int], *, label: str, sha256: str
 
 
 def run_verify(via: ConnectWith, ui: UI, request: VerifyRequest) -> VerifyReport:
-    """Verify a local FILE, or connect and verify the stored copy of an ID. Return the report."""
+    """Verify a local FILE (an age-encrypted one decrypted as it is read), a store's copy, or connect
+    and verify the stored copy of an ID. Return the report."""
+    if request.store is not None:
+        ui.info(f"verifying {request.target} in store {request.store.name} ({request.store.describe()})")
+        return verify_source(Source(store=request.store, ref=request.target, identity=request.identity))
     if is_local(request.target):
         check_local_file(Path(request.target))
         ui.info(f"verifying {request.target}")
+        if crypt.is_age_file(Path(request.target)):
+            return verify_source(Source(path=Path(request.target), identity=request.identity))
         return verify_local(Path(request.target))
     host = connect_catalog(via, ui, request.backup_dir, holding=[request.target])
     try:
