@@ -23,6 +23,7 @@ from typing import Any
 
 from jujubackup.errors import RemoteStepError
 from jujubackup.metadata import is_machine_id
+from jujubackup.rewrite import is_controller_machine
 
 # Every pattern below is used with fullmatch: `$` alone also matches before a trailing newline.
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII)
@@ -32,7 +33,6 @@ HOSTNAME_RE = re.compile(
 TAG_RE = re.compile(r"(?:machine|unit|application)-[a-z0-9-]{1,200}", re.ASCII)
 INT_TEXT_RE = re.compile(r"-?[0-9]{1,19}", re.ASCII)
 MAX_MACHINE_ID = 200  # a machine id longer than this is no machine Juju made (nesting depth)
-JOB_MANAGE_MODEL = 2  # state/machine.go JobManageModel
 LIFE_DEAD = 2
 SCOPE_ORDER = ("public", "local-cloud", "local-fan", "")  # network.SelectPublicAddress preference
 UNUSABLE_SCOPES = ("local-machine", "link-local")
@@ -66,6 +66,7 @@ class Inventory:
     machines: tuple[Machine, ...]
     api_addresses: tuple[str, ...]
     rejected: tuple[str, ...] = ()  # records that did not validate, described (never used)
+    controller_model: str = ""  # the controller model's uuid (controllers/e "model-uuid")
 
 
 @dataclass(frozen=True)
@@ -214,8 +215,12 @@ def agent_addresses(reply: Any) -> tuple[str, ...]:
 
 def parse_listing(doc: Any) -> Inventory:
     """Given repoint-list's JSON document, return the Inventory: the machines that are not dead
-    and not controllers, sorted by model name and machine id. A machine record that does not
-    validate is listed in `rejected`. Raise ValueError if the document itself is unusable."""
+    and not controllers, sorted by model name and machine id. A controller is what Juju's state
+    says one is: a machine whose jobs hold JobManageModel (state/machine.go IsManager, by
+    rewrite.is_controller_machine: the rule the restore demotes by) or one named in the controller
+    info's controller-ids (state/controller.go ControllerInfo.ControllerIds, the machines whose
+    controllerNodes documents state/enableha.go counts). A machine record that does not validate
+    is listed in `rejected`. Raise ValueError if the document itself is unusable."""
     if not isinstance(doc, Mapping):
         raise ValueError("repoint-list printed no JSON object")
     models: dict[str, tuple[str, str]] = {}
@@ -228,6 +233,7 @@ def parse_listing(doc: Any) -> Inventory:
     if controller:
         ids = controller[0].get("controller-ids")
         controller_ids = {i for i in ids if isinstance(i, str)} if isinstance(ids, list) else set()
+    controller_model = _controller_model(controller)
     api = agent_addresses(doc.get("hostports"))
     machines: list[Machine] = []
     rejected: list[str] = []
@@ -238,10 +244,10 @@ def parse_listing(doc: Any) -> Inventory:
             rejected.append(f"machine record {str(m.get('_id'))[:80]!r}: invalid model uuid or machine id")
             continue
         raw_jobs = m.get("jobs")
-        jobs: list[Any] = raw_jobs if isinstance(raw_jobs, list) else []
-        if _int(m.get("life")) == LIFE_DEAD or any(_int(j) == JOB_MANAGE_MODEL for j in jobs):
+        jobs = [_int(j) for j in raw_jobs] if isinstance(raw_jobs, list) else []
+        if _int(m.get("life")) == LIFE_DEAD or is_controller_machine({**m, "jobs": jobs}, controller_model):
             continue
-        if model == _controller_model(controller) and mid in controller_ids:
+        if model == controller_model and mid in controller_ids:
             continue
         name, kind = models.get(model, ("?", "?"))
         address = select_address(m) or ""
@@ -257,7 +263,7 @@ def parse_listing(doc: Any) -> Inventory:
     tag = str(doc.get("controller_tag") or "")
     uuid = tag.removeprefix("controller-") if UUID_RE.fullmatch(tag.removeprefix("controller-")) else ""
     return Inventory(controller_uuid=uuid, machines=tuple(machines), api_addresses=api,
-                     rejected=tuple(rejected))
+                     rejected=tuple(rejected), controller_model=controller_model)
 
 
 def _controller_model(controller: Sequence[Mapping[str, Any]]) -> str:

@@ -54,6 +54,13 @@ class RepointRequest:
     resume: bool = False
     dry_run: bool = False
     state_dir: Path | None = None  # default: $XDG_STATE_HOME/jujubackup/repoint
+    demoted: tuple[str, ...] = ()
+    """Machine ids (controller model) of the backup's other controllers, which the restore demoted
+    (rewrite.is_controller_machine decided them): not re-pointed, listed as such."""
+
+
+DEMOTED = ("a controller of the backup, demoted by the restore: not re-pointed (it runs its own "
+           "controller agent, or is gone; remove it with `juju remove-machine --force`)")
 
 
 @dataclass
@@ -138,7 +145,10 @@ def repoint_from(settings: ConnectionSettings, controller: Host, request: Repoin
     for text in inventory.rejected:
         ui.warn(f"ignored a database record: {text}")
     state_file = _state_file(request, inventory.controller_uuid)
-    state = _load_state(state_file) if request.resume else {}
+    saved = _load_state(state_file)
+    # the restore that demoted them said so in the state file: a later `repoint` skips them too
+    demoted = set(request.demoted) | {str(d) for d in saved.get("demoted") or [] if isinstance(d, str)}
+    state = saved if request.resume else {}
     if request.resume and state.get("addresses") not in (None, list(inventory.api_addresses)):
         ui.warn("the controller's API addresses changed since the last run: every machine is done again")
         state = {}
@@ -148,7 +158,9 @@ def repoint_from(settings: ConnectionSettings, controller: Host, request: Repoin
     done_before = set(state.get("done") or [])
     todo: list[R.Machine] = []
     for m in inventory.machines:
-        if m.problem:
+        if m.model_uuid == inventory.controller_model and m.machine_id in demoted:
+            result.outcomes.append(R.Outcome(m, "skipped", DEMOTED))
+        elif m.problem:
             result.outcomes.append(R.Outcome(m, "skipped", m.problem))
         elif m.key in done_before:
             result.outcomes.append(R.Outcome(m, "done", earlier=True))
@@ -168,7 +180,7 @@ def repoint_from(settings: ConnectionSettings, controller: Host, request: Repoin
         done = sorted(done_before | {o.machine.key for o in result.outcomes if o.result == "done"})
         _save_state(state_file, {"controller-uuid": inventory.controller_uuid,
                                  "addresses": list(inventory.api_addresses), "done": done,
-                                 "updated": time.time()})
+                                 "demoted": sorted(demoted), "updated": time.time()})
     return result
 
 

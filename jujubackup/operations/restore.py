@@ -302,7 +302,8 @@ def fresh_restore(
                 backup.controller_uuid, target_facts.address, backup.api_port, ui, confirm, yes=request.yes
             )
         if readdress and request.repoint is not None:  # the address changed: the agents need it
-            result.repointed = repoint_agents(settings, target, request, ui)
+            demoted = tuple(c.machine_id for c in backup.others if c.machine_id != "?")
+            result.repointed = repoint_agents(settings, target, request, ui, demoted)
         return result
     finally:
         target.close()
@@ -311,13 +312,15 @@ def fresh_restore(
 
 
 def repoint_agents(
-    settings: ConnectionSettings, target: Host, request: RestoreRequest, ui: UI
+    settings: ConnectionSettings, target: Host, request: RestoreRequest, ui: UI, demoted: tuple[str, ...] = ()
 ) -> RepointResult:
     """The last stage of a restore onto a new address: point every agent of the model at it
-    (operations/repoint.py). Machines left are in the result (the CLI exits EXIT_PARTIAL)."""
+    (operations/repoint.py). The backup's other controllers, which the restore demoted (`demoted`,
+    machine ids), are listed as such and not re-pointed. Machines left are in the result (the CLI
+    exits EXIT_PARTIAL)."""
     assert request.repoint is not None
     ui.info("re-pointing the model's agents at the restored controller")
-    asked = replace(request.repoint, target=request.target or target.name)
+    asked = replace(request.repoint, target=request.target or target.name, demoted=demoted)
     return repoint_from(settings, target, asked, ui)
 
 

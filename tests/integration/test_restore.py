@@ -500,10 +500,14 @@ def test_ha_live_controller_refuses_and_force_leaves_one_voting_controller(
     assert not (spare.root / "var/lib/juju/agents").exists()
     assert sorted(p.name for p in (spare.root / "etc/systemd/system").iterdir()) == untouched
 
-    # --no-repoint: the demoted old controllers (machines 1, 2: jobs [1] now) are not workload
-    # machines to re-point (ctl1 still runs its own controller); repoint would list them as left.
-    forced = ("--yes", "--force", "--no-repoint")
-    ok(jb(lab, "restore", "--archive", str(archive), "--target", "spare0", *forced))
+    # the restore ends with repoint: the demoted old controllers (machines 1, 2: jobs [1] now, not
+    # in controller-ids) are listed as such, not re-pointed (ctl1 still runs its own controller);
+    # they used to be tried as workload machines and left (exit 9)
+    ctl1_conf = (ctl1.root / "var/lib/juju/agents/machine-1/agent.conf").read_text()
+    forced = ("--yes", "--force", "--format", "json")
+    done = ok(jb(lab, "restore", "--archive", str(archive), "--target", "spare0", *forced))
+    assert done.stdout.count("demoted by the restore") >= 2, done.stdout
+    assert (ctl1.root / "var/lib/juju/agents/machine-1/agent.conf").read_text() == ctl1_conf
     db = juju_db(spare)
     # Exactly one controller node document (a later create-backup records HANodes 1) and one voter.
     assert list(db["controllerNodes"]) == ["0"]

@@ -152,3 +152,46 @@ def test_trailing_newlines_scoped_addresses_and_odd_digits_are_rejected() -> Non
         R.parse_machine_report({"agents": [{"tag": "machine-1\n", "changed": True, "restarted": True,
                                             "state": "connected"}]}, "m")
 
+
+
+class _ListingHost:
+    """A controller whose repoint-list prints `doc` (nothing else may be run on it)."""
+
+    name = "spare0"
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
+
+    def run(self, script: str, text: str, **_: Any) -> Any:
+        import json
+
+        from jujubackup.host.base import RemoteResult
+
+        assert script == "repoint-list", script
+        return RemoteResult(script, json.dumps(self.doc), "")
+
+
+def test_controllers_demoted_by_the_restore_are_listed_not_repointed(tmp_path: Any) -> None:
+    # after an HA restore the old controllers 1 and 2 have jobs [1] and are no longer in
+    # controller-ids: by the database alone they look like workload machines
+    import io
+
+    from rich.console import Console
+
+    from jujubackup.operations.repoint import RepointRequest, repoint_from
+    from jujubackup.settings import ConnectionSettings
+    from jujubackup.ui import UI
+
+    doc = listing([machine(CM, "1", "10.0.0.11"), machine(CM, "2", "10.0.0.12"), machine(DM, "2", None)])
+    ui = UI(quiet=True, out=Console(file=io.StringIO()), err=Console(file=io.StringIO()))
+    request = RepointRequest(target="spare0", state_dir=tmp_path, demoted=("1", "2"))
+    result = repoint_from(ConnectionSettings(), _ListingHost(doc), request, ui)  # type: ignore[arg-type]
+    got = {(o.machine.model_name, o.machine.machine_id): (o.result, o.why) for o in result.outcomes}
+    assert got[("controller", "1")][0] == got[("controller", "2")][0] == "skipped"
+    assert "demoted by the restore" in got[("controller", "1")][1]
+    assert got[("default", "2")] == ("skipped", "no usable address in the database")  # not a demoted one
+    assert result.left == []
+    # a later `repoint` (same workstation) knows them from the state file the restore's run wrote
+    later = RepointRequest(target="spare0", state_dir=tmp_path)
+    again = repoint_from(ConnectionSettings(), _ListingHost(doc), later, ui)  # type: ignore[arg-type]
+    assert [o.result for o in again.outcomes if o.machine.model_uuid == CM] == ["skipped", "skipped"]
