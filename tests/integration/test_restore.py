@@ -22,9 +22,11 @@ from typing import Any
 import pytest
 
 from jujubackup import profiles
+from tests import libjuju
 from tests.conftest import LabFactory
 from tests.lab import provision
 from tests.lab.lab import Lab, LabHost
+from tests.lab.standins import jujud
 from tests.paths import VALID_28
 
 pytestmark = pytest.mark.lab
@@ -304,14 +306,8 @@ def test_disaster_recovery_onto_a_spare(lab_factory: LabFactory, tmp_path: Path,
     assert (state["step"], state["state"]) == ("verify", "failed")
 
     ok(jb(lab, "verify", str(archive)))  # stamps the sidecar: the next restore does not verify again
-    juju_data = tmp_path / "juju"
-    juju_data.mkdir()
-    controller = re.search(r"^controller: controller-(\S+)$", ctl_conf, re.M)
-    assert controller
-    (juju_data / "controllers.yaml").write_text(
-        f"controllers:\n  lab:\n    uuid: {controller.group(1)}\n    api-endpoints: ['{ctl.ip}:17070']\n"
-        "current-controller: lab\n"
-    )
+    juju_data = lab.juju_data  # what `juju bootstrap` left the operator: controller `lab`, user admin
+    assert f"'{ctl.ip}:17070'" in (juju_data / "controllers.yaml").read_text()
     result = ok(
         jb(
             lab,
@@ -366,6 +362,37 @@ def test_disaster_recovery_onto_a_spare(lab_factory: LabFactory, tmp_path: Path,
     assert (spare.root / "var/lib/juju/tools/machine-0").is_symlink()
     assert oct((spare.root / "var/lib/juju/agents/machine-0/agent.conf").stat().st_mode & 0o777) == "0o600"
     assert not (spare.root / JOURNAL).exists()
+    assert_libjuju_sees_the_backup(lab, spare, ctl_conf, before, tmp_path)
+
+
+def assert_libjuju_sees_the_backup(
+    lab: Lab, target: LabHost, ctl_conf: str, before: dict, tmp_path: Path
+) -> None:
+    """python-libjuju (a client no one here wrote) logs in to the restored controller as admin,
+    trusting only the backup's CA, and lists the backup's models and the machines of each; then, the
+    restore having run with --update-client-config, it finds the controller by name alone in the
+    lab's juju_data. On juju-2.8 libjuju 2.9's own "2.9." server-version rule is widened to "2.8."
+    (tests/libjuju/probe.py says why)."""
+    ca = tmp_path / "backup-ca.pem"
+    ca.write_text(str(jujud.parse_agent_conf(ctl_conf)["cacert"]))
+    accounts = (lab.juju_data / "accounts.yaml").read_text()
+    password = tmp_path / "admin-password"
+    password.touch(mode=0o600)
+    password.write_text(re.search(r"^    password: (\S+)$", accounts, re.M).group(1))  # type: ignore[union-attr]
+    prefix = ["--server-prefix", "2.8."] if lab.profile == "juju-2.8" else []
+    models: dict[str, list[str]] = {m["name"]: [] for m in before["models"].values()}
+    for m in before["machines"].values():
+        models[next(x["name"] for x in before["models"].values() if x["_id"] == m["model-uuid"])].append(
+            m["machineid"])
+    want = {name: sorted(ids, key=int) for name, ids in models.items()}
+    empty = tmp_path / "no-juju-data"
+    empty.mkdir()
+    direct = libjuju.sees(empty, "--endpoint", f"{target.ip}:17070", "--cacert", str(ca),
+                          "--password-file", str(password), *prefix)
+    assert direct["models"] == sorted(want) and direct["machines"] == want
+    by_name = libjuju.sees(lab.juju_data, "--controller", "lab", *prefix)
+    assert by_name["endpoint"] == f"{target.ip}:17070"
+    assert by_name["models"] == sorted(want) and by_name["machines"] == want
 
 
 def test_a_verified_archive_damaged_since_is_refused_before_the_target_changes(
