@@ -55,14 +55,13 @@ class GlobalOptions:
     quiet: bool = False
     verbose: bool = False
     make_connector: Callable[[ConnectionSettings], Connector] | None = field(default=None, compare=False)
-    """Builds the Connector from `connection` (tests: a FakeConnector); None: SSH."""
+    """Builds the Connector from `connection`: the CLI's SSH one (tests: a FakeConnector)."""
 
     @cached_property
     def connector(self) -> Connector:
         """Return the Connector every verb of this invocation connects through, built once on first
-        use (a verb that never connects never imports paramiko)."""
-        if self.make_connector is not None:
-            return self.make_connector(self.connection)
-        from jujubackup.connect import SSHConnector
-
-        return SSHConnector(self.connection)
+        use (a verb that never connects never imports paramiko). Raise RuntimeError without
+        `make_connector` (a bug: the CLI always gives one)."""
+        if self.make_connector is None:
+            raise RuntimeError("GlobalOptions has no make_connector")
+        return self.make_connector(self.connection)

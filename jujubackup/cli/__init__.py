@@ -127,7 +127,7 @@ def global_options(
     ] = False,
 ) -> None:
     """Global options, shared by every verb."""
-    make_connector = ctx.obj if callable(ctx.obj) else None  # main(make_connector=...): tests
+    make_connector = ctx.obj if callable(ctx.obj) else ssh_connector  # main(make_connector=...): tests
     ctx.obj = GlobalOptions(
         connection=ConnectionSettings(
             hosts=tuple(host or ()),
@@ -146,10 +146,17 @@ def global_options(
     )
 
 
+def ssh_connector(settings: ConnectionSettings) -> Connector:
+    """Return the SSH Connector over `settings` (imported only by a verb that connects: paramiko)."""
+    from jujubackup.connect import SSHConnector
+
+    return SSHConnector(settings)
+
+
 def options(ctx: typer.Context) -> GlobalOptions:
     """Return the GlobalOptions of this invocation (set by the app callback)."""
     obj = ctx.find_root().obj
-    return obj if isinstance(obj, GlobalOptions) else GlobalOptions()
+    return obj if isinstance(obj, GlobalOptions) else GlobalOptions(make_connector=ssh_connector)
 
 
 def make_ui(opts: GlobalOptions, fmt: OutputFormat | None = None) -> UI:

@@ -138,7 +138,7 @@ def test_remove_declined_removes_nothing_and_exits_6(lab_factory: Any) -> None:
     assert catalog_ids(ctl) == [kept] and (backup_dir(ctl) / f"{kept}.tar.gz").exists()
     assert "catalog of ctl0" in jb(lab, "list").stderr  # which host's catalog is shown (HA: the first)
     help_text = subprocess.run(jb_argv(lab, "remove", "--help"), capture_output=True, text=True).stdout
-    assert "exits 6" in help_text
+    assert "exits 6" in " ".join(help_text.split())  # click re-wraps the docstring
 
 
 @pytest.mark.parametrize(
