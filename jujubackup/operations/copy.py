@@ -70,17 +70,22 @@ class _Branch:
 
 
 class _Tee:
-    """The sink host.get writes into: hashes the plaintext once, feeds every live branch."""
+    """The sink host.get writes into: hashes the plaintext once, feeds every live branch (and `also`,
+    a sink that sees the plaintext too: run's archive verifier)."""
 
-    def __init__(self, branches: Sequence[_Branch], throttle: Throttle, start: int, hasher: Any) -> None:
+    def __init__(self, branches: Sequence[_Branch], throttle: Throttle, start: int, hasher: Any,
+                 also: Any = None) -> None:
         self.branches = branches
         self.throttle = throttle
         self.hasher = hasher
         self.size = start
+        self.also = also
 
     def write(self, data: bytes) -> int:
         self.hasher.update(data)
         self.size += len(data)
+        if self.also is not None:
+            self.also.write(data)
         for branch in self.branches:
             branch.write(data)
         if all(b.outcome.error is not None for b in self.branches):
@@ -92,10 +97,12 @@ class _Tee:
 
 
 def copy_to_stores(host: Host, record: CatalogRecord, stores: Sequence[Store], ui: UI, *,
-                   bwlimit: int | None = None) -> list[CopyOutcome]:
+                   bwlimit: int | None = None, also: Any = None) -> list[CopyOutcome]:
     """Given a connected controller, a catalog record and stores, copy the archive into each store
     not holding it yet, in one read of the controller's file; return one CopyOutcome per store (in
-    order). A store's failure is its outcome's error (its partial kept when plain); the others go on.
+    order). `also` (a sink with write(bytes)) sees every plaintext byte read, from the start byte
+    (run feeds its verifier; give it only with no resumable partial, or expect a suffix). A store's
+    failure is its outcome's error (its partial kept when plain); the others go on.
     A store already holding a complete copy with the record's SHA-256 is left as it is.
     Raise ConnectError (3) when the controller's stream breaks (every started put is aborted, plain
     partials kept)."""
@@ -116,7 +123,7 @@ def copy_to_stores(host: Host, record: CatalogRecord, stores: Sequence[Store], u
         return outcomes
     start = _resume_offset(host, record, branches, ui)
     hasher = hashlib.sha256() if start == 0 else _prefix_hasher(branches)
-    tee = _Tee(branches, Throttle(bwlimit), start, hasher)
+    tee = _Tee(branches, Throttle(bwlimit), start, hasher, also)
     try:
         with ui.transfer(f"copy {record.id[:15]}", record.size, start) as advance:
             host.get(record.path, tee, offset=start, progress=advance,  # type: ignore[arg-type]

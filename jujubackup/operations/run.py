@@ -6,7 +6,8 @@ each in its own thread with its own SSH connections:
     create (the controller's mode and backup dir)
     -> copy off the controller into every store it names, through the stores' interface: one
        stream tee'd into all of them (encrypted for a store with recipients), verified in full
-       while it streams (what `verify FILE` checks), each copy read back (store_copy.py)
+       while it streams (what `verify FILE` checks), each copy read back (verified_copy.py on
+       operations/copy.py)
     -> prune the controller's catalog by its `retention` (prune.py; the backup just copied and
        verified counts as verified, so it is the "newest verified backup" prune always keeps)
     -> prune this controller's copies in each store by its `store-retention` (the same rules; a
@@ -45,7 +46,7 @@ from jujubackup.fleet_config import Controller, Fleet
 from jujubackup.operations.create import CreateRequest, create
 from jujubackup.operations.prune import PruneRequest, prune
 from jujubackup.operations.status import connect_catalog
-from jujubackup.operations.store_copy import CopyOutcome, copy_to_stores
+from jujubackup.operations.verified_copy import VerifiedCopy, copy_and_verify
 from jujubackup.retention import Candidate, Policy, apply_policy, id_time
 from jujubackup.settings import ConnectionSettings
 from jujubackup.stores import Store, open_store
@@ -53,20 +54,6 @@ from jujubackup.stores.config import StoreConfig
 from jujubackup.ui import UI, PrefixedUI
 
 STAGES = ("create", "copy", "prune")  # copy: into every store, each copy verified in full
-
-
-@dataclass
-class StoreCopy:
-    """One copy of this run's backup into one store."""
-
-    store: str
-    ok: bool = False
-    size: int = 0
-    seconds: float = 0.0
-    location: str = ""
-    error: str = ""
-    exit_code: int = EXIT_OK
-    encrypted: bool = False
 
 
 @dataclass
@@ -82,7 +69,7 @@ class ControllerRun:
     started: float = 0.0
     ended: float = 0.0
     seconds: float = 0.0
-    copies: list[StoreCopy] = field(default_factory=list)
+    copies: list[VerifiedCopy] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
     pruned_in_stores: dict[str, list[str]] = field(default_factory=dict)
     error: str = ""
@@ -185,13 +172,13 @@ def backup_one(controller: Controller, settings: ConnectionSettings,
         try:
             run.stage = "copy"
             opened = [open_store(name, stores[name]) for name in controller.stores]
-            outcomes = copy_to_stores(host, record, opened, ui) if opened else []
-            run.copies = [_store_copy(o) for o in outcomes]
+            run.copies = copy_and_verify(host, record, opened, ui) if opened else []
             if any(not c.ok for c in run.copies):
                 raise _store_failure([c for c in run.copies if not c.ok])
             run.stage = "prune"
             if controller.retention is not None:
-                verified = frozenset({record.id}) if run.copies else frozenset()
+                streamed = any(c.stream_verified for c in run.copies)
+                verified = frozenset({record.id}) if streamed else frozenset()
                 request = PruneRequest(controller.retention, backup_dir=controller.backup_dir,
                                        verified=verified)
                 run.pruned = prune(host, request, ui, confirm=lambda records: True).removed
@@ -228,15 +215,6 @@ def _create(
     return created.record
 
 
-def _store_copy(outcome: CopyOutcome) -> StoreCopy:
-    """Return the summary of one store's copy."""
-    stored = outcome.stored
-    return StoreCopy(outcome.store.name, outcome.ok, stored.size if stored else 0, outcome.seconds,
-                     outcome.store.describe(), outcome.error.message if outcome.error else "",
-                     outcome.error.exit_code if outcome.error else EXIT_OK,
-                     encrypted=bool(stored and stored.encrypted))
-
-
 def prune_store(store: Store, record: CatalogRecord, policy: Policy, ui: UI) -> list[str]:
     """Apply `policy` to this controller's complete copies in `store` (IDs ending in the model UUID
     of `record`, whose copy was just verified: always kept); remove the others; return their IDs."""
@@ -253,7 +231,7 @@ def prune_store(store: Store, record: CatalogRecord, policy: Policy, ui: UI) -> 
     return removed
 
 
-def _store_failure(bad: list[StoreCopy]) -> JujuBackupError:
+def _store_failure(bad: list[VerifiedCopy]) -> JujuBackupError:
     """Return the error of a pass whose copies failed: the first failed copy's exit code."""
     detail = "; ".join(f"{c.store}: {c.error}" for c in bad)
     return JujuBackupError(f"copy to {len(bad)} store(s) failed: {detail}", exit_code=bad[0].exit_code,

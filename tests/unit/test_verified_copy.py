@@ -1,5 +1,6 @@
-"""store_copy.copy_to_stores: one stream from the controller tee'd into several stores, verified
-while it streams, committed only when it verified, read back; one store failing spares the others."""
+"""verified_copy.copy_and_verify (run's copy and verify stages, on operations/copy.py): one stream
+tee'd into several stores and verified while it streams, each copy read back; one store failing
+spares the others; an archive that does not verify is left in no store."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from jujubackup import crypt
 from jujubackup.catalog import CatalogRecord, parse_record
 from jujubackup.errors import ConnectError
 from jujubackup.host.base import Host
-from jujubackup.operations.store_copy import copy_to_stores
+from jujubackup.operations.verified_copy import copy_and_verify
 from jujubackup.stores import Store, open_store
 from jujubackup.stores.config import LocalStoreConfig
 from jujubackup.ui import UI
@@ -67,25 +68,33 @@ def test_one_stream_into_a_plain_and_an_encrypted_store(tmp_path: Path) -> None:
     identity = crypt.X25519Identity(os.urandom(32))
     sealed_store = local("sealed", tmp_path / "sealed", (identity.recipient(),))
     stores = [local("plain", tmp_path / "plain"), sealed_store]
-    outcomes = copy_to_stores(cast(Host, StreamingHost(archive)), record_of(archive), stores, UI(quiet=True))
-    assert [(o.ok, o.error) for o in outcomes] == [(True, None), (True, None)]
+    copies = copy_and_verify(cast(Host, StreamingHost(archive)), record_of(archive), stores, UI(quiet=True))
+    assert [(c.ok, c.error, c.stream_verified) for c in copies] == [(True, "", True), (True, "", True)]
     assert (tmp_path / "plain" / f"{BACKUP_ID}.tar.gz").read_bytes() == archive.read_bytes()
     sealed = (tmp_path / "sealed" / f"{BACKUP_ID}.tar.gz.age").read_bytes()
-    plain = crypt.DecryptingReader(io.BytesIO(sealed), [identity]).read()
-    assert plain == archive.read_bytes()
-    assert outcomes[1].stored is not None and outcomes[1].stored.encrypted
-    # a second copy of the same backup: the stores already hold it, nothing is written again
-    again = copy_to_stores(cast(Host, StreamingHost(archive)), record_of(archive), stores, UI(quiet=True))
-    assert all(o.ok and o.already for o in again)
+    assert crypt.DecryptingReader(io.BytesIO(sealed), [identity]).read() == archive.read_bytes()
+    assert copies[1].encrypted and not copies[0].encrypted
+    # again: the stores hold it already; read back only (nothing streamed, nothing verified in passing)
+    again = copy_and_verify(cast(Host, StreamingHost(archive)), record_of(archive), stores, UI(quiet=True))
+    assert [(c.ok, c.already_present, c.stream_verified) for c in again] == [(True, True, False)] * 2
+    # a stored copy that changed since: the read-back catches it (exit 8)
+    plain = tmp_path / "plain" / f"{BACKUP_ID}.tar.gz"
+    plain.write_bytes(plain.read_bytes()[:-1] + b"x")
+    changed = copy_and_verify(cast(Host, StreamingHost(archive)), record_of(archive), stores[:1],
+                              UI(quiet=True))
+    assert (changed[0].ok, changed[0].exit_code) == (False, 8)
+    assert "read back from store plain is not what was stored" in changed[0].error
 
 
-def test_an_archive_that_does_not_verify_is_published_nowhere(tmp_path: Path) -> None:
-    archive = big_archive(tmp_path)
-    record = record_of(archive, sha256="0" * 64)  # the catalog says other bytes
+def test_an_archive_that_does_not_verify_is_left_in_no_store(tmp_path: Path) -> None:
+    archive = tmp_path / "bad.tar.gz"
+    spec = ArchiveSpec()
+    spec.dump["juju/machines.bson"] = b"\x05\x00\x00"  # not BSON: the stream's verification fails
+    spec.write(archive)
     stores = [local("plain", tmp_path / "plain"), local("other", tmp_path / "other")]
-    outcomes = copy_to_stores(cast(Host, StreamingHost(archive)), record, stores, UI(quiet=True))
-    assert [o.ok for o in outcomes] == [False, False]
-    assert all(o.error is not None and o.error.exit_code == 8 for o in outcomes)
+    copies = copy_and_verify(cast(Host, StreamingHost(archive)), record_of(archive), stores, UI(quiet=True))
+    assert [(c.ok, c.exit_code) for c in copies] == [(False, 8), (False, 8)]
+    assert "did not verify while it was copied" in copies[0].error
     assert not list((tmp_path / "plain").glob("*.tar.gz")) and not list((tmp_path / "other").glob("*.json"))
 
 
@@ -93,19 +102,16 @@ def test_one_broken_store_spares_the_others(tmp_path: Path) -> None:
     archive = big_archive(tmp_path)
     (tmp_path / "not-a-dir").write_text("x")
     stores = [local("broken", tmp_path / "not-a-dir"), local("good", tmp_path / "good")]
-    outcomes = copy_to_stores(cast(Host, StreamingHost(archive)), record_of(archive), stores, UI(quiet=True))
-    assert not outcomes[0].ok and outcomes[0].error is not None and outcomes[0].error.exit_code == 2
-    assert outcomes[1].ok and (tmp_path / "good" / f"{BACKUP_ID}.tar.gz").is_file()
+    copies = copy_and_verify(cast(Host, StreamingHost(archive)), record_of(archive), stores, UI(quiet=True))
+    assert (copies[0].ok, copies[0].exit_code) == (False, 2)
+    assert copies[1].ok and (tmp_path / "good" / f"{BACKUP_ID}.tar.gz").is_file()
 
 
-def test_a_dropped_connection_fails_every_copy_and_a_plain_one_resumes(tmp_path: Path) -> None:
+def test_a_dropped_connection_fails_every_copy(tmp_path: Path) -> None:
     archive = big_archive(tmp_path)
-    store = local("plain", tmp_path / "plain")
+    stores = [local("plain", tmp_path / "plain"), local("other", tmp_path / "other")]
     dropping = cast(Host, StreamingHost(archive, fail_after=131072))
-    dropped = copy_to_stores(dropping, record_of(archive), [store], UI(quiet=True))
-    assert not dropped[0].ok and dropped[0].error is not None and dropped[0].error.exit_code == 3
-    part = tmp_path / "plain" / f"{BACKUP_ID}.tar.gz.part"
-    assert part.stat().st_size == 131072 and not (tmp_path / "plain" / f"{BACKUP_ID}.tar.gz").exists()
-    resumed = copy_to_stores(cast(Host, StreamingHost(archive)), record_of(archive), [store], UI(quiet=True))
-    assert resumed[0].ok
-    assert (tmp_path / "plain" / f"{BACKUP_ID}.tar.gz").read_bytes() == archive.read_bytes()
+    copies = copy_and_verify(dropping, record_of(archive), stores, UI(quiet=True))
+    assert [(c.ok, c.exit_code) for c in copies] == [(False, 3), (False, 3)]
+    assert not (tmp_path / "plain" / f"{BACKUP_ID}.tar.gz").exists()
+    assert (tmp_path / "plain" / f"{BACKUP_ID}.tar.gz.part").stat().st_size == 131072  # kept to resume
