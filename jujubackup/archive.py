@@ -1203,25 +1203,41 @@ def read_members(
     """Given an archive and outer member paths (relative to juju-backup/) and root.tar member names,
     return their contents in one streaming pass. Absent members are absent from the result.
     Raise VerifyError if the archive is unreadable or a wanted member is larger than `max_bytes`."""
+    try:
+        with open(path, "rb") as raw:
+            return read_members_stream(raw, names, root_names, max_bytes=max_bytes, label=f"archive {path}")
+    except STREAM_ERRORS as err:
+        raise VerifyError(f"archive {path} is truncated or corrupt ({_err_text(err)})") from err
+
+
+def read_members_stream(
+    raw: IO[bytes] | Any,
+    names: Iterable[str] = (),
+    root_names: Iterable[str] = (),
+    *,
+    max_bytes: int = MAX_SMALL_MEMBER,
+    label: str = "the archive",
+) -> MemberContents:
+    """read_members over a readable stream of the archive (e.g. an age-encrypted copy decrypted as it
+    is read); reading stops once every wanted member was read. Raise VerifyError as read_members."""
     wanted = set(names)
     root_wanted = {normalize_name(n.lstrip("/")) for n in root_names}
     files: dict[str, bytes] = {}
     root_files: dict[str, bytes] = {}
     try:
-        with open(path, "rb") as raw:
-            for member, data in iter_tar(GzipReader(raw)):
-                rel = _rel(member.name)
-                if data is None or (rel not in wanted and not (rel == ROOT_TAR and root_wanted)):
-                    continue
-                if rel == ROOT_TAR and root_wanted:
-                    root_files.update(_read_root_members(data, root_wanted, max_bytes))
-                    root_wanted = set()
-                elif rel in wanted:
-                    files[rel] = _read_capped(data, rel, max_bytes)
-                if not root_wanted and wanted <= files.keys():
-                    break  # everything asked for is read: the rest of the archive is not needed
+        for member, data in iter_tar(GzipReader(raw)):
+            rel = _rel(member.name)
+            if data is None or (rel not in wanted and not (rel == ROOT_TAR and root_wanted)):
+                continue
+            if rel == ROOT_TAR and root_wanted:
+                root_files.update(_read_root_members(data, root_wanted, max_bytes))
+                root_wanted = set()
+            elif rel in wanted:
+                files[rel] = _read_capped(data, rel, max_bytes)
+            if not root_wanted and wanted <= files.keys():
+                break  # everything asked for is read: the rest of the archive is not needed
     except STREAM_ERRORS as err:
-        raise VerifyError(f"archive {path} is truncated or corrupt ({_err_text(err)})") from err
+        raise VerifyError(f"{label} is truncated or corrupt ({_err_text(err)})") from err
     return MemberContents(files, root_files)
 
 

@@ -108,3 +108,13 @@ def test_list_and_verify_a_local_store(keys: tuple[str, Path, Path], tmp_path: P
     code, out, err = run(["verify", "latest", "--store", "here", "--store-config", str(conf),
                           "--identity", str(keys[2])], capsys)
     assert code == EXIT_VERIFY
+
+
+def test_info_of_an_encrypted_file_reads_its_metadata(keys: tuple[str, Path, Path], tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    path = encrypted(tmp_path, keys[0])
+    code, out, err = run(["info", str(path), "--identity", str(keys[1]), "--format", "json"], capsys)
+    assert code == 0, err
+    assert '"hostname": "juju-53ab97-0"' in out and '"encrypted": true' in out
+    code, out, err = run(["info", str(path), "--identity", str(keys[2])], capsys)
+    assert code == EXIT_VERIFY and out == "" and "no identity given opens" in err
