@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from jujubackup.catalog import CatalogRecord
 from jujubackup.cli import BackupDirOption, FormatOption, make_ui, options
+from jujubackup.cli.storeopts import IdentityOption, StoreConfigOption, StoreOption
 from jujubackup.errors import UsageError
 from jujubackup.operations.prune import COLUMNS, PruneRequest, PruneResult, run_prune
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
 from jujubackup.retention import Policy, parse_count
 from jujubackup.settings import OutputFormat
 from jujubackup.ui import UI
+
+if TYPE_CHECKING:
+    from jujubackup.operations.prune_store import StorePruneResult
 
 
 def _keep(rule: str, what: str) -> object:
@@ -36,6 +40,9 @@ def register(app: typer.Typer) -> None:
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would go and why each "
                                               "kept backup is kept; remove nothing.")] = False,
         yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+        store: StoreOption = None,
+        store_config: StoreConfigOption = None,
+        identity: IdentityOption = None,
         backup_dir: BackupDirOption = DEFAULT_BACKUP_DIR,
         fmt: FormatOption = None,
     ) -> None:
@@ -45,6 +52,11 @@ def register(app: typer.Typer) -> None:
         backup is kept while a rule has count left, and the newest backup that verifies (checked on
         the controller, newest first) is always kept. Takes the controller's lock to remove (exit 7
         while another operation holds it). Asks unless --yes; declining removes nothing (exit 6).
+
+        With --store NAME: the copies in that store instead (no controller is contacted), each
+        controller's copies apart (grouped by the model UUID ending their IDs); incomplete copies are
+        never pruned; the newest copy that verifies is kept (an encrypted one is verified in full only
+        with --identity, else its stored bytes are hashed).
         """
         opts = options(ctx)
         ui = make_ui(opts, fmt)
@@ -57,18 +69,49 @@ def register(app: typer.Typer) -> None:
             raise UsageError("no retention rule given: nothing would be removed",
                              hint="give at least one of --keep-last/-hourly/-daily/-weekly/-monthly/-yearly")
 
-        def confirm(records: list[CatalogRecord]) -> bool:
+        def ask(lines: list[str]) -> bool:
             if yes:
                 return True
             if not sys.stdin.isatty():
                 raise UsageError("prune asks for confirmation but stdin is not a terminal",
                                  hint="give --yes (or --dry-run to see what would go)")
-            for record in records:
-                ui.info(f"  {record.id}  ({record.size} bytes, {record.metadata.notes or 'no notes'})")
-            return typer.confirm(f"remove {len(records)} backup(s)?", default=False, err=True)
+            for line in lines:
+                ui.info(f"  {line}")
+            return typer.confirm(f"remove {len(lines)} backup(s)?", default=False, err=True)
+
+        if store is not None:
+            from jujubackup.operations.prune_store import StorePruneRequest, prune_store
+            from jujubackup.stores.config import named_store
+
+            if opts.connection.hosts or opts.connection.controller:
+                raise UsageError("--store prunes a store: no controller (-H/-c) is used")
+            target = named_store(store_config, store)
+            request = StorePruneRequest(policy, dry_run, identity)
+            shown = prune_store(target, request, ui,
+                                lambda copies: ask([f"{c.id} ({c.size} bytes)" for c in copies]))
+            show_store(ui, shown)
+            return
+        if identity is not None or store_config is not None:
+            raise UsageError("--identity and --store-config go with --store NAME")
+
+        def confirm(records: list[CatalogRecord]) -> bool:
+            return ask([f"{r.id}  ({r.size} bytes, {r.metadata.notes or 'no notes'})" for r in records])
 
         result = run_prune(opts.connection, ui, PruneRequest(policy, dry_run, backup_dir), confirm)
         show(ui, result)
+
+
+def show_store(ui: UI, result: StorePruneResult) -> None:
+    """Print a store's plan: one row per complete copy (tabular), or the result's data."""
+    if ui.format is not OutputFormat.tabular:
+        ui.data(result.as_dict())
+        return
+    title = f"store {result.store}: {result.policy.describe()}" + (" (dry run)" if result.dry_run else "")
+    ui.data(result.rows(), columns=COLUMNS, title=title)
+    gone = sum(len(p.remove) for p in result.plans.values())
+    kept = sum(len(p.keep) for p in result.plans.values())
+    ui.info(f"{kept} kept, {gone} {'would be removed' if result.dry_run else 'removed'}"
+            + (f", {len(result.incomplete)} incomplete (never pruned)" if result.incomplete else ""))
 
 
 def show(ui: UI, result: PruneResult) -> None:

@@ -45,11 +45,11 @@ from jujubackup.errors import (
 from jujubackup.fleet_config import Controller, Fleet
 from jujubackup.operations.create import CreateRequest, create
 from jujubackup.operations.prune import PruneRequest, prune
+from jujubackup.operations.prune_store import StorePruneRequest, group_of, prune_store
 from jujubackup.operations.status import connect_catalog
 from jujubackup.operations.verified_copy import VerifiedCopy, copy_and_verify
-from jujubackup.retention import Candidate, Policy, apply_policy, id_time
 from jujubackup.settings import ConnectionSettings
-from jujubackup.stores import Store, open_store
+from jujubackup.stores import open_store
 from jujubackup.stores.config import StoreConfig
 from jujubackup.ui import UI, PrefixedUI
 
@@ -187,8 +187,12 @@ def backup_one(controller: Controller, settings: ConnectionSettings,
         finally:
             host.close()
         if controller.store_retention is not None:
+            in_stores = StorePruneRequest(controller.store_retention, verified=frozenset({record.id}),
+                                          group=group_of(record.id))
             for store in opened:
-                run.pruned_in_stores[store.name] = prune_store(store, record, controller.store_retention, ui)
+                run.stage = f"prune store {store.name}"
+                pruned = prune_store(store, in_stores, ui, confirm=lambda copies: True)
+                run.pruned_in_stores[store.name] = pruned.removed
         run.ok = True
         run.stage = "done"
         ui.info(f"done: {record.id} ({len(run.copies)} store(s), {len(run.pruned)} pruned)")
@@ -213,22 +217,6 @@ def _create(
     run.host, run.backup_id, run.size = created.host, created.record.id, created.record.size
     ui.info(f"created {created.record.id} on {created.host} ({created.record.size} bytes)")
     return created.record
-
-
-def prune_store(store: Store, record: CatalogRecord, policy: Policy, ui: UI) -> list[str]:
-    """Apply `policy` to this controller's complete copies in `store` (IDs ending in the model UUID
-    of `record`, whose copy was just verified: always kept); remove the others; return their IDs."""
-    suffix = "." + record.id.split(".", 1)[1]
-    held = [b for b in store.list_backups() if b.id.endswith(suffix) and b.record is not None]
-    candidates = [Candidate(b.id, id_time(b.id), True if b.id == record.id else None) for b in held]
-    plan = apply_policy(candidates, policy)
-    removed = []
-    for gone in plan.remove:
-        store.remove(gone.id)
-        removed.append(gone.id)
-    if removed:
-        ui.info(f"store {store.name}: pruned {len(removed)} copy(ies): {', '.join(removed)}")
-    return removed
 
 
 def _store_failure(bad: list[VerifiedCopy]) -> JujuBackupError:
