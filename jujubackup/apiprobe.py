@@ -16,6 +16,7 @@ dialling an IP, the probe sends no SNI, so it gets what any such client gets.
 Public API:
     probe_api(host, address, port, ca_pem, *, timeout) -> ApiCertificate   raise VerifyError
     ca_from_agent_conf(text) -> str                                          raise VerifyError
+    ca_fingerprint(pem) -> str                                               raise VerifyError
     ApiCertificate.as_dict()
 """
 
@@ -86,6 +87,21 @@ def ca_from_agent_conf(text: str) -> str:
     if not isinstance(ca, str) or "-----BEGIN CERTIFICATE-----" not in ca:
         raise VerifyError("agent.conf has no cacert", hint="is this a Juju controller's agent.conf?")
     return ca
+
+
+def ca_fingerprint(pem: str) -> str:
+    """Given a PEM certificate (the first one counts), return the SHA-256 of its DER bytes (hex): what
+    identifies a controller CA whatever its PEM line wrapping. Raise VerifyError if it is no PEM
+    certificate."""
+    start = pem.find("-----BEGIN CERTIFICATE-----")
+    end = pem.find("-----END CERTIFICATE-----", start)
+    if start < 0 or end < 0:
+        raise VerifyError("not a PEM certificate", hint="is this a Juju controller's agent.conf cacert?")
+    try:
+        der = ssl.PEM_cert_to_DER_cert(pem[start:end + len("-----END CERTIFICATE-----")])
+    except ValueError as err:
+        raise VerifyError(f"not a PEM certificate: {err}") from err
+    return hashlib.sha256(der).hexdigest()
 
 
 def probe_api(

@@ -277,6 +277,7 @@ def fresh_restore(
             overlay_size=pushed.overlay_size,
             harvest_modes=tuple((h.model_uuid, h.model, h.was) for h in plan.harvest),
             backup_dir=request.backup_dir,
+            ca_sha256=apiprobe.ca_fingerprint(backup.ca_cert) if backup.ca_cert else "",
         )
         X.start_journal(target, params)
         prepare = round(time.monotonic() - started, 2)
@@ -790,6 +791,10 @@ def resume(settings: ConnectionSettings, request: RestoreRequest, ui: UI) -> Res
         if not journal.exists or journal.params is None:
             raise NotFoundError(f"no unfinished restore is journaled on {target.name}")
         params = journal.params
+        check_resume_backup(params, request, target.name)
+        if request.archive is not None:
+            check_resume_archive(params, read_backup(request.archive, request.archive.name),
+                                 request.archive, target.name)
         ui.info(
             f"resuming restore of {params.backup_id} on {target.name}; "
             f"done: {', '.join(sorted(journal.done))}"
@@ -803,6 +808,48 @@ def resume(settings: ConnectionSettings, request: RestoreRequest, ui: UI) -> Res
         )
     finally:
         target.close()
+
+
+def check_resume_backup(params: X.Params, request: RestoreRequest, target: str) -> None:
+    """Given the journal's params and a `restore ID --resume` request, return if ID names the
+    journaled backup (the whole ID or a prefix of it). Raise RefusedError (exit 6) otherwise."""
+    ref = request.backup_ref
+    if ref and not params.backup_id.startswith(ref):
+        raise RefusedError(
+            f"the restore journaled on {target} is of backup {params.backup_id}, not {ref}",
+            hint=f"resume it with `restore {params.backup_id} --resume` (or `--resume --target {target}`), "
+            f"or undo it with `restore --rollback --target {target}` before restoring {ref}",
+        )
+
+
+def check_resume_archive(params: X.Params, backup: P.BackupFacts, archive: Path, target: str) -> None:
+    """Given the journal's params and the facts of the archive a `--resume --archive FILE` names,
+    return if it is the backup the journaled restore started with: same backup ID, same size and,
+    when the journal recorded it, the same controller CA (the restored agents and clients trust only
+    that CA). Raise RefusedError (exit 6) before anything continues otherwise."""
+    undo = f"or undo the restore with `restore --rollback --target {target}` and start afresh"
+    if backup.backup_id != params.backup_id:
+        raise RefusedError(
+            f"the restore journaled on {target} is of backup {params.backup_id}, but {archive.name} "
+            f"holds {backup.backup_id}",
+            hint=f"resume with the archive of {params.backup_id} (`restore --resume --archive FILE "
+            f"--target {target}`), {undo}",
+        )
+    if params.ca_sha256:
+        have = apiprobe.ca_fingerprint(backup.ca_cert) if backup.ca_cert else "none"
+        if have != params.ca_sha256:
+            raise RefusedError(
+                f"the controller CA in {archive.name} (SHA-256 {have[:16]}…) is not the CA of the "
+                f"backup the restore on {target} started with ({params.ca_sha256[:16]}…)",
+                hint=f"this archive is not the one the restore started with, although it names the same "
+                f"backup: resume with that archive, {undo}",
+            )
+    if backup.archive_size != params.size:
+        raise RefusedError(
+            f"{archive.name} has {backup.archive_size} bytes, the archive the restore on {target} "
+            f"started with had {params.size}",
+            hint=f"resume with the archive the restore started with, {undo}",
+        )
 
 
 def rollback(settings: ConnectionSettings, request: RestoreRequest, ui: UI) -> RestoreResult:

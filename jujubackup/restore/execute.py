@@ -74,6 +74,9 @@ class Params:
     """The controller's backup dir on the target: each step holds its lock (restore-lib)."""
     harvest_modes: tuple[tuple[str, str, str | None], ...] = ()
     """(model uuid, model name, earlier provisioner-harvest-mode or None: unset) per model set to none."""
+    ca_sha256: str = ""
+    """SHA-256 of the backup's controller CA (DER, apiprobe.ca_fingerprint): `--resume --archive FILE`
+    refuses an archive whose CA differs. Empty in a journal written before it was recorded."""
 
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "steps": list(self.steps)}, sort_keys=True)
@@ -124,6 +127,9 @@ class Params:
              and (self.overlay_sha256 == "" or _SHA256.fullmatch(self.overlay_sha256) is not None),
              "a SHA-256 or empty"),
             ("overlay_size", self.overlay_size, _is_int(self.overlay_size, 0, 2**63 - 1), "a size"),
+            ("ca_sha256", self.ca_sha256, isinstance(self.ca_sha256, str)
+             and (self.ca_sha256 == "" or _SHA256.fullmatch(self.ca_sha256) is not None),
+             "a SHA-256 or empty"),
             ("backup_dir", self.backup_dir, _is_backup_dir(self.backup_dir), "a dedicated absolute dir"),
         )
         for name, value, ok, expected in checks:

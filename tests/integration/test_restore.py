@@ -70,6 +70,33 @@ def create_and_download(lab: Lab, dest: Path, host: str = "ctl0") -> str:
     return backup_id
 
 
+def with_controller_ca(src: Path, dst: Path, ca_pem: str) -> None:
+    """Copy archive `src` to `dst` with another CA as `cacert` in root.tar's agent.conf (the same
+    backup ID and everything else): what `restore --resume` must not take for the journaled backup."""
+    import io
+    import tarfile
+
+    def swap(root_tar: bytes) -> bytes:
+        out = io.BytesIO()
+        with tarfile.open(fileobj=io.BytesIO(root_tar)) as tin, tarfile.open(fileobj=out, mode="w") as tout:
+            for m in tin:
+                data = tin.extractfile(m).read() if m.isfile() else None  # type: ignore[union-attr]
+                if data is not None and re.search(r"agents/machine-\d+/agent\.conf$", m.name):
+                    block = "cacert: |\n" + "".join(f"  {line}\n" for line in ca_pem.strip().splitlines())
+                    data = re.sub(r"^cacert: \|\n(?:  .*\n)+", block, data.decode(), flags=re.M).encode()
+                    m.size = len(data)
+                tout.addfile(m, io.BytesIO(data) if data is not None else None)
+        return out.getvalue()
+
+    with tarfile.open(src) as tin, tarfile.open(dst, "w:gz") as tout:
+        for m in tin:
+            data = tin.extractfile(m).read() if m.isfile() else None  # type: ignore[union-attr]
+            if data is not None and m.name.endswith("root.tar"):
+                data = swap(data)
+                m.size = len(data)
+            tout.addfile(m, io.BytesIO(data) if data is not None else None)
+
+
 def juju_db(host: LabHost) -> dict[str, dict[str, dict[str, Any]]]:
     """Return host's `juju` database as {collection: {str(_id): doc}}, read from juju-db's files."""
     db = provision.read_db(host.root, host.profile, dbs=["juju"]).get("juju", {})
@@ -555,6 +582,8 @@ def test_connection_killed_mid_step_then_resume_completes(
     ctl, spare = lab.host("ctl0"), lab.host("spare0")
     archive = tmp_path / "big.tar.gz"
     backup_id = create_and_download(lab, archive)
+    other = tmp_path / "other.tar.gz"
+    other_id = create_and_download(lab, other) if step == "untar-files" else ""
     uuid = model_uuid(ctl)
     ctl.power_off()
     client = subprocess.Popen(
@@ -587,6 +616,24 @@ def test_connection_killed_mid_step_then_resume_completes(
     state = journal_state(spare, step)
     assert state["backup_id"] == backup_id and state["state"] in ("running", "done")
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", state["started"])
+
+    if step == "untar-files":
+        # Only the journaled backup's own archive continues it: another backup's archive, or one naming
+        # the same backup with another controller CA, is refused (exit 6) and the journal is untouched.
+        steps = sorted(p.name for p in (spare.root / JOURNAL / "steps").iterdir())
+        wrong = jb(lab, "restore", "--target", "spare0", "--resume", "--archive", str(other))
+        assert wrong.returncode == 6, wrong.stderr
+        assert f"is of backup {backup_id}, but other.tar.gz holds {other_id}" in wrong.stderr
+        assert "--rollback --target spare0" in wrong.stderr
+        forged = tmp_path / "forged.tar.gz"
+        with_controller_ca(archive, forged, provision._make_certs(str(uuid), [])[0])
+        refused = jb(lab, "-H", "spare0", "restore", backup_id, "--resume", "--archive", str(forged))
+        assert refused.returncode == 6, refused.stderr
+        assert "controller CA in forged.tar.gz" in refused.stderr
+        assert "resume with that archive" in refused.stderr
+        assert sorted(p.name for p in (spare.root / JOURNAL / "steps").iterdir()) == steps
+        id_only = jb(lab, "-H", "spare0", "restore", other_id, "--resume", "--archive", str(archive))
+        assert id_only.returncode == 6 and f"is of backup {backup_id}, not {other_id}" in id_only.stderr
 
     # --resume finds the journal on the -H host as well as on --target.
     where = ["-H", "spare0", "restore", backup_id] if step == "load-db" else ["restore", "--target", "spare0"]
