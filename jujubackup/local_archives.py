@@ -24,6 +24,7 @@ from jujubackup.errors import JujuBackupError, NotFoundError
 from jujubackup.metadata import BackupMetadata, format_time, is_backup_id, parse_metadata_json
 
 ARCHIVE_SUFFIX = ".tar.gz"
+ENCRYPTED_SUFFIX = ".age"  # an age-encrypted copy (download --encrypt-to, a local store)
 STAMP = "stamp"  # the sidecar key of the HMAC stamp (stamp.py)
 COLUMNS = ("id", "started", "size", "verified", "version", "machine", "notes", "file")
 
@@ -33,7 +34,7 @@ def sidecar_path(archive: Path) -> Path:
     `X.json` (one record per backup: its "stored" block names the file it describes), anything else
     -> `NAME.json`."""
     name = archive.name
-    name = name[: -len(".age")] if name.endswith(ARCHIVE_SUFFIX + ".age") else name
+    name = name[: -len(ENCRYPTED_SUFFIX)] if name.endswith(ARCHIVE_SUFFIX + ENCRYPTED_SUFFIX) else name
     base = name[: -len(ARCHIVE_SUFFIX)] if name.endswith(ARCHIVE_SUFFIX) else name
     return archive.with_name(base + ".json")
 
@@ -215,15 +216,23 @@ def describe(
     metadata: BackupMetadata | None = None
     sha256 = ""
     verified = "unchecked"
+    encrypted = path.name.endswith(ENCRYPTED_SUFFIX)
     if record is not None:
         metadata = _metadata_or_none(record)
         sha256 = str(record.get("sha256", ""))
         local = record.get("local") or {}
+        block = record.get("stored")
+        stored: dict[str, Any] = block if isinstance(block, dict) else {}
+        # an encrypted copy's local check is of the ciphertext: the "stored" block has its digest
+        expected = stored.get("sha256") if encrypted else sha256
         unchanged = local.get("size") == stat.st_size and local.get("mtime_ns") == stat.st_mtime_ns
-        verified = "yes" if unchanged and local.get("sha256") == sha256 else "changed"
-    else:
+        mine = not encrypted or stored.get("file") == path.name
+        verified = "yes" if mine and unchanged and local.get("sha256") == expected else "changed"
+    elif not encrypted:
         metadata = _archive_metadata(path)
-    if check:
+    if check and encrypted:
+        verified = f"{verified} (encrypted: `verify FILE --identity KEY` checks its contents)"
+    elif check:
         try:
             report = verify_archive(path, expected_sha256=sha256 or None)
         except JujuBackupError as err:
@@ -248,7 +257,8 @@ def list_local(
     if not directory.is_dir():
         raise NotFoundError(f"directory {directory} not found")
     found = []
-    for path in sorted(directory.glob("*" + ARCHIVE_SUFFIX)):
+    paths = [*directory.glob("*" + ARCHIVE_SUFFIX), *directory.glob("*" + ARCHIVE_SUFFIX + ENCRYPTED_SUFFIX)]
+    for path in sorted(paths):
         try:
             if path.is_file():
                 found.append(describe(path, check=check, warn=warn))

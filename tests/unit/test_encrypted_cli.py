@@ -118,3 +118,24 @@ def test_info_of_an_encrypted_file_reads_its_metadata(keys: tuple[str, Path, Pat
     assert '"hostname": "juju-53ab97-0"' in out and '"encrypted": true' in out
     code, out, err = run(["info", str(path), "--identity", str(keys[2])], capsys)
     assert code == EXIT_VERIFY and out == "" and "no identity given opens" in err
+
+
+def test_list_local_shows_encrypted_downloads(keys: tuple[str, Path, Path], tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from jujubackup import crypt
+    from jujubackup.stores import open_store
+    from jujubackup.stores.config import LocalStoreConfig
+
+    store = open_store("here", LocalStoreConfig(kind="local", path=tmp_path / "copies", encrypt_to=[keys[0]]))
+    data = VALID.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    session = store.begin_put(BID, encrypted=True)
+    writer = crypt.EncryptingWriter(session, [crypt.parse_recipient(keys[0])])
+    writer.write(data)
+    writer.close()
+    session.commit({"ID": BID, "sha256": sha, "size": len(data)}, plain_sha256=sha, plain_size=len(data))
+    code, out, err = run(["list", "--local", str(tmp_path / "copies"), "--format", "json"], capsys)
+    assert code == 0, err
+    assert f'"id": "{BID}"' in out and '"verified": "yes"' in out and ".tar.gz.age" in out
+    code, out, err = run(["list", "--local", str(tmp_path / "copies"), "--check"], capsys)
+    assert code == 0 and "encrypted: `verify FILE --identity KEY`" in out
