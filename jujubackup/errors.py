@@ -24,12 +24,14 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (EXIT_OK, "ok"),
     (EXIT_INTERNAL, "internal error (a bug: please report it)"),
     (EXIT_USAGE, "usage error (bad flags or arguments)"),
-    (EXIT_CONNECT, "connect, authentication, sudo or host-key failure"),
+    (EXIT_CONNECT, "connect, authentication, sudo or host-key failure (also: S3 credentials refused, S3 "
+                   "endpoint not answering)"),
     (EXIT_REMOTE, "a remote step failed (script name, exit code and stderr tail shown)"),
     (EXIT_NOT_FOUND, "backup, file or host not found, or an ambiguous ID prefix"),
     (EXIT_REFUSED, "refused by a precondition (disk space, versions, live controllers, …)"),
     (EXIT_LOCKED, "another jujubackup operation holds the controller's lock"),
-    (EXIT_VERIFY, "verification failed (checksum, manifest, unsafe or missing archive members)"),
+    (EXIT_VERIFY, "verification failed (checksum, manifest, unsafe or missing archive members; an encrypted "
+                  "copy that the identity does not open, or truncated or tampered)"),
     (EXIT_PARTIAL, "partly done: what is left is listed (repoint: machines, `repoint --resume` finishes "
                    "them; run: the controllers that failed, while others succeeded)"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),

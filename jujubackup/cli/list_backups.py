@@ -17,6 +17,7 @@ from jujubackup.local_archives import COLUMNS, list_local
 from jujubackup.operations.list import list_backups
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
 from jujubackup.settings import OutputFormat
+from jujubackup.ui import UI
 
 STORE_COLUMNS = ("id", "stored", "size", "encrypted", "complete", "version", "notes")
 
@@ -44,19 +45,7 @@ def register(app: typer.Typer) -> None:
         opts = options(ctx)
         ui = make_ui(opts, fmt)
         if store is not None:
-            from jujubackup.stores.config import named_store  # pydantic only for the verbs using stores
-
-            named = named_store(store_config, store)
-            copies = named.list_backups()
-            if brief:
-                for copy in copies:
-                    ui.line(copy.id)
-            elif ui.format is OutputFormat.tabular and copies:
-                ui.data([c.row() for c in copies], columns=STORE_COLUMNS)
-            elif ui.format is OutputFormat.tabular:
-                ui.info(f"no backups in store {store} ({named.describe()})")
-            else:
-                ui.data([{**c.row(), "record": c.record} for c in copies])
+            list_store(ui, store, store_config, brief=brief)
             return
         if local is not None:
             archives = list_local(local, check=check, warn=ui.warn)
@@ -92,3 +81,20 @@ def register(app: typer.Typer) -> None:
                 ui.info(f"no backups stored in {listing.backup_dir}")
         else:
             ui.data([{**r.to_dict(), "controllers": listing.holders[r.id]} for r in listing.records])
+
+
+def list_store(ui: UI, store: str, store_config: Path | None, *, brief: bool) -> None:
+    """`list --store NAME`: the copies a store holds (complete or not), oldest ID first."""
+    from jujubackup.stores.config import named_store  # pydantic only for the verbs using stores
+
+    named = named_store(store_config, store)
+    copies = named.list_backups()
+    if brief:
+        for copy in copies:
+            ui.line(copy.id)
+    elif ui.format is OutputFormat.tabular and copies:
+        ui.data([c.row() for c in copies], columns=STORE_COLUMNS)
+    elif ui.format is OutputFormat.tabular:
+        ui.info(f"no backups in store {store} ({named.describe()})")
+    else:
+        ui.data([{**c.row(), "record": c.record} for c in copies])
