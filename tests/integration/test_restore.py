@@ -499,6 +499,8 @@ def test_restore_id_returns_a_changed_controller_to_the_backup(
     assert not (ctl.root / "var/lib/juju/agents/machine-0/stray-file").exists()
     assert active(ctl, db_unit(ctl), "jujud-machine-0") == ["active", "active"]
     assert (ctl.root / f"var/lib/juju/backups/{backup_id}.tar.gz").exists()
+    ctl_conf = (ctl.root / "var/lib/juju/agents/machine-0/agent.conf").read_text()
+    assert_libjuju_sees_the_backup(lab, ctl, ctl_conf, at_backup, tmp_path)
 
 
 def test_failed_mongorestore_restarts_services_and_rollback_undoes_the_restore(
@@ -543,6 +545,8 @@ def test_ha_live_controller_refuses_and_force_leaves_one_voting_controller(
     archive = tmp_path / "ha.tar.gz"
     create_and_download(lab, archive)
     uuid = model_uuid(ctl0)
+    before = juju_db(ctl0)
+    ctl0_conf = (ctl0.root / "var/lib/juju/agents/machine-0/agent.conf").read_text()
     ctl0.power_off()
     lab.host("ctl2").power_off()
     untouched = sorted(p.name for p in (spare.root / "etc/systemd/system").iterdir())
@@ -558,8 +562,9 @@ def test_ha_live_controller_refuses_and_force_leaves_one_voting_controller(
     # in controller-ids) are listed as such, not re-pointed (ctl1 still runs its own controller);
     # they used to be tried as workload machines and left (exit 9)
     ctl1_conf = (ctl1.root / "var/lib/juju/agents/machine-1/agent.conf").read_text()
-    forced = ("--yes", "--force", "--format", "json")
-    done = ok(jb(lab, "restore", "--archive", str(archive), "--target", "spare0", *forced))
+    forced = ("--yes", "--force", "--format", "json", "--update-client-config")
+    done = ok(jb(lab, "restore", "--archive", str(archive), "--target", "spare0", *forced,
+                 env={"JUJU_DATA": str(lab.juju_data)}))
     assert done.stdout.count("demoted by the restore") >= 2, done.stdout
     assert (ctl1.root / "var/lib/juju/agents/machine-1/agent.conf").read_text() == ctl1_conf
     db = juju_db(spare)
@@ -572,6 +577,8 @@ def test_ha_live_controller_refuses_and_force_leaves_one_voting_controller(
     assert [m["host"] for m in replset_members(spare)] == [f"{spare.ip}:37017"]
     assert active(spare, db_unit(spare), "jujud-machine-0") == ["active", "active"]
     assert f"{uuid}:1" in db["machines"]
+    # libjuju sees machines 0, 1 and 2 of the backup; by name it finds spare0, not the live ctl1
+    assert_libjuju_sees_the_backup(lab, spare, ctl0_conf, before, tmp_path)
 
 
 @pytest.mark.parametrize("step", ["load-db", "untar-files"])
