@@ -558,7 +558,7 @@ def test_safe_extract_of_fixture_root_tar_keeps_modes_and_symlink(tmp_path: Path
     assert os.readlink(link) == "/var/lib/juju/tools/2.8-beta1-bionic-amd64"
 
 
-def unsafe_tar(*members: archive.tarfile.TarInfo | tuple[tarfile.TarInfo, bytes]) -> tarfile.TarFile:
+def unsafe_tar(*members: tarfile.TarInfo | tuple[tarfile.TarInfo, bytes]) -> tarfile.TarFile:
     built = [(m, None) if isinstance(m, tarfile.TarInfo) else m for m in members]
     return tarfile.open(fileobj=io.BytesIO(tar_bytes(built)), mode="r|")  # type: ignore[arg-type]
 
@@ -788,7 +788,7 @@ def test_big_dump_file_verifies_and_nested_corruption_fails(
 ) -> None:
     from bson.datetime_ms import DatetimeMS
 
-    monkeypatch.setattr(archive, "BSON_POOL_MIN", 1024)  # decode this small "big" file in the pool
+    monkeypatch.setattr(archive.bsonstream, "BSON_POOL_MIN", 1024)  # decode this small "big" file in the pool
     docs = [*_many_docs(6_000), bson.encode({"d": DatetimeMS(-70_000_000_000_000)})]
     spec = ArchiveSpec()
     spec.dump["logs/logs.bson"] = b"".join(docs)
