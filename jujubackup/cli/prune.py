@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -60,36 +62,12 @@ def register(app: typer.Typer) -> None:
         """
         opts = options(ctx)
         ui = make_ui(opts, fmt)
-        policy = Policy(
-            last=parse_count(keep_last, "last"), hourly=parse_count(keep_hourly, "hourly"),
-            daily=parse_count(keep_daily, "daily"), weekly=parse_count(keep_weekly, "weekly"),
-            monthly=parse_count(keep_monthly, "monthly"), yearly=parse_count(keep_yearly, "yearly"),
-        )
-        if policy.empty():
-            raise UsageError("no retention rule given: nothing would be removed",
-                             hint="give at least one of --keep-last/-hourly/-daily/-weekly/-monthly/-yearly")
-
-        def ask(lines: list[str]) -> bool:
-            if yes:
-                return True
-            if not sys.stdin.isatty():
-                raise UsageError("prune asks for confirmation but stdin is not a terminal",
-                                 hint="give --yes (or --dry-run to see what would go)")
-            for line in lines:
-                ui.info(f"  {line}")
-            return typer.confirm(f"remove {len(lines)} backup(s)?", default=False, err=True)
-
+        policy = policy_of(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly)
+        ask = Asker(ui, yes)
         if store is not None:
-            from jujubackup.operations.prune_store import StorePruneRequest, prune_store
-            from jujubackup.stores.config import named_store
-
             if opts.connection.hosts or opts.connection.controller:
                 raise UsageError("--store prunes a store: no controller (-H/-c) is used")
-            target = named_store(store_config, store)
-            request = StorePruneRequest(policy, dry_run, identity)
-            shown = prune_store(target, request, ui,
-                                lambda copies: ask([f"{c.id} ({c.size} bytes)" for c in copies]))
-            show_store(ui, shown)
+            prune_a_store(ui, store, store_config, identity, policy, dry_run, ask)
             return
         if identity is not None or store_config is not None:
             raise UsageError("--identity and --store-config go with --store NAME")
@@ -99,6 +77,48 @@ def register(app: typer.Typer) -> None:
 
         result = run_prune(opts.connection, ui, PruneRequest(policy, dry_run, backup_dir), confirm)
         show(ui, result)
+
+
+def policy_of(last: str, hourly: str, daily: str, weekly: str, monthly: str, yearly: str) -> Policy:
+    """Given the --keep-… values, return the Policy. Raise UsageError (exit 2) for a bad count or
+    when no rule is given."""
+    policy = Policy(last=parse_count(last, "last"), hourly=parse_count(hourly, "hourly"),
+                    daily=parse_count(daily, "daily"), weekly=parse_count(weekly, "weekly"),
+                    monthly=parse_count(monthly, "monthly"), yearly=parse_count(yearly, "yearly"))
+    if policy.empty():
+        raise UsageError("no retention rule given: nothing would be removed",
+                         hint="give at least one of --keep-last/-hourly/-daily/-weekly/-monthly/-yearly")
+    return policy
+
+
+@dataclass
+class Asker:
+    """Asks before removing: yes with --yes; a terminal question otherwise (UsageError without one)."""
+
+    ui: UI
+    yes: bool
+
+    def __call__(self, lines: list[str]) -> bool:
+        if self.yes:
+            return True
+        if not sys.stdin.isatty():
+            raise UsageError("prune asks for confirmation but stdin is not a terminal",
+                             hint="give --yes (or --dry-run to see what would go)")
+        for line in lines:
+            self.ui.info(f"  {line}")
+        return typer.confirm(f"remove {len(lines)} backup(s)?", default=False, err=True)
+
+
+def prune_a_store(ui: UI, name: str, config: Path | None, identity: Path | None, policy: Policy,
+                  dry_run: bool, ask: Asker) -> None:
+    """prune --store NAME: apply the policy to the store's copies and show the result."""
+    from jujubackup.operations.prune_store import StorePruneRequest, prune_store
+    from jujubackup.stores.config import named_store
+
+    store = named_store(config, name)
+    result = prune_store(store, StorePruneRequest(policy, dry_run, identity), ui,
+                         lambda copies: ask([f"{c.id} ({c.size} bytes)" for c in copies]))
+    show_store(ui, result)
 
 
 def show_store(ui: UI, result: StorePruneResult) -> None:

@@ -1,6 +1,7 @@
 """run --config against two labs (one juju-2.9, one juju-2.8 controller), through the CLI (issue 17:
-create -> copy -> verify -> prune on both; with one powered off the other finishes, exit 9, and the
-metrics file says so)."""
+create -> copy into a local store, an age-encrypted local store and an age-encrypted S3 store (a
+standalone moto_server on loopback, tests/lab/s3server.py) -> verify -> prune on both; with one
+powered off the other finishes, exit 9, and the metrics file says so)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import re
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import pytest
 
 from jujubackup.archive import verify_archive
 from tests.integration.test_create import catalog_ids, jb, jujubackup_bin
+from tests.lab.s3server import S3Server, s3_server
 
 pytestmark = pytest.mark.lab
 
@@ -35,7 +38,18 @@ def sample(text: str, name: str, **labels: str) -> float | None:
     return None
 
 
-def test_run_two_controllers_then_one_powered_off(lab_factory: Any, tmp_path: Path) -> None:
+@pytest.fixture
+def s3(tmp_path: Path) -> Iterator[S3Server]:
+    with s3_server(tmp_path / "s3") as server:
+        yield server
+
+
+def s3_objects(s3: S3Server) -> list[str]:
+    listed = s3.client().list_objects_v2(Bucket=s3.bucket, Prefix="fleet/")
+    return sorted(o["Key"].removeprefix("fleet/") for o in listed.get("Contents", []))
+
+
+def test_run_two_controllers_then_one_powered_off(lab_factory: Any, tmp_path: Path, s3: S3Server) -> None:
     lab29 = lab_factory(controllers=1, profile="juju-2.9")
     lab28 = lab_factory(controllers=1, profile="juju-2.8")
     store, vault, key = tmp_path / "store", tmp_path / "vault", tmp_path / "age.key"
@@ -60,7 +74,7 @@ controllers:
 stores:
   local: {{kind: local, path: {store}}}
   vault: {{kind: local, path: {vault}, encrypt-to: [{recipient}]}}
-""")
+""" + s3.store_yaml("offsite", prefix="fleet/", encrypt_to=[recipient]))
     checked = run("config", "check", str(config), "--format", "json")
     assert checked.returncode == 0, checked.stderr
     # two older backups on the 2.9 controller: keep-last 2 prunes the oldest after the run's backup
@@ -94,6 +108,11 @@ stores:
         assert hashlib.sha256(plain).hexdigest() == sidecar["sha256"]
         assert plain == copy.read_bytes()
         assert not (vault / f"{backup_id}.tar.gz").exists()
+        # the S3 copy: age too, and its sidecar object
+        body = s3.client().get_object(Bucket=s3.bucket, Key=f"fleet/{backup_id}.tar.gz.age")["Body"].read()
+        opened = subprocess.run(["age", "-d", "-i", str(key)], input=body, check=True, capture_output=True)
+        assert opened.stdout == plain
+    assert s3_objects(s3) == sorted(f"{i}{s}" for i in (new29, new28) for s in (".json", ".tar.gz.age"))
     text = metrics_file.read_text()
     assert metrics_file.stat().st_mode & 0o777 == 0o644
     assert sample(text, "run_exit_code") == 0
@@ -101,6 +120,7 @@ stores:
         assert sample(text, "controller_success", controller=name) == 1
         assert sample(text, "store_success", controller=name, store="local") == 1
         assert sample(text, "store_success", controller=name, store="vault") == 1
+        assert sample(text, "store_success", controller=name, store="offsite") == 1
         assert sample(text, "controller_backup_size_bytes", controller=name) == by_name[name]["size"]
     first_success = sample(text, "controller_last_success_timestamp_seconds", controller="c28")
     assert first_success is not None
@@ -119,6 +139,7 @@ stores:
     newest29 = max(i for i in catalog_ids(lab29.host("ctl0")))
     assert sorted(p.name for p in store.glob("*.tar.gz")) == sorted(f"{i}.tar.gz" for i in (newest29, new28))
     assert sorted(p.name for p in vault.glob("*.age")) == sorted(f"{i}.tar.gz.age" for i in (newest29, new28))
+    assert s3_objects(s3) == sorted(f"{i}{s}" for i in (newest29, new28) for s in (".json", ".tar.gz.age"))
     text = metrics_file.read_text()
     assert sample(text, "run_exit_code") == 9
     assert sample(text, "controller_success", controller="c29") == 1
