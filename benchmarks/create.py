@@ -36,6 +36,7 @@ from typing import Any
 
 from benchmarks.common import RESULTS, parse_sizes, save
 from jujubackup import profiles
+from tests.lab.clienttls import mongo_tls
 from tests.lab.lab import Lab
 
 GOAL = 1.1
@@ -80,7 +81,10 @@ def by_hand(lab: Lab, compress: str) -> float:
     ctl = lab.host("ctl0")
     profile = profiles.profile_named(ctl.profile)
     script = BY_HAND.format(
-        mid=ctl.machine_id, mongodump=profile.mongodump, tls=" ".join(profile.tls_flags), compress=compress
+        mid=ctl.machine_id,
+        mongodump=profile.mongodump,
+        tls=" ".join(mongo_tls(ctl.profile, ctl.root).tools),
+        compress=compress,
     )
     seconds, _ = timed(["ssh", "-F", str(lab.ssh_config), "ctl0", "bash -s"], stdin=script)
     return seconds

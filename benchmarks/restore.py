@@ -46,6 +46,7 @@ import bson
 from benchmarks.common import RESULTS, parse_sizes, save
 from jujubackup import archive as archive_mod
 from jujubackup import profiles
+from tests.lab.clienttls import mongo_tls
 from tests.lab.lab import Lab
 
 GOAL = 1.2
@@ -122,7 +123,7 @@ def wipe_spare(lab: Lab, host: str, profile: profiles.Profile) -> None:
 
 def by_hand(lab: Lab, host: str, archive: Path, profile: profiles.Profile) -> float:
     """Push, unpack, untar and mongorestore over plain ssh onto `host`; return seconds."""
-    tls = " ".join(profile.tls_flags)
+    tls = " ".join(mongo_tls(profile.name, lab.host(host).root).tools)
     script = (
         "set -euo pipefail; rm -rf /root/bh; mkdir /root/bh; "
         "pigz -p 1 -dc /root/bh.tar.gz | tar -x -C /root/bh; "

@@ -5,7 +5,8 @@ The probe (remote_scripts/probe.sh.j2) prints one JSON document:
     {"hostname", "paths": [existing probe paths], "agent_conf": {path, format, tag, controller, model,
      upgradedToVersion, stateport, apiport, mongoversion, apiaddresses: [...]}, "tools_link",
      "os_release": {ID, VERSION_ID, VERSION_CODENAME}, "services": [{name, LoadState, ActiveState,
-     SubState, MainPID}], "versions": {mongod, mongodump}, "mongo": {"rc", "lines": [...]},
+     SubState, MainPID}], "versions": {mongod, mongodump, mongorestore, shell},
+     "mongo": {"rc", "lines": [...]},
      "backup_dir", "backup_dir_exists", "free_bytes", "pigz", "flock", "profile_guess",
      "restore_journal": {"exists", "dir", "done": [step names]}, "lock": {"held", "holder" (JSON text)}}
 
@@ -21,7 +22,7 @@ from typing import Any
 
 from jujubackup.errors import RefusedError
 from jujubackup.metadata import is_machine_tag_suffix
-from jujubackup.profiles import Profile, detect
+from jujubackup.profiles import CA_FILE, MongoTls, Profile, detect
 from jujubackup.remote_values import MAX_INT64, HostileOutputError, remote_int
 
 UNKNOWN = "<unknown>"
@@ -104,6 +105,9 @@ class ControllerFacts:
     restore_journal: str = ""
     """restore's journal dir when one is on the host (an unfinished restore), else ''."""
     restore_steps_done: list[str] = field(default_factory=list)
+    shell_version: str = ""
+    mongo_tls: MongoTls | None = None
+    """The TLS flags the remote scripts choose here (lib-mongo-tls): from the versions and ca.crt."""
     lock_holder: dict[str, Any] | None = None
     """The holder record of the controller's lock when the probe found it held ({} if unrecorded)."""
 
@@ -162,7 +166,14 @@ def parse_probe(doc: dict[str, Any], host: str = "") -> ControllerFacts:
     """
     paths = set(doc.get("paths") or [])
     conf = doc.get("agent_conf") or {}
-    profile = detect(paths, str(conf.get("format", "")))
+    versions = doc.get("versions") or {}
+    tools_link_version, _ = split_tools_dir(str(doc.get("tools_link", "")))
+    profile = detect(
+        paths,
+        str(conf.get("format", "")),
+        str(conf.get("upgradedToVersion") or tools_link_version),
+        _version_in(str(versions.get("mongod", ""))),
+    )
     if not conf.get("tag"):
         raise RefusedError(
             f"no machine agent.conf under /var/lib/juju/agents on {host or 'the host'}",
@@ -192,8 +203,7 @@ def parse_probe(doc: dict[str, Any], host: str = "") -> ControllerFacts:
         api_port=_int(conf.get("apiport"), 17070, "agent.conf's apiport", hi=65535),
         api_addresses=[str(a) for a in conf.get("apiaddresses") or []],
         tools={k: v for k, v in profile.tool_paths().items() if v in paths},
-        mongo_version=_version_in(str((doc.get("versions") or {}).get("mongod", ""))),
-        tools_version=_version_in(str((doc.get("versions") or {}).get("mongodump", ""))),
+        **_mongo_versions(versions, CA_FILE in paths),
         services=[_service(s) for s in doc.get("services") or []],
         replset=replset,
         replset_error=rs_error,
@@ -208,6 +218,18 @@ def parse_probe(doc: dict[str, Any], host: str = "") -> ControllerFacts:
         restore_steps_done=[str(step) for step in journal.get("done") or []],
         lock_holder=_holder(doc.get("lock") or {}),
     )
+
+
+def _mongo_versions(versions: dict[str, Any], ca_file: bool) -> dict[str, Any]:
+    """Given the probe's `versions` and whether juju-db's ca.crt exists, return the facts' mongo_version,
+    tools_version, shell_version and mongo_tls (the flags the remote scripts choose: lib-mongo-tls)."""
+    tools, shell = str(versions.get("mongodump", "")), str(versions.get("shell", ""))
+    return {
+        "mongo_version": _version_in(str(versions.get("mongod", ""))),
+        "tools_version": _version_in(tools),
+        "shell_version": _version_in(shell),
+        "mongo_tls": MongoTls.choose(tools, shell, ca_file),
+    }
 
 
 def _holder(lock: dict[str, Any]) -> dict[str, Any] | None:

@@ -9,6 +9,7 @@ Facts: reference juju-backups.md §3.5 (files), §3.6 (init systems), §4 (tools
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 
 from jujubackup.errors import RefusedError
@@ -62,10 +63,6 @@ class Profile:
     mongodump: str
     mongorestore: str
     mongo_shell: str
-    tls_flags: tuple[str, ...]
-    """TLS flags of mongodump/mongorestore."""
-    shell_tls_flags: tuple[str, ...]
-    """TLS flags of the mongo shell."""
     db_path: str
     mongo_dir: str
     shared_secret: str
@@ -81,6 +78,22 @@ class Profile:
     root_files: tuple[FileRule, ...] = field(default_factory=tuple)
     detect_paths: tuple[str, ...] = ()
     """Every path must exist (probe) for this profile to match."""
+    detect_juju: str = ""
+    """When set, the Juju version (agent.conf upgradedToVersion, else the backup's) must start with it."""
+    detect_mongod: str = ""
+    """When set, `mongod --version` must report a version starting with it."""
+    snap: bool = False
+    """juju-db is the snap: the unit is snapd's, mongod reads SNAP_COMMON/juju-db.config."""
+
+    def matches(self, existing: set[str], juju_version: str = "", mongod_version: str = "") -> bool:
+        """Given the probe paths that exist, the Juju version and mongod's version ('' = unknown),
+        return True when this profile describes the host. An unknown version matches no profile that
+        asks for one."""
+        return (
+            all(p in existing for p in self.detect_paths)
+            and juju_version.startswith(self.detect_juju)
+            and mongod_version.startswith(self.detect_mongod)
+        )
 
     def jujud_service(self, machine_id: str) -> str:
         """Given a machine id, return its jujud systemd unit name."""
@@ -127,8 +140,6 @@ JUJU_29 = Profile(
     mongodump="/snap/bin/juju-db.mongodump",
     mongorestore="/snap/bin/juju-db.mongorestore",
     mongo_shell="/snap/bin/juju-db.mongo",
-    tls_flags=("--ssl", "--tlsInsecure"),  # tools 100.x: --ssl* options + --tlsInsecure (no --tls)
-    shell_tls_flags=("--tls", "--tlsAllowInvalidCertificates"),
     db_path=f"{SNAP_COMMON}/db",
     mongo_dir=SNAP_COMMON,
     shared_secret=f"{SNAP_COMMON}/shared-secret",
@@ -140,6 +151,7 @@ JUJU_29 = Profile(
     modes=(MODE_ONLINE, MODE_QUIESCE, MODE_STOP),
     root_files=_root_files((f"{DATA_DIR}/shared-secret", f"{SNAP_COMMON}/shared-secret")),
     detect_paths=("/snap/bin/juju-db.mongodump", f"{SNAP_COMMON}/db"),
+    snap=True,
 )
 
 JUJU_28 = Profile(
@@ -151,8 +163,6 @@ JUJU_28 = Profile(
     mongodump="/usr/lib/juju/mongo3.2/bin/mongodump",
     mongorestore="/usr/lib/juju/mongo3.2/bin/mongorestore",
     mongo_shell="/usr/lib/juju/mongo3.2/bin/mongo",
-    tls_flags=("--ssl", "--sslAllowInvalidCertificates"),
-    shell_tls_flags=("--ssl", "--sslAllowInvalidCertificates"),
     db_path=f"{DATA_DIR}/db",
     mongo_dir=DATA_DIR,
     shared_secret=f"{DATA_DIR}/shared-secret",
@@ -166,9 +176,9 @@ JUJU_28 = Profile(
     detect_paths=("/usr/lib/juju/mongo3.2/bin/mongodump", f"{DATA_DIR}/db"),
 )
 
-JUJU_2_SYSTEM_MONGO = replace(
+JUJU_28_BIONIC = replace(
     JUJU_28,
-    name="juju-2.x-mongo3.6",
+    name="juju-2.8-bionic",
     era="Juju 2.x on bionic with the distro's mongodb-server-core 3.6 (/usr/bin), systemd",
     mongod="/usr/bin/mongod",
     mongodump="/usr/bin/mongodump",
@@ -178,8 +188,29 @@ JUJU_2_SYSTEM_MONGO = replace(
 )
 """The 2.8 deb layout with the distro's mongo tools in /usr/bin instead of juju-mongodb3.2's."""
 
-PROFILES: tuple[Profile, ...] = (JUJU_29, JUJU_28, JUJU_2_SYSTEM_MONGO)
-"""In detection order: the first profile whose detect_paths all exist wins."""
+JUJU_28_FOCAL = replace(
+    JUJU_29,
+    name="juju-2.8-focal",
+    era="Juju 2.8 on focal, juju-db 4.0/stable snap (mongo 4.0.9, tools r4.0.9), systemd",
+    detect_mongod="4.0.",
+)
+"""Juju 2.8 on focal: the juju-db 4.0/stable snap (J28 controller/config.go:279; 4.0.9 per
+juju/juju#10111). Same layout as 2.9's snap; its tools and shell know only the --ssl* spellings
+(MONGO_TLS_RULES)."""
+
+JUJU_36 = replace(
+    JUJU_29,
+    name="juju-3.6",
+    era="Juju 3.x, juju-db 4.4 snap (4.4.30+: client certificates required), systemd",
+    tools_dir_style="base",
+    detect_juju="3.",
+)
+"""Juju 3.x: the 2.9 snap layout; agent.conf without `mongoversion` (J36 agent/format-2.0.go), tools
+dirs `<version>-ubuntu-<arch>` (J36 core/semversion Binary), machines with a base instead of a
+series; juju-db 4.4.30 requires a client certificate chaining to SNAP_COMMON/ca.crt (juju/juju#22455)."""
+
+PROFILES: tuple[Profile, ...] = (JUJU_36, JUJU_28_FOCAL, JUJU_29, JUJU_28, JUJU_28_BIONIC)
+"""In detection order: the first profile that matches (Profile.matches) wins."""
 
 UPSTART_MARKERS: tuple[str, ...] = ("/etc/init/juju-db.conf",)
 """Paths that mark an upstart (Juju 1.x, trusty) controller, which jujubackup refuses."""
@@ -196,14 +227,17 @@ def profile_named(name: str) -> Profile:
 
 def probe_paths() -> list[str]:
     """Return every path the probe must test for existence to choose a profile."""
-    paths: list[str] = list(UPSTART_MARKERS)
+    paths: list[str] = [*UPSTART_MARKERS, CA_FILE]
     for profile in PROFILES:
         paths += [*profile.detect_paths, *profile.tool_paths().values()]
     return sorted(set(paths))
 
 
-def detect(existing: set[str], agent_conf_format: str = "") -> Profile:
-    """Given the set of probe paths that exist and agent.conf's `# format` value, return the profile.
+def detect(
+    existing: set[str], agent_conf_format: str = "", juju_version: str = "", mongod_version: str = ""
+) -> Profile:
+    """Given the set of probe paths that exist, agent.conf's `# format` value, the Juju version and
+    mongod's version ('' = unknown), return the profile.
 
     Raise RefusedError for an upstart/1.x controller or a layout no profile matches.
     """
@@ -213,7 +247,7 @@ def detect(existing: set[str], agent_conf_format: str = "") -> Profile:
             hint="back it up with Juju 1.x's own `juju backups create`, or upgrade the controller first",
         )
     for profile in PROFILES:
-        if all(p in existing for p in profile.detect_paths):
+        if profile.matches(existing, juju_version, mongod_version):
             return profile
     raise RefusedError(
         "no known Juju controller layout found on this host (no juju-db tools/data where Juju puts them)",
@@ -235,3 +269,99 @@ def check_mode(profile: Profile, mode: str) -> None:
 def space_needed(estimate: int) -> int:
     """Given the dump estimate in bytes, return the free space create needs: estimate + max(20 %, 5 GiB)."""
     return estimate + max(estimate // 5, 5 * 1024**3)
+
+
+# --------------------------------------------------------------------------- TLS of the mongo tools
+
+CA_FILE = f"{SNAP_COMMON}/ca.crt"
+"""juju-db's CA on a snap controller. When it exists, the tools and the shell present the controller
+certificate (CLIENT_CERT) and check the server against it, as Juju does since juju/juju#22271 (made
+unconditional after the 4.4.30-only branch of state/backups/db.go @07d78520; scripts/mongo-client.sh
+switches on the file's existence): juju-db 4.4.30 refuses a client without a certificate (#22455)."""
+CLIENT_CERT = f"{SNAP_COMMON}/server.pem"
+"""The certificate and key the tools present to juju-db when CA_FILE exists (Juju presents the same)."""
+
+MIN_TLS_SPELLING: dict[str, tuple[tuple[str, str], ...]] = {
+    # (release branch "X.Y" or "*" for any, first version of it that knows the spelling)
+    "tools": (("3.6", "3.6.21"), ("4.0", "4.0.21"), ("*", "4.2.0")),
+    "shell": (("*", "4.2.0"),),
+}
+"""Which versions know the --tls* spellings. Tools: `--tlsInsecure` (mongo-tools
+common/options/options.go: absent at r3.2.22, r3.6.3 and r4.0.0-r4.0.18, present from r3.6.21,
+r4.0.21, r4.2 and in every 100.x). Shell: `--tls*` arrived with MongoDB 4.2 (4.2 release notes,
+"TLS options"); 3.2, 3.6 and 4.0 shells refuse them ("unrecognised option")."""
+
+TLS_FLAGS: dict[tuple[str, str, bool], tuple[str, ...]] = {
+    # (role, spelling, with the client certificate) -> flags
+    ("tools", "ssl", False): ("--ssl", "--sslAllowInvalidCertificates"),  # J28/J29 db.go options
+    ("tools", "tls", False): ("--ssl", "--tlsInsecure"),  # 100.x: --ssl* + --tlsInsecure, no --tls
+    # Juju's own 4.4.30 spelling (db.go @07d78520) in every tools version; the password "ignore" keeps
+    # a tool from prompting for one on stdin, where our statepassword arrives. Host names are not
+    # checked: we dial 127.0.0.1 and Juju's certificate names localhost/juju-mongodb, no address.
+    ("tools", "ssl", True): (
+        "--ssl", "--sslCAFile", CA_FILE, "--sslPEMKeyFile", CLIENT_CERT, "--sslPEMKeyPassword", "ignore",
+        "--sslAllowInvalidHostnames",
+    ),
+    ("tools", "tls", True): (
+        "--ssl", "--sslCAFile", CA_FILE, "--sslPEMKeyFile", CLIENT_CERT, "--sslPEMKeyPassword", "ignore",
+        "--sslAllowInvalidHostnames",
+    ),
+    ("shell", "ssl", False): ("--ssl", "--sslAllowInvalidCertificates"),
+    ("shell", "tls", False): ("--tls", "--tlsAllowInvalidCertificates"),
+    ("shell", "ssl", True): (
+        "--ssl", "--sslCAFile", CA_FILE, "--sslPEMKeyFile", CLIENT_CERT, "--sslAllowInvalidHostnames",
+    ),
+    # scripts/mongo-client.sh's spelling (--tlsCertificateKeyFile + --tlsCAFile)
+    ("shell", "tls", True): (
+        "--tls", "--tlsCAFile", CA_FILE, "--tlsCertificateKeyFile", CLIENT_CERT, "--tlsAllowInvalidHostnames",
+    ),
+}
+"""The TLS flags of each role by spelling and client certificate. The remote scripts choose among
+them at run time (remote_scripts/lib-mongo-tls.bash.j2, from the binaries' own --version and whether
+CA_FILE exists); MongoTls.choose is the same choice here, for `status` and the tests."""
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    """Given a version text (`r4.0.9`, `100.9.4`, `v4.4.30-rc1`), return its first X.Y.Z as ints;
+    () when there is none."""
+    m = re.search(r"(\d+)\.(\d+)\.(\d+)", text)
+    return tuple(int(g) for g in m.groups()) if m else ()
+
+
+def knows_tls_spelling(role: str, version: str) -> bool:
+    """Given a role (`tools` or `shell`) and its version text, return True when that version knows the
+    --tls* spelling of MIN_TLS_SPELLING; an unknown version gets the --ssl* one (every version has it)."""
+    have = version_tuple(version)
+    if not have:
+        return False
+    for branch, first in MIN_TLS_SPELLING[role]:
+        if (branch == "*" or have[:2] == version_tuple(first)[:2]) and have >= version_tuple(first):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class MongoTls:
+    """The TLS flags of one host's mongo tools and shell, chosen from their versions and CA_FILE."""
+
+    tools: tuple[str, ...]
+    shell: tuple[str, ...]
+    client_cert: bool
+    """The flags present CLIENT_CERT and check the server against CA_FILE."""
+
+    @classmethod
+    def choose(cls, tools_version: str, shell_version: str, ca_file: bool) -> MongoTls:
+        """Given the tools' and the shell's version texts and whether CA_FILE exists, return the flags."""
+        tools = "tls" if knows_tls_spelling("tools", tools_version) else "ssl"
+        shell = "tls" if knows_tls_spelling("shell", shell_version) else "ssl"
+        return cls(TLS_FLAGS[("tools", tools, ca_file)], TLS_FLAGS[("shell", shell, ca_file)], ca_file)
+
+
+def tls_template_values() -> dict[str, object]:
+    """Return what lib-mongo-tls.bash.j2 renders: the spelling table and every flag set."""
+    return {
+        "tls_min": {role: [list(row) for row in rows] for role, rows in MIN_TLS_SPELLING.items()},
+        "tls_flags": {f"{role}_{spelling}_{int(cert)}": list(flags)
+                      for (role, spelling, cert), flags in TLS_FLAGS.items()},
+        "tls_ca_file": CA_FILE,
+    }

@@ -58,6 +58,8 @@ def environment() -> jinja2.Environment:
     env.globals["backup_dir_marker"] = profiles.BACKUP_DIR_MARKER
     env.globals["system_dirs"] = list(profiles.SYSTEM_DIRS)
     env.globals["pseudo_fs_dirs"] = list(profiles.PSEUDO_FS_DIRS)
+    # the TLS table of the mongo tools (lib-mongo-tls.bash.j2), one source of truth: profiles.py
+    env.globals.update(profiles.tls_template_values())
     return env
 
 

@@ -241,7 +241,6 @@ def render_script(
         heartbeat_fresh_ms=HEARTBEAT_FRESH_MS,
         rc_nospace=RC_NOSPACE,
         rc_client_gone=RC_CLIENT_GONE,
-        tls_flags=profile.tls_flags,
         dump_flags=profile.dump_flags,
         ignored_dbs=profile.ignored_dbs,
         root_files=profile.root_files,

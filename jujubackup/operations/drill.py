@@ -262,7 +262,6 @@ class Query:
             "db_service": profile.db_service,
             "machine_id": backup.machine_id,
             "mongo_shell": profile.mongo_shell,
-            "shell_tls_flags": list(profile.shell_tls_flags),
             "state_port": backup.state_port,
             "backup_dir": self.backup_dir,
         }

@@ -187,7 +187,7 @@ def repoint_from(settings: ConnectionSettings, controller: Host, request: Repoin
 def list_machines(controller: Host) -> R.Inventory:
     """Run repoint-list on the controller and return its validated Inventory. Raise
     RemoteStepError (exit 4) if the script fails or its output does not parse."""
-    shells = [[p.mongo_shell, list(p.shell_tls_flags)] for p in profiles.PROFILES]
+    shells = list(dict.fromkeys(p.mongo_shell for p in profiles.PROFILES))
     text = scripts.render("repoint-list", shells=shells)
     try:
         doc = controller.run("repoint-list", text, timeout=180).json()

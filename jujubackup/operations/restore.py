@@ -278,6 +278,8 @@ def fresh_restore(
             harvest_modes=tuple((h.model_uuid, h.model, h.was) for h in plan.harvest),
             backup_dir=request.backup_dir,
             ca_sha256=apiprobe.ca_fingerprint(backup.ca_cert) if backup.ca_cert else "",
+            mongod_version=target_facts.mongo_version or "",
+            ca_cert=backup.ca_cert,
         )
         X.start_journal(target, params)
         prepare = round(time.monotonic() - started, 2)
@@ -474,7 +476,11 @@ def probe_target(
     if found is not None:
         status.refuse_if_locked(found, host.name)  # a create/remove/upload runs: its lock, not ours yet
     pre = preflight(host, backup, old_controllers=old_controllers)
-    base = target_from_facts(found, host.name) if found else spare_from_preflight(pre, host.name)
+    base = (
+        target_from_facts(found, host.name)
+        if found
+        else spare_from_preflight(pre, host.name, backup.juju_version)
+    )
     addresses = tuple(str(a) for a in pre.get("addresses") or [])
     address = request.address or (
         host.address if host.address in addresses else (addresses[0] if addresses else host.address)
@@ -590,13 +596,21 @@ def target_from_facts(found: ControllerFacts, name: str) -> P.TargetFacts:
     )
 
 
-def spare_from_preflight(pre: dict[str, Any], name: str) -> P.TargetFacts:
-    """Given the preflight of a host without a Juju controller, return its TargetFacts: the profile
-    whose mongod and mongorestore exist there, whether a juju-db data dir exists, no Juju."""
+def spare_from_preflight(pre: dict[str, Any], name: str, juju_version: str = "") -> P.TargetFacts:
+    """Given the preflight of a host without a Juju controller and the Juju version to restore,
+    return its TargetFacts: the first profile whose mongod and mongorestore exist there and whose
+    Juju and mongod versions match (Profile.detect_juju, detect_mongod), else the first whose tools
+    exist; whether a juju-db data dir exists; no Juju."""
     existing = {str(p) for p in pre.get("existing") or []}
-    profile = next(
-        (p.name for p in profiles.PROFILES if p.mongod in existing and p.mongorestore in existing), None
-    )
+    versions = pre.get("mongod_versions") or {}
+    installed = [p for p in profiles.PROFILES if p.mongod in existing and p.mongorestore in existing]
+    matching = [
+        p
+        for p in installed
+        if juju_version.startswith(p.detect_juju)
+        and _version_in(str(versions.get(p.mongod, ""))).startswith(p.detect_mongod)
+    ]
+    profile = next((p.name for p in [*matching, *installed]), None)
     has_db = any(p.db_path in existing for p in profiles.PROFILES)
     return P.TargetFacts(name=name, address="", profile=profile, has_state=has_db)
 

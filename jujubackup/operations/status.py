@@ -49,6 +49,8 @@ class StatusResult:
             "state-port": f.state_port,
             "mongo-version": f.mongo_version or "?",
             "tools-version": f.tools_version or "?",
+            "shell-version": f.shell_version or "?",
+            "mongo-tls": _tls_summary(f),
             "tools": [f"{k}={v}" for k, v in f.tools.items()],
             "services": services,
             "replica-set": members or [f.replset_error or "unknown"],
@@ -77,3 +79,10 @@ def status(via: ConnectWith, ui: UI, backup_dir: str = profiles.DEFAULT_BACKUP_D
         return StatusResult(facts)
     finally:
         host.close()
+
+
+def _tls_summary(f: ControllerFacts) -> str:
+    """Given the facts, return how the tools and the shell talk TLS to juju-db here (one line)."""
+    if f.mongo_tls is None:
+        return "?"
+    return f"tools: {' '.join(f.mongo_tls.tools)}; shell: {' '.join(f.mongo_tls.shell)}"

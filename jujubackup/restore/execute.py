@@ -29,6 +29,8 @@ from jujubackup.errors import ConnectError, JujuBackupError, RemoteStepError, Ve
 from jujubackup.host.base import Host
 from jujubackup.profiles import Profile
 from jujubackup.restore import plan as P
+from jujubackup.restore import units
+from jujubackup.restore.units import snapshot_paths
 from jujubackup.transfer import HashingSource
 
 JOURNAL_DIR = "/var/lib/jujubackup-restore"
@@ -77,6 +79,12 @@ class Params:
     ca_sha256: str = ""
     """SHA-256 of the backup's controller CA (DER, apiprobe.ca_fingerprint): `--resume --archive FILE`
     refuses an archive whose CA differs. Empty in a journal written before it was recorded."""
+    mongod_version: str = ""
+    """The target's `mongod --version` (X.Y.Z; '' unknown): the spelling of the juju-db.config the
+    install step writes, and whether juju-db there requires client certificates (4.4.30+)."""
+    ca_cert: str = ""
+    """The backup's controller CA (agent.conf `cacert`, a public certificate): written to juju-db's
+    ca.crt where juju-db requires client certificates (the restored server.pem chains to it)."""
 
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "steps": list(self.steps)}, sort_keys=True)
@@ -131,6 +139,11 @@ class Params:
              and (self.ca_sha256 == "" or _SHA256.fullmatch(self.ca_sha256) is not None),
              "a SHA-256 or empty"),
             ("backup_dir", self.backup_dir, _is_backup_dir(self.backup_dir), "a dedicated absolute dir"),
+            ("mongod_version", self.mongod_version, isinstance(self.mongod_version, str)
+             and _MONGOD_VERSION.fullmatch(self.mongod_version) is not None, "a mongod version or empty"),
+            ("ca_cert", self.ca_cert, isinstance(self.ca_cert, str)
+             and (self.ca_cert == "" or _PEM_CERTS.fullmatch(self.ca_cert.strip()) is not None),
+             "PEM certificates or empty"),
         )
         for name, value, ok, expected in checks:
             if not ok:
@@ -141,6 +154,10 @@ class Params:
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}", re.ASCII)
+_MONGOD_VERSION = re.compile(r"(\d{1,4}\.\d{1,4}\.\d{1,4}([.+-][A-Za-z0-9.+-]{0,40})?)?", re.ASCII)
+_PEM_CERTS = re.compile(
+    r"(-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]{1,16384}-----END CERTIFICATE-----\n*){1,8}", re.ASCII
+)
 _MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,199}", re.ASCII)  # names.IsValidModelName
 _HARVEST_VALUES = (None, "all", "none", "unknown", "destroyed")  # config.HarvestMode (environs/config)
 _PARAMS_HINT = ("the restore journal on the target (params.json) is not what jujubackup wrote, so neither "
@@ -462,7 +479,6 @@ def step_values(params: Params, step: str) -> dict[str, Any]:
         "db_service": profile.db_service,
         "machine_id": params.machine_id,
         "mongo_shell": profile.mongo_shell,
-        "shell_tls_flags": list(profile.shell_tls_flags),
         "state_port": params.state_port,
         "backup_dir": params.backup_dir,
     }
@@ -485,7 +501,6 @@ def step_values(params: Params, step: str) -> dict[str, Any]:
         },
         P.LOAD_DB: {
             "mongorestore": profile.mongorestore,
-            "tls_flags": list(profile.tls_flags),
             "batch_size": 100,
         },
         P.VERIFY: {
@@ -500,58 +515,11 @@ def step_values(params: Params, step: str) -> dict[str, Any]:
     return values
 
 
-def snapshot_paths(profile: Profile) -> list[str]:
-    """Given the target's profile, return the paths a pre-restore snapshot holds."""
-    paths = [profiles.DATA_DIR]
-    if not profile.mongo_dir.startswith(profiles.DATA_DIR):
-        paths.append(profile.mongo_dir)
-    paths.append(f"/etc/systemd/system/{profile.db_service}.service")
-    return paths
-
-
 def unit_files(profile: Profile, params: Params) -> list[dict[str, Any]]:
-    """Given the profile and params, return the files install-services writes (rendered templates/).
-
-    The jujud-machine-N unit and exec-start script are always (re)written; juju-db's unit and config
-    only where the host has none (a snap-installed juju-db keeps its own unit).
-    """
-    mid = params.machine_id
-    values = {
-        "machine_id": mid,
-        "data_dir": profiles.DATA_DIR,
-        "profile": profile,
-        "state_port": params.state_port,
-    }
-    files = [
-        {
-            "path": f"/etc/systemd/system/jujud-machine-{mid}.service",
-            "mode": "0644",
-            "replace": True,
-            "content": scripts.render_file("jujud-machine.service.j2", **values),
-        },
-        {
-            "path": f"/etc/systemd/system/jujud-machine-{mid}-exec-start.sh",
-            "mode": "0755",
-            "replace": True,
-            "content": scripts.render_file("jujud-machine-exec-start.sh.j2", **values),
-        },
-        {
-            "path": f"/etc/systemd/system/{profile.db_service}.service",
-            "mode": "0644",
-            "replace": False,
-            "content": scripts.render_file(f"juju-db-{profile.name}.service.j2", **values),
-        },
-    ]
-    if profile.name == profiles.JUJU_29.name:
-        files.append(
-            {
-                "path": f"{profile.mongo_dir}/juju-db.config",
-                "mode": "0644",
-                "replace": False,
-                "content": scripts.render_file("juju-db.config.j2", **values),
-            }
-        )
-    return files
+    """Given the profile and params, return the files install-services writes (restore/units.py)."""
+    return units.unit_files(
+        profile, params.machine_id, params.state_port, params.mongod_version, params.ca_cert
+    )
 
 
 def verify_hint(stderr: str, params: Params, host: str) -> str:

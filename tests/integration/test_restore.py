@@ -25,6 +25,7 @@ from jujubackup import profiles
 from tests import libjuju
 from tests.conftest import LabFactory
 from tests.lab import provision
+from tests.lab.clienttls import mongo_tls
 from tests.lab.lab import Lab, LabHost
 from tests.lab.standins import jujud
 from tests.paths import VALID_28
@@ -198,7 +199,7 @@ def mongo(host: LabHost, statements: list[str]) -> str:
     try:
         out = host.ssh(
             f"{profile.mongo_shell} --quiet --host 127.0.0.1 --port 37017 "
-            f"{' '.join(profile.shell_tls_flags)} /root/test-statements.js"
+            f"{' '.join(mongo_tls(host.profile, host.root).shell)} /root/test-statements.js"
         )
     finally:
         js.unlink()

@@ -30,7 +30,6 @@ def _create_sample(profile: profiles.Profile, mode: str) -> dict[str, Any]:
         "heartbeat_fresh_ms": 1000,
         "rc_nospace": 78,
         "rc_client_gone": 79,
-        "tls_flags": profile.tls_flags,
         "dump_flags": profile.dump_flags,
         "ignored_dbs": profile.ignored_dbs,
         "root_files": profile.root_files,

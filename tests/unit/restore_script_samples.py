@@ -10,7 +10,6 @@ _LIB_29: dict[str, Any] = {
     "db_service": "snap.juju-db.daemon",
     "machine_id": "0",
     "mongo_shell": "/snap/bin/juju-db.mongo",
-    "shell_tls_flags": ["--tls", "--tlsAllowInvalidCertificates"],
     "state_port": 37017,
     "backup_dir": "/var/lib/juju/backups",
 }
@@ -19,7 +18,6 @@ _LIB_28: dict[str, Any] = {
     "db_service": "juju-db",
     "machine_id": "2",
     "mongo_shell": "/usr/lib/juju/mongo3.2/bin/mongo",
-    "shell_tls_flags": ["--ssl", "--sslAllowInvalidCertificates"],
 }
 _SNAPSHOT_PATHS = [
     "/var/lib/juju",
@@ -78,7 +76,6 @@ RESTORE_SAMPLES: dict[str, dict[str, Any] | list[dict[str, Any]]] = {
     "restore-load-db": _both(
         "load-db",
         mongorestore="/snap/bin/juju-db.mongorestore",
-        tls_flags=["--tls", "--tlsInsecure"],
         batch_size=100,
     ),
     "restore-start": _both("start-services"),

@@ -41,8 +41,7 @@ SAMPLES.update(CREATE_SAMPLES)
 
 SAMPLES.update({
     "repoint-list": {
-        "shells": [["/snap/bin/juju-db.mongo", ["--tls", "--tlsAllowInvalidCertificates"]],
-                   ["/usr/lib/juju/mongo3.2/bin/mongo", ["--ssl", "--sslAllowInvalidCertificates"]]],
+        "shells": ["/snap/bin/juju-db.mongo", "/usr/lib/juju/mongo3.2/bin/mongo"],
     },
     "repoint-machine": [
         {"addresses": ["10.0.0.5:17070", "[fd00::5]:17070"], "dry_run": False, "wait_seconds": 120},

@@ -202,7 +202,10 @@ def test_the_password_js_file_is_removed_when_the_step_is_terminated(tmp_path: P
     conf = tmp_path / "agent.conf"
     conf.write_text("statepassword: s3cret\n")
     shell = tmp_path / "mongo"
-    shell.write_text(f'#!/bin/bash\necho $$ >{ready}.tmp && mv {ready}.tmp {ready}\nexec sleep 20\n')
+    shell.write_text(  # answers --version (lib-mongo-tls asks first), then runs until terminated
+        '#!/bin/bash\nif [[ $1 == --version ]]; then echo "MongoDB shell version v4.4.18"; exit 0; fi\n'
+        f'echo $$ >{ready}.tmp && mv {ready}.tmp {ready}\nexec sleep 20\n'
+    )
     shell.chmod(0o755)
     values = {**RESTORE_SAMPLES["restore-start"][0], "journal_dir": str(journal), "mongo_shell": str(shell)}
     harness = scripts.environment().from_string(
@@ -297,6 +300,9 @@ def test_client_config_that_is_a_link_is_refused_and_its_target_untouched(tmp_pa
     ("harvest_modes", [["0f0e0d0c-1111-4222-8333-444455556666", "default", "all; rm"]]),
     ("harvest_modes", [["0f0e0d0c-1111-4222-8333-444455556666", "$(x)", None]]),
     ("harvest_modes", "none"),
+    ("mongod_version", "4.4.30; rm -rf /"),
+    ("ca_cert", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n-----BEGIN RSA PRIVATE KEY"),
+    ("ca_cert", 7),
 ])
 def test_resume_refuses_journal_params_that_restore_never_writes(key: str, value: Any) -> None:
     import json
@@ -316,3 +322,22 @@ def test_resume_reads_the_params_restore_writes() -> None:
     model = "0f0e0d0c-1111-4222-8333-444455556666"
     doc["harvest_modes"] = [[model, "default", None]]
     assert X.Params.from_dict(doc).harvest_modes == ((model, "default", None),)
+
+
+def test_a_44_30_target_gets_the_backups_ca_and_a_client_ca_config() -> None:
+    from dataclasses import replace
+
+    ca = "-----BEGIN CERTIFICATE-----\nQUJD\n-----END CERTIFICATE-----\n"
+    common = "/var/snap/juju-db/common"
+
+    def files(profile: profiles.Profile, **changes: str) -> dict[str, dict[str, Any]]:
+        return {f["path"]: f for f in X.unit_files(profile, replace(PARAMS, **changes))}
+
+    mutual = files(profiles.JUJU_36, mongod_version="4.4.30", ca_cert=ca)
+    assert mutual[f"{common}/ca.crt"]["content"] == ca and mutual[f"{common}/ca.crt"]["replace"] is True
+    assert f"tlsCAFile = {common}/ca.crt" in mutual[f"{common}/juju-db.config"]["content"]
+    older = files(profiles.JUJU_29, mongod_version="4.4.18", ca_cert=ca)
+    assert f"{common}/ca.crt" not in older
+    assert "tlsCAFile" not in older[f"{common}/juju-db.config"]["content"]
+    config = files(profiles.JUJU_28_FOCAL, mongod_version="4.0.9")[f"{common}/juju-db.config"]["content"]
+    assert "sslMode = requireSSL" in config and "tls" not in config  # mongod 4.0 knows no net.tls keys

@@ -1,0 +1,118 @@
+"""Every lab profile (one per juju-db generation Juju ships, tests/lab/standins/versions.py) through the
+CLI: create in all three modes, download, power the controller off and restore the download onto a
+fresh machine; services running after each step, and the statepassword in no process's argv on either
+host and in no output. One lab of two hosts per profile (about 20 s each on a 2-CPU machine): the
+deeper suites (test_create, test_transfer, test_restore) run on juju-2.9 and juju-2.8, this one is the
+matrix over all five."""
+
+from __future__ import annotations
+
+import json
+import re
+import stat
+import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from jujubackup import profiles
+from tests.conftest import LabFactory
+from tests.integration.test_restore import jb, ok
+from tests.lab import provision
+from tests.lab.lab import LabHost
+
+pytestmark = pytest.mark.lab
+
+MODES = ("online", "quiesce", "stop")
+
+
+def state_password(host: LabHost) -> str:
+    conf = (host.root / f"var/lib/juju/agents/machine-{host.machine_id}/agent.conf").read_text()
+    match = re.search(r"^statepassword: (\S+)$", conf, re.M)
+    assert match
+    return match.group(1)
+
+
+def running(host: LabHost, profile: str, machine_id: str) -> list[str]:
+    """Return `systemctl is-active` of juju-db and jujud-machine-N on host."""
+    units = [profiles.profile_named(profile).db_service, f"jujud-machine-{machine_id}"]
+    return host.ssh("systemctl is-active " + " ".join(units)).stdout.split()
+
+
+@contextmanager
+def argv_sampler(host: LabHost) -> Iterator[Path]:
+    """Record every process's command line on host while the block runs; yield the file (on the
+    workstation side of the host's root) holding the samples."""
+    out = "root/cmdlines.txt"
+    started = host.ssh(
+        "nohup bash -c 'while :; do cat /proc/[0-9]*/cmdline 2>/dev/null | tr \"\\0\" \" \"; echo; "
+        f"sleep 0.02; done' >/{out} 2>/dev/null </dev/null & echo $!"
+    )
+    pid = started.stdout.strip()
+    assert pid.isdigit(), started.stderr
+    try:
+        yield host.root / out
+    finally:
+        host.ssh(f"kill {pid}")
+
+
+@pytest.mark.parametrize("profile", list(provision.PROFILES))
+def test_create_download_and_disaster_recovery(lab_factory: LabFactory, tmp_path: Path, profile: str) -> None:
+    lab = lab_factory(controllers=1, spares=1, profile=profile)
+    ctl, spare = lab.host("ctl0"), lab.host("spare0")
+    gen = provision.PROFILES[profile].generation
+    password = state_password(ctl)
+    outputs: list[str] = []
+
+    with argv_sampler(ctl) as ctl_samples:
+        status = ok(jb(lab, "-H", "ctl0", "status", "--format", "json"))
+        facts = json.loads(status.stdout)
+        assert (facts["profile"], facts["mongo_version"], facts["shell_version"]) == (
+            profile, gen.server, gen.server
+        )
+        assert facts["mongo_tls"]["client_cert"] == (ctl.root / "var/snap/juju-db/common/ca.crt").exists()
+        outputs.append(status.stdout + status.stderr)
+        ids = []
+        for mode in MODES:
+            created = ok(jb(lab, "-H", "ctl0", "-v", "create", f"{mode} on {profile}", "--mode", mode))
+            outputs.append(created.stdout + created.stderr)
+            ids.append(created.stdout.strip().splitlines()[-1])
+            assert running(ctl, profile, "0") == ["active", "active"], mode
+        dest = tmp_path / "backups"
+        downloaded = ok(jb(lab, "-H", "ctl0", "download", ids[0], "--dir", str(dest)))
+        outputs.append(downloaded.stdout + downloaded.stderr)
+    archive = dest / f"{ids[0]}.tar.gz"
+    assert stat.S_IMODE(archive.stat().st_mode) == 0o600
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert "juju-backup/dump/juju/machines.bson" in names and "juju-backup/root.tar" in names
+    assert "juju-backup/dump/oplog.bson" in names  # online: mongodump --oplog
+
+    ctl.power_off()
+    with argv_sampler(spare) as spare_samples:
+        restored = ok(jb(lab, "restore", "--archive", str(archive), "--target", "spare0", "--yes"))
+        outputs.append(restored.stdout + restored.stderr)
+        assert f"install juju-db ({profile})" in restored.stdout
+        assert running(spare, profile, "0") == ["active", "active"]
+        after = ok(jb(lab, "-H", "spare0", "status", "--format", "json"))
+        outputs.append(after.stdout + after.stderr)
+    moved = json.loads(after.stdout)
+    assert moved["profile"] == profile and moved["machine_id"] == "0"
+    assert [(m["name"], m["state"]) for m in moved["replset"]] == [(f"{spare.ip}:37017", "PRIMARY")]
+    if gen.client_cert_required:
+        # juju-db 4.4.30 as Juju runs it: ca.crt is the backup's CA and the client CA of mongod
+        config = (spare.root / "var/snap/juju-db/common/juju-db.config").read_text()
+        assert "tlsCAFile = /var/snap/juju-db/common/ca.crt" in config
+        ca = (spare.root / "var/snap/juju-db/common/ca.crt").read_text()
+        assert ca.strip() in (spare.root / "var/lib/juju/agents/machine-0/agent.conf").read_text().replace(
+            "\n  ", "\n"
+        )
+        assert moved["mongo_tls"]["client_cert"]
+
+    seen = ctl_samples.read_text(errors="replace") + spare_samples.read_text(errors="replace")
+    assert "--username machine-0" in seen  # the samplers saw mongodump / mongorestore run
+    assert password not in seen
+    for text in outputs:
+        assert password not in text
