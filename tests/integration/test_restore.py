@@ -407,7 +407,7 @@ def assert_libjuju_sees_the_backup(
     password = tmp_path / "admin-password"
     password.touch(mode=0o600)
     password.write_text(re.search(r"^    password: (\S+)$", accounts, re.M).group(1))  # type: ignore[union-attr]
-    prefix = ["--server-prefix", "2.8."] if lab.profile == "juju-2.8" else []
+    prefix = ["--server-prefix", "2.8."] if lab.profile.startswith("juju-2.8") else []
     models: dict[str, list[str]] = {m["name"]: [] for m in before["models"].values()}
     for m in before["machines"].values():
         models[next(x["name"] for x in before["models"].values() if x["_id"] == m["model-uuid"])].append(
