@@ -1,7 +1,7 @@
 """Encrypted off-site copies in an S3 store, and a disaster recovery straight from one (issue 17).
 
 The S3 store is a standalone moto_server process on loopback with authentication enforced
-(tests/lab/s3server.py); the lab is a juju-2.9 controller and a spare. Everything goes through the
+(tests/lab/s3server.py); the lab is a controller (juju-2.9, juju-2.8) and a spare. Everything goes through the
 CLI as an operator would run it; outcomes are checked on the hosts and in the bucket, and the
 copy is opened with the standard `age` CLI.
 """
@@ -38,10 +38,11 @@ def keys(tmp_path: Path) -> tuple[str, Path, str, Path]:
     return pub, tmp_path / "age.key", (tmp_path / "ops.pub").read_text().strip(), tmp_path / "ops"
 
 
+@pytest.mark.parametrize("profile", ["juju-2.9", "juju-2.8"])
 def test_dr_restore_straight_from_an_encrypted_s3_copy(
-    lab_factory: LabFactory, tmp_path: Path, s3: S3Server
+    lab_factory: LabFactory, tmp_path: Path, s3: S3Server, profile: str
 ) -> None:
-    lab = lab_factory(controllers=1, spares=1, profile="juju-2.9")
+    lab = lab_factory(controllers=1, spares=1, profile=profile)
     ctl, spare = lab.host("ctl0"), lab.host("spare0")
     age_pub, age_key, ssh_pub, ssh_key = keys(tmp_path)
     bad_creds = tmp_path / "bad.credentials"
