@@ -533,14 +533,23 @@ class EncryptingWriter:
     def write(self, data: bytes) -> int:
         self.hasher.update(data)
         self.plain_size += len(data)
-        self.buffer += data
+        view = memoryview(data)
         # a chunk goes out only when more follows: the last one is sealed with the last flag
-        while len(self.buffer) > CHUNK:
-            self._seal(bytes(self.buffer[:CHUNK]), last=False)
-            del self.buffer[:CHUNK]
+        if self.buffer:
+            need = CHUNK - len(self.buffer)
+            self.buffer += view[:need]
+            view = view[need:]
+            if not view:
+                return len(data)
+            self._seal(bytes(self.buffer), last=False)
+            self.buffer.clear()
+        while len(view) > CHUNK:  # whole chunks straight from the caller's buffer, no copy
+            self._seal(view[:CHUNK], last=False)
+            view = view[CHUNK:]
+        self.buffer += view
         return len(data)
 
-    def _seal(self, chunk: bytes, *, last: bool) -> None:
+    def _seal(self, chunk: bytes | memoryview, *, last: bool) -> None:
         self.sink.write(self.aead.encrypt(_nonce(self.counter, last), chunk, None))
         self.counter += 1
 
@@ -574,6 +583,7 @@ class DecryptingReader:
         self.aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
         self.counter = 0
         self.pending = b""
+        self.pos = 0  # how much of `pending` was returned
         self.ahead = _read_exact(raw, CHUNK + TAG)
         self.done = False
 
@@ -615,15 +625,20 @@ class DecryptingReader:
 
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
-            out = [self.pending]
-            while not self.done:
-                out.append(self._next_chunk())
-            self.pending = b""
-            return b"".join(out)
-        while len(self.pending) < size and not self.done:
-            self.pending += self._next_chunk()
-        data, self.pending = self.pending[:size], self.pending[size:]
-        return data
+            size = 1 << 62
+        parts = []
+        want = size
+        while want:
+            if self.pos == len(self.pending):
+                if self.done:
+                    break
+                self.pending, self.pos = self._next_chunk(), 0
+                continue
+            part = self.pending[self.pos:self.pos + want]
+            self.pos += len(part)
+            want -= len(part)
+            parts.append(part)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def readable(self) -> bool:
         return True
