@@ -126,6 +126,31 @@ stores:
     assert first_success is not None
     assert not list(tmp_path.glob(".jujubackup.prom.*"))  # no temp file left
 
+    # an S3 store with a wrong secret: the copy fails (exit 3), nothing is pruned or deleted
+    wrong = tmp_path / "wrong.credentials"
+    wrong.write_text(f"[default]\naws_access_key_id = {s3.access_key}\naws_secret_access_key = nope\n")
+    wrong.chmod(0o600)
+    bad_config = tmp_path / "wrong.yaml"
+    bad_config.write_text(f"""\
+defaults: {{retention: {{keep-last: 1}}, store-retention: {{keep-last: 1}}}}
+controllers:
+  c29: {{hosts: [ctl0], ssh: {{config: {lab29.ssh_config}}}}}
+stores:
+""" + s3.store_yaml("offsite", prefix="fleet/", credentials_file=wrong))
+    before = catalog_ids(lab29.host("ctl0"))
+    refused = run("run", "--config", str(bad_config), "--format", "json")
+    assert refused.returncode == 3, refused.stderr
+    (row,) = json.loads(refused.stdout)["controllers"]
+    assert (row["stage"], row["exit-code"], row["pruned"]) == ("copy", 3, [])
+    assert row["stores"][0]["ok"] is False and row["stores"][0]["error"]
+    assert set(before) < set(catalog_ids(lab29.host("ctl0")))  # the new backup stays, nothing pruned
+    assert s3_objects(s3) == sorted(f"{i}{s}" for i in (new29, new28) for s in (".json", ".tar.gz.age"))
+    # a config with an unknown key: exit 2, nothing runs
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(config.read_text().replace("parallel: 2", "paralel: 2"))
+    assert (failed := run("run", "--config", str(typo))).returncode == 2
+    assert f"{typo}:1: paralel: unknown key" in failed.stderr
+
     # the 2.8 controller powered off: the 2.9 one finishes; exit 9; the metrics say which failed
     lab28.host("ctl0").power_off()
     second = run("run", "--config", str(config), "--metrics-file", str(metrics_file))
@@ -134,7 +159,8 @@ stores:
     row29 = next(line for line in second.stdout.splitlines() if line.startswith("c29"))
     row28 = next(line for line in second.stdout.splitlines() if line.startswith("c28"))
     assert " ok " in row29 and "FAILED (create, exit 3)" in row28
-    assert len(catalog_ids(lab29.host("ctl0"))) == 2 and new29 in catalog_ids(lab29.host("ctl0"))
+    # keep-last 2: the refused pass's backup and this one's
+    assert len(catalog_ids(lab29.host("ctl0"))) == 2 and new29 not in catalog_ids(lab29.host("ctl0"))
     # store-retention keep-last 1: c29's first copy pruned from both stores, c28's (failed at create) kept
     newest29 = max(i for i in catalog_ids(lab29.host("ctl0")))
     assert sorted(p.name for p in store.glob("*.tar.gz")) == sorted(f"{i}.tar.gz" for i in (newest29, new28))
