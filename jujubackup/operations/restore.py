@@ -839,8 +839,9 @@ def check_resume_backup(params: X.Params, request: RestoreRequest, target: str) 
 def check_resume_archive(params: X.Params, backup: P.BackupFacts, archive: Path, target: str) -> None:
     """Given the journal's params and the facts of the archive a `--resume --archive FILE` names,
     return if it is the backup the journaled restore started with: same backup ID, same size and,
-    when the journal recorded it, the same controller CA (the restored agents and clients trust only
-    that CA). Raise RefusedError (exit 6) before anything continues otherwise."""
+    when the journal recorded it (`ca_sha256`, else the `ca_cert` PEM), the same controller CA (the
+    restored agents and clients trust only that CA). Raise RefusedError (exit 6) before anything
+    continues otherwise."""
     undo = f"or undo the restore with `restore --rollback --target {target}` and start afresh"
     if backup.backup_id != params.backup_id:
         raise RefusedError(
@@ -849,12 +850,13 @@ def check_resume_archive(params: X.Params, backup: P.BackupFacts, archive: Path,
             hint=f"resume with the archive of {params.backup_id} (`restore --resume --archive FILE "
             f"--target {target}`), {undo}",
         )
-    if params.ca_sha256:
+    recorded = params.ca_sha256 or (apiprobe.ca_fingerprint(params.ca_cert) if params.ca_cert else "")
+    if recorded:
         have = apiprobe.ca_fingerprint(backup.ca_cert) if backup.ca_cert else "none"
-        if have != params.ca_sha256:
+        if have != recorded:
             raise RefusedError(
                 f"the controller CA in {archive.name} (SHA-256 {have[:16]}…) is not the CA of the "
-                f"backup the restore on {target} started with ({params.ca_sha256[:16]}…)",
+                f"backup the restore on {target} started with ({recorded[:16]}…)",
                 hint=f"this archive is not the one the restore started with, although it names the same "
                 f"backup: resume with that archive, {undo}",
             )

@@ -72,6 +72,10 @@ def test_the_same_archive_resumes(facts: P.BackupFacts) -> None:
     # a journal from before the CA was recorded: only the backup ID and size are compared
     unrecorded = _params(facts, ca_sha256="")
     check_resume_archive(unrecorded, replace(facts, ca_cert=_other_ca()), VALID_28, "spare0")
+    # a journal holding the CA's PEM only (params.ca_cert, written for juju-db's ca.crt) is checked by it
+    with pytest.raises(RefusedError):
+        check_resume_archive(replace(unrecorded, ca_cert=facts.ca_cert), replace(facts, ca_cert=_other_ca()),
+                             VALID_28, "spare0")
 
 
 def test_another_backups_archive_is_refused(facts: P.BackupFacts) -> None:
