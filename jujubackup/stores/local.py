@@ -12,15 +12,22 @@ through a private temp file and a rename; names come from the validated ID only 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
-import stat
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from jujubackup.errors import NotFoundError, RefusedError, UsageError, VerifyError, local_os_error
+from jujubackup.errors import (
+    LockedError,
+    NotFoundError,
+    RefusedError,
+    UsageError,
+    VerifyError,
+    local_os_error,
+)
 from jujubackup.local_archives import sidecar_problem, write_sidecar
 from jujubackup.stores import (
     STORED_KEY,
@@ -71,35 +78,35 @@ class LocalPut:
         self._open()
 
     def _open(self) -> None:
-        """Open the partial: kept (resume) for a plain copy, started afresh for an encrypted one."""
+        """Open and lock the partial (another put of the same copy holding it: LockedError, exit 7),
+        then keep it (resume) for a plain copy or empty it for an encrypted one."""
         try:
-            info = self.part.lstat()
-        except FileNotFoundError:
-            info = None
-        if info is not None and not stat.S_ISREG(info.st_mode):
-            raise RefusedError(
-                f"{self.part} is a symbolic link or not a regular file: not writing through it",
-                hint="remove it (jujubackup never makes one there), or choose another directory",
-            )
-        if info is not None and info.st_size and not self.encrypted:
-            self.hasher = hash_prefix(self.part, info.st_size)
-            self.offset = info.st_size
-            self.prefix_sha256 = self.hasher.hexdigest()
-        try:
-            self._fh = open_private(self.part, append=not self.encrypted)
+            fh = open_private(self.part, append=True)  # never truncated before the lock is held
         except OSError as err:
             raise local_os_error(err, f"writing {self.part}") from err
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            fh.close()
+            raise LockedError(f"another copy of {self.backup_id} into store {self.store.name} is under way "
+                              f"({self.part} is locked)", hint="wait for it to finish") from err
+        self._fh = fh
+        held = os.fstat(fh.fileno()).st_size
+        if held and not self.encrypted:
+            self.hasher = hash_prefix(self.part, held)
+            self.offset = held
+            self.prefix_sha256 = self.hasher.hexdigest()
+        elif held:
+            os.ftruncate(fh.fileno(), 0)
         self.written = self.offset
 
     def restart(self) -> None:
         """Drop the kept partial (its bytes are not the source's prefix) and start from byte 0."""
-        if self._fh is not None:
-            self._fh.close()
-        self.part.unlink(missing_ok=True)
+        assert self._fh is not None, "restart after commit/abort"
+        os.ftruncate(self._fh.fileno(), 0)  # the lock stays held
         self.hasher = hashlib.sha256()
         self.offset = 0
         self.prefix_sha256 = ""
-        self._fh = open_private(self.part, append=True)
         self.written = 0
 
     def write(self, data: bytes) -> int:
@@ -123,14 +130,21 @@ class LocalPut:
     def commit(self, record: dict[str, Any], *, plain_sha256: str, plain_size: int,
                recipients: tuple[str, ...] = ()) -> StoredBackup:
         assert self._fh is not None, "commit after commit/abort"
-        try:
+        try:  # the partial's lock is held until it is renamed or removed
             self._fh.flush()
             os.fsync(self._fh.fileno())
+            placed = self._verify_and_place(record, plain_sha256, plain_size, recipients)
         except OSError as err:
             raise local_os_error(err, f"writing {self.part}") from err
-        finally:
+        finally:  # never unlink here: once renamed, `part` may be another put's new partial
             self._fh.close()
             self._fh = None
+        return placed
+
+    def _verify_and_place(self, record: dict[str, Any], plain_sha256: str, plain_size: int,
+                          recipients: tuple[str, ...]) -> StoredBackup:
+        """Check the partial against the record (else remove it, raise VerifyError), rename it into
+        place and write the sidecar; return the stored copy."""
         stored_sha256 = self.hasher.hexdigest()
         expected = (record.get("sha256"), record.get("size"))
         got = (plain_sha256, plain_size) if self.encrypted else (stored_sha256, self.written)
@@ -155,11 +169,11 @@ class LocalPut:
         return self.store.get(self.backup_id)
 
     def abort(self, *, keep: bool = True) -> None:
+        if (self.encrypted or not keep) and self._fh is not None:
+            self.part.unlink(missing_ok=True)  # still locked: nobody else is writing it
         if self._fh is not None:
             self._fh.close()
             self._fh = None
-        if self.encrypted or not keep:
-            self.part.unlink(missing_ok=True)
 
 
 class LocalStore:

@@ -136,3 +136,15 @@ def test_store_config_parses_both_kinds() -> None:
     })
     assert stores["a"].kind == "local" and not str(stores["a"].path).startswith("~")
     assert stores["b"].kind == "s3" and stores["b"].prefix == "prod/"
+
+
+def test_a_second_put_of_the_same_copy_is_locked_out(tmp_path: Path) -> None:
+    st = store(tmp_path)
+    first = st.begin_put(BID, encrypted=False)
+    first.write(DATA[:100_000])
+    with pytest.raises(JujuBackupError) as err:
+        st.begin_put(BID, encrypted=False)  # would have appended to or restarted the first's partial
+    assert err.value.exit_code == 7 and "under way" in err.value.message
+    first.write(DATA[100_000:])
+    assert first.commit(RECORD, plain_sha256=SHA, plain_size=len(DATA)).sha256 == SHA
+    assert (tmp_path / "copies" / f"{BID}.tar.gz").read_bytes() == DATA
