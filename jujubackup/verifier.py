@@ -4,19 +4,27 @@ Verification is CPU-bound (inflate, hashes, BSON) and sending holds the GIL ofte
 they would take turns. The child is spawned (safe from a threaded parent) and is terminated when
 the caller leaves early (Ctrl-C, a dropped connection): nobody waits for a verification whose
 result is no longer wanted.
+
+The child starts as `python -c ...`, which puts the current directory first on sys.path before any
+of our code runs: a `struct.py` there shadowed the standard library and every `restore --archive`
+died ("the verifying process died (exit code 0)"). It is started with PYTHONSAFEPATH=1 (Python 3.11+:
+no such entry); a child that dies anyway says how and why it may have.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from types import TracebackType
 
 from jujubackup.alloc import reuse_big_buffers
 from jujubackup.archive import VerifyReport, verify_archive
+from jujubackup.errors import EXIT_INTERNAL, JujuBackupError
 
 
 def _child(path: str, sha1: bool, conn: Connection) -> None:
@@ -36,6 +44,39 @@ def _child(path: str, sha1: bool, conn: Connection) -> None:
         conn.close()
 
 
+@contextlib.contextmanager
+def _safe_path() -> Iterator[None]:
+    """While a child process is started: PYTHONSAFEPATH=1 in the environment it inherits, so the
+    current directory is not put on its sys.path (Python 3.11+); the parent's value is restored."""
+    before = os.environ.get("PYTHONSAFEPATH")
+    os.environ["PYTHONSAFEPATH"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["PYTHONSAFEPATH"]
+        else:
+            os.environ["PYTHONSAFEPATH"] = before
+
+
+def died(exitcode: int | None) -> JujuBackupError:
+    """Given the exit code of a verifying child that never answered, return the error saying how it
+    died and the likely why (exit 1: not the archive's fault)."""
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name if -exitcode in signal.valid_signals() else str(-exitcode)
+        how = f"was killed by {name}"
+        hint = "SIGKILL is often the kernel's out-of-memory killer: see `journalctl -k`" \
+            if name == "SIGKILL" else "something on this workstation stopped it; run again"
+    elif exitcode == 0:
+        how = "exited (code 0) without a result"
+        hint = ("a file in the current directory named like a Python module (struct.py, json.py, ...) "
+                "may shadow Python's own: run jujubackup from another directory")
+    else:
+        how = f"exited with code {exitcode} without a result"
+        hint = "its error is printed above; re-run with -v and report this as a bug"
+    return JujuBackupError(f"the verifying process {how}", hint=hint, exit_code=EXIT_INTERNAL)
+
+
 class BackgroundVerify:
     """verify_archive(path) running in a child process; use as a context manager."""
 
@@ -43,9 +84,10 @@ class BackgroundVerify:
         """Start verifying `path`; `sha1` False skips Juju's SHA-1 (report.digest.sha1_b64 is "")."""
         ctx = multiprocessing.get_context("spawn")
         self._conn, child_end = ctx.Pipe(duplex=False)
-        self._proc = ctx.Process(target=_child, args=(os.fspath(path), sha1, child_end), daemon=True,
+        self._proc = ctx.Process(target=_child, args=(os.path.abspath(path), sha1, child_end), daemon=True,
                                  name="jujubackup-verify")
-        self._proc.start()
+        with _safe_path():
+            self._proc.start()
         child_end.close()
         self._report: VerifyReport | None = None
 
@@ -55,13 +97,13 @@ class BackgroundVerify:
 
     def result(self) -> VerifyReport:
         """Wait for and return the report. Raise what verify_archive raised in the child, or
-        RuntimeError if the child died without answering."""
+        JujuBackupError (exit 1, how it died and why it may have: `died`) if it never answered."""
         if self._report is None:
             try:
                 kind, value = self._conn.recv()
             except EOFError:
                 self._proc.join()
-                raise RuntimeError(f"the verifying process died (exit code {self._proc.exitcode})") from None
+                raise died(self._proc.exitcode) from None
             self._proc.join()
             if kind == "error":
                 raise value

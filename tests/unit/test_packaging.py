@@ -76,3 +76,11 @@ def test_installed_package_carries_remote_scripts_and_templates(installed: Path,
         assert expected[d], f"jujubackup/{d}/ in the source tree has no files"
         shipped = _files(pkg / d)
         assert shipped >= expected[d], f"missing from the wheel: {sorted(expected[d] - shipped)}"
+
+
+def test_the_license_is_an_spdx_expression(installed: Path, tmp_path: Path) -> None:
+    """project.license is an SPDX string (PEP 639): the wheel says License-Expression."""
+    meta = subprocess.run([str(installed / "bin/python"), "-c",
+                           "from importlib.metadata import metadata; print(metadata('jujubackup'))"],
+                          cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert "License-Expression: AGPL-3.0-or-later" in meta.splitlines()

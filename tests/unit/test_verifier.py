@@ -10,7 +10,7 @@ import pytest
 
 from jujubackup.archive import BSON_POOL_MIN
 from jujubackup.errors import NotFoundError
-from jujubackup.verifier import BackgroundVerify
+from jujubackup.verifier import BackgroundVerify, died
 from tests.paths import FIXTURES_28
 from tests.unit.archive_builders import ArchiveSpec
 
@@ -54,3 +54,23 @@ def test_leaving_early_stops_the_child(tmp_path: Path) -> None:
     assert not verifying.done()
     verifying.close()
     assert not verifying._proc.is_alive()
+
+
+def test_a_module_in_the_current_directory_does_not_shadow_the_childs_stdlib(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `struct.py` in the cwd made every child die at start ("exit code 0", issue 15)."""
+    (tmp_path / "struct.py").write_text("raise SystemExit(0)\n")
+    (tmp_path / "archive.tar.gz").write_bytes((FIXTURES_28 / "valid-backup.tar.gz").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    with BackgroundVerify("archive.tar.gz") as verifying:  # relative: the child gets it absolute
+        assert verifying.result().ok
+
+
+@pytest.mark.parametrize(("code", "says"), [
+    (-9, "was killed by SIGKILL"), (0, "exited (code 0) without a result"), (3, "exited with code 3"),
+])
+def test_a_child_that_dies_says_how_and_why(code: int, says: str) -> None:
+    err = died(code)
+    assert err.exit_code == 1 and says in err.message and err.hint
+    assert ("out-of-memory" in err.hint) == (code == -9) and ("shadow" in err.hint) == (code == 0)
