@@ -139,3 +139,31 @@ def test_list_local_shows_encrypted_downloads(keys: tuple[str, Path, Path], tmp_
     assert f'"id": "{BID}"' in out and '"verified": "yes"' in out and ".tar.gz.age" in out
     code, out, err = run(["list", "--local", str(tmp_path / "copies"), "--check"], capsys)
     assert code == 0 and "encrypted: `verify FILE --identity KEY`" in out
+
+
+def test_restore_from_a_truncated_store_copy_stops_before_connecting(
+        keys: tuple[str, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from jujubackup import crypt
+    from jujubackup.stores import open_store
+    from jujubackup.stores.config import LocalStoreConfig
+
+    store = open_store("here", LocalStoreConfig(kind="local", path=tmp_path / "copies"))
+    data = VALID.read_bytes() * 8  # several age chunks
+    sha = hashlib.sha256(data).hexdigest()
+    session = store.begin_put(BID, encrypted=True)
+    writer = crypt.EncryptingWriter(session, [crypt.parse_recipient(keys[0])])
+    writer.write(data)
+    writer.close()
+    session.commit({"ID": BID, "sha256": sha, "size": len(data)}, plain_sha256=sha, plain_size=len(data))
+    age_file = tmp_path / "copies" / f"{BID}.tar.gz.age"
+    age_file.write_bytes(age_file.read_bytes()[:-500])
+    conf = tmp_path / "stores.yaml"
+    conf.write_text(f"stores:\n  here: {{kind: local, path: {tmp_path / 'copies'}}}\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    code, out, err = run(["-H", "127.0.0.1:9", "restore", "--archive", BID, "--store", "here", "--store-config",
+                          str(conf), "--identity", str(keys[1]), "--target", "127.0.0.1:9", "--yes",
+                          "--work-dir", str(work)], capsys)
+    assert code == EXIT_VERIFY, err
+    assert "truncated or corrupt" in err and "connect" not in err
+    assert age_file.exists() and list(work.iterdir()) == []
