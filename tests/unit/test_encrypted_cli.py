@@ -161,9 +161,9 @@ def test_restore_from_a_truncated_store_copy_stops_before_connecting(
     conf.write_text(f"stores:\n  here: {{kind: local, path: {tmp_path / 'copies'}}}\n")
     work = tmp_path / "work"
     work.mkdir()
-    code, out, err = run(["-H", "127.0.0.1:9", "restore", "--archive", BID, "--store", "here", "--store-config",
-                          str(conf), "--identity", str(keys[1]), "--target", "127.0.0.1:9", "--yes",
-                          "--work-dir", str(work)], capsys)
+    code, _, err = run(["-H", "127.0.0.1:9", "restore", "--archive", BID, "--store", "here",
+                        "--store-config", str(conf), "--identity", str(keys[1]), "--target", "127.0.0.1:9",
+                        "--yes", "--work-dir", str(work)], capsys)
     assert code == EXIT_VERIFY, err
     assert "truncated or corrupt" in err and "connect" not in err
     assert age_file.exists() and list(work.iterdir()) == []
