@@ -28,8 +28,6 @@ BIG_MODULES = frozenset({
 """Modules over MODULE_LINES today (issue 15: restore split by concern like archive/, ssh on fabric)."""
 
 LONG_FUNCTIONS = frozenset({
-    "jujubackup.cli.prune:register",
-    "jujubackup.cli.prune:register.prune_cmd",
     "jujubackup.cli.restore:restore_cmd",
     "jujubackup.host.ssh:_open_client",
     "jujubackup.operations.restore:fresh_restore",
