@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ruamel.yaml import YAML
 
 from jujubackup.archive import verify_archive
 from tests.integration.test_create import catalog_ids, jb, jujubackup_bin
@@ -177,8 +178,10 @@ stores:
     kept = sample(text, "store_last_success_timestamp_seconds", controller="c28", store="local")
     assert kept == first_success
 
-    # JSON summary of a pass where every controller fails the same way: their common exit code (3)
+    # the YAML summary of a pass where every controller fails the same way: their common exit code (3)
     lab29.host("ctl0").power_off()
-    third = run("run", "--config", str(config), "--format", "json")
+    third = run("run", "--config", str(config), "--format", "yaml")
     assert third.returncode == 3, third.stderr
-    assert json.loads(third.stdout)["result"] == "failed"
+    summary = YAML(typ="safe", pure=True).load(third.stdout)
+    assert summary["result"] == "failed" and summary["failed"] == ["c29", "c28"]
+    assert [c["exit-code"] for c in summary["controllers"]] == [3, 3]
