@@ -17,7 +17,7 @@ from jujubackup import crypt
 from jujubackup.catalog import CatalogRecord
 from jujubackup.errors import JujuBackupError, local_os_error
 from jujubackup.host.base import Host
-from jujubackup.stores import PutSession, Store, StoredBackup
+from jujubackup.stores import NotStoredError, PutSession, Store, StoredBackup
 from jujubackup.transfer import Throttle, remote_stat
 from jujubackup.ui import UI
 
@@ -143,10 +143,8 @@ def _already_stored(outcome: CopyOutcome, record: CatalogRecord) -> bool:
     """True (and the outcome filled) when the store holds a complete copy of this very archive."""
     try:
         stored = outcome.store.get(record.id)
-    except JujuBackupError as err:
-        if err.exit_code == 5 and "bucket" not in err.message and "directory" not in err.message:
-            return False
-        raise
+    except NotStoredError:
+        return False
     if stored.record is not None and stored.sha256 == record.sha256:
         outcome.stored = stored
         outcome.already_present = True

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
-from jujubackup.errors import VerifyError
+from jujubackup.errors import NotFoundError, VerifyError
 from jujubackup.metadata import is_backup_id
 
 if TYPE_CHECKING:
@@ -59,6 +59,11 @@ ENCRYPTED_SUFFIX = ".age"
 SIDECAR_SUFFIX = ".json"
 STORED_KEY = "stored"  # the sidecar block a store adds (see StoredBackup.from_sidecar)
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+class NotStoredError(NotFoundError):
+    """The store does not hold that backup (exit 5) — the store itself answered: not a missing
+    bucket or directory, which are plain NotFoundErrors."""
 
 
 def object_name(backup_id: str, *, encrypted: bool) -> str:
@@ -250,7 +255,7 @@ class Store(Protocol):
 
     def get(self, backup_id: str) -> StoredBackup:
         """Return backup `backup_id` as stored here (its sidecar validated; an archive without a valid
-        sidecar is returned with record None and its problems). Raise NotFoundError (5) if absent."""
+        sidecar is returned with record None and its problems). Raise NotStoredError (5) if absent."""
         ...
 
     def list_backups(self) -> list[StoredBackup]:

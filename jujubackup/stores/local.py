@@ -31,6 +31,7 @@ from jujubackup.errors import (
 from jujubackup.local_archives import sidecar_problem, write_sidecar
 from jujubackup.stores import (
     STORED_KEY,
+    NotStoredError,
     StoredBackup,
     check_id,
     id_of_name,
@@ -207,7 +208,7 @@ class LocalStore:
             path = self.directory / object_name(backup_id, encrypted=encrypted)
             if path.is_file() and not path.is_symlink():
                 return self._describe(path, backup_id, encrypted)
-        raise NotFoundError(f"backup {backup_id} is not in store {self.name} ({self.directory})")
+        raise NotStoredError(f"backup {backup_id} is not in store {self.name} ({self.directory})")
 
     def _describe(self, path: Path, backup_id: str, encrypted: bool) -> StoredBackup:
         """Return the StoredBackup of an archive file, its sidecar validated (record None if not)."""
@@ -268,7 +269,7 @@ class LocalStore:
             except OSError as err:
                 raise local_os_error(err, f"removing {self.directory / name}") from err
         if not removed:
-            raise NotFoundError(f"backup {backup_id} is not in store {self.name} ({self.directory})")
+            raise NotStoredError(f"backup {backup_id} is not in store {self.name} ({self.directory})")
 
 
 def _stored_problem(record: dict[str, Any], backup_id: str, name: str, encrypted: bool) -> str | None:

@@ -41,6 +41,7 @@ from jujubackup.errors import (
 )
 from jujubackup.stores import (
     STORED_KEY,
+    NotStoredError,
     StoredBackup,
     check_id,
     id_of_name,
@@ -271,7 +272,7 @@ class S3Put:
     def abort(self, *, keep: bool = True) -> None:
         if keep and not self.encrypted:
             return
-        with contextlib.suppress(NotFoundError):
+        with contextlib.suppress(NotStoredError):
             self.store.call(
                 "abort_multipart_upload", Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id
             )
@@ -393,7 +394,7 @@ class S3Store:
                 hint="create the bucket, or fix `bucket` in the store's config",
             )
         if code in _MISSING or status == 404:
-            return NotFoundError(f"store {self.name}: {code or 'not found'} ({self.describe()})")
+            return NotStoredError(f"store {self.name}: {code or 'not found'} ({self.describe()})")
         return RefusedError(
             f"store {self.name} ({self.describe()}): {code}: {error.get('Message', '')}".strip()
         )
@@ -424,9 +425,7 @@ class S3Store:
     def _head(self, key: str) -> dict[str, Any] | None:
         try:
             return dict(self.call("head_object", Bucket=self.bucket, Key=key))
-        except NotFoundError as err:
-            if "bucket" in err.message:
-                raise
+        except NotStoredError:  # a HEAD of a missing bucket is a 404 too: list_backups/put say which
             return None
 
     def get(self, backup_id: str) -> StoredBackup:
@@ -438,7 +437,7 @@ class S3Store:
                 return self._describe(
                     backup_id, name, encrypted, int(head["ContentLength"]), head.get("LastModified")
                 )
-        raise NotFoundError(f"backup {backup_id} is not in store {self.name} ({self.describe()})")
+        raise NotStoredError(f"backup {backup_id} is not in store {self.name} ({self.describe()})")
 
     def _describe(
         self, backup_id: str, name: str, encrypted: bool, size: int, modified: datetime | None
@@ -448,7 +447,7 @@ class S3Store:
             if int(obj.get("ContentLength", 0)) > MAX_SIDECAR:
                 raise ValueError("sidecar larger than 1 MiB")
             record = json.loads(obj["Body"].read(MAX_SIDECAR + 1))
-        except NotFoundError:
+        except NotStoredError:
             return StoredBackup(
                 self.name, backup_id, name, size, modified, encrypted, problems=("no sidecar",)
             )
@@ -525,7 +524,7 @@ class S3Store:
                     )
                     present.append(key)
         if not present:
-            raise NotFoundError(f"backup {backup_id} is not in store {self.name} ({self.describe()})")
+            raise NotStoredError(f"backup {backup_id} is not in store {self.name} ({self.describe()})")
         for key in keys:
             if key in present:
                 self.call("delete_object", Bucket=self.bucket, Key=key)
