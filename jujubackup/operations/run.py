@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,15 +149,35 @@ def run_fleet(
         check_metrics_dir(metrics_file)
     workers = min(fleet.parallel, len(fleet.controllers))
     ui.info(f"{len(fleet.controllers)} controller(s) from {fleet.path}, {workers} at once")
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="jujubackup-run") as pool:
-        futures = [pool.submit(backup_one, c, c.connection(base), fleet.stores, PrefixedUI.of(ui, c.name))
-                   for c in fleet.controllers]
-        runs = [f.result() for f in futures]
-    result = RunResult(runs)
+    result = RunResult(_in_parallel(fleet, base, ui, workers))
     if metrics_file is not None:
         write_metrics(metrics_file, result)
         ui.info(f"metrics written to {metrics_file}")
     return result
+
+
+def _in_parallel(fleet: Fleet, base: ConnectionSettings, ui: UI, workers: int) -> list[ControllerRun]:
+    """Run backup_one for every controller, at most `workers` at once; return the runs in the
+    config's order. Daemon threads, not an executor: Ctrl-C ends the process at once (an executor's
+    threads are joined at exit); a create already running finishes on its controller by itself
+    (detached, its EXIT trap restarts what it stopped) and a store keeps only a partial."""
+    runs: list[ControllerRun | None] = [None] * len(fleet.controllers)
+    gate = threading.Semaphore(workers)
+
+    def work(index: int, controller: Controller) -> None:
+        with gate:
+            runs[index] = backup_one(controller, controller.connection(base), fleet.stores,
+                                     PrefixedUI.of(ui, controller.name))
+
+    threads = [threading.Thread(target=work, args=(i, c), name=f"jujubackup-run-{c.name}", daemon=True)
+               for i, c in enumerate(fleet.controllers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [r if r is not None else ControllerRun(c.name, error="internal error: no result",
+                                                   exit_code=EXIT_INTERNAL)
+            for r, c in zip(runs, fleet.controllers, strict=True)]
 
 
 def backup_one(controller: Controller, settings: ConnectionSettings,
