@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -90,7 +91,7 @@ class UI:
         elif self.format is OutputFormat.yaml:
             sys.stdout.write(to_yaml(data))
         elif isinstance(data, list):
-            self.out.print(render_table(data, columns, title))
+            print_table(self.out, render_table(data, columns, title))
         elif isinstance(data, dict):
             width = max((len(str(k)) for k in data), default=0)
             for key, value in data.items():
@@ -136,16 +137,52 @@ class UI:
             yield lambda n: progress.advance(task, n)
 
 
+WRAPPING_COLUMNS = frozenset({"notes", "reason", "message", "detail"})
+"""Table columns of free text, wrapped at spaces on a narrow terminal; every other column is shown
+on one line."""
+
+
 def render_table(rows: list[dict[str, Any]], columns: Sequence[str] | None, title: str | None) -> Table:
     """Given rows of dicts, return a rich Table with the given columns in order."""
     cols = list(columns) if columns else (list(rows[0].keys()) if rows else [])
     table = Table(title=title, box=None, header_style="bold", pad_edge=False)
     for col in cols:
-        table.add_column(col.upper())
+        # only free text wraps; an ID, a time or a size is copied or read whole (print_table never
+        # shortens a cell: the table gets as wide as that takes)
+        table.add_column(col.upper(), no_wrap=col not in WRAPPING_COLUMNS)
     for row in rows:
         # Text, not str: a str cell is parsed as rich markup ("[/x]" in Notes raised MarkupError)
         table.add_row(*(Text(_flat(row.get(c, ""))) for c in cols))
     return table
+
+
+def print_table(console: Console, table: Table) -> None:
+    """Print `table` on `console`, wider than the console when that is what it takes to show every
+    cell whole (the terminal then wraps the lines): rich would otherwise shorten cells with an
+    ellipsis, or drop whole columns, to fit a narrow terminal."""
+    needed = _min_table_width(table)
+    if needed <= console.width:
+        console.print(table)
+        return
+    narrow = console.width
+    console.width = needed  # print(width=) is capped at the console's width
+    try:
+        console.print(table)
+    finally:
+        console.width = narrow
+
+
+def _min_table_width(table: Table) -> int:
+    """Return the width `table` needs to show every cell whole: a no_wrap column's longest cell, any
+    other column's longest word (or header), plus the padding between columns."""
+    widths = []
+    for column in table.columns:
+        texts = [str(column.header), *(str(cell) for cell in column.cells)]
+        if column.no_wrap:
+            widths.append(max(len(line) for text in texts for line in text.splitlines() or [""]))
+        else:
+            widths.append(max((len(word) for text in texts for word in text.split()), default=0))
+    return sum(widths) + 2 * max(len(widths) - 1, 0)
 
 
 def _flat(value: Any) -> str:
@@ -229,3 +266,9 @@ def human_bytes(n: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{n} B"
+
+
+def to_the_second(text: str) -> str:
+    """Given an RFC 3339 time (`2020-02-25T04:12:41.03876Z`), return it to the second
+    (`2020-02-25T04:12:41Z`); other text unchanged."""
+    return re.sub(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.\d+(Z|[+-]\d\d:\d\d)$", r"\1\2", text)

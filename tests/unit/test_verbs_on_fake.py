@@ -74,3 +74,18 @@ def test_list_of_two_controllers_with_one_down_lists_the_other(
     assert "ctl1: not listed: connection refused by ctl1" in err
     code = cli.main(["-H", "ctl1", "list", "--backup-dir", backups], make_connector=fake)
     assert code == EXIT_CONNECT
+
+
+def test_list_shows_human_sizes_and_times_to_the_second_json_exact_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = FakeConnector({"ctl0": controller("ctl0", tmp_path)})
+    backups = str(tmp_path / "backups")
+    assert run(fake, capsys, "upload", str(VALID_28), "--backup-dir", backups)[0] == 0
+    code, out, err = run(fake, capsys, "list", "--backup-dir", backups)
+    assert code == 0, err
+    assert VALID_ID in out.splitlines()[1]
+    assert "15.8 KiB" in out and "16160" not in out
+    assert "2020-02-25T04:12:41Z" in out and "04:12:41.0" not in out
+    code, out, err = run(fake, capsys, "list", "--format", "yaml", "--backup-dir", backups)
+    assert "size: 16160" in out and "2020-02-25T04:12:41.03876Z" in out
