@@ -628,6 +628,7 @@ def test_connection_killed_mid_step_then_resume_completes(
     if step == "untar-files":
         # Only the journaled backup's own archive continues it: another backup's archive, or one naming
         # the same backup with another controller CA, is refused (exit 6) and the journal is untouched.
+        wait_for(spare.root / JOURNAL / "steps" / f"{step}.done")  # the killed client's step goes on
         steps = sorted(p.name for p in (spare.root / JOURNAL / "steps").iterdir())
         wrong = jb(lab, "restore", "--target", "spare0", "--resume", "--archive", str(other))
         assert wrong.returncode == 6, wrong.stderr
