@@ -7,6 +7,7 @@ No SSH and no logic here.
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -203,6 +204,7 @@ def main(argv: list[str] | None = None, *, make_connector: ConnectorFactory | No
     (default: SSH; tests pass a FakeConnector)."""
     _register_verbs(argv)
     reuse_big_buffers()
+    _silence_library_logs()
     ui = UI()
     try:
         returned = app(args=argv, standalone_mode=False, obj=make_connector)
@@ -237,6 +239,16 @@ def main(argv: list[str] | None = None, *, make_connector: ConnectorFactory | No
         ui.error("interrupted", "nothing was registered unless an ID was printed; re-run to try again")
         return EXIT_INTERRUPTED
     return returned if isinstance(returned, int) else 0
+
+
+def _silence_library_logs() -> None:
+    """Keep paramiko's own log records (e.g. "Exception (client): Error reading SSH protocol
+    banner" with a traceback) off stderr: with no handler configured, Python's last-resort handler
+    prints them, beside the one-line error the CLI prints for the same failure."""
+    log = logging.getLogger("paramiko")
+    if not log.handlers:
+        log.addHandler(logging.NullHandler())
+    log.propagate = False
 
 
 def run() -> None:

@@ -45,3 +45,15 @@ def test_help_lists_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "Exit codes:" in out and "130  interrupted" in out
 
+
+
+def test_paramiko_log_records_stay_off_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    """A banner timeout made paramiko log "Exception (client): ..." through Python's last-resort
+    handler, beside the CLI's own one-line error."""
+    import logging
+
+    from jujubackup import cli
+
+    cli._silence_library_logs()
+    logging.getLogger("paramiko.transport").error("Exception (client): Error reading SSH protocol banner")
+    assert capsys.readouterr().err == ""
