@@ -509,26 +509,55 @@ class Sink(Protocol):
         ...
 
 
-class EncryptingWriter:
-    """A sink that age-encrypts what is written into `sink` (header first, then 64 KiB chunks).
-    `close()` writes the last chunk; it must be called once everything is written. `plain_sha256`
-    and `plain_size` are of what was written (the plaintext)."""
+@dataclass(frozen=True)
+class KeyMaterial:
+    """What makes an age file's bytes a function of its plaintext: the file key, the payload nonce
+    and the header (stanzas and MAC). SECRET (the file key): kept only where a resumable put needs
+    to produce the same ciphertext again (stores/s3.py), 0600, removed when the put ends."""
 
-    def __init__(self, sink: Sink, recipients: Sequence[Recipient]) -> None:
+    file_key: bytes
+    nonce: bytes
+    header: bytes  # the whole header, `age-encryption.org/v1` to the MAC line's newline
+
+    @classmethod
+    def new(cls, recipients: Sequence[Recipient]) -> KeyMaterial:
+        """Return fresh material (a random file key and nonce) wrapped to `recipients`."""
         if not recipients:
             raise UsageError("encrypting needs at least one recipient")
         file_key = os.urandom(16)
-        stanzas = [r.wrap(file_key) for r in recipients]
-        header = _header_text(stanzas)
-        nonce = os.urandom(16)
+        header = _header_text([r.wrap(file_key) for r in recipients])
+        mac = b64encode(_header_mac(file_key, header))
+        return cls(file_key, os.urandom(16), header + b" " + mac + b"\n")
+
+    def to_json(self) -> dict[str, str]:
+        return {k: base64.b64encode(getattr(self, k)).decode() for k in ("file_key", "nonce", "header")}
+
+    @classmethod
+    def from_json(cls, data: Any) -> KeyMaterial:
+        """Raise ValueError/TypeError/KeyError for anything but what to_json wrote."""
+        made = cls(*(base64.b64decode(data[k], validate=True) for k in ("file_key", "nonce", "header")))
+        if len(made.file_key) != 16 or len(made.nonce) != 16 or not made.header.startswith(MAGIC + b"\n"):
+            raise ValueError("not age key material")
+        return made
+
+
+class EncryptingWriter:
+    """A sink that age-encrypts what is written into `sink` (header first, then 64 KiB chunks).
+    `close()` writes the last chunk; it must be called once everything is written. `plain_sha256`
+    and `plain_size` are of what was written (the plaintext). `material` (KeyMaterial) makes the
+    output that of an earlier writer with the same material and plaintext (a resumed upload)."""
+
+    def __init__(self, sink: Sink, recipients: Sequence[Recipient], *,
+                 material: KeyMaterial | None = None) -> None:
+        material = material or KeyMaterial.new(recipients)
         self.sink = sink
-        self.aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
+        self.aead = ChaCha20Poly1305(_hkdf(material.file_key, material.nonce, b"payload"))
         self.counter = 0
         self.buffer = bytearray()
         self.hasher = hashlib.sha256()
         self.plain_size = 0
         self.closed = False
-        sink.write(header + b" " + b64encode(_header_mac(file_key, header)) + b"\n" + nonce)
+        sink.write(material.header + material.nonce)
 
     def write(self, data: bytes) -> int:
         self.hasher.update(data)

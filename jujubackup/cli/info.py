@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
         opts = options(ctx)
         ui = make_ui(opts, fmt)
         if store is not None or is_local(backup_id):
-            from jujubackup.stores.config import named_store  # pydantic only for the verbs using stores
+            from jujubackup.stores.factory import named_store  # pydantic only for the verbs using stores
 
             source = Source(store=named_store(store_config, store), ref=backup_id, identity=identity) \
                 if store else Source(path=Path(backup_id), identity=identity)

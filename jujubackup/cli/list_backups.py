@@ -106,7 +106,7 @@ def list_local_dir(ui: UI, local: Path, *, check: bool, brief: bool) -> None:
 
 def list_store(ui: UI, store: str, store_config: Path | None, *, brief: bool) -> None:
     """`list --store NAME`: the copies a store holds (complete or not), oldest ID first."""
-    from jujubackup.stores.config import named_store  # pydantic only for the verbs using stores
+    from jujubackup.stores.factory import named_store  # pydantic only for the verbs using stores
 
     named = named_store(store_config, store)
     copies = named.list_backups()

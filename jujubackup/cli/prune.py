@@ -113,7 +113,7 @@ def prune_a_store(ui: UI, name: str, config: Path | None, identity: Path | None,
                   dry_run: bool, ask: Asker) -> None:
     """prune --store NAME: apply the policy to the store's copies and show the result."""
     from jujubackup.operations.prune_store import StorePruneRequest, prune_store
-    from jujubackup.stores.config import named_store
+    from jujubackup.stores.factory import named_store
 
     store = named_store(config, name)
     result = prune_store(store, StorePruneRequest(policy, dry_run, identity), ui,

@@ -34,7 +34,7 @@ def archive_path(archive: Path | None, store: str | None, store_config: Path | N
     --archive. Raise UsageError (2) for --store or --identity without --archive."""
     from jujubackup.errors import UsageError
     from jujubackup.sources import Source, materialized
-    from jujubackup.stores.config import named_store
+    from jujubackup.stores.factory import named_store
 
     if archive is None:
         if store or identity:

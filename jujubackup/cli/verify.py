@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         decrypted as it is read (--identity FILE), never written out."""
         opts = options(ctx)
         ui = make_ui(opts, fmt)
-        from jujubackup.stores.config import named_store  # pydantic only for the verbs using stores
+        from jujubackup.stores.factory import named_store  # pydantic only for the verbs using stores
 
         named = named_store(store_config, store) if store else None
         report = run_verify(opts.connector, ui, VerifyRequest(target, backup_dir, named, identity))

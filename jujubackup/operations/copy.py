@@ -52,7 +52,9 @@ class _Branch:
         self.session = session
         self.skip = skip  # plaintext bytes this store already holds (a resumed plain put)
         recipients = [crypt.parse_recipient(r) for r in outcome.store.recipients]
-        self.writer = crypt.EncryptingWriter(session, recipients) if recipients else None
+        # a resumed encrypted S3 put hands back the key material its parts were written with
+        material = getattr(session, "material", None)
+        self.writer = crypt.EncryptingWriter(session, recipients, material=material) if recipients else None
 
     def write(self, data: bytes) -> None:
         if self.outcome.error is not None:

@@ -199,8 +199,9 @@ def run_store_copy(settings: ConnectionSettings, ui: UI, ref: str, directory: Pa
     copy the backup into that store through operations.copy; return the copy's summary (the file or
     object under "file"). Raise the copy's error (nothing published on a mismatch)."""
     from jujubackup.operations.copy import run_copy
-    from jujubackup.stores import Store, open_store
-    from jujubackup.stores.config import LocalStoreConfig, check_recipients, named_store
+    from jujubackup.stores import Store
+    from jujubackup.stores.config import LocalStoreConfig, check_recipients
+    from jujubackup.stores.factory import named_store, open_store
 
     store: Store
     if store_name is not None:

@@ -49,8 +49,8 @@ from jujubackup.operations.prune_store import StorePruneRequest, group_of, prune
 from jujubackup.operations.status import connect_catalog
 from jujubackup.operations.verified_copy import VerifiedCopy, copy_and_verify
 from jujubackup.settings import ConnectionSettings
-from jujubackup.stores import open_store
 from jujubackup.stores.config import StoreConfig
+from jujubackup.stores.factory import open_store
 from jujubackup.ui import UI, PrefixedUI
 
 STAGES = ("create", "copy", "prune")  # copy: into every store, each copy verified in full

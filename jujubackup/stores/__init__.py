@@ -38,7 +38,8 @@ ConnectError (3) for credentials refused or an endpoint that does not answer, Re
 a local path that is a link or not a regular file, no space, permissions, VerifyError (8) as above.
 
 Configuration is typed in stores/config.py (pydantic v2): StoreConfig = LocalStoreConfig |
-S3StoreConfig; `open_store(name, config)` below is the one factory.
+S3StoreConfig; stores/factory.py's `open_store(name, config)` is the one factory (and `named_store`
+finds a store by name in a config file). This module imports none of its submodules: they import it.
 """
 
 from __future__ import annotations
@@ -46,13 +47,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from jujubackup.errors import NotFoundError, VerifyError
 from jujubackup.metadata import is_backup_id
-
-if TYPE_CHECKING:
-    from jujubackup.stores.config import StoreConfig
 
 ARCHIVE_SUFFIX = ".tar.gz"
 ENCRYPTED_SUFFIX = ".age"
@@ -199,8 +197,8 @@ class PutSession(Protocol):
 
     offset: int
     """Stored bytes already held from an interrupted put of the same object (0: start from the
-    beginning). Only plain copies resume: an encrypted put always starts at 0 (its file key is never
-    kept anywhere)."""
+    beginning): a local plain copy's partial. An S3 put is always 0: it resumes by not sending parts
+    it holds again (an encrypted one too, with the key material it kept: `material`)."""
 
     prefix_sha256: str
     """SHA-256 of the `offset` bytes held ("" when offset is 0): the caller compares it with the
@@ -223,8 +221,9 @@ class PutSession(Protocol):
         ...
 
     def abort(self, *, keep: bool = True) -> None:
-        """Stop this put. `keep` (plain copies): leave the partial for the next put to resume;
-        otherwise (and always for encrypted copies) remove it. Never raises for a missing partial."""
+        """Stop this put. `keep`: leave the partial for the next put to resume (a local encrypted
+        partial is removed all the same: it cannot be continued); otherwise remove it. Never raises
+        for a missing partial."""
         ...
 
 
@@ -272,19 +271,3 @@ class Store(Protocol):
         """Delete `backup_id`'s sidecar, then its archive (and any partial put). NotFoundError (5)
         when the store holds nothing of it."""
         ...
-
-
-def open_store(name: str, config: StoreConfig) -> Store:
-    """Given a store's name and its validated config, return the Store (no I/O yet: the first
-    method call connects). The one factory: `run`, `list --store`, `download` and restore use it."""
-    from jujubackup.stores.config import LocalStoreConfig, S3StoreConfig
-
-    if isinstance(config, LocalStoreConfig):
-        from jujubackup.stores.local import LocalStore
-
-        return LocalStore(name, config)
-    if isinstance(config, S3StoreConfig):
-        from jujubackup.stores.s3 import S3Store
-
-        return S3Store(name, config)
-    raise TypeError(f"unknown store config {type(config).__name__}")

@@ -203,33 +203,3 @@ def line_of(doc: Any, loc: tuple[Any, ...]) -> int:
         else:
             break
     return line
-
-
-STORE_CONFIG_ENV = "JUJUBACKUP_STORE_CONFIG"
-
-
-def named_store(config_file: Path | None, name: str, *, encrypt_to: list[str] | None = None) -> Any:
-    """Given the file the stores are defined in (`--store-config`, else $JUJUBACKUP_STORE_CONFIG) and a
-    store's name, return that Store (stores.open_store); `encrypt_to`, when given, replaces its
-    recipients. Raise UsageError (2) when no file is given or the file is invalid, NotFoundError (5)
-    when the file has no store of that name."""
-    import os
-
-    from jujubackup.errors import NotFoundError
-    from jujubackup.stores import open_store
-
-    if config_file is None:
-        env = os.environ.get(STORE_CONFIG_ENV)
-        if not env:
-            raise UsageError(f"--store {name} needs --store-config FILE (or ${STORE_CONFIG_ENV})",
-                             hint="the file's top-level `stores:` mapping defines the stores (the fleet "
-                             "config of `run` works too)")
-        config_file = Path(env)
-    stores = load_stores(config_file.expanduser())
-    if name not in stores:
-        raise NotFoundError(f"no store {name!r} in {config_file}",
-                            hint=f"stores defined there: {', '.join(sorted(stores)) or 'none'}")
-    config = stores[name]
-    if encrypt_to is not None:
-        config = config.model_copy(update={"encrypt_to": check_recipients(encrypt_to)})
-    return open_store(name, config)

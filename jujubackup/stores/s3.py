@@ -11,23 +11,24 @@ metadata (x-amz-meta-jujubackup-sha256 / -size) and the sidecar has everything e
 published before the whole stream verified: the multipart upload is completed only when the stored
 bytes' SHA-256 (plain) or the plaintext's (encrypted) is the catalog's; else it is aborted.
 
-Resuming: an interrupted plain put leaves its multipart upload; the next put of the same backup
-finds it and does not send again a part whose number, size and SHA-256 match a part already uploaded
-(the stream itself is read again from its start, so the whole-stream SHA-256 is still computed). An
-encrypted put never resumes (a new file key each time): earlier uploads of its key are aborted.
+Resuming (stores/s3put.py): an interrupted put leaves its multipart upload; the next put of the same
+backup finds it and does not send again a part whose number, size and SHA-256 (else MD5 ETag) match
+a part already uploaded (the stream itself is read again from its start, so the whole-stream SHA-256
+is still computed). An encrypted put can resume only because the same key material gives the same
+ciphertext: its file key, nonce and header wait in a 0600 state file on this workstation
+($XDG_STATE_HOME/jujubackup/s3-puts, dir 0700) while the upload is incomplete, used again only for
+the same plaintext SHA-256 and recipients, and removed when the put completes or is aborted without
+`keep`. Without that file an encrypted put starts a new upload (the old ones are aborted).
 """
 
 from __future__ import annotations
 
-import base64
 import configparser
-import contextlib
-import hashlib
 import json
 import os
 import stat
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -37,7 +38,6 @@ from jujubackup.errors import (
     NotFoundError,
     RefusedError,
     UsageError,
-    VerifyError,
 )
 from jujubackup.stores import (
     STORED_KEY,
@@ -48,13 +48,12 @@ from jujubackup.stores import (
     object_name,
     parse_time,
     sidecar_name,
-    stored_block,
     stored_problem,
 )
 from jujubackup.stores.config import S3StoreConfig
+from jujubackup.stores.s3put import MAX_PARTS, S3Put
 
 MAX_SIDECAR = 1 << 20
-MAX_PARTS = 10_000
 _AUTH_CODES = {
     "InvalidAccessKeyId",
     "SignatureDoesNotMatch",
@@ -100,182 +99,6 @@ def read_credentials(path: Path, profile: str | None) -> dict[str, str]:
     if values.get("aws_session_token"):
         creds["aws_session_token"] = values["aws_session_token"].strip()
     return creds
-
-
-def _b64_sha256(data: bytes | bytearray | memoryview) -> str:
-    return base64.b64encode(hashlib.sha256(data).digest()).decode()
-
-
-def _same_part(held_checksum: str, etag: str, data: bytes, checksum: str) -> bool:
-    """True when an uploaded part holds `data`: its SHA-256 checksum when S3 listed one, else its
-    ETag, which is the MD5 of the part for a part stored without SSE-KMS/SSE-C."""
-    if held_checksum:
-        return held_checksum == checksum
-    return etag.strip('"') == hashlib.md5(data, usedforsecurity=False).hexdigest()
-
-
-class S3Put:
-    """A PutSession writing a multipart upload (see the module docstring)."""
-
-    def __init__(
-        self,
-        store: S3Store,
-        backup_id: str,
-        key: str,
-        *,
-        encrypted: bool,
-        part_size: int,
-        plain_sha256: str | None,
-        plain_size: int | None,
-    ) -> None:
-        self.store = store
-        self.backup_id = backup_id
-        self.key = key
-        self.encrypted = encrypted
-        self.part_size = part_size
-        self.offset = 0
-        self.prefix_sha256 = ""
-        self.hasher = hashlib.sha256()
-        self.written = 0
-        self.buffer = bytearray()
-        self.parts: list[dict[str, Any]] = []
-        self.reused = 0
-        self.existing: dict[int, tuple[int, str, str]] = {}
-        self.upload_id = self._start(plain_sha256, plain_size)
-
-    def _start(self, plain_sha256: str | None, plain_size: int | None) -> str:
-        """Find the multipart upload to resume (plain) or abort the old ones (encrypted); else create."""
-        s3 = self.store
-        uploads = s3.call("list_multipart_uploads", Bucket=s3.bucket, Prefix=self.key).get("Uploads", [])
-        uploads = [u for u in uploads if u.get("Key") == self.key]
-        if uploads and not self.encrypted:
-            latest = max(
-                uploads, key=lambda u: u.get("Initiated") or datetime.min.replace(tzinfo=timezone.utc)
-            )
-            for part in s3.call(
-                "list_parts", Bucket=s3.bucket, Key=self.key, UploadId=latest["UploadId"]
-            ).get("Parts", []):
-                if part.get("ETag"):  # ListParts may omit the checksum: then the ETag (MD5) decides
-                    self.existing[int(part["PartNumber"])] = (
-                        int(part["Size"]),
-                        part.get("ChecksumSHA256", ""),
-                        part["ETag"],
-                    )
-            for other in uploads:
-                if other is not latest:
-                    s3.call(
-                        "abort_multipart_upload", Bucket=s3.bucket, Key=self.key, UploadId=other["UploadId"]
-                    )
-            return str(latest["UploadId"])
-        for old in uploads:
-            s3.call("abort_multipart_upload", Bucket=s3.bucket, Key=self.key, UploadId=old["UploadId"])
-        metadata = {
-            "jujubackup-id": self.backup_id,
-            "jujubackup-format": "age-v1" if self.encrypted else "plain",
-        }
-        if plain_sha256:
-            metadata["jujubackup-sha256"] = plain_sha256
-        if plain_size is not None:
-            metadata["jujubackup-size"] = str(plain_size)
-        created = s3.call(
-            "create_multipart_upload",
-            Bucket=s3.bucket,
-            Key=self.key,
-            Metadata=metadata,
-            ChecksumAlgorithm="SHA256",
-            ContentType="application/age" if self.encrypted else "application/gzip",
-        )
-        return str(created["UploadId"])
-
-    def write(self, data: bytes) -> int:
-        self.hasher.update(data)
-        self.written += len(data)
-        self.buffer += data
-        while len(self.buffer) >= self.part_size:
-            self._send(bytes(self.buffer[: self.part_size]))
-            del self.buffer[: self.part_size]
-        return len(data)
-
-    def _send(self, data: bytes) -> None:
-        number = len(self.parts) + 1
-        if number > MAX_PARTS:
-            raise RefusedError(f"{self.key}: more than {MAX_PARTS} parts", hint="raise part-size-mib")
-        checksum = _b64_sha256(data)
-        held = self.existing.get(number)
-        if held is not None and held[0] == len(data) and _same_part(held[1], held[2], data, checksum):
-            self.parts.append({"PartNumber": number, "ETag": held[2], "ChecksumSHA256": checksum})
-            self.reused += len(data)
-            return
-        s3 = self.store
-        sent = s3.call(
-            "upload_part",
-            Bucket=s3.bucket,
-            Key=self.key,
-            UploadId=self.upload_id,
-            PartNumber=number,
-            Body=data,
-            ChecksumAlgorithm="SHA256",
-            ChecksumSHA256=checksum,
-        )
-        self.parts.append({"PartNumber": number, "ETag": sent["ETag"], "ChecksumSHA256": checksum})
-
-    def commit(
-        self, record: dict[str, Any], *, plain_sha256: str, plain_size: int, recipients: tuple[str, ...] = ()
-    ) -> StoredBackup:
-        if self.buffer or not self.parts:
-            self._send(bytes(self.buffer))
-            self.buffer.clear()
-        stored_sha256 = self.hasher.hexdigest()
-        expected = (record.get("sha256"), record.get("size"))
-        got = (plain_sha256, plain_size) if self.encrypted else (stored_sha256, self.written)
-        s3 = self.store
-        if got != expected:
-            self.abort(keep=False)
-            raise VerifyError(
-                f"the copy of {self.backup_id} for store {s3.name} does not match the catalog: got "
-                f"{got[1]} bytes sha256 {got[0]}, expected {expected[1]} bytes sha256 {expected[0]}",
-                hint=f"nothing was stored; run `jujubackup verify {self.backup_id}` on the controller",
-            )
-        s3.call(
-            "complete_multipart_upload",
-            Bucket=s3.bucket,
-            Key=self.key,
-            UploadId=self.upload_id,
-            MultipartUpload={"Parts": self.parts},
-        )
-        block = stored_block(
-            name=self.key[len(s3.prefix) :],
-            encrypted=self.encrypted,
-            size=self.written,
-            stored_sha256=stored_sha256,
-            plain_sha256=plain_sha256,
-            plain_size=plain_size,
-            recipients=recipients,
-            stored_at=datetime.now(timezone.utc),
-        )
-        side = {k: v for k, v in record.items() if k not in ("path", "archive_present", "local", "stamp")}
-        side[STORED_KEY] = block
-        body = (json.dumps(side, indent=2) + "\n").encode()
-        s3.call(
-            "put_object",
-            Bucket=s3.bucket,
-            Key=s3.prefix + sidecar_name(self.backup_id),
-            Body=body,
-            ContentType="application/json",
-            ChecksumAlgorithm="SHA256",
-        )
-        return s3.get(self.backup_id)
-
-    def restart(self) -> None:
-        """Nothing to drop: an S3 put always reads its stream from byte 0 (parts held are skipped)."""
-
-    def abort(self, *, keep: bool = True) -> None:
-        if keep and not self.encrypted:
-            return
-        with contextlib.suppress(NotStoredError):
-            self.store.call(
-                "abort_multipart_upload", Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id
-            )
 
 
 class _Body:

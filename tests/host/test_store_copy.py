@@ -19,8 +19,8 @@ from jujubackup.errors import EXIT_CONNECT, JujuBackupError
 from jujubackup.host.ssh import SSHHost
 from jujubackup.operations.copy import copy_to_stores
 from jujubackup.operations.upload import upload
-from jujubackup.stores import open_store
 from jujubackup.stores.config import load_stores
+from jujubackup.stores.factory import open_store
 from jujubackup.ui import UI
 from tests.host.test_host_transfer import ID, archive, host, juju_machine, sshd, ui  # noqa: F401
 from tests.lab.s3server import S3Server, s3_server

@@ -84,8 +84,8 @@ def test_materialized_plaintext_lives_in_memory_only(keys: tuple[str, Path, Path
 
 def test_list_and_verify_a_local_store(keys: tuple[str, Path, Path], tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
-    from jujubackup.stores import open_store
     from jujubackup.stores.config import LocalStoreConfig
+    from jujubackup.stores.factory import open_store
 
     store = open_store("here", LocalStoreConfig(kind="local", path=tmp_path / "copies", encrypt_to=[keys[0]]))
     data = VALID.read_bytes()
@@ -123,8 +123,8 @@ def test_info_of_an_encrypted_file_reads_its_metadata(keys: tuple[str, Path, Pat
 def test_list_local_shows_encrypted_downloads(keys: tuple[str, Path, Path], tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     from jujubackup import crypt
-    from jujubackup.stores import open_store
     from jujubackup.stores.config import LocalStoreConfig
+    from jujubackup.stores.factory import open_store
 
     store = open_store("here", LocalStoreConfig(kind="local", path=tmp_path / "copies", encrypt_to=[keys[0]]))
     data = VALID.read_bytes()
@@ -144,8 +144,8 @@ def test_list_local_shows_encrypted_downloads(keys: tuple[str, Path, Path], tmp_
 def test_restore_from_a_truncated_store_copy_stops_before_connecting(
         keys: tuple[str, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from jujubackup import crypt
-    from jujubackup.stores import open_store
     from jujubackup.stores.config import LocalStoreConfig
+    from jujubackup.stores.factory import open_store
 
     store = open_store("here", LocalStoreConfig(kind="local", path=tmp_path / "copies"))
     data = VALID.read_bytes() * 8  # several age chunks

@@ -15,8 +15,9 @@ from jujubackup.catalog import parse_record
 from jujubackup.cli import main
 from jujubackup.operations.prune_store import StorePruneRequest, prune_store
 from jujubackup.retention import Policy
-from jujubackup.stores import Store, open_store
+from jujubackup.stores import Store
 from jujubackup.stores.config import LocalStoreConfig
+from jujubackup.stores.factory import open_store
 from jujubackup.ui import UI
 from tests.unit.archive_builders import V1_METADATA, ArchiveSpec
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from jujubackup.errors import EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_USAGE, EXIT_VERIFY, JujuBackupError
-from jujubackup.stores import object_name, open_store
+from jujubackup.stores import object_name
 from jujubackup.stores.config import LocalStoreConfig, load_stores, parse_stores
+from jujubackup.stores.factory import open_store
 
 BID = "20261203-071500.ffffffff-0000-1111-2222-333333333333"
 DATA = os.urandom(300_000)

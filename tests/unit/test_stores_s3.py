@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from jujubackup import crypt
 from jujubackup.errors import EXIT_CONNECT, EXIT_NOT_FOUND, EXIT_VERIFY, JujuBackupError
-from jujubackup.stores import open_store
 from jujubackup.stores.config import parse_stores
+from jujubackup.stores.factory import open_store
 from jujubackup.stores.s3 import S3Store
 from tests.lab.s3server import S3Server, s3_server
 
@@ -74,15 +76,56 @@ def test_a_mismatching_stream_publishes_nothing(s3: S3Server) -> None:
     assert client.list_multipart_uploads(Bucket=s3.bucket, Prefix="bad/").get("Uploads", []) == []
 
 
-def test_an_encrypted_put_starts_again(s3: S3Server) -> None:
-    st = store(s3, "enc/")
-    first = st.begin_put(BID, encrypted=True)
-    write(first, os.urandom(6 << 20))
-    first.abort(keep=True)  # an encrypted partial is never kept
-    assert s3.client().list_multipart_uploads(Bucket=s3.bucket, Prefix="enc/").get("Uploads", []) == []
-    again = st.begin_put(BID, encrypted=True)
-    assert again.offset == 0 and again.existing == {}
+def encrypt_into(session: object, data: bytes, upto: int, recipient: str) -> crypt.EncryptingWriter:
+    writer = crypt.EncryptingWriter(session, [crypt.parse_recipient(recipient)],  # type: ignore[arg-type]
+                                    material=session.material)  # type: ignore[attr-defined]
+    write(writer, data[:upto])
+    return writer
+
+
+def test_an_encrypted_put_resumes_with_the_key_material_it_kept(
+        s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    subprocess.run(["age-keygen", "-o", str(tmp_path / "key")], check=True, capture_output=True)
+    pub = subprocess.run(["age-keygen", "-y", str(tmp_path / "key")], check=True, capture_output=True,
+                         text=True).stdout.strip()
+    st = store(s3, "enc/", **{"encrypt-to": [pub]})
+    first = st.begin_put(BID, encrypted=True, plain_sha256=SHA)
+    encrypt_into(first, DATA, 8 << 20, pub)  # one 5 MiB part of ciphertext sent
+    first.abort(keep=True)
+    [state] = (tmp_path / "state" / "jujubackup" / "s3-puts").iterdir()
+    assert state.stat().st_mode & 0o777 == 0o600 and state.parent.stat().st_mode & 0o777 == 0o700
+    again = st.begin_put(BID, encrypted=True, plain_sha256=SHA)
+    assert set(again.existing) == {1}
+    writer = encrypt_into(again, DATA, len(DATA), pub)
+    writer.close()
+    stored = again.commit(RECORD, plain_sha256=writer.plain_sha256, plain_size=writer.plain_size,
+                          recipients=(pub,))
+    assert again.reused == 5 << 20 and stored.encrypted and stored.sha256 == SHA
+    assert not state.exists()  # the file key is gone once the put completed
+    blob = s3.client().get_object(Bucket=s3.bucket, Key=f"enc/{BID}.tar.gz.age")["Body"].read()
+    (tmp_path / "c.age").write_bytes(blob)
+    plain = subprocess.run(["age", "-d", "-i", str(tmp_path / "key"), str(tmp_path / "c.age")],
+                           capture_output=True, check=True).stdout
+    assert plain == DATA
+
+
+def test_an_encrypted_put_without_its_key_material_starts_again(
+        s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    pub = crypt.bech32_encode("age", bytes(range(1, 33)))
+    st = store(s3, "enc2/", **{"encrypt-to": [pub]})
+    first = st.begin_put(BID, encrypted=True, plain_sha256=SHA)
+    encrypt_into(first, DATA, 6 << 20, pub)
+    first.abort(keep=True)
+    for state in (tmp_path / "state" / "jujubackup" / "s3-puts").iterdir():
+        state.unlink()
+    again = st.begin_put(BID, encrypted=True, plain_sha256=SHA)
+    assert again.existing == {}  # a new upload: the old one aborted
+    uploads = s3.client().list_multipart_uploads(Bucket=s3.bucket, Prefix="enc2/").get("Uploads", [])
+    assert [u["UploadId"] for u in uploads] == [again.upload_id]
     again.abort(keep=False)
+    assert s3.client().list_multipart_uploads(Bucket=s3.bucket, Prefix="enc2/").get("Uploads", []) == []
 
 
 def test_wrong_credentials_and_a_missing_bucket(s3: S3Server, tmp_path: Path) -> None:

@@ -16,8 +16,9 @@ from jujubackup.catalog import CatalogRecord, parse_record
 from jujubackup.errors import ConnectError
 from jujubackup.host.base import Host
 from jujubackup.operations.verified_copy import copy_and_verify
-from jujubackup.stores import Store, open_store
+from jujubackup.stores import Store
 from jujubackup.stores.config import LocalStoreConfig
+from jujubackup.stores.factory import open_store
 from jujubackup.ui import UI
 from tests.unit.archive_builders import MODEL_UUID, V1_METADATA, ArchiveSpec, bson_file
 
