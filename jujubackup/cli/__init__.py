@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -188,13 +188,63 @@ def invoked_verb(argv: list[str]) -> str | None:
     return None
 
 
+_registered: set[str] = set()
+"""Verb modules already registered with `app` (main() may run several times in one process)."""
+
+
 def _register_verbs(argv: list[str] | None = None) -> None:
     """Register the verb the command line names (startup imports only its modules: paramiko and
-    the other verbs' operations cost ~1 s on a busy 2-vCPU machine), or every verb."""
+    the other verbs' operations cost ~1 s on a busy 2-vCPU machine), or every verb; each once."""
     verb = invoked_verb(sys.argv[1:] if argv is None else argv)
     for name in (verb,) if verb else VERB_MODULES:
-        module = importlib.import_module(f"jujubackup.cli.{name}")
-        module.register(app)
+        if name not in _registered:
+            module = importlib.import_module(f"jujubackup.cli.{name}")
+            module.register(app)
+            _registered.add(name)
+
+
+_METAVARS = {"host": "HOST", "target": "HOST", "controller": "NAME", "store": "NAME", "address": "ADDRESS"}
+"""Plain metavars by parameter name, where the name alone does not say it (see plain_metavar)."""
+
+
+def plain_metavar(param: Any) -> str:
+    """Given a typer option, return a plain metavar for --help: HOST, NAME, FILE, DIR, SECONDS, N,
+    the choices (a|b), else the parameter's name in capitals; typer's own is `<list[str]>`."""
+    name = param.name or ""
+    desc = param.type_descriptor
+    choices = [getattr(c, "value", c) for c in (desc.choices or ())] if desc.is_choice else []
+    annotation = desc.annotation
+    if desc.is_list:
+        annotation = getattr(annotation, "__args__", (annotation,))[0]
+    if name in _METAVARS:
+        return _METAVARS[name]
+    if choices:
+        return "|".join(str(c) for c in choices)
+    if name.endswith("dir"):
+        return "DIR"
+    if desc.is_path or desc.is_file:
+        return "FILE"
+    if annotation is float:
+        return "SECONDS" if "timeout" in name or name == "wait" else "NUMBER"
+    if annotation is int:
+        return "N"
+    return name.upper().replace("_", "-")
+
+
+def plain_help(command: Any) -> Any:
+    """Given the app's click command, give every option without a metavar a plain one and drop
+    typer's `<type>` after arguments (their metavar says it); return the command."""
+    for param in command.params:
+        kind = getattr(param, "param_type_name", "")
+        if kind == "option" and not getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = plain_metavar(param)
+        elif kind == "argument":
+            param.display_type_rich = lambda ctx: None
+            if param.metavar is None:
+                param.metavar = "ID" if param.name == "backup_id" else (param.name or "").upper()
+    for sub in getattr(command, "commands", {}).values():
+        plain_help(sub)
+    return command
 
 
 def main(argv: list[str] | None = None, *, make_connector: ConnectorFactory | None = None) -> int:
@@ -207,7 +257,8 @@ def main(argv: list[str] | None = None, *, make_connector: ConnectorFactory | No
     _silence_library_logs()
     ui = UI()
     try:
-        returned = app(args=argv, standalone_mode=False, obj=make_connector)
+        command = plain_help(typer.main.get_command(app))
+        returned = command(args=argv, standalone_mode=False, obj=make_connector)
     except JujuBackupError as err:
         ui.error(err.message, err.hint)
         return err.exit_code
