@@ -17,9 +17,12 @@ from pathlib import Path
 import pytest
 
 from jujubackup.errors import EXIT_PARTIAL
+from tests import libjuju
 from tests.conftest import LabFactory
+from tests.lab import provision
 from tests.lab.agents import agent_tags, wait_agents
 from tests.lab.lab import Lab, LabHost
+from tests.lab.standins import jujud
 
 pytestmark = pytest.mark.lab
 
@@ -82,11 +85,19 @@ def test_disaster_recovery_repoints_every_agent(lab_factory: LabFactory, tmp_pat
     lab = lab_factory(controllers=1, spares=1, machines=4, profile="juju-2.9")
     spare = lab.host("spare0")
     before = {h.name: confs(h) for h in lab.workloads}
+    ctl = lab.host("ctl0")
+    db = {c: {str(d["_id"]): d for d in docs}
+          for c, docs in provision.read_db(ctl.root, ctl.profile, dbs=["juju"])["juju"].items()}
+    conf = jujud.parse_agent_conf((ctl.root / "var/lib/juju/agents/machine-0/agent.conf").read_text())
+    ca = str(conf["cacert"])
     archive = disaster(lab, tmp_path)
     res = ok(jb(lab, "restore", "--archive", str(archive), "--target", "spare0", "--yes",
                 env={"XDG_STATE_HOME": str(tmp_path / "state")}))
     for h in lab.workloads:
         assert_repointed(h, before[h.name], f"{spare.ip}:17070")
+    # python-libjuju sees the backup's models, its 5 machines and the ubuntu application of each model
+    assert libjuju.expected(db)["applications"] == {"controller": ["ubuntu"], "default": ["ubuntu"]}
+    libjuju.assert_sees_backup(lab, spare.ip, ca, db, tmp_path, by_name=False)
     table = res.stdout[res.stdout.index("agents re-pointed"):]
     assert len(re.findall(r"(?m)^\d+ +(controller|default) +10\.201\.0\.\d+ .* done\s*$", table)) == 4
     assert {"controller", "default"} <= set(re.findall(r"(?m)^\d+ +(\w+) ", table))

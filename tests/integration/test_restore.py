@@ -396,31 +396,10 @@ def test_disaster_recovery_onto_a_spare(lab_factory: LabFactory, tmp_path: Path,
 def assert_libjuju_sees_the_backup(
     lab: Lab, target: LabHost, ctl_conf: str, before: dict, tmp_path: Path
 ) -> None:
-    """python-libjuju (a client no one here wrote) logs in to the restored controller as admin,
-    trusting only the backup's CA, and lists the backup's models and the machines of each; then, the
-    restore having run with --update-client-config, it finds the controller by name alone in the
-    lab's juju_data. On juju-2.8 libjuju 2.9's own "2.9." server-version rule is widened to "2.8."
-    (tests/libjuju/probe.py says why)."""
-    ca = tmp_path / "backup-ca.pem"
-    ca.write_text(str(jujud.parse_agent_conf(ctl_conf)["cacert"]))
-    accounts = (lab.juju_data / "accounts.yaml").read_text()
-    password = tmp_path / "admin-password"
-    password.touch(mode=0o600)
-    password.write_text(re.search(r"^    password: (\S+)$", accounts, re.M).group(1))  # type: ignore[union-attr]
-    prefix = ["--server-prefix", "2.8."] if lab.profile.startswith("juju-2.8") else []
-    models: dict[str, list[str]] = {m["name"]: [] for m in before["models"].values()}
-    for m in before["machines"].values():
-        models[next(x["name"] for x in before["models"].values() if x["_id"] == m["model-uuid"])].append(
-            m["machineid"])
-    want = {name: sorted(ids, key=int) for name, ids in models.items()}
-    empty = tmp_path / "no-juju-data"
-    empty.mkdir()
-    direct = libjuju.sees(empty, "--endpoint", f"{target.ip}:17070", "--cacert", str(ca),
-                          "--password-file", str(password), *prefix)
-    assert direct["models"] == sorted(want) and direct["machines"] == want
-    by_name = libjuju.sees(lab.juju_data, "--controller", "lab", *prefix)
-    assert by_name["endpoint"] == f"{target.ip}:17070"
-    assert by_name["models"] == sorted(want) and by_name["machines"] == want
+    """libjuju.assert_sees_backup with the backup's CA from its agent.conf, by name too (every caller
+    restored with --update-client-config)."""
+    ca = str(jujud.parse_agent_conf(ctl_conf)["cacert"])
+    libjuju.assert_sees_backup(lab, target.ip, ca, before, tmp_path, by_name=True)
 
 
 def test_a_verified_archive_damaged_since_is_refused_before_the_target_changes(

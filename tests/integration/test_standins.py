@@ -246,6 +246,8 @@ def test_libjuju_lists_a_fresh_controllers_models_and_machines(lab_factory: Any)
     assert seen["server_version"] == "2.9.42" and seen["endpoint"] == f"{ctl.ip}:17070"
     assert seen["models"] == ["controller", "default"]
     assert seen["machines"] == {"controller": ["0", "1"], "default": ["2"]}
+    assert seen["applications"] == {"controller": ["ubuntu"], "default": ["ubuntu"]}
+    assert seen["units"] == {"controller": ["ubuntu/1"], "default": ["ubuntu/2"]}
     accounts = lab.juju_data / "accounts.yaml"
     password = accounts.read_text().split("password: ", 1)[1].split("\n", 1)[0]
     accounts.write_text(accounts.read_text().replace(password, password + "x"))

@@ -826,6 +826,26 @@ def seed_documents(cluster: Cluster) -> dict[str, dict[str, list[dict]]]:
         }
         for w in cluster.workloads
     ]
+    # state/application.go applicationDoc: one `ubuntu` application in each model with a workload unit
+    # (what python-libjuju lists through the API stand-in's AllWatcher)
+    app_models = sorted({cluster.workload_model(w) for w in cluster.workloads})
+    juju["applications"] = [
+        {
+            "_id": f"{m}:ubuntu",
+            "name": "ubuntu",
+            "model-uuid": m,
+            "series": spec.series,
+            "subordinate": False,
+            "charmurl": "ch:amd64/ubuntu-24" if spec.base else "cs:ubuntu-18",
+            "life": 0,
+            "unitcount": sum(1 for w in cluster.workloads if cluster.workload_model(w) == m),
+            "relationcount": 0,
+            "minunits": 0,
+            "exposed": False,
+            "txn-revno": bson.Int64(2),
+        }
+        for m in app_models
+    ]
     juju["instanceData"] = [
         {
             "_id": m["_id"],

@@ -7,9 +7,11 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.paths import REPO
 
@@ -46,3 +48,53 @@ def sees(juju_data: Path, *args: str) -> dict:
     res = probe(juju_data, *args)
     assert res.returncode == 0, res.stderr[-3000:]
     return dict(json.loads(res.stdout))
+
+
+def expected(db: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Given a `juju` database as {collection: {id: doc}}, return what libjuju should list: model
+    names, and per model its machine ids and application names."""
+    name_of = {m["_id"]: m["name"] for m in db["models"].values() if int(m.get("life", 0)) != 2}
+    machines: dict[str, list[str]] = {name: [] for name in name_of.values()}
+    apps: dict[str, list[str]] = {name: [] for name in name_of.values()}
+    for m in db["machines"].values():
+        machines[name_of[m["model-uuid"]]].append(m["machineid"])
+    for a in db.get("applications", {}).values():
+        apps[name_of[a["model-uuid"]]].append(a["name"])
+    def order(mid: str) -> list[int]:
+        return [int(p) for p in mid.split("/")]
+
+    return {"models": sorted(name_of.values()),
+            "machines": {n: sorted(ids, key=order) for n, ids in machines.items()},
+            "applications": {n: sorted(a) for n, a in apps.items()}}
+
+
+def assert_sees_backup(lab: Any, address: str, ca_pem: str, before: dict, tmp_path: Path, *,
+                       by_name: bool) -> None:
+    """python-libjuju logs in to the restored controller at `address` as admin (the lab's
+    accounts.yaml password), trusting only `ca_pem` (the backup's CA), and lists the models,
+    machines and applications of `before` (the backup's database); with `by_name` (the restore ran
+    with --update-client-config) it also finds it by the name `lab` alone in the lab's juju_data. On
+    a 2.8 profile libjuju 2.9's "2.9." server-version rule is widened to "2.8." (probe.py says why).
+    Raise AssertionError otherwise."""
+    work = tmp_path / "libjuju"
+    work.mkdir(exist_ok=True)
+    ca = work / "backup-ca.pem"
+    ca.write_text(ca_pem)
+    accounts = (lab.juju_data / "accounts.yaml").read_text()
+    found = re.search(r"^    password: (\S+)$", accounts, re.M)
+    assert found, "the lab's accounts.yaml has no password"
+    password = work / "admin-password"
+    fd = os.open(password, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(found.group(1))
+    prefix = ["--server-prefix", "2.8."] if lab.profile.startswith("juju-2.8") else []
+    want = expected(before)
+    empty = work / "no-juju-data"
+    empty.mkdir(exist_ok=True)
+    direct = sees(empty, "--endpoint", f"{address}:17070", "--cacert", str(ca), "--password-file",
+                  str(password), *prefix)
+    assert {k: direct[k] for k in want} == want
+    if by_name:
+        named = sees(lab.juju_data, "--controller", "lab", *prefix)
+        assert named["endpoint"] == f"{address}:17070"
+        assert {k: named[k] for k in want} == want

@@ -1,6 +1,7 @@
 """Run python-libjuju (tests/libjuju/requirements.txt, in its own venv) against a controller and
 print what it sees as one JSON document: {"server_version", "controller_uuid", "models": [names],
-"machines": {model: [machine ids]}}. Test code, never shipped.
+"machines": {model: [machine ids]},
+"applications": {model: [names]}, "units": {model: [names]}}. Test code, never shipped.
 
     probe.py --controller NAME                    connect by name alone (JUJU_DATA's files)
     probe.py --endpoint HOST:PORT --cacert FILE --password-file FILE [--user admin]
@@ -39,11 +40,14 @@ async def probe(args: argparse.Namespace) -> dict:
         conn = controller.connection()
         out: dict = {"server_version": conn.info["server-version"],
                      "controller_uuid": controller.controller_uuid,
-                     "endpoint": conn.endpoint, "models": await controller.list_models(), "machines": {}}
+                     "endpoint": conn.endpoint, "models": await controller.list_models(), "machines": {},
+                     "applications": {}, "units": {}}
         for name in out["models"]:
             model = await controller.get_model(name)
             try:
                 out["machines"][name] = sorted(model.machines, key=lambda m: [int(p) for p in m.split("/")])
+                out["applications"][name] = sorted(model.applications)
+                out["units"][name] = sorted(model.units)
             finally:
                 await model.disconnect()
         return out

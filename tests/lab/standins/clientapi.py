@@ -15,6 +15,7 @@ juju/client/overrides.py at that version):
                               blocks), Client.ModelInfo; disconnect: AllWatcher.Stop
   every connection            Pinger.Ping every 10 s
   connector.connect_model     Controller.AllModels (when models.yaml lacks the model)
+  Model.applications, .units  the "application" and "unit" deltas of that first AllWatcher.Next
 Each call below names the Juju apiserver code it imitates. Anything else is refused as Juju's RPC
 layer refuses an unknown facade, method or version (rpc/rpcreflect: "not implemented"), and a
 write is never served: STRICTER than Juju, which would do it for an admin.
@@ -235,7 +236,7 @@ class UserSession:
         }
 
     # -- AllWatcher (apiserver/allwatcher.go SrvAllWatcher Next / Stop): the first Next answers the
-    # whole model as deltas (core/multiwatcher MachineInfo for each machine); a later Next blocks
+    # whole model as deltas (core/multiwatcher MachineInfo, ApplicationInfo, UnitInfo); a later Next blocks
     # until something changes (nothing does here) or the watcher stops: Stop answers the blocked Next
     # with "watcher was stopped" (apiserver/common ErrStoppedf -> code "stopped").
     def _AllWatcher_Next(self, msg: dict) -> dict | None:
@@ -247,7 +248,14 @@ class UserSession:
             self.pending_next[wid] = msg.get("request-id")
             return None
         self.watchers[wid] = True
-        return {"deltas": [["machine", "change", self._machine_info(uuid, m)] for m in self._machines(uuid)]}
+        deltas = [["machine", "change", self._machine_info(uuid, m)] for m in self._machines(uuid)]
+        apps = self.find("applications", {"model-uuid": uuid})
+        deltas += [["application", "change", self._application_info(uuid, a)]
+                   for a in sorted(apps, key=lambda a: str(a.get("name")))]
+        units = self.find("units", {"model-uuid": uuid})
+        deltas += [["unit", "change", self._unit_info(uuid, u, apps)]
+                   for u in sorted(units, key=lambda u: str(u.get("name")))]
+        return {"deltas": deltas}
 
     def _AllWatcher_Stop(self, msg: dict) -> dict:
         wid = str(msg.get("id") or msg.get("Id") or "")
@@ -310,6 +318,46 @@ class UserSession:
                            "scope": a.get("networkscope", "")} for a in doc.get("addresses") or []],
             "has-vote": bool(node and node[0].get("has-vote")),
             "wants-vote": bool(node and node[0].get("wants-vote")),
+        }
+
+    def _application_info(self, uuid: str, doc: dict) -> dict:
+        """core/multiwatcher.ApplicationInfo as JSON (params.ApplicationInfo at 2.8/2.9)."""
+        model = self.find("models", {"_id": uuid})
+        return {
+            "model-uuid": uuid,
+            "name": doc.get("name", ""),
+            "exposed": bool(doc.get("exposed")),
+            "charm-url": doc.get("charmurl", ""),
+            "owner-tag": f"user-{model[0].get('owner', '')}" if model else "",
+            "life": LIFE.get(int(doc.get("life", 0)), "alive"),
+            "min-units": int(doc.get("minunits", 0)),
+            "constraints": {},
+            "subordinate": bool(doc.get("subordinate")),
+            "status": {"current": "unknown", "message": ""},
+            "workload-version": "",
+        }
+
+    def _unit_info(self, uuid: str, doc: dict, apps: list[dict]) -> dict:
+        """core/multiwatcher.UnitInfo as JSON (params.UnitInfo at 2.8/2.9): addresses from its machine."""
+        app = next((a for a in apps if a.get("name") == doc.get("application")), {})
+        machine = self.find("machines", {"_id": f"{uuid}:{doc.get('machineid', '')}"})
+        address = ((machine[0].get("addresses") or [{}])[0].get("value", "") if machine else "")
+        return {
+            "model-uuid": uuid,
+            "name": doc.get("name", ""),
+            "application": doc.get("application", ""),
+            "series": doc.get("series", ""),
+            "charm-url": app.get("charmurl", ""),
+            "life": LIFE.get(int(doc.get("life", 0)), "alive"),
+            "public-address": address,
+            "private-address": address,
+            "machine-id": doc.get("machineid", ""),
+            "ports": [],
+            "port-ranges": [],
+            "principal": doc.get("principal", ""),
+            "subordinate": bool(doc.get("principal")),
+            "workload-status": {"current": "active", "message": ""},
+            "agent-status": {"current": "idle", "message": ""},
         }
 
     def _user_models(self) -> list[dict]:
