@@ -28,7 +28,8 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
                    "endpoint not answering)"),
     (EXIT_REMOTE, "a remote step failed (script name, exit code and stderr tail shown)"),
     (EXIT_NOT_FOUND, "backup, file or host not found, or an ambiguous ID prefix"),
-    (EXIT_REFUSED, "refused by a precondition (disk space, versions, live controllers, …)"),
+    (EXIT_REFUSED, "refused by a precondition (disk space, versions, live controllers, …), or a "
+                   "confirmation question answered no (nothing changed)"),
     (EXIT_LOCKED, "another jujubackup operation holds the controller's lock"),
     (EXIT_VERIFY, "verification failed (checksum, manifest, unsafe or missing archive members; an encrypted "
                   "copy that the identity does not open, or truncated or tampered)"),
@@ -101,6 +102,11 @@ class RefusedError(JujuBackupError):
     """A precondition refused the operation; `--force` may override where it makes sense."""
 
     exit_code = EXIT_REFUSED
+
+
+class DeclinedError(RefusedError):
+    """The operator answered no to a confirmation question: nothing was changed. Exit 6 in every verb
+    that asks (remove, prune, restore); --yes does not ask."""
 
 
 class LockedError(JujuBackupError):

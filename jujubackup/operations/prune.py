@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jujubackup.catalog import Catalog, CatalogRecord, Listing, default_holder, describe_holder
-from jujubackup.errors import EXIT_CONNECT, EXIT_LOCKED, JujuBackupError, LockedError, RefusedError
+from jujubackup.errors import (
+    EXIT_CONNECT,
+    EXIT_LOCKED,
+    DeclinedError,
+    JujuBackupError,
+    LockedError,
+)
 from jujubackup.host.base import Host
 from jujubackup.metadata import format_time
 from jujubackup.operations.status import connect_catalog
@@ -104,7 +110,7 @@ def prune(host: Host, request: PruneRequest, ui: UI, confirm: Confirm) -> PruneR
         return result
     records = [by_id[c.id] for c in plan.remove]
     if not confirm(records):
-        raise RefusedError("not confirmed: nothing removed", hint="give --yes to prune without asking")
+        raise DeclinedError("not confirmed: nothing removed", hint="give --yes to prune without asking")
     removed = catalog.remove([r.id for r in records])
     ui.info(f"pruned {len(removed)} backup(s) from {host.name}:{request.backup_dir}")
     return PruneResult(host.name, plan, removed, False, failures)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from jujubackup.archive import verify_stream
-from jujubackup.errors import EXIT_CONNECT, JujuBackupError, RefusedError
+from jujubackup.errors import EXIT_CONNECT, DeclinedError, JujuBackupError
 from jujubackup.metadata import format_time
 from jujubackup.operations.verified_copy import read_back
 from jujubackup.retention import Candidate, Plan, Policy, apply_policy, id_time
@@ -112,7 +112,7 @@ def prune_store(store: Store, request: StorePruneRequest, ui: UI, confirm: Confi
     if request.dry_run or not doomed:
         return result
     if not confirm(doomed):
-        raise RefusedError("not confirmed: nothing removed", hint="give --yes to prune without asking")
+        raise DeclinedError("not confirmed: nothing removed", hint="give --yes to prune without asking")
     for copy in doomed:
         store.remove(copy.id)
         result.removed.append(copy.id)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from jujubackup.catalog import Catalog, CatalogRecord, default_holder
 from jujubackup.connect import ConnectWith, as_connector, connect_one
-from jujubackup.errors import RefusedError
+from jujubackup.errors import DeclinedError
 from jujubackup.metadata import is_backup_id, resolve_id
 from jujubackup.operations.catalogs import connect_catalog, merged_catalogs
 from jujubackup.operations.list import MergedListing
@@ -93,7 +93,7 @@ def _confirm(removal: Removal, confirm: Confirm, ui: UI) -> None:
     """Ask for the backups and invalid records of `removal` (partial uploads need no question).
     Raise RefusedError (exit 6) if not confirmed."""
     if (removal.records or removal.invalid) and not confirm(removal.records, removal.invalid):
-        raise RefusedError("not confirmed: nothing removed", hint="give --yes to remove without asking")
+        raise DeclinedError("not confirmed: nothing removed", hint="give --yes to remove without asking")
     for backup_id, why in removal.invalid.items():
         ui.info(f"removing {backup_id}, whose record is invalid ({safe_text(why)})")
     for key in removal.partials:

@@ -32,7 +32,14 @@ from ruamel.yaml.scalarstring import ScalarString
 from jujubackup import apiprobe, archive, facts, profiles, rewrite, scripts
 from jujubackup.catalog import Catalog
 from jujubackup.connect import connect_first, connect_one
-from jujubackup.errors import JujuBackupError, NotFoundError, RefusedError, UsageError, VerifyError
+from jujubackup.errors import (
+    DeclinedError,
+    JujuBackupError,
+    NotFoundError,
+    RefusedError,
+    UsageError,
+    VerifyError,
+)
 from jujubackup.facts import ControllerFacts
 from jujubackup.host.base import Host
 from jujubackup.local_archives import contents_of, fully_verified
@@ -259,7 +266,8 @@ def fresh_restore(
         if stages.show_plan:
             show_plan(ui, plan)
         if not request.yes and not confirm(f"restore {backup.backup_id} onto {target.name}?"):
-            raise JujuBackupError("restore not confirmed; nothing changed", exit_code=130)
+            raise DeclinedError("restore not confirmed: nothing changed",
+                                hint="give --yes to restore without asking")
         params = X.Params(
             backup_id=backup.backup_id,
             mode=mode.value,

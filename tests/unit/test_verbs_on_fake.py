@@ -89,3 +89,39 @@ def test_list_shows_human_sizes_and_times_to_the_second_json_exact_ones(
     assert "2020-02-25T04:12:41Z" in out and "04:12:41.0" not in out
     code, out, err = run(fake, capsys, "list", "--format", "yaml", "--backup-dir", backups)
     assert "size: 16160" in out and "2020-02-25T04:12:41.03876Z" in out
+
+
+def test_a_declined_remove_exits_6_and_removes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jujubackup.errors import EXIT_REFUSED, DeclinedError
+    from jujubackup.operations.remove import remove
+    from jujubackup.ui import UI
+
+    fake = FakeConnector({"ctl0": controller("ctl0", tmp_path)})
+    backups = tmp_path / "backups"
+    assert run(fake, capsys, "upload", str(VALID_28), "--backup-dir", str(backups))[0] == 0
+    asked: list[object] = []
+    with pytest.raises(DeclinedError) as caught:
+        remove(fake, UI(), ["latest"], lambda *shown: asked.append(shown) or False, str(backups))
+    assert caught.value.exit_code == EXIT_REFUSED and asked
+    assert (backups / f"{VALID_ID}.tar.gz").exists()
+
+
+def test_every_declined_question_raises_declined_error() -> None:
+    """One exit code for "no" in every verb that asks: each raise saying "not confirmed" is a
+    DeclinedError (exit 6), read from the package's source."""
+    import ast
+
+    from tests.unit.test_structure import modules
+
+    found = []
+    for module in modules():
+        for node in ast.walk(module.tree):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+                text = " ".join(c.value for c in ast.walk(node.exc)
+                                if isinstance(c, ast.Constant) and isinstance(c.value, str))
+                if "not confirmed" in text:
+                    found.append((module.name, ast.unparse(node.exc.func)))
+    assert {m for m, _ in found} >= {"jujubackup.operations.remove", "jujubackup.operations.restore"}
+    assert {f for _, f in found} == {"DeclinedError"}, found
