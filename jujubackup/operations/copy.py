@@ -116,7 +116,8 @@ def copy_to_stores(host: Host, record: CatalogRecord, stores: Sequence[Store], u
                 continue
             store = outcome.store
             encrypted = bool(store.recipients)
-            session = store.begin_put(record.id, encrypted=encrypted, size=None if encrypted else record.size,
+            # `size` sizes an S3 put's parts (an encrypted copy is the archive + 16 bytes per 64 KiB)
+            session = store.begin_put(record.id, encrypted=encrypted, size=record.size,
                                       plain_sha256=record.sha256)
             branches.append(_Branch(outcome, session, session.offset))
         except JujuBackupError as err:

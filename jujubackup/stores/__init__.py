@@ -245,8 +245,8 @@ class Store(Protocol):
 
     def begin_put(self, backup_id: str, *, encrypted: bool, size: int | None = None,
                   plain_sha256: str | None = None) -> PutSession:
-        """Start (or resume) writing backup `backup_id`'s archive; `size` is the stored size when known
-        (plain copies: the record's size; lets an S3 store pick its part size); `plain_sha256`, the
+        """Start (or resume) writing backup `backup_id`'s archive; `size` is the archive's size when known
+        (lets an S3 store pick its part size); `plain_sha256`, the
         record's, goes into an S3 object's metadata (commit checks it either way). Raise as listed in
         the module docstring; RefusedError (6) when the store already holds this backup with other
         content (a complete copy of the same backup is not an error: see `get`)."""

@@ -19,7 +19,7 @@ mapping under the top-level key `stores`, keyed by the store's name:
         profile: default                 # optional: the section of credentials-file (or of ~/.aws)
         ca-bundle: /etc/ssl/my-ca.pem    # optional
         addressing-style: path           # path | virtual | auto (default: path)
-        part-size-mib: 16                # multipart part size (5..5120; memory: one part at a time)
+        part-size-mib: 8                 # multipart part size (5..5120; memory: one part at a time)
         encrypt-to: [...]
 
 Secrets never go in this file: S3 keys come from `credentials-file` (refused unless 0600 and owned
@@ -95,7 +95,7 @@ class S3StoreConfig(_Model):
     profile: str | None = None
     ca_bundle: Path | None = None
     addressing_style: Literal["path", "virtual", "auto"] = "path"
-    part_size_mib: Annotated[int, Field(ge=5, le=5120)] = 16
+    part_size_mib: Annotated[int, Field(ge=5, le=5120)] = 8
     encrypt_to: list[str] = Field(default_factory=list)
 
     @field_validator("bucket")

@@ -233,8 +233,9 @@ class S3Store:
                     hint="remove it from the store to copy it again",
                 )
         part = self.config.part_size_mib << 20
-        if size:  # at most MAX_PARTS parts: a bigger archive gets bigger parts
-            part = max(part, -(-size // MAX_PARTS))
+        if size:  # at most MAX_PARTS parts: a bigger archive gets bigger parts (age adds 16 B / 64 KiB)
+            stored = size + size // 4096 + (1 << 16) if encrypted else size
+            part = max(part, -(-stored // MAX_PARTS))
         return S3Put(
             self,
             backup_id,
@@ -242,7 +243,7 @@ class S3Store:
             encrypted=encrypted,
             part_size=part,
             plain_sha256=plain_sha256,
-            plain_size=None if encrypted else size,
+            plain_size=size,
         )
 
     def _head(self, key: str) -> dict[str, Any] | None:

@@ -29,7 +29,7 @@ def _b64_sha256(data: bytes | bytearray | memoryview) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
-def _same_part(held_checksum: str, etag: str, data: bytes, checksum: str) -> bool:
+def _same_part(held_checksum: str, etag: str, data: bytes | bytearray, checksum: str) -> bool:
     """True when an uploaded part holds `data`: its SHA-256 checksum when S3 listed one, else its
     ETag, which is the MD5 of the part for a part stored without SSE-KMS/SSE-C."""
     if held_checksum:
@@ -167,13 +167,17 @@ class S3Put:
     def write(self, data: bytes) -> int:
         self.hasher.update(data)
         self.written += len(data)
-        self.buffer += data
-        while len(self.buffer) >= self.part_size:
-            self._send(bytes(self.buffer[: self.part_size]))
-            del self.buffer[: self.part_size]
+        view = memoryview(data)
+        while view:  # fill the part buffer; a full one is sent as it is (no copy) and replaced
+            room = self.part_size - len(self.buffer)
+            self.buffer += view[:room]
+            view = view[room:]
+            if len(self.buffer) == self.part_size:
+                self._send(self.buffer)
+                self.buffer = bytearray()
         return len(data)
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, data: bytes | bytearray) -> None:
         number = len(self.parts) + 1
         if number > MAX_PARTS:
             raise RefusedError(f"{self.key}: more than {MAX_PARTS} parts", hint="raise part-size-mib")
