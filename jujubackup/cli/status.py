@@ -17,11 +17,17 @@ def register(app: typer.Typer) -> None:
         backup_dir: BackupDirOption = DEFAULT_BACKUP_DIR,
         fmt: FormatOption = None,
     ) -> None:
-        """Probe a controller: profile, machine, versions, services, replica set, disk, dump estimate."""
+        """Probe a controller: profile, machine, versions, services, replica set, disk, dump estimate.
+
+        With several controllers (-H repeated, -c with HA endpoints): a table of each of them, then
+        the details of the first that answered (json/yaml: a list, one entry per controller)."""
         opts = options(ctx)
         ui = make_ui(opts, fmt)
         result = status(opts.connector, ui, backup_dir)
-        if ui.format is OutputFormat.tabular:
-            ui.data(result.summary())
-        else:
-            ui.data(result.facts.to_dict())
+        if ui.format is not OutputFormat.tabular:
+            ui.data([m.to_dict() for m in result.members] if result.members else result.facts.to_dict())
+            return
+        if result.members:  # several controllers: the HA set, then the first one's details
+            ui.data([m.row() for m in result.members])
+            ui.line("")
+        ui.data(result.summary())

@@ -10,7 +10,7 @@ import pytest
 
 from jujubackup import cli
 from jujubackup.errors import EXIT_CONNECT, EXIT_NOT_FOUND
-from tests.fakehost import LOCAL, FakeConnector, FakeHost, rooted
+from tests.fakehost import LOCAL, FakeConnector, FakeHost, Reply, rooted
 from tests.paths import VALID_28
 
 VALID_ID = "20200225-041241.e2a6a1e5-abea-4393-8593-5a45ae53ab97"
@@ -125,3 +125,32 @@ def test_every_declined_question_raises_declined_error() -> None:
                     found.append((module.name, ast.unparse(node.exc.func)))
     assert {m for m, _ in found} >= {"jujubackup.operations.remove", "jujubackup.operations.restore"}
     assert {f for _, f in found} == {"DeclinedError"}, found
+
+
+def test_status_of_several_controllers_shows_each_then_the_first_in_detail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.unit.test_facts import probe_doc
+
+    def probed(name: str, hostname: str) -> FakeHost:
+        doc = json.dumps(probe_doc(hostname=hostname))
+        return FakeHost(name, tmp_path).expect("probe", Reply(doc + "\n"))
+
+    fake = FakeConnector({"ctl0": probed("ctl0", "juju-abc-0"), "ctl1": probed("ctl1", "juju-abc-1")},
+                         down=("ctl2",))
+    argv = ["-H", "ctl0", "-H", "ctl1", "-H", "ctl2", "status"]
+    code = cli.main(argv, make_connector=fake)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    table, details = out.split("\n\n", 1)
+    rows = table.splitlines()
+    assert rows[0].split()[:3] == ["HOST", "MACHINE", "PROFILE"]
+    assert [r.split()[0] for r in rows[1:]] == ["root@ctl0", "root@ctl1", "root@ctl2"]
+    assert "healthy" in rows[1] and "not probed: connection refused by ctl2" in rows[3]
+    assert "hostname:" in details and "juju-abc-0" in details and "juju-abc-1" not in details
+    code = cli.main([*argv, "--format", "json"], make_connector=fake)
+    listed = json.loads(capsys.readouterr().out)
+    assert [(m["controller"], m.get("hostname"), m.get("error")) for m in listed] == [
+        ("root@ctl0", "juju-abc-0", None), ("root@ctl1", "juju-abc-1", None),
+        ("root@ctl2", None, "connection refused by ctl2"),
+    ]
