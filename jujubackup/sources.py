@@ -125,6 +125,21 @@ def check_digest(label: str, sha256: str, size: int, expected_sha256: str | None
                           hint="the copy or its sidecar was changed; use another copy")
 
 
+SHM = Path("/dev/shm")
+
+
+@contextmanager
+def private_work_dir() -> Iterator[Path | None]:
+    """Yield a new 0700 dir on /dev/shm (tmpfs: memory, not a disk) removed afterwards, or None
+    where there is no /dev/shm (then the system's temp dir is used as before)."""
+    if not SHM.is_dir():
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="jujubackup-work-", dir=SHM) as made:
+        os.chmod(made, 0o700)
+        yield Path(made)
+
+
 def _plain_name(source: Source, opened: Opened) -> str:
     """The archive's name for messages and plans: `<ID>.tar.gz` (the store's validated ID, or the
     local file's name without `.age`)."""

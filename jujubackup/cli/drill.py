@@ -65,7 +65,7 @@ def drill_cmd(
     """Restore drill (see the command help)."""
     opts = options(ctx)
     ui = make_ui(opts, output_format)
-    archive = hold_archive(ctx, archive, store, store_config, identity, work_dir)
+    archive, work_dir = hold_archive(ctx, archive, store, store_config, identity, work_dir)
     request = DrillRequest(
         target=target,
         backup_ref=backup_id,

@@ -87,7 +87,7 @@ def restore_cmd(
     """Restore (see the command help)."""
     opts = options(ctx)
     ui = make_ui(opts, output_format)
-    archive = hold_archive(ctx, archive, store, store_config, identity, work_dir)
+    archive, work_dir = hold_archive(ctx, archive, store, store_config, identity, work_dir)
     request = RestoreRequest(
         backup_ref=backup_id,
         archive=archive,

@@ -95,3 +95,32 @@ def test_dr_restore_straight_from_an_encrypted_s3_copy(
     assert f"{spare.ip}:17070" in conf_text
     leftovers = [p for p in Path("/tmp").glob("jujubackup-archive-*")]
     assert leftovers == []
+
+
+def test_drill_of_an_encrypted_copy_in_a_local_store(lab_factory: LabFactory, tmp_path: Path) -> None:
+    """download --encrypt-to an ssh-rsa key, then drill --archive FILE.age --identity its private key
+    and drill --archive ID --store (the same copy through a local store): every check passes; the
+    decrypted archive and the re-addressing overlay live in memory (memfd, /dev/shm), left nowhere."""
+    lab = lab_factory(controllers=1, spares=1, profile="juju-2.9")
+    subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "3072", "-N", "", "-f", str(tmp_path / "rsa")],
+                   check=True)
+    copies = tmp_path / "copies"
+    backup_id = ok(jb(lab, "-H", "ctl0", "create")).stdout.strip().splitlines()[-1]
+    written = ok(jb(lab, "-H", "ctl0", "download", backup_id, "--dir", str(copies),
+                    "--encrypt-to", (tmp_path / "rsa.pub").read_text().strip()))
+    age_file = copies / f"{backup_id}.tar.gz.age"
+    assert written.stdout.strip() == str(age_file) and sorted(p.name for p in copies.iterdir()) == [
+        f"{backup_id}.json", age_file.name]
+    assert copies.stat().st_mode & 0o777 == 0o700 and age_file.stat().st_mode & 0o777 == 0o600
+    shm_before = set(Path("/dev/shm").glob("jujubackup-*"))  # other processes use /dev/shm too
+    drilled = ok(jb(lab, "--format", "json", "drill", "--archive", str(age_file), "--identity",
+                    str(tmp_path / "rsa"), "--target", "spare0"))
+    report = json.loads(drilled.stdout)
+    assert report["backup"] == backup_id and report["result"] == "passed", report
+    conf = tmp_path / "stores.yaml"
+    conf.write_text(f"stores:\n  here: {{kind: local, path: {copies}}}\n")
+    again = ok(jb(lab, "--format", "json", "drill", "--archive", backup_id, "--store", "here",
+                  "--store-config", str(conf), "--identity", str(tmp_path / "rsa"), "--target", "spare0",
+                  "--force"))
+    assert json.loads(again.stdout)["result"] == "passed"
+    assert set(Path("/dev/shm").glob("jujubackup-*")) == shm_before

@@ -167,3 +167,18 @@ def test_restore_from_a_truncated_store_copy_stops_before_connecting(
     assert code == EXIT_VERIFY, err
     assert "truncated or corrupt" in err and "connect" not in err
     assert age_file.exists() and list(work.iterdir()) == []
+
+
+def test_with_an_identity_the_work_dir_is_in_memory(keys: tuple[str, Path, Path], tmp_path: Path) -> None:
+    from jujubackup.cli.storeopts import archive_path
+
+    path = encrypted(tmp_path, keys[0])
+    with archive_path(path, None, None, keys[1], None) as (plain, work):
+        assert plain is not None and plain.read_bytes() == VALID.read_bytes()
+        assert work is not None and work.parent == Path("/dev/shm") and work.stat().st_mode & 0o777 == 0o700
+        assert plain.parent.parent == work
+    assert not work.exists()
+    given = tmp_path / "mine"
+    given.mkdir()
+    with archive_path(path, None, None, keys[1], given) as (_, work):
+        assert work == given  # the operator's --work-dir is used as given
