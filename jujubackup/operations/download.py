@@ -200,14 +200,14 @@ def run_store_copy(settings: ConnectionSettings, ui: UI, ref: str, directory: Pa
     object under "file"). Raise the copy's error (nothing published on a mismatch)."""
     from jujubackup.operations.copy import run_copy
     from jujubackup.stores import Store
-    from jujubackup.stores.config import LocalStoreConfig, check_recipients
+    from jujubackup.stores.config import LocalStoreConfig, cli_recipients
     from jujubackup.stores.factory import named_store, open_store
 
     store: Store
     if store_name is not None:
         store = named_store(store_config, store_name, encrypt_to=encrypt_to)
     else:
-        recipients = check_recipients(encrypt_to or [])
+        recipients = cli_recipients(encrypt_to or [])
         store = open_store("download", LocalStoreConfig(kind="local", path=directory or Path.cwd(),
                                                         encrypt_to=recipients))
     record, outcomes = run_copy(settings, ui, ref, [store], backup_dir=backup_dir, bwlimit=bwlimit)

@@ -56,13 +56,26 @@ class _Model(BaseModel):
 def check_recipients(value: list[str]) -> list[str]:
     """Validate age recipients: age1… X25519 keys, `ssh-ed25519 …` or `ssh-rsa …` public keys (a
     trailing comment is kept); crypt.parse_recipient decodes them fully when used."""
+    from jujubackup import crypt  # the full decoding (bech32 checksum, key blobs)
+    from jujubackup.errors import JujuBackupError
+
     for item in value:
         if not _RECIPIENT.match(item.strip()):
             raise ValueError(f"not an age recipient (age1…, ssh-ed25519 …, ssh-rsa …): {item[:40]!r}")
-        from jujubackup import crypt  # the full decoding (bech32 checksum, key blobs)
-
-        crypt.parse_recipient(item)
+        try:
+            crypt.parse_recipient(item)
+        except JujuBackupError as err:  # a schema error (pydantic reports ValueErrors with their key)
+            raise ValueError(err.message) from err
     return [item.strip() for item in value]
+
+
+def cli_recipients(value: list[str]) -> list[str]:
+    """check_recipients for `--encrypt-to` values: raise UsageError (exit 2) instead of ValueError."""
+    try:
+        return check_recipients(value)
+    except ValueError as err:
+        raise UsageError(f"--encrypt-to: {err}",
+                         hint="give an age1… key, or an ssh-ed25519 / ssh-rsa public key line") from err
 
 
 class LocalStoreConfig(_Model):

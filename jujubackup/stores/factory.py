@@ -15,7 +15,7 @@ from jujubackup.stores.config import (
     LocalStoreConfig,
     S3StoreConfig,
     StoreConfig,
-    check_recipients,
+    cli_recipients,
     load_stores,
 )
 
@@ -55,5 +55,5 @@ def named_store(config_file: Path | None, name: str, *, encrypt_to: list[str] | 
                             hint=f"stores defined there: {', '.join(sorted(stores)) or 'none'}")
     config = stores[name]
     if encrypt_to is not None:
-        config = config.model_copy(update={"encrypt_to": check_recipients(encrypt_to)})
+        config = config.model_copy(update={"encrypt_to": cli_recipients(encrypt_to)})
     return open_store(name, config)

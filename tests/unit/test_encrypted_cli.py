@@ -182,3 +182,20 @@ def test_with_an_identity_the_work_dir_is_in_memory(keys: tuple[str, Path, Path]
     given.mkdir()
     with archive_path(path, None, None, keys[1], given) as (_, work):
         assert work == given  # the operator's --work-dir is used as given
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--encrypt-to", "age1notakey"], "not an age recipient"),
+    (["--encrypt-to", "ssh-dss AAAAB3NzaC1kc3MAAACBAP"], "not an age recipient"),
+    (["--store", "offsite"], "--store offsite needs --store-config FILE"),
+    (["--encrypt-to", "age1x", "out.tar.gz"], "give --dir DIR (or --store NAME), not FILE"),
+])
+def test_download_refuses_bad_encryption_or_store_flags_before_connecting(
+        args: list[str], message: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JUJUBACKUP_STORE_CONFIG", raising=False)
+    positional = [a for a in args if a == "out.tar.gz"]
+    flags = [a for a in args if a != "out.tar.gz"]
+    code, out, err = run(["-H", "127.0.0.1:9", "download", BID, *positional, *flags], capsys)
+    assert code == EXIT_USAGE, err
+    assert message in err and out == "" and "connect" not in err

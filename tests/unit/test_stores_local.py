@@ -149,3 +149,13 @@ def test_a_second_put_of_the_same_copy_is_locked_out(tmp_path: Path) -> None:
     first.write(DATA[100_000:])
     assert first.commit(RECORD, plain_sha256=SHA, plain_size=len(DATA)).sha256 == SHA
     assert (tmp_path / "copies" / f"{BID}.tar.gz").read_bytes() == DATA
+
+
+def test_a_recipient_with_a_bad_checksum_is_a_config_error_with_its_line(tmp_path: Path) -> None:
+    conf = tmp_path / "stores.yaml"
+    bad = "age1" + "q" * 58  # the right form, a wrong Bech32 checksum
+    conf.write_text(f"stores:\n  here:\n    kind: local\n    path: /srv/x\n    encrypt-to:\n      - {bad}\n")
+    with pytest.raises(JujuBackupError) as err:
+        load_stores(conf)
+    assert err.value.exit_code == EXIT_USAGE
+    assert err.value.message.startswith(f"{conf}:5: stores.here.encrypt-to: ") and "bad checksum" in err.value.message
