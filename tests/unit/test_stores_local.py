@@ -158,4 +158,5 @@ def test_a_recipient_with_a_bad_checksum_is_a_config_error_with_its_line(tmp_pat
     with pytest.raises(JujuBackupError) as err:
         load_stores(conf)
     assert err.value.exit_code == EXIT_USAGE
-    assert err.value.message.startswith(f"{conf}:5: stores.here.encrypt-to: ") and "bad checksum" in err.value.message
+    assert err.value.message.startswith(f"{conf}:5: stores.here.encrypt-to: ")
+    assert "bad checksum" in err.value.message
