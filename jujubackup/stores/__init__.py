@@ -16,12 +16,16 @@ of a record, an archive or a listing: data from a controller or a store never ch
 How a copy is written (the same for every kind of store, so `run` can tee one stream from the
 controller into several stores):
 
-    session = store.begin_put(backup_id, encrypted=bool(recipients), size=record_size)
+    session = store.begin_put(backup_id, encrypted=bool(recipients), size=record_size,
+                              plain_sha256=record_sha256)
     # session.offset: stored bytes already there from an earlier, interrupted put (resume point);
-    #                 the caller sends the stream from that byte on (0: from the start)
+    #                 the caller checks session.prefix_sha256 against the source's prefix, calls
+    #                 session.restart() when they differ, and sends the stream from that byte on
     session.write(chunk) ...             # the stored bytes (ciphertext when encrypted), in order
     stored = session.commit(record, plain_sha256=..., plain_size=...)   # verify, then publish
-    # or, on any failure: session.abort(keep=True)  # keep the partial for a resume (plain only)
+    # or, on any failure: session.abort(keep=True)  # keep the partial for a resume
+    # (an encrypted S3 put resumes with the key material it kept: session.material, crypt.KeyMaterial;
+    #  operations/copy.py does all of this, tee'd into several stores)
 
 `commit` checks what was written before anything is published: for a plain copy the SHA-256 and size
 of the stored bytes must equal `record["sha256"]` / `record["size"]`; for an encrypted copy the
@@ -29,11 +33,12 @@ caller's `plain_sha256` / `plain_size` (hashed while encrypting) must equal them
 partial is removed and VerifyError (exit 8) is raised; nothing is renamed or registered.
 
 Reading back: `store.open(backup_id)` returns a binary stream of the stored bytes (decrypt with
-crypt.decrypting_reader when `stored.encrypted`). `store.list_backups()` returns what the store holds;
+crypt.DecryptingReader when `stored.encrypted`). `store.list_backups()` returns what the store holds;
 `store.remove(backup_id)` deletes the object and its sidecar (sidecar first, so a half-removed backup
 is never listed as complete).
 
-Errors (every method): NotFoundError (5) for an unknown ID or a missing bucket/directory,
+Errors (every method): NotStoredError (a NotFoundError, 5) for a backup the store does not hold,
+NotFoundError (5) for a missing bucket/directory, LockedError (7) for a local partial another put holds,
 ConnectError (3) for credentials refused or an endpoint that does not answer, RefusedError (6) for
 a local path that is a link or not a regular file, no space, permissions, VerifyError (8) as above.
 
