@@ -27,9 +27,10 @@ $(BIN)/jujubackup: pyproject.toml
 
 venv: $(BIN)/jujubackup
 
-# python-libjuju in its own venv (tests/libjuju: it pins paramiko<3); the lab tests use it as a client
+# python-libjuju in venvs of its own (tests/libjuju: 2.9.49.1 for 2.x pins paramiko<3, 3.6.1.3 for 3.x);
+# the lab tests use it as a client
 libjuju: venv
-	$(BIN)/python -c 'import tests.libjuju as l; print(l.python())'
+	$(BIN)/python -c 'import tests.libjuju as l; print(l.python(2), l.python(3))'
 
 # the lab rootfs (tests/lab/rootfs.py PACKAGES) has nftables: a drill target needs nftables or iptables
 rootfs: deps venv
@@ -57,4 +58,4 @@ lab-down: venv
 	$(BIN)/python -m tests.lab down
 
 clean: lab-down
-	rm -rf $(VENV) .venv-libjuju build dist *.egg-info
+	rm -rf $(VENV) .venv-libjuju .venv-libjuju3 build dist *.egg-info

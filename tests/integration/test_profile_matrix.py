@@ -1,9 +1,10 @@
 """Every lab profile (one per juju-db generation Juju ships, tests/lab/standins/versions.py) through the
 CLI: create in all three modes, download, power the controller off and restore the download onto a
-fresh machine; services running after each step, and the statepassword in no process's argv on either
-host and in no output. One lab of two hosts per profile (about 20 s each on a 2-CPU machine): the
-deeper suites (test_create, test_transfer, test_restore) run on juju-2.9 and juju-2.8, this one is the
-matrix over all five."""
+fresh machine; services running after each step, the statepassword in no process's argv on either
+host and in no output, and python-libjuju (2.9.49.1; 3.6.1.3 on juju-3.6) listing the backup's models
+and machines with the backup's CA, and by controller name after --update-client-config. One lab of
+two hosts per profile (about 20 s each on a 2-CPU machine): the deeper suites (test_create,
+test_transfer, test_restore) run on juju-2.9 and juju-2.8, this one is the matrix over all five."""
 
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ from pathlib import Path
 import pytest
 
 from jujubackup import profiles
+from tests import libjuju
 from tests.conftest import LabFactory
-from tests.integration.test_restore import jb, ok
+from tests.integration.test_restore import jb, juju_db, ok
 from tests.lab import provision
 from tests.lab.lab import LabHost
+from tests.lab.standins import jujud
 
 pytestmark = pytest.mark.lab
 
@@ -90,9 +93,13 @@ def test_create_download_and_disaster_recovery(lab_factory: LabFactory, tmp_path
     assert "juju-backup/dump/juju/machines.bson" in names and "juju-backup/root.tar" in names
     assert "juju-backup/dump/oplog.bson" in names  # online: mongodump --oplog
 
+    before = juju_db(ctl)
+    conf = jujud.parse_agent_conf((ctl.root / "var/lib/juju/agents/machine-0/agent.conf").read_text())
+    ca = str(conf["cacert"])
     ctl.power_off()
     with argv_sampler(spare) as spare_samples:
-        restored = ok(jb(lab, "restore", "--archive", str(archive), "--target", "spare0", "--yes"))
+        restored = ok(jb(lab, "restore", "--archive", str(archive), "--target", "spare0", "--yes",
+                         "--update-client-config", env={"JUJU_DATA": str(lab.juju_data)}))
         outputs.append(restored.stdout + restored.stderr)
         assert f"install juju-db ({profile})" in restored.stdout
         assert running(spare, profile, "0") == ["active", "active"]
@@ -110,6 +117,9 @@ def test_create_download_and_disaster_recovery(lab_factory: LabFactory, tmp_path
             "\n  ", "\n"
         )
         assert moved["mongo_tls"]["client_cert"]
+
+    # python-libjuju (2.9.49.1, or 3.6.1.3 on juju-3.6) with the backup's CA, and by name alone
+    libjuju.assert_sees_backup(lab, spare.ip, ca, before, tmp_path, by_name=True)
 
     seen = ctl_samples.read_text(errors="replace") + spare_samples.read_text(errors="replace")
     assert "--username machine-0" in seen  # the samplers saw mongodump / mongorestore run

@@ -1,6 +1,7 @@
-"""python-libjuju, the official Python Juju client, as the judge of a restore: tests run it (pinned in
-requirements.txt, in its own venv .venv-libjuju: it needs paramiko<3, jujubackup paramiko>=3.4)
-against the lab's API stand-in. Test code, never shipped."""
+"""python-libjuju, the official Python Juju client, as the judge of a restore: tests run it against
+the lab's API stand-in, pinned per Juju major version in its own venv: requirements.txt (2.9.49.1 for
+2.x controllers, .venv-libjuju: it needs paramiko<3, jujubackup paramiko>=3.4) and requirements-3.txt
+(3.6.1.3 for juju-3.6, .venv-libjuju3). Test code, never shipped."""
 
 from __future__ import annotations
 
@@ -16,36 +17,39 @@ from typing import Any
 from tests.paths import REPO
 
 HERE = Path(__file__).resolve().parent
-VENV = REPO / ".venv-libjuju"
-REQUIREMENTS = HERE / "requirements.txt"
+# one venv per Juju major version: libjuju 2.9 speaks only to 2.x controllers, libjuju 3.x only to 3.x
+VENVS = {2: REPO / ".venv-libjuju", 3: REPO / ".venv-libjuju3"}
+REQUIREMENTS = {2: HERE / "requirements.txt", 3: HERE / "requirements-3.txt"}
 
 
-def python() -> Path:
-    """Return the venv's python with requirements.txt installed (made now if missing or stale, under
-    a lock: labs run tests concurrently). Raise RuntimeError if pip fails."""
-    stamp = VENV / "requirements.txt"
+def python(major: int = 2) -> Path:
+    """Return the python of the libjuju venv for Juju `major`, its requirements installed (made now if
+    missing or stale, under a lock: labs run tests concurrently). Raise RuntimeError if pip fails."""
+    venv, requirements = VENVS[major], REQUIREMENTS[major]
+    stamp = venv / "requirements.txt"
     with open(REPO / ".venv-libjuju.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not stamp.exists() or stamp.read_text() != REQUIREMENTS.read_text():
-            subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
-            res = subprocess.run([str(VENV / "bin/pip"), "install", "-q", "-r", str(REQUIREMENTS)],
+        if not stamp.exists() or stamp.read_text() != requirements.read_text():
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+            res = subprocess.run([str(venv / "bin/pip"), "install", "-q", "-r", str(requirements)],
                                  capture_output=True, text=True, check=False)
             if res.returncode != 0:
-                raise RuntimeError(f"cannot install {REQUIREMENTS}: {res.stderr[-2000:]}")
-            stamp.write_text(REQUIREMENTS.read_text())
-    return VENV / "bin/python"
+                raise RuntimeError(f"cannot install {requirements}: {res.stderr[-2000:]}")
+            stamp.write_text(requirements.read_text())
+    return venv / "bin/python"
 
 
-def probe(juju_data: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run probe.py ARGS with JUJU_DATA=juju_data; return the finished process (stdout: its JSON)."""
+def probe(juju_data: Path, *args: str, major: int = 2) -> subprocess.CompletedProcess[str]:
+    """Run probe.py ARGS under the libjuju for Juju `major` with JUJU_DATA=juju_data; return the
+    finished process (stdout: its JSON)."""
     env = {**os.environ, "JUJU_DATA": str(juju_data), "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([str(python()), str(HERE / "probe.py"), *args], capture_output=True, text=True,
-                          env=env, timeout=300, check=False)
+    return subprocess.run([str(python(major)), str(HERE / "probe.py"), *args], capture_output=True,
+                          text=True, env=env, timeout=300, check=False)
 
 
-def sees(juju_data: Path, *args: str) -> dict:
+def sees(juju_data: Path, *args: str, major: int = 2) -> dict:
     """Run probe.py and return what libjuju saw. Raise AssertionError with libjuju's error if it failed."""
-    res = probe(juju_data, *args)
+    res = probe(juju_data, *args, major=major)
     assert res.returncode == 0, res.stderr[-3000:]
     return dict(json.loads(res.stdout))
 
@@ -88,13 +92,14 @@ def assert_sees_backup(lab: Any, address: str, ca_pem: str, before: dict, tmp_pa
     with os.fdopen(fd, "w") as f:
         f.write(found.group(1))
     prefix = ["--server-prefix", "2.8."] if lab.profile.startswith("juju-2.8") else []
+    major = 3 if lab.profile.startswith("juju-3") else 2
     want = expected(before)
     empty = work / "no-juju-data"
     empty.mkdir(exist_ok=True)
     direct = sees(empty, "--endpoint", f"{address}:17070", "--cacert", str(ca), "--password-file",
-                  str(password), *prefix)
+                  str(password), *prefix, major=major)
     assert {k: direct[k] for k in want} == want
     if by_name:
-        named = sees(lab.juju_data, "--controller", "lab", *prefix)
+        named = sees(lab.juju_data, "--controller", "lab", *prefix, major=major)
         assert named["endpoint"] == f"{address}:17070"
         assert {k: named[k] for k in want} == want

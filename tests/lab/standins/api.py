@@ -155,6 +155,11 @@ def _db_find(conf: dict[str, Any], coll: str, filt: dict) -> list[dict]:
     """Query juju.<coll> as the controller agent (TLS to 127.0.0.1:stateport, its statepassword)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.load_verify_locations(cadata=conf.get("cacert", ""))
+    # as jujud.check_state: the controller certificate as client certificate (juju-db 4.4.30
+    # requires one, juju/juju#22455)
+    pem = os.path.join(str(conf.get("datadir") or "/var/lib/juju"), "server.pem")
+    if os.path.exists(pem):
+        ctx.load_cert_chain(pem)
     raw = socket.create_connection(("127.0.0.1", int(conf.get("stateport", 37017))), timeout=5)
     with ctx.wrap_socket(raw, server_hostname="juju-mongodb") as sock:
         auth = common.command(sock, "admin", {

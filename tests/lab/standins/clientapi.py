@@ -55,6 +55,25 @@ USER_FACADES: dict[str, list[int]] = {
     "ModelManager": [2, 3, 4, 5],
     "Pinger": [1],
 }
+# Juju 3.x (3.6.x): the versions libjuju 3.6.1.3 pins for a 3.x controller (juju/client/
+# facade_versions.py client_facade_versions, generated from Juju 3.x's API schema). On 3.x libjuju
+# lists models with ModelManager.ListModelSummaries and reads a model's info with
+# ModelManager.ModelInfo on a controller connection (juju/controller.py model_uuids,
+# get_model_info; juju/model/__init__.py _after_connect); Client.ModelInfo is not served there
+# (STRICTER: libjuju 3 does not call it).
+USER_FACADES_3: dict[str, list[int]] = {
+    "AllWatcher": [3],
+    "Client": [6, 7, 8],
+    "Controller": [11, 12],
+    "ModelConfig": [3],
+    "ModelManager": [9, 10],
+    "Pinger": [1],
+}
+
+
+def facades_for(version: str) -> dict[str, list[int]]:
+    """Given the server's version (2.9.42-focal-amd64, 3.6.x), return the facade versions served."""
+    return USER_FACADES_3 if version.split(".", 1)[0] == "3" else USER_FACADES
 
 Find = Callable[[str, dict], list[dict]]
 
@@ -120,7 +139,7 @@ def login_result(find: Find, conf: dict[str, Any], model_uuid: str | None, user:
             "controller-access": "superuser",
             "model-access": "admin" if model_uuid else "",
         },
-        "facades": [{"name": n, "versions": v} for n, v in sorted(USER_FACADES.items())],
+        "facades": [{"name": n, "versions": v} for n, v in sorted(facades_for(version).items())],
         "server-version": version.split("-")[0],
     }
 
@@ -150,9 +169,10 @@ class UserSession:
         """Given a request, return the response body; None when the reply waits (a blocked
         AllWatcher.Next). Raise RPCError for what Juju would refuse or this stand-in does not serve."""
         kind, req, version = msg.get("type"), msg.get("request"), msg.get("version")
-        if kind not in USER_FACADES:
+        served = facades_for(self.version)
+        if kind not in served:
             raise RPCError(f'unknown object type "{kind}" (not implemented)', "not implemented")
-        if version not in USER_FACADES[str(kind)]:
+        if version not in served[str(kind)]:
             raise RPCError(f'unknown version ({version}) of interface "{kind}" (not implemented)',
                            "not implemented")
         method = getattr(self, f"_{kind}_{req}", None)
@@ -173,6 +193,37 @@ class UserSession:
         if tag.lower() not in (f"user-{self.user['_id']}", f"user-{self.user['_id']}@local"):
             raise RPCError("permission denied (unauthorized access)", "unauthorized access")
         return {"user-models": self._user_models()}
+
+    def _ModelManager_ListModelSummaries(self, msg: dict) -> dict:
+        """ListModelSummaries (v4+; libjuju 3 lists models with it): a summary of each model the
+        user can see, for the caller's own `user-tag` unless a superuser asks."""
+        self._controller_only()
+        tag = str((msg.get("params") or {}).get("user-tag", ""))
+        if tag.lower() not in (f"user-{self.user['_id']}", f"user-{self.user['_id']}@local"):
+            raise RPCError("permission denied (unauthorized access)", "unauthorized access")
+        results = []
+        for um in self._user_models():
+            info = self._model_info(um["model"]["uuid"])
+            summary = {k: info[k] for k in ("name", "uuid", "type", "controller-uuid", "is-controller",
+                                             "provider-type", "cloud-tag", "cloud-region",
+                                             "cloud-credential-tag", "owner-tag", "life", "status",
+                                             "agent-version")}
+            results.append({"result": {**summary, "user-access": "admin", "user-last-connection": None,
+                                       "counts": [{"entity": "machines",
+                                                   "count": len(info["machines"])}]}})
+        return {"results": results}
+
+    def _ModelManager_ModelInfo(self, msg: dict) -> dict:
+        """ModelInfo (modelmanager.go): params.ModelInfo of each model tag asked for."""
+        self._controller_only()
+        results: list[dict] = []
+        for entity in (msg.get("params") or {}).get("entities") or []:
+            uuid = str(entity.get("tag", "")).removeprefix("model-")
+            if not self.find("models", {"_id": uuid}):
+                results.append({"error": {"message": f'model "{uuid}" not found', "code": "not found"}})
+            else:
+                results.append({"result": self._model_info(uuid)})
+        return {"results": results}
 
     # -- Controller (apiserver/facades/client/controller/controller.go)
     def _Controller_AllModels(self, msg: dict) -> dict:
@@ -210,10 +261,16 @@ class UserSession:
         return {"watcher-id": wid}
 
     def _Client_ModelInfo(self, msg: dict) -> dict:
-        uuid = self._model_only()
+        if int(msg.get("version") or 0) > 2:
+            raise RPCError(f"no such request - method Client({msg.get('version')}).ModelInfo is not "
+                           "implemented (not implemented)", "not implemented")
+        return self._model_info(self._model_only())
+
+    def _model_info(self, uuid: str) -> dict:
+        """params.ModelInfo of a model, from its models and settings documents."""
         model = self.find("models", {"_id": uuid})[0]
         ctrl = self.find("controllers", {"_id": "e"})
-        settings = self._settings()
+        settings = self._settings(uuid)
         owner = str(model.get("owner", ""))
         return {
             "name": model.get("name", ""),
@@ -279,8 +336,8 @@ class UserSession:
                            "not implemented")
         return self.model_uuid
 
-    def _settings(self) -> dict[str, Any]:
-        uuid = self._model_only()
+    def _settings(self, uuid: str | None = None) -> dict[str, Any]:
+        uuid = uuid or self._model_only()
         docs = self.find("settings", {"_id": f"{uuid}:e"})
         return dict(docs[0].get("settings") or {}) if docs else {}
 
@@ -309,6 +366,8 @@ class UserSession:
             "instance-status": {"current": "running", "message": ""},
             "life": LIFE.get(int(doc.get("life", 0)), "alive"),
             "series": doc.get("series") or "",
+            **({"base": {"name": doc["base"].get("os", ""), "channel": doc["base"].get("channel", "")}}
+               if isinstance(doc.get("base"), dict) else {}),
             "container-type": doc.get("containertype", ""),
             "supported-containers": doc.get("supportedcontainers") or [],
             "supported-containers-known": bool(doc.get("supportedcontainersknown")),
