@@ -106,3 +106,25 @@ def test_a_session_serves_reads_and_refuses_everything_else(cluster: provision.C
     with pytest.raises(clientapi.RPCError):  # a controller call on a model connection
         model.handle({"type": "ModelManager", "version": 5, "request": "ListModels",
                       "params": {"tag": "user-admin"}})
+
+
+def test_a_3x_controller_serves_the_3x_facades_only(cluster: provision.Cluster) -> None:
+    db = _db(cluster)
+    user = _login(cluster, db, cluster.admin_password)
+    ctrl = clientapi.UserSession(_find(db), {}, None, user, "3.6.21-ubuntu-amd64")
+    facades = {f["name"]: f["versions"] for f in clientapi.login_result(
+        _find(db), {}, None, user, "3.6.21-ubuntu-amd64")["facades"]}
+    assert facades["ModelManager"] == [9, 10] and facades["Client"] == [6, 7, 8]
+    summaries = ctrl.handle({"type": "ModelManager", "version": 10, "request": "ListModelSummaries",
+                             "params": {"user-tag": "user-admin", "all": False}})
+    assert [r["result"]["name"] for r in summaries["results"]] == ["controller", "default"]
+    info = ctrl.handle({"type": "ModelManager", "version": 10, "request": "ModelInfo",
+                        "params": {"entities": [{"tag": f"model-{cluster.default_model_uuid}"}]}})
+    assert info["results"][0]["result"]["name"] == "default"
+    with pytest.raises(clientapi.RPCError):  # a 2.x version on a 3.x controller
+        ctrl.handle({"type": "ModelManager", "version": 5, "request": "ListModels",
+                     "params": {"tag": "user-admin"}})
+    model = clientapi.UserSession(_find(db), {}, cluster.model_uuid, user, "3.6.21-ubuntu-amd64")
+    with pytest.raises(clientapi.RPCError) as err:
+        model.handle({"type": "Client", "version": 8, "request": "ModelInfo"})
+    assert err.value.code == "not implemented"
