@@ -460,6 +460,32 @@ def test_a_restore_confirmed_on_a_terminal_pushes_after_the_plan(
     assert not (spare.root / JOURNAL).exists()
 
 
+def test_a_restore_declined_on_a_terminal_exits_6_and_changes_nothing(
+    lab_factory: LabFactory, tmp_path: Path
+) -> None:
+    """Answering no is exit 6 as in every verb that asks (issue 15: it was 130, "interrupted")."""
+    lab = lab_factory(controllers=1, spares=1)
+    ctl, spare = lab.host("ctl0"), lab.host("spare0")
+    archive = tmp_path / "backup.tar.gz"
+    create_and_download(lab, archive)
+    ctl.power_off()
+    argv = [sys.executable, "-m", "jujubackup", "-F", str(lab.ssh_config),
+            "restore", "--archive", str(archive), "--target", spare.name]
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen(argv, cwd=REPO, stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        os.write(master, b"n\n")
+        out, err = proc.communicate(timeout=600)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 6, err
+    assert "restore plan" in out and "restore not confirmed: nothing changed" in err
+    assert not (spare.root / JOURNAL).exists()
+    assert not (spare.root / "var/lib/juju/agents/machine-0").exists()
+
+
 def test_restore_id_returns_a_changed_controller_to_the_backup(
     lab_factory: LabFactory, tmp_path: Path
 ) -> None:
