@@ -45,44 +45,59 @@ def readdress_archive(
     RefusedError if agent.conf has no apiaddresses; `dst` is removed then.
     """
     conf_name = archive.agent_conf_path(target.machine_id)
-    found: dict[str, list[Change]] = {}
-    confs: list[AgentConfRewrite] = []
-    oplog_changes: list[Change] = []
-    txn_changes: list[Change] = []
-
-    def collection(path: str) -> archive.Transform:
-        return lambda s, d: found.setdefault(path, []).extend(rewrite_collection_stream(s, d, path, target))
-
-    def agent_conf(old: bytes) -> bytes:
-        confs.append(rewrite_agent_conf(old.decode("utf-8"), target.new_address, label=conf_name))
-        return confs[-1].text.encode("utf-8")
-
-    def oplog(s: IO[bytes], d: IO[bytes]) -> None:
-        dump_changes = [c for p in DUMP_COLLECTIONS for c in found.get(p, [])]
-        oplog_changes.extend(rewrite_oplog_stream(s, d, dump_changes))
-
-    def txns(s: IO[bytes], d: IO[bytes]) -> None:
-        dump_changes = [c for p in DUMP_COLLECTIONS for c in found.get(p, [])]
-        txn_changes.extend(rewrite_txns_stream(s, d, dump_changes))
-
+    state = _Readdressing(target, conf_name)
     result = archive.rewrite_archive(
         src,
         dst,
-        transforms={f"{archive.DUMP_DIR}/{p}": collection(p) for p in DUMP_COLLECTIONS},
-        root_transforms={conf_name: agent_conf},
-        late_transforms={f"{archive.DUMP_DIR}/{OPLOG}": oplog, f"{archive.DUMP_DIR}/{TXNS}": txns},
+        transforms={f"{archive.DUMP_DIR}/{p}": state.collection(p) for p in DUMP_COLLECTIONS},
+        root_transforms={conf_name: state.agent_conf},
+        late_transforms={f"{archive.DUMP_DIR}/{OPLOG}": state.oplog,
+                         f"{archive.DUMP_DIR}/{TXNS}": state.txns},
         compresslevel=compresslevel,
         tmp_dir=tmp_dir,
         only_replaced=overlay,
     )
-    if not confs:
+    if not state.confs:
         Path(dst).unlink(missing_ok=True)
         raise VerifyError(f"root.tar of {src} has no {conf_name}", "is this the backup of another machine?")
-    dump_changes = [c for p in DUMP_COLLECTIONS for c in found.get(p, [])]
-    missing = tuple(p for p in DUMP_COLLECTIONS if p not in found)
+    missing = tuple(p for p in DUMP_COLLECTIONS if p not in state.found)
     return ArchiveReaddress(
         result.digest,
-        (*confs[0].changes, *dump_changes, *txn_changes, *oplog_changes),
-        confs[0].diff,
+        (*state.confs[0].changes, *state.dump_changes(), *state.txn_changes, *state.oplog_changes),
+        state.confs[0].diff,
         missing,
     )
+
+
+class _Readdressing:
+    """The transforms readdress_archive hands to archive.rewrite_archive, and what they changed:
+    the collections first (`found`, by dump path), agent.conf, then txns and the oplog (late: they
+    follow the collections' changes)."""
+
+    def __init__(self, target: ReaddressTarget, conf_name: str) -> None:
+        self.target = target
+        self.conf_name = conf_name
+        self.found: dict[str, list[Change]] = {}
+        self.confs: list[AgentConfRewrite] = []
+        self.oplog_changes: list[Change] = []
+        self.txn_changes: list[Change] = []
+
+    def dump_changes(self) -> list[Change]:
+        """Return the collections' changes so far, in DUMP_COLLECTIONS order."""
+        return [c for p in DUMP_COLLECTIONS for c in self.found.get(p, [])]
+
+    def collection(self, path: str) -> archive.Transform:
+        """Return the transform of the dump file `path` (one collection)."""
+        return lambda s, d: self.found.setdefault(path, []).extend(
+            rewrite_collection_stream(s, d, path, self.target))
+
+    def agent_conf(self, old: bytes) -> bytes:
+        text = old.decode("utf-8")
+        self.confs.append(rewrite_agent_conf(text, self.target.new_address, label=self.conf_name))
+        return self.confs[-1].text.encode("utf-8")
+
+    def oplog(self, s: IO[bytes], d: IO[bytes]) -> None:
+        self.oplog_changes.extend(rewrite_oplog_stream(s, d, self.dump_changes()))
+
+    def txns(self, s: IO[bytes], d: IO[bytes]) -> None:
+        self.txn_changes.extend(rewrite_txns_stream(s, d, self.dump_changes()))

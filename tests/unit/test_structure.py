@@ -30,7 +30,6 @@ LONG_FUNCTIONS = frozenset({
     "jujubackup.cli.restore:restore_cmd",
     "jujubackup.host.ssh:_open_client",
     "jujubackup.operations.restore:fresh_restore",
-    "jujubackup.rewrite.readdress:readdress_archive",
 })
 """Functions over FUNCTION_LINES today (a verb's typer signature counts: one line per option)."""
 
