@@ -43,7 +43,15 @@ from jujubackup.errors import (
 from jujubackup.facts import ControllerFacts
 from jujubackup.host.base import Host
 from jujubackup.local_archives import contents_of, fully_verified
-from jujubackup.metadata import parse_metadata_json, restore_machine_id
+from jujubackup.metadata import (
+    BackupMetadata,
+    is_backup_id,
+    is_uuid,
+    make_backup_id,
+    parse_metadata_json,
+    restore_machine_id,
+    validate_backup_id,
+)
 from jujubackup.operations import status
 from jujubackup.operations.download import DownloadRequest, download
 from jujubackup.operations.repoint import RepointRequest, RepointResult, repoint_from
@@ -380,7 +388,7 @@ def read_backup(path: Path, backup_id: str) -> P.BackupFacts:
         meta,
         conf if isinstance(conf, dict) else {},
         machines,
-        backup_id=meta.id or backup_id,
+        backup_id=archive_backup_id(meta, backup_id),
         archive_size=path.stat().st_size,
         unpacked_size=0,
         has_oplog=False,
@@ -388,6 +396,24 @@ def read_backup(path: Path, backup_id: str) -> P.BackupFacts:
     if keys is None:
         return facts
     return replace(facts, ubuntu_keys=P.count_keys(keys.decode("utf-8", "replace")))
+
+
+def archive_backup_id(meta: BackupMetadata, fallback: str) -> str:
+    """Given an archive's metadata and a fallback (its file name, or the ID it was fetched by),
+    return the backup's ID: metadata's `ID`, else the storage ID Juju gives it (the archive's own
+    metadata.json never has one: state/backups/storage.go newStorageID, `Started` in UTC + "." +
+    model UUID), else the fallback when that is an ID itself. Raise VerifyError (exit 8) when no
+    valid ID comes out (the ID is journaled, names remote files and is checked on --resume)."""
+    if meta.id:
+        return validate_backup_id(meta.id)
+    if meta.started and is_uuid(meta.model_uuid):
+        return make_backup_id(meta.started, meta.model_uuid)
+    if is_backup_id(fallback):
+        return fallback
+    raise VerifyError(
+        "the archive's metadata.json has neither an ID nor a start time and model UUID to make one",
+        hint="is this a Juju controller backup (juju create-backup / jujubackup create)?",
+    )
 
 
 def leading_metadata(path: Path, look: int = 3) -> bytes | None:

@@ -40,9 +40,16 @@ def _other_ca() -> str:
 
 @pytest.fixture(scope="module")
 def facts() -> P.BackupFacts:
-    # a real Juju 2.8 archive: its agent.conf's cacert (its metadata.json has no ID: one is given)
-    facts = read_backup(VALID_28, VALID_28.name)
-    return replace(facts, backup_id=f"20200512-081533.{facts.model_uuid}")
+    # a real Juju 2.8 archive: its agent.conf's cacert; its metadata.json has no ID (Juju's storage
+    # gives one): read_backup derives it as Juju does
+    return read_backup(VALID_28, VALID_28.name)
+
+
+def test_a_real_juju_archive_without_an_id_gets_jujus_storage_id(facts: P.BackupFacts) -> None:
+    # metadata.json: "ID": "", "Started": "2020-02-25T04:12:41.038760008Z", "Environment": e2a6a1e5-...
+    assert facts.backup_id == "20200225-041241.e2a6a1e5-abea-4393-8593-5a45ae53ab97"
+    params = _params(facts)
+    assert X.Params.from_dict(json.loads(params.to_json())).backup_id == facts.backup_id
 
 
 def _params(facts: P.BackupFacts, **changes: object) -> X.Params:
