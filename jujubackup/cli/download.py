@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
         if store and directory is not None:
             raise UsageError("give --dir or --store, not both")
         if encrypt_to or store:
-            copied = run_store_copy(opts.connection, ui, backup_id, directory, store, store_config,
+            copied = run_store_copy(opts.connector, ui, backup_id, directory, store, store_config,
                                     encrypt_to or None, parse_rate(bwlimit), backup_dir)
             if ui.format is OutputFormat.tabular:
                 ui.line(copied["file"])
@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
         if directory is not None and directory.exists() and not directory.is_dir():
             raise UsageError(f"--dir {directory} is not a directory")
         request = DownloadRequest(backup_id, file, directory, parse_rate(bwlimit), backup_dir)
-        result = run_download(opts.connection, ui, request)
+        result = run_download(opts.connector, ui, request)
         if ui.format is OutputFormat.tabular:
             ui.line(str(result.path))
         else:

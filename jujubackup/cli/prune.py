@@ -75,7 +75,7 @@ def register(app: typer.Typer) -> None:
         def confirm(records: list[CatalogRecord]) -> bool:
             return ask([f"{r.id}  ({r.size} bytes, {r.metadata.notes or 'no notes'})" for r in records])
 
-        result = run_prune(opts.connection, ui, PruneRequest(policy, dry_run, backup_dir), confirm)
+        result = run_prune(opts.connector, ui, PruneRequest(policy, dry_run, backup_dir), confirm)
         show(ui, result)
 
 

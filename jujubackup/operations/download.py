@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from jujubackup.catalog import Catalog, CatalogRecord
+from jujubackup.connect import ConnectWith
 from jujubackup.errors import NotFoundError, RefusedError, UsageError, VerifyError, local_os_error
 from jujubackup.host.base import Host
 from jujubackup.local_archives import write_sidecar
 from jujubackup.operations.status import connect_catalog
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
-from jujubackup.settings import ConnectionSettings
 from jujubackup.transfer import HashingSink, Throttle, hash_prefix, open_private, remote_stat
 from jujubackup.ui import UI
 
@@ -182,16 +182,16 @@ def _check_and_place(part: Path, dest: Path, record: CatalogRecord, sha256: str)
     part.replace(dest)
 
 
-def run_download(settings: ConnectionSettings, ui: UI, request: DownloadRequest) -> DownloadResult:
-    """Connect to the first controller of `settings`, download, and close. Errors as `download`."""
-    host = connect_catalog(settings, ui, request.backup_dir, holding=[request.ref])
+def run_download(via: ConnectWith, ui: UI, request: DownloadRequest) -> DownloadResult:
+    """Connect to the first controller of the connector, download, and close. Errors as `download`."""
+    host = connect_catalog(via, ui, request.backup_dir, holding=[request.ref])
     try:
         return download(host, request, ui)
     finally:
         host.close()
 
 
-def run_store_copy(settings: ConnectionSettings, ui: UI, ref: str, directory: Path | None,
+def run_store_copy(via: ConnectWith, ui: UI, ref: str, directory: Path | None,
                    store_name: str | None, store_config: Path | None, encrypt_to: list[str] | None,
                    bwlimit: int | None, backup_dir: str) -> dict[str, Any]:
     """`download --encrypt-to R… [--dir DIR]` (a local store over DIR, default the current dir) or
@@ -210,7 +210,7 @@ def run_store_copy(settings: ConnectionSettings, ui: UI, ref: str, directory: Pa
         recipients = cli_recipients(encrypt_to or [])
         store = open_store("download", LocalStoreConfig(kind="local", path=directory or Path.cwd(),
                                                         encrypt_to=recipients))
-    record, outcomes = run_copy(settings, ui, ref, [store], backup_dir=backup_dir, bwlimit=bwlimit)
+    record, outcomes = run_copy(via, ui, ref, [store], backup_dir=backup_dir, bwlimit=bwlimit)
     outcome = outcomes[0]
     if outcome.error is not None:
         raise outcome.error

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jujubackup.catalog import Catalog, CatalogRecord, Listing, default_holder, describe_holder
+from jujubackup.connect import ConnectWith
 from jujubackup.errors import (
     EXIT_CONNECT,
     EXIT_LOCKED,
@@ -32,7 +33,6 @@ from jujubackup.operations.status import connect_catalog
 from jujubackup.operations.verify import VerifyRequest, verify_stored
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
 from jujubackup.retention import Candidate, Plan, Policy, apply_policy, id_time
-from jujubackup.settings import ConnectionSettings
 from jujubackup.ui import UI
 
 Confirm = Callable[[list[CatalogRecord]], bool]
@@ -164,9 +164,9 @@ def _verifies(host: Host, record: CatalogRecord, request: PruneRequest, ui: UI) 
     return False, "; ".join(c.message for c in report.failures[:3])
 
 
-def run_prune(settings: ConnectionSettings, ui: UI, request: PruneRequest, confirm: Confirm) -> PruneResult:
+def run_prune(via: ConnectWith, ui: UI, request: PruneRequest, confirm: Confirm) -> PruneResult:
     """Connect to the first controller that answers, prune its catalog, close. Errors as `prune`."""
-    host = connect_catalog(settings, ui, request.backup_dir)
+    host = connect_catalog(via, ui, request.backup_dir)
     try:
         ui.info(f"catalog of {host.name}:{request.backup_dir}: {request.policy.describe()}")
         return prune(host, request, ui, confirm)

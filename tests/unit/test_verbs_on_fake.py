@@ -154,3 +154,16 @@ def test_status_of_several_controllers_shows_each_then_the_first_in_detail(
         ("root@ctl0", "juju-abc-0", None), ("root@ctl1", "juju-abc-1", None),
         ("root@ctl2", None, "connection refused by ctl2"),
     ]
+
+
+def test_download_into_a_new_dir_on_a_fake_controller(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = FakeConnector({"ctl0": controller("ctl0", tmp_path / "host")})
+    backups = str(tmp_path / "host" / "backups")
+    assert run(fake, capsys, "upload", str(VALID_28), "--backup-dir", backups)[0] == 0
+    here = tmp_path / "here" / "new"
+    code, _, err = run(fake, capsys, "download", "latest", "--dir", str(here), "--backup-dir", backups)
+    assert code == 0, err
+    assert (here / f"{VALID_ID}.tar.gz").read_bytes() == VALID_28.read_bytes()
+    assert oct(here.stat().st_mode & 0o777) == "0o700"
