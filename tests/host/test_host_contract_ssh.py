@@ -11,7 +11,7 @@ import pytest
 from jujubackup.host.ssh import SSHHost
 from tests.host.local_sshd import LocalSSHD, local_sshd
 from tests.host.test_host_ssh import target_for
-from tests.host_contract import CASES, Case
+from tests.host_contract import CASES, Case, Scratch
 
 pytestmark = pytest.mark.host  # root: a loopback sshd, mounts or root-owned files (no lab)
 
@@ -26,4 +26,4 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSSHD]:
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.__name__)
 def test_ssh_host_keeps_the_host_contract(case: Case, via: str, sshd: LocalSSHD, tmp_path: Path) -> None:
     with SSHHost.connect(target_for(sshd, stream_via=via)) as host:
-        case(host, lambda script: None, tmp_path)
+        case(host, lambda script: None, Scratch.same(tmp_path))

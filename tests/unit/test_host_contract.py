@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from tests.fakehost import LOCAL, FakeHost, Reply, UnexpectedScript
-from tests.host_contract import CASES, Case
+from tests.host_contract import CASES, Case, Scratch
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.__name__)
 def test_fake_host_keeps_the_host_contract(case: Case, tmp_path: Path) -> None:
     host = FakeHost("fake", tmp_path)
-    case(host, lambda script: host.expect(script, LOCAL) and None, tmp_path)
+    case(host, lambda script: host.expect(script, LOCAL) and None, Scratch.same(tmp_path))
 
 
 def test_a_script_the_fake_was_not_told_about_fails_the_test(tmp_path: Path) -> None:
