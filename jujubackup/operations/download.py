@@ -25,7 +25,7 @@ from jujubackup.connect import ConnectWith
 from jujubackup.errors import NotFoundError, RefusedError, UsageError, VerifyError, local_os_error
 from jujubackup.host.base import Host
 from jujubackup.local_archives import write_sidecar
-from jujubackup.operations.status import connect_catalog
+from jujubackup.operations.catalogs import connect_catalog
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
 from jujubackup.transfer import HashingSink, Throttle, hash_prefix, open_private, remote_stat
 from jujubackup.ui import UI

@@ -29,7 +29,7 @@ from jujubackup.errors import (
 )
 from jujubackup.host.base import Host
 from jujubackup.metadata import format_time
-from jujubackup.operations.status import connect_catalog
+from jujubackup.operations.catalogs import connect_catalog
 from jujubackup.operations.verify import VerifyRequest, verify_stored
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
 from jujubackup.retention import Candidate, Plan, Policy, apply_policy, id_time
