@@ -1,6 +1,7 @@
 """Every lab profile (one per juju-db generation Juju ships, tests/lab/standins/versions.py) through the
-CLI: create in all three modes, download, power the controller off and restore the download onto a
-fresh machine; services running after each step, the statepassword in no process's argv on either
+CLI: create in all three modes, download, drill the download on a throwaway machine (isolated, every
+check passes, the controller's database unchanged), power the controller off and restore the download
+onto a fresh machine; services running after each step, the statepassword in no process's argv on either
 host and in no output, and python-libjuju (2.9.49.1; 3.6.1.3 on juju-3.6) listing the backup's models
 and machines with the backup's CA, and by controller name after --update-client-config. One lab of
 two hosts per profile (about 20 s each on a 2-CPU machine): the deeper suites (test_create,
@@ -63,7 +64,7 @@ def argv_sampler(host: LabHost) -> Iterator[Path]:
 
 @pytest.mark.parametrize("profile", list(provision.PROFILES))
 def test_create_download_and_disaster_recovery(lab_factory: LabFactory, tmp_path: Path, profile: str) -> None:
-    lab = lab_factory(controllers=1, spares=1, profile=profile)
+    lab = lab_factory(controllers=1, spares=2, profile=profile)
     ctl, spare = lab.host("ctl0"), lab.host("spare0")
     gen = provision.PROFILES[profile].generation
     password = state_password(ctl)
@@ -94,6 +95,11 @@ def test_create_download_and_disaster_recovery(lab_factory: LabFactory, tmp_path
     assert "juju-backup/dump/oplog.bson" in names  # online: mongodump --oplog
 
     before = juju_db(ctl)
+    junit = tmp_path / "drill.xml"
+    drilled = ok(jb(lab, "drill", "--archive", str(archive), "--target", "spare1", "--junit", str(junit)))
+    outputs.append(drilled.stdout + drilled.stderr)
+    assert 'failures="0"' in junit.read_text() and 'errors="0"' in junit.read_text()
+    assert juju_db(ctl) == before  # the drill never touched the controller
     conf = jujud.parse_agent_conf((ctl.root / "var/lib/juju/agents/machine-0/agent.conf").read_text())
     ca = str(conf["cacert"])
     ctl.power_off()
