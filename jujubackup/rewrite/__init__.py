@@ -37,13 +37,19 @@ dump, db `juju` (one file per collection, streamed document by document; only th
 
 dump/oplog.bson (replayed by `mongorestore --oplogReplay` AFTER the collections are loaded, so an
 op touching a rewritten field would undo the rewrite). Decision: ops are REWRITTEN, not dropped
-wholesale. For every op on a document we rewrote: inserts and full replacements get the same
-field values; for `$set`/`$unset`/... updates a key on a rewritten field (or inside it) is removed
-(our value stays), a key holding a parent of a rewritten field gets the value set inside it; an
-update left with no modifier is dropped. A `$v: 2` diff-format update (mongo 5+, not used by any
-juju-db) touching a rewritten document is dropped. Ops on other documents pass byte for byte.
-Documents that exist only in the oplog (inserted during the dump) are not rewritten. `applyOps`
-command entries (mongo multi-document transactions, which Juju does not use) pass unchanged.
+wholesale, by the same rules as the dump files. An insert or full replacement of a document of one of
+the collections above goes through that collection's rule (so documents that exist only in the oplog,
+written during an online dump, are re-addressed too; one the rule removes is dropped, and so are
+later updates of it). For a `$set`/`$unset`/... update (`$v: 1`, as juju-db 4.4 writes) of a document
+the rules changed, a key on a rewritten field (or inside it) is removed (our value stays), a key
+holding a parent of one gets the value set inside it; a `$v: 2` diff (MongoDB 5.0+) likewise by its
+`u`/`i`/`d` fields and `s<field>` subdiffs; an update left with nothing is dropped. `applyOps`
+entries - MongoDB multi-document transactions on `admin.$cmd` (Juju 3.x writes every change as one:
+juju/mgo sstxn), with `partialTxn`/`count`, `prepare` + `commitTransaction` forms, and plain or nested
+applyOps commands - are rewritten op by op; the entry itself always stays (an emptied `applyOps`
+array is applied as nothing by mongorestore), so a transaction's chain and commit stay whole. Ops on
+other documents pass byte for byte. Not covered: an update that makes a document the rules would
+change (e.g. a `$set` of `jobs` that makes another machine a controller during the dump).
 
 dump/juju/txns.bson (mgo/txn transactions; Juju's txn resumer completes PENDING ones on start, and
 such a transaction could re-apply an old address): in pending transactions (preparing, prepared,
@@ -61,7 +67,7 @@ Public API:
     DUMP_COLLECTIONS                                   dump paths this module rewrites
     rewrite_collection_stream(src, dst, path, target) -> list[Change]
     rewrite_collection(data, path, target) -> (bytes, list[Change])
-    rewrite_oplog_stream(src, dst, changes) -> list[Change]
+    rewrite_oplog_stream(src, dst, changes, target) -> list[Change]
     rewrite_txns_stream(src, dst, changes) -> list[Change]
     readdress_dump(files, target) -> DumpRewrite(files, changes)   all collection files at once
     readdress_archive(src, dst, target, *, tmp_dir, compresslevel, overlay) -> ArchiveReaddress

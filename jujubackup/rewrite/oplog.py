@@ -1,4 +1,5 @@
-"""oplog.bson and txns rewritten so a replay does not undo the re-addressing."""
+"""oplog.bson (applyOps and transaction entries too) and txns rewritten so a replay does not undo the
+re-addressing."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from typing import IO, Any
 import bson
 
 from jujubackup import archive
-from jujubackup.rewrite.documents import REMOVED
-from jujubackup.rewrite.layout import OPLOG, Change, Doc, _plain
+from jujubackup.rewrite.documents import REMOVED, RULES
+from jujubackup.rewrite.layout import OPLOG, Change, Doc, ReaddressTarget, _plain
 from jujubackup.rewrite.streams import _documents
 
 
@@ -29,55 +30,141 @@ def _targets(changes: Iterable[Change]) -> dict[tuple[str, bytes], dict[str, Any
     return out
 
 
-def rewrite_oplog_stream(src: IO[bytes], dst: IO[bytes], changes: Iterable[Change]) -> list[Change]:
-    """Given dump/oplog.bson and the changes made to the collection files, copy the oplog so that
-    replaying it cannot undo them (see the module docstring); return what was changed in the oplog
-    (collection "oplog", doc_id "<ns> <_id>", field "op #<n> <what>", n counting from 0)."""
-    targets = _targets(changes)
-    namespaces = {ns for ns, _ in targets}
+NAMESPACE_RULES: dict[str, str] = {"juju." + p.split("/", 1)[1].removesuffix(".bson"): p for p in RULES}
+"""Oplog namespace (`juju.machines`) -> the dump path whose rule (documents.RULES) governs it."""
+
+
+def rewrite_oplog_stream(
+    src: IO[bytes], dst: IO[bytes], changes: Iterable[Change], target: ReaddressTarget | None = None
+) -> list[Change]:
+    """Given dump/oplog.bson, the changes made to the collection files and (normally) the target they
+    were made for, copy the oplog so that replaying it cannot undo them (see the package docstring);
+    return what was changed in the oplog (collection "oplog", doc_id "<ns> <_id>", field "op #<n>
+    <what>", n counting top-level entries from 0, "op #<n> applyOps[<i>]" for a nested op).
+
+    `applyOps` entries (MongoDB transactions: single, partialTxn chains and prepared ones; and plain
+    applyOps commands) are rewritten op by op, nested ones too; the entry itself is always kept (an
+    empty `applyOps` array when every op in it went) so a transaction's chain and commit stay whole.
+    With `target`, inserts and replacements are re-addressed by the collection's own rule (the same
+    function the dump files went through), so documents that exist only in the oplog are covered too.
+    Raise VerifyError for malformed BSON."""
+    state = _OplogRewrite(_targets(changes), target)
     out: list[Change] = []
     for n, raw in enumerate(_documents(src, OPLOG)):
-        op = bson.decode(raw, archive.BSON_CODEC) if namespaces else None
-        if op is None or op.get("ns") not in namespaces:
-            dst.write(raw)
-            continue
+        op = bson.decode(raw, archive.BSON_CODEC)
         before = len(out)
-        keep = _rewrite_op(op, targets, n, out)
-        if keep:
+        if state.entry(op, f"op #{n}", out):
             dst.write(bson.encode(op) if len(out) > before else raw)
     return out
 
 
-def _rewrite_op(
-    op: Doc, targets: Mapping[tuple[str, bytes], dict[str, Any]], n: int, out: list[Change]
-) -> bool:
-    """Edit one oplog entry in place so it cannot undo a rewrite; record changes in `out`.
-    Return False if the entry must be dropped."""
-    kind = op.get("op")
-    body = op.get("o")
-    if kind not in ("i", "u") or not isinstance(body, dict):
+class _OplogRewrite:
+    """Rewrites oplog entries in place; `targets` grows as inserts in the oplog are re-addressed
+    (their later updates must not undo that either)."""
+
+    def __init__(self, targets: dict[tuple[str, bytes], dict[str, Any]], target: ReaddressTarget | None):
+        self.targets = targets
+        self.target = target
+
+    def entry(self, op: Doc, label: str, out: list[Change]) -> bool:
+        """Edit one oplog entry (or one op nested in an applyOps) in place; record changes in `out`.
+        Return False if it must be dropped."""
+        kind, body = op.get("op"), op.get("o")
+        if not isinstance(body, dict):
+            return True
+        if kind == "c" and isinstance(body.get("applyOps"), list):
+            ops = body["applyOps"]
+            kept = [o for i, o in enumerate(ops)
+                    if not isinstance(o, dict) or self.entry(o, f"{label} applyOps[{i}]", out)]
+            if len(kept) != len(ops):
+                body["applyOps"] = kept
+            return True
+        ns = op.get("ns")
+        if kind not in ("i", "u") or not isinstance(ns, str):
+            return True
+        doc_id = (op.get("o2") or {}).get("_id") if kind == "u" else body.get("_id")
+        where = f"{ns} {doc_id}"
+        if kind == "i" or not any(k.startswith("$") for k in body):
+            return self._whole(op, ns, doc_id, where, label, out)
+        paths = self.targets.get((ns, _id_key(doc_id)))
+        if not paths:
+            return True
+        if REMOVED in paths:
+            out.append(Change("oplog", where, f"{label} on a removed document", "kept", "dropped"))
+            return False
+        if isinstance(body.get("diff"), dict):
+            _rewrite_diff(body["diff"], paths, "", where, f"{label} diff", out)
+            left = bool(body["diff"])
+        else:
+            left = _rewrite_modifiers(body, paths, where, label, out)
+        if not left:
+            out.append(Change("oplog", where, f"{label} update", "nothing left to apply", "dropped"))
+        return left
+
+    def _whole(self, op: Doc, ns: str, doc_id: Any, where: str, label: str, out: list[Change]) -> bool:
+        """An insert or a replacement: the collection's rule re-addresses the document it carries (else,
+        without a target, the changed paths of the dump's document are set). Return False to drop."""
+        body, key = op["o"], (ns, _id_key(doc_id))
+        what = "insert" if op["op"] == "i" else "replacement"
+        rule = RULES.get(NAMESPACE_RULES.get(ns, ""))
+        if self.target is None or rule is None:
+            paths = self.targets.get(key)
+            if not paths:
+                return True
+            if REMOVED in paths:
+                out.append(Change("oplog", where, f"{label} on a removed document", "kept", "dropped"))
+                return False
+            for path, value in paths.items():
+                _set_path(body, path, value)
+            out.append(Change("oplog", where, f"{label} {what}", "old values", "rewritten values"))
+            return True
+        had_id = "_id" in body
+        if not had_id:
+            body["_id"] = doc_id  # a replacement may omit it; the rules read it
+        found: list[Change] = []
+        rule(body, self.target, found)
+        if not body:  # the rule removes this document (another controller's node)
+            self.targets[key] = {REMOVED: None}
+            out.append(Change("oplog", where, f"{label} {what} of a removed document", "kept", "dropped"))
+            return False
+        if not had_id:
+            del body["_id"]
+        for c in found:
+            self.targets.setdefault(key, {})[c.field] = c.new
+            out.append(Change("oplog", where, f"{label} {what} {c.field}", c.old, c.new, c.label))
         return True
-    doc_id = (op.get("o2") or {}).get("_id") if kind == "u" else body.get("_id")
-    paths = targets.get((op["ns"], _id_key(doc_id)))
-    if not paths:
-        return True
-    where = f"{op['ns']} {doc_id}"
-    if REMOVED in paths:
-        out.append(Change("oplog", where, f"op #{n} on a removed document", "kept", "dropped"))
-        return False
-    if kind == "i" or not any(k.startswith("$") for k in body):
-        for path, value in paths.items():
-            _set_path(body, path, value)
-        what = "insert" if kind == "i" else "replacement"
-        out.append(Change("oplog", where, f"op #{n} {what}", "old values", "rewritten values"))
-        return True
-    if body.get("$v") == 2 or "diff" in body:
-        out.append(Change("oplog", where, f"op #{n} diff-format update", "kept", "dropped"))
-        return False
-    if _rewrite_modifiers(body, paths, where, f"op #{n}", out):
-        return True
-    out.append(Change("oplog", where, f"op #{n} update", "nothing left to apply", "dropped"))
-    return False
+
+
+def _rewrite_diff(diff: Doc, paths: Mapping[str, Any], prefix: str, where: str, label: str,
+                  out: list[Change]) -> None:
+    """Edit a `$v: 2` update diff in place (MongoDB 5.0+ writes these; `u` updated, `i` inserted,
+    `d` deleted fields, `s<field>` a subdocument's own diff): fields on or inside a rewritten path go,
+    a field holding a parent of one gets the rewritten value set inside it; an emptied part goes."""
+    for section in ("u", "i", "d"):
+        spec = diff.get(section)
+        if not isinstance(spec, dict):
+            continue
+        for key in list(spec):
+            full = prefix + key
+            if any(full == p or full.startswith(p + ".") for p in paths):
+                old = _plain(spec.pop(key))
+                out.append(Change("oplog", where, f"{label} {section} {full}", old, "dropped"))
+                continue
+            for path, value in paths.items():
+                if section != "d" and path.startswith(full + ".") and isinstance(spec[key], dict):
+                    _set_path(spec[key], path[len(full) + 1:], value)
+                    out.append(Change("oplog", where, f"{label} {section} {path}", "replayed", _plain(value)))
+        if not spec:
+            del diff[section]
+    for key in [k for k in diff if k.startswith("s") and isinstance(diff[k], dict)]:
+        full = prefix + key[1:]
+        if any(full == p or full.startswith(p + ".") for p in paths):
+            out.append(Change("oplog", where, f"{label} {key}", "subdocument diff", "dropped"))
+            del diff[key]
+        elif any(p.startswith(full + ".") for p in paths) and not diff[key].get("a"):
+            _rewrite_diff(diff[key], paths, full + ".", where, label, out)
+            if not diff[key]:
+                del diff[key]
 
 
 def _rewrite_modifiers(

@@ -97,7 +97,7 @@ class _Readdressing:
         return self.confs[-1].text.encode("utf-8")
 
     def oplog(self, s: IO[bytes], d: IO[bytes]) -> None:
-        self.oplog_changes.extend(rewrite_oplog_stream(s, d, self.dump_changes()))
+        self.oplog_changes.extend(rewrite_oplog_stream(s, d, self.dump_changes(), self.target))
 
     def txns(self, s: IO[bytes], d: IO[bytes]) -> None:
         self.txn_changes.extend(rewrite_txns_stream(s, d, self.dump_changes()))

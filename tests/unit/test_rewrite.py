@@ -400,7 +400,7 @@ def dump_changes() -> tuple[rewrite.Change, ...]:
 def run_oplog(ops: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[rewrite.Change], bytes]:
     src = bson_file(*ops)
     out = io.BytesIO()
-    changes = rewrite.rewrite_oplog_stream(io.BytesIO(src), out, dump_changes())
+    changes = rewrite.rewrite_oplog_stream(io.BytesIO(src), out, dump_changes(), TARGET)
     return bson.decode_all(out.getvalue()), changes, out.getvalue()
 
 
@@ -452,9 +452,112 @@ def test_oplog_insert_and_replacement_get_the_rewritten_values() -> None:
     assert len(changes) == 3
 
 
-def test_oplog_diff_format_update_on_rewritten_doc_is_dropped() -> None:
-    got, changes, _ = run_oplog([op("u", "juju.machines", {"$v": 2, "diff": {"u": {"jobs": [1, 2]}}}, M1)])
-    assert got == [] and changes[0].field == "op #0 diff-format update"
+def test_oplog_diff_format_update_loses_the_rewritten_fields_only() -> None:
+    addresses = [{"value": OLD, "addresstype": "ipv4"}]
+    ops = [
+        op("u", "juju.machines", {"$v": 2, "diff": {"u": {"jobs": [1, 2]}}}, M1, 1),
+        op("u", "juju.machines",
+           {"$v": 2, "diff": {"u": {"addresses": addresses, "txn-revno": Int64(9)},
+                              "d": {"preferredpublicaddress": False},
+                              "smachineaddresses": {"a": True, "u0": {"value": OLD}}}}, M0, 2),
+        op("u", "juju.settings",
+           {"$v": 2,
+            "diff": {"ssettings": {"u": {"provisioner-harvest-mode": "all", "logging-config": "x"}}}},
+           {"_id": f"{MODEL_UUID}:e"}, 3),
+    ]
+    got, changes, _ = run_oplog(ops)
+    assert [g["ts"] for g in got] == [ops[1]["ts"], ops[2]["ts"]]  # the first had nothing left
+    assert got[0]["o"] == {"$v": 2, "diff": {"u": {"txn-revno": Int64(9)}}}
+    assert got[1]["o"] == {"$v": 2, "diff": {"ssettings": {"u": {"logging-config": "x"}}}}
+    assert [c.field for c in changes] == [
+        "op #0 diff u jobs", "op #0 update",
+        "op #1 diff u addresses", "op #1 diff d preferredpublicaddress", "op #1 diff smachineaddresses",
+        "op #2 diff u settings.provisioner-harvest-mode",
+    ]
+
+
+UI = bson.Binary(b"\x01" * 16, 4)
+LSID = {"id": bson.Binary(b"\x02" * 16, 4), "uid": b"\x03" * 32}  # uid: BinData 0, bytes in Python
+
+
+def txn_entry(ops: list[dict[str, Any]], n: int, **o: Any) -> dict[str, Any]:
+    """An r4.4 transaction oplog entry: `applyOps` on admin.$cmd with lsid, txnNumber, prevOpTime
+    (op_observer_impl.cpp logOplogEntriesForTransaction); inner ops carry `ui`, no ts."""
+    entry = op("c", "admin.$cmd", {"applyOps": ops, **o}, n=n)
+    entry.update(lsid=LSID, txnNumber=Int64(7), prevOpTime={"ts": Timestamp(0, 0), "t": Int64(-1)})
+    return entry
+
+
+def inner(kind: str, ns: str, o: dict[str, Any], o2: dict[str, Any] | None = None) -> dict[str, Any]:
+    doc: dict[str, Any] = {"op": kind, "ns": ns, "ui": UI, "o": o}
+    if o2 is not None:
+        doc["o2"] = o2
+    return doc
+
+
+def test_a_juju_sstxn_transaction_entry_is_rewritten_op_by_op() -> None:
+    # juju/mgo v3.0.9 sstxn/sstxn.go applyUpdate: the update plus `$set: {txn-revno: N}`, and the
+    # txns.log insert, in one MongoDB transaction: one applyOps entry at commit.
+    log = inner("i", "juju.txns.log", {"_id": bson.ObjectId(), "machines": {M0["_id"]: Int64(9)}})
+    entry = txn_entry([
+        inner("u", "juju.machines",
+              {"$v": 1, "$set": {"addresses": [{"value": "10.201.0.250"}], "txn-revno": Int64(9)}}, M0),
+        log,
+    ], 1)
+    got, changes, _ = run_oplog([entry])
+    assert {k: v for k, v in got[0].items() if k != "o"} == {k: v for k, v in entry.items() if k != "o"}
+    assert got[0]["o"]["applyOps"] == [
+        inner("u", "juju.machines", {"$v": 1, "$set": {"txn-revno": Int64(9)}}, M0), log
+    ]
+    assert [(c.doc_id, c.field) for c in changes] == [
+        (f"juju.machines {M0['_id']}", "op #0 applyOps[0] $set addresses")
+    ]
+
+
+def test_partial_prepared_and_nested_applyops_entries_keep_their_shape() -> None:
+    node = {"_id": "2", "has-vote": True, "wants-vote": True}
+    ops = [
+        txn_entry([inner("i", "juju.controllerNodes", node)], 1, partialTxn=True),
+        txn_entry([inner("u", "juju.controllerNodes", {"$v": 1, "$set": {"has-vote": False}}, {"_id": "2"}),
+                   inner("u", "juju.settings",
+                         {"$v": 1, "$set": {"settings.provisioner-harvest-mode": "all"}},
+                         {"_id": f"{MODEL_UUID}:e"})], 2, count=Int64(3)),
+        txn_entry([inner("i", "juju.machines", {"_id": f"{MODEL_UUID}:5", "jobs": [2, 1]})], 3, prepare=True),
+        txn_entry([], 4),
+        op("c", "admin.$cmd", {"commitTransaction": 1, "commitTimestamp": Timestamp(1_700_000_000, 3)}, n=5),
+        op("c", "admin.$cmd", {"applyOps": [
+            inner("c", "admin.$cmd", {"applyOps": [
+                inner("i", "juju.instanceData",
+                      {"_id": f"{MODEL_UUID}:0", "machineid": "0", "instanceid": "i-9"})
+            ]})
+        ]}, n=6),
+    ]
+    got, changes, raw = run_oplog(ops)
+    assert len(got) == len(ops)  # no entry goes: a transaction's chain and its commit stay whole
+    assert got[0]["o"] == {"applyOps": [], "partialTxn": True}  # the other controller's node: dropped
+    assert got[1]["o"] == {"applyOps": [], "count": Int64(3)}  # ... and its later update, and harvest
+    assert got[2]["o"]["applyOps"][0]["o"]["jobs"] == [1]  # a controller added in the oplog: demoted
+    assert got[2]["o"]["prepare"] is True
+    assert got[3:5] == ops[3:5]
+    nested = got[5]["o"]["applyOps"][0]["o"]["applyOps"][0]["o"]
+    assert nested["instanceid"] == "spare0"  # the restored machine's instanceData, inserted in the oplog
+    assert raw.count(bson.encode(ops[4])) == 1  # the commit passes byte for byte
+    assert [c.field for c in changes] == [
+        "op #0 applyOps[0] insert of a removed document",
+        "op #1 applyOps[0] on a removed document",
+        "op #1 applyOps[1] $set settings.provisioner-harvest-mode",
+        "op #1 applyOps[1] update",
+        "op #2 applyOps[0] insert jobs",
+        "op #5 applyOps[0] applyOps[0] insert instanceid",
+    ]
+
+
+def test_without_a_target_inserts_get_the_dump_documents_changed_paths() -> None:
+    src = bson_file(op("i", "juju.machines", {"_id": M0["_id"], "addresses": []}))
+    out = io.BytesIO()
+    changes = rewrite.rewrite_oplog_stream(io.BytesIO(src), out, dump_changes())
+    assert [a["value"] for a in bson.decode_all(out.getvalue())[0]["o"]["addresses"]] == [NEW]
+    assert [c.field for c in changes] == ["op #0 insert"]
 
 
 def test_oplog_without_rewrites_is_copied_unchanged() -> None:
