@@ -60,6 +60,7 @@ def environment() -> jinja2.Environment:
     env.globals["pseudo_fs_dirs"] = list(profiles.PSEUDO_FS_DIRS)
     # the TLS table of the mongo tools (lib-mongo-tls.bash.j2), one source of truth: profiles.py
     env.globals.update(profiles.tls_template_values())
+    env.globals["snap_common"] = profiles.SNAP_COMMON
     return env
 
 

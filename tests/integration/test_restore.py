@@ -189,7 +189,9 @@ def mongo(host: LabHost, statements: list[str]) -> str:
     conf = (host.root / f"var/lib/juju/agents/machine-{host.machine_id}/agent.conf").read_text()
     password = re.search(r"^statepassword: (\S+)$", conf, re.M)
     assert password
-    js = host.root / "root/test-statements.js"
+    # a file the shell may read: SNAP_COMMON for the confined snap (standins/confinement.py)
+    where = "var/snap/juju-db/common" if provision.PROFILES[host.profile].snap else "root"
+    js = host.root / where / "test-statements.js"
     js.write_text(
         f'db.getSiblingDB("admin").auth("machine-{host.machine_id}", "{password.group(1)}");\n'
         + "\n".join(statements)
@@ -199,7 +201,7 @@ def mongo(host: LabHost, statements: list[str]) -> str:
     try:
         out = host.ssh(
             f"{profile.mongo_shell} --quiet --host 127.0.0.1 --port 37017 "
-            f"{' '.join(mongo_tls(host.profile, host.root).shell)} /root/test-statements.js"
+            f"{' '.join(mongo_tls(host.profile, host.root).shell)} /{where}/test-statements.js"
         )
     finally:
         js.unlink()

@@ -42,6 +42,12 @@ def _spec(host: LabHost) -> provision.Profile:
     return provision.PROFILES[host.profile]
 
 
+def scratch(spec: provision.Profile) -> str:
+    """Return where a test puts files for the profile's mongo tools: SNAP_COMMON for the confined snap
+    (standins/confinement.py), else /tmp."""
+    return provision.SNAP_COMMON if spec.snap else "/tmp"
+
+
 def _agent_conf(host: LabHost) -> str:
     return (host.root / f"var/lib/juju/agents/machine-{host.machine_id}/agent.conf").read_text()
 
@@ -55,7 +61,7 @@ def mongo_commands(host: LabHost, commands: list[tuple[str, dict[str, Any]]]) ->
         for db, cmd in commands
     )
     script = (
-        "set -eu; umask 077; f=$(mktemp --suffix=.js); trap 'rm -f \"$f\"' EXIT\n"
+        f"set -eu; umask 077; f=$(mktemp -p {scratch(spec)} --suffix=.js); trap 'rm -f \"$f\"' EXIT\n"
         f"pw=$(sed -n 's/^statepassword: //p' /var/lib/juju/agents/machine-{mid}/agent.conf)\n"
         f'printf \'db.getSiblingDB("admin").auth("machine-{mid}", "%s")\\n\' "$pw" > "$f"\n'
         f"cat >> \"$f\" <<'EOF'\n{body}\nEOF\n"
@@ -115,22 +121,23 @@ def test_fresh_controller_runs_juju_db_and_jujud(lab_factory: Any, profile: str)
     dump = (
         f"sed -n 's/^statepassword: //p' /var/lib/juju/agents/machine-0/agent.conf | "
         f"{spec.tools['mongodump']} --host 127.0.0.1 --port 37017 --username machine-0 "
-        f"--authenticationDatabase admin {tools_tls(spec)} --oplog --out /tmp/dump"
+        f"--authenticationDatabase admin {tools_tls(spec)} --oplog --out {scratch(spec)}/dump"
     )
     r = ctl.ssh(dump)
     assert r.returncode == 0, r.stderr
-    assert ctl.ssh("test -s /tmp/dump/juju/machines.bson && test -e /tmp/dump/oplog.bson").returncode == 0
+    out = f"{scratch(spec)}/dump"
+    assert ctl.ssh(f"test -s {out}/juju/machines.bson && test -e {out}/oplog.bson").returncode == 0
     # each version's flag set bites: --tlsInsecure does not exist before mongo-tools 100.x (r4.0.9 here),
     # and juju-db 4.4.30 refuses a client without a certificate chaining to ca.crt
     gen = spec.generation
-    insecure = dump.replace(tools_tls(spec), "--ssl --tlsInsecure").replace("/tmp/dump", "/tmp/dump1")
+    insecure = dump.replace(tools_tls(spec), "--ssl --tlsInsecure").replace(out, f"{out}1")
     r = ctl.ssh(insecure)
     if not gen.tools_tls_insecure:
         assert r.returncode == 3
         assert 'error parsing command line options: unknown option "tlsInsecure"' in r.stderr
     elif gen.client_cert_required:
         assert r.returncode == 1 and "no reachable servers" in r.stderr, r.stderr
-        assert ctl.ssh("test ! -e /tmp/dump1/juju").returncode == 0
+        assert ctl.ssh(f"test ! -e {out}1/juju").returncode == 0
     else:
         assert r.returncode == 0, r.stderr
     # agent.conf and tools dir of the Juju generation: 3.x has no mongoversion and <version>-ubuntu-<arch>
@@ -140,7 +147,7 @@ def test_fresh_controller_runs_juju_db_and_jujud(lab_factory: Any, profile: str)
     assert tools.endswith(f"/{spec.juju_version}-{'ubuntu' if spec.base else spec.series}-amd64")
     assert ctl.ssh(f"systemctl stop {spec.db_service}").returncode == 0
     assert ctl.ssh(f"test ! -s {spec.dbpath}/mongod.lock").returncode == 0
-    r = ctl.ssh(dump.replace("/tmp/dump", "/tmp/dump2"))
+    r = ctl.ssh(dump.replace(out, f"{out}2"))
     assert r.returncode == 1 and "no reachable servers" in r.stderr
     # the spare: the profile's mongo tools as a package would install them, no Juju state, no services
     assert spare.ssh(f"test -x {spec.tools['mongodump']} && test -x {spec.tools['mongod']}").returncode == 0
@@ -266,3 +273,52 @@ def test_libjuju_lists_a_fresh_controllers_models_and_machines(lab_factory: Any)
             api.call(sock, 3, "ModelManager", 5, "DestroyModels", {})
     finally:
         sock.close()
+
+
+@pytest.mark.parametrize("profile", ["juju-2.9"])
+def test_snap_confinement_rules_bite(lab_factory: Any, profile: str) -> None:
+    """The juju-db snap's commands are confined as snapd confines them (standins/confinement.py): a
+    private /tmp, only the snap's dirs, and an inherited stdout to a file outside them replaced."""
+    lab = lab_factory(controllers=1, profile=profile)
+    ctl = lab.host("ctl0")
+    spec = provision.PROFILES[profile]
+    common = provision.SNAP_COMMON
+    auth = (
+        "pw=$(sed -n 's/^statepassword: //p' /var/lib/juju/agents/machine-0/agent.conf); umask 077; "
+        "printf 'db.getSiblingDB(\"admin\").auth(\"machine-0\", \"%s\");\\n"
+        "print(JSON.stringify(db.adminCommand({\"ping\": 1})));\\n' \"$pw\" >"
+    )
+    shell = f"{spec.tools['mongo']} --quiet --host 127.0.0.1 --port 37017 {shell_tls(spec)}"
+    # 1. private /tmp: a JS file the host wrote to /tmp is not there for the snap's shell ...
+    r = ctl.ssh(f"{auth} /tmp/t.js; {shell} /tmp/t.js")
+    assert r.returncode == 253 and "file [/tmp/t.js] doesn't exist" in r.stdout, r.stdout + r.stderr
+    # ... the same file under SNAP_COMMON is read
+    r = ctl.ssh(f"{auth} {common}/t.js; {shell} {common}/t.js; rm -f {common}/t.js /tmp/t.js")
+    assert r.returncode == 0 and '"ok":1' in r.stdout.replace(" ", ""), r.stdout + r.stderr
+    # ... and what the snap writes to /tmp lands in snapd's private dir, not in the host's /tmp
+    dump = (
+        "sed -n 's/^statepassword: //p' /var/lib/juju/agents/machine-0/agent.conf | "
+        f"{spec.tools['mongodump']} --host 127.0.0.1 --port 37017 --username machine-0 "
+        f"--authenticationDatabase admin {tools_tls(spec)} --out"
+    )
+    assert ctl.ssh(f"{dump} /tmp/d").returncode == 0
+    assert ctl.ssh("test ! -e /tmp/d && test -s /tmp/snap-private-tmp/snap.juju-db/tmp/d/juju/machines.bson"
+                   ).returncode == 0
+    # 2. path rules: a dump dir outside the snap's dirs is refused as the Go tools refuse it ...
+    r = ctl.ssh(f"{dump} /var/lib/jb-dump")
+    assert r.returncode == 1 and "permission denied" in r.stderr, r.stderr
+    assert ctl.ssh("test ! -e /var/lib/jb-dump/juju").returncode == 0
+    # ... and so is a dump to restore from there
+    private = "/tmp/snap-private-tmp/snap.juju-db/tmp"
+    assert ctl.ssh(f"mkdir -p /var/lib/jb-restore; cp -a {private}/d/. /var/lib/jb-restore/").returncode == 0
+    restore = dump.replace(spec.tools["mongodump"], spec.tools["mongorestore"]).replace(" --out", "")
+    r = ctl.ssh(f"{restore} --drop /var/lib/jb-restore")
+    assert r.returncode == 1 and "permission denied" in r.stderr, r.stderr
+    # 3. an inherited stdout to a file the snap may not write is replaced: the output is lost ...
+    version = f"{spec.tools['mongodump']} --version"
+    assert ctl.ssh(f"{version} >/var/lib/v.txt; wc -c </var/lib/v.txt").stdout.strip() == "0"
+    # ... into SNAP_COMMON or through a pipe it arrives
+    assert "mongodump version" in ctl.ssh(f"{version} >{common}/v.txt; cat {common}/v.txt").stdout
+    assert "mongodump version" in ctl.ssh(f"{version} | cat").stdout
+    # juju-db itself (the snap's daemon) runs confined and serves
+    assert ctl.ssh(f"systemctl is-active {spec.db_service}").stdout.strip() == "active"

@@ -132,6 +132,9 @@ def start(merged: Path, machine: str, hostname: str, netns: str, cgdirs: list[Pa
         # root of a real VM may change its own firewall (the drill closes egress with nft, issue 16);
         # each host has a network namespace of its own (net.py), so this reaches no other host.
         "--capability=CAP_NET_ADMIN",
+        # the juju-db snap's commands confine themselves with Landlock (standins/confinement.py: the
+        # AppArmor path rules of a strict snap); nspawn's default seccomp filter refuses its syscalls
+        "--system-call-filter=landlock_create_ruleset landlock_add_rule landlock_restrict_self",
     ]
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "JB_CGPROCS": procs}
     with open(log, "ab") as out:

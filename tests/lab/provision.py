@@ -468,13 +468,18 @@ TOOL_CALL = {
 }
 
 
-def wrapper_script(tool: str, series: str, lib_dir: str = LIB_DIR, python: str = HOST_PYTHON) -> str:
-    """Return the thin executable for a stand-in tool ('mongod', 'mongodump', ...) of a mongo series."""
+def wrapper_script(
+    tool: str, series: str, lib_dir: str = LIB_DIR, python: str = HOST_PYTHON, confined: bool = False
+) -> str:
+    """Return the thin executable for a stand-in tool ('mongod', 'mongodump', ...) of a mongo series;
+    `confined`: a command of the juju-db snap, which enters the snap's confinement first
+    (standins/confinement.py)."""
     module = "mongod" if tool == "mongod" else "tools"
     call = TOOL_CALL[tool].format(series=series)
+    confine = "from standins import confinement\nconfinement.enter()\n" if confined else ""
     return (
         f'#!{python}\n"""Lab stand-in for {tool_doc(series, tool)}. Test code, never shipped."""\n'
-        f"import sys\nsys.path.insert(0, {lib_dir!r})\nfrom standins import {module}\n"
+        f"import sys\nsys.path.insert(0, {lib_dir!r})\n{confine}from standins import {module}\n"
         f"sys.exit({call})\n"
     )
 
@@ -505,7 +510,7 @@ def install_mongo_tools(root: Path, profile: str, lib_ref: str = LIB_DIR, python
     spec = PROFILES[profile]
     install_library(root)
     for tool in ("mongod", "mongodump", "mongorestore", "mongo"):
-        script = wrapper_script(tool, spec.mongo_series, lib_ref, python)
+        script = wrapper_script(tool, spec.mongo_series, lib_ref, python, confined=spec.snap)
         if spec.snap:
             _write(root, f"{SNAP_BIN}/{tool}", script, 0o755)
         _write(root, spec.tools[tool], script, 0o755)

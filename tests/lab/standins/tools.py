@@ -396,6 +396,13 @@ def run_tool(name: str, key: str, argv: list[str], body: Any) -> int:
         return exc.code
     except KeyboardInterrupt:
         return 4
+    except OSError as exc:
+        # a path the tool may not use (snap confinement, standins/confinement.py) or that is not there:
+        # the Go tools report the os.PathError, `Failed: ...: open <path>: permission denied`
+        # (mongo-tools mongodump/prepare.go, mongorestore/filepath.go wrap it the same way)
+        what = "error dumping" if name == "mongodump" else "error scanning filesystem"
+        common.tool_log(f"Failed: {what}: open {exc.filename}: {(exc.strerror or str(exc)).lower()}")
+        return EXIT_FAILURE
 
 
 # --------------------------------------------------------------------------- mongodump
