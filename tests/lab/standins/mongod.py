@@ -32,6 +32,7 @@ import bson
 
 from . import common
 from .storage import Storage, apply_update, matches, project, upsert_seed
+from .txn import Transactions, oplog_update
 from .versions import generation
 
 # option name -> takes a value?  (shared; per-version extras below)
@@ -116,6 +117,8 @@ WRITE_COMMANDS = {
     "applyOps",
     "create",
     "replSetReconfig",
+    "commitTransaction",
+    "abortTransaction",
 }
 
 
@@ -264,6 +267,7 @@ class Mongod:
         self.hb_lock = threading.Lock()
         self.tls_ctx: ssl.SSLContext | None = None
         self.client_tls: ssl.SSLContext | None = None
+        self.txns = Transactions(self.store, series, lambda: bool(self.repl_set and self.rs_config()))
 
     # ---- replica set config
     def rs_config(self) -> dict | None:
@@ -393,6 +397,8 @@ class Mongod:
         if name in WRITE_COMMANDS and name != "replSetReconfig" and not self.is_primary():
             return err("not master", 10107, "NotWritablePrimary")
         try:
+            if cmd.get("autocommit") is False:  # a command of a multi-document transaction (txn.py)
+                return self.txns.run(db, name, cmd, lambda: handler(conn, db, cmd))
             if name in WRITE_COMMANDS or name in ("find", "count"):
                 with self.store.lock:
                     return handler(conn, db, cmd)
@@ -768,7 +774,9 @@ class Mongod:
                     if new != d:
                         modified += 1
                         docs[i] = new
-                        self.store.oplog_append("u", f"{db}.{coll}", new, {"_id": new.get("_id")})
+                        self.store.oplog_append(
+                            "u", f"{db}.{coll}", oplog_update(u, new, self.series), {"_id": new.get("_id")}
+                        )
                     if not spec.get("multi"):
                         break
             if not hit and spec.get("upsert"):
@@ -825,6 +833,13 @@ class Mongod:
         self.store.oplog_append("c", f"{db}.$cmd", {"dropDatabase": 1})
         return {"dropped": db, "ok": 1.0}
 
+    def cmd_commitTransaction(self, conn: Conn, db: str, cmd: dict) -> dict:
+        """Without `autocommit: false` (a transaction's own routes to txn.py): no transaction."""
+        return err("Given transaction number does not match any in-progress transactions.",
+                   251, "NoSuchTransaction")
+
+    cmd_abortTransaction = cmd_commitTransaction
+
     def cmd_applyOps(self, conn: Conn, db: str, cmd: dict) -> dict:
         applied = 0
         for entry in cmd.get("applyOps", []):
@@ -857,25 +872,33 @@ def apply_oplog_entry(store: Storage, entry: dict) -> None:
         docs = [d for d in docs if d.get("_id") != doc.get("_id")] + [doc]
     elif op == "u":
         key = (entry.get("o2") or {}).get("_id")
+        update = _oplog_modifiers(entry["o"])
         found = False
         for i, d in enumerate(docs):
             if d.get("_id") == key:
                 docs[i] = (
-                    apply_update(d, entry["o"])
-                    if any(k.startswith("$") for k in entry["o"])
-                    else {"_id": key, **{k: v for k, v in entry["o"].items() if k != "_id"}}
+                    apply_update(d, update)
+                    if any(k.startswith("$") for k in update)
+                    else {"_id": key, **{k: v for k, v in update.items() if k != "_id"}}
                 )
                 found = True
-        if not found:
-            docs.append(
-                {"_id": key, **{k: v for k, v in entry["o"].items() if not k.startswith("$") and k != "_id"}}
-            )
+        if not found:  # applyOps upserts (alwaysUpsert defaults to true)
+            docs.append(apply_update({"_id": key}, update) if any(k.startswith("$") for k in update)
+                        else {"_id": key, **{k: v for k, v in update.items() if k != "_id"}})
     elif op == "d":
         docs = [d for d in docs if d.get("_id") != entry["o"].get("_id")]
     else:
         raise ValueError(f"unsupported oplog op: {op}")
     store.write(db, coll, docs)
     store.oplog_append(op, ns, entry["o"], entry.get("o2"))
+
+
+def _oplog_modifiers(o: dict) -> dict:
+    """Given an update oplog entry's `o`, return the update to apply: `$v: 1` (4.4's modifier form)
+    dropped; `$v: 2` delta entries (MongoDB 5.0+) refused, as a 4.4 server cannot have written them."""
+    if o.get("$v") == 2 or "diff" in o:
+        raise ValueError("unsupported oplog update format ($v: 2) for this server version")
+    return {k: v for k, v in o.items() if k != "$v"}
 
 
 def _sort_key(v: Any) -> tuple:

@@ -38,6 +38,8 @@ class Storage:
     def __init__(self, dbpath: str) -> None:
         self.dbpath = dbpath
         self.lock = threading.RLock()
+        self.capture: list[dict] | None = None
+        """While a transaction's write runs (txn.py, lock held): where its oplog entries go instead."""
 
     # ---- paths and listing
     def file(self, db: str, coll: str) -> str:
@@ -169,9 +171,16 @@ class Storage:
         """Return the path of local.oplog.rs."""
         return self.file("local", "oplog.rs")
 
-    def oplog_append(self, op: str, ns: str, o: dict, o2: dict | None = None) -> None:
-        """Record one write in the oplog (called with the lock held by the writer)."""
+    def oplog_append(
+        self, op: str, ns: str, o: dict, o2: dict | None = None, extra: dict | None = None
+    ) -> None:
+        """Record one write in the oplog (called with the lock held by the writer); `extra`: more
+        top-level fields (a transaction's lsid, txnNumber, prevOpTime). Inside a transaction's write
+        (`capture` set) the entry is kept for its commit instead."""
         with self.lock:
+            if self.capture is not None:
+                self.capture.append({"op": op, "ns": ns, "o": o, "o2": o2})
+                return
             last = getattr(self, "_last_ts", None)
             ts = common.now_ts(last)
             self._last_ts = ts
@@ -187,6 +196,7 @@ class Storage:
             if o2 is not None:
                 entry["o2"] = o2
             entry["o"] = o
+            entry.update(extra or {})
             self.append("local", "oplog.rs", [entry])
 
     def oplog_size(self) -> int:

@@ -24,7 +24,7 @@ import sys
 import time
 from typing import Any
 
-from . import common
+from . import common, oplogreplay
 from .versions import Generation, generation
 
 EXIT_FAILURE = 1
@@ -478,6 +478,21 @@ def hold_while_gated() -> None:
         time.sleep(0.05)
 
 
+OPLOG_GATE = "/etc/jujubackup-lab-hold-mongodump-oplog"
+"""Test-only gate (not a real mongodump behaviour): while this file exists, a mongodump --oplog waits
+after the collections, before it reads the oplog, having created OPLOG_GATE + ".reached": writes made
+meanwhile are in the dump's oplog.bson and not in its collection files (a write during the dump)."""
+
+
+def hold_at_oplog() -> None:
+    """Wait at OPLOG_GATE while it exists (see there)."""
+    if os.path.exists(OPLOG_GATE):
+        with open(OPLOG_GATE + ".reached", "w"):
+            pass
+    while os.path.exists(OPLOG_GATE):
+        time.sleep(0.05)
+
+
 def mongodump_body(opts: dict[str, Any], pos: list[str], series: str) -> int:
     """mongodump: dump all (or --db/--collection) collections to --out, with --oplog."""
     if pos:
@@ -542,6 +557,7 @@ def mongodump_body(opts: dict[str, Any], pos: list[str], series: str) -> int:
                 f.write(_metadata_json(meta, db, coll, series).encode())
             common.tool_log(f"done dumping {db}.{coll} ({n} document{'s' if n != 1 else ''})")
     if oplog_start is not None:
+        hold_at_oplog()
         os.makedirs(out_dir, exist_ok=True)
         path = os.path.join(out_dir, "oplog.bson")
         common.tool_log(f"writing captured oplog to {path}{'.gz' if gz else ''}")
@@ -635,6 +651,9 @@ def mongorestore_body(opts: dict[str, Any], pos: list[str], series: str) -> int:
         raise ToolError(f"error parsing --writeConcern: invalid write concern '{wc}'", EXIT_BAD_OPTIONS)
     if opts.get("oplogReplay") and opts.get("db"):
         raise ToolError("cannot use --oplogReplay with --db", EXIT_BAD_OPTIONS)
+    if opts.get("oplogReplay") and opts.get("nsExclude") and generation(series).tools.startswith("100."):
+        # mongo-tools 100.9.4 mongorestore/mongorestore.go ParseAndValidateOptions
+        raise ToolError("cannot use --oplogReplay with excludes specified", EXIT_BAD_OPTIONS)
     if not os.path.isdir(root):
         raise ToolError(f"mongorestore target '{root}' invalid: stat {root}: no such file or directory")
     gz = bool(opts.get("gzip"))
@@ -705,6 +724,10 @@ def mongorestore_body(opts: dict[str, Any], pos: list[str], series: str) -> int:
         size = int(opts.get("batchSize") or 1000)
         with _read_maybe_gz(oplog, gz) as f:
             data = f.read()
+        if generation(series).tools.startswith("100."):
+            applied = _replay_100(session, common.decode_all(data))
+            common.tool_log(f"applied {applied} oplog entries")
+            data = b""  # replayed: the pre-100 loop below sees nothing
         for entry in common.decode_all(data):
             if entry.get("op") == "n":
                 continue
@@ -722,12 +745,26 @@ def mongorestore_body(opts: dict[str, Any], pos: list[str], series: str) -> int:
         if batch:
             session.checked("admin", {"applyOps": batch}, "error applying oplog")
             applied += len(batch)
-        common.tool_log(f"applied {applied} oplog entries")
+        if data:
+            common.tool_log(f"applied {applied} oplog entries")
     if series == "3.2":
         common.tool_log("done")
     else:
         common.tool_log(f"{total} document(s) restored successfully. {failed} document(s) failed to restore.")
     return 0
+
+
+def _replay_100(session: Session, entries: list[dict]) -> int:
+    """mongo-tools 100.x --oplogReplay (oplogreplay.py): each op alone in an applyOps command; a
+    failure stops the restore with mongo-tools' message. Return the number of ops applied."""
+    applied = 0
+    try:
+        for op in oplogreplay.replay(entries):
+            session.checked("admin", {"applyOps": [op]}, "error applying oplog: applyOps")
+            applied += 1
+    except oplogreplay.ReplayError as exc:
+        raise ToolError(str(exc)) from exc
+    return applied
 
 
 def mongodump_main(series: str, argv: list[str] | None = None) -> int:  # series: a generation key
