@@ -87,10 +87,8 @@ class Transactions:
         if self.series != "4.4" or not self.is_replset():
             return _err("Transaction numbers are only allowed on a replica set member or mongos",
                         20, "IllegalOperation")
-        lsid, number = cmd.get("lsid"), cmd.get("txnNumber")
-        if not isinstance(lsid, dict) or not isinstance(lsid.get("id"), bson.Binary) or not isinstance(
-            number, int
-        ):
+        lsid, number = _session_id(cmd.get("lsid")), cmd.get("txnNumber")
+        if lsid is None or not isinstance(number, int):
             return _err("a transaction needs lsid {id: UUID} and a txnNumber", 9, "FailedToParse")
         key = (bson.encode(lsid), int(number))
         with self.store.lock:
@@ -145,6 +143,19 @@ class Transactions:
         if entry.get("o2") is not None:
             op["o2"] = entry["o2"]
         return op
+
+
+def _session_id(lsid: Any) -> dict | None:
+    """Return a command's `lsid` with its `id` as BSON UUID (subtype 4), or None if it has none. The
+    lab's older pymongo decodes subtype 4 to uuid.UUID, which it would encode as subtype 3."""
+    if not isinstance(lsid, dict):
+        return None
+    sid = lsid.get("id")
+    if isinstance(sid, uuid.UUID):
+        return {**lsid, "id": bson.Binary(sid.bytes, 4)}
+    if isinstance(sid, bson.Binary) and sid.subtype == 4:
+        return lsid
+    return None
 
 
 def _err(msg: str, code: int, name: str) -> dict:
