@@ -21,8 +21,9 @@ import pytest
 
 from tests.conftest import LabFactory
 from tests.integration.test_restore import REPO, jb, juju_db, model_uuid, mongo, ok
+from tests.lab import provision
 from tests.lab.lab import Lab, LabHost
-from tests.lab.standins.tools import OPLOG_GATE
+from tests.lab.standins.tools import OPLOG_GATE, OPLOG_GATE_REACHED
 
 pytestmark = pytest.mark.lab
 
@@ -41,7 +42,7 @@ def in_txn(db: str, cmd: dict[str, Any], start: bool = False) -> str:
 def sstxn_during_dump(ctl: LabHost, uuid: str) -> None:
     """What juju 3.6 writes when the machiner sets machine 0's addresses and a user turns harvesting
     on, as one server-side transaction (sstxn runTxn: assert by find, each update with
-    `$set: {txn-revno}`, the txns.log insert, commit)."""
+    `$set: {txn-revno}`, the txns.log insert (updateLog), commit)."""
     m0, config = f"{uuid}:0", f"{uuid}:e"
     moved = [{"value": DURING_DUMP, "addresstype": "ipv4", "networkscope": "local-cloud",
               "origin": "provider"}]
@@ -51,8 +52,8 @@ def sstxn_during_dump(ctl: LabHost, uuid: str) -> None:
             "addresses": moved, "machineaddresses": moved, "txn-revno": {"$numberLong": "77"}}}}]}),
         in_txn("juju", {"update": "settings", "updates": [{"q": {"_id": config}, "u": {"$set": {
             "settings.provisioner-harvest-mode": "all", "settings.logging-config": "<root>=DEBUG"}}}]}),
-        in_txn("juju", {"insert": "txns.log",
-                        "documents": [{"machines": {m0: 77}, "settings": {config: 9}}]}),
+        in_txn("juju", {"insert": "txns.log", "documents": [
+            {"machines": {"d": [m0], "r": [77]}, "settings": {"d": [config], "r": [9]}}]}),
         in_txn("admin", {"commitTransaction": 1}),
     ])
     replies = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
@@ -63,7 +64,7 @@ def create_during_a_transaction(lab: Lab, ctl: LabHost) -> str:
     """Run an online create whose mongodump waits before reading the oplog while the transaction
     commits; return the backup ID."""
     gate = ctl.root / OPLOG_GATE.lstrip("/")
-    reached = ctl.root / (OPLOG_GATE + ".reached").lstrip("/")
+    reached = ctl.root / "var/snap/juju-db/common" / OPLOG_GATE_REACHED  # next to the dump dir
     gate.touch()
     proc = subprocess.Popen(
         [sys.executable, "-m", "jujubackup", "-F", str(lab.ssh_config), "-H", ctl.name, "create"],
@@ -79,6 +80,7 @@ def create_during_a_transaction(lab: Lab, ctl: LabHost) -> str:
         sstxn_during_dump(ctl, model_uuid(ctl))
     finally:
         gate.unlink(missing_ok=True)
+        reached.unlink(missing_ok=True)
     stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, stderr
     return stdout.strip().splitlines()[-1]
@@ -124,7 +126,25 @@ def test_a_transaction_during_an_online_dump_does_not_undo_the_readdressing(
     assert config["provisioner-harvest-mode"] == "none"
     # The rest of the transaction was replayed: only the rewritten fields were taken out of it.
     assert machine["txn-revno"] == 77 and config["logging-config"] == "<root>=DEBUG"
-    assert [d["machines"] for d in after["txns.log"].values() if "machines" in d] == [{f"{uuid}:0": 77}]
+    logged = [d["machines"] for d in after["txns.log"].values() if "machines" in d]
+    assert logged == [{"d": [f"{uuid}:0"], "r": [77]}]
     assert f"-> {spare.ip}" in result.stdout
     assert spare.ssh("systemctl is-active jujud-machine-0").stdout.strip() == "active"
+
+    # The restored 3.6 controller's own writes are transactions too: the machiner healing
+    # machineaddresses writes one applyOps entry (txn-revno bumped, txns.log), not a plain update.
+    elsewhere = [{"value": DURING_DUMP, "addresstype": "ipv4", "networkscope": "local-cloud"}]
+    stale = {"update": "machines",
+             "updates": [{"q": {"_id": f"{uuid}:0"}, "u": {"$set": {"machineaddresses": elsewhere}}}]}
+    mongo(spare, [f'db.getSiblingDB("juju").runCommand({json.dumps(stale)})'], machine_id="0")
+    ok(spare.ssh("systemctl restart jujud-machine-0"))
+    deadline = time.monotonic() + 60
+    while spare.ip not in json.dumps(juju_db(spare)["machines"][f"{uuid}:0"]["machineaddresses"]):
+        assert time.monotonic() < deadline, "jujud did not heal machineaddresses"
+        time.sleep(0.5)
+    oplog = provision.read_db(spare.root, spare.profile, dbs=["local"])["local"]["oplog.rs"]
+    healed = [e for e in oplog if e.get("lsid") and e["o"]["applyOps"][0]["ns"] == "juju.machines"]
+    assert len(healed) == 1, healed
+    assert healed[0]["o"]["applyOps"][0]["o"]["$set"]["txn-revno"] == 78
+    assert [o["ns"] for o in healed[0]["o"]["applyOps"]] == ["juju.machines", "juju.txns.log"]
 

@@ -183,17 +183,19 @@ def db_unit(host: LabHost) -> str:
     return profiles.profile_named(host.profile).db_service
 
 
-def mongo(host: LabHost, statements: list[str]) -> str:
-    """Run mongo shell statements as machine-N on `host` (password via a 0600 file); return stdout."""
+def mongo(host: LabHost, statements: list[str], machine_id: str | None = None) -> str:
+    """Run mongo shell statements as machine-N (N: `machine_id`, else the host's own; a spare has
+    none until a restore) on `host` (password via a 0600 file); return stdout."""
     profile = profiles.profile_named(host.profile)
-    conf = (host.root / f"var/lib/juju/agents/machine-{host.machine_id}/agent.conf").read_text()
+    mid = machine_id or host.machine_id
+    conf = (host.root / f"var/lib/juju/agents/machine-{mid}/agent.conf").read_text()
     password = re.search(r"^statepassword: (\S+)$", conf, re.M)
     assert password
     # a file the shell may read: SNAP_COMMON for the confined snap (standins/confinement.py)
     where = "var/snap/juju-db/common" if provision.PROFILES[host.profile].snap else "root"
     js = host.root / where / "test-statements.js"
     js.write_text(
-        f'db.getSiblingDB("admin").auth("machine-{host.machine_id}", "{password.group(1)}");\n'
+        f'db.getSiblingDB("admin").auth("machine-{mid}", "{password.group(1)}");\n'
         + "\n".join(statements)
         + "\n"
     )

@@ -43,7 +43,10 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from typing import Any
+
+import bson
 
 from . import agent, api, common
 
@@ -230,7 +233,7 @@ def _heal(
     if not any(is_local_ip(a) for a in maddrs if a):
         local = [a for a in mdoc.get("machineaddresses") or [] if a.get("networkscope") == "local-machine"]
         update(sock, "machines", f"{model_uuid}:{machine_id}",
-               {"machineaddresses": [_address(ip, "machine") for ip in mine] + local})
+               {"machineaddresses": [_address(ip, "machine") for ip in mine] + local}, sstxn=_sstxn(conf))
         log("INFO", "juju.worker.machiner", f"setting addresses for machine-{machine_id} to {mine}")
     for key in ("apiHostPorts", "apiHostPortsForAgents"):
         r = common.command(sock, "juju", {"find": "controllers", "filter": {"_id": key}})
@@ -238,7 +241,7 @@ def _heal(
         hosts = [h.get("value") for srv in (docs[0].get("apihostports") or [] if docs else []) for h in srv]
         if not any(is_local_ip(h) for h in hosts if h):
             servers = [[{**_address(ip), "port": port} for ip in mine]]
-            update(sock, "controllers", key, {"apihostports": servers})
+            update(sock, "controllers", key, {"apihostports": servers}, sstxn=_sstxn(conf))
             log("INFO", "juju.worker.peergrouper", f"publishing {key} {mine}")
     api = conf.get("apiaddresses") or []
     hostports = [a.rsplit(":", 1) for a in api if ":" in a]
@@ -247,9 +250,32 @@ def _heal(
         log("INFO", "juju.worker.apiaddressupdater", f"API addresses updated to [{', '.join(mine)}]")
 
 
-def update(sock: Any, coll: str, doc_id: str, values: dict[str, Any]) -> None:
-    """$set `values` in one juju document."""
-    common.command(sock, "juju", {"update": coll, "updates": [{"q": {"_id": doc_id}, "u": {"$set": values}}]})
+def _sstxn(conf: dict[str, Any]) -> bool:
+    """Juju 3.x writes state with server-side transactions always (juju/juju state/database.go
+    ServerSideTransactions: true); 2.x with client-side mgo/txn (sstxn only behind a feature flag)."""
+    return str(conf.get("upgradedToVersion", "")).startswith("3.")
+
+
+def update(sock: Any, coll: str, doc_id: str, values: dict[str, Any], *, sstxn: bool = False) -> None:
+    """$set `values` in one juju document; with `sstxn` as juju/mgo v3.0.9 sstxn/sstxn.go runTxn
+    does it: in one MongoDB transaction, the assert (a find), the update with `$set` of the next
+    `txn-revno` (applyUpdate), the txns.log document {_id, <coll>: {d: [ids], r: [revnos]}}
+    (updateLog), commit."""
+    if not sstxn:
+        common.command(sock, "juju",
+                       {"update": coll, "updates": [{"q": {"_id": doc_id}, "u": {"$set": values}}]})
+        return
+    txn = {"lsid": {"id": bson.Binary(uuid.uuid4().bytes, 4)}, "txnNumber": bson.Int64(1),
+           "autocommit": False}
+    found = common.command(sock, "juju",
+                           {"find": coll, "filter": {"_id": doc_id}, **txn, "startTransaction": True})
+    docs = found.get("cursor", {}).get("firstBatch", []) if found.get("ok") else []
+    revno = bson.Int64(int(docs[0].get("txn-revno", 0) if docs else 0) + 1)
+    u = {"$set": {**values, "txn-revno": revno}}
+    common.command(sock, "juju", {"update": coll, "updates": [{"q": {"_id": doc_id}, "u": u}], **txn})
+    log = {"_id": bson.ObjectId(), coll: {"d": [doc_id], "r": [revno]}}
+    common.command(sock, "juju", {"insert": "txns.log", "documents": [log], **txn})
+    common.command(sock, "admin", {"commitTransaction": 1, **txn})
 
 
 def heal_agent_conf(conf: dict[str, Any], machine_id: str, entries: list[str]) -> None:

@@ -480,14 +480,17 @@ def hold_while_gated() -> None:
 
 OPLOG_GATE = "/etc/jujubackup-lab-hold-mongodump-oplog"
 """Test-only gate (not a real mongodump behaviour): while this file exists, a mongodump --oplog waits
-after the collections, before it reads the oplog, having created OPLOG_GATE + ".reached": writes made
-meanwhile are in the dump's oplog.bson and not in its collection files (a write during the dump)."""
+after the collections, before it reads the oplog, having created OPLOG_GATE_REACHED in the directory
+holding its --out dir (a snap's mongodump may write only there): writes made meanwhile are in the
+dump's oplog.bson and not in its collection files (a write during the dump)."""
+OPLOG_GATE_REACHED = ".jujubackup-lab-oplog-gate-reached"
 
 
-def hold_at_oplog() -> None:
+def hold_at_oplog(out_dir: str) -> None:
     """Wait at OPLOG_GATE while it exists (see there)."""
     if os.path.exists(OPLOG_GATE):
-        with open(OPLOG_GATE + ".reached", "w"):
+        marker = os.path.join(os.path.dirname(os.path.abspath(out_dir)), OPLOG_GATE_REACHED)
+        with open(marker, "w"):
             pass
     while os.path.exists(OPLOG_GATE):
         time.sleep(0.05)
@@ -557,7 +560,7 @@ def mongodump_body(opts: dict[str, Any], pos: list[str], series: str) -> int:
                 f.write(_metadata_json(meta, db, coll, series).encode())
             common.tool_log(f"done dumping {db}.{coll} ({n} document{'s' if n != 1 else ''})")
     if oplog_start is not None:
-        hold_at_oplog()
+        hold_at_oplog(out_dir)
         os.makedirs(out_dir, exist_ok=True)
         path = os.path.join(out_dir, "oplog.bson")
         common.tool_log(f"writing captured oplog to {path}{'.gz' if gz else ''}")
