@@ -1,8 +1,9 @@
 """The Host seam: the only way operations talk to a machine, and the Connector that makes Hosts.
 
-Implementations: `jujubackup.host.ssh.SSHHost` (paramiko; the only module that imports it) made by
-`jujubackup.connect.SSHConnector`; tests use `tests.fakehost.FakeHost` / `FakeConnector`, held to the
-same contract by tests/unit/test_host_contract.py (and tests/host/test_host_contract_ssh.py).
+Implementations: `jujubackup.host.ssh.SSHHost` (over a fabric.Connection; host/ is the only package
+that imports fabric and paramiko) made by `jujubackup.connect.SSHConnector`; tests use
+`tests.fakehost.FakeHost` / `FakeConnector`, held to the same contract by
+tests/unit/test_host_contract.py (and tests/host/test_host_contract_ssh.py).
 """
 
 from __future__ import annotations

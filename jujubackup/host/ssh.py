@@ -1,11 +1,12 @@
-"""SSHHost: the Host seam over paramiko (the only module, with its package, that imports it).
+"""SSHHost: the Host seam over a fabric.Connection (opened and checked by host/connection.py; this
+package is the only one that imports fabric and paramiko).
 
-* Host keys are checked against known_hosts files; unknown keys are refused (exit 3) unless the target
-  says `accept_new_host_key`, then recorded. A changed key is always refused, with HostKeyChangedError
-  (a ConnectError) so that HA fallback (connect.connect_first) aborts instead of trying the next host.
-  A key a `@revoked` line names is refused the same way (HostKeyRevokedError), also when another line
-  lists it or --accept-new-host-key is given; `@cert-authority` lines are skipped and reported once in
-  `SSHHost.notices` (host/knownhosts.py).
+* Host keys are checked against known_hosts files (host/connection.py): unknown keys are refused
+  (exit 3) unless the target says `accept_new_host_key`, then recorded. A changed key is always
+  refused, with HostKeyChangedError (a ConnectError) so that HA fallback (connect.connect_first)
+  aborts instead of trying the next host. A key a `@revoked` line names is refused the same way
+  (HostKeyRevokedError), also when another line lists it or --accept-new-host-key is given;
+  `@cert-authority` lines are skipped and reported once in `SSHHost.notices` (host/knownhosts.py).
   Fingerprints are shown as OpenSSH does: `SHA256:<base64 without padding>`.
 * A closed port is "connection refused by HOST:PORT" (+ " (alias)" when -H named an ssh config alias),
   on one line with a hint.
@@ -15,36 +16,41 @@
 * Archives move as raw exec-channel streams (`cat`/`tail -c +N`, `cat >>`, or a script reading its
   stdin: run_stream), 1 MiB at a time: through the OpenSSH client pinned to the verified host key
   when it works (host/openssh.py), else over paramiko with aes128-gcm preferred and its
-  client-initiated rekey disabled (paramiko#822).
+  client-initiated rekey disabled on that connection (paramiko#822).
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import re
 import secrets
 import select
 import shlex
-import socket
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, BinaryIO, cast
 
+import fabric
 import paramiko
 
 from jujubackup import scripts
 from jujubackup.errors import ConnectError, NotFoundError, RemoteStepError
-from jujubackup.host import knownhosts
 from jujubackup.host.base import Progress, Readable, RemoteResult, Tunnel
+from jujubackup.host.connection import (
+    HostKeyChangedError,
+    HostKeyRevokedError,
+    fingerprint,
+    host_port,
+    load_known_hosts,
+    open_connection,
+)
 from jujubackup.host.openssh import READY, OpenSSHStreams, Unusable
 from jujubackup.host.target import SSHTarget
 
+__all__ = ["HostKeyChangedError", "HostKeyRevokedError", "SSHHost", "fingerprint"]
+
 CHUNK = 1 << 20
-PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 DETACHED_BASE = "/run/jujubackup"
 STDERR_KEEP = 64 * 1024
 SSH_FAILED = 255
@@ -70,225 +76,12 @@ _PUT_WRITER = (
 )
 
 
-def apply_rekey_workaround() -> None:
-    """Let the server drive rekeying: paramiko's own rekey kills long exec streams (paramiko#822)."""
-    paramiko.packet.Packetizer.REKEY_BYTES = 2**40
-    paramiko.packet.Packetizer.REKEY_PACKETS = 2**40
-
-
-def _transport_factory(sock: Any, **kwargs: Any) -> paramiko.Transport:
-    """Return a Transport that prefers AES-GCM (keeping every other cipher allowed)."""
-    transport = paramiko.Transport(sock, **kwargs)
-    options = transport.get_security_options()
-    ciphers = list(options.ciphers)
-    first = [c for c in PREFERRED_CIPHERS if c in ciphers]
-    options.ciphers = tuple(first + [c for c in ciphers if c not in first])
-    return transport
-
-
 class _SSHFailed(Exception):
     """The OpenSSH client exited 255 (or was killed) mid-stream: the connection dropped."""
 
     def __init__(self, stderr: str) -> None:
         lines = [line for line in stderr.strip().splitlines() if line.strip()]
         super().__init__(f"ssh: {lines[-1]}" if lines else "")
-
-
-class _UnknownHostKey(paramiko.SSHException):
-    """The server's host key is in no known_hosts file."""
-
-
-class HostKeyChangedError(ConnectError):
-    """The server's host key differs from the one known_hosts has (possible MITM): exit 3, and
-    never a reason to fall over to another host."""
-
-
-class HostKeyRevokedError(HostKeyChangedError):
-    """The server's host key is named by a `@revoked` known_hosts line: exit 3, never skipped."""
-
-
-class _RevokedHostKey(paramiko.SSHException):
-    """The server offered a key a `@revoked` line names (raised by the policy, before auth)."""
-
-    def __init__(self, key: paramiko.PKey, path: Path) -> None:
-        super().__init__(f"{key.get_name()} {fingerprint(key)}")
-        self.key = key
-        self.path = path
-
-
-def fingerprint(key: paramiko.PKey) -> str:
-    """Given a public key, return its OpenSSH fingerprint `SHA256:<base64 without padding>`."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
-
-
-def _host_port(hostname: str, port: int) -> str:
-    """Return HOST:PORT (IPv6 addresses in brackets)."""
-    return f"[{hostname}]:{port}" if ":" in hostname else f"{hostname}:{port}"
-
-
-def _os_error_text(err: OSError) -> str:
-    """Return the reasons of a socket error on one line (each address's, for paramiko's
-    NoValidConnectionsError, whose own text is "[Errno None] Unable to connect to port …")."""
-    errors = getattr(err, "errors", None)
-    if isinstance(errors, dict) and errors:
-        return "; ".join(sorted({e.strerror or str(e) or type(e).__name__ for e in errors.values()}))
-    return err.strerror or str(err) or type(err).__name__
-
-
-def _all_refused(err: OSError) -> bool:
-    """Return True if `err` says every address refused the connection (paramiko's
-    NoValidConnectionsError carries one error per address; a plain socket error is itself)."""
-    errors = getattr(err, "errors", None)
-    if isinstance(errors, dict) and errors:
-        return all(isinstance(e, ConnectionRefusedError) for e in errors.values())
-    return isinstance(err, ConnectionRefusedError)
-
-
-class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
-    """Refuse unknown and revoked keys, or (accept_new) append unknown ones to `record_to` like
-    OpenSSH's accept-new. (A revoked key is never among the known ones: knownhosts.load drops it,
-    so paramiko asks here, before authenticating.)"""
-
-    def __init__(self, accept_new: bool, record_to: Path | None, known: knownhosts.KnownHosts) -> None:
-        self.accept_new = accept_new
-        self.record_to = record_to
-        self.known = known
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        revoked_in = self.known.revoked_in(key)
-        if revoked_in is not None:
-            raise _RevokedHostKey(key, revoked_in)
-        if not self.accept_new:
-            raise _UnknownHostKey(f"{key.get_name()} {fingerprint(key)}")
-        client.get_host_keys().add(hostname, key.get_name(), key)
-        if self.record_to is not None:
-            self.record_to.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            with self.record_to.open("a", encoding="ascii") as fh:
-                fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
-            self.record_to.chmod(0o600)
-
-
-def _host_key_hint(target: SSHTarget, known: Path | None) -> str:
-    where = f" -f {known}" if known else ""
-    return (
-        f"check the host's key out of band; if the change is expected run "
-        f"`ssh-keygen{where} -R {shlex.quote(target.key_name)}` and connect again with --accept-new-host-key"
-    )
-
-
-def load_known_hosts(target: SSHTarget) -> knownhosts.KnownHosts:
-    """Return what the target's known_hosts files say for it. Raise ConnectError if one exists but
-    cannot be read."""
-    try:
-        return knownhosts.load(target.known_hosts, (target.key_name, target.hostname))
-    except OSError as err:
-        raise ConnectError(f"cannot read known_hosts file {err.filename or ''}: {err.strerror or err}",
-                           hint="check the --known-hosts file (or UserKnownHostsFile) and its permissions"
-                           ) from err
-
-
-def _revoked_error(target: SSHTarget, key: paramiko.PKey, path: Path) -> HostKeyRevokedError:
-    return HostKeyRevokedError(
-        f"HOST KEY OF {target.name} ({target.key_name}) IS REVOKED: {key.get_name()} {fingerprint(key)} "
-        f"is named by a @revoked line in {path}",
-        hint="the host's key was withdrawn (compromised or replaced): check the host out of band; "
-        "connect only once it has a new key you have checked",
-    )
-
-
-def _open_client(target: SSHTarget, sock: Any = None,
-                 known: knownhosts.KnownHosts | None = None) -> paramiko.SSHClient:
-    """Given a target (and an optional pre-connected channel for ProxyJump, and its known hosts
-    when already loaded), return a connected client.
-
-    Raise ConnectError (exit 3) with a hint for an unknown/changed/revoked host key, refused auth,
-    timeout, refused connection or an unresolvable name.
-    """
-    apply_rekey_workaround()
-    client = paramiko.SSHClient()
-    known = known if known is not None else load_known_hosts(target)
-    known.install(client.get_host_keys())
-    record_to = target.known_hosts[0] if target.known_hosts else None
-    client.set_missing_host_key_policy(_HostKeyPolicy(target.accept_new_host_key, record_to, known))
-    keys = [str(p) for p in target.identity_files]
-    try:
-        client.connect(
-            target.hostname,
-            port=target.port,
-            username=target.user,
-            key_filename=keys or None,  # type: ignore[arg-type]  # a list is accepted
-            look_for_keys=not keys,
-            allow_agent=not keys,
-            timeout=target.connect_timeout,
-            banner_timeout=target.connect_timeout,
-            auth_timeout=target.connect_timeout,
-            channel_timeout=target.connect_timeout,
-            sock=sock,
-            transport_factory=_transport_factory,
-        )
-    except _RevokedHostKey as err:
-        client.close()
-        raise _revoked_error(target, err.key, err.path) from err
-    except _UnknownHostKey as err:
-        client.close()
-        raise ConnectError(
-            f"host key of {target.name} ({target.key_name}) is not known (fingerprint {err})",
-            hint=f"add it to {record_to or '~/.ssh/known_hosts'} after checking it, or pass "
-            "--accept-new-host-key to trust and record it",
-        ) from err
-    except paramiko.BadHostKeyException as err:
-        client.close()
-        revoked_in = known.revoked_in(err.key)
-        if revoked_in is not None:
-            raise _revoked_error(target, err.key, revoked_in) from err
-        raise HostKeyChangedError(
-            f"HOST KEY OF {target.name} ({target.key_name}) HAS CHANGED (possible man-in-the-middle): "
-            f"got {err.key.get_name()} {fingerprint(err.key)}, known_hosts has "
-            f"{err.expected_key.get_name()} {fingerprint(err.expected_key)}",
-            hint=_host_key_hint(target, record_to),
-        ) from err
-    except paramiko.AuthenticationException as err:
-        client.close()
-        raise ConnectError(
-            f"authentication as {target.user} on {target.name} failed: {err}",
-            hint="check -i/--identity (or IdentityFile in the ssh config) and that the key is in the "
-            f"user's authorized_keys; try `ssh -v {target.user}@{target.hostname}`",
-        ) from err
-    except TimeoutError as err:
-        client.close()
-        raise ConnectError(
-            f"connecting to {target.display} timed out after {target.connect_timeout:g}s",
-            hint="check the address and that the host is up; raise --connect-timeout for slow links",
-        ) from err
-    except socket.gaierror as err:
-        client.close()
-        raise ConnectError(
-            f"cannot resolve {target.hostname}: {err.strerror}",
-            hint="check the -H value or HostName in the ssh config",
-        ) from err
-    except OSError as err:
-        client.close()
-        if _all_refused(err):
-            alias = f" ({target.name})" if target.name != target.hostname else ""
-            raise ConnectError(
-                f"connection refused by {_host_port(target.hostname, target.port)}{alias}",
-                hint="check that sshd runs on the host and the port is right",
-            ) from err
-        raise ConnectError(
-            f"cannot connect to {target.display}: {_os_error_text(err)}",
-            hint="check that sshd runs on the host and the port is right",
-        ) from err
-    except (paramiko.SSHException, EOFError) as err:
-        client.close()
-        raise ConnectError(
-            f"cannot connect to {target.display}: {err or type(err).__name__}",
-            hint="check that sshd runs on the host and the port is right",
-        ) from err
-    transport = client.get_transport()
-    if transport is not None and target.keepalive:
-        transport.set_keepalive(target.keepalive)
-    return client
 
 
 def _wrap_script(text: str) -> bytes:
@@ -307,9 +100,10 @@ def _slug(script: str) -> str:
 class SSHHost:
     """A connected controller (or spare) over SSH. Build it with `SSHHost.connect(target)`."""
 
-    def __init__(self, target: SSHTarget, client: paramiko.SSHClient, jump: SSHHost | None = None) -> None:
+    def __init__(self, target: SSHTarget, conn: fabric.Connection, jump: SSHHost | None = None) -> None:
         self.target = target
-        self._client = client
+        self._conn = conn
+        self._client: paramiko.SSHClient = conn.client
         self._jump = jump
         self.io_timeout = max(60.0, target.connect_timeout * 3)
         self._openssh: OpenSSHStreams | None = None
@@ -320,7 +114,9 @@ class SSHHost:
 
     @classmethod
     def connect(cls, target: SSHTarget) -> SSHHost:
-        """Given a resolved target, return a connected SSHHost. Raise ConnectError (exit 3) on failure."""
+        """Given a resolved target, return a connected SSHHost: a fabric.Connection opened by
+        host/connection.py, a ProxyJump hop its own SSHHost whose direct-tcpip channel (opened here,
+        with the connect timeout) is the socket. Raise ConnectError (exit 3) on failure."""
         jump: SSHHost | None = None
         sock = None
         if target.jump is not None:
@@ -338,12 +134,12 @@ class SSHHost:
                 ) from err
         try:
             known = load_known_hosts(target)
-            client = _open_client(target, sock, known)
+            conn = open_connection(target, sock, known)
         except ConnectError:
             if jump is not None:
                 jump.close()
             raise
-        host = cls(target, client, jump)
+        host = cls(target, conn, jump)
         host.notices = tuple(dict.fromkeys((*(jump.notices if jump else ()), *known.notices)))
         return host
 
@@ -371,7 +167,8 @@ class SSHHost:
         """Close the connection (and the jump host's). Safe to call twice."""
         if self._openssh is not None:
             self._openssh.close()
-        self._client.close()
+        self._conn.close()
+        self._client.close()  # fabric closes only a client whose transport is still active
         if self._jump is not None:
             self._jump.close()
 
@@ -386,7 +183,7 @@ class SSHHost:
             )
         except (paramiko.SSHException, OSError, EOFError) as err:
             raise ConnectError(
-                f"{self.name} cannot open a connection to {_host_port(address, port)}: "
+                f"{self.name} cannot open a connection to {host_port(address, port)}: "
                 f"{err or type(err).__name__}",
                 hint="check that the service listens there and that sshd allows TCP forwarding "
                 "(AllowTcpForwarding)",

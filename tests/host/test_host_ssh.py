@@ -13,9 +13,12 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import fabric
 import pytest
+from paramiko.packet import Packetizer
 
 from jujubackup.errors import EXIT_CONNECT, EXIT_REMOTE, ConnectError, NotFoundError, RemoteStepError
+from jujubackup.host.connection import _HostKeyPolicy
 from jujubackup.host.openssh import OpenSSHStreams, Unusable
 from jujubackup.host.ssh import HostKeyChangedError, SSHHost
 from jujubackup.host.target import SSHTarget
@@ -121,6 +124,32 @@ def test_prefers_aes_gcm(host: SSHHost) -> None:
     transport = host._client.get_transport()
     assert transport is not None
     assert transport.remote_cipher == "aes128-gcm@openssh.com"
+
+
+def test_the_connection_is_fabrics_with_our_settings_on_it_alone(
+    sshd: LocalSSHD, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh/config").write_text("Host *\n  HostName 127.0.0.2\n  User nobody\n  IdentityFile ~/nope\n")
+    monkeypatch.setenv("HOME", str(home))
+    host = SSHHost.connect(target_for(sshd, connect_timeout=2.5, keepalive=7))
+    try:
+        assert isinstance(host._conn, fabric.Connection)
+        assert host._conn.ssh_config == {"hostname": "127.0.0.1"}  # no ssh config read by fabric
+        assert host._conn.connect_timeout == 2.5  # not fabric's int()
+        assert isinstance(host._client._policy, _HostKeyPolicy)  # not fabric's AutoAddPolicy
+        transport = host._client.get_transport()
+        assert transport is not None
+        packetizer = transport.packetizer
+        assert (packetizer.REKEY_BYTES, packetizer.REKEY_PACKETS) == (2**40, 2**40)
+        assert packetizer._Packetizer__keepalive_interval == 7  # type: ignore[attr-defined]
+        # the rekey limits are this connection's, not the process's (paramiko's defaults: 2**29)
+        assert (Packetizer.REKEY_BYTES, Packetizer.REKEY_PACKETS) == (2**29, 2**29)
+        assert host.run("id", "id -un").stdout.strip() == "root"
+    finally:
+        host.close()
+    assert not transport.is_active()
 
 
 # -- run ----------------------------------------------------------------------------------------------

@@ -28,7 +28,6 @@ BIG_MODULES = frozenset({
 
 LONG_FUNCTIONS = frozenset({
     "jujubackup.cli.restore:restore_cmd",
-    "jujubackup.host.ssh:_open_client",
     "jujubackup.operations.restore:fresh_restore",
 })
 """Functions over FUNCTION_LINES today (a verb's typer signature counts: one line per option)."""
