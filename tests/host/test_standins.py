@@ -72,9 +72,10 @@ class Env:
         )
 
     def ns_exclude(self, dump: Path, *dbs: str) -> list[str]:
-        """Return mongorestore flags leaving `dbs` out; 3.2 has no --nsExclude: drop them from `dump`."""
-        if SERIES[self.profile] == "4.4":
-            return [arg for db in dbs for arg in ("--nsExclude", f"{db}.*")]
+        """Leave `dbs` out of a restore that replays the oplog: drop them from `dump` and return no
+        flags. mongorestore refuses --nsExclude with --oplogReplay ("cannot use --oplogReplay with
+        excludes specified", mongo-tools mongorestore.go ParseAndValidateOptions), and 3.2 has no
+        --nsExclude at all."""
         for db in dbs:
             shutil.rmtree(dump / db, ignore_errors=True)
         return []
@@ -500,6 +501,17 @@ def test_gzip_dump_and_ns_exclude_restore(env: Env, server: tuple[int, Path], tm
     assert r.returncode == 0, r.stderr
     assert len(store.read("juju", "machines")) == 3
     assert store.collections("logs") == []
+
+
+def test_oplog_replay_with_an_exclude_is_refused_like_mongo_tools(env: Env, tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    args = ["--host", "127.0.0.1", "--oplogReplay", "--nsExclude", "logs.*", str(tmp_path / "d")]
+    r = env.run("mongorestore", args)
+    assert r.returncode == 3
+    if SERIES[env.profile] == "4.4":  # mongo-tools mongorestore.go ParseAndValidateOptions
+        assert "cannot use --oplogReplay with excludes specified" in r.stderr
+    else:  # r3.x tools have no --nsExclude at all
+        assert "unknown option" in r.stderr
 
 
 def test_restores_a_real_juju_2_8_dump(env: Env, server: tuple[int, Path], tmp_path: Path) -> None:

@@ -509,8 +509,13 @@ def install_mongo_tools(root: Path, profile: str, lib_ref: str = LIB_DIR, python
     path as seen when they run: LIB_DIR inside a host, <root>/usr/lib/jujubackup-lab for local tests)."""
     spec = PROFILES[profile]
     install_library(root)
+    # Inside a lab host the snap's commands always run confined. Local tests (tests/host) install the
+    # library under a pytest tmp dir in /tmp, which the snap's private /tmp and path rules hide from
+    # the confined process itself: there the tools run unconfined, and the lab tests
+    # (test_snap_confinement_rules_bite) are what prove confinement.
+    confined = spec.snap and lib_ref == LIB_DIR
     for tool in ("mongod", "mongodump", "mongorestore", "mongo"):
-        script = wrapper_script(tool, spec.mongo_series, lib_ref, python, confined=spec.snap)
+        script = wrapper_script(tool, spec.mongo_series, lib_ref, python, confined=confined)
         if spec.snap:
             _write(root, f"{SNAP_BIN}/{tool}", script, 0o755)
         _write(root, spec.tools[tool], script, 0o755)
