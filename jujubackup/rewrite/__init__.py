@@ -42,14 +42,18 @@ the collections above goes through that collection's rule (so documents that exi
 written during an online dump, are re-addressed too; one the rule removes is dropped, and so are
 later updates of it). For a `$set`/`$unset`/... update (`$v: 1`, as juju-db 4.4 writes) of a document
 the rules changed, a key on a rewritten field (or inside it) is removed (our value stays), a key
-holding a parent of one gets the value set inside it; a `$v: 2` diff (MongoDB 5.0+) likewise by its
-`u`/`i`/`d` fields and `s<field>` subdiffs; an update left with nothing is dropped. `applyOps`
+holding a parent of one gets the value set inside it; then the rule runs over a probe document made
+of the update's `$set`/`$unset` keys, and a key it would rewrite gets its value (so a harvest mode
+set during the dump on a model whose dump already said "none", or a machine made a controller during
+the dump, still come out right; an update of a document the rule removes is dropped). A `$v: 2`
+diff (MongoDB 5.0+) loses its `u`/`i`/`d` fields and `s<field>` subdiffs on rewritten fields of the
+dump's documents (no probe). An update left with nothing is dropped. `applyOps`
 entries - MongoDB multi-document transactions on `admin.$cmd` (Juju 3.x writes every change as one:
 juju/mgo sstxn), with `partialTxn`/`count`, `prepare` + `commitTransaction` forms, and plain or nested
 applyOps commands - are rewritten op by op; the entry itself always stays (an emptied `applyOps`
 array is applied as nothing by mongorestore), so a transaction's chain and commit stay whole. Ops on
-other documents pass byte for byte. Not covered: an update that makes a document the rules would
-change (e.g. a `$set` of `jobs` that makes another machine a controller during the dump).
+other documents pass byte for byte. Not covered: other modifiers (`$push`, `$inc`, ...) are judged
+only against the dump's changes, not probed.
 
 dump/juju/txns.bson (mgo/txn transactions; Juju's txn resumer completes PENDING ones on start, and
 such a transaction could re-apply an old address): in pending transactions (preparing, prepared,

@@ -86,20 +86,59 @@ class _OplogRewrite:
         where = f"{ns} {doc_id}"
         if kind == "i" or not any(k.startswith("$") for k in body):
             return self._whole(op, ns, doc_id, where, label, out)
-        paths = self.targets.get((ns, _id_key(doc_id)))
-        if not paths:
-            return True
+        key = (ns, _id_key(doc_id))
+        paths = self.targets.get(key) or {}
         if REMOVED in paths:
             out.append(Change("oplog", where, f"{label} on a removed document", "kept", "dropped"))
             return False
         if isinstance(body.get("diff"), dict):
+            if not paths:
+                return True
             _rewrite_diff(body["diff"], paths, "", where, f"{label} diff", out)
             left = bool(body["diff"])
         else:
-            left = _rewrite_modifiers(body, paths, where, label, out)
+            left = _rewrite_modifiers(body, paths, where, label, out) if paths else True
+            left = left and self._by_rule(body, ns, doc_id, where, label, out)
+            if REMOVED in self.targets.get(key, {}):
+                out.append(Change("oplog", where, f"{label} update of a removed document", "kept", "dropped"))
+                return False
         if not left:
             out.append(Change("oplog", where, f"{label} update", "nothing left to apply", "dropped"))
         return left
+
+    def _by_rule(self, body: Doc, ns: str, doc_id: Any, where: str, label: str, out: list[Change]) -> bool:
+        """Run the collection's rule over a probe document holding what a `$set`/`$unset` update
+        writes (unset paths as null): a key the rule would rewrite gets the rule's value (an unset one
+        becomes a set), so an update cannot bring back what the rule owns even where the dump's
+        document already had the rule's value (no change recorded) or was not yet one the rule
+        changes (a machine made a controller during the dump); a key inside a field the rule rewrites
+        goes. Return whether a modifier is left; a document the rule removes is marked REMOVED in
+        `targets` (the update must go: applyOps would upsert it back)."""
+        rule = RULES.get(NAMESPACE_RULES.get(ns, ""))
+        keys = [(m, k) for m in ("$set", "$unset") if isinstance(body.get(m), dict) for k in body[m]]
+        if self.target is None or rule is None or not keys:
+            return any(k.startswith("$") and k != "$v" for k in body)
+        probe: Doc = {"_id": doc_id}
+        for modifier, key in keys:
+            _set_path(probe, key, body[modifier][key] if modifier == "$set" else None)
+        found: list[Change] = []
+        rule(probe, self.target, found)
+        if not probe:
+            self.targets[(ns, _id_key(doc_id))] = {REMOVED: None}
+            return False
+        owned = [c.field for c in found]
+        for modifier, key in keys:
+            if any(key.startswith(f + ".") for f in owned):  # inside a rewritten field: ours stays
+                old = _plain(body[modifier].pop(key))
+                out.append(Change("oplog", where, f"{label} {modifier} {key}", old, "dropped"))
+            elif any(f == key or f.startswith(key + ".") for f in owned):
+                old, new = body[modifier].pop(key), _get_path(probe, key)
+                body.setdefault("$set", {})[key] = new
+                out.append(Change("oplog", where, f"{label} {modifier} {key}", _plain(old), _plain(new)))
+        for modifier in ("$set", "$unset"):
+            if modifier in body and not body[modifier]:
+                del body[modifier]
+        return any(k.startswith("$") and k != "$v" for k in body)
 
     def _whole(self, op: Doc, ns: str, doc_id: Any, where: str, label: str, out: list[Change]) -> bool:
         """An insert or a replacement: the collection's rule re-addresses the document it carries (else,
@@ -257,6 +296,14 @@ def _rewrite_txn_ops(
             for path, value in paths.items():
                 _set_path(op["i"], path, value)
             out.append(Change("juju.txns", where, f"{label} insert", "old values", "rewritten values"))
+
+
+def _get_path(doc: Doc, path: str) -> Any:
+    """Return the value at dotted `path` in doc (None where it is missing)."""
+    node: Any = doc
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
 def _set_path(doc: Doc, path: str, value: Any) -> None:

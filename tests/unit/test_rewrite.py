@@ -452,6 +452,42 @@ def test_oplog_insert_and_replacement_get_the_rewritten_values() -> None:
     assert len(changes) == 3
 
 
+def test_oplog_updates_cannot_bring_back_what_the_rules_own_even_unchanged_in_the_dump() -> None:
+    files = {
+        rewrite.MACHINES: fixture_dump(rewrite.MACHINES),
+        rewrite.SETTINGS: bson_file({"_id": f"{MODEL_UUID}:e",
+                                     "settings": {"name": "controller", "provisioner-harvest-mode": "none"}}),
+    }
+    changes = rewrite.readdress_dump(files, TARGET).changes
+    assert not [c for c in changes if c.collection == "juju.settings"]  # "none" already: no change
+    config = {"_id": f"{MODEL_UUID}:e"}
+    ops = [
+        op("u", "juju.settings", {"$v": 1, "$set": {"settings.provisioner-harvest-mode": "all"}}, config, 1),
+        op("u", "juju.settings", {"$v": 1, "$unset": {"settings.provisioner-harvest-mode": True}}, config, 2),
+        # a machine the dump does not hold, made a controller during the dump: demoted
+        op("u", "juju.machines", {"$v": 1, "$set": {"jobs": [1, 2], "life": 0}},
+           {"_id": f"{MODEL_UUID}:7"}, 3),
+        # another controller's node, written only in the oplog: applyOps would upsert it back
+        op("u", "juju.controllerNodes", {"$v": 1, "$set": {"has-vote": True}}, {"_id": "5"}, 4),
+        op("u", "juju.controllerNodes", {"$v": 1, "$set": {"wants-vote": True}}, {"_id": "5"}, 5),
+    ]
+    out = io.BytesIO()
+    oplog_changes = rewrite.rewrite_oplog_stream(io.BytesIO(bson_file(*ops)), out, changes, TARGET)
+    got = bson.decode_all(out.getvalue())
+    assert [g["o"] for g in got] == [
+        {"$v": 1, "$set": {"settings.provisioner-harvest-mode": "none"}},
+        {"$v": 1, "$set": {"settings.provisioner-harvest-mode": "none"}},
+        {"$v": 1, "$set": {"life": 0, "jobs": [1]}},
+    ]
+    assert [c.field for c in oplog_changes] == [
+        "op #0 $set settings.provisioner-harvest-mode",
+        "op #1 $unset settings.provisioner-harvest-mode",
+        "op #2 $set jobs",
+        "op #3 update of a removed document",
+        "op #4 on a removed document",
+    ]
+
+
 def test_oplog_diff_format_update_loses_the_rewritten_fields_only() -> None:
     addresses = [{"value": OLD, "addresstype": "ipv4"}]
     ops = [
