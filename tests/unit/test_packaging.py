@@ -84,3 +84,38 @@ def test_the_license_is_an_spdx_expression(installed: Path, tmp_path: Path) -> N
                            "from importlib.metadata import metadata; print(metadata('jujubackup'))"],
                           cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     assert "License-Expression: AGPL-3.0-or-later" in meta.splitlines()
+
+
+RENDER_CHILD = """
+import json, pickle, sys
+from pathlib import Path
+import jujubackup, jujubackup.scripts as scripts
+cases, out = pickle.load(sys.stdin.buffer), Path(sys.argv[1])
+for n, (name, values) in enumerate(cases):
+    (out / f"{n:03d}-{name}.sh").write_text(scripts.render(name, **values))
+print(json.dumps({"package": jujubackup.__file__, "names": sorted(scripts.template_names())}))
+"""
+
+
+def test_the_installed_wheel_renders_every_template_shellcheck_clean(installed: Path, tmp_path: Path) -> None:
+    """Every remote script rendered by the wheel's own package (not the source tree) with the unit
+    tests' sample values, each shellcheck clean."""
+    import json
+    import pickle
+
+    from tests.unit.test_scripts import _cases
+
+    cases = _cases()
+    out = tmp_path / "rendered"
+    out.mkdir()
+    done = subprocess.run([str(installed / "bin/python"), "-c", RENDER_CHILD, str(out)], cwd=tmp_path,
+                          input=pickle.dumps(cases), capture_output=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    report = json.loads(done.stdout)
+    assert Path(report["package"]).is_relative_to(installed)
+    assert set(report["names"]) == {name for name, _ in cases}
+    rendered = sorted(out.glob("*.sh"))
+    assert len(rendered) == len(cases)
+    checked = subprocess.run(["shellcheck", "-s", "bash", *map(str, rendered)], capture_output=True,
+                             text=True, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
