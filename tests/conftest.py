@@ -31,7 +31,7 @@ class LabFactory(Protocol):
     """Type of the `lab_factory` fixture."""
 
     def __call__(self, controllers: int = 1, spares: int = 0, profile: str = "juju-2.9",
-                 db_size: int | str = 0, machines: int = 0) -> Lab: ...
+                 db_size: int | str = 0, machines: int = 0, bootstrapped_spares: int = 0) -> Lab: ...
 
 
 def _sigterm_to_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -55,16 +55,17 @@ def lab_session() -> Iterator[None]:
 
 @pytest.fixture
 def lab_factory(lab_session: None) -> Iterator[LabFactory]:
-    """Return `make(controllers=1, spares=0, profile="juju-2.9", db_size=0, machines=0) -> Lab`.
+    """Return `make(controllers=1, spares=0, profile="juju-2.9", db_size=0, machines=0,
+    bootstrapped_spares=0) -> Lab`.
 
     Every lab it made is torn down after the test, also when the test failed.
     """
     labs: list[Lab] = []
 
     def make(controllers: int = 1, spares: int = 0, profile: str = "juju-2.9", db_size: int | str = 0,
-             machines: int = 0) -> Lab:
+             machines: int = 0, bootstrapped_spares: int = 0) -> Lab:
         lab = Lab.create(controllers=controllers, spares=spares, profile=profile, db_size=db_size,
-                         machines=machines)
+                         machines=machines, bootstrapped_spares=bootstrapped_spares)
         labs.append(lab)
         return lab
 

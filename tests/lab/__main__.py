@@ -1,10 +1,12 @@
 """`python -m tests.lab rootfs | up | down | status` — the lab from the command line (root only).
 
-    up [--controllers N] [--spares M] [--machines K] [--profile PROFILE] [--db-size SIZE]
-       [--name NAME]
+    up [--controllers N] [--spares M] [--bootstrapped-spares B] [--machines K] [--profile PROFILE]
+       [--db-size SIZE] [--name NAME]
         clear leftovers (dead labs and the previous CLI lab NAME), boot, print ONE JSON document
         {"ssh_config", "key", "known_hosts", "juju_data", "hosts": [{"name","ip","role","machine_id",
-        "profile","root"}]}; juju_data (null without controllers) holds controllers.yaml and
+        "profile","root"}]}; hosts boot0… (role "bootstrapped") are each an empty controller of the
+        profile with its own CA, controller UUID, juju-db, jujud (3.x: its own dqlite node), as
+        `juju bootstrap` leaves one; juju_data (null without controllers) holds controllers.yaml and
         accounts.yaml (0600) for controller `lab`, user `admin`, as `juju bootstrap` leaves them
         and exit leaving the hosts running.
     down [--name NAME] [--id LABID]   tear down the CLI lab NAME (default "default") or lab LABID.
@@ -32,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="boot a lab and print its JSON description")
     up.add_argument("--controllers", type=int, default=1)
     up.add_argument("--spares", type=int, default=0)
+    up.add_argument("--bootstrapped-spares", type=int, default=0,
+                    help="freshly bootstrapped controllers boot0.. (own CA and UUID, controller model only)")
     up.add_argument("--machines", type=int, default=0, help="workload machines m0.. running Juju agents")
     up.add_argument("--profile", choices=labmod.PROFILES, default="juju-2.9")
     up.add_argument("--db-size", default="0", help="seed data size, e.g. 0, 512MiB, 1GiB")
@@ -54,9 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         labmod.parse_size(getattr(args, "db_size", "0"))
-        counts = (args.controllers, args.spares) if args.cmd == "up" else (1, 0)
+        counts = (args.controllers, args.spares, args.bootstrapped_spares) if args.cmd == "up" else (1, 0)
         if min(counts) < 0 or sum(counts) == 0:
-            raise ValueError("--controllers and --spares must be >= 0 and make at least one host")
+            raise ValueError("--controllers, --spares and --bootstrapped-spares must be >= 0 and make at "
+                             "least one host")
     except ValueError as err:
         print(f"tests.lab: {err}", file=sys.stderr)
         return 2
@@ -66,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "up":
             t0 = time.monotonic()
             lab = labmod.Lab.create(controllers=args.controllers, spares=args.spares, profile=args.profile,
-                                    db_size=args.db_size, cli_name=args.name, machines=args.machines)
+                                    db_size=args.db_size, cli_name=args.name, machines=args.machines,
+                                    bootstrapped_spares=args.bootstrapped_spares)
             lab.detach()
             phases = ", ".join(f"{k} {v:.2f} s" for k, v in lab.timings.items())
             labmod.log(f"lab {lab.id} ({args.name}) ready in {time.monotonic() - t0:.1f} s ({phases})")

@@ -1,8 +1,10 @@
 """`python -m tests.lab.demo` — the main job, end to end, through the CLI against lab hosts (root only).
 
-Boots a lab (one controller `ctl0` laid out as a Juju controller, one fresh machine `spare0`), then:
-status → create → list → download → verify → power ctl0 off (the disaster) →
-restore --archive … --target spare0 --yes (disaster recovery) → status of the new controller.
+Boots a lab (one controller `ctl0` laid out as a Juju controller, one fresh machine `spare0`; on
+Juju 3.x a freshly bootstrapped controller `boot0` instead, since a 3.x controller needs the dqlite
+node only `juju bootstrap` makes), then: status → create → list → download → verify → power ctl0 off
+(the disaster) → restore --archive … --target spare0|boot0 --yes (disaster recovery) → status of the
+new controller.
 The lab is always torn down at the end. Exit code: 0 when every step worked, else the failing step's.
 """
 
@@ -54,8 +56,12 @@ def jb(lab: Lab, title: str, *args: str, capture: bool = False) -> str:
 
 def run_demo(profile: str, workdir: Path) -> None:
     """Boot a lab and run the disaster-recovery story through the CLI. Raise StepFailed on failure."""
-    banner(f"lab up: 1 controller ({profile}) + 1 fresh machine")
-    with Lab.create(controllers=1, spares=1, profile=profile) as lab:
+    juju3 = PROFILES[profile].base  # 3.x: restore over a bootstrapped controller (README "dqlite")
+    target = "boot0" if juju3 else "spare0"
+    banner(f"lab up: 1 controller ({profile}) + 1 " + ("freshly bootstrapped controller" if juju3 else
+                                                       "fresh machine"))
+    with Lab.create(controllers=1, spares=0 if juju3 else 1, bootstrapped_spares=1 if juju3 else 0,
+                    profile=profile) as lab:
         for host in lab.hosts:
             print(f"   {host.name:8} {host.ip:12} {host.role}", file=sys.stderr)
         jb(lab, "what jujubackup sees on ctl0", "-H", "ctl0", "status")
@@ -67,11 +73,11 @@ def run_demo(profile: str, workdir: Path) -> None:
         jb(lab, "verify the downloaded archive", "verify", str(archive))
         banner("the disaster: ctl0 is powered off")
         lab.host("ctl0").power_off()
-        jb(lab, "plan the recovery onto spare0 (dry run)", "restore", "--archive", str(archive),
-           "--target", "spare0", "--dry-run")
-        jb(lab, "disaster recovery onto spare0", "restore", "--archive", str(archive),
-           "--target", "spare0", "--yes")
-        jb(lab, "spare0 is now the controller", "-H", "spare0", "status")
+        jb(lab, f"plan the recovery onto {target} (dry run)", "restore", "--archive", str(archive),
+           "--target", target, "--dry-run")
+        jb(lab, f"disaster recovery onto {target}", "restore", "--archive", str(archive),
+           "--target", target, "--yes")
+        jb(lab, f"{target} is now the controller", "-H", target, "status")
         banner("done: the lab is torn down")
 
 

@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,7 +45,7 @@ LOCK_PATH = STATE_ROOT / "lock"
 PROFILES = tuple(provision.PROFILES)  # juju-2.8, juju-2.9, juju-2.8-bionic, juju-2.8-focal, juju-3.6
 BOOT_TIMEOUT = 90.0
 LAB_ID_RE = re.compile(r"^[0-9a-f]{6}$")
-Role = Literal["controller", "spare", "workload"]
+Role = Literal["controller", "spare", "workload", "bootstrapped"]
 
 
 class LabError(RuntimeError):
@@ -275,7 +275,7 @@ class LabHost:
 
     @property
     def role(self) -> Role:
-        """"controller" or "spare"."""
+        """"controller", "spare", "workload" or "bootstrapped" (an empty controller of its own)."""
         return self._st.role
 
     @property
@@ -462,6 +462,13 @@ class Lab:
         return [h for h in self.hosts if h.role == "spare"]
 
     @property
+    def bootstrapped(self) -> list[LabHost]:
+        """The bootstrapped spares boot0, boot1, … (`bootstrapped_spares=`): each an empty controller
+        of the lab's profile, as `juju bootstrap` leaves one (its own CA, controller UUID, juju-db,
+        jujud, only the controller model; on 3.x its own dqlite node), machine 0 of its controller."""
+        return [h for h in self.hosts if h.role == "bootstrapped"]
+
+    @property
     def workloads(self) -> list[LabHost]:
         """The workload machines m0, m1, … (`machines=`): Juju machines running workload agents."""
         return [h for h in self.hosts if h.role == "workload"]
@@ -493,8 +500,11 @@ class Lab:
 
     @classmethod
     def create(cls, controllers: int = 1, spares: int = 0, profile: str = "juju-2.9", db_size: int | str = 0,
-               cli_name: str | None = None, machines: int = 0) -> Lab:
+               cli_name: str | None = None, machines: int = 0, bootstrapped_spares: int = 0) -> Lab:
         """Build and boot a lab; return it when every host is ready (owned by this process).
+
+        `bootstrapped_spares` hosts boot0, boot1, … are each a freshly bootstrapped controller of the
+        profile with an identity of its own (Lab.bootstrapped).
 
         `machines` workload machines m0, m1, … (machine ids after the controllers', alternately in
         the controller model and the hosted model "default") run stand-in workload agents.
@@ -505,13 +515,15 @@ class Lab:
         require_root()
         if profile not in PROFILES:
             raise LabError(f"unknown profile {profile!r} (choose from {', '.join(PROFILES)})")
-        if controllers < 0 or spares < 0 or machines < 0 or controllers + spares == 0:
+        if min(controllers, spares, machines, bootstrapped_spares) < 0 or (
+                controllers + spares + bootstrapped_spares == 0):
             raise LabError("a lab needs at least one host")
         size = parse_size(db_size)
         lower = rootfs.ensure_rootfs()
         with global_lock():
             sweep_leftovers(cli_name=cli_name)
-            state = cls._allocate(controllers, spares, profile, size, lower, cli_name, machines)
+            state = cls._allocate(controllers, spares, profile, size, lower, cli_name, machines,
+                                  bootstrapped_spares)
             lab = cls(state)
             lab.state_dir.mkdir(mode=0o700)
             _write_state(state)
@@ -532,7 +544,7 @@ class Lab:
 
     @staticmethod
     def _allocate(controllers: int, spares: int, profile: str, size: int, lower: Path,
-                  cli_name: str | None, machines: int = 0) -> LabState:
+                  cli_name: str | None, machines: int = 0, bootstrapped: int = 0) -> LabState:
         """Pick a free lab id and free IPs (caller holds the global lock); return the new state."""
         existing = _lab_ids()
         used = {h.ip for i in existing if (s := _read_state(i)) for h in s.hosts}
@@ -543,6 +555,7 @@ class Lab:
         names: list[tuple[str, Role, str | None]] = [
             (f"ctl{i}", "controller", str(i)) for i in range(controllers)]
         names += [(f"spare{i}", "spare", None) for i in range(spares)]
+        names += [(f"boot{i}", "bootstrapped", "0") for i in range(bootstrapped)]
         names += [(f"m{i}", "workload", str(controllers + i)) for i in range(machines)]
         free = [f"{net.SUBNET}.{n}" for n in net.POOL if f"{net.SUBNET}.{n}" not in used]
         if len(free) < len(names):
@@ -606,7 +619,12 @@ class Lab:
         if self.controllers:
             write_juju_data(self.juju_data, cluster)
         for h in self.hosts:
-            provision.provision_host(h.root, specs[h.name], cluster)
+            if h.role == "bootstrapped":  # `juju bootstrap` there: a controller of its own
+                own = replace(specs[h.name], role="controller")
+                provision.provision_host(h.root, own, provision.new_cluster(
+                    self.profile, controllers=[own], hosted_models=False))
+            else:
+                provision.provision_host(h.root, specs[h.name], cluster)
             _authorize(h.root, "/root", "root", client_public)
             _authorize(h.root, "/home/ubuntu", "ubuntu", client_public)
         self.timings["provision"] = time.monotonic() - t0

@@ -215,6 +215,9 @@ class Cluster:
     seed_dir: str | None = None  # built lazily: the seeded dbpath every controller copies
     admin_password: str = ""  # the controller user `admin` (users collection; the lab's accounts.yaml)
     admin_salt: str = ""
+    hosted_models: bool = True
+    """False: only the controller model, as `juju bootstrap` leaves a controller (no model "default",
+    no applications, no cross-model offers)."""
 
     @property
     def spec(self) -> Profile:
@@ -346,10 +349,12 @@ def _ssh_identity(comment: str) -> tuple[str, str]:
 
 
 def new_cluster(
-    profile: str, controllers: list[HostSpec], db_size: int = 0, workloads: Iterable[HostSpec] = ()
+    profile: str, controllers: list[HostSpec], db_size: int = 0, workloads: Iterable[HostSpec] = (),
+    hosted_models: bool = True,
 ) -> Cluster:
     """Given a profile, the controller hosts and the workload machines, return the shared cluster
-    identity (fresh secrets; every workload machine runs one unit, ubuntu/<machine id>).
+    identity (fresh secrets; every workload machine runs one unit, ubuntu/<machine id>). Without
+    `hosted_models` the controller has only its controller model (freshly bootstrapped).
 
     Raise ValueError for an unknown profile or a controller without a machine id."""
     if profile not in PROFILES:
@@ -364,6 +369,7 @@ def new_cluster(
         controller_uuid=str(uuid.uuid4()),
         model_uuid=str(uuid.uuid4()),
         default_model_uuid=str(uuid.uuid4()),
+        hosted_models=hosted_models,
     )
     (cluster.ca_cert, cluster.ca_key, cluster.controller_cert, cluster.controller_key) = _make_certs(
         cluster.controller_uuid, [c.ip for c in controllers]
@@ -788,7 +794,7 @@ def seed_documents(cluster: Cluster) -> dict[str, dict[str, list[dict]]]:
             "txn-queue": [],
         }
 
-    juju["models"] = [model(cm, "controller"), model(dm, "default")]
+    juju["models"] = [model(cm, "controller"), model(dm, "default")][: 2 if cluster.hosted_models else 1]
     machines = [
         _machine_doc(
             cm,
@@ -979,7 +985,7 @@ def seed_documents(cluster: Cluster) -> dict[str, dict[str, list[dict]]]:
         }
         for m in machines
     ]
-    juju["externalControllers"] = [
+    juju["externalControllers"] = [] if not cluster.hosted_models else [
         {
             "_id": "d9f3b3f6-0000-4000-8000-0000000ecafe",
             "alias": "offers",
@@ -1011,7 +1017,9 @@ def seed_documents(cluster: Cluster) -> dict[str, dict[str, list[dict]]]:
             "txn-revno": bson.Int64(2),
         }
 
-    juju["settings"] = [settings(cm, "controller", "destroyed"), settings(dm, "default", "all")]
+    juju["settings"] = [settings(cm, "controller", "destroyed"), settings(dm, "default", "all")][
+        : 2 if cluster.hosted_models else 1
+    ]
     juju["clouds"] = [
         {
             "_id": "localhost",
@@ -1242,7 +1250,7 @@ def build_seed(cluster: Cluster, dest: Path, with_logs: bool = True) -> None:
 
 
 def _fill_logs(cluster: Cluster, dbpath: Path) -> None:
-    models = [cluster.model_uuid, cluster.default_model_uuid]
+    models = [cluster.model_uuid, cluster.default_model_uuid][: 2 if cluster.hosted_models else 1]
     store = storage.Storage(str(dbpath))
     write_logs(store, models, cluster.spec.juju_version, cluster.db_size, cluster.log_rnd, cluster.log_base)
 
@@ -1308,6 +1316,8 @@ def _provision_controller(root: Path, host: HostSpec, cluster: Cluster) -> None:
     _symlink(root, f"/var/lib/juju/tools/machine-{mid}", f"/var/lib/juju/tools/{tools_ver}")
     _mkdir(root, "/var/lib/juju/metricspool", 0o755)
     _mkdir(root, "/var/lib/juju/raft", 0o700)
+    if spec.base:  # Juju 3.x: the dqlite node agentbootstrap made (HA members: the joined cluster)
+        write_dqlite_node(root, host, cluster)
     # shared secret + mongo PEM where juju-db reads them
     _write(root, spec.shared_secret, cluster.shared_secret, 0o600)
     if spec.snap:
@@ -1356,6 +1366,39 @@ def _provision_controller(root: Path, host: HostSpec, cluster: Cluster) -> None:
     )
     _enable(root, f"{spec.db_service}.service")
     _enable(root, f"jujud-machine-{mid}.service")
+
+
+DQLITE_BOOTSTRAP_ID = 0x2DC171858C3155BE
+"""go-dqlite's BootstrapID: the node id of a cluster's first node (client/constants.go)."""
+
+
+def write_dqlite_node(root: Path, host: HostSpec, cluster: Cluster) -> None:
+    """Write /var/lib/juju/dqlite (0700) as a 3.x controller has it once its dqlite node ran:
+    info.yaml (this node) and cluster.yaml (every node), go-dqlite's YAML NodeInfo (ID, Address,
+    Role 0 = voter). A single controller's node is the one agentbootstrap made, bound to the loopback
+    address (juju/juju database/node.go dqliteBootstrapBindIP 127.0.0.1, port 17666); HA members are
+    bound to their own addresses (worker/dbaccessor rebindAddress / joinNodeToCluster)."""
+    ctrls = cluster.controllers
+
+    def node(c: HostSpec) -> dict[str, Any]:
+        first = c.machine_id == ctrls[0].machine_id
+        # the same ids on every member: derived from the controller uuid and the machine id
+        ident = DQLITE_BOOTSTRAP_ID if first else (uuid.UUID(cluster.controller_uuid).int >> 72) + int(
+            str(c.machine_id))
+        addr = "127.0.0.1" if len(ctrls) == 1 else c.ip
+        return {"ID": ident, "Address": f"{addr}:17666", "Role": 0}
+
+    nodes = {str(c.machine_id): node(c) for c in ctrls}
+    me = nodes[str(host.machine_id)]
+
+    def yaml_node(n: dict[str, Any], lead: str) -> str:
+        return f"{lead}ID: {n['ID']}\n  Address: {n['Address']}\n  Role: {n['Role']}\n"
+
+    _mkdir(root, "/var/lib/juju/dqlite", 0o700)
+    _write(root, "/var/lib/juju/dqlite/info.yaml",
+           f"ID: {me['ID']}\nAddress: {me['Address']}\nRole: 0\n", 0o600)
+    _write(root, "/var/lib/juju/dqlite/cluster.yaml", "".join(yaml_node(n, "- ") for n in nodes.values()),
+           0o600)
 
 
 def unit_exec_start(unit_tag: str, unit_name: str, log_owner: str) -> str:

@@ -25,6 +25,17 @@ hello WITHOUT a server name (any client dialling an IP) the `controllerip` leaf 
 certupdater makes for the machine's addresses at every start, signed by the controller CA
 (worker/certupdater/certupdater.go, LeafRequestForGroup(ControllerIPLeafGroup)...Commit()); a hello
 with a server name gets server.pem (the default leaf). It keeps checking the DB.
+
+Juju 3.x (a version 3.* stand-in) opens the API only once its dqlite node under
+<data-dir>/dqlite is one that ran before: the apiserver manifold depends on the lease manager, which
+blocks on the dbaccessor's GetDB (juju/juju cmd/jujud/agent/machine/manifolds.go, worker/lease/manifold).
+The dbaccessor (worker/dbaccessor/worker.go loop, juju/juju @00d5cd6d, juju/worker/v3 era) creates
+the dir (0700) if missing (database/node.go EnsureDataDir) and calls it an existing node when the dir
+has any entry (IsExistingNode: Readdirnames(1)); an existing node starts from its info.yaml and
+cluster.yaml (startExistingDqliteNode). On an empty dir it asks for the API server details and
+waits to join the peers they name; with no other controller it logs "no addresses available for
+this Dqlite node to join cluster" (joinNodeToCluster) and the API never opens, while the agent runs on.
+Only agentbootstrap (`juju bootstrap`: database.BootstrapDqlite) ever makes a first node.
 """
 
 from __future__ import annotations
@@ -336,6 +347,33 @@ def controller_ip_context(conf: dict[str, Any], ips: list[str], default: ssl.SSL
     return default
 
 
+def dqlite_ready(data_dir: str, log: AgentLog) -> bool:
+    """Return True when <data_dir>/dqlite holds a node that ran before (made 0700 if missing) with an
+    info.yaml whose Address cluster.yaml lists; else log what the dbaccessor logs and return False
+    (see the module docstring for the Juju source)."""
+    path = os.path.join(data_dir, "dqlite")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    if not os.listdir(path):
+        log("INFO", "juju.worker.dbaccessor", "no addresses available for this Dqlite node to join cluster")
+        return False
+    try:
+        with open(os.path.join(path, "info.yaml")) as f:
+            info = f.read()
+        with open(os.path.join(path, "cluster.yaml")) as f:
+            cluster = f.read()
+    except OSError as exc:
+        log("ERROR", "juju.worker.dbaccessor", f"reading Dqlite node files: {exc}")
+        return False
+    address = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                    if line.startswith("Address:")), "")
+    if not address or f"Address: {address}" not in cluster:
+        log("ERROR", "juju.worker.dbaccessor", f"this Dqlite node ({address or 'no address'}) is not in "
+            "its cluster.yaml; cannot start the node")
+        return False
+    log("INFO", "juju.worker.dbaccessor", f"host is configured as a Dqlite node ({address})")
+    return True
+
+
 class ApiHandler(socketserver.BaseRequestHandler):
     """Minimal HTTPS answer on the API port."""
 
@@ -438,6 +476,9 @@ def main(version: str, argv: list[str] | None = None) -> int:
     except (OSError, common.ProtocolError) as exc:
         log("ERROR", "juju.worker.peergrouper", f"lost connection to mongo: {exc}")
         return 1
+    if int(version.split(".", 1)[0]) >= 3 and not dqlite_ready(data_dir, log):
+        while True:  # the dbaccessor waits for peers that never come: no lease manager, no API
+            time.sleep(3600)
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(os.path.join(data_dir, "server.pem"))
     try:
