@@ -37,6 +37,7 @@ MONGO_STATEMENTS: tuple[str, ...] = (
     "listDatabases",
     *(f"dbStats:{db}" for db in ESTIMATE_DBS),
     "instanceData",
+    "models",
 )
 """What each line of the probe's mongo output answers, in order."""
 
@@ -110,6 +111,8 @@ class ControllerFacts:
     """The TLS flags the remote scripts choose here (lib-mongo-tls): from the versions and ca.crt."""
     lock_holder: dict[str, Any] | None = None
     """The holder record of the controller's lock when the probe found it held ({} if unrecorded)."""
+    models: list[str] | None = None
+    """The controller's model names (juju.models, at most MAX_MODELS), None when not read."""
 
     @property
     def ha_nodes(self) -> int:
@@ -217,6 +220,7 @@ def parse_probe(doc: dict[str, Any], host: str = "") -> ControllerFacts:
         restore_journal=str(journal.get("dir", "")) if journal.get("exists") else "",
         restore_steps_done=[str(step) for step in journal.get("done") or []],
         lock_holder=_holder(doc.get("lock") or {}),
+        models=model_names(lines.get("models")),
     )
 
 
@@ -308,6 +312,27 @@ def instance_id(result: dict[str, Any] | None) -> str:
         if value:
             return str(value)
     return UNKNOWN
+
+
+MAX_MODELS = 101
+"""How many models the probe reads (enough to tell "only the controller model" from "more")."""
+MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+"""A Juju model name (juju/names IsValidModelName); anything else is shown as '?'."""
+
+
+def model_names(result: dict[str, Any] | None) -> list[str] | None:
+    """Given the juju.models find result, return the model names ('?' for a malformed one), or None
+    when the query failed (hostile input: nothing else of the documents is kept)."""
+    if not result or not result.get("ok"):
+        return None
+    batch = (result.get("cursor") or {}).get("firstBatch")
+    if not isinstance(batch, list):
+        return None
+    names = []
+    for doc in batch[:MAX_MODELS]:
+        name = doc.get("name") if isinstance(doc, dict) else None
+        names.append(name if isinstance(name, str) and MODEL_NAME.match(name) else "?")
+    return names
 
 
 def machine_id_of(tag: str) -> str:

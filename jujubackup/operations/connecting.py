@@ -30,6 +30,7 @@ def probe(host: Host, backup_dir: str = profiles.DEFAULT_BACKUP_DIR) -> Controll
         paths=profiles.probe_paths(),
         profiles=profiles.PROFILES,
         estimate_dbs=facts_mod.ESTIMATE_DBS,
+        max_models=facts_mod.MAX_MODELS,
     )
     doc = host.run("probe", text, timeout=180).json()
     return facts_mod.parse_probe(doc, host.name)

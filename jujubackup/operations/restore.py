@@ -539,6 +539,7 @@ def probe_target(
                                       host=host.name, default=0),
             "raft_state": bool(pre.get("raft_state")),
             "raft_machines": raft_machines(pre.get("raft_machines")),
+            **dqlite_facts(pre.get("dqlite"), host.name),
         },
         peers=peers,
         instance_id=found.instance_id if found else "",
@@ -592,6 +593,17 @@ def cloud_instance_id(value: object) -> str:
     return text if INSTANCE_ID.match(text) else ""
 
 
+def dqlite_facts(value: object, host: str) -> dict[str, Any]:
+    """Given the preflight's `dqlite` section ({node, servers, loopback}), return the TargetFacts
+    fields dqlite_node and dqlite_servers. Raise HostileOutputError for a count out of range."""
+    doc = value if isinstance(value, dict) else {}
+    return {
+        "dqlite_node": doc.get("node") is True,
+        "dqlite_servers": remote_int(doc.get("servers"), "restore-preflight's dqlite servers", host=host,
+                                     default=0, hi=10_000),
+    }
+
+
 def raft_machines(value: object) -> tuple[str, ...]:
     """Given the preflight's list of machine tags found in the target's raft state, return the
     well-formed ones (`machine-N`), sorted and unique."""
@@ -627,6 +639,8 @@ def target_from_facts(found: ControllerFacts, name: str) -> P.TargetFacts:
         mongo_version=found.mongo_version or None,
         live_services=tuple(s.name for s in found.services if s.active),
         has_state=True,
+        models=tuple(found.models) if found.models is not None else None,
+        model_uuid=found.model_uuid or None,
     )
 
 
@@ -747,6 +761,8 @@ def show_plan(ui: UI, plan: P.Plan, omit: str | None = None, *, as_data: bool = 
     )
     for line in plan.demoted:
         ui.line(f"  {line}")
+    if plan.target_kind:
+        ui.line(f"  target: {plan.target_kind}")
     ui.line("steps:")
     for n, step in enumerate(plan.steps, 1):
         ui.line(f"  {n:>2}. {step.title}")

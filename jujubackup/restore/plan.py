@@ -110,11 +110,28 @@ class TargetFacts:
     """The target has 2.x raft state under /var/lib/juju/raft (not in any backup: it stays)."""
     raft_machines: tuple[str, ...] = ()
     """The machine tags that raft state names (its servers)."""
+    dqlite_node: bool = False
+    """The target has a 3.x dqlite node: /var/lib/juju/dqlite holds something (never in a backup)."""
+    dqlite_servers: int = 0
+    """How many nodes the target's dqlite cluster.yaml lists."""
+    models: tuple[str, ...] | None = None
+    """The target controller's models (names, from its juju.models), None when not read."""
+    model_uuid: str | None = None
+    """The target controller's controller model (its agent.conf `model`)."""
 
     @property
     def live_controller(self) -> bool:
         """True when juju-db or a jujud machine agent runs on the target."""
         return bool(self.live_services)
+
+    def freshly_bootstrapped(self, backup_controller: str) -> bool:
+        """True when the target is a controller of another controller than `backup_controller` that
+        holds nothing but its controller model (as `juju bootstrap` leaves one): its state can go."""
+        return (
+            self.controller_uuid is not None
+            and self.controller_uuid != backup_controller
+            and self.models == ("controller",)
+        )
 
 
 @dataclass(frozen=True)
@@ -195,6 +212,8 @@ class Plan:
     install_services: bool = False
     extra: dict[str, str] = field(default_factory=dict)
     harvest: tuple[HarvestMode, ...] = ()
+    target_kind: str = ""
+    """What the target is when that changes what the restore does (a freshly bootstrapped controller)."""
 
     def step_names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.steps)
@@ -212,6 +231,7 @@ class Plan:
             "changes": list(self.changes),
             "warnings": list(self.warnings),
             "harvest-mode": [h.as_dict() for h in self.harvest],
+            "target-kind": self.target_kind,
             "steps": [{"name": s.name, "title": s.title, "details": list(s.details)} for s in self.steps],
         }
 
@@ -239,7 +259,7 @@ def make_plan(
         hard, soft = refusals(backup, target, options, peers)
         warnings = [f"refused: {m} (hint: {h})" for m, h in (*hard, *soft)] + _notes(backup, target)
     snapshot = target.has_state
-    install = options.mode is not Mode.same and not _has_units(target, backup.machine_id)
+    install = options.mode is not Mode.same and not _has_units(target, backup)
     steps = _steps(backup, target, options, snapshot=snapshot, install=install)
     return Plan(
         mode=options.mode,
@@ -255,6 +275,21 @@ def make_plan(
         snapshot=snapshot,
         install_services=install,
         harvest=tuple(harvest) if options.readdress else (),
+        target_kind=target_kind(backup, target),
+    )
+
+
+def target_kind(backup: BackupFacts, target: TargetFacts) -> str:
+    """Given the facts, return the plan's line on a target whose own controller the restore replaces
+    (a freshly bootstrapped one), else ''."""
+    if not target.freshly_bootstrapped(backup.controller_uuid):
+        return ""
+    kept = "its dqlite node" if version_tuple(backup.juju_version or "0.0")[0] >= 3 else "its raft state"
+    return (
+        f"{target.name} is a freshly bootstrapped controller (controller {target.controller_uuid}, "
+        f"machine {target.machine_id}, only its controller model): its services are stopped and its "
+        f"state (database, agent.conf, CA, controller UUID, juju-db and jujud units) is replaced by the "
+        f"backup's (controller {backup.controller_uuid}); {kept} stays"
     )
 
 
@@ -290,6 +325,7 @@ def refusals(
         ))
     hard.extend(_version_refusals(backup, target, options))
     hard.extend(_raft_refusals(backup, target))
+    hard.extend(_dqlite_refusals(backup, target))
     soft.extend(_live_peer_refusals(peers))
     soft.extend(_mongo_refusals(backup, target))
     soft.extend(_uuid_refusals(backup, target))
@@ -368,10 +404,39 @@ def _uuid_refusals(backup: BackupFacts, target: TargetFacts) -> list[tuple[str, 
         return []
     if target.controller_uuid == backup.controller_uuid:
         return []
+    if target.freshly_bootstrapped(backup.controller_uuid):
+        return []
+    models = (
+        f" with {len(target.models)} models ({', '.join(target.models[:5])})" if target.models else ""
+    )
     return [(
-        f"{target.name} is a live controller of another controller ({target.controller_uuid}); the "
-        f"backup is of controller {backup.controller_uuid}",
-        "check the target host; restoring replaces that controller's state",
+        f"{target.name} is a live controller of another controller ({target.controller_uuid}){models}; "
+        f"the backup is of controller {backup.controller_uuid}",
+        "check the target host; restoring replaces that controller's state (a freshly bootstrapped "
+        "controller, holding only its controller model, is restored over without --force)",
+    )]
+
+
+def _dqlite_refusals(backup: BackupFacts, target: TargetFacts) -> list[tuple[str, str]]:
+    """A Juju 3.x controller needs a dqlite node that ran before: on an empty /var/lib/juju/dqlite
+    the dbaccessor waits to join peers (juju/juju worker/dbaccessor/worker.go joinNodeToCluster:
+    "no addresses available for this Dqlite node to join cluster"), so the lease manager and the
+    API never start. Only `juju bootstrap` makes a first node (agentbootstrap:
+    database.BootstrapDqlite, the schema of that exact Juju build); nothing here can, and a backup
+    holds no dqlite state. Not overridable."""
+    try:
+        major = version_tuple(backup.juju_version)[0]
+    except ValueError:
+        return []
+    if major < 3 or target.dqlite_node:
+        return []
+    return [(
+        f"{target.name} has no dqlite node (/var/lib/juju/dqlite is missing or empty): a Juju "
+        f"{backup.juju_version} controller restored there would never open its API (its dbaccessor "
+        "waits for dqlite peers that do not exist)",
+        f"bootstrap a Juju {'.'.join(map(str, version_tuple(backup.juju_version)[:2]))} controller on "
+        f"{target.name} first (`juju bootstrap` onto that machine), then restore over it: "
+        f"`jujubackup restore --archive FILE --target {target.name}`",
     )]
 
 
@@ -406,8 +471,14 @@ def _notes(backup: BackupFacts, target: TargetFacts) -> list[str]:
     return notes
 
 
-def _has_units(target: TargetFacts, machine_id: str) -> bool:
-    return target.machine_id == machine_id and target.juju_version is not None
+def _has_units(target: TargetFacts, backup: BackupFacts) -> bool:
+    """True when the target runs the backup's own controller machine already (its units fit: a
+    controller of another controller gets the backup's units, juju-db.config and CA)."""
+    return (
+        target.machine_id == backup.machine_id
+        and target.juju_version is not None
+        and target.controller_uuid in (None, backup.controller_uuid)
+    )
 
 
 def count_keys(text: str) -> int:

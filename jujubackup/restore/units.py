@@ -28,7 +28,8 @@ def unit_files(
 
     The jujud-machine-N unit and exec-start script are always (re)written; juju-db's unit and config
     only where the host has none (a snap-installed juju-db keeps its own unit). On a juju-db that
-    requires client certificates (4.4.30+) ca.crt is the backup's CA, replacing any other.
+    requires client certificates (4.4.30+) ca.crt is the backup's CA, replacing any other; below, a
+    ca.crt already there (a bootstrapped controller's own CA) is replaced by the backup's.
     """
     mid = machine_id
     values = {
@@ -72,11 +73,13 @@ def unit_files(
                 ),
             }
         )
-        if mutual:
+        if ca_cert:
             # the backup's CA replaces any other: the restored server.pem (juju-db's, and the client
-            # certificate of jujud and of our tools) chains to it
+            # certificate of jujud and of our tools) chains to it. Below 4.4.30 only over a ca.crt
+            # that is there (a bootstrapped target's own CA): the tools take it as their CA file.
             files.append(
-                {"path": profiles.CA_FILE, "mode": "0644", "replace": True, "content": ca_cert}
+                {"path": profiles.CA_FILE, "mode": "0644", "replace": True if mutual else "if-exists",
+                 "content": ca_cert}
             )
     return files
 

@@ -1,11 +1,14 @@
 """Every lab profile (one per juju-db generation Juju ships, tests/lab/standins/versions.py) through the
 CLI: create in all three modes, download, drill the download on a throwaway machine (isolated, every
-check passes, the controller's database unchanged), power the controller off and restore the download
-onto a fresh machine; services running after each step, the statepassword in no process's argv on either
-host and in no output, and python-libjuju (2.9.49.1; 3.6.1.3 on juju-3.6) listing the backup's models
-and machines with the backup's CA, and by controller name after --update-client-config. One lab of
-two hosts per profile (about 20 s each on a 2-CPU machine): the deeper suites (test_create,
-test_transfer, test_restore) run on juju-2.9 and juju-2.8, this one is the matrix over all five."""
+check passes, the controller's database unchanged; on 3.x a second bootstrapped controller), power
+the controller off and restore the download onto a fresh machine (2.x) and over a freshly
+bootstrapped controller (boot0: every profile, the seed's own path); services running after each
+step, the statepassword in no process's argv on the hosts and in no output, the replica set the new
+address alone, harvest mode none in every model, and python-libjuju (2.9.49.1; 3.6.1.3 on juju-3.6)
+listing the backup's models and machines with the backup's CA, and by controller name after
+--update-client-config. On juju-3.6 the bare spare is refused (exit 6, nothing changed: no dqlite
+node there). The deeper suites (test_create, test_transfer, test_restore) run on juju-2.9 and
+juju-2.8, this one is the matrix over all five."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,10 +66,41 @@ def argv_sampler(host: LabHost) -> Iterator[Path]:
         host.ssh(f"kill {pid}")
 
 
+def restore_onto(lab: Any, host: LabHost, archive: Path, ca: str, before: dict, tmp_path: Path,
+                 outputs: list[str]) -> None:
+    """Restore `archive` onto `host` (--update-client-config) and check it as a DR restore: juju-db
+    and jujud active, the replica set = the new address alone, the backup's CA as juju-db's client
+    CA on 4.4.30, harvest mode none in every model, python-libjuju by CA and by name."""
+    profile = lab.profile
+    restored = ok(jb(lab, "restore", "--archive", str(archive), "--target", host.name, "--yes",
+                     "--update-client-config", env={"JUJU_DATA": str(lab.juju_data)}))
+    outputs.append(restored.stdout + restored.stderr)
+    assert f"install juju-db ({profile})" in restored.stdout
+    assert running(host, profile, "0") == ["active", "active"]
+    after = ok(jb(lab, "-H", host.name, "status", "--format", "json"))
+    outputs.append(after.stdout + after.stderr)
+    moved = json.loads(after.stdout)
+    assert moved["profile"] == profile and moved["machine_id"] == "0"
+    backup_controller = before["controllers"]["controllerSettings"]["settings"]["controller-uuid"]
+    assert moved["controller_uuid"] == backup_controller
+    assert [(m["name"], m["state"]) for m in moved["replset"]] == [(f"{host.ip}:37017", "PRIMARY")]
+    harvest = {k: d["settings"]["provisioner-harvest-mode"] for k, d in juju_db(host)["settings"].items()}
+    assert harvest == dict.fromkeys(before["settings"], "none")
+    if provision.PROFILES[profile].generation.client_cert_required:
+        # juju-db 4.4.30 as Juju runs it: ca.crt is the backup's CA and the client CA of mongod
+        config = (host.root / "var/snap/juju-db/common/juju-db.config").read_text()
+        assert "tlsCAFile = /var/snap/juju-db/common/ca.crt" in config
+        assert (host.root / "var/snap/juju-db/common/ca.crt").read_text().strip() == ca.strip()
+        assert moved["mongo_tls"]["client_cert"]
+    # python-libjuju (2.9.49.1, or 3.6.1.3 on juju-3.6) with the backup's CA, and by name alone
+    libjuju.assert_sees_backup(lab, host.ip, ca, before, tmp_path, by_name=True)
+
+
 @pytest.mark.parametrize("profile", list(provision.PROFILES))
 def test_create_download_and_disaster_recovery(lab_factory: LabFactory, tmp_path: Path, profile: str) -> None:
-    lab = lab_factory(controllers=1, spares=2, profile=profile)
-    ctl, spare = lab.host("ctl0"), lab.host("spare0")
+    juju3 = provision.PROFILES[profile].base  # 3.x: drill and restore over bootstrapped controllers
+    lab = lab_factory(controllers=1, spares=2, bootstrapped_spares=2 if juju3 else 1, profile=profile)
+    ctl, spare, boot = lab.host("ctl0"), lab.host("spare0"), lab.host("boot0")
     gen = provision.PROFILES[profile].generation
     password = state_password(ctl)
     outputs: list[str] = []
@@ -96,38 +131,31 @@ def test_create_download_and_disaster_recovery(lab_factory: LabFactory, tmp_path
 
     before = juju_db(ctl)
     junit = tmp_path / "drill.xml"
-    drilled = ok(jb(lab, "drill", "--archive", str(archive), "--target", "spare1", "--junit", str(junit)))
+    drill_target = "boot1" if juju3 else "spare1"  # a bare 3.x machine has no dqlite node
+    drilled = ok(jb(lab, "drill", "--archive", str(archive), "--target", drill_target, "--junit", str(junit)))
     outputs.append(drilled.stdout + drilled.stderr)
     assert 'failures="0"' in junit.read_text() and 'errors="0"' in junit.read_text()
     assert juju_db(ctl) == before  # the drill never touched the controller
     conf = jujud.parse_agent_conf((ctl.root / "var/lib/juju/agents/machine-0/agent.conf").read_text())
     ca = str(conf["cacert"])
     ctl.power_off()
-    with argv_sampler(spare) as spare_samples:
-        restored = ok(jb(lab, "restore", "--archive", str(archive), "--target", "spare0", "--yes",
-                         "--update-client-config", env={"JUJU_DATA": str(lab.juju_data)}))
-        outputs.append(restored.stdout + restored.stderr)
-        assert f"install juju-db ({profile})" in restored.stdout
-        assert running(spare, profile, "0") == ["active", "active"]
-        after = ok(jb(lab, "-H", "spare0", "status", "--format", "json"))
-        outputs.append(after.stdout + after.stderr)
-    moved = json.loads(after.stdout)
-    assert moved["profile"] == profile and moved["machine_id"] == "0"
-    assert [(m["name"], m["state"]) for m in moved["replset"]] == [(f"{spare.ip}:37017", "PRIMARY")]
-    if gen.client_cert_required:
-        # juju-db 4.4.30 as Juju runs it: ca.crt is the backup's CA and the client CA of mongod
-        config = (spare.root / "var/snap/juju-db/common/juju-db.config").read_text()
-        assert "tlsCAFile = /var/snap/juju-db/common/ca.crt" in config
-        ca = (spare.root / "var/snap/juju-db/common/ca.crt").read_text()
-        assert ca.strip() in (spare.root / "var/lib/juju/agents/machine-0/agent.conf").read_text().replace(
-            "\n  ", "\n"
-        )
-        assert moved["mongo_tls"]["client_cert"]
-
-    # python-libjuju (2.9.49.1, or 3.6.1.3 on juju-3.6) with the backup's CA, and by name alone
-    libjuju.assert_sees_backup(lab, spare.ip, ca, before, tmp_path, by_name=True)
-
-    seen = ctl_samples.read_text(errors="replace") + spare_samples.read_text(errors="replace")
+    with argv_sampler(spare) as spare_samples, argv_sampler(boot) as boot_samples:
+        if juju3:
+            # Juju 3.x: no dqlite node on a bare machine, so no API ever (README "dqlite")
+            refused = jb(lab, "restore", "--archive", str(archive), "--target", "spare0", "--yes")
+            assert refused.returncode == 6, refused.stderr
+            assert "spare0 has no dqlite node" in refused.stderr
+            assert "bootstrap a Juju 3.6 controller on spare0 first" in refused.stderr
+            assert not (spare.root / "var/lib/juju/agents").exists()
+            assert spare.ssh("systemctl is-active snap.juju-db.daemon").stdout.strip() != "active"
+        else:
+            restore_onto(lab, spare, archive, ca, before, tmp_path, outputs)
+        # the seed's path: `juju bootstrap` made boot0 an empty controller of its own; restore over it
+        planned = ok(jb(lab, "restore", "--archive", str(archive), "--target", "boot0", "--dry-run"))
+        assert "boot0 is a freshly bootstrapped controller" in planned.stdout
+        assert "only its controller model" in planned.stdout
+        restore_onto(lab, boot, archive, ca, before, tmp_path, outputs)
+    seen = "".join(f.read_text(errors="replace") for f in (ctl_samples, spare_samples, boot_samples))
     assert "--username machine-0" in seen  # the samplers saw mongodump / mongorestore run
     assert password not in seen
     for text in outputs:

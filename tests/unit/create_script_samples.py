@@ -46,6 +46,7 @@ CREATE_SAMPLES: dict[str, dict[str, Any] | list[dict[str, Any]]] = {
         "paths": profiles.probe_paths(),
         "profiles": profiles.PROFILES,
         "estimate_dbs": facts.ESTIMATE_DBS,
+        "max_models": facts.MAX_MODELS,
     },
     "create": [_create_sample(p, m) for p in profiles.PROFILES for m in profiles.MODES],
     "catalog-list": {"backup_dir": profiles.DEFAULT_BACKUP_DIR},

@@ -244,3 +244,15 @@ def test_unfinished_restore_lock_and_missing_unit() -> None:
     assert f.missing_unit("jujud-machine-0")
     unrecorded = facts.parse_probe(probe_doc(lock={"held": True, "holder": ""}), "ctl0")
     assert unrecorded.lock_holder == {}
+
+
+def test_the_controllers_models_are_read_as_names_only() -> None:
+    doc = probe_doc()
+    found = {"ok": 1, "cursor": {"firstBatch": [{"_id": "u1", "name": "controller"},
+                                                {"_id": "u2", "name": "Bad Name\x1b[31m"}, "junk"]}}
+    doc["mongo"]["lines"].append(json.dumps(found))
+    assert facts.parse_probe(doc, "ctl0").models == ["controller", "?", "?"]
+    unread = probe_doc()
+    assert facts.parse_probe(unread, "ctl0").models is None  # the probe asked nothing: not "no models"
+    unread["mongo"]["lines"].append(json.dumps({"ok": 0, "errmsg": "unauthorized"}))
+    assert facts.parse_probe(unread, "ctl0").models is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import tarfile
 
@@ -215,3 +216,61 @@ def test_a_raft_state_of_other_machines_is_refused_even_with_force() -> None:
         assert "without /var/lib/juju/raft" in (err.value.hint or "")
     P.check_preconditions(backup, spare(raft_state=True, raft_machines=("machine-0",)), DR, ())
     P.check_preconditions(backup, spare(raft_state=False), DR, ())
+
+
+def juju3(backup: P.BackupFacts) -> P.BackupFacts:
+    """The fixture's facts as a Juju 3.6 backup."""
+    return dataclasses.replace(backup, juju_version="3.6.21", mongo_version=None)
+
+
+def test_a_juju3_backup_onto_a_machine_without_a_dqlite_node_is_refused_even_with_force() -> None:
+    backup = juju3(fixture_backup())
+    bare = spare(profile="juju-3.6", mongo_version="4.4.30")
+    for options in (DR, P.RestoreOptions(mode=P.Mode.dr, force=True)):
+        with pytest.raises(RefusedError) as err:
+            P.check_preconditions(backup, bare, options, ())
+        assert err.value.exit_code == EXIT_REFUSED
+        assert "spare0 has no dqlite node (/var/lib/juju/dqlite is missing or empty)" in err.value.message
+        assert "bootstrap a Juju 3.6 controller on spare0 first" in (err.value.hint or "")
+    P.check_preconditions(backup, spare(profile="juju-3.6", dqlite_node=True, dqlite_servers=1), DR, ())
+    P.check_preconditions(fixture_backup(), spare(), DR, ())  # 2.x has no dqlite
+
+
+def bootstrapped(backup: P.BackupFacts, **kw: object) -> P.TargetFacts:
+    """A target `juju bootstrap` made: machine 0 of a controller of its own, juju-db and jujud live."""
+    values: dict[str, object] = dict(
+        name="boot0", juju_version=backup.juju_version, machine_id="0",
+        controller_uuid="11111111-2222-3333-4444-555555555555", live_services=("juju-db", "jujud-machine-0"),
+        has_state=True, mongo_version="3.6.3", models=("controller",),
+    )
+    values.update(kw)
+    return spare(**values)
+
+
+def test_a_freshly_bootstrapped_controller_is_restored_over_and_the_plan_says_so() -> None:
+    backup = fixture_backup()
+    plan = P.make_plan(backup, bootstrapped(backup), DR)
+    assert plan.target_kind.startswith(
+        "boot0 is a freshly bootstrapped controller (controller 11111111-2222-3333-4444-555555555555, "
+        "machine 0, only its controller model)")
+    assert f"replaced by the backup's (controller {backup.controller_uuid})" in plan.target_kind
+    assert "its raft state stays" in plan.target_kind
+    assert plan.as_dict()["target-kind"] == plan.target_kind
+    # its own state is snapshotted, and it gets the backup's units (juju-db.config, CA) although its
+    # machine 0 has units already: they are of another controller
+    assert plan.step_names()[1:3] == (P.STOP, P.SNAPSHOT) and P.INSTALL in plan.step_names()
+    three = juju3(backup)
+    plan3 = P.make_plan(three, bootstrapped(three, dqlite_node=True, dqlite_servers=1), DR)
+    assert "its dqlite node stays" in plan3.target_kind
+
+
+def test_a_controller_with_more_than_its_controller_model_is_not_taken_for_a_fresh_one() -> None:
+    backup = fixture_backup()
+    for models in (("controller", "default"), None, ("other",)):
+        target = bootstrapped(backup, models=models)
+        with pytest.raises(RefusedError, match="live controller of another controller") as err:
+            P.make_plan(backup, target, DR)
+        assert "--force" in (err.value.hint or "")
+        assert P.make_plan(backup, target, P.RestoreOptions(mode=P.Mode.dr, force=True)).target_kind == ""
+    same = bootstrapped(backup, controller_uuid=backup.controller_uuid)
+    assert P.make_plan(backup, same, DR).target_kind == ""  # its own controller: no fresh one
