@@ -8,7 +8,6 @@ or raises a typed `RefusedError` (exit 6) with a hint, and `--force` where overr
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,6 +16,8 @@ from enum import Enum
 from jujubackup import rewrite
 from jujubackup.errors import RefusedError
 from jujubackup.metadata import BackupMetadata, restore_machine_id
+from jujubackup.restore import leftovers
+from jujubackup.restore.leftovers import version_tuple
 
 # Step names, in execution order. They are the journal keys on the target (restore/execute.py).
 UPLOAD = "upload"
@@ -275,21 +276,15 @@ def make_plan(
         snapshot=snapshot,
         install_services=install,
         harvest=tuple(harvest) if options.readdress else (),
-        target_kind=target_kind(backup, target),
+        target_kind=_target_kind(backup, target),
     )
 
 
-def target_kind(backup: BackupFacts, target: TargetFacts) -> str:
-    """Given the facts, return the plan's line on a target whose own controller the restore replaces
-    (a freshly bootstrapped one), else ''."""
+def _target_kind(backup: BackupFacts, target: TargetFacts) -> str:
     if not target.freshly_bootstrapped(backup.controller_uuid):
         return ""
-    kept = "its dqlite node" if version_tuple(backup.juju_version or "0.0")[0] >= 3 else "its raft state"
-    return (
-        f"{target.name} is a freshly bootstrapped controller (controller {target.controller_uuid}, "
-        f"machine {target.machine_id}, only its controller model): its services are stopped and its "
-        f"state (database, agent.conf, CA, controller UUID, juju-db and jujud units) is replaced by the "
-        f"backup's (controller {backup.controller_uuid}); {kept} stays"
+    return leftovers.bootstrapped_line(
+        target.name, target.controller_uuid, target.machine_id, backup.controller_uuid, backup.juju_version
     )
 
 
@@ -324,8 +319,10 @@ def refusals(
             "install the juju-db snap (Juju 2.9+) or juju-mongodb3.2 (Juju 2.8) on the target first",
         ))
     hard.extend(_version_refusals(backup, target, options))
-    hard.extend(_raft_refusals(backup, target))
-    hard.extend(_dqlite_refusals(backup, target))
+    hard.extend(
+        leftovers.raft_refusals(target.name, backup.machine_id, target.raft_state, target.raft_machines)
+    )
+    hard.extend(leftovers.dqlite_refusals(target.name, backup.juju_version, target.dqlite_node))
     soft.extend(_live_peer_refusals(peers))
     soft.extend(_mongo_refusals(backup, target))
     soft.extend(_uuid_refusals(backup, target))
@@ -337,16 +334,6 @@ def required_bytes(backup: BackupFacts, target: TargetFacts) -> int:
     """Given the facts, return the bytes the restore needs free on the target's staging filesystem:
     the archive, its unpacked members, the restored DB and files, and a snapshot of the current state."""
     return int((backup.archive_size + 2 * backup.unpacked_size + target.state_bytes) * DISK_MARGIN)
-
-
-def version_tuple(version: str) -> tuple[int, int, int]:
-    """Given a Juju or mongo version ("2.9.42", "2.8-beta1.1", "3.6.3/wiredTiger"), return
-    (major, minor, patch) ignoring tags and build numbers. Raise ValueError if it has no major.minor."""
-    match = re.match(r"^\s*(\d+)\.(\d+)(?:[.-]([a-z]*)(\d+))?", version)
-    if not match:
-        raise ValueError(f"not a version: {version!r}")
-    patch = int(match.group(4)) if match.group(4) and not match.group(3) else 0
-    return int(match.group(1)), int(match.group(2)), patch
 
 
 def _version_refusals(
@@ -368,23 +355,6 @@ def _version_refusals(
             "pass --allow-downgrade to restore the older agent version (the archive's tools are used)",
         )]
     return []
-
-
-def _raft_refusals(backup: BackupFacts, target: TargetFacts) -> list[tuple[str, str]]:
-    """A 2.x raft state on the target that names other machines but not the restored one leaves the
-    restored controller without a raft leader (no leases or leadership): juju/juju
-    worker/raft/raftbackstop/worker.go recovers only a configuration holding the local server. Not
-    overridable: --force would only make a controller that never works."""
-    tag = f"machine-{backup.machine_id}"
-    if not target.raft_state or not target.raft_machines or tag in target.raft_machines:
-        return []
-    return [(
-        f"{target.name} has a raft state (/var/lib/juju/raft) of {', '.join(target.raft_machines)}, "
-        f"not of {tag}: the restored controller would never get a raft leader (no leases, no "
-        "leadership)",
-        f"restore onto a machine without /var/lib/juju/raft (a fresh one), or onto the controller that "
-        f"was {tag}; moving its raft dir aside is not enough on a live controller",
-    )]
 
 
 def _mongo_refusals(backup: BackupFacts, target: TargetFacts) -> list[tuple[str, str]]:
@@ -414,29 +384,6 @@ def _uuid_refusals(backup: BackupFacts, target: TargetFacts) -> list[tuple[str, 
         f"the backup is of controller {backup.controller_uuid}",
         "check the target host; restoring replaces that controller's state (a freshly bootstrapped "
         "controller, holding only its controller model, is restored over without --force)",
-    )]
-
-
-def _dqlite_refusals(backup: BackupFacts, target: TargetFacts) -> list[tuple[str, str]]:
-    """A Juju 3.x controller needs a dqlite node that ran before: on an empty /var/lib/juju/dqlite
-    the dbaccessor waits to join peers (juju/juju worker/dbaccessor/worker.go joinNodeToCluster:
-    "no addresses available for this Dqlite node to join cluster"), so the lease manager and the
-    API never start. Only `juju bootstrap` makes a first node (agentbootstrap:
-    database.BootstrapDqlite, the schema of that exact Juju build); nothing here can, and a backup
-    holds no dqlite state. Not overridable."""
-    try:
-        major = version_tuple(backup.juju_version)[0]
-    except ValueError:
-        return []
-    if major < 3 or target.dqlite_node:
-        return []
-    return [(
-        f"{target.name} has no dqlite node (/var/lib/juju/dqlite is missing or empty): a Juju "
-        f"{backup.juju_version} controller restored there would never open its API (its dbaccessor "
-        "waits for dqlite peers that do not exist)",
-        f"bootstrap a Juju {'.'.join(map(str, version_tuple(backup.juju_version)[:2]))} controller on "
-        f"{target.name} first (`juju bootstrap` onto that machine), then restore over it: "
-        f"`jujubackup restore --archive FILE --target {target.name}`",
     )]
 
 

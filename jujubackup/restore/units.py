@@ -74,14 +74,16 @@ def unit_files(
             }
         )
         if ca_cert:
-            # the backup's CA replaces any other: the restored server.pem (juju-db's, and the client
-            # certificate of jujud and of our tools) chains to it. Below 4.4.30 only over a ca.crt
-            # that is there (a bootstrapped target's own CA): the tools take it as their CA file.
-            files.append(
-                {"path": profiles.CA_FILE, "mode": "0644", "replace": True if mutual else "if-exists",
-                 "content": ca_cert}
-            )
+            files.append(_ca_file(ca_cert, mutual))
     return files
+
+
+def _ca_file(ca_cert: str, mutual: bool) -> dict[str, Any]:
+    """The backup's CA replaces any other: the restored server.pem (juju-db's, and the client
+    certificate of jujud and of our tools) chains to it. Below 4.4.30 (not `mutual`) only over a
+    ca.crt that is there (a bootstrapped target's own CA): the tools take it as their CA file."""
+    return {"path": profiles.CA_FILE, "mode": "0644", "replace": True if mutual else "if-exists",
+            "content": ca_cert}
 
 
 MUTUAL_TLS_SINCE = (4, 4, 30)
