@@ -96,8 +96,9 @@ def oplog_entries(archive: Path) -> list[dict[str, Any]]:
 def test_a_transaction_during_an_online_dump_does_not_undo_the_readdressing(
     lab_factory: LabFactory, tmp_path: Path
 ) -> None:
-    lab = lab_factory(controllers=1, spares=1, profile="juju-3.6")
-    ctl, spare = lab.host("ctl0"), lab.host("spare0")
+    # a 3.x backup restores over a freshly bootstrapped controller (a bare machine has no dqlite node)
+    lab = lab_factory(controllers=1, bootstrapped_spares=1, profile="juju-3.6")
+    ctl, spare = lab.host("ctl0"), lab.host("boot0")
     uuid = model_uuid(ctl)
     backup_id = create_during_a_transaction(lab, ctl)
     archive = tmp_path / "backup.tar.gz"
