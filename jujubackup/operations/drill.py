@@ -6,7 +6,9 @@ provisioner safe mode on, nothing re-pointed), with three changes given as `Stag
 - the old controllers are not probed from the target (they are expected to be alive: the drill
   is isolated from them instead);
 - once the target is probed and before anything on it changes, `drill-isolate` refuses a target
-  that runs Juju or is an agent of the backup's controller or models (unless --force), closes its
+  that runs Juju (but a freshly bootstrapped controller of another controller: the throwaway target
+  of a 3.x backup, which needs its dqlite node) or is an agent of the backup's controller or models
+  (unless --force), closes its
   egress (nftables, else iptables: only loopback and the workstation's SSH sessions stay open) and
   proves it with connection attempts that must be stopped by its rule (exit 6 when it cannot);
 - the restore's `verify` step is replaced by the drill's checks, run while the target is connected:
@@ -162,6 +164,9 @@ class _Drill:
                 probes=[list(e) for e in isolation_probes(backup, facts)],
                 api_port=backup.api_port,
                 force=self.request.force,
+                # what `juju bootstrap` left (another controller, only its controller model): its
+                # juju-db and jujud are not a live Juju to protect (a 3.x drill needs its dqlite node)
+                bootstrapped=facts.freshly_bootstrapped(backup.controller_uuid),
             ),
             timeout=120,
         ).json()

@@ -18,6 +18,7 @@ DRILL_SAMPLES: dict[str, dict[str, Any] | list[dict[str, Any]]] = {
             "probes": [["10.201.0.11", 17070], ["10.201.0.11", 37017]],
             "api_port": 17070,
             "force": force,
+            "bootstrapped": not force,
         }
         for force in (False, True)
     ],
