@@ -147,11 +147,14 @@ def ours(lab: Lab, host: str, archive: Path) -> tuple[float, dict[str, float]]:
     return seconds, json.loads(done.stdout).get("seconds", {})  # --format json: one document
 
 
-def drill(lab: Lab, host: str, archive: Path) -> float:
-    """`jujubackup drill --archive` onto `host`; return seconds. Raise if a check fails."""
+def drill(lab: Lab, host: str, archive: Path) -> tuple[float, dict[str, float]]:
+    """`jujubackup drill --archive` onto `host`; return seconds and the seconds of each check it
+    reports (isolation, restore, the health checks). Raise if a check fails."""
     start = time.monotonic()
-    jb(lab, "drill", "--archive", str(archive), "--target", host)
-    return time.monotonic() - start
+    done = jb(lab, "--format", "json", "drill", "--archive", str(archive), "--target", host)
+    seconds = time.monotonic() - start
+    checks = json.loads(done.stdout).get("checks", [])
+    return seconds, {str(c["check"]): float(c["seconds"]) for c in checks if isinstance(c, dict)}
 
 
 def run(size: int, runs: int, profile_name: str) -> dict[str, Any]:
@@ -177,6 +180,7 @@ def run(size: int, runs: int, profile_name: str) -> dict[str, Any]:
         jb(lab, "restore", "--archive", str(archive), "--target", "spare1", "--yes")  # by-hand target set up
         cold, warm, theirs, drills = [], [], [], []
         steps: list[dict[str, float]] = []
+        drill_checks: list[dict[str, float]] = []
         for _ in range(runs):
             # Each timed run starts with nothing dirty in the page cache: the previous run's
             # writeback (gigabytes on the lab's disk) must not be billed to the next one.
@@ -194,7 +198,9 @@ def run(size: int, runs: int, profile_name: str) -> dict[str, Any]:
             theirs.append(by_hand(lab, "spare1", archive, profile))
             wipe_spare(lab, "spare2", profile)
             os.sync()
-            drills.append(drill(lab, "spare2", verified))
+            took, per_check = drill(lab, "spare2", verified)
+            drills.append(took)
+            drill_checks.append(per_check)
         ratio = statistics.median(warm) / statistics.median(theirs)
         return {
             "profile": profile_name,
@@ -213,6 +219,7 @@ def run(size: int, runs: int, profile_name: str) -> dict[str, Any]:
             "met": ratio <= GOAL,
             "drill_s": [round(x, 2) for x in drills],
             "median_drill_s": round(statistics.median(drills), 2),
+            "drill_check_s": drill_checks,
             "drill_ratio": round(statistics.median(drills) / statistics.median(warm), 3),
             "drill_goal": DRILL_GOAL,
         }
@@ -281,6 +288,8 @@ def show(result: dict[str, Any]) -> None:
     print(f"  jujubackup drill --archive    {result['median_drill_s']:8.2f} s  {result['drill_s']}")
     for n, per_step in enumerate(result["jujubackup_step_s"], 1):
         print(f"  run {n} steps: " + ", ".join(f"{k} {v:.1f}" for k, v in per_step.items()))
+    for n, per_check in enumerate(result["drill_check_s"], 1):
+        print(f"  drill {n} checks: " + ", ".join(f"{k} {v:.1f}" for k, v in per_check.items()))
     print(f"  ratio {result['ratio']:.3f} (goal <= {GOAL}): {'met' if result['met'] else 'NOT met'}; "
           f"not verified before: {result['ratio_unverified']:.3f}; drill / restore "
           f"{result['drill_ratio']:.3f} (goal <= {DRILL_GOAL})")
