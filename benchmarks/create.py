@@ -1,7 +1,7 @@
 """Create benchmark (issue 3): `jujubackup create` on a lab controller with a ~1 GiB DB vs by hand.
 
     sudo .venv/bin/python -m benchmarks.create [--sizes 256MiB,1GiB,4GiB] [--runs 3] [--profile juju-2.9]
-                                              [--out DIR] [--json]
+                                              [--out DIR] [--json] [--compare-source DIR]
 
 For each size, boots a lab controller seeded with that much data, then measures in the same run,
 round robin, median of `--runs` (wall time on this workstation, SSH connection included on both
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -67,10 +68,14 @@ def jujubackup_bin() -> str:
     return str(Path(sys.executable).parent / "jujubackup")
 
 
-def timed(argv: list[str], stdin: str | None = None) -> tuple[float, subprocess.CompletedProcess[str]]:
-    """Run argv; return (wall seconds, finished process). Raise RuntimeError if it fails."""
+def timed(argv: list[str], stdin: str | None = None,
+          source: Path | None = None) -> tuple[float, subprocess.CompletedProcess[str]]:
+    """Run argv (with `source`: with the jujubackup package of that source tree first on the path);
+    return (wall seconds, finished process). Raise RuntimeError if it fails."""
+    env = {**os.environ, "PYTHONPATH": str(source)} if source else None
     start = time.monotonic()
-    done = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
+    done = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False, env=env,
+                          cwd=source)
     elapsed = time.monotonic() - start
     if done.returncode != 0:
         raise RuntimeError(f"{argv[0]} failed ({done.returncode}): {done.stderr[-2000:]}")
@@ -114,11 +119,12 @@ def phases(stderr: str, wall: float) -> dict[str, float]:
     return out
 
 
-def create(lab: Lab, mode: str) -> tuple[float, dict[str, Any], dict[str, float]]:
-    """Run create in `mode`; return (wall seconds, the stored record, its phases), then remove the
-    backup."""
-    base = [jujubackup_bin(), "-F", str(lab.ssh_config), "-H", "ctl0"]
-    seconds, done = timed([*base, "create", f"bench {mode}", "--mode", mode, "--format", "json"])
+def create(lab: Lab, mode: str, source: Path | None = None) -> tuple[float, dict[str, Any], dict[str, float]]:
+    """Run create in `mode` (with `source`: the jujubackup of that source tree); return (wall
+    seconds, the stored record, its phases), then remove the backup."""
+    base = [sys.executable, "-m", "jujubackup", "-F", str(lab.ssh_config), "-H", "ctl0"]
+    seconds, done = timed([*base, "create", f"bench {mode}", "--mode", mode, "--format", "json"],
+                          source=source)
     record = json.loads(done.stdout)
     timed([*base, "-q", "remove", record["ID"], "--yes"])
     return seconds, record, phases(done.stderr, seconds)
@@ -129,18 +135,23 @@ def main_pid(lab: Lab, unit: str) -> int:
     return int(out.stdout.strip() or 0)
 
 
-def run(db_size: str, runs: int, profile_name: str) -> dict[str, Any]:
+def run(db_size: str, runs: int, profile_name: str, source: Path | None = None) -> dict[str, Any]:
     lab = Lab.create(controllers=1, profile=profile_name, db_size=db_size)
     try:
         profile = profiles.profile_named(profile_name)
         times: dict[str, list[float]] = {"by_hand_gzip": [], "by_hand_pigz": [], "create_online": []}
         create_phases: list[dict[str, float]] = []
+        compare_phases: list[dict[str, float]] = []
         for _ in range(runs):
             times["by_hand_gzip"].append(by_hand(lab, "-z"))
             seconds, _record, took = create(lab, "online")
             times["create_online"].append(seconds)
             create_phases.append(took)
             times["by_hand_pigz"].append(by_hand(lab, "-I pigz"))
+            if source is not None:  # an earlier version, in the same run: a change's before/after
+                seconds, _record, took = create(lab, "online", source)
+                times.setdefault("compare_create_online", []).append(seconds)
+                compare_phases.append(took)
         downtime: dict[str, Any] = {}
         for mode in profiles.MODES:
             pid_before = main_pid(lab, profile.db_service)
@@ -163,6 +174,10 @@ def run(db_size: str, runs: int, profile_name: str) -> dict[str, Any]:
             "ratio_vs_by_hand_pigz": round(med["create_online"] / med["by_hand_pigz"], 3),
             "goal": GOAL,
             "create_phases_s": create_phases,
+            **({"compare_source": str(source), "compare_phases_s": compare_phases,
+                "compare_ratio_vs_by_hand_pigz": round(med["compare_create_online"] / med["by_hand_pigz"], 3)}
+               if source is not None else {}),
+            "load_average": os.getloadavg(),
             "per_mode": downtime,
         }
     finally:
@@ -194,11 +209,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="juju-2.9", choices=[p.name for p in profiles.PROFILES])
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"results dir (default {RESULTS})")
     parser.add_argument("--json", action="store_true", help="print only the JSON report")
+    parser.add_argument("--compare-source", type=Path, default=None,
+                        help="also time create of the jujubackup package of this source tree (e.g. "
+                        "`git archive main jujubackup` unpacked) in the same run: a change's before/after")
     args = parser.parse_args(argv)
     by_size: dict[str, Any] = {}
     all_rows: list[dict[str, Any]] = []
     for label, size in parse_sizes(args.sizes):
-        report = run(str(size), args.runs, args.profile)
+        report = run(str(size), args.runs, args.profile, args.compare_source)
         report["db_bytes"] = size
         by_size[label] = report
         all_rows += rows(label, report)
@@ -223,6 +241,12 @@ def show(label: str, report: dict[str, Any], runs: int, profile: str) -> None:
           f"vs gzip by hand: {report['ratio_vs_by_hand_gzip']:.2f}x")
     for n, took in enumerate(report["create_phases_s"], 1):
         print(f"  run {n} phases: " + ", ".join(f"{k} {v:.1f}" for k, v in took.items()))
+    if "compare_source" in report:
+        print(f"  {report['compare_source']}: create {med['compare_create_online']:.1f} s, "
+              f"{report['compare_ratio_vs_by_hand_pigz']:.2f}x of by hand with pigz")
+        for n, took in enumerate(report["compare_phases_s"], 1):
+            print(f"  run {n} phases: " + ", ".join(f"{k} {v:.1f}" for k, v in took.items()))
+    print(f"  load average at the end: {report['load_average']}")
     for mode, row in report["per_mode"].items():
         down = ", ".join(f"{u} {s}s" for u, s in row["down_seconds"].items()) or "no service stopped"
         print(

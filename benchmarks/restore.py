@@ -56,11 +56,13 @@ CHUNKS = "dump/blobstore/blobstore.chunks.bson"
 REPO = Path(__file__).resolve().parents[1]
 
 
-def jb(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the jujubackup CLI against the lab; raise if it fails."""
+def jb(lab: Lab, *args: str, source: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the jujubackup CLI against the lab (with `source`: the jujubackup package of that source
+    tree); raise if it fails."""
     done = subprocess.run(
         [sys.executable, "-m", "jujubackup", "-F", str(lab.ssh_config), "-q", *args],
-        cwd=REPO,
+        cwd=source or REPO,
+        env={**os.environ, "PYTHONPATH": str(source)} if source else None,
         capture_output=True,
         text=True,
         timeout=3600,
@@ -139,10 +141,11 @@ def by_hand(lab: Lab, host: str, archive: Path, profile: profiles.Profile) -> fl
     return time.monotonic() - start
 
 
-def ours(lab: Lab, host: str, archive: Path) -> tuple[float, dict[str, float]]:
+def ours(lab: Lab, host: str, archive: Path, source: Path | None = None) -> tuple[float, dict[str, float]]:
     """`jujubackup restore --archive` onto `host`; return seconds and the seconds per step it reports."""
     start = time.monotonic()
-    done = jb(lab, "--format", "json", "restore", "--archive", str(archive), "--target", host, "--yes")
+    done = jb(lab, "--format", "json", "restore", "--archive", str(archive), "--target", host, "--yes",
+              source=source)
     seconds = time.monotonic() - start
     return seconds, json.loads(done.stdout).get("seconds", {})  # --format json: one document
 
@@ -157,7 +160,7 @@ def drill(lab: Lab, host: str, archive: Path) -> tuple[float, dict[str, float]]:
     return seconds, {str(c["check"]): float(c["seconds"]) for c in checks if isinstance(c, dict)}
 
 
-def run(size: int, runs: int, profile_name: str) -> dict[str, Any]:
+def run(size: int, runs: int, profile_name: str, source: Path | None = None) -> dict[str, Any]:
     """Boot the lab, make the backup, measure both ways round robin; return the results."""
     profile = profiles.profile_named(profile_name)
     with (
@@ -181,6 +184,7 @@ def run(size: int, runs: int, profile_name: str) -> dict[str, Any]:
         cold, warm, theirs, drills = [], [], [], []
         steps: list[dict[str, float]] = []
         drill_checks: list[dict[str, float]] = []
+        compare: list[float] = []
         for _ in range(runs):
             # Each timed run starts with nothing dirty in the page cache: the previous run's
             # writeback (gigabytes on the lab's disk) must not be billed to the next one.
@@ -201,6 +205,10 @@ def run(size: int, runs: int, profile_name: str) -> dict[str, Any]:
             took, per_check = drill(lab, "spare2", verified)
             drills.append(took)
             drill_checks.append(per_check)
+            if source is not None:  # an earlier version, in the same run: a change's before/after
+                wipe_spare(lab, "spare0", profile)
+                os.sync()
+                compare.append(ours(lab, "spare0", verified, source)[0])
         ratio = statistics.median(warm) / statistics.median(theirs)
         return {
             "profile": profile_name,
@@ -222,6 +230,10 @@ def run(size: int, runs: int, profile_name: str) -> dict[str, Any]:
             "drill_check_s": drill_checks,
             "drill_ratio": round(statistics.median(drills) / statistics.median(warm), 3),
             "drill_goal": DRILL_GOAL,
+            "load_average": os.getloadavg(),
+            **({"compare_source": str(source), "compare_s": [round(x, 2) for x in compare],
+                "compare_ratio": round(statistics.median(compare) / statistics.median(theirs), 3)}
+               if source is not None else {}),
         }
 
 
@@ -254,11 +266,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="juju-2.9", choices=[p.name for p in profiles.PROFILES])
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"results dir (default {RESULTS})")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--compare-source", type=Path, default=None,
+                        help="also time the restore (verified copy) of the jujubackup package of this "
+                        "source tree in the same run: a change's before/after")
     args = parser.parse_args(argv)
     by_size: dict[str, Any] = {}
     all_rows: list[dict[str, Any]] = []
     for label, size in parse_sizes(args.sizes):
-        result = run(size, args.runs, args.profile)
+        result = run(size, args.runs, args.profile, args.compare_source)
         by_size[label] = result
         all_rows += rows(label, size, result)
         if not args.json:
@@ -290,6 +305,10 @@ def show(result: dict[str, Any]) -> None:
         print(f"  run {n} steps: " + ", ".join(f"{k} {v:.1f}" for k, v in per_step.items()))
     for n, per_check in enumerate(result["drill_check_s"], 1):
         print(f"  drill {n} checks: " + ", ".join(f"{k} {v:.1f}" for k, v in per_check.items()))
+    if "compare_source" in result:
+        print(f"  {result['compare_source']}: restore {result['compare_s']} -> "
+              f"{result['compare_ratio']:.3f}x of by hand")
+    print(f"  load average at the end: {result['load_average']}")
     print(f"  ratio {result['ratio']:.3f} (goal <= {GOAL}): {'met' if result['met'] else 'NOT met'}; "
           f"not verified before: {result['ratio_unverified']:.3f}; drill / restore "
           f"{result['drill_ratio']:.3f} (goal <= {DRILL_GOAL})")
