@@ -48,3 +48,21 @@ def test_every_member_is_listed_once_with_its_own_size_and_hash(tmp_path: Path) 
 def test_member_count_counts_a_name_with_a_newline_once(tmp_path: Path) -> None:
     _tree(tmp_path)
     assert _run(tmp_path, 'manifest_count "$1"').strip() == str(len(NAMES))
+
+
+def test_hash_stdin_gives_the_same_digests_with_and_without_openssl(tmp_path: Path) -> None:
+    """hash_stdin (lib-common) uses openssl where it is installed, coreutils' sha*sum elsewhere: both
+    print the digest first, which is all its callers read."""
+    data = b"archive bytes\n" * 1000
+    (tmp_path / "juju-backup").mkdir()
+    (tmp_path / "f").write_bytes(data)
+    call = 'for a in sha1 sha256; do read -r h _ < <(hash_stdin "$a" <"$1/../f"); echo "$h"; done'
+    with_openssl = _run(tmp_path, call).split()
+    bin_dir = tmp_path / "bin"  # a PATH without openssl: only what hash_stdin's fallback needs
+    bin_dir.mkdir()
+    for tool in ("sha1sum", "sha256sum"):
+        (bin_dir / tool).symlink_to(subprocess.run(["which", tool], capture_output=True, text=True,
+                                                   check=True).stdout.strip())
+    without = _run(tmp_path, f'PATH={bin_dir}; ' + call).split()
+    want = [hashlib.sha1(data).hexdigest(), hashlib.sha256(data).hexdigest()]
+    assert with_openssl == want and without == want
