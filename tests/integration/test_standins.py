@@ -14,6 +14,7 @@ import pytest
 
 from tests.lab import provision
 from tests.lab.lab import LabHost
+from tests.lab.standins import jujud
 
 pytestmark = pytest.mark.lab
 
@@ -175,6 +176,40 @@ def test_jujud_heals_stale_agent_conf_apiaddresses(lab_factory: Any) -> None:
     assert f"- {ctl.ip}:17070" in text and "10.201.0.250" not in text
     assert conf_path.stat().st_mode & 0o777 == 0o600
     wait_agent_running(ctl)
+
+
+def test_a_bootstrapped_spare_is_a_3x_controller_of_its_own_whose_api_needs_its_dqlite_node(
+    lab_factory: Any,
+) -> None:
+    """boot0 is what `juju bootstrap` leaves: a controller with its own CA and controller UUID, only
+    the controller model, juju-db and jujud running, a dqlite node. Juju 3.x's jujud opens the API
+    only with a dqlite node that ran before: on an empty /var/lib/juju/dqlite the dbaccessor waits for
+    peers (juju/juju worker/dbaccessor/worker.go) and the API never opens, while the agent runs on."""
+    lab = lab_factory(controllers=1, bootstrapped_spares=1, profile="juju-3.6")
+    ctl, boot = lab.host("ctl0"), lab.host("boot0")
+    wait_agent_running(boot)
+    own, theirs = (jujud.parse_agent_conf(_agent_conf(h)) for h in (boot, ctl))
+    assert own["controller"] != theirs["controller"] and own["cacert"] != theirs["cacert"]
+    models = provision.read_db(boot.root, boot.profile, dbs=["juju"])["juju"]["models"]
+    assert [m["name"] for m in models] == ["controller"]
+    node = sorted(p.name for p in (boot.root / "var/lib/juju/dqlite").iterdir())
+    assert node == ["cluster.yaml", "info.yaml"]
+
+    log = "/var/log/juju/machine-0.log"
+    boot.ssh(f"systemctl stop jujud-machine-0 && mv /var/lib/juju/dqlite /root/dqlite-node && : > {log} "
+             "&& systemctl start jujud-machine-0", check=True)
+    out = wait_for(boot, f"cat {log}", lambda o: "no addresses available for this Dqlite node" in o,
+                   "jujud did not wait for dqlite peers")
+    assert "listening on" not in out
+    assert boot.ssh("stat -c %a /var/lib/juju/dqlite").stdout.strip() == "700"  # EnsureDataDir
+    assert boot.ssh("systemctl is-active jujud-machine-0").stdout.strip() == "active"
+    assert ":17070 " not in boot.ssh("ss -ltn").stdout
+
+    boot.ssh(f"systemctl stop jujud-machine-0 && rmdir /var/lib/juju/dqlite && mv /root/dqlite-node "
+             f"/var/lib/juju/dqlite && : > {log} && systemctl start jujud-machine-0", check=True)
+    wait_agent_running(boot)
+    assert "host is configured as a Dqlite node (127.0.0.1:17666)" in boot.ssh(f"cat {log}").stdout
+    assert ":17070 " in boot.ssh("ss -ltn").stdout
 
 
 def test_jujud_refuses_when_db_addresses_are_not_this_host(lab_factory: Any) -> None:
