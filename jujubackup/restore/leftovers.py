@@ -60,6 +60,29 @@ def dqlite_refusals(name: str, juju_version: str, dqlite_node: bool) -> list[tup
     )]
 
 
+def dqlite_machine_refusals(
+    name: str, juju_version: str, target_machine: str | None, machine_id: str
+) -> list[tuple[str, str]]:
+    """Given a freshly bootstrapped target's name and machine id, the backup's Juju version and
+    machine id, return the (message, hint) refusals. The target's dqlite node was made for its own
+    controller id: the 3.x dbaccessor records the node under the controller (machine) id it runs as
+    (juju/juju worker/dbaccessor/worker.go initialiseDqlite: nodeService().UpdateDqliteNode(
+    ControllerID, ...), juju/worker/v4 era), so a restored controller of another machine id finds no
+    record of its own; not verified against a real 3.6, hence --force overrides it."""
+    try:
+        major = version_tuple(juju_version)[0]
+    except ValueError:
+        return []
+    if major < 3 or target_machine is None or target_machine == machine_id:
+        return []
+    return [(
+        f"{name}'s dqlite node belongs to controller machine {target_machine}; the backup is of machine "
+        f"{machine_id}: the restored controller's dbaccessor would find no dqlite record of its own",
+        f"restore a backup taken on machine {target_machine} (on HA, create it there), or bootstrap a "
+        "controller whose machine id matches the backup's",
+    )]
+
+
 def bootstrapped_line(
     name: str, controller_uuid: str | None, machine_id: str | None, backup_controller: str, juju_version: str
 ) -> str:

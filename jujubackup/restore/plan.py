@@ -326,6 +326,9 @@ def refusals(
     soft.extend(_live_peer_refusals(peers))
     soft.extend(_mongo_refusals(backup, target))
     soft.extend(_uuid_refusals(backup, target))
+    if target.freshly_bootstrapped(backup.controller_uuid):
+        soft.extend(leftovers.dqlite_machine_refusals(
+            target.name, backup.juju_version, target.machine_id, backup.machine_id))
     soft.extend(_disk_refusals(backup, target))
     return hard, soft
 

@@ -274,3 +274,14 @@ def test_a_controller_with_more_than_its_controller_model_is_not_taken_for_a_fre
         assert P.make_plan(backup, target, P.RestoreOptions(mode=P.Mode.dr, force=True)).target_kind == ""
     same = bootstrapped(backup, controller_uuid=backup.controller_uuid)
     assert P.make_plan(backup, same, DR).target_kind == ""  # its own controller: no fresh one
+
+
+def test_a_3x_backup_of_another_machine_id_than_the_bootstrapped_targets_needs_force() -> None:
+    backup = dataclasses.replace(juju3(fixture_backup()), machine_id="1")
+    target = bootstrapped(backup, dqlite_node=True, dqlite_servers=1)
+    with pytest.raises(RefusedError, match="boot0's dqlite node belongs to controller machine 0") as err:
+        P.check_preconditions(backup, target, DR, ())
+    assert "restore a backup taken on machine 0" in (err.value.hint or "")
+    P.check_preconditions(backup, target, P.RestoreOptions(mode=P.Mode.dr, force=True), ())
+    two = dataclasses.replace(fixture_backup(), machine_id="1")
+    P.check_preconditions(two, bootstrapped(two), DR, ())  # 2.x: no dqlite node to match
