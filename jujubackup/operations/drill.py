@@ -23,7 +23,7 @@ import datetime
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ DRILL_DIR = "/var/lib/jujubackup-drill"
 WAIT_SECONDS = 90
 """How long a check waits for the restored services to come up (as restore-verify does)."""
 POLL = 0.5
+STAYS_ACTIVE = 1.0  # seconds jujud must stay active after the jujud-active check passed
 COUNT_MEMBER_LIMIT = 1 << 30
 
 
@@ -214,6 +215,7 @@ class _Drill:
             Check("restore", True, total, f"the restore's stages ran on {staged.target.name}: {steps}")
         )
         query = Query(staged, self.request.backup_dir)
+        active_since = time.monotonic()
         for name, fn in (
             ("juju-db-primary", lambda: check_primary(query)),
             ("jujud-active", lambda: check_jujud(query)),
@@ -223,7 +225,25 @@ class _Drill:
             ("uuids", lambda: check_uuids(query, self._backup_side())),
         ):
             self.report.checks.append(timed(name, fn))
+            if name == "jujud-active":
+                active_since = time.monotonic()
+        self.recheck_jujud(query, active_since)
         self.finish(staged, query)
+
+    def recheck_jujud(self, query: Query, active_since: float) -> None:
+        """jujud must stay active at least STAYS_ACTIVE seconds after the jujud-active check passed (a
+        crash-looping agent flips); the other checks run in that window, so only what is left of it is
+        waited. A unit no longer active turns the jujud-active check into a failure."""
+        index = next(i for i, c in enumerate(self.report.checks) if c.name == "jujud-active")
+        first = self.report.checks[index]
+        if not first.ok:
+            return
+        time.sleep(max(0.0, STAYS_ACTIVE - (time.monotonic() - active_since)))
+        ok, detail = jujud_state(query)
+        if not ok:
+            self.report.checks[index] = replace(
+                first, ok=False, detail=f"{detail} {STAYS_ACTIVE:g} s after it was active (a crash loop?)"
+            )
 
     def finish(self, staged: R.Staged, query: Query) -> None:
         """Disable the restored units, stop them unless --keep; set the report's next steps."""
@@ -313,19 +333,16 @@ def check_primary(query: Query) -> tuple[bool, str]:
     return until(probe)
 
 
-def check_jujud(query: Query) -> tuple[bool, str]:
-    """jujud-machine-N is active (and stays so for a moment: a crash-looping agent flips)."""
+def jujud_state(query: Query) -> tuple[bool, str]:
+    """Given the drill's query, return whether jujud-machine-N is active now, and its state."""
     unit = query.units[1]
+    state = drillreport.unit_states(query([], [unit])).get(unit, "unknown")
+    return state == "active", f"{unit} is {state}"
 
-    def probe() -> tuple[bool, str]:
-        state = drillreport.unit_states(query([], [unit])).get(unit, "unknown")
-        return state == "active", f"{unit} is {state}"
 
-    ok, detail = until(probe)
-    if not ok:
-        return ok, detail
-    time.sleep(1)
-    return probe()
+def check_jujud(query: Query) -> tuple[bool, str]:
+    """jujud-machine-N becomes active (_Drill.recheck_jujud checks that it stays so)."""
+    return until(lambda: jujud_state(query))
 
 
 def check_api_certificate(staged: R.Staged) -> tuple[bool, str]:
