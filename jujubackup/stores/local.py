@@ -57,6 +57,10 @@ def prepare_directory(directory: Path) -> None:
         raise UsageError(f"{directory} is not a directory")
     try:
         directory.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        # another controller of the same `run` created it between the check and the mkdir
+        if not directory.is_dir():
+            raise UsageError(f"{directory} is not a directory") from None
     except OSError as err:
         raise local_os_error(err, f"cannot create {directory}") from err
 
