@@ -51,7 +51,7 @@ PHASES = (
 
 BY_HAND = r"""
 set -euo pipefail
-d=$(mktemp -d /var/tmp/byhand.XXXXXX)
+d=$(mktemp -d {scratch}/byhand.XXXXXX)
 pw=$(sed -n 's/^statepassword: //p' /var/lib/juju/agents/machine-{mid}/agent.conf)
 printf '%s\n' "$pw" | {mongodump} --host 127.0.0.1 --port 37017 --username machine-{mid} \
   --authenticationDatabase admin {tls} --oplog --out "$d/juju-backup/dump" >/dev/null 2>&1
@@ -90,6 +90,8 @@ def by_hand(lab: Lab, compress: str) -> float:
         mongodump=profile.mongodump,
         tls=" ".join(mongo_tls(ctl.profile, ctl.root).tools),
         compress=compress,
+        # a snap's confined mongodump writes only under SNAP_COMMON: an operator stages there too
+        scratch=profile.dump_scratch_dir or "/var/tmp",
     )
     seconds, _ = timed(["ssh", "-F", str(lab.ssh_config), "ctl0", "bash -s"], stdin=script)
     return seconds

@@ -124,15 +124,18 @@ def wipe_spare(lab: Lab, host: str, profile: profiles.Profile) -> None:
 
 
 def by_hand(lab: Lab, host: str, archive: Path, profile: profiles.Profile) -> float:
-    """Push, unpack, untar and mongorestore over plain ssh onto `host`; return seconds."""
+    """Push, unpack, untar and mongorestore over plain ssh onto `host`; return seconds. The dump is
+    unpacked where the (snap-confined) mongorestore may read it: under SNAP_COMMON on a snap, as an
+    operator there must too."""
     tls = " ".join(mongo_tls(profile.name, lab.host(host).root).tools)
+    bh = f"{profile.dump_scratch_dir}/bh" if profile.dump_scratch_dir else "/root/bh"
     script = (
-        "set -euo pipefail; rm -rf /root/bh; mkdir /root/bh; "
-        "pigz -p 1 -dc /root/bh.tar.gz | tar -x -C /root/bh; "
-        "tar -xpf /root/bh/juju-backup/root.tar -C /; "
+        f"set -euo pipefail; rm -rf {bh}; mkdir -m 0700 {bh}; "
+        f"pigz -p 1 -dc /root/bh.tar.gz | tar -x -C {bh}; "
+        f"tar -xpf {bh}/juju-backup/root.tar -C /; "
         "pw=$(awk '/^statepassword:/{print $2}' /var/lib/juju/agents/machine-0/agent.conf); "
         f"printf '%s\\n' \"$pw\" | {profile.mongorestore} --host 127.0.0.1 --port 37017 --username machine-0 "
-        f"--authenticationDatabase admin {tls} --drop --oplogReplay /root/bh/juju-backup/dump"
+        f"--authenticationDatabase admin {tls} --drop --oplogReplay {bh}/juju-backup/dump"
     )
     start = time.monotonic()
     with archive.open("rb") as fh:
