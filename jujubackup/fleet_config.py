@@ -14,15 +14,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 
 from jujubackup.connect import parse_host
-from jujubackup.errors import NotFoundError, UsageError
+from jujubackup.errors import UsageError
 from jujubackup.profiles import DEFAULT_BACKUP_DIR, MODES
 from jujubackup.retention import Policy, parse_count
 from jujubackup.settings import ConnectionSettings
 from jujubackup.stores.config import StoreConfig, StoreName
+from jujubackup.yamldoc import line_of, load_roundtrip
 
 EXAMPLE = """\
     parallel: 2                        # controllers backed up at once (1..32; default 2)
@@ -271,20 +270,7 @@ def load(path: Path) -> Fleet:
     Raise NotFoundError (exit 5) for a missing file, UsageError (exit 2) for a file that is not
     YAML or breaks the schema: the message lists every problem as `FILE:LINE: key.path: what`.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as err:
-        raise NotFoundError(f"config file {path} not found") from err
-    except (OSError, UnicodeDecodeError) as err:
-        raise UsageError(f"cannot read config file {path}: {err}") from err
-    try:
-        doc = YAML(typ="rt", pure=True).load(text)
-    except YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise UsageError(f"{path}{where}: not valid YAML: {problem}",
-                         hint="fix the file's YAML syntax") from err
+    doc = load_roundtrip(path, "config file")
     if not isinstance(doc, dict):
         raise UsageError(f"{path}:1: the config must be a YAML mapping (parallel, defaults, controllers, "
                          "stores)",
@@ -335,23 +321,3 @@ def _yaml_loc(loc: Iterable[Any]) -> tuple[Any, ...]:
             continue
         out.append(part)
     return tuple(out)
-
-
-def line_of(doc: Any, loc: tuple[Any, ...]) -> int:
-    """Given a ruamel round-trip document and a key path, return the 1-based line of the deepest
-    key of the path that exists (1 when none does)."""
-    line = 1
-    node = doc
-    for key in loc:
-        lc = getattr(node, "lc", None)
-        if isinstance(node, dict) and key in node:
-            if lc is not None:
-                line = lc.key(key)[0] + 1
-            node = node[key]
-        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
-            if lc is not None:
-                line = lc.item(key)[0] + 1
-            node = node[key]
-        else:
-            break
-    return line

@@ -37,6 +37,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from jujubackup.errors import UsageError
+from jujubackup.yamldoc import line_of, load_roundtrip
 
 STORE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"  # = fleet_config.NAME
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -165,21 +166,7 @@ def load_stores(path: Path) -> dict[str, LocalStoreConfig | S3StoreConfig]:
     """Given a YAML file with a top-level `stores:` mapping (other top-level keys are left to their
     own schema), return its validated stores. Raise UsageError (exit 2) naming FILE:LINE and the key
     path of the first problem, NotFoundError (5) for a missing file."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
-
-    from jujubackup.errors import NotFoundError
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as err:
-        raise NotFoundError(f"store config {path} not found") from err
-    except OSError as err:
-        raise UsageError(f"cannot read store config {path}: {err.strerror}") from err
-    try:
-        doc = YAML(typ="rt", pure=True).load(text)
-    except YAMLError as err:
-        raise UsageError(f"{path}: not YAML: {str(err).splitlines()[0]}") from err
+    doc = load_roundtrip(path, "store config")
     if not isinstance(doc, dict) or "stores" not in doc:
         raise UsageError(f"{path}: no top-level `stores:` mapping",
                          hint="see `jujubackup list --help` for the stores section")
@@ -187,32 +174,11 @@ def load_stores(path: Path) -> dict[str, LocalStoreConfig | S3StoreConfig]:
         return parse_stores(doc["stores"])
     except ValidationError as err:
         first = err.errors()[0]
-        loc = ("stores", *first["loc"][1:])
-        raise UsageError(f"{path}:{line_of(doc, loc)}: {'.'.join(map(str, _yaml_loc(loc)))}: {first['msg']}",
+        keys = _yaml_loc(("stores", *first["loc"][1:]))
+        raise UsageError(f"{path}:{line_of(doc, keys)}: {'.'.join(map(str, keys))}: {first['msg']}",
                          hint="fix that key; unknown keys are errors") from err
 
 
 def _yaml_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     """Drop pydantic's discriminator tags ("local"/"s3") from a loc, keep the YAML's keys."""
     return tuple(part for i, part in enumerate(loc) if not (i == 2 and part in ("local", "s3")))
-
-
-def line_of(doc: Any, loc: tuple[Any, ...]) -> int:
-    """Given a ruamel round-trip document and a key path, return the 1-based line of the deepest
-    key of the path that exists (the line of the document start when none does)."""
-    line = 1
-    node = doc
-    for part in _yaml_loc(loc):
-        key = part
-        lc = getattr(node, "lc", None)
-        if isinstance(node, dict) and key in node:
-            if lc is not None:
-                line = lc.key(key)[0] + 1
-            node = node[key]
-        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
-            if lc is not None:
-                line = lc.item(key)[0] + 1
-            node = node[key]
-        else:
-            break
-    return line
