@@ -20,7 +20,7 @@ from typing import Any
 
 from jujubackup import stamp
 from jujubackup.archive import VerifyReport, read_members, verify_archive
-from jujubackup.errors import JujuBackupError, NotFoundError
+from jujubackup.errors import JujuBackupError, NotFoundError, UsageError, local_os_error
 from jujubackup.metadata import BackupMetadata, format_time, is_backup_id, parse_metadata_json
 
 ARCHIVE_SUFFIX = ".tar.gz"
@@ -81,6 +81,25 @@ def _write_private(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def prepare_directory(directory: Path, label: str = "") -> None:
+    """Create `directory` (0700, with missing parents) unless it exists; `label` names it in errors
+    ("--dir"). Raise UsageError (exit 2) if it exists and is not a directory, or the typed error of
+    the OSError creating it. A directory made by someone else meanwhile is used (two controllers of
+    one `run` may create the same store dir at once)."""
+    name = f"{label} {directory}".lstrip()
+    if directory.is_dir():
+        return
+    if directory.exists() or directory.is_symlink():
+        raise UsageError(f"{name} is not a directory")
+    try:
+        directory.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        if not directory.is_dir():
+            raise UsageError(f"{name} is not a directory") from None
+    except OSError as err:
+        raise local_os_error(err, f"cannot create {name}") from err
 
 
 def read_sidecar(archive: Path) -> dict[str, Any] | None:

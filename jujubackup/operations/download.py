@@ -22,9 +22,9 @@ from typing import Any
 
 from jujubackup.catalog import Catalog, CatalogRecord
 from jujubackup.connect import ConnectWith
-from jujubackup.errors import NotFoundError, RefusedError, UsageError, VerifyError, local_os_error
+from jujubackup.errors import NotFoundError, RefusedError, VerifyError, local_os_error
 from jujubackup.host.base import Host
-from jujubackup.local_archives import write_sidecar
+from jujubackup.local_archives import prepare_directory, write_sidecar
 from jujubackup.operations.catalogs import connect_catalog
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
 from jujubackup.transfer import HashingSink, Throttle, hash_prefix, open_private, remote_stat
@@ -71,7 +71,7 @@ def download(host: Host, request: DownloadRequest, ui: UI) -> DownloadResult:
     """
     record = Catalog(host, request.backup_dir).get(request.ref)
     if request.directory is not None:
-        prepare_directory(request.directory)
+        prepare_directory(request.directory, "--dir")
     dest = destination(request, record)
     part = dest.with_name(dest.name + PART_SUFFIX)
     if dest.exists():
@@ -112,19 +112,6 @@ def destination(request: DownloadRequest, record: CatalogRecord) -> Path:
         raise NotFoundError(f"directory {dest.parent} does not exist",
                             hint="create it first, or give --dir DIR (created if missing)")
     return dest
-
-
-def prepare_directory(directory: Path) -> None:
-    """Create `directory` (0700, with missing parents) unless it exists. Raise UsageError (exit 2)
-    if it exists and is not a directory, or the typed error of the OSError creating it."""
-    if directory.is_dir():
-        return
-    if directory.exists() or directory.is_symlink():
-        raise UsageError(f"--dir {directory} is not a directory")
-    try:
-        directory.mkdir(mode=0o700, parents=True)
-    except OSError as err:
-        raise local_os_error(err, f"cannot create --dir {directory}") from err
 
 
 def _already_there(dest: Path, record: CatalogRecord, ui: UI) -> DownloadResult:

@@ -24,11 +24,10 @@ from jujubackup.errors import (
     LockedError,
     NotFoundError,
     RefusedError,
-    UsageError,
     VerifyError,
     local_os_error,
 )
-from jujubackup.local_archives import sidecar_problem, write_sidecar
+from jujubackup.local_archives import prepare_directory, sidecar_problem, write_sidecar
 from jujubackup.stores import (
     STORED_KEY,
     NotStoredError,
@@ -46,23 +45,6 @@ from jujubackup.transfer import CHUNK, hash_prefix, open_private, start_writebac
 
 PART_SUFFIX = ".part"
 WRITEBACK_EVERY = 32 << 20
-
-
-def prepare_directory(directory: Path) -> None:
-    """Create `directory` (0700, with missing parents) unless it exists. Raise UsageError (exit 2)
-    if it exists and is not a directory, or the typed error of the OSError creating it."""
-    if directory.is_dir():
-        return
-    if directory.exists() or directory.is_symlink():
-        raise UsageError(f"{directory} is not a directory")
-    try:
-        directory.mkdir(mode=0o700, parents=True)
-    except FileExistsError:
-        # another controller of the same `run` created it between the check and the mkdir
-        if not directory.is_dir():
-            raise UsageError(f"{directory} is not a directory") from None
-    except OSError as err:
-        raise local_os_error(err, f"cannot create {directory}") from err
 
 
 class LocalPut:

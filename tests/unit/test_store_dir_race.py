@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from jujubackup.errors import JujuBackupError
-from jujubackup.stores.local import prepare_directory
+from jujubackup.local_archives import prepare_directory
 
 
 def test_a_directory_made_by_another_copy_meanwhile_is_used(
