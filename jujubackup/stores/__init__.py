@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, BinaryIO, Protocol
 
 from jujubackup.errors import NotFoundError, VerifyError
@@ -155,6 +155,39 @@ def stored_block(*, name: str, encrypted: bool, size: int, stored_sha256: str, p
         "recipients": list(recipients),
         "stored_at": stored_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """What a finished put wrote: the stored bytes (ciphertext when encrypted) and the plain archive
+    they stand for, as the writer counted them."""
+
+    backup_id: str
+    encrypted: bool
+    written: int
+    stored_sha256: str
+    plain_sha256: str
+    plain_size: int
+    recipients: tuple[str, ...] = ()
+
+
+def checked_block(put: PutResult, record: dict[str, Any], *, name: str, where: str,
+                  hint: str) -> dict[str, Any]:
+    """Given a finished put and the catalog record it copies, return the sidecar's "stored" block
+    (file `name`, stored now). Raise VerifyError (exit 8) naming `where` the copy went if the plain
+    archive's size and SHA-256 (those of the stored bytes when not encrypted) are not the record's."""
+    expected = (record.get("sha256"), record.get("size"))
+    got = (put.plain_sha256, put.plain_size) if put.encrypted else (put.stored_sha256, put.written)
+    if got != expected:
+        raise VerifyError(
+            f"the copy of {put.backup_id} {where} does not match the catalog: got {got[1]} bytes "
+            f"sha256 {got[0]}, expected {expected[1]} bytes sha256 {expected[0]}",
+            hint=hint,
+        )
+    return stored_block(name=name, encrypted=put.encrypted, size=put.written,
+                        stored_sha256=put.stored_sha256, plain_sha256=put.plain_sha256,
+                        plain_size=put.plain_size, recipients=put.recipients,
+                        stored_at=datetime.now(timezone.utc))
 
 
 def stored_problem(record: Any, backup_id: str, name: str) -> str | None:

@@ -31,13 +31,14 @@ from jujubackup.local_archives import prepare_directory, sidecar_problem, write_
 from jujubackup.stores import (
     STORED_KEY,
     NotStoredError,
+    PutResult,
     StoredBackup,
     check_id,
+    checked_block,
     id_of_name,
     object_name,
     parse_time,
     sidecar_name,
-    stored_block,
     stored_problem,
 )
 from jujubackup.stores.config import LocalStoreConfig
@@ -133,20 +134,16 @@ class LocalPut:
         """Check the partial against the record (else remove it, raise VerifyError), rename it into
         place and write the sidecar; return the stored copy."""
         stored_sha256 = self.hasher.hexdigest()
-        expected = (record.get("sha256"), record.get("size"))
-        got = (plain_sha256, plain_size) if self.encrypted else (stored_sha256, self.written)
-        if got != expected:
-            self.part.unlink(missing_ok=True)
-            raise VerifyError(
-                f"the copy of {self.backup_id} in store {self.store.name} does not match the catalog: "
-                f"got {got[1]} bytes sha256 {got[0]}, expected {expected[1]} bytes sha256 {expected[0]}",
+        put = PutResult(self.backup_id, self.encrypted, self.written, stored_sha256, plain_sha256,
+                        plain_size, recipients)
+        try:
+            block = checked_block(
+                put, record, name=self.dest.name, where=f"in store {self.store.name}",
                 hint="the stored copy on the controller or the transfer is damaged; run `jujubackup "
-                f"verify {self.backup_id}` on the controller, then copy again",
-            )
-        now = datetime.now(timezone.utc)
-        block = stored_block(name=self.dest.name, encrypted=self.encrypted, size=self.written,
-                             stored_sha256=stored_sha256, plain_sha256=plain_sha256, plain_size=plain_size,
-                             recipients=recipients, stored_at=now)
+                f"verify {self.backup_id}` on the controller, then copy again")
+        except VerifyError:
+            self.part.unlink(missing_ok=True)
+            raise
         try:
             self.part.chmod(0o600)
             self.part.replace(self.dest)

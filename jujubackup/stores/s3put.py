@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from jujubackup import crypt
 from jujubackup.errors import RefusedError, VerifyError
-from jujubackup.stores import STORED_KEY, NotStoredError, StoredBackup, sidecar_name, stored_block
+from jujubackup.stores import STORED_KEY, NotStoredError, PutResult, StoredBackup, checked_block, sidecar_name
 
 if TYPE_CHECKING:
     from jujubackup.stores.s3 import S3Store
@@ -206,17 +206,16 @@ class S3Put:
         if self.buffer or not self.parts:
             self._send(bytes(self.buffer))
             self.buffer.clear()
-        stored_sha256 = self.hasher.hexdigest()
-        expected = (record.get("sha256"), record.get("size"))
-        got = (plain_sha256, plain_size) if self.encrypted else (stored_sha256, self.written)
         s3 = self.store
-        if got != expected:
+        put = PutResult(self.backup_id, self.encrypted, self.written, self.hasher.hexdigest(),
+                        plain_sha256, plain_size, recipients)
+        try:
+            block = checked_block(
+                put, record, name=self.key[len(s3.prefix) :], where=f"for store {s3.name}",
+                hint=f"nothing was stored; run `jujubackup verify {self.backup_id}` on the controller")
+        except VerifyError:
             self.abort(keep=False)
-            raise VerifyError(
-                f"the copy of {self.backup_id} for store {s3.name} does not match the catalog: got "
-                f"{got[1]} bytes sha256 {got[0]}, expected {expected[1]} bytes sha256 {expected[0]}",
-                hint=f"nothing was stored; run `jujubackup verify {self.backup_id}` on the controller",
-            )
+            raise
         self._state_path().unlink(missing_ok=True)  # the key material's job is done either way
         s3.call(
             "complete_multipart_upload",
@@ -224,16 +223,6 @@ class S3Put:
             Key=self.key,
             UploadId=self.upload_id,
             MultipartUpload={"Parts": self.parts},
-        )
-        block = stored_block(
-            name=self.key[len(s3.prefix) :],
-            encrypted=self.encrypted,
-            size=self.written,
-            stored_sha256=stored_sha256,
-            plain_sha256=plain_sha256,
-            plain_size=plain_size,
-            recipients=recipients,
-            stored_at=datetime.now(timezone.utc),
         )
         side = {k: v for k, v in record.items() if k not in ("path", "archive_present", "local", "stamp")}
         side[STORED_KEY] = block
