@@ -21,7 +21,7 @@ from typing import BinaryIO
 
 from jujubackup.errors import ConnectError, NotFoundError, RemoteStepError
 from jujubackup.host.base import Host, Progress, Readable, RemoteResult, Tunnel
-from jujubackup.host.ssh import _PUT_WRITER, STDERR_KEEP, _wrap_script
+from jujubackup.host.channel import PUT_WRITER, STDERR_KEEP, wrap_script
 from jujubackup.host.target import SSHTarget
 from jujubackup.settings import ConnectionSettings
 
@@ -50,7 +50,7 @@ Behaviour = Reply | Callable[[str, bytes], Reply] | str
 def run_local(text: str, stdin: bytes = b"") -> Reply:
     """Run script `text` with the local bash as SSHHost runs it on a host (`bash -s`, the same
     wrapper, `stdin` after it); return its outcome."""
-    done = subprocess.run(["bash", "-s"], input=_wrap_script(text) + stdin, capture_output=True,
+    done = subprocess.run(["bash", "-s"], input=wrap_script(text) + stdin, capture_output=True,
                           timeout=120, check=False)
     return Reply(done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace"), done.returncode)
 
@@ -149,7 +149,7 @@ class FakeHost:
         self._path(remote_path)
         data = _read_all(source, progress)
         done = subprocess.run(
-            ["bash", "-c", _PUT_WRITER, "jujubackup-put", remote_path, str(offset), f"{mode:o}",
+            ["bash", "-c", PUT_WRITER, "jujubackup-put", remote_path, str(offset), f"{mode:o}",
              "1" if on_sha256 else "0"],
             input=data, capture_output=True, check=False,
         )

@@ -29,7 +29,7 @@ import shlex
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, BinaryIO, cast
+from typing import BinaryIO
 
 import fabric
 import paramiko
@@ -37,6 +37,18 @@ import paramiko
 from jujubackup import scripts
 from jujubackup.errors import ConnectError, NotFoundError, RemoteStepError
 from jujubackup.host.base import Progress, Readable, RemoteResult, Tunnel
+from jujubackup.host.channel import (
+    CHUNK,
+    PUT_WRITER,
+    SSH_FAILED,
+    STDERR_KEEP,
+    Counted,
+    Prefixed,
+    SSHFailed,
+    close_quietly,
+    sendall_view,
+    wrap_script,
+)
 from jujubackup.host.connection import (
     HostKeyChangedError,
     HostKeyRevokedError,
@@ -45,56 +57,15 @@ from jujubackup.host.connection import (
     load_known_hosts,
     open_connection,
 )
+from jujubackup.host.detached import DETACHED_BASE, JobPoller, job_slug
 from jujubackup.host.openssh import READY, OpenSSHStreams, Unusable
 from jujubackup.host.target import SSHTarget
 
 __all__ = ["HostKeyChangedError", "HostKeyRevokedError", "SSHHost", "fingerprint"]
 
-CHUNK = 1 << 20
-DETACHED_BASE = "/run/jujubackup"
-STDERR_KEEP = 64 * 1024
-SSH_FAILED = 255
 OPENSSH_MIN = 4 << 20
 """Streams known to be smaller stay on paramiko: a new OpenSSH connection costs ~0.25 s of handshake."""
 SUDO_PASSWORD_MARKERS = ("a password is required", "a terminal is required")
-
-
-# put's remote writer: $1 path, $2 offset, $3 mode, $4 1 = print the SHA-256 of the whole file once
-# written. Measured per GiB on the loaded 2-vCPU lab: `openssl dgst` of the page-cached file 2.5 s,
-# `sha256sum` 9.5-12 s (no SHA-NI), hashing on the way in through `tee | openssl` 6 s (tee moves
-# 8 KiB per syscall) and the whole put 40 % slower than write-then-hash.
-_PUT_WRITER = (
-    'set -euo pipefail; umask 077; f=$1; off=$2; '
-    'if [ "$off" -eq 0 ]; then : > "$f"; fi; '
-    'size=$(stat -c %s -- "$f"); '
-    'if [ "$size" -lt "$off" ]; then '
-    'echo "$f has $size bytes, fewer than offset $off" >&2; exit 3; fi; '
-    'chmod "$3" -- "$f"; truncate -s "$off" -- "$f"; '
-    'if [ "$4" != 1 ]; then exec cat >> "$f"; fi; '
-    'cat >> "$f"; '
-    'if command -v openssl >/dev/null; then openssl dgst -sha256 -r < "$f"; else sha256sum < "$f"; fi'
-)
-
-
-class _SSHFailed(Exception):
-    """The OpenSSH client exited 255 (or was killed) mid-stream: the connection dropped."""
-
-    def __init__(self, stderr: str) -> None:
-        lines = [line for line in stderr.strip().splitlines() if line.strip()]
-        super().__init__(f"ssh: {lines[-1]}" if lines else "")
-
-
-def _wrap_script(text: str) -> bytes:
-    """Return script text wrapped so `bash -s` parses it whole before running it.
-
-    bash reads a piped script one byte at a time, so bytes after the wrapper stay unread and become
-    the script's own stdin.
-    """
-    return ("{\n" + text.rstrip("\n") + "\n}; exit $?\n").encode()
-
-
-def _slug(script: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", script).strip("-")[:40] or "job"
 
 
 class SSHHost:
@@ -278,7 +249,7 @@ class SSHHost:
             if rc == -1 and not self._transport_alive():
                 raise self._lost(doing)
         finally:
-            _close(chan)
+            close_quietly(chan)
         return b"".join(out), b"".join(err), rc
 
     def _transport_alive(self) -> bool:
@@ -304,7 +275,7 @@ class SSHHost:
         """
         chan = self._exec(self._as_root("bash -s", sudo))
         try:
-            out, err, rc = self._communicate(chan, _wrap_script(text) + (stdin or b""), timeout, script)
+            out, err, rc = self._communicate(chan, wrap_script(text) + (stdin or b""), timeout, script)
         except TimeoutError as exc:
             raise RemoteStepError(
                 script, -1, str(exc), host=self.name, message=f"{exc} on {self.name}"
@@ -324,7 +295,7 @@ class SSHHost:
         connection drops or sudo wants a password, RemoteStepError(script, rc, stderr tail) on a
         non-zero exit; an exception raised by `source.read` ends the input and propagates."""
         command = self._as_root("bash -s")
-        stream = _Prefixed(_wrap_script(text), source)
+        stream = Prefixed(wrap_script(text), source)
         rc, stdout, stderr = self._stream_in(command, stream, script, progress)
         self._check_sudo(rc, stderr, True)
         if rc != 0:
@@ -342,10 +313,10 @@ class SSHHost:
         streams = self._streams(size)
         if streams is not None:
             command = f"printf {READY.decode()} && exec {command}"
-            direct = source.direct_file() if isinstance(source, _Counted) else None
+            direct = source.direct_file() if isinstance(source, Counted) else None
             try:
                 if direct is not None:
-                    assert isinstance(source, _Counted)
+                    assert isinstance(source, Counted)
                     source.moved, done = streams.put_file(command, *direct, progress, self.io_timeout)
                 else:
                     _moved, done = streams.put(command, source, progress, self.io_timeout)
@@ -354,7 +325,7 @@ class SSHHost:
             else:
                 self.streams_via = "openssh"
                 if done.returncode == SSH_FAILED or done.returncode < 0:
-                    raise self._lost(doing, _SSHFailed(done.stderr))
+                    raise self._lost(doing, SSHFailed(done.stderr))
                 return done.returncode, done.stdout.decode(errors="replace"), done.stderr
         self.streams_via = self._paramiko_note()
         chan = self._exec(command)
@@ -367,7 +338,7 @@ class SSHHost:
             stdout = self._drain(chan, chan.recv_ready, chan.recv)
             stderr = self._drain_stderr(chan)
         finally:
-            _close(chan)
+            close_quietly(chan)
         return rc, stdout, stderr
 
     def run_detached(
@@ -387,7 +358,7 @@ class SSHHost:
         run. `timeout` or Ctrl-C ask the job to abort and wait for it. Return the RemoteResult; raise
         RemoteStepError on a non-zero exit, ConnectError if the connection drops while polling.
         """
-        job = f"{_slug(script)}-{secrets.token_hex(4)}"
+        job = f"{job_slug(script)}-{secrets.token_hex(4)}"
         job_dir = f"{DETACHED_BASE}/{job}"
         wrapper = scripts.render("detached_wrapper").encode()
         launcher = scripts.render(
@@ -400,7 +371,7 @@ class SSHHost:
             wrapper_size=len(wrapper),
         )
         self.run(f"{script} (launch)", launcher, stdin=wrapper + text.encode())
-        poller = _JobPoller(self, script, job_dir, on_stderr)
+        poller = JobPoller(self, script, job_dir, on_stderr)
         return poller.wait(poll, timeout, heartbeat_timeout)
 
     def get(
@@ -423,7 +394,7 @@ class SSHHost:
             else:
                 self.streams_via = "openssh"
                 if done.returncode == SSH_FAILED or done.returncode < 0:
-                    raise self._lost(f"downloading {remote_path}", _SSHFailed(done.stderr))
+                    raise self._lost(f"downloading {remote_path}", SSHFailed(done.stderr))
                 self._check_get(done.returncode, done.stderr, remote_path)
                 return moved
         self.streams_via = self._paramiko_note()
@@ -446,7 +417,7 @@ class SSHHost:
             rc = self._exit_status(chan, f"downloading {remote_path}")
             stderr = self._drain_stderr(chan)
         finally:
-            _close(chan)
+            close_quietly(chan)
         self._check_get(rc, stderr, remote_path)
         return moved
 
@@ -473,10 +444,10 @@ class SSHHost:
         (waited for, so the caller may then remove the file) and propagates.
         """
         command = self._as_root(
-            f"bash -c {shlex.quote(_PUT_WRITER)} jujubackup-put {shlex.quote(remote_path)} {offset} "
+            f"bash -c {shlex.quote(PUT_WRITER)} jujubackup-put {shlex.quote(remote_path)} {offset} "
             f"{mode:o} {1 if on_sha256 else 0}"
         )
-        counted = _Counted(source)
+        counted = Counted(source)
         doing = f"uploading {remote_path}"
         rc, stdout, stderr = self._stream_in(command, counted, doing, progress, size)
         moved = counted.moved
@@ -539,7 +510,7 @@ class SSHHost:
             if not data:
                 return moved
             try:
-                _sendall(chan, data)
+                sendall_view(chan, data)
             except (TimeoutError, OSError, paramiko.SSHException, EOFError) as err:
                 if chan.exit_status_ready():
                     return moved  # the writer died: the caller reports its stderr
@@ -569,165 +540,3 @@ class SSHHost:
     @classmethod
     def _drain_stderr(cls, chan: paramiko.Channel) -> str:
         return cls._drain(chan, chan.recv_stderr_ready, chan.recv_stderr)
-
-
-class _JobPoller:
-    """Client side of remote_scripts/detached_poll.sh.j2: heartbeat, stderr forwarding, result."""
-
-    def __init__(
-        self, host: SSHHost, script: str, job_dir: str, on_stderr: Callable[[str], None] | None
-    ) -> None:
-        self.host = host
-        self.script = script
-        self.job_dir = job_dir
-        self.on_stderr = on_stderr
-        self.stderr = bytearray()
-        self._partial = b""
-
-    def wait(self, poll: float, timeout: float | None, heartbeat_timeout: float) -> RemoteResult:
-        """Poll the job until it ends; return its RemoteResult or raise (see SSHHost.run_detached)."""
-        text = scripts.render("detached_poll", job_dir=self.job_dir)
-        chan = self.host._exec(self.host._as_root("bash -s"))
-        chan.settimeout(self.host.io_timeout)
-        stream = chan.makefile("rb")
-        deadline = None if timeout is None else time.monotonic() + timeout
-        aborted: str | None = None
-        interrupted = False
-        try:
-            chan.sendall(_wrap_script(text))
-            while True:
-                command = "abort" if aborted else "poll"
-                try:
-                    rc = self._exchange(chan, stream, command)
-                except KeyboardInterrupt:
-                    interrupted, aborted = True, "interrupted"
-                    continue
-                if rc is not None:
-                    break
-                if aborted is None and deadline is not None and time.monotonic() > deadline:
-                    aborted = f"timed out after {timeout:g}s"
-                try:
-                    time.sleep(poll)
-                except KeyboardInterrupt:
-                    interrupted, aborted = True, "interrupted"
-            stdout = self._collect(chan, stream)
-        except (OSError, paramiko.SSHException, EOFError, ValueError) as err:
-            raise ConnectError(
-                f"connection to {self.host.name} lost while {self.script} was running ({err or 'EOF'}); "
-                f"the remote job will abort itself within {heartbeat_timeout:g}s and restore what it stopped",
-                hint="check the network, then run `jujubackup status` to see the host's state",
-            ) from err
-        finally:
-            _close(chan)
-        self._flush()
-        if interrupted:
-            raise KeyboardInterrupt
-        stderr = self.stderr.decode(errors="replace")
-        result = RemoteResult(self.script, stdout.decode(errors="replace"), stderr, rc)
-        if aborted is not None:
-            raise RemoteStepError(self.script, rc, stderr, host=self.host.name,
-                                  message=f"remote step {self.script} on {self.host.name} {aborted}")
-        if rc != 0:
-            self.host._check_sudo(rc, stderr, True)
-            raise RemoteStepError(self.script, rc, stderr[-STDERR_KEEP:], host=self.host.name)
-        return result
-
-    def _exchange(self, chan: paramiko.Channel, stream: Any, command: str) -> int | None:
-        """Send one poll/abort; forward new stderr; return the job's rc once it has one."""
-        chan.sendall(f"{command}\n".encode())
-        header = self._line(stream)
-        if header == "G":
-            raise EOFError("the job's state dir disappeared")
-        size = int(header.split()[1])
-        if size:
-            self._feed(_read_exact(stream, size))
-        status = self._line(stream).split()[1]
-        return None if status == "-" else int(status)
-
-    def _collect(self, chan: paramiko.Channel, stream: Any) -> bytes:
-        chan.sendall(b"collect\n")
-        size = int(self._line(stream).split()[1])
-        return _read_exact(stream, size)
-
-    @staticmethod
-    def _line(stream: Any) -> str:
-        line = stream.readline()
-        if not line:
-            raise EOFError("the poller closed the channel")
-        return str(line.decode().strip())
-
-    def _feed(self, data: bytes) -> None:
-        self.stderr += data
-        del self.stderr[:-STDERR_KEEP]
-        if self.on_stderr is None:
-            return
-        lines = (self._partial + data).split(b"\n")
-        self._partial = lines.pop()
-        for line in lines:
-            self.on_stderr(line.decode(errors="replace"))
-
-    def _flush(self) -> None:
-        if self.on_stderr is not None and self._partial:
-            self.on_stderr(self._partial.decode(errors="replace"))
-        self._partial = b""
-
-
-def _close(chan: paramiko.Channel) -> None:
-    """Close a channel; on a connection that just died, paramiko's close raises (EOFError, socket
-    errors) before its transport thread noticed: that must not hide the ConnectError being raised."""
-    with contextlib.suppress(EOFError, OSError, paramiko.SSHException):
-        chan.close()
-
-
-class _Prefixed:
-    """A read-only stream: `head` bytes, then what `source` reads."""
-
-    def __init__(self, head: bytes, source: Readable) -> None:
-        self.head = head
-        self.source = source
-
-    def read(self, size: int = CHUNK) -> bytes:
-        if self.head:
-            data, self.head = self.head, b""
-            return data
-        return self.source.read(size)
-
-
-class _Counted:
-    """A read-only stream over `source` that counts the bytes read (or sent directly from the
-    file of a DirectFile source)."""
-
-    def __init__(self, source: Readable) -> None:
-        self.source = source
-        self.moved = 0
-
-    def read(self, size: int = CHUNK) -> bytes:
-        data = self.source.read(size)
-        self.moved += len(data)
-        return data
-
-    def direct_file(self) -> tuple[int, Callable[[], None]] | None:
-        """The source's direct_file() when it has one (host.base.DirectFile), else None."""
-        direct = getattr(self.source, "direct_file", None)
-        return cast("tuple[int, Callable[[], None]] | None", direct()) if callable(direct) else None
-
-
-def _sendall(chan: paramiko.Channel, data: bytes) -> None:
-    """Send all of `data` packet by packet through a memoryview.
-
-    paramiko's own sendall re-slices the remaining bytes after every ~32 KiB packet: 16 copies of
-    a 1 MiB chunk, a third of the sender's CPU time. Raise EOFError if the channel closes.
-    """
-    view = memoryview(data)
-    while view:
-        sent = chan.send(view)  # type: ignore[arg-type]  # paramiko packs any buffer
-        if not sent:
-            raise EOFError("the channel closed while sending")
-        view = view[sent:]
-
-
-def _read_exact(stream: Any, size: int) -> bytes:
-    data = stream.read(size)
-    if len(data) != size:
-        raise EOFError(f"short read ({len(data)} of {size} bytes)")
-    return bytes(data)
