@@ -1,7 +1,9 @@
 """Resolve ConnectionSettings into SSH targets and connected Hosts (issue 3, "Connecting").
 
 Sources, in order of precedence: what `-H [user@]host[:port]` says, then the ssh config (`-F`, default
-~/.ssh/config: HostName, User, Port, IdentityFile, UserKnownHostsFile, ProxyJump), then defaults.
+~/.ssh/config, resolved by `ssh -G` when the OpenSSH client is installed: host/sshresolve.py;
+HostName, User, Port, IdentityFile, UserKnownHostsFile, ProxyJump, StrictHostKeyChecking accept-new;
+a ProxyCommand is refused), then defaults.
 `-c NAME` adds the api-endpoint hosts of a controller from the Juju client's controllers.yaml (user
 ubuntu, key $JUJU_DATA/ssh/juju_id_rsa). Several hosts: the first that connects and is accepted wins;
 an unreachable or unhealthy host falls over to the next, but a CHANGED (or revoked) host key aborts
@@ -29,7 +31,7 @@ from ruamel.yaml.error import YAMLError
 from jujubackup.errors import ConnectError, JujuBackupError, NotFoundError, UsageError
 from jujubackup.host.base import Connector, Host
 from jujubackup.host.ssh import HostKeyChangedError, SSHHost
-from jujubackup.host.sshconfig import lookup
+from jujubackup.host.sshresolve import lookup
 from jujubackup.host.target import SSHTarget
 from jujubackup.settings import ConnectionSettings
 from jujubackup.ui import UI
@@ -160,8 +162,13 @@ def resolve_target(settings: ConnectionSettings, value: str, *, default_user: st
     if depth > MAX_JUMPS:
         raise UsageError(f"ProxyJump chain for {value} is longer than {MAX_JUMPS} hops")
     spec = parse_host(value)
-    config_path = settings.ssh_config or Path.home() / ".ssh/config"
-    entry = lookup(config_path, spec.host)
+    entry = lookup(settings.ssh_config, spec.host, spec.user or settings.user, spec.port,
+                   exact_user=default_user is not None)
+    if entry.proxy_command:
+        raise UsageError(
+            f"the ssh config gives {spec.host} a ProxyCommand, which jujubackup does not run",
+            hint="use ProxyJump for this host (a `Host` block of its own), or pass -F with another config",
+        )
     identity = ((settings.identity,) if settings.identity else ()) + entry.identity_files + extra_identity
     if settings.known_hosts:
         known: tuple[Path, ...] = (settings.known_hosts,)
@@ -182,7 +189,7 @@ def resolve_target(settings: ConnectionSettings, value: str, *, default_user: st
         user=spec.user or settings.user or entry.user or default_user or getpass.getuser(),
         identity_files=tuple(dict.fromkeys(identity)),
         known_hosts=known,
-        accept_new_host_key=settings.accept_new_host_key,
+        accept_new_host_key=settings.accept_new_host_key or entry.accept_new,
         connect_timeout=settings.connect_timeout,
         keepalive=settings.keepalive,
         jump=jump,

@@ -1,4 +1,7 @@
-"""Read OpenSSH client config files with paramiko.SSHConfig; `Include` (which paramiko does not
+"""The options jujubackup takes from an ssh config (ConfigEntry), and the fallback reader used when
+no OpenSSH client is installed (host/sshresolve.py asks `ssh -G` otherwise).
+
+Read OpenSSH client config files with paramiko.SSHConfig; `Include` (which paramiko does not
 support) is expanded here first, as ssh(1) does: in place, globs allowed, paths relative to ~/.ssh.
 
 `Match exec CMD` runs CMD through a shell during the lookup. paramiko (config.py `_does_match`:
@@ -36,10 +39,15 @@ class ConfigEntry:
     identity_files: tuple[Path, ...] = ()
     known_hosts: tuple[Path, ...] = ()
     proxy_jump: str | None = None
+    proxy_command: str | None = None
+    accept_new: bool = False
+    """StrictHostKeyChecking accept-new (only that value: `no` is never honoured, a changed or unknown
+    key stays refused)."""
 
 
-def lookup(config_path: Path | None, alias: str) -> ConfigEntry:
-    """Given an ssh config file (None or missing: no config) and a host alias, return its options.
+def lookup_file(config_path: Path | None, alias: str) -> ConfigEntry:
+    """Given an ssh config file (None or missing: no config) and a host alias, return its options as
+    paramiko reads them (with `Include` expanded here): the fallback when there is no `ssh` client.
 
     Raise UsageError if the file exists but cannot be parsed.
     """
@@ -54,6 +62,7 @@ def lookup(config_path: Path | None, alias: str) -> ConfigEntry:
         raise UsageError(f"cannot read ssh config {config_path}: {err}") from err
     port = found.get("port")
     proxy = found.get("proxyjump")
+    command = found.get("proxycommand")
     return ConfigEntry(
         hostname=found.get("hostname") if found.get("hostname") != alias else None,
         user=found.get("user"),
@@ -63,6 +72,8 @@ def lookup(config_path: Path | None, alias: str) -> ConfigEntry:
             Path(p).expanduser() for p in str(found.get("userknownhostsfile", "")).split() if p
         ),
         proxy_jump=None if proxy in (None, "none") else str(proxy),
+        proxy_command=None if command in (None, "none") else str(command),
+        accept_new=str(found.get("stricthostkeychecking", "")).lower() == "accept-new",
     )
 
 

@@ -15,7 +15,8 @@ from jujubackup.connect import parse_host
 from jujubackup.errors import EXIT_CONNECT, EXIT_USAGE, UsageError
 from jujubackup.host import knownhosts
 from jujubackup.host.ssh import HostKeyRevokedError, SSHHost
-from jujubackup.host.sshconfig import QuotingSSHConfig, lookup
+from jujubackup.host.sshconfig import QuotingSSHConfig
+from jujubackup.host.sshresolve import lookup
 from jujubackup.host.target import SSHTarget
 from tests.host.local_sshd import LocalSSHD, local_sshd
 

@@ -8,6 +8,7 @@ import pytest
 
 from jujubackup.connect import controller_hosts, parse_host, resolve_target, resolve_targets
 from jujubackup.errors import NotFoundError, UsageError
+from jujubackup.host import sshresolve
 from jujubackup.settings import ConnectionSettings
 
 
@@ -42,9 +43,14 @@ def test_ssh_config_is_honoured(tmp_path: Path) -> None:
     assert (target.jump.hostname, target.jump.user, target.jump.port) == ("10.201.0.2", "jump", 22)
 
 
-def test_ssh_config_include_is_expanded_like_ssh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("resolver", ["ssh -G", "without an ssh client"])
+def test_ssh_config_include_is_expanded_like_ssh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 resolver: str) -> None:
     """Include: globs in lexical order, `~` and ~/.ssh-relative paths, nested files, missing ones
-    skipped; the first value found wins, as in ssh(1)."""
+    skipped; the first value found wins, as in ssh(1): by ssh -G, and by our own reader when there
+    is no ssh client."""
+    if resolver != "ssh -G":
+        monkeypatch.setattr(sshresolve, "ssh_binary", lambda: None)
     home = tmp_path / "home"
     (home / ".ssh" / "config.d").mkdir(parents=True)
     monkeypatch.setenv("HOME", str(home))
@@ -60,7 +66,7 @@ def test_ssh_config_include_is_expanded_like_ssh(tmp_path: Path, monkeypatch: py
 
     (home / ".ssh" / "loop").write_text("Include ~/.ssh/loop\n")
     config.write_text("Include loop\n")
-    with pytest.raises(UsageError, match="nested more than 16"):
+    with pytest.raises(UsageError, match=r"nested more than 16|Too many recursive configuration includes"):
         resolve_target(ConnectionSettings(ssh_config=config), "ctl0")
 
 
