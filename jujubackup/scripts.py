@@ -1,4 +1,8 @@
-"""Render the remote bash scripts in `jujubackup/remote_scripts/*.sh.j2`.
+"""Render the remote bash scripts in `remote_scripts/*.sh.j2` and the host files in `templates/`.
+
+Both directories sit at the repository's top level and are mapped into the package at build time
+(setup.py: `jujubackup.remote_scripts`, `jujubackup.templates`) for the wheel, the sdist and an editable
+install alike.
 
 The only module that imports jinja2. Templates are loaded with importlib.resources, StrictUndefined
 (a missing value is an error, never an empty string) and a `q` filter that shell-quotes a value
@@ -10,6 +14,7 @@ from __future__ import annotations
 import shlex
 from functools import lru_cache
 from importlib import resources
+from importlib.abc import Traversable
 from typing import Any
 
 import jinja2
@@ -27,6 +32,20 @@ def shell_quote(value: Any) -> str:
     return shlex.quote(str(value))
 
 
+def _package_files(package: str) -> Traversable:
+    """Given a data package name (`jujubackup.remote_scripts`), return its files.
+
+    Raise ModuleNotFoundError saying the fix when it is not installed: an editable install made before
+    the directories moved to the repository's top level maps no such package until it is redone.
+    """
+    try:
+        return resources.files(package)
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(
+            f"{package} is not installed (an editable install made before remote_scripts/ and templates/"
+            " moved to the repository's top level?): run `pip install -e .` again", name=package) from exc
+
+
 class _ResourceLoader(jinja2.BaseLoader):
     """Load templates from the package data of jujubackup.remote_scripts (or another package)."""
 
@@ -36,7 +55,7 @@ class _ResourceLoader(jinja2.BaseLoader):
     def get_source(
         self, environment: jinja2.Environment, template: str
     ) -> tuple[str, str | None, Any]:
-        path = resources.files(self.package).joinpath(template)
+        path = _package_files(self.package).joinpath(template)
         if not path.is_file():
             raise jinja2.TemplateNotFound(template)
         return path.read_text(encoding="utf-8"), None, lambda: True
@@ -66,7 +85,7 @@ def environment() -> jinja2.Environment:
 
 def template_names() -> list[str]:
     """Return the names (without `.sh.j2`) of every remote script template, sorted."""
-    root = resources.files(PACKAGE)
+    root = _package_files(PACKAGE)
     return sorted(p.name[: -len(SUFFIX)] for p in root.iterdir() if p.name.endswith(SUFFIX))
 
 
@@ -84,7 +103,7 @@ FILES_PACKAGE = "jujubackup.templates"
 
 @lru_cache(maxsize=1)
 def files_environment() -> jinja2.Environment:
-    """Return the (cached) jinja2 Environment for `jujubackup/templates/` (files installed on hosts)."""
+    """Return the (cached) jinja2 Environment for `templates/` (files installed on hosts)."""
     env = jinja2.Environment(
         loader=_ResourceLoader(FILES_PACKAGE),
         undefined=jinja2.StrictUndefined,
@@ -98,6 +117,6 @@ def files_environment() -> jinja2.Environment:
 
 
 def render_file(name: str, **values: Any) -> str:
-    """Given a template file name in jujubackup/templates (`jujud-machine.service.j2`) and its values,
+    """Given a template file name in templates/ (`jujud-machine.service.j2`) and its values,
     return the rendered text. Raise jinja2.UndefinedError for a missing value."""
     return files_environment().get_template(name).render(**values)

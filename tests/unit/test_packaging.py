@@ -1,22 +1,44 @@
-"""The wheel is self-contained: installed into a fresh venv it runs from anywhere and carries its data."""
+"""The package is self-contained: built as an sdist, then a wheel from it, or installed editable, into a
+fresh venv it runs from anywhere and carries its data (the top-level remote_scripts/ and templates/)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
 import sysconfig
+import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# remote_scripts/ and templates/ sit at the repository's top level; setup.py maps them into the package
 DATA_DIRS = ("remote_scripts", "templates")
+SOURCE_FILES = ("pyproject.toml", "setup.py", "README.md", "LICENSE")
+SOURCE_DIRS = ("jujubackup", *DATA_DIRS)
+
+
+@dataclass(frozen=True)
+class Installed:
+    """One way of installing the project into a fresh venv.
+
+    kind: "sdist" (an sdist built from a copy of the source, a wheel built from that sdist, the wheel
+    installed: what `python -m build` and pip do) or "editable" (`pip install -e` of the copy).
+    home: where `jujubackup` and its data must resolve (the venv, or the copy for an editable install).
+    """
+
+    kind: str
+    venv: Path
+    home: Path
+    sdist_members: frozenset[str] = frozenset()
 
 
 def _source_data_files() -> dict[str, set[str]]:
-    """Return, per data dir, the files the source tree has (what the wheel must carry)."""
-    return {d: _files(REPO / "jujubackup" / d) for d in DATA_DIRS}
+    """Return, per data dir, the files the source tree has (what every install must carry)."""
+    return {d: _files(REPO / d) for d in DATA_DIRS}
 
 
 def _files(top: Path) -> set[str]:
@@ -32,55 +54,110 @@ def _package_dir(venv: Path, cwd: Path) -> Path:
     return Path(out).parent
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Build a wheel from a copy of the source, install it into a fresh venv; return the venv dir.
+def _copy_source(dest: Path) -> Path:
+    """Copy what a build needs from the repository into `dest` (no caches, no .venv); return `dest`."""
+    dest.mkdir()
+    for name in SOURCE_FILES:
+        if (REPO / name).exists():
+            shutil.copy2(REPO / name, dest / name)
+    for name in SOURCE_DIRS:
+        shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def _fresh_venv(venv: Path) -> Path:
+    """Make an empty venv at `venv`; return its site-packages.
 
     The venv gets no dependencies of its own: a .pth makes the project venv's site-packages visible
-    (after the venv's own), so only the wheel's files decide what `jujubackup` is.
+    (after the venv's own), so only what is installed into it decides what `jujubackup` is.
     """
-    tmp = tmp_path_factory.mktemp("packaging")
-    src = tmp / "src"
-    src.mkdir()
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        if (REPO / name).exists():
-            shutil.copy2(REPO / name, src / name)
-    shutil.copytree(REPO / "jujubackup", src / "jujubackup", ignore=shutil.ignore_patterns("__pycache__"))
-    wheels = tmp / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(src)],
-                   check=True, timeout=600)
-    (wheel,) = wheels.glob("jujubackup-*.whl")
-    venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin/python"), "install", "-q",
-                    "--no-deps", str(wheel)], check=True, timeout=600)
     site = Path(subprocess.run([str(venv / "bin/python"), "-c",
                                 "import sysconfig; print(sysconfig.get_path('purelib'))"],
                                capture_output=True, text=True, check=True).stdout.strip())
     (site / "zz_project_deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
-    return venv
+    return site
 
 
-def test_console_script_runs_from_another_directory(installed: Path, tmp_path: Path) -> None:
-    res = subprocess.run([str(installed / "bin/jujubackup"), "--help"], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=120)
+def _pip_install(venv: Path, *args: str) -> None:
+    """Install into `venv` with the project venv's pip (no dependencies)."""
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin/python"), "install", "-q",
+                    "--no-deps", *args], check=True, timeout=600)
+
+
+@pytest.fixture(scope="module", params=["sdist", "editable"])
+def installed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """Install a copy of the source into a fresh venv, one way per param (see Installed)."""
+    tmp = tmp_path_factory.mktemp(f"packaging-{request.param}")
+    src = _copy_source(tmp / "src")
+    venv = tmp / "venv"
+    _fresh_venv(venv)
+    if request.param == "editable":
+        _pip_install(venv, "-e", str(src))
+        return Installed("editable", venv, src)
+    dist = tmp / "dist"
+    subprocess.run([sys.executable, "-m", "build", "--sdist", "--outdir", str(dist), str(src)],
+                   check=True, timeout=600, capture_output=True)
+    (sdist,) = dist.glob("jujubackup-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        members = frozenset(m.name.split("/", 1)[1] for m in tar.getmembers() if m.isfile())
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(sdist)],
+                   check=True, timeout=600)
+    (wheel,) = dist.glob("jujubackup-*.whl")
+    _pip_install(venv, str(wheel))
+    return Installed("sdist", venv, venv, members)
+
+
+def test_console_script_runs_from_another_directory(installed: Installed, tmp_path: Path) -> None:
+    res = subprocess.run([str(installed.venv / "bin/jujubackup"), "--help"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "Usage" in res.stdout and "jujubackup" in res.stdout
-    assert _package_dir(installed, tmp_path).is_relative_to(installed)
+    assert _package_dir(installed.venv, tmp_path).is_relative_to(installed.home)
 
 
-def test_installed_package_carries_remote_scripts_and_templates(installed: Path, tmp_path: Path) -> None:
-    pkg = _package_dir(installed, tmp_path)
+@pytest.mark.parametrize("installed", ["sdist"], indirect=True)
+def test_the_sdist_carries_the_top_level_data_dirs(installed: Installed) -> None:
+    expected = {f"{d}/{f}" for d, files in _source_data_files().items() for f in files}
+    assert expected <= installed.sdist_members, sorted(expected - installed.sdist_members)
+    assert "setup.py" in installed.sdist_members
+
+
+DATA_CHILD = """
+import json, sys
+from importlib import resources
+def walk(t, pre=""):
+    for c in t.iterdir():
+        if c.name == "__pycache__" or c.name.startswith("."):
+            continue
+        yield from walk(c, pre + c.name + "/") if c.is_dir() else [pre + c.name]
+out = {}
+for d in sys.argv[1:]:
+    t = resources.files("jujubackup." + d)
+    out[d] = {"where": str(t), "files": sorted(walk(t))}
+print(json.dumps(out))
+"""
+
+
+def test_installed_package_carries_remote_scripts_and_templates(installed: Installed, tmp_path: Path) -> None:
+    """importlib.resources (what jujubackup/scripts.py uses) finds every data file of the source tree,
+    inside the install's home, run from another directory."""
+    done = subprocess.run([str(installed.venv / "bin/python"), "-c", DATA_CHILD, *DATA_DIRS], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
     expected = _source_data_files()
     for d in DATA_DIRS:
-        assert expected[d], f"jujubackup/{d}/ in the source tree has no files"
-        shipped = _files(pkg / d)
-        assert shipped >= expected[d], f"missing from the wheel: {sorted(expected[d] - shipped)}"
+        assert expected[d], f"{d}/ in the source tree has no files"
+        assert Path(found[d]["where"]).is_relative_to(installed.home), found[d]["where"]
+        shipped = set(found[d]["files"])
+        missing = sorted(expected[d] - shipped)
+        assert not missing, f"missing from the {installed.kind} install: {missing}"
 
 
-def test_the_license_is_an_spdx_expression(installed: Path, tmp_path: Path) -> None:
-    """project.license is an SPDX string (PEP 639): the wheel says License-Expression."""
-    meta = subprocess.run([str(installed / "bin/python"), "-c",
+def test_the_license_is_an_spdx_expression(installed: Installed, tmp_path: Path) -> None:
+    """project.license is an SPDX string (PEP 639): the metadata says License-Expression."""
+    meta = subprocess.run([str(installed.venv / "bin/python"), "-c",
                            "from importlib.metadata import metadata; print(metadata('jujubackup'))"],
                           cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     assert "License-Expression: AGPL-3.0-or-later" in meta.splitlines()
@@ -97,10 +174,11 @@ print(json.dumps({"package": jujubackup.__file__, "names": sorted(scripts.templa
 """
 
 
-def test_the_installed_wheel_renders_every_template_shellcheck_clean(installed: Path, tmp_path: Path) -> None:
-    """Every remote script rendered by the wheel's own package (not the source tree) with the unit
-    tests' sample values, each shellcheck clean."""
-    import json
+def test_the_installed_package_renders_every_template_shellcheck_clean(installed: Installed,
+                                                                        tmp_path: Path) -> None:
+    """Every remote script rendered by the installed package (the wheel built from the sdist, or the
+    editable install of a copy; not this source tree) with the unit tests' sample values, each
+    shellcheck clean."""
     import pickle
 
     from tests.unit.test_scripts import _cases
@@ -108,11 +186,11 @@ def test_the_installed_wheel_renders_every_template_shellcheck_clean(installed: 
     cases = _cases()
     out = tmp_path / "rendered"
     out.mkdir()
-    done = subprocess.run([str(installed / "bin/python"), "-c", RENDER_CHILD, str(out)], cwd=tmp_path,
+    done = subprocess.run([str(installed.venv / "bin/python"), "-c", RENDER_CHILD, str(out)], cwd=tmp_path,
                           input=pickle.dumps(cases), capture_output=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr.decode()
     report = json.loads(done.stdout)
-    assert Path(report["package"]).is_relative_to(installed)
+    assert Path(report["package"]).is_relative_to(installed.home)
     assert set(report["names"]) == {name for name, _ in cases}
     rendered = sorted(out.glob("*.sh"))
     assert len(rendered) == len(cases)
