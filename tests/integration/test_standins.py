@@ -357,3 +357,49 @@ def test_snap_confinement_rules_bite(lab_factory: Any, profile: str) -> None:
     assert "mongodump version" in ctl.ssh(f"{version} | cat").stdout
     # juju-db itself (the snap's daemon) runs confined and serves
     assert ctl.ssh(f"systemctl is-active {spec.db_service}").stdout.strip() == "active"
+
+
+def test_jujud_peergrouper_adds_dead_controllers_as_non_voters_and_fails_without_a_majority(
+    lab_factory: Any,
+) -> None:
+    """Juju's peergrouper (standins/peergrouper.py): a dead controller named only by controller-ids
+    and controllerNodes becomes a NON-voting member and loses `has-vote`; once dead controllers vote
+    in the replica set, the set has no majority and jujud cannot run."""
+    lab = lab_factory(controllers=1)
+    ctl = lab.host("ctl0")
+    wait_agent_running(ctl)
+    model = provision.read_db(ctl.root, ctl.profile, dbs=["juju"])["juju"]["controllers"][0]["model-uuid"]
+    dead = "10.201.0.250"
+    replies = mongo_commands(ctl, [
+        ("juju", {"insert": "machines", "documents": [{
+            "_id": f"{model}:7", "machineid": "7", "model-uuid": model, "jobs": [1, 2], "life": 0,
+            "addresses": [{"value": dead, "addresstype": "ipv4", "networkscope": "local-cloud"}]}]}),
+        ("juju", {"insert": "controllerNodes",
+                  "documents": [{"_id": "7", "has-vote": True, "wants-vote": True}]}),
+        ("juju", {"update": "controllers", "updates": [{"q": {"_id": "e"},
+                                                        "u": {"$set": {"controller-ids": ["0", "7"]}}}]}),
+    ])
+    assert [r["ok"] for r in replies] == [1, 1, 1], replies
+    assert ctl.ssh("systemctl restart jujud-machine-0").returncode == 0
+    wait_for(ctl, "cat /var/log/juju/machine-0.log", lambda o: "successfully updated replica set" in o,
+             "the peergrouper did not reconfigure the replica set")
+    wait_agent_running(ctl)
+    cfg, nodes = mongo_commands(ctl, [("admin", {"replSetGetConfig": 1}),
+                                      ("juju", {"find": "controllerNodes", "filter": {}})])
+    members = {m["tags"]["juju-machine-id"]: m for m in cfg["config"]["members"]}
+    assert members["7"]["host"] == f"{dead}:37017" and members["7"]["votes"] == 0
+    assert members["0"]["host"] == f"{ctl.ip}:37017" and members["0"].get("votes", 1) == 1
+    assert {n["_id"]: n["has-vote"] for n in nodes["cursor"]["firstBatch"]} == {"0": True, "7": False}
+
+    # The dead controller votes (as in a replica set config carried over from the old HA set).
+    config = cfg["config"]
+    config["members"] = [{k: v for k, v in m.items() if k not in ("votes", "priority")}
+                         for m in config["members"]]
+    (reply,) = mongo_commands(ctl, [("admin", {"replSetReconfig": config, "force": True})])
+    assert reply["ok"] == 1, reply
+    assert ctl.ssh("systemctl restart jujud-machine-0").returncode == 0
+    wait_for(ctl, "cat /var/log/juju/machine-0.log",
+             lambda o: "ERROR juju.worker.peergrouper the replica set has no primary" in o,
+             "jujud ran on a replica set without a majority")
+    (cfg,) = mongo_commands(ctl, [("admin", {"replSetGetConfig": 1})])
+    assert all(m.get("votes", 1) == 1 for m in cfg["config"]["members"])  # nothing voted the dead one out

@@ -12,7 +12,12 @@ statepassword, and refuses to run - logging a line containing "peergrouper" and 
     (provider addresses: only a cloud's instancepoller changes them, never the machine itself;
     STRICTER than a cloud controller, true of a manual one) and its `passwordhash` matches the
     agent's apipassword,
-  * N is in the controllers document `e` `controller-ids` and its controllerNodes document has a vote.
+  * N is in the controllers document `e` `controller-ids` and has a controllerNodes document,
+  * the peergrouper (peergrouper.py, juju/juju worker/peergrouper) can compute the peer group and
+    the replica set has a primary after its round: dead old controllers that are voting members
+    keep their votes and leave the set without a majority; dead ones only in `controller-ids`
+    become non-voting members; `has-vote` follows the members' votes. The round runs again at
+    every periodic check.
 It then heals what real workers heal on a controller that moved:
   * `machineaddresses` to this host's addresses (the machiner, worker/machiner/machiner.go
     SetMachineAddresses),
@@ -59,7 +64,7 @@ from typing import Any
 
 import bson
 
-from . import agent, api, common
+from . import agent, api, common, peergrouper
 
 
 def agent_password_hash(password: str) -> str:
@@ -207,10 +212,12 @@ def check_state(conf: dict[str, Any], machine_id: str, log: AgentLog, heal: bool
             f"{ctrl[0].get('controller-ids')}; not a controller"
         )
     nodes = find("controllerNodes", {"_id": {"$in": [machine_id, f"{model_uuid}:{machine_id}"]}})
-    if not nodes or not nodes[0].get("has-vote"):
-        raise Refused(f"juju.worker.peergrouper controller node {machine_id} has no vote")
+    if not nodes:
+        raise Refused(f"juju.worker.peergrouper controller node {machine_id} not found")
     if heal:
         _heal(sock, conf, machine_id, str(model_uuid), mdoc, mine, log)
+    peer_group(sock, conf, [str(i) for i in ctrl[0].get("controller-ids") or []], str(model_uuid), find,
+               log if heal else None)
     sock.close()
     log(
         "INFO",
@@ -218,6 +225,97 @@ def check_state(conf: dict[str, Any], machine_id: str, log: AgentLog, heal: bool
         f"controller addresses ok: machine {machine_id} at {', '.join(mine)}",
     )
     return mine
+
+
+def _tracked_controllers(ids: list[str], model_uuid: str, find: Any,
+                         log: AgentLog | None) -> dict[str, peergrouper.Controller]:
+    """worker.go updateControllerNodes: the controller-ids with a controllerNodes document and a
+    machine whose status is not pending (a missing one is skipped with Juju's warning)."""
+    out: dict[str, peergrouper.Controller] = {}
+    for cid in ids:
+        node = find("controllerNodes", {"_id": cid})
+        machine = find("machines", {"_id": f"{model_uuid}:{cid}"})
+        if not node or not machine:
+            if log:
+                log("WARNING", "juju.worker.peergrouper",
+                    f'controller "{cid}" from controller list not found')
+            continue
+        status = find("statuses", {"_id": f"{model_uuid}:m#{cid}"})
+        if status and status[0].get("status") == "pending":
+            continue
+        m = machine[0]
+        addrs = tuple(
+            (str(a.get("value") or ""), str(a.get("networkscope") or ""))
+            for a in [*(m.get("addresses") or []), *(m.get("machineaddresses") or [])]
+            if isinstance(a, dict)
+        )
+        out[cid] = peergrouper.Controller(
+            cid, bool(node[0].get("wants-vote")), bool(node[0].get("has-vote")), addrs
+        )
+    return out
+
+
+def peer_group(sock: Any, conf: dict[str, Any], ids: list[str], model_uuid: str, find: Any,
+               log: AgentLog | None) -> None:
+    """One round of the peergrouper (peergrouper.py: worker.go updateReplicaSet): compute the desired
+    peer group; where the local mongod is PRIMARY (every controller's mgo session writes to the
+    primary; the stand-in dials localhost only) set the new voters' `has-vote`, reconfigure the set,
+    clear the removed voters' `has-vote`. Then raise Refused when the set has no primary (jujud's
+    state connection needs one: mgo "no reachable servers"), or when the peer group cannot be
+    computed (real jujud keeps its API while its peergrouper fails every round: STRICTER)."""
+    say = log or (lambda *a: None)
+    status = common.command(sock, "admin", {"replSetGetStatus": 1})
+    config = common.command(sock, "admin", {"replSetGetConfig": 1})
+    if not status.get("ok") or not config.get("ok"):
+        raise Refused(f"juju.worker.peergrouper cannot get replica set status: "
+                      f"{status.get('errmsg') or config.get('errmsg')}")
+    cfg = config["config"]
+    states = {m.get("_id"): (bool(m.get("health")), int(m.get("state", 0)))
+              for m in status.get("members", [])}
+    controllers = _tracked_controllers(ids, model_uuid, find, log)
+    try:
+        desired = peergrouper.desired_peer_group(controllers, list(cfg.get("members") or []), states,
+                                                 int(conf.get("stateport", 37017)))
+    except peergrouper.PeerGroupError as exc:
+        raise Refused(f"juju.worker.peergrouper computing desired peer group: {exc}") from exc
+    if desired.step_down_primary:
+        say("INFO", "juju.worker.peergrouper",
+            "mongo primary controller needs to be removed, first requesting it to step down")
+    elif int(status.get("myState", 0)) == peergrouper.PRIMARY:
+        _apply(sock, conf, cfg, controllers, desired, say)
+        status = common.command(sock, "admin", {"replSetGetStatus": 1})
+    if not any(int(m.get("state", 0)) == peergrouper.PRIMARY for m in status.get("members", [])):
+        now = common.command(sock, "admin", {"replSetGetConfig": 1}).get("config") or cfg
+        voters = [m["host"] for m in now["members"] if peergrouper.is_voting(m)]
+        raise Refused(f"juju.worker.peergrouper the replica set has no primary: a majority of its voters "
+                      f"{voters} is not reachable; juju.state cannot connect to mongo: no reachable servers")
+
+
+def _apply(sock: Any, conf: dict[str, Any], cfg: dict[str, Any],
+           controllers: dict[str, peergrouper.Controller], desired: peergrouper.Desired, say: Any) -> None:
+    """worker.go updateReplicaSet: has-vote true for new voters, replSetReconfig when the set
+    changes (reverting those on failure, "cannot set replicaset"), has-vote false for removed ones."""
+    added = [i for i, v in desired.voting.items() if v and not controllers[i].has_vote]
+    removed = [i for i, v in desired.voting.items() if not v and controllers[i].has_vote]
+
+    def set_has_vote(ids: list[str], value: bool) -> None:
+        if ids:
+            say("INFO", "juju.worker.peergrouper",
+                f"setting HasVote={str(value).lower()} on nodes {sorted(ids)}")
+        for i in ids:
+            update(sock, "controllerNodes", i, {"has-vote": value}, sstxn=_sstxn(conf))
+
+    set_has_vote(added, True)
+    if desired.is_changed:
+        members = sorted(desired.members.values(), key=lambda m: int(m["_id"]))
+        new = {**cfg, "members": members, "version": int(cfg.get("version", 1)) + 1}
+        reply = common.command(sock, "admin", {"replSetReconfig": new})
+        if not reply.get("ok"):
+            set_has_vote(added, False)
+            say("ERROR", "juju.worker.peergrouper", f"cannot set replicaset: {reply.get('errmsg')}")
+            return
+        say("INFO", "juju.worker.peergrouper", "successfully updated replica set")
+    set_has_vote(removed, False)
 
 
 def _address(ip: str, origin: str | None = None) -> dict[str, Any]:
