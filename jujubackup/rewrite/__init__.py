@@ -43,7 +43,10 @@ written during an online dump, are re-addressed too; one the rule removes is dro
 later updates of it). For a `$set`/`$unset`/... update (`$v: 1`, as juju-db 4.4 writes) of a document
 the rules changed, a key on a rewritten field (or inside it) is removed (our value stays), a key
 holding a parent of one gets the value set inside it; then the rule runs over a probe document made
-of the update's `$set`/`$unset` keys, and a key it would rewrite gets its value (so a harvest mode
+of the update's `$set`/`$unset` keys laid over the values the rules saw before they changed that
+document (the dump's, or an earlier op's: so a `$set` of `hasvote` on a controller the dump's `jobs`
+made one of is judged as the demoted controller's, though the 2.7+ dump document has no voting
+field), and a key it would rewrite gets its value (so a harvest mode
 set during the dump on a model whose dump already said "none", or a machine made a controller during
 the dump, still come out right; an update of a document the rule removes is dropped). A `$v: 2`
 diff (MongoDB 5.0+) loses its `u`/`i`/`d` fields and `s<field>` subdiffs on rewritten fields of the

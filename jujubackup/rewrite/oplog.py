@@ -23,10 +23,15 @@ def _id_key(doc_id: Any) -> bytes:
 
 def _targets(changes: Iterable[Change]) -> dict[tuple[str, bytes], dict[str, Any]]:
     """Group changes of dump collections by (namespace, _id) -> {path: new value}."""
+    return _by_document(changes, new=True)
+
+
+def _by_document(changes: Iterable[Change], *, new: bool) -> dict[tuple[str, bytes], dict[str, Any]]:
+    """Group changes of dump collections by (namespace, _id) -> {path: new (else old) value}."""
     out: dict[tuple[str, bytes], dict[str, Any]] = {}
     for c in changes:
         if c.collection.count(".") >= 1 and c.collection not in ("agent.conf", "oplog"):
-            out.setdefault((c.collection, _id_key(c.doc_id)), {})[c.field] = c.new
+            out.setdefault((c.collection, _id_key(c.doc_id)), {})[c.field] = c.new if new else c.old
     return out
 
 
@@ -48,7 +53,8 @@ def rewrite_oplog_stream(
     With `target`, inserts and replacements are re-addressed by the collection's own rule (the same
     function the dump files went through), so documents that exist only in the oplog are covered too.
     Raise VerifyError for malformed BSON."""
-    state = _OplogRewrite(_targets(changes), target)
+    changes = list(changes)
+    state = _OplogRewrite(_targets(changes), target, _by_document(changes, new=False))
     out: list[Change] = []
     for n, raw in enumerate(_documents(src, OPLOG)):
         op = bson.decode(raw, archive.BSON_CODEC)
@@ -62,9 +68,15 @@ class _OplogRewrite:
     """Rewrites oplog entries in place; `targets` grows as inserts in the oplog are re-addressed
     (their later updates must not undo that either)."""
 
-    def __init__(self, targets: dict[tuple[str, bytes], dict[str, Any]], target: ReaddressTarget | None):
+    def __init__(self, targets: dict[tuple[str, bytes], dict[str, Any]], target: ReaddressTarget | None,
+                 before: dict[tuple[str, bytes], dict[str, Any]] | None = None):
         self.targets = targets
         self.target = target
+        # what the rules saw before they changed a document (the dump's, or an earlier op's), so a
+        # probe of a later update is judged as that document: a `$set` of `hasvote` on a controller
+        # the dump's `jobs` made one of (demoted there) is the demoted controller's, though the
+        # update itself names no `jobs`
+        self.before = before if before is not None else {}
 
     def entry(self, op: Doc, label: str, out: list[Change]) -> bool:
         """Edit one oplog entry (or one op nested in an applyOps) in place; record changes in `out`.
@@ -119,6 +131,9 @@ class _OplogRewrite:
         if self.target is None or rule is None or not keys:
             return any(k.startswith("$") and k != "$v" for k in body)
         probe: Doc = {"_id": doc_id}
+        for path, old in self.before.get((ns, _id_key(doc_id)), {}).items():
+            if path != REMOVED:
+                _set_path(probe, path, copy.deepcopy(old))
         for modifier, key in keys:
             _set_path(probe, key, body[modifier][key] if modifier == "$set" else None)
         found: list[Change] = []
@@ -126,6 +141,8 @@ class _OplogRewrite:
         if not probe:
             self.targets[(ns, _id_key(doc_id))] = {REMOVED: None}
             return False
+        for c in found:
+            self.before.setdefault((ns, _id_key(doc_id)), {}).setdefault(c.field, c.old)
         owned = [c.field for c in found]
         for modifier, key in keys:
             if any(key.startswith(f + ".") for f in owned):  # inside a rewritten field: ours stays
@@ -170,6 +187,7 @@ class _OplogRewrite:
             del body["_id"]
         for c in found:
             self.targets.setdefault(key, {})[c.field] = c.new
+            self.before.setdefault(key, {}).setdefault(c.field, c.old)
             out.append(Change("oplog", where, f"{label} {what} {c.field}", c.old, c.new, c.label))
         return True
 

@@ -488,6 +488,31 @@ def test_oplog_updates_cannot_bring_back_what_the_rules_own_even_unchanged_in_th
     ]
 
 
+def test_oplog_votes_set_on_machines_without_voting_fields_in_the_dump_cannot_undo_the_rewrite() -> None:
+    """The 2.7+ machines documents have no `hasvote`/`wantsvote` (they live in controllerNodes), so
+    the rewrite adds none; an update setting them during the dump is judged as the document the
+    rules saw: machine 1 (a controller in the dump, demoted there) gets false, the restored machine
+    true, and so does a machine made a controller earlier in the oplog."""
+    dump = {d["_id"]: d for d in bson.decode_all(fixture_dump(rewrite.MACHINES))}
+    assert not {"hasvote", "wantsvote"} & (set(dump[M0["_id"]]) | set(dump[M1["_id"]]))
+    m7 = {"_id": f"{MODEL_UUID}:7"}
+    ops = [
+        op("u", "juju.machines", {"$v": 1, "$set": {"hasvote": True, "wantsvote": True}}, M1, 1),
+        op("u", "juju.machines", {"$v": 1, "$set": {"hasvote": False}}, M0, 2),
+        op("u", "juju.machines", {"$v": 1, "$set": {"jobs": [1, 2]}}, m7, 3),
+        op("u", "juju.machines", {"$v": 1, "$set": {"hasvote": True, "txn-revno": Int64(3)}}, m7, 4),
+    ]
+    got, changes, _ = run_oplog(ops)
+    assert got[0]["o"] == {"$v": 1, "$set": {"hasvote": False, "wantsvote": False}}
+    assert got[1]["o"] == {"$v": 1, "$set": {"hasvote": True}}
+    assert got[2]["o"] == {"$v": 1, "$set": {"jobs": [1]}}
+    assert got[3]["o"] == {"$v": 1, "$set": {"txn-revno": Int64(3), "hasvote": False}}
+    assert [c.field for c in changes] == [
+        "op #0 $set hasvote", "op #0 $set wantsvote", "op #1 $set hasvote", "op #2 $set jobs",
+        "op #3 $set hasvote",
+    ]
+
+
 def test_oplog_diff_format_update_loses_the_rewritten_fields_only() -> None:
     addresses = [{"value": OLD, "addresstype": "ipv4"}]
     ops = [
