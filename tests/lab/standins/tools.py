@@ -654,8 +654,9 @@ def mongorestore_body(opts: dict[str, Any], pos: list[str], series: str) -> int:
         raise ToolError(f"error parsing --writeConcern: invalid write concern '{wc}'", EXIT_BAD_OPTIONS)
     if opts.get("oplogReplay") and opts.get("db"):
         raise ToolError("cannot use --oplogReplay with --db", EXIT_BAD_OPTIONS)
-    if opts.get("oplogReplay") and opts.get("nsExclude") and generation(series).tools.startswith("100."):
-        # mongo-tools 100.9.4 mongorestore/mongorestore.go ParseAndValidateOptions
+    if opts.get("oplogReplay") and opts.get("nsExclude") and generation(series).tools != "r3.2.22":
+        # mongo-tools 100.9.4 mongorestore/mongorestore.go ParseAndValidateOptions; r3.6.3 and r4.0.9
+        # mongorestore/mongorestore.go ParseAndValidateOptions too (r3.2.22 has no such check)
         raise ToolError("cannot use --oplogReplay with excludes specified", EXIT_BAD_OPTIONS)
     if not os.path.isdir(root):
         raise ToolError(f"mongorestore target '{root}' invalid: stat {root}: no such file or directory")
@@ -722,39 +723,47 @@ def mongorestore_body(opts: dict[str, Any], pos: list[str], series: str) -> int:
         if not os.path.exists(oplog):
             raise ToolError("no oplog file to replay; make sure you run mongodump with --oplog")
         common.tool_log("replaying oplog")
-        applied = 0
-        batch: list[dict] = []
-        size = int(opts.get("batchSize") or 1000)
         with _read_maybe_gz(oplog, gz) as f:
             data = f.read()
         if generation(series).tools.startswith("100."):
             applied = _replay_100(session, common.decode_all(data))
-            common.tool_log(f"applied {applied} oplog entries")
-            data = b""  # replayed: the pre-100 loop below sees nothing
-        for entry in common.decode_all(data):
-            if entry.get("op") == "n":
-                continue
-            ns = entry.get("ns", "")
-            db = ns.split(".", 1)[0]
-            if db in ("local", "config", "admin") or ns.startswith(f"{db}.system."):
-                continue
-            if any(common.ns_match(p, ns) for p in excludes):
-                continue
-            batch.append(entry)
-            if len(batch) >= size:
-                session.checked("admin", {"applyOps": batch}, "error applying oplog")
-                applied += len(batch)
-                batch = []
-        if batch:
-            session.checked("admin", {"applyOps": batch}, "error applying oplog")
-            applied += len(batch)
-        if data:
-            common.tool_log(f"applied {applied} oplog entries")
+        else:
+            applied = _replay_pre_100(session, common.decode_all(data), generation(series).tools)
+        common.tool_log(f"applied {applied} oplog entries")
     if series == "3.2":
         common.tool_log("done")
     else:
         common.tool_log(f"{total} document(s) restored successfully. {failed} document(s) failed to restore.")
     return 0
+
+
+OPLOG_FIELDS = ("ts", "h", "v", "op", "ns", "o", "o2")
+"""mongo-tools r3.2.22/r3.6.3/r4.0.9 common/db/db.go `type Oplog struct` (ts, h, v, op, ns, o, o2; `ui`
+too from r3.6, removed again by filterUUIDs without --preserveUUID): what an entry keeps when the
+tools decode it into that struct and send it back (`t`, `wall`, `lsid`, `txnNumber`, ... go)."""
+
+
+def _replay_pre_100(session: Session, entries: list[dict], tools: str) -> int:
+    """mongo-tools r3.2.22, r3.6.3 and r4.0.9 mongorestore/oplog.go RestoreOplog: every entry but
+    a no-op (`n`), in order and whatever its namespace (admin.*, local.*, config.*, system.*
+    included: no filter there, and --nsExclude is refused with --oplogReplay from r3.6), decoded
+    into db.Oplog and sent alone in an applyOps command ("error applying oplog: applyOps: ..." on
+    failure). From r3.6 filterUUIDs also re-decodes the ops nested in an applyOps entry into
+    db.Oplog. Not imitated: --oplogLimit, r4.0.9's createIndexes-to-system.indexes conversion (the
+    lab's oplogs have neither). Return the number of ops applied."""
+    applied = 0
+    for entry in entries:
+        if entry.get("op") == "n":
+            continue
+        op = {k: entry[k] for k in OPLOG_FIELDS if k in entry}
+        body = op.get("o")
+        if tools != "r3.2.22" and op.get("op") == "c" and isinstance(body, dict) and "applyOps" in body:
+            nested = body["applyOps"] if isinstance(body["applyOps"], list) else []
+            op["o"] = {**body, "applyOps": [{k: n[k] for k in OPLOG_FIELDS if k in n}
+                                            for n in nested if isinstance(n, dict)]}
+        session.checked("admin", {"applyOps": [op]}, "error applying oplog: applyOps")
+        applied += 1
+    return applied
 
 
 def _replay_100(session: Session, entries: list[dict]) -> int:
