@@ -32,6 +32,7 @@ from jujubackup.errors import ConnectError, JujuBackupError, NotFoundError, Usag
 from jujubackup.host.base import Connector, Host
 from jujubackup.host.ssh import HostKeyChangedError, SSHHost
 from jujubackup.host.sshresolve import lookup
+from jujubackup.host.sudo import SudoPasswordError
 from jujubackup.host.target import SSHTarget
 from jujubackup.settings import ConnectionSettings
 from jujubackup.ui import UI
@@ -250,7 +251,7 @@ class SSHConnector:
         return resolve_target(self._settings, value)
 
     def connect(self, target: SSHTarget) -> Host:
-        return SSHHost.connect(target)
+        return SSHHost.connect(target, self._settings.sudo_password)
 
 
 def as_connector(via: ConnectWith) -> Connector:
@@ -288,13 +289,14 @@ def connect_each(
 ) -> Iterator[tuple[SSHTarget, Host | None, JujuBackupError | None]]:
     """Given targets, connect to each in turn: yield (target, host, None) for one that connects (the
     caller closes it), (target, None, error) for one that does not. Raise HostKeyChangedError
-    (exit 3) at once: a changed or revoked host key is never skipped, whatever targets remain.
+    (exit 3) at once: a changed or revoked host key is never skipped, whatever targets remain; so is
+    SudoPasswordError (the same wrong password would be tried on each).
     With `ui`, each distinct host notice is warned about once. `connector` connects (default: SSH)."""
     shown: set[str] = set()
     for target in targets:
         try:
             host = connector.connect(target) if connector is not None else SSHHost.connect(target)
-        except HostKeyChangedError:
+        except (HostKeyChangedError, SudoPasswordError):
             raise
         except JujuBackupError as err:
             yield target, None, err

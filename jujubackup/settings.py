@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from jujubackup.host.base import Connector
+    from jujubackup.sudopassword import SudoPassword
 
 
 class OutputFormat(str, Enum):
@@ -44,6 +45,9 @@ class ConnectionSettings:
     keepalive: int = 15
     user: str | None = None
     stream_via: str = "auto"
+    sudo_password: SudoPassword | None = field(default=None, compare=False, repr=False)
+    """Where the login user's sudo password comes from when a host's sudo needs one (None: never
+    answered; `sudo -n` fails with a hint)."""
 
 
 @dataclass(frozen=True)

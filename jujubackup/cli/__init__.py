@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from jujubackup import __version__
+from jujubackup import __version__, sudopassword
 from jujubackup.alloc import reuse_big_buffers
 from jujubackup.errors import (
     EXIT_INTERNAL,
@@ -66,6 +66,9 @@ FormatOption = Annotated[
 ]
 """A verb's own `--format`, which wins over the global one (see make_ui)."""
 
+SUDO_PASSWORD_HELP = ("The login user's sudo password (first line; mode 0600), when its sudo asks for one. "
+                      "Else $JUJUBACKUP_SUDO_PASSWORD, else asked once on a terminal.")
+
 HELP = f"""Back up and restore Juju controllers over SSH.
 
 \b
@@ -111,6 +114,10 @@ def global_options(
         bool, typer.Option("--accept-new-host-key", help="Trust and record an unknown host key.")
     ] = False,
     connect_timeout: Annotated[float, typer.Option("--connect-timeout", help="Seconds.")] = 10.0,
+    sudo_password_file: Annotated[
+        Path | None,
+        typer.Option("--sudo-password-file", metavar="FILE", help=SUDO_PASSWORD_HELP),
+    ] = None,
     transfer: Annotated[
         StreamVia,
         typer.Option(
@@ -139,6 +146,7 @@ def global_options(
             accept_new_host_key=accept_new_host_key,
             connect_timeout=connect_timeout,
             stream_via=transfer.value,
+            sudo_password=sudopassword.from_options(sudo_password_file),
         ),
         format=output_format,
         quiet=quiet,
@@ -167,7 +175,8 @@ def make_ui(opts: GlobalOptions, fmt: OutputFormat | None = None) -> UI:
 
 # Global options that take a value (the token after them is not the verb).
 _VALUED_OPTIONS = frozenset({"-H", "--host", "-c", "--controller", "-i", "--identity", "-F", "--ssh-config",
-                             "--known-hosts", "--connect-timeout", "--transfer", "--format"})
+                             "--known-hosts", "--connect-timeout", "--transfer", "--format",
+                             "--sudo-password-file"})
 _VERB_MODULE = {"list": "list_backups"}
 
 

@@ -42,7 +42,7 @@ class JobPoller:
     def wait(self, poll: float, timeout: float | None, heartbeat_timeout: float) -> RemoteResult:
         """Poll the job until it ends; return its RemoteResult or raise (see SSHHost.run_detached)."""
         text = scripts.render("detached_poll", job_dir=self.job_dir)
-        chan = self.host._exec(self.host._as_root("bash -s"))
+        chan, _early = self.host._exec_root("bash -s")
         chan.settimeout(self.host.io_timeout)
         stream = chan.makefile("rb")
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -11,6 +11,9 @@ package is the only one that imports fabric and paramiko).
 * A closed port is "connection refused by HOST:PORT" (+ " (alias)" when -H named an ssh config alias),
   on one line with a hint.
 * Scripts travel on the channel's stdin to `sudo -n bash -s` (or `bash -s` as root), never in argv.
+  When the login user's sudo needs a password (given once: host/sudo.py, jujubackup/sudopassword.py)
+  it is `sudo -S` answered on the same stdin before the script is released; archives then move over
+  this connection (the OpenSSH client cannot answer sudo).
 * Long scripts run detached (remote_scripts/detached*.sh.j2) and are polled over one channel whose
   lines are the client's heartbeat: a dead client stops them and the remote job aborts itself.
 * Archives move as raw exec-channel streams (`cat`/`tail -c +N`, `cat >>`, or a script reading its
@@ -59,13 +62,13 @@ from jujubackup.host.connection import (
 )
 from jujubackup.host.detached import DETACHED_BASE, JobPoller, job_slug
 from jujubackup.host.openssh import READY, OpenSSHStreams, Unusable
+from jujubackup.host.sudo import SudoAuth, SudoPassword, answer, asks_password, check_sudo
 from jujubackup.host.target import SSHTarget
 
 __all__ = ["HostKeyChangedError", "HostKeyRevokedError", "SSHHost", "fingerprint"]
 
 OPENSSH_MIN = 4 << 20
 """Streams known to be smaller stay on paramiko: a new OpenSSH connection costs ~0.25 s of handshake."""
-SUDO_PASSWORD_MARKERS = ("a password is required", "a terminal is required")
 
 
 class SSHHost:
@@ -82,12 +85,16 @@ class SSHHost:
         self.streams_via = "none yet"
         self.notices: tuple[str, ...] = ()
         """Things the operator should hear about once (skipped @cert-authority known_hosts lines)."""
+        self._sudo: SudoAuth | None = None
+        """Set when this host's sudo is answered with a password (host/sudo.py)."""
 
     @classmethod
-    def connect(cls, target: SSHTarget) -> SSHHost:
-        """Given a resolved target, return a connected SSHHost: a fabric.Connection opened by
-        host/connection.py, a ProxyJump hop its own SSHHost whose direct-tcpip channel (opened here,
-        with the connect timeout) is the socket. Raise ConnectError (exit 3) on failure."""
+    def connect(cls, target: SSHTarget, sudo_password: SudoPassword | None = None) -> SSHHost:
+        """Given a resolved target (and where the login user's sudo password comes from, if it
+        needs one), return a connected SSHHost: a fabric.Connection opened by host/connection.py, a
+        ProxyJump hop its own SSHHost whose direct-tcpip channel (opened here, with the connect
+        timeout) is the socket. Raise ConnectError (exit 3) on failure, SudoPasswordError (exit 3)
+        when sudo refuses the password."""
         jump: SSHHost | None = None
         sock = None
         if target.jump is not None:
@@ -112,7 +119,45 @@ class SSHHost:
             raise
         host = cls(target, conn, jump)
         host.notices = tuple(dict.fromkeys((*(jump.notices if jump else ()), *known.notices)))
+        try:
+            host._setup_sudo(sudo_password)
+        except BaseException:
+            host.close()
+            raise
         return host
+
+    def _setup_sudo(self, password: SudoPassword | None) -> None:
+        """Decide how this host's sudo runs: `sudo -n` (root needs none; no password given and none
+        can be asked; or sudo does not ask: probed with `sudo -n true` before asking), else `sudo -S`
+        answered with the password, checked once here with `true` so a wrong one fails before any
+        step. Archives then move over this connection (the OpenSSH client cannot answer sudo).
+        Raise SudoPasswordError, ConnectError."""
+        if self.is_root or password is None or not password.can_ask:
+            return
+        who = f"{self.target.user}@{self.name}"
+        if not password.given and not self._sudo_asks():
+            return
+        self._sudo = SudoAuth(password.get(who))
+        if self.target.stream_via == "openssh":
+            raise ConnectError(f"--transfer openssh cannot be used with {who}: its sudo asks for a password",
+                               hint="use --transfer auto or paramiko")
+        self._openssh_off = "sudo asks for a password"
+        chan, _early = self._exec_root("true")
+        try:
+            self._exit_status(chan, "checking sudo")
+        finally:
+            close_quietly(chan)
+
+    def _sudo_asks(self) -> bool:
+        """Return True if `sudo -n true` says a password is required."""
+        chan = self._exec("sudo -n true")
+        try:
+            chan.shutdown_write()
+            rc = self._exit_status(chan, "checking sudo")
+            stderr = self._drain_stderr(chan).lower()
+        finally:
+            close_quietly(chan)
+        return rc != 0 and asks_password(stderr)
 
     # -- identity -------------------------------------------------------------------------------
 
@@ -185,24 +230,28 @@ class SSHHost:
         return chan
 
     def _as_root(self, command: str, sudo: bool = True) -> str:
+        """Return `command` run as root with `sudo -n` (for the OpenSSH streams, which are off when
+        sudo needs a password; channels use _exec_root)."""
         return f"sudo -n -- {command}" if sudo and not self.is_root else command
+
+    def _exec_root(self, command: str, sudo: bool = True) -> tuple[paramiko.Channel, bytes]:
+        """Open a channel running `command` (as root when `sudo` and not root), with sudo's password
+        answered first when it needs one; return it (stdin now the command's) and the command's stderr
+        read while waiting for sudo. Raise ConnectError, SudoPasswordError (the channel closed)."""
+        if self._sudo is None or not sudo or self.is_root:
+            return self._exec(self._as_root(command, sudo)), b""
+        chan = self._exec(self._sudo.command(command))
+        try:
+            early = answer(chan, self._sudo, f"{self.target.user}@{self.name}", self.io_timeout)
+        except BaseException:
+            close_quietly(chan)
+            raise
+        return chan, early
 
     def _check_sudo(self, rc: int, stderr: str, sudo: bool) -> None:
         """Raise ConnectError (exit 3) if sudo refused to run without a password or is missing."""
-        if not sudo or self.is_root or rc == 0:
-            return
-        low = stderr.lower()
-        if any(marker in low for marker in SUDO_PASSWORD_MARKERS):
-            raise ConnectError(
-                f"sudo requires a password on {self.name} (user {self.target.user})",
-                hint=f"give {self.target.user} NOPASSWD sudo on the host (e.g. a file in /etc/sudoers.d) "
-                "or connect as root",
-            )
-        if rc == 127 and "sudo" in low and "not found" in low:
-            raise ConnectError(
-                f"sudo is not installed on {self.name}",
-                hint="install sudo on the host or connect as root",
-            )
+        if sudo and not self.is_root and rc != 0:
+            check_sudo(rc, stderr, self.name, self.target.user)
 
     def _communicate(
         self, chan: paramiko.Channel, payload: bytes, timeout: float | None, doing: str
@@ -273,9 +322,10 @@ class SSHHost:
         Return its RemoteResult. Raise ConnectError if sudo wants a password or the connection drops,
         RemoteStepError(script, rc, stderr tail) on a non-zero exit when `check`.
         """
-        chan = self._exec(self._as_root("bash -s", sudo))
+        chan, early = self._exec_root("bash -s", sudo)
         try:
             out, err, rc = self._communicate(chan, wrap_script(text) + (stdin or b""), timeout, script)
+            err = early + err
         except TimeoutError as exc:
             raise RemoteStepError(
                 script, -1, str(exc), host=self.name, message=f"{exc} on {self.name}"
@@ -294,7 +344,7 @@ class SSHHost:
         (through OpenSSH when it works, like put). Return its RemoteResult. Raise ConnectError if the
         connection drops or sudo wants a password, RemoteStepError(script, rc, stderr tail) on a
         non-zero exit; an exception raised by `source.read` ends the input and propagates."""
-        command = self._as_root("bash -s")
+        command = "bash -s"
         stream = Prefixed(wrap_script(text), source)
         rc, stdout, stderr = self._stream_in(command, stream, script, progress)
         self._check_sudo(rc, stderr, True)
@@ -306,13 +356,13 @@ class SSHHost:
         self, command: str, source: Readable, doing: str, progress: Progress | None,
         size: int | None = None,
     ) -> tuple[int, str, str]:
-        """Run `command` with `source` (`size` bytes when known) streamed to its stdin until EOF
-        (OpenSSH when usable and the stream is not small, reading a DirectFile source's file itself;
-        else paramiko); return (exit code, stdout, stderr). Raise ConnectError if the connection
-        drops."""
+        """Run `command` as root with `source` (`size` bytes when known) streamed to its stdin until
+        EOF (OpenSSH when usable and the stream is not small, reading a DirectFile source's file
+        itself; else paramiko); return (exit code, stdout, stderr). Raise ConnectError if the
+        connection drops."""
         streams = self._streams(size)
         if streams is not None:
-            command = f"printf {READY.decode()} && exec {command}"
+            command = f"printf {READY.decode()} && exec {self._as_root(command)}"
             direct = source.direct_file() if isinstance(source, Counted) else None
             try:
                 if direct is not None:
@@ -328,7 +378,7 @@ class SSHHost:
                     raise self._lost(doing, SSHFailed(done.stderr))
                 return done.returncode, done.stdout.decode(errors="replace"), done.stderr
         self.streams_via = self._paramiko_note()
-        chan = self._exec(command)
+        chan, early = self._exec_root(command)
         chan.settimeout(self.io_timeout)
         try:
             self._send_all(chan, source, doing, progress)
@@ -336,7 +386,7 @@ class SSHHost:
                 chan.shutdown_write()
             rc = self._exit_status(chan, doing)
             stdout = self._drain(chan, chan.recv_ready, chan.recv)
-            stderr = self._drain_stderr(chan)
+            stderr = early.decode(errors="replace") + self._drain_stderr(chan)
         finally:
             close_quietly(chan)
         return rc, stdout, stderr
@@ -384,11 +434,11 @@ class SSHHost:
         received is already in `sink`), RemoteStepError for other read errors.
         """
         path = shlex.quote(remote_path)
-        reader = self._as_root(f"tail -c +{offset + 1} -- {path}" if offset else f"cat -- {path}")
+        reader = f"tail -c +{offset + 1} -- {path}" if offset else f"cat -- {path}"
         streams = self._streams(size)
         if streams is not None:
             try:
-                moved, done = streams.get(reader, sink, progress, self.io_timeout)
+                moved, done = streams.get(self._as_root(reader), sink, progress, self.io_timeout)
             except Unusable as err:
                 self._openssh_unusable(err)
             else:
@@ -398,7 +448,7 @@ class SSHHost:
                 self._check_get(done.returncode, done.stderr, remote_path)
                 return moved
         self.streams_via = self._paramiko_note()
-        chan = self._exec(reader)
+        chan, early = self._exec_root(reader)
         chan.shutdown_write()
         chan.settimeout(self.io_timeout)
         moved = 0
@@ -415,7 +465,7 @@ class SSHHost:
                 if progress is not None:
                     progress(len(data))
             rc = self._exit_status(chan, f"downloading {remote_path}")
-            stderr = self._drain_stderr(chan)
+            stderr = early.decode(errors="replace") + self._drain_stderr(chan)
         finally:
             close_quietly(chan)
         self._check_get(rc, stderr, remote_path)
@@ -443,7 +493,7 @@ class SSHHost:
         side fails (e.g. disk full). An exception raised by `source.read` ends the remote writer
         (waited for, so the caller may then remove the file) and propagates.
         """
-        command = self._as_root(
+        command = (
             f"bash -c {shlex.quote(PUT_WRITER)} jujubackup-put {shlex.quote(remote_path)} {offset} "
             f"{mode:o} {1 if on_sha256 else 0}"
         )

@@ -307,6 +307,23 @@ class LabHost:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=check,
                               input=input, stdin=None if input is not None else subprocess.DEVNULL)
 
+    def add_password_sudo_user(self, user: str = "jbops") -> str:
+        """Add `user` to this host (the lab's client key in its authorized_keys, a random password)
+        with sudo rights that need the password (`USER ALL=(ALL) ALL`, no NOPASSWD: unlike ubuntu's
+        rule in the rootfs); return the password. It reaches chpasswd on stdin, never in argv."""
+        password = secrets.token_urlsafe(18)
+        rule = f"/etc/sudoers.d/80-{user}"
+        script = (
+            f"set -e; id {user} >/dev/null 2>&1 || "
+            f"useradd --create-home --shell /bin/bash --user-group {user}; chpasswd; "
+            f"printf '%s ALL=(ALL) ALL\\n' {user} > {rule}; chmod 0440 {rule}; visudo -cq; "
+            f"install -d -m 0700 -o {user} -g {user} /home/{user}/.ssh; "
+            f"install -m 0600 -o {user} -g {user} /root/.ssh/authorized_keys "
+            f"/home/{user}/.ssh/authorized_keys"
+        )
+        self.ssh(script, input=f"{user}:{password}\n", check=True, timeout=60)
+        return password
+
     @property
     def nspawn_pid(self) -> int | None:
         """Pid of this host's systemd-nspawn while it runs (None when powered off)."""

@@ -1,0 +1,169 @@
+"""sudo with a password (issue 15): a login user whose sudo asks for a password (`jbops ALL=(ALL)
+ALL`, added to ctl0 by the lab) can create, list, download, upload and remove through the CLI with
+the password from --sudo-password-file or $JUJUBACKUP_SUDO_PASSWORD; a wrong one exits 3 with one
+line and changes nothing; the password is in no process's argv (host and containers: /proc is
+shared downwards) and in no output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jujubackup.errors import EXIT_CONNECT
+from tests.lab.lab import Lab
+
+pytestmark = pytest.mark.lab
+
+JUJUBACKUP = str(Path(sys.executable).parent / "jujubackup")
+USER = "jbops"
+
+
+class ArgvWatch:
+    """Reads every process's /proc/PID/cmdline over and over while the CLI runs; `seen` lists the
+    pids whose argv held the secret, `sudo_seen` those that ran `sudo -S -p <our prompt>` (in a
+    container: proof that the watch sees the remote side)."""
+
+    def __init__(self, secret: bytes) -> None:
+        self.secret = secret
+        self.seen: list[str] = []
+        self.sudo_seen: set[str] = set()
+        self.scans = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ArgvWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for entry in os.scandir("/proc"):
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    argv = Path(entry.path, "cmdline").read_bytes()
+                except OSError:
+                    continue
+                if self.secret in argv:
+                    self.seen.append(entry.name)
+                if argv.startswith(b"sudo\0-S\0-p\0jujubackup-sudo-"):
+                    self.sudo_seen.add(entry.name)
+            self.scans += 1
+
+
+def jb(lab: Lab, *args: str, password_file: Path | None = None, env_password: str | None = None,
+       ) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "JUJUBACKUP_SUDO_PASSWORD"}
+    if env_password is not None:
+        env["JUJUBACKUP_SUDO_PASSWORD"] = env_password
+    pw_args = ["--sudo-password-file", str(password_file)] if password_file else []
+    return subprocess.run([JUJUBACKUP, "-F", str(lab.ssh_config), "-H", f"{USER}@ctl0", *pw_args, *args],
+                          capture_output=True, text=True, timeout=600, check=False, env=env,
+                          stdin=subprocess.DEVNULL)
+
+
+def secret_file(tmp_path: Path, name: str, value: str) -> Path:
+    path = tmp_path / name
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture(scope="module")
+def sudo_lab(lab_session: None) -> Iterator[tuple[Lab, str]]:
+    lab = Lab.create(controllers=1)
+    try:
+        password = lab.host("ctl0").add_password_sudo_user(USER)
+        yield lab, password
+    finally:
+        lab.teardown()
+
+
+def backup_ids(lab: Lab, password_file: Path) -> list[str]:
+    done = jb(lab, "list", "--format", "json", password_file=password_file)
+    assert done.returncode == 0, done.stderr
+    return sorted(str(b["ID"]) for b in json.loads(done.stdout))
+
+
+def test_the_rule_needs_a_password(sudo_lab: tuple[Lab, str]) -> None:
+    lab, _password = sudo_lab
+    done = lab.host("ctl0").ssh("sudo -n true", user=USER)
+    assert done.returncode != 0 and "password is required" in done.stderr
+
+
+def test_verbs_through_a_password_sudo_and_the_password_is_in_no_argv_or_output(
+    sudo_lab: tuple[Lab, str], tmp_path: Path
+) -> None:
+    lab, password = sudo_lab
+    good = secret_file(tmp_path, "pw", password)
+    outputs: list[str] = []
+    with ArgvWatch(password.encode()) as watch:
+        created = jb(lab, "create", "through a password sudo", password_file=good)
+        outputs += [created.stdout, created.stderr]
+        assert created.returncode == 0, created.stderr
+        backup_id = created.stdout.strip().splitlines()[-1]
+        listed = jb(lab, "list", "--format", "json", env_password=password)
+        outputs += [listed.stdout, listed.stderr]
+        assert listed.returncode == 0, listed.stderr
+        assert backup_id in [b["ID"] for b in json.loads(listed.stdout)]
+        copy = tmp_path / "copy"
+        downloaded = jb(lab, "download", backup_id, "--dir", str(copy), password_file=good)
+        outputs += [downloaded.stdout, downloaded.stderr]
+        assert downloaded.returncode == 0, downloaded.stderr
+        archive = copy / f"{backup_id}.tar.gz"
+        stored = lab.host("ctl0").root / "var/lib/juju/backups" / f"{backup_id}.tar.gz"
+        assert archive.read_bytes() == stored.read_bytes()
+        uploaded = jb(lab, "upload", "--force", str(archive), password_file=good)
+        outputs += [uploaded.stdout, uploaded.stderr]
+        assert uploaded.returncode == 0, uploaded.stderr
+        removed = jb(lab, "remove", "--yes", backup_id, password_file=good)
+        outputs += [removed.stdout, removed.stderr]
+        assert removed.returncode == 0, removed.stderr
+        assert not stored.exists()
+    assert watch.scans > 10 and watch.sudo_seen
+    assert watch.seen == []
+    assert not any(password in text for text in outputs)
+
+
+def test_a_wrong_password_is_exit_3_one_line_and_changes_nothing(
+    sudo_lab: tuple[Lab, str], tmp_path: Path
+) -> None:
+    lab, password = sudo_lab
+    good = secret_file(tmp_path, "pw", password)
+    before = backup_ids(lab, good)
+    wrong = secret_file(tmp_path, "wrong", "not-" + password)
+    done = jb(lab, "create", "must not happen", password_file=wrong)
+    assert done.returncode == EXIT_CONNECT, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[0] == f"error: sudo refused the password for {USER}@ctl0 (nothing was run)", done.stderr
+    assert len(lines) == 2 and lines[1].startswith("hint: check the password given"), done.stderr
+    assert password not in done.stderr + done.stdout
+    assert backup_ids(lab, good) == before
+
+
+def test_without_a_password_the_error_says_how_to_give_one(sudo_lab: tuple[Lab, str]) -> None:
+    lab, _password = sudo_lab
+    done = jb(lab, "list")
+    assert done.returncode == EXIT_CONNECT, done.stderr
+    assert f"sudo requires a password on ctl0 (user {USER})" in done.stderr
+    assert "--sudo-password-file" in done.stderr
+
+
+def test_a_password_file_others_can_read_is_refused(sudo_lab: tuple[Lab, str], tmp_path: Path) -> None:
+    lab, password = sudo_lab
+    loose = secret_file(tmp_path, "loose", password)
+    loose.chmod(0o640)
+    done = jb(lab, "list", password_file=loose)
+    assert done.returncode == 6, done.stderr
+    assert "must be a regular file of yours, mode 0600" in done.stderr
