@@ -24,7 +24,7 @@ JUJUBACKUP = str(Path(sys.executable).parent / "jujubackup")
 def jb(lab: Lab, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run the CLI against the lab's ssh config."""
     return subprocess.run([JUJUBACKUP, "-F", str(lab.ssh_config), *args], capture_output=True, text=True,
-                          timeout=timeout, check=False)
+                          timeout=timeout, check=False, stdin=subprocess.DEVNULL)  # no terminal to ask
 
 
 def wait_for(predicate: Callable[[], bool], what: str, limit: float = 90.0) -> None:
@@ -113,6 +113,28 @@ def test_sudo_wanting_a_password_is_exit_3(lab_factory) -> None:  # type: ignore
     assert result.returncode == 3, result.stderr
     assert "sudo requires a password on ctl0" in result.stderr
     assert "NOPASSWD" in result.stderr
+
+
+def test_an_included_file_and_a_match_host_block_reach_the_controller(shared_lab: Lab, tmp_path: Path
+                                                                      ) -> None:
+    """The alias comes from an Included file, the user, key and known_hosts from a `Match host`
+    block on the address it names (ssh -G): without either, `labctl` resolves nowhere or its key is
+    unknown (exit 3)."""
+    ctl = shared_lab.host("ctl0")
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "10-lab.conf").write_text(f"Host labctl\n  HostName {ctl.ip}\n")
+    config = tmp_path / "config"
+    config.write_text(
+        f"Include {tmp_path}/conf.d/*.conf\n"
+        f"Match host {ctl.ip}\n  User root\n  IdentityFile {shared_lab.key}\n  IdentitiesOnly yes\n"
+        f"  UserKnownHostsFile {shared_lab.known_hosts}\n"
+    )
+    config.chmod(0o600)
+    argv = [JUJUBACKUP, "-F", str(config), "-H", "labctl", "status", "--format", "json"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    assert ctl.ip in result.stdout or "ctl0" in result.stdout, result.stdout
 
 
 def test_unreachable_host_is_exit_3(lab_factory) -> None:  # type: ignore[no-untyped-def]

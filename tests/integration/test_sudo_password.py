@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import subprocess
 import sys
 import threading
@@ -167,3 +169,42 @@ def test_a_password_file_others_can_read_is_refused(sudo_lab: tuple[Lab, str], t
     done = jb(lab, "list", password_file=loose)
     assert done.returncode == 6, done.stderr
     assert "must be a regular file of yours, mode 0600" in done.stderr
+
+
+def test_on_a_terminal_the_password_is_asked_once_with_no_echo(sudo_lab: tuple[Lab, str]) -> None:
+    """No file, no variable, stdin a terminal: `sudo -n` says a password is required, the CLI asks
+    on the terminal (getpass: echo off), and the verb runs."""
+    lab, password = sudo_lab
+    env = {k: v for k, v in os.environ.items() if k != "JUJUBACKUP_SUDO_PASSWORD"}
+    argv = [JUJUBACKUP, "-F", str(lab.ssh_config), "-H", f"{USER}@ctl0", "list", "--format", "json"]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: its controlling terminal is the pty
+        os.execve(JUJUBACKUP, argv, env)
+    seen = b""
+    prompt = f"[jujubackup] sudo password for {USER}@ctl0: ".encode()
+    try:
+        while prompt not in seen:
+            chunk = _read(fd)
+            assert chunk, seen
+            seen += chunk
+        os.write(fd, (password + "\n").encode())
+        while chunk := _read(fd):
+            seen += chunk
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0, seen
+    assert seen.count(prompt) == 1
+    assert password.encode() not in seen  # not echoed
+    assert b'"ID"' in seen or b"[]" in seen
+
+
+def _read(fd: int) -> bytes:
+    """Read what the pty has (b"" once the child closed it), waiting at most 120 s."""
+    ready, _, _ = select.select([fd], [], [], 120)
+    if not ready:
+        return b""
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: the child exited and the pty closed
+        return b""
