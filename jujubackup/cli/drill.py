@@ -76,7 +76,7 @@ def drill_cmd(
         work_dir=work_dir,
         backup_dir=backup_dir,
     )
-    report = drill(opts.connection, request, ui)
+    report = drill(opts.connector, request, ui)
     show(ui, report)
     failed = report.failed()
     if failed:

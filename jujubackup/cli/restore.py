@@ -1,4 +1,4 @@
-"""`jujubackup restore`: parse flags, build a RestoreRequest, call operations.restore, render."""
+"""`jujubackup restore`: parse flags, build a RestoreRequest, call operations.restore, show the result."""
 
 from __future__ import annotations
 
@@ -13,8 +13,51 @@ from jujubackup.cli.repoint import ParallelOption, ViaOption, WaitOption
 from jujubackup.cli.storeopts import IdentityOption, StoreConfigOption, StoreOption, hold_archive
 from jujubackup.operations.repoint import DEFAULT_PARALLEL, DEFAULT_WAIT, RepointRequest, partial_error
 from jujubackup.operations.repoint import render as render_repoint
-from jujubackup.operations.restore import RestoreRequest, RestoreResult, restore
+from jujubackup.operations.restore import restore
+from jujubackup.restore.request import RestoreRequest, RestoreResult
 from jujubackup.settings import OutputFormat
+from jujubackup.ui import UI
+
+BackupIdArgument = Annotated[str | None, typer.Argument(help="Stored backup ID, unique prefix or `latest`.")]
+ArchiveOption = Annotated[
+    Path | None, typer.Option("--archive", help="Local archive file (disaster recovery); an .age file "
+                              "needs --identity; with --store NAME: the ID of that store's copy.")
+]
+TargetOption = Annotated[
+    str | None, typer.Option("--target", "-t", help="Host to restore onto ([user@]host[:port] or alias).")
+]
+AddressOption = Annotated[
+    str | None, typer.Option("--address", help="The target's address for the controller (default: probed).")
+]
+InstanceIdOption = Annotated[
+    str | None,
+    typer.Option(
+        "--instance-id",
+        help="The restored machine's instance id (default: the target's cloud-init instance id, "
+        "else manual:<address>; the plan says which).",
+    ),
+]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Show the plan and stop.")]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Override refusals (live old controllers, disk, mongo, uuid).")
+]
+AllowDowngradeOption = Annotated[
+    bool, typer.Option("--allow-downgrade", help="Restore a backup older than the target's Juju.")
+]
+ResumeOption = Annotated[bool, typer.Option("--resume", help="Continue an interrupted restore on --target.")]
+RollbackOption = Annotated[
+    bool, typer.Option("--rollback", help="Return --target to its snapshot from before a failed restore.")
+]
+UpdateClientConfigOption = Annotated[
+    bool, typer.Option("--update-client-config", help="Point controllers.yaml api-endpoints at the target.")
+]
+WorkDirOption = Annotated[
+    Path | None, typer.Option("--work-dir", help="Local scratch dir (default: a temp dir).")
+]
+NoRepointOption = Annotated[
+    bool, typer.Option("--no-repoint", help="After a restore onto a new address, leave the agents alone.")
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -28,56 +71,23 @@ def register(app: typer.Typer) -> None:
 
 def restore_cmd(
     ctx: typer.Context,
-    backup_id: Annotated[
-        str | None, typer.Argument(help="Stored backup ID, unique prefix or `latest`.")
-    ] = None,
-    archive: Annotated[
-        Path | None, typer.Option("--archive", help="Local archive file (disaster recovery); an .age file "
-                                  "needs --identity; with --store NAME: the ID of that store's copy.")
-    ] = None,
+    backup_id: BackupIdArgument = None,
+    archive: ArchiveOption = None,
     store: StoreOption = None,
     store_config: StoreConfigOption = None,
     identity: IdentityOption = None,
-    target: Annotated[
-        str | None, typer.Option("--target", "-t", help="Host to restore onto ([user@]host[:port] or alias).")
-    ] = None,
-    address: Annotated[
-        str | None,
-        typer.Option("--address", help="The target's address for the controller (default: probed)."),
-    ] = None,
-    instance_id: Annotated[
-        str | None,
-        typer.Option(
-            "--instance-id",
-            help="The restored machine's instance id (default: the target's cloud-init instance id, "
-            "else manual:<address>; the plan says which).",
-        ),
-    ] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan and stop.")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Override refusals (live old controllers, disk, mongo, uuid).")
-    ] = False,
-    allow_downgrade: Annotated[
-        bool, typer.Option("--allow-downgrade", help="Restore a backup older than the target's Juju.")
-    ] = False,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue an interrupted restore on --target.")
-    ] = False,
-    rollback: Annotated[
-        bool, typer.Option("--rollback", help="Return --target to its snapshot from before a failed restore.")
-    ] = False,
-    update_client_config: Annotated[
-        bool,
-        typer.Option("--update-client-config", help="Point controllers.yaml api-endpoints at the target."),
-    ] = False,
-    work_dir: Annotated[
-        Path | None, typer.Option("--work-dir", help="Local scratch dir (default: a temp dir).")
-    ] = None,
-    no_repoint: Annotated[
-        bool,
-        typer.Option("--no-repoint", help="After a restore onto a new address, leave the agents alone."),
-    ] = False,
+    target: TargetOption = None,
+    address: AddressOption = None,
+    instance_id: InstanceIdOption = None,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
+    force: ForceOption = False,
+    allow_downgrade: AllowDowngradeOption = False,
+    resume: ResumeOption = False,
+    rollback: RollbackOption = False,
+    update_client_config: UpdateClientConfigOption = False,
+    work_dir: WorkDirOption = None,
+    no_repoint: NoRepointOption = False,
     via_controller: ViaOption = False,
     parallel: ParallelOption = DEFAULT_PARALLEL,
     wait: WaitOption = DEFAULT_WAIT,
@@ -88,28 +98,23 @@ def restore_cmd(
     opts = options(ctx)
     ui = make_ui(opts, output_format)
     archive, work_dir = hold_archive(ctx, archive, store, store_config, identity, work_dir)
+    repoint = None if no_repoint else RepointRequest(
+        via_controller=via_controller, parallel=parallel, wait=wait
+    )
     request = RestoreRequest(
-        backup_ref=backup_id,
-        archive=archive,
-        target=target,
-        address=address,
-        instance_id=instance_id,
-        dry_run=dry_run,
-        yes=yes,
-        force=force,
-        allow_downgrade=allow_downgrade,
-        resume=resume,
-        rollback=rollback,
-        update_client_config=update_client_config,
-        work_dir=work_dir,
-        backup_dir=backup_dir,
-        repoint=None if no_repoint else RepointRequest(
-            via_controller=via_controller, parallel=parallel, wait=wait
-        ),
+        backup_ref=backup_id, archive=archive, target=target, address=address, instance_id=instance_id,
+        dry_run=dry_run, yes=yes, force=force, allow_downgrade=allow_downgrade, resume=resume,
+        rollback=rollback, update_client_config=update_client_config, work_dir=work_dir,
+        backup_dir=backup_dir, repoint=repoint,
     )
-    result = restore(
-        opts.connection, request, ui, confirm=lambda q: typer.confirm(q, default=False, err=True)
-    )
+    result = restore(opts.connector, request, ui, confirm=lambda q: typer.confirm(q, default=False, err=True))
+    show(ui, result)
+
+
+def show(ui: UI, result: RestoreResult) -> None:
+    """Print what the restore did: its summary (--format json/yaml), or what was rolled back, or the
+    steps run, the verification, the next steps and the agents re-pointed. Raise EXIT_PARTIAL's
+    error when the repoint stage left machines."""
     if result.dry_run:
         ui.info("dry run: nothing changed")
         return

@@ -34,9 +34,10 @@ from ruamel.yaml.error import YAMLError
 from jujubackup import apilogin, apiprobe, archive, drillreport, profiles, scripts
 from jujubackup.drillreport import Check, Report
 from jujubackup.errors import JujuBackupError, RefusedError, UsageError, VerifyError
-from jujubackup.operations import restore as R
+from jujubackup.host.base import Connector
+from jujubackup.restore import fresh as R
 from jujubackup.restore import plan as P
-from jujubackup.settings import ConnectionSettings
+from jujubackup.restore.request import RestoreRequest
 from jujubackup.ui import UI
 
 DRILL_DIR = "/var/lib/jujubackup-drill"
@@ -74,7 +75,7 @@ def check_request(request: DrillRequest) -> None:
         raise JujuBackupError(f"no archive file {request.archive}", exit_code=5)
 
 
-def drill(settings: ConnectionSettings, request: DrillRequest, ui: UI) -> Report:
+def drill(connector: Connector, request: DrillRequest, ui: UI) -> Report:
     """Run the drill; return its report (every check's verdict), the JUnit file written if asked.
 
     Raise UsageError (2), RefusedError (6: a live or a model's machine as target without --force, or
@@ -89,7 +90,7 @@ def drill(settings: ConnectionSettings, request: DrillRequest, ui: UI) -> Report
         started=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
     run = _Drill(request, ui, report)
-    restore_request = R.RestoreRequest(
+    restore_request = RestoreRequest(
         backup_ref=request.backup_ref,
         archive=request.archive,
         target=request.target,
@@ -108,8 +109,8 @@ def drill(settings: ConnectionSettings, request: DrillRequest, ui: UI) -> Report
         on_restored=run.check,
     )
     try:
-        with R._work_dir(request.work_dir) as work:
-            R.fresh_restore(settings, restore_request, ui, lambda _: True, work, stages)
+        with R.work_dir(request.work_dir) as work:
+            R.fresh_restore(connector, restore_request, ui, lambda _: True, work, stages)
     except JujuBackupError as err:
         run.failed_stage(err)
         raise

@@ -1,6 +1,6 @@
 """PURE restore planning: what the backup holds + what the target is + options -> ordered steps.
 
-No I/O here. `operations/restore.py` gathers the facts (archive inspection on the workstation, the
+No I/O here. `restore/gather.py` gathers the facts (archive inspection on the workstation, the
 target's probe, old controllers probed *from the target*) and hands them to `make_plan`, which either
 returns a `Plan` (the steps `restore/execute.py` runs, plus what will change, for the operator to read)
 or raises a typed `RefusedError` (exit 6) with a hint, and `--force` where overriding makes sense.

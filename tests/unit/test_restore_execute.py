@@ -1,4 +1,5 @@
-"""Pure helpers of restore/execute.py and operations/restore.py: params, steps, units, client config."""
+"""Pure helpers of restore/ (execute, gather, target, clientconfig) and operations/restore.py:
+params, steps, units, client config."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from typing import Any
 import pytest
 
 from jujubackup import profiles, scripts
-from jujubackup.operations.restore import needs_readdress, rewrite_controllers_yaml, spare_from_preflight
 from jujubackup.restore import execute as X
 from jujubackup.restore import plan as P
+from jujubackup.restore.clientconfig import rewrite_controllers_yaml
+from jujubackup.restore.target import needs_readdress, spare_from_preflight
 from tests.paths import VALID_28
 from tests.unit.restore_script_samples import RESTORE_SAMPLES
 
@@ -141,7 +143,7 @@ def test_client_config_rewrites_only_that_controllers_endpoints() -> None:
 def test_read_backup_of_the_28_fixture_gives_the_plan_its_facts() -> None:
 
     from jujubackup import archive
-    from jujubackup.operations.restore import Checked, read_backup
+    from jujubackup.restore.gather import Checked, read_backup
 
     path = VALID_28
     checked = Checked.of_report(archive.verify_archive(path))
@@ -159,7 +161,7 @@ def test_read_backup_of_the_28_fixture_gives_the_plan_its_facts() -> None:
 
 def test_read_backup_counts_the_ubuntu_keys_and_the_plan_says_they_are_merged() -> None:
 
-    from jujubackup.operations.restore import read_backup
+    from jujubackup.restore.gather import read_backup
 
     facts = read_backup(VALID_28, "fixture")
     assert facts.ubuntu_keys is not None and facts.ubuntu_keys >= 1
@@ -188,7 +190,8 @@ def test_failed_verify_hint_says_what_is_active_and_what_failed() -> None:
 
 
 def test_resume_and_rollback_need_no_target() -> None:
-    from jujubackup.operations.restore import RestoreRequest, check_request
+    from jujubackup.operations.restore import check_request
+    from jujubackup.restore.request import RestoreRequest
 
     check_request(RestoreRequest(backup_ref="20260101-000000.x", resume=True))
     check_request(RestoreRequest(rollback=True))
@@ -252,7 +255,7 @@ def _quiet_ui() -> Any:
 
 
 def test_client_config_is_replaced_by_rename_keeping_its_mode(tmp_path: Path) -> None:
-    from jujubackup.operations.restore import update_client_config
+    from jujubackup.restore.clientconfig import update_client_config
 
     path = tmp_path / "controllers.yaml"
     path.write_text(CONTROLLERS_YAML)
@@ -266,7 +269,7 @@ def test_client_config_is_replaced_by_rename_keeping_its_mode(tmp_path: Path) ->
 
 def test_client_config_that_is_a_link_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
     from jujubackup.errors import RefusedError
-    from jujubackup.operations.restore import update_client_config
+    from jujubackup.restore.clientconfig import update_client_config
 
     elsewhere = tmp_path / "elsewhere.yaml"  # e.g. a file of another user's, or ~/.bashrc
     elsewhere.write_text(CONTROLLERS_YAML)

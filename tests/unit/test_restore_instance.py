@@ -3,7 +3,7 @@ cloud-init's instance id (validated: it is hostile input), else manual:<address>
 
 from __future__ import annotations
 
-from jujubackup.operations.restore import TargetProbe, choose_instance_id, cloud_instance_id
+from jujubackup.restore.target import TargetProbe, choose_instance_id, cloud_instance_id
 
 
 def probe(**kw: object) -> TargetProbe:

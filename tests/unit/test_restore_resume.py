@@ -15,14 +15,11 @@ from cryptography.x509.oid import NameOID
 
 from jujubackup import apiprobe
 from jujubackup.errors import EXIT_REFUSED, EXIT_VERIFY, RefusedError, VerifyError
-from jujubackup.operations.restore import (
-    RestoreRequest,
-    check_resume_archive,
-    check_resume_backup,
-    read_backup,
-)
 from jujubackup.restore import execute as X
 from jujubackup.restore import plan as P
+from jujubackup.restore.gather import read_backup
+from jujubackup.restore.journaled import check_resume_archive, check_resume_backup
+from jujubackup.restore.request import RestoreRequest
 from tests.paths import VALID_28
 
 

@@ -123,7 +123,7 @@ def test_every_declined_question_raises_declined_error() -> None:
                                 if isinstance(c, ast.Constant) and isinstance(c.value, str))
                 if "not confirmed" in text:
                     found.append((module.name, ast.unparse(node.exc.func)))
-    assert {m for m, _ in found} >= {"jujubackup.operations.remove", "jujubackup.operations.restore"}
+    assert {m for m, _ in found} >= {"jujubackup.operations.remove", "jujubackup.restore.fresh"}
     assert {f for _, f in found} == {"DeclinedError"}, found
 
 

@@ -1,0 +1,421 @@
+"""A new restore as a sequence of named stages (DESIGN.md §5, issue 5):
+
+  fetch (the archive) → prepare (connect the target, probe it, verify the archive in another process
+  meanwhile, write the re-addressing overlay, push early with --yes) → plan → show → confirm →
+  execute (restore/execute.py, journaled on the target) → finish (the API certificate, the next
+  steps, the client config, the agents re-pointed).
+
+`Stages` lets another verb (the drill) change what runs between them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext, suppress
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from jujubackup import apiprobe
+from jujubackup.catalog import Catalog
+from jujubackup.connect import connect_one
+from jujubackup.errors import DeclinedError, JujuBackupError, VerifyError
+from jujubackup.host.base import Connector, Host
+from jujubackup.operations.repoint import RepointResult, repoint_from
+from jujubackup.restore import execute as X
+from jujubackup.restore import plan as P
+from jujubackup.restore.clientconfig import update_client_config
+from jujubackup.restore.gather import (
+    Checked,
+    fetch_stored,
+    probe_target,
+    read_or_report,
+    refuse_unfinished,
+    verified_report,
+)
+from jujubackup.restore.overlay import Overlay, Prepared, prepare_overlay, prepared
+from jujubackup.restore.request import Confirm, RestoreRequest, RestoreResult
+from jujubackup.restore.show import dry_run_refusal, next_steps, show_plan
+from jujubackup.restore.target import TargetProbe, needs_readdress, target_facts_peers
+from jujubackup.ui import UI
+from jujubackup.verifier import BackgroundVerify
+
+SKIP_READDRESS_ENV = "JUJUBACKUP_TEST_SKIP_READDRESS"
+"""Test-only switch: push the archive without re-addressing (so a test can see jujud refuse)."""
+
+
+@dataclass(frozen=True)
+class Staged:
+    """What a caller's hook sees of a restore under way: the connected target, the local archive,
+    what the backup holds and what the target is."""
+
+    target: Host
+    archive: Path
+    backup: P.BackupFacts
+    facts: TargetProbe
+
+
+@dataclass(frozen=True)
+class Stages:
+    """How another verb runs the restore's stages (the drill, issue 16); the defaults are `restore`'s.
+
+    `probe_old_controllers`: probe the backup's old controllers from the target (refused if they
+    answer). `on_probed`: called once the target is probed, before anything on it changes (no push,
+    no service touched); it may raise to stop the restore. `omit_steps`: plan steps not run.
+    `show_plan`: print the plan on stdout. `on_restored`: called after the steps ran, while the
+    target is still connected, instead of the workstation's API certificate check and next steps.
+    """
+
+    mode: P.Mode | None = None
+    probe_old_controllers: bool = True
+    on_probed: Callable[[Staged], None] | None = None
+    omit_steps: frozenset[str] = frozenset()
+    show_plan: bool = True
+    on_restored: Callable[[Staged, X.Outcome], None] | None = None
+
+
+@dataclass(frozen=True)
+class Run:
+    """One fresh restore's inputs, shared by its stages."""
+
+    connector: Connector
+    request: RestoreRequest
+    ui: UI
+    work: Path
+    stages: Stages
+    mode: P.Mode
+    started: float = field(default_factory=time.monotonic)
+
+    def debug(self, done: str) -> None:
+        """Say on the debug channel what was just done, with the seconds since the start."""
+        self.ui.debug(f"+{time.monotonic() - self.started:.1f}s: {done}")
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """The fetch stage's result: the local archive and its ID; for a stored backup the controller
+    holding it and, when the restore goes back onto that controller, the catalog path of its copy
+    (nothing is pushed then)."""
+
+    local: Path
+    backup_id: str
+    source: Host | None = None
+    remote_copy: str | None = None
+
+
+@dataclass(frozen=True)
+class Probed:
+    """The prepare stage's view of the target: connected and probed, with the plan's options."""
+
+    target: Host
+    backup: P.BackupFacts
+    facts: TargetProbe
+    options: P.RestoreOptions
+    readdress: bool
+
+    def staged(self, archive: Path) -> Staged:
+        return Staged(self.target, archive, self.backup, self.facts)
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The prepare stage's result: the probed target, the backup's facts once verified, what is
+    pushed and, when the archive was pushed early, its SHA-256 as the target computed it."""
+
+    probed: Probed
+    backup: P.BackupFacts
+    pushed: Prepared
+    pushed_sha256: str | None
+
+
+def fresh_restore(
+    connector: Connector,
+    request: RestoreRequest,
+    ui: UI,
+    confirm: Confirm,
+    work: Path,
+    stages: Stages = Stages(),
+) -> RestoreResult:
+    """fetch → prepare → plan → show → confirm → execute → finish for a new restore (`stages`: what
+    another verb changes in them); return what happened. Raise the stages' typed errors (services
+    the restore stopped are started again first)."""
+    run = Run(connector, request, ui, work, stages, restore_mode(request, stages))
+    fetched = fetch(run)
+    try:
+        ready = prepare(run, fetched)  # closes the target when it fails
+    except BaseException:
+        if fetched.source is not None and request.target:  # the source is not the target
+            fetched.source.close()
+        raise
+    target = ready.probed.target
+    try:
+        plan = make_plan(run, ready)
+        if request.dry_run:
+            return dry_run(ui, plan, ready)
+        if stages.show_plan:
+            show_plan(ui, plan)
+        confirm_restore(request, confirm, ready)
+        outcome = execute(run, fetched, ready, plan)
+        if stages.on_restored is not None:
+            stages.on_restored(ready.probed.staged(fetched.local), outcome)
+            return RestoreResult(plan=plan, outcome=outcome)
+        return finish(run, ready, plan, outcome, confirm)
+    finally:
+        target.close()
+        if fetched.source is not None and fetched.source is not target:
+            fetched.source.close()
+
+
+def restore_mode(request: RestoreRequest, stages: Stages) -> P.Mode:
+    """The stages' mode, else: dr for --archive, move with --target, same otherwise."""
+    return stages.mode or (P.Mode.dr if request.archive else (P.Mode.move if request.target else P.Mode.same))
+
+
+def fetch(run: Run) -> Fetched:
+    """The fetch stage: the local --archive, or the stored backup downloaded (checksum-verified)
+    from the controller holding it into the work dir."""
+    request = run.request
+    if request.archive:
+        return Fetched(request.archive, request.archive.name)
+    source, local, backup_id = fetch_stored(run.connector, request, run.ui, run.work)
+    remote_copy = None if request.target else Catalog(source, request.backup_dir).archive_path(backup_id)
+    return Fetched(local, backup_id, source, remote_copy)
+
+
+def prepare(run: Run, fetched: Fetched) -> Ready:
+    """The prepare stage: connect and probe the target while the archive is verified (one CPU-bound
+    pass) in another process, write the re-addressing overlay meanwhile; with --yes push the archive
+    meanwhile too, once the refusals that need no verified archive have passed. On failure, what an
+    early push left on the target is removed and the target closed."""
+    stamped = Checked.of_stamp(fetched.local)
+    if stamped is not None:
+        run.ui.info(f"{fetched.local.name} passed `verify` earlier and is unchanged: "
+                    "the target checks its SHA-256")
+    early: Future[str] | None = None
+    with (
+        BackgroundVerify(fetched.local, sha1=False) if stamped is None else nullcontext(None) as verifying,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="push") as threads,
+    ):
+        target = connect_target(run, fetched)
+        try:
+            probed = probe(run, fetched, target, verifying)
+            if run.request.yes and not run.request.dry_run and fetched.remote_copy is None:
+                early = push_early(threads, probed, fetched.local)
+            overlay = (
+                prepare_overlay(fetched.local, probed.backup, probed.facts, run.request.instance_id, run.work)
+                if probed.readdress else None
+            )
+            run.debug("re-addressing overlay written")
+            checked = stamped or Checked.of_report(verified_report(verifying))
+            run.debug("archive verified")
+            ready = settle(run, probed, fetched.local, checked, overlay, early)
+        except BaseException:
+            _discard_early(target, early)
+            target.close()
+            raise
+    return ready
+
+
+def connect_target(run: Run, fetched: Fetched) -> Host:
+    """The target: --target connected, else the controller the backup came from."""
+    if fetched.source is not None and not run.request.target:
+        return fetched.source
+    return connect_one(run.connector, str(run.request.target), run.ui)
+
+
+def probe(run: Run, fetched: Fetched, target: Host, verifying: BackgroundVerify | None) -> Probed:
+    """Read the backup's facts, refuse a target with an unfinished restore, probe the target, call
+    the stages' on_probed hook and decide whether the restore re-addresses."""
+    backup = read_or_report(fetched.local, fetched.backup_id, verifying)
+    refuse_unfinished(target)
+    facts = probe_target(target, backup, run.request, old_controllers=run.stages.probe_old_controllers)
+    run.debug(f"target {target.name} probed")
+    if run.stages.on_probed is not None:
+        run.stages.on_probed(Staged(target, fetched.local, backup, facts))
+    readdress = os.environ.get(SKIP_READDRESS_ENV) != "1" and needs_readdress(run.mode, backup, facts)
+    options = P.RestoreOptions(
+        mode=run.mode, force=run.request.force, allow_downgrade=run.request.allow_downgrade,
+        readdress=readdress,
+    )
+    return Probed(target, backup, facts, options, readdress)
+
+
+def push_early(threads: ThreadPoolExecutor, probed: Probed, local: Path) -> Future[str]:
+    """Check the preconditions that need no verified archive (its packed size standing in for the
+    unpacked one); start pushing the archive to the target on `threads`."""
+    provisional = replace(probed.backup, unpacked_size=probed.backup.archive_size)
+    P.check_preconditions(provisional, probed.facts, probed.options, target_facts_peers(probed.facts))
+    return threads.submit(X.push_early, probed.target, local)
+
+
+def settle(
+    run: Run, probed: Probed, local: Path, checked: Checked, overlay: Overlay | None,
+    early: Future[str] | None,
+) -> Ready:
+    """Given the verification's summary, return the backup's final facts and what is pushed; with
+    an early push, check the preconditions again with the real sizes and wait for the push."""
+    backup = replace(probed.backup, unpacked_size=checked.unpacked_size, has_oplog=checked.has_oplog)
+    pushed_sha256 = None
+    if early is not None:
+        P.check_preconditions(backup, probed.facts, probed.options, target_facts_peers(probed.facts))
+        pushed_sha256 = early.result()
+        run.debug("archive pushed")
+    return Ready(probed, backup, prepared(local, checked, overlay), pushed_sha256)
+
+
+def make_plan(run: Run, ready: Ready) -> P.Plan:
+    """The plan stage: restore/plan.py's plan for these facts, without the stages' omitted steps
+    (a dry run plans without refusing: dry_run shows the refusal)."""
+    facts = ready.probed.facts
+    plan = P.make_plan(
+        ready.backup, facts, ready.probed.options, peers=target_facts_peers(facts),
+        changes=ready.pushed.changes, harvest=ready.pushed.harvest, check=not run.request.dry_run,
+    )
+    return replace(plan, steps=tuple(s for s in plan.steps if s.name not in run.stages.omit_steps))
+
+
+def dry_run(ui: UI, plan: P.Plan, ready: Ready) -> RestoreResult:
+    """Show the plan; raise the refusal a real run would raise, else return the dry run's result."""
+    probed = ready.probed
+    refusal = dry_run_refusal(ready.backup, probed.facts, probed.options, target_facts_peers(probed.facts))
+    # The refusal raised is printed once, by main(): not among the plan's warnings too.
+    show_plan(ui, plan, omit=f"refused: {refusal.message.split(' (and ')[0]} " if refusal else None,
+              as_data=refusal is not None)
+    if refusal is not None:
+        raise refusal
+    return RestoreResult(plan=plan, dry_run=True)
+
+
+def confirm_restore(request: RestoreRequest, confirm: Confirm, ready: Ready) -> None:
+    """Return when --yes or the operator confirms; raise DeclinedError (exit 6) otherwise."""
+    if not request.yes and not confirm(f"restore {ready.backup.backup_id} onto {ready.probed.target.name}?"):
+        raise DeclinedError("restore not confirmed: nothing changed",
+                            hint="give --yes to restore without asking")
+
+
+def execute(run: Run, fetched: Fetched, ready: Ready, plan: P.Plan) -> X.Outcome:
+    """The execute stage: journal the params on the target, run the plan's steps; return the
+    outcome, its seconds led by the preparation's."""
+    params = restore_params(run, ready, plan)
+    X.start_journal(ready.probed.target, params)
+    prepare_seconds = round(time.monotonic() - run.started, 2)
+    pushed = ready.pushed
+    outcome = run_execution(
+        ready.probed.target,
+        params,
+        X.Upload(pushed.archive, pushed.overlay, fetched.remote_copy, pushed_sha256=ready.pushed_sha256),
+        X.Journal(exists=True),
+        run.ui,
+    )
+    outcome.seconds = {"prepare": prepare_seconds, **outcome.seconds}  # verify, probe, plan, early push
+    return outcome
+
+
+def restore_params(run: Run, ready: Ready, plan: P.Plan) -> X.Params:
+    """The params journaled on the target: everything the steps (and a later --resume) need."""
+    backup, facts, pushed = ready.backup, ready.probed.facts, ready.pushed
+    return X.Params(
+        backup_id=backup.backup_id,
+        mode=run.mode.value,
+        profile=str(facts.profile),
+        machine_id=backup.machine_id,
+        model_uuid=backup.model_uuid,
+        new_address=facts.address,
+        state_port=backup.state_port,
+        api_port=backup.api_port,
+        steps=plan.step_names(),
+        sha256=pushed.sha256,
+        size=pushed.size,
+        install=plan.install_services,
+        overlay_sha256=pushed.overlay_sha256,
+        overlay_size=pushed.overlay_size,
+        harvest_modes=tuple((h.model_uuid, h.model, h.was) for h in plan.harvest),
+        backup_dir=run.request.backup_dir,
+        ca_sha256=apiprobe.ca_fingerprint(backup.ca_cert) if backup.ca_cert else "",
+        mongod_version=facts.mongo_version or "",
+        ca_cert=backup.ca_cert,
+    )
+
+
+def finish(run: Run, ready: Ready, plan: P.Plan, outcome: X.Outcome, confirm: Confirm) -> RestoreResult:
+    """The finish stage: check the restored API's certificate, say the next steps, update the
+    client config when asked, re-point the agents when the address changed."""
+    request, backup, target = run.request, ready.backup, ready.probed.target
+    address = ready.probed.facts.address
+    check_api(outcome, target, backup, address, run.ui)
+    steps = next_steps(backup.api_port, address, plan.harvest)
+    result = RestoreResult(plan=plan, outcome=outcome, next_steps=steps)
+    if request.update_client_config:
+        update_client_config(
+            backup.controller_uuid, address, backup.api_port, run.ui, confirm, yes=request.yes
+        )
+    if ready.probed.readdress and request.repoint is not None:  # the address changed: the agents need it
+        demoted = tuple(c.machine_id for c in backup.others if c.machine_id != "?")
+        result.repointed = repoint_agents(run.connector, target, request, run.ui, demoted)
+    return result
+
+
+def repoint_agents(
+    connector: Connector, target: Host, request: RestoreRequest, ui: UI, demoted: tuple[str, ...] = ()
+) -> RepointResult:
+    """The last stage of a restore onto a new address: point every agent of the model at it
+    (operations/repoint.py). The backup's other controllers, which the restore demoted (`demoted`,
+    machine ids), are listed as such and not re-pointed. Machines left are in the result (the CLI
+    exits EXIT_PARTIAL)."""
+    assert request.repoint is not None
+    ui.info("re-pointing the model's agents at the restored controller")
+    asked = replace(request.repoint, target=request.target or target.name, demoted=demoted)
+    return repoint_from(connector.settings, target, asked, ui)
+
+
+def _discard_early(target: Host, early: Future[str] | None) -> None:
+    """When the restore stops before starting, remove what an early push left on the target."""
+    if early is None:
+        return
+    with suppress(Exception):
+        early.result()
+    with suppress(JujuBackupError):
+        X.discard_journal(target)
+
+
+def run_execution(host: Host, params: X.Params, upload: X.Upload, journal: X.Journal, ui: UI) -> X.Outcome:
+    """Execute the steps with progress lines; return the Outcome."""
+    with ui.transfer("push archive", params.size, journal.archive_bytes) as advance:
+        return X.execute(
+            host,
+            params,
+            upload=upload,
+            journal=journal,
+            on_step=lambda s: ui.info(f"step {s}"),
+            progress=advance,
+        )
+
+
+def check_api(outcome: X.Outcome, target: Host, backup: P.BackupFacts, address: str, ui: UI) -> None:
+    """Check through `target`'s SSH connection that the restored API at `address` serves a
+    certificate chaining to the backup's CA (agent.conf `cacert`; Juju serves a fresh `controllerip`
+    leaf, not server.pem: apiprobe.py); record it in the outcome's verify findings.
+    Raise VerifyError (exit 8) if nothing answers TLS there or the certificate does not chain."""
+    if not backup.ca_cert:
+        raise VerifyError(
+            f"the backup's agent.conf has no cacert: cannot check the API at {address}",
+            hint="check the controller by hand: juju show-controller",
+        )
+    cert = apiprobe.probe_api(target, address, backup.api_port, backup.ca_cert)
+    outcome.verify["api-certificate"] = cert.as_dict()
+    if not cert.names_address:
+        ui.warn(f"the API certificate chains to the controller CA but does not name {address}")
+
+
+@contextmanager
+def work_dir(given: Path | None) -> Iterator[Path]:
+    """Yield the work dir: `given` (created 0700 when missing), else a temp dir removed afterwards."""
+    if given is not None:
+        given.mkdir(parents=True, exist_ok=True, mode=0o700)
+        yield given
+        return
+    with tempfile.TemporaryDirectory(prefix="jujubackup-restore-") as tmp:
+        yield Path(tmp)
