@@ -132,7 +132,7 @@ class _Settings(_Model):
     @classmethod
     def _backup_dir(cls, value: str | None) -> str | None:
         if value is not None:
-            from jujubackup.operations.status import check_backup_dir
+            from jujubackup.operations.connecting import check_backup_dir
 
             try:
                 check_backup_dir(value)

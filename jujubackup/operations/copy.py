@@ -209,7 +209,7 @@ def run_copy(settings: Any, ui: UI, ref: str, stores: Sequence[Store], *, backup
     Return (the record, the outcomes). Errors as copy_to_stores; NotFoundError (5) / VerifyError (8)
     for an unknown ID or an invalid record (nothing is written then)."""
     from jujubackup.catalog import Catalog
-    from jujubackup.operations.status import connect_catalog
+    from jujubackup.operations.catalogs import connect_catalog
 
     host = connect_catalog(settings, ui, backup_dir, holding=[ref])
     try:

@@ -43,10 +43,10 @@ from jujubackup.errors import (
     local_os_error,
 )
 from jujubackup.fleet_config import Controller, Fleet
+from jujubackup.operations.catalogs import connect_catalog
 from jujubackup.operations.create import CreateRequest, create
 from jujubackup.operations.prune import PruneRequest, prune
 from jujubackup.operations.prune_store import StorePruneRequest, group_of, prune_store
-from jujubackup.operations.status import connect_catalog
 from jujubackup.operations.verified_copy import VerifiedCopy, copy_and_verify
 from jujubackup.settings import ConnectionSettings
 from jujubackup.stores.config import StoreConfig

@@ -1,8 +1,6 @@
 """status: what jujubackup sees on a controller host (one read-only probe script + the pure parser).
 
-The connect helpers every verb shares moved to operations/connecting.py (probe, connect_controller,
-refuse_if_locked, check_backup_dir) and operations/catalogs.py (connect_catalog, resolve_across);
-they are re-exported here for modules not moved over yet, as is ui.human_bytes.
+The connect helpers every verb shares live in operations/connecting.py and operations/catalogs.py.
 """
 
 from __future__ import annotations
@@ -15,14 +13,8 @@ from jujubackup.connect import ConnectWith, as_connector, connect_each
 from jujubackup.errors import ConnectError, JujuBackupError
 from jujubackup.facts import ControllerFacts
 from jujubackup.host.base import Connector
-from jujubackup.operations.catalogs import connect_catalog, resolve_across
-from jujubackup.operations.connecting import check_backup_dir, connect_controller, probe, refuse_if_locked
+from jujubackup.operations.connecting import check_backup_dir, connect_controller, probe
 from jujubackup.ui import UI, human_bytes
-
-__all__ = [
-    "StatusResult", "check_backup_dir", "connect_catalog", "connect_controller", "human_bytes", "probe",
-    "refuse_if_locked", "resolve_across", "status",
-]
 
 
 @dataclass(frozen=True)

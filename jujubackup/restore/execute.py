@@ -191,7 +191,7 @@ def _is_int(value: Any, lo: int, hi: int) -> bool:
 def _is_backup_dir(value: Any) -> bool:
     """True if `value` passes the workstation's --backup-dir checks (absolute, no control character,
     no system dir)."""
-    from jujubackup.operations.status import check_backup_dir
+    from jujubackup.operations.connecting import check_backup_dir
 
     if not isinstance(value, str):
         return False

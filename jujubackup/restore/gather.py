@@ -194,7 +194,7 @@ def refuse_unfinished(target: Host) -> None:
 def probe_target(
     host: Host, backup: P.BackupFacts, request: RestoreRequest, *, old_controllers: bool = True
 ) -> TargetProbe:
-    """Run the probe (status.probe: a controller's facts) and the restore preflight (old controllers
+    """Run the probe (connecting.probe: a controller's facts) and the restore preflight (old controllers
     probed from the target unless not `old_controllers`, disk, addresses, mongo tools) on `host`; return the
     TargetProbe. Raise RefusedError for a Juju 1.x host, LockedError (exit 7) while another jujubackup
     operation holds the controller's lock (each step then holds it: restore-lib's take_controller_lock)."""
