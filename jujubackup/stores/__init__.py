@@ -3,7 +3,7 @@
 A store holds, per backup ID, one archive object and one sidecar record:
 
     <ID>.tar.gz          the archive as the controller made it (plain), or
-    <ID>.tar.gz.age      the archive encrypted to the store's recipients (age v1, crypt.py)
+    <ID>.tar.gz.age      the archive encrypted to the store's recipients (age v1, crypt/)
     <ID>.json            the sidecar: the controller's catalog record (Juju metadata keys, "sha256" and
                          "size" of the PLAINTEXT archive, "manifest", …) plus a "stored" block saying
                          what the store holds (see StoredBackup). Written last: a backup is in the
