@@ -241,6 +241,9 @@ class SSHConnector:
     def settings(self) -> ConnectionSettings:
         return self._settings
 
+    def with_settings(self, settings: ConnectionSettings) -> Connector:
+        return SSHConnector(settings, self._env)
+
     def targets(self) -> list[SSHTarget]:
         """Return resolve_targets(settings), resolved on first use and kept for this run."""
         if self._targets is None:
@@ -249,6 +252,15 @@ class SSHConnector:
 
     def target(self, value: str) -> SSHTarget:
         return resolve_target(self._settings, value)
+
+    def machine_target(self, address: str) -> SSHTarget:
+        """Resolve `address` as a Juju machine: default user ubuntu, $JUJU_DATA/ssh/juju_id_rsa
+        (when it exists) after -i and the ssh config's keys, $JUJU_DATA/ssh/known_hosts among the
+        default known_hosts files."""
+        key = juju_data(self._env) / "ssh" / "juju_id_rsa"
+        return resolve_target(self._settings, address, default_user="ubuntu",
+                              extra_identity=(key,) if key.is_file() else (),
+                              extra_known=(juju_data(self._env) / "ssh" / "known_hosts",))
 
     def connect(self, target: SSHTarget) -> Host:
         return SSHHost.connect(target, self._settings.sudo_password)

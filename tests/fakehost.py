@@ -195,6 +195,8 @@ class FakeConnector:
         self.down = down
         self._settings = settings or ConnectionSettings(hosts=tuple(self.hosts))
         self.connected: list[str] = []
+        self.views: list[ConnectionSettings] = []
+        """The settings of every with_settings view made (shared by the views)."""
 
     def __call__(self, settings: ConnectionSettings) -> FakeConnector:
         self._settings = settings
@@ -204,6 +206,13 @@ class FakeConnector:
     def settings(self) -> ConnectionSettings:
         return self._settings
 
+    def with_settings(self, settings: ConnectionSettings) -> FakeConnector:
+        """A view over the same hosts (and the same `connected` list) with other settings."""
+        view = FakeConnector({}, self.down, settings)
+        view.hosts, view.connected, view.views = self.hosts, self.connected, self.views
+        self.views.append(settings)
+        return view
+
     def targets(self) -> list[SSHTarget]:
         return [self.target(value) for value in self._settings.hosts]
 
@@ -211,6 +220,9 @@ class FakeConnector:
         if value not in self.hosts and value not in self.down:
             raise UnexpectedScript(f"host {value!r} is not a fake host ({', '.join(self.hosts)})")
         return SSHTarget(name=value, hostname=value, user="root")
+
+    def machine_target(self, address: str) -> SSHTarget:
+        return self.target(address)
 
     def connect(self, target: SSHTarget) -> Host:
         if target.name in self.down:

@@ -60,7 +60,7 @@ def repoint_cmd(
     ui = make_ui(opts, output_format)
     request = RepointRequest(target=target, via_controller=via_controller, parallel=parallel, wait=wait,
                              resume=resume, dry_run=dry_run)
-    result = repoint(opts.connection, request, ui)
+    result = repoint(opts.connector, request, ui)
     render(ui, result)
     error = partial_error(result)
     if error is not None:

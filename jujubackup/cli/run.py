@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
             raise UsageError("run takes its controllers from --config, not -H/-c",
                              hint="list them under `controllers:` in the file")
         fleet = fleet_config.load(config)
-        result = run_fleet(fleet, opts.connection, ui, metrics_file=metrics_file)
+        result = run_fleet(fleet, opts.connector, ui, metrics_file=metrics_file)
         show(ui, result)
         if result.exit_code != EXIT_OK:
             failed = [r for r in result.runs if not r.ok]

@@ -186,6 +186,11 @@ class Connector(Protocol):
         """The connection settings this connector was built from."""
         ...
 
+    def with_settings(self, settings: ConnectionSettings) -> Connector:
+        """Return a Connector of the same kind over other settings (`run`: each controller of a
+        fleet has its own hosts and ssh settings)."""
+        ...
+
     def targets(self) -> list[SSHTarget]:
         """Return every target to try, in order (-H hosts, then -c's endpoints). Raise UsageError
         (exit 2) when there is none or a value is malformed, NotFoundError for an unknown controller."""
@@ -193,6 +198,12 @@ class Connector(Protocol):
 
     def target(self, value: str) -> SSHTarget:
         """Given one `[user@]host[:port]` or alias, return its resolved target. Raise UsageError."""
+        ...
+
+    def machine_target(self, address: str) -> SSHTarget:
+        """Given a Juju machine's address, return how to reach it as Juju does (user ubuntu unless
+        the ssh config or -H says otherwise, the Juju client's key and known_hosts too). Raise
+        UsageError for a malformed address."""
         ...
 
     def connect(self, target: SSHTarget) -> Host:

@@ -31,11 +31,10 @@ from typing import Any
 
 from jujubackup import profiles, scripts
 from jujubackup import repoint as R
-from jujubackup.connect import connect_one, juju_data, resolve_target
+from jujubackup.connect import connect_one
 from jujubackup.errors import JujuBackupError, PartialError, RefusedError, RemoteStepError, UsageError
-from jujubackup.host.base import Host
+from jujubackup.host.base import Connector, Host
 from jujubackup.host.target import SSHTarget
-from jujubackup.settings import ConnectionSettings
 from jujubackup.ui import UI
 
 DEFAULT_PARALLEL = 16
@@ -109,16 +108,16 @@ class RepointResult:
         }
 
 
-def repoint(settings: ConnectionSettings, request: RepointRequest, ui: UI) -> RepointResult:
+def repoint(connector: Connector, request: RepointRequest, ui: UI) -> RepointResult:
     """Re-point the agents of the model of the controller at `request.target`; return every
     machine's outcome (the caller renders it and raises partial_error(result) when some are left).
 
     Raise UsageError for bad flags, ConnectError (exit 3) if the controller cannot be reached,
     RemoteStepError (exit 4) if its database cannot be read (exit 5 inside: not a controller)."""
     check_request(request)
-    controller = connect_one(settings, str(request.target))
+    controller = connect_one(connector, str(request.target))
     try:
-        return repoint_from(settings, controller, request, ui)
+        return repoint_from(connector, controller, request, ui)
     finally:
         controller.close()
 
@@ -135,7 +134,7 @@ def check_request(request: RepointRequest) -> None:
         raise UsageError("--resume and --dry-run exclude each other")
 
 
-def repoint_from(settings: ConnectionSettings, controller: Host, request: RepointRequest,
+def repoint_from(connector: Connector, controller: Host, request: RepointRequest,
                  ui: UI) -> RepointResult:
     """Given a connected controller, list its machines and re-point them; return the outcomes
     (also used by restore, whose target is already connected)."""
@@ -152,7 +151,7 @@ def repoint_from(settings: ConnectionSettings, controller: Host, request: Repoin
     if request.resume and state.get("addresses") not in (None, list(inventory.api_addresses)):
         ui.warn("the controller's API addresses changed since the last run: every machine is done again")
         state = {}
-    via = resolve_target(settings, str(request.target or controller.name)) if request.via_controller else None
+    via = connector.target(str(request.target or controller.name)) if request.via_controller else None
     result = RepointResult(controller=controller.name, addresses=inventory.api_addresses,
                            rejected=inventory.rejected, dry_run=request.dry_run, state_file=state_file)
     done_before = set(state.get("done") or [])
@@ -172,7 +171,7 @@ def repoint_from(settings: ConnectionSettings, controller: Host, request: Repoin
                             dry_run=request.dry_run, wait_seconds=int(request.wait))
     via_name = via.display if via else None
     with ui_progress(ui, "re-pointing", len(todo)) as advance:
-        result.outcomes.extend(run_all(settings, todo, script, via, request, via_name,
+        result.outcomes.extend(run_all(connector, todo, script, via, request, via_name,
                                        inventory.api_addresses, advance, ui))
     order = {m.key: i for i, m in enumerate(inventory.machines)}
     result.outcomes.sort(key=lambda o: order.get(o.machine.key, 0))
@@ -208,18 +207,14 @@ def list_machines(controller: Host) -> R.Inventory:
         ) from err
 
 
-def machine_target(settings: ConnectionSettings, machine: R.Machine, via: SSHTarget | None) -> SSHTarget:
-    """Return how to reach `machine` as Juju does: user ubuntu (unless the ssh config or -H says
-    otherwise), -i or the Juju client's key, the ssh config's options for the address; through
-    `via` (the controller) when given."""
-    key = juju_data() / "ssh" / "juju_id_rsa"
-    target = resolve_target(settings, machine.address, default_user="ubuntu",
-                            extra_identity=(key,) if key.is_file() else (),
-                            extra_known=(juju_data() / "ssh" / "known_hosts",))
+def machine_target(connector: Connector, machine: R.Machine, via: SSHTarget | None) -> SSHTarget:
+    """Return how to reach `machine` as Juju does (Connector.machine_target); through `via` (the
+    controller) when given."""
+    target = connector.machine_target(machine.address)
     return replace(target, jump=via) if via is not None else target
 
 
-def run_all(settings: ConnectionSettings, machines: Sequence[R.Machine], script: str,
+def run_all(connector: Connector, machines: Sequence[R.Machine], script: str,
             via: SSHTarget | None, request: RepointRequest, via_name: str | None,
             addresses: Sequence[str], advance: Callable[[int], None],
             ui: UI | None = None) -> list[R.Outcome]:
@@ -230,7 +225,7 @@ def run_all(settings: ConnectionSettings, machines: Sequence[R.Machine], script:
     workers = min(request.parallel, len(machines), VIA_PARALLEL if via is not None else request.parallel)
     with ThreadPoolExecutor(max_workers=workers,
                             thread_name_prefix="repoint") as pool:
-        futures = {pool.submit(repoint_machine, settings, m, script, via, request): m for m in machines}
+        futures = {pool.submit(repoint_machine, connector, m, script, via, request): m for m in machines}
         for fut in as_completed(futures):
             outcome = fut.result()
             if outcome.result in ("failed", "unreachable"):
@@ -243,12 +238,12 @@ def run_all(settings: ConnectionSettings, machines: Sequence[R.Machine], script:
     return out
 
 
-def repoint_machine(settings: ConnectionSettings, machine: R.Machine, script: str,
+def repoint_machine(connector: Connector, machine: R.Machine, script: str,
                     via: SSHTarget | None, request: RepointRequest) -> R.Outcome:
     """Re-point one machine; return its Outcome (never raises for the machine's own failures)."""
     started = time.monotonic()
     try:
-        host = connect_one(settings, machine_target(settings, machine, via))
+        host = connect_one(connector, machine_target(connector, machine, via))
     except JujuBackupError as err:
         return R.Outcome(machine, "unreachable", _one_line(err.message))
     connected = time.monotonic()

@@ -43,12 +43,12 @@ from jujubackup.errors import (
     local_os_error,
 )
 from jujubackup.fleet_config import Controller, Fleet
+from jujubackup.host.base import Connector
 from jujubackup.operations.catalogs import connect_catalog
 from jujubackup.operations.create import CreateRequest, create
 from jujubackup.operations.prune import PruneRequest, prune
 from jujubackup.operations.prune_store import StorePruneRequest, group_of, prune_store
 from jujubackup.operations.verified_copy import VerifiedCopy, copy_and_verify
-from jujubackup.settings import ConnectionSettings
 from jujubackup.stores.config import StoreConfig
 from jujubackup.stores.factory import open_store
 from jujubackup.ui import UI, PrefixedUI
@@ -135,9 +135,10 @@ def run_exit_code(runs: list[ControllerRun]) -> int:
 
 
 def run_fleet(
-    fleet: Fleet, base: ConnectionSettings, ui: UI, *, metrics_file: Path | None = None
+    fleet: Fleet, connector: Connector, ui: UI, *, metrics_file: Path | None = None
 ) -> RunResult:
-    """Given the validated fleet and the command line's connection settings, back up every
+    """Given the validated fleet and the CLI's Connector (over the command line's connection
+    settings, which each controller's own settings complete), back up every
     controller (at most fleet.parallel at once); return the result (never raises for a
     controller's failure: it is in its ControllerRun). Write `metrics_file` when given.
 
@@ -149,14 +150,14 @@ def run_fleet(
         check_metrics_dir(metrics_file)
     workers = min(fleet.parallel, len(fleet.controllers))
     ui.info(f"{len(fleet.controllers)} controller(s) from {fleet.path}, {workers} at once")
-    result = RunResult(_in_parallel(fleet, base, ui, workers))
+    result = RunResult(_in_parallel(fleet, connector, ui, workers))
     if metrics_file is not None:
         write_metrics(metrics_file, result)
         ui.info(f"metrics written to {metrics_file}")
     return result
 
 
-def _in_parallel(fleet: Fleet, base: ConnectionSettings, ui: UI, workers: int) -> list[ControllerRun]:
+def _in_parallel(fleet: Fleet, connector: Connector, ui: UI, workers: int) -> list[ControllerRun]:
     """Run backup_one for every controller, at most `workers` at once; return the runs in the
     config's order. Daemon threads, not an executor: Ctrl-C ends the process at once (an executor's
     threads are joined at exit); a create already running finishes on its controller by itself
@@ -166,8 +167,8 @@ def _in_parallel(fleet: Fleet, base: ConnectionSettings, ui: UI, workers: int) -
 
     def work(index: int, controller: Controller) -> None:
         with gate:
-            runs[index] = backup_one(controller, controller.connection(base), fleet.stores,
-                                     PrefixedUI.of(ui, controller.name))
+            own = connector.with_settings(controller.connection(connector.settings))
+            runs[index] = backup_one(controller, own, fleet.stores, PrefixedUI.of(ui, controller.name))
 
     threads = [threading.Thread(target=work, args=(i, c), name=f"jujubackup-run-{c.name}", daemon=True)
                for i, c in enumerate(fleet.controllers)]
@@ -180,15 +181,15 @@ def _in_parallel(fleet: Fleet, base: ConnectionSettings, ui: UI, workers: int) -
             for r, c in zip(runs, fleet.controllers, strict=True)]
 
 
-def backup_one(controller: Controller, settings: ConnectionSettings,
+def backup_one(controller: Controller, connector: Connector,
                stores: Mapping[str, StoreConfig], ui: UI) -> ControllerRun:
-    """Given one controller, its connection settings and the fleet's stores, run its pass; return
+    """Given one controller, its Connector and the fleet's stores, run its pass; return
     how it went (a failure is recorded with its stage, message, hint and exit code, never raised)."""
     run = ControllerRun(controller.name, started=time.time())
     clock = time.monotonic()
     try:
-        record = _create(controller, settings, ui, run)
-        host = connect_catalog(settings, ui, controller.backup_dir, holding=[record.id])
+        record = _create(controller, connector, ui, run)
+        host = connect_catalog(connector, ui, controller.backup_dir, holding=[record.id])
         try:
             run.stage = "copy"
             opened = [open_store(name, stores[name]) for name in controller.stores]
@@ -228,12 +229,12 @@ def backup_one(controller: Controller, settings: ConnectionSettings,
 
 
 def _create(
-    controller: Controller, settings: ConnectionSettings, ui: UI, run: ControllerRun
+    controller: Controller, connector: Connector, ui: UI, run: ControllerRun
 ) -> CatalogRecord:
     """Create the controller's backup (its mode, backup dir); note it in `run`; return its record."""
     request = CreateRequest(notes=f"jujubackup run ({controller.name})", mode=controller.mode,
                             exclude_logs=controller.exclude_logs, backup_dir=controller.backup_dir)
-    created = create(settings, ui, request)
+    created = create(connector, ui, request)
     run.host, run.backup_id, run.size = created.host, created.record.id, created.record.size
     ui.info(f"created {created.record.id} on {created.host} ({created.record.size} bytes)")
     return created.record

@@ -368,7 +368,7 @@ def repoint_agents(
     assert request.repoint is not None
     ui.info("re-pointing the model's agents at the restored controller")
     asked = replace(request.repoint, target=request.target or target.name, demoted=demoted)
-    return repoint_from(connector.settings, target, asked, ui)
+    return repoint_from(connector, target, asked, ui)
 
 
 def _discard_early(target: Host, early: Future[str] | None) -> None:

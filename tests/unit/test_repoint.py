@@ -179,13 +179,13 @@ def test_controllers_demoted_by_the_restore_are_listed_not_repointed(tmp_path: A
     from rich.console import Console
 
     from jujubackup.operations.repoint import RepointRequest, repoint_from
-    from jujubackup.settings import ConnectionSettings
     from jujubackup.ui import UI
+    from tests.fakehost import FakeConnector
 
     doc = listing([machine(CM, "1", "10.0.0.11"), machine(CM, "2", "10.0.0.12"), machine(DM, "2", None)])
     ui = UI(quiet=True, out=Console(file=io.StringIO()), err=Console(file=io.StringIO()))
     request = RepointRequest(target="spare0", state_dir=tmp_path, demoted=("1", "2"))
-    result = repoint_from(ConnectionSettings(), _ListingHost(doc), request, ui)  # type: ignore[arg-type]
+    result = repoint_from(FakeConnector({}), _ListingHost(doc), request, ui)  # type: ignore[arg-type]
     got = {(o.machine.model_name, o.machine.machine_id): (o.result, o.why) for o in result.outcomes}
     assert got[("controller", "1")][0] == got[("controller", "2")][0] == "skipped"
     assert "demoted by the restore" in got[("controller", "1")][1]
@@ -193,5 +193,5 @@ def test_controllers_demoted_by_the_restore_are_listed_not_repointed(tmp_path: A
     assert result.left == []
     # a later `repoint` (same workstation) knows them from the state file the restore's run wrote
     later = RepointRequest(target="spare0", state_dir=tmp_path)
-    again = repoint_from(ConnectionSettings(), _ListingHost(doc), later, ui)  # type: ignore[arg-type]
+    again = repoint_from(FakeConnector({}), _ListingHost(doc), later, ui)  # type: ignore[arg-type]
     assert [o.result for o in again.outcomes if o.machine.model_uuid == CM] == ["skipped", "skipped"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from jujubackup import cli
-from jujubackup.errors import EXIT_CONNECT, EXIT_NOT_FOUND
+from jujubackup.errors import EXIT_CONNECT, EXIT_NOT_FOUND, EXIT_PARTIAL
 from tests.fakehost import LOCAL, FakeConnector, FakeHost, Reply, rooted
 from tests.paths import VALID_28
 
@@ -167,3 +167,58 @@ def test_download_into_a_new_dir_on_a_fake_controller(
     assert code == 0, err
     assert (here / f"{VALID_ID}.tar.gz").read_bytes() == VALID_28.read_bytes()
     assert oct(here.stat().st_mode & 0o777) == "0o700"
+
+
+def test_repoint_on_a_fake_controller_then_resume_finishes_the_machine_left(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """repoint's whole flow on the Connector: the controller's listing, each machine connected
+    through the same Connector; one machine down -> exit 9 naming it; `--resume` retries only it."""
+    from tests.unit.test_repoint import CM, DM, listing, machine
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    doc = listing([machine(CM, "0", "10.0.0.9", jobs=[2, 1]), machine(DM, "0", "10.0.0.12"),
+                   machine(DM, "1", "10.0.0.13")])
+    report = Reply(json.dumps({"dry_run": False, "diff": "", "agents": [
+        {"tag": "machine-0", "changed": True, "restarted": True, "state": "connected",
+         "address": "10.0.0.9:17070", "error": ""}]}))
+    ctl = FakeHost("ctl0", tmp_path).expect("repoint-list", Reply(json.dumps(doc)))
+    first = FakeHost("10.0.0.12", tmp_path).expect("repoint-machine", report)
+    fake = FakeConnector({"ctl0": ctl, "10.0.0.12": first}, down=("10.0.0.13",))
+
+    code, out, err = run(fake, capsys, "repoint", "--target", "ctl0", "--format", "json")
+    assert code == EXIT_PARTIAL, err
+    got = {m["address"]: m["result"] for m in json.loads(out)["machines"]}
+    assert got == {"10.0.0.12": "done", "10.0.0.13": "unreachable"}
+    assert "default/1" in err and "--resume" in err
+
+    fake.hosts["10.0.0.13"] = FakeHost("10.0.0.13", tmp_path).expect("repoint-machine", report)
+    fake.down, fake.connected = (), []
+    code, out, err = run(fake, capsys, "repoint", "--target", "ctl0", "--resume", "--format", "json")
+    assert code == 0, err
+    again = {m["address"]: (m["result"], m["earlier-run"]) for m in json.loads(out)["machines"]}
+    assert again == {"10.0.0.12": ("done", True), "10.0.0.13": ("done", False)}
+    assert fake.connected == ["ctl0", "10.0.0.13"]
+
+
+def test_run_connects_each_controller_through_the_connector_with_its_own_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """run's pass on the Connector: each controller's hosts come from the fleet config (not -H);
+    one held by another operation's lock (exit 7 at create), one down (exit 3): both recorded,
+    the pass exits 9 and says which failed where."""
+    from tests.unit.test_facts import probe_doc
+
+    locked = json.dumps(probe_doc(lock={"held": True, "holder": json.dumps({"op": "create"})}))
+    fake = FakeConnector({"ctl0": FakeHost("ctl0", tmp_path).expect("probe", Reply(locked + "\n"))},
+                         down=("ctl1",))
+    config = tmp_path / "fleet.yaml"
+    config.write_text("controllers:\n  east: {hosts: [ctl0]}\n  west: {hosts: [ctl1], ssh: {user: backup}}\n")
+    code = cli.main(["--format", "json", "run", "--config", str(config)], make_connector=fake)
+    out, err = capsys.readouterr()
+    assert code == EXIT_PARTIAL, err
+    summary = json.loads(out)
+    got = {c["controller"]: (c["stage"], c["exit-code"]) for c in summary["controllers"]}
+    assert got == {"east": ("create", 7), "west": ("create", EXIT_CONNECT)}
+    assert "locked" in summary["controllers"][0]["error"] and fake.connected == ["ctl0"]
+    assert sorted((s.hosts, s.user) for s in fake.views) == [(("ctl0",), None), (("ctl1",), "backup")]
