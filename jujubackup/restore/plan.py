@@ -27,6 +27,8 @@ UNTAR = "untar-files"
 INSTALL = "install-services"
 FRESH_DB = "fresh-db"
 LOAD_DB = "load-db"
+REPLAY_ROLE = "jujubackup-oplog-replay"
+"""The role load-db creates for mongorestore --oplogReplay (remote_scripts/restore-load-db.sh.j2)."""
 START = "start-services"
 VERIFY = "verify"
 CLEANUP = "cleanup"
@@ -480,7 +482,9 @@ def _steps(
                        f"tagged juju-machine-id={mid}",
                        (f"user machine-{mid} from the archive's agent.conf",)),
         LOAD_DB: Step(LOAD_DB, "mongorestore --drop" + (" --oplogReplay" if backup.has_oplog else "")
-                      + " of the re-addressed dump", (f"controller address {old} -> {new}",)),
+                      + " of the re-addressed dump", (f"controller address {old} -> {new}",
+                      *((f"role {REPLAY_ROLE} granted to machine-{mid} for the replay, dropped after it",)
+                        if backup.has_oplog else ()))),
         START: Step(START, f"start juju-db and jujud-machine-{mid}", ()),
         VERIFY: Step(VERIFY, "verify: services active, the API's certificate chains to the backup's CA, "
                      f"replica set = {new}:{backup.state_port} alone with machine {mid} the only voter, "

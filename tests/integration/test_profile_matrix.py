@@ -29,7 +29,7 @@ from tests.conftest import LabFactory
 from tests.integration.test_restore import jb, juju_db, ok
 from tests.lab import provision
 from tests.lab.lab import LabHost
-from tests.lab.standins import jujud
+from tests.lab.standins import common, jujud
 
 pytestmark = pytest.mark.lab
 
@@ -76,6 +76,14 @@ def restore_onto(lab: Any, host: LabHost, archive: Path, ca: str, before: dict, 
                      "--update-client-config", env={"JUJU_DATA": str(lab.juju_data)}))
     outputs.append(restored.stdout + restored.stderr)
     assert f"install juju-db ({profile})" in restored.stdout
+    # --oplogReplay ran with a role of its own (the lab's juju-db refuses the replay to Juju's roles
+    # alone: tests/unit/test_standin_privileges.py), dropped after it: no role is left, and machine-0
+    # holds Juju's roles and no more
+    assert "role jujubackup-oplog-replay granted to machine-0" in restored.stdout
+    admin = provision.read_db(host.root, profile, dbs=["admin"]).get("admin", {})
+    assert admin.get("system.roles", []) == []
+    (machine,) = [u for u in admin["system.users"] if u["user"] == "machine-0"]
+    assert sorted(r["role"] for r in machine["roles"]) == sorted(r["role"] for r in common.JUJU_ROLES)
     assert running(host, profile, "0") == ["active", "active"]
     after = ok(jb(lab, "-H", host.name, "status", "--format", "json"))
     outputs.append(after.stdout + after.stderr)

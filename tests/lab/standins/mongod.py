@@ -30,7 +30,7 @@ from typing import Any
 
 import bson
 
-from . import common
+from . import authz, common
 from .storage import Storage, apply_update, matches, project, upsert_seed
 from .txn import Transactions, oplog_update
 from .versions import generation
@@ -116,6 +116,10 @@ WRITE_COMMANDS = {
     "dropDatabase",
     "applyOps",
     "create",
+    "createRole",
+    "dropRole",
+    "grantRolesToUser",
+    "revokeRolesFromUser",
     "replSetReconfig",
     "commitTransaction",
     "abortTransaction",
@@ -381,6 +385,118 @@ class Mongod:
         """Return admin.system.users."""
         return self.store.read("admin", "system.users")
 
+    # ---- privileges (authz.py: built-in roles, admin.system.roles, the checks)
+    def user_role(self, role: str, db: str) -> dict | None:
+        """The admin.system.roles document of a user-defined role, or None."""
+        for r in self.store.read("admin", "system.roles"):
+            if r.get("role") == role and r.get("db") == db:
+                return r
+        return None
+
+    def privileges_of(self, user: str) -> list[authz.Privilege]:
+        """The privileges of an authenticated user (admin db), from its roles as stored now: a role
+        granted or revoked takes effect at the user's next command, as the server's user cache is
+        invalidated by the user-management commands (authz_manager_external_state / UserCache)."""
+        out: list[authz.Privilege] = []
+        for u in self.users():
+            if u.get("user") == user and u.get("db") == "admin":
+                for r in u.get("roles", []):
+                    try:
+                        out += authz.role_privileges(r["role"], r["db"], self.user_role)
+                    except authz.RoleNotFound:
+                        continue  # a dropped role grants nothing (the server skips it too)
+        return out
+
+    def check_privileges(self, conn: Conn, db: str, cmd: dict) -> dict | None:
+        """Given an authenticated connection and a command, return the server's Unauthorized reply
+        when the user's roles do not allow it, else None (commands.cpp checkAuthorization)."""
+        assert conn.user is not None
+        privs = self.privileges_of(conn.user)
+        if self.command_allowed(privs, db, cmd):
+            return None
+        msg = authz.unauthorized_message(db, cmd, authz.version_tuple(self.version) >= (3, 6))
+        self.log("ACCESS", "Unauthorized", user=conn.user, db=db, command=next(iter(cmd)))
+        return err(msg, 13, "Unauthorized")
+
+    def command_allowed(self, privs: list[authz.Privilege], db: str, cmd: dict) -> bool:
+        """Given privileges, a db and a command document, return whether the command is allowed.
+
+        Each command's checkAuthForCommand / addRequiredPrivileges as the server has it (4.4
+        src/mongo/db/commands/*.cpp; user_management_commands_common.cpp for the user and role
+        commands): the actions below on the resource below. A command not listed needs all
+        privileges (stricter: the stand-in serves no other)."""
+        name = next(iter(cmd))
+        arg = cmd[name]
+        coll = arg if isinstance(arg, str) else ""
+        ns = authz.ns_resource(db, coll)
+        dbr: authz.Resource = ("db", db)
+        ok = authz.authorized
+        if name in ("commitTransaction", "abortTransaction"):
+            return True  # no privilege beyond being authenticated (transaction commands)
+        simple: dict[str, tuple[authz.Resource, set[str]]] = {
+            "shutdown": (authz.CLUSTER, {"shutdown"}),
+            "listDatabases": (authz.CLUSTER, {"listDatabases"}),
+            "dbStats": (dbr, {"dbStats"}),
+            "listCollections": (dbr, {"listCollections"}),
+            "replSetInitiate": (authz.CLUSTER, {"replSetConfigure"}),
+            "replSetReconfig": (authz.CLUSTER, {"replSetConfigure"}),
+            "replSetGetConfig": (authz.CLUSTER, {"replSetGetConfig"}),
+            "replSetGetStatus": (authz.CLUSTER, {"replSetGetStatus"}),
+            "find": (ns, {"find"}),
+            "count": (ns, {"find"}),
+            "insert": (ns, {"insert"}),
+            "delete": (ns, {"remove"}),
+            "create": (ns, {"createCollection"}),
+            "drop": (ns, {"dropCollection"}),
+            "dropDatabase": (dbr, {"dropDatabase"}),
+            "dropRole": (dbr, {"dropRole"}),
+            "rolesInfo": (dbr, {"viewRole"}),
+            "createIndexes": (ns, {"createIndex"}),
+            "dropIndexes": (ns, {"dropIndex"}),
+            "collMod": (ns, {"collMod"}),
+        }
+        if name in simple:
+            resource, actions = simple[name]
+            return ok(privs, resource, actions)
+        if name == "update":
+            upsert = any(isinstance(u, dict) and u.get("upsert") for u in cmd.get("updates", []))
+            return ok(privs, ns, {"update", "insert"} if upsert else {"update"})
+        roles = [r for r in cmd.get("roles", []) if isinstance(r, dict)]
+        grant_all = all(ok(privs, ("db", str(r.get("db", db))), {"grantRole"}) for r in roles)
+        if name == "createUser":
+            return ok(privs, dbr, {"createUser"}) and grant_all
+        if name == "updateUser":
+            need = ok(privs, dbr, {"changePassword"}) if "pwd" in cmd else True
+            if "roles" in cmd:
+                need = need and grant_all and ok(privs, dbr, {"revokeRole"})
+            return need
+        if name == "grantRolesToUser":
+            return grant_all
+        if name == "revokeRolesFromUser":
+            return all(ok(privs, ("db", str(r.get("db", db))), {"revokeRole"}) for r in roles)
+        if name == "createRole":
+            # checkAuthorizedToGrantPrivilege: a privilege on one db needs grantRole on that db, any
+            # other (cluster, anyResource, anyNormal, a collection name) grantRole on admin
+            for p in cmd.get("privileges", []):
+                try:
+                    res = authz.parse_resource(p.get("resource") if isinstance(p, dict) else None)
+                except ValueError:
+                    return False
+                on = res[1] if res[0] in ("db", "ns") else "admin"
+                if not ok(privs, ("db", on), {"grantRole"}):
+                    return False
+            return ok(privs, dbr, {"createRole"}) and grant_all
+        if name == "_mergeAuthzCollections":
+            merge = {"createUser", "createRole", "grantRole", "revokeRole"}
+            if cmd.get("drop"):
+                merge |= {"dropUser", "dropRole"}
+            return ok(privs, ("anyNormal",), merge)
+        if name == "applyOps":
+            return authz.applyops_required(
+                self.version, privs, cmd, lambda d, o: self.command_allowed(privs, d, o)
+            )
+        return authz.universal(privs)
+
     # ---- command dispatch
     def run_command(self, conn: Conn, db: str, cmd: dict) -> dict:
         """Given a connection, database and command document, return the reply document."""
@@ -394,6 +510,10 @@ class Mongod:
             exception = conn.is_local and not self.users() and name in LOCALHOST_EXCEPTION
             if not exception:
                 return err(f"command {name} requires authentication", 13, "Unauthorized")
+        if self.auth and conn.user is not None and name not in NO_AUTH_COMMANDS:
+            refused = self.check_privileges(conn, db, cmd)
+            if refused:
+                return refused
         if name in WRITE_COMMANDS and name != "replSetReconfig" and not self.is_primary():
             return err("not master", 10107, "NotWritablePrimary")
         try:
@@ -705,6 +825,104 @@ class Mongod:
                 return {"ok": 1.0}
         return err(f"User {name}@{db} not found", 11, "UserNotFound")
 
+    # -- roles (user_management_commands.cpp: createRole, dropRole, grantRolesToUser,
+    # revokeRolesFromUser, rolesInfo). The stand-in keeps roles on admin only, as users.
+    def _role_missing(self, roles: list) -> dict | None:
+        for r in roles:
+            if not isinstance(r, dict) or not isinstance(r.get("role"), str):
+                return err("role names must be documents { role: ..., db: ... }", 2, "BadValue")
+            role, rdb = r["role"], str(r.get("db"))
+            if not authz.is_builtin(role, rdb) and not self.user_role(role, rdb):
+                return err(f"Could not find role: {r['role']}@{r.get('db')}", 31, "RoleNotFound")
+        return None
+
+    def cmd_createRole(self, conn: Conn, db: str, cmd: dict) -> dict:
+        name = cmd["createRole"]
+        if db != "admin":
+            return err("stand-in mongod keeps roles in admin only", 2, "BadValue")
+        if authz.is_builtin(name, db):
+            return err(f"Cannot create roles with the same name as a built-in role: {name}", 2, "BadValue")
+        if self.user_role(name, db):
+            code, code_name = (51002, "Location51002") if self.series == "4.4" else (11000, "DuplicateKey")
+            return err(f'Role "{name}@{db}" already exists', code, code_name)
+        privileges = cmd.get("privileges")
+        if not isinstance(privileges, list):
+            return err('"createRole" command requires a "privileges" array', 2, "BadValue")
+        for priv in privileges:
+            # a bad resource raises ValueError: run_command's BadValue reply
+            authz.parse_resource(priv.get("resource") if isinstance(priv, dict) else None)
+            for action in priv.get("actions", []):
+                if action not in authz.ALL_ACTIONS:
+                    return err(f"Unrecognized action privilege string: {action}", 2, "FailedToParse")
+        roles = list(cmd.get("roles", []))
+        missing = self._role_missing(roles)
+        if missing:
+            return missing
+        doc = {"_id": f"{db}.{name}", "role": name, "db": db, "privileges": privileges, "roles": roles}
+        self.store.append("admin", "system.roles", [doc])
+        self.store.oplog_append("i", "admin.system.roles", doc)
+        return {"ok": 1.0}
+
+    def cmd_dropRole(self, conn: Conn, db: str, cmd: dict) -> dict:
+        name = cmd["dropRole"]
+        roles = self.store.read("admin", "system.roles")
+        keep = [r for r in roles if not (r.get("role") == name and r.get("db") == db)]
+        if len(keep) == len(roles):
+            return err(f"Role {name}@{db} not found", 31, "RoleNotFound")
+        # the role is removed from every user and role holding it first, then deleted
+        users = self.users()
+        for u in users:
+            held = [r for r in u.get("roles", []) if not (r.get("role") == name and r.get("db") == db)]
+            if held != u.get("roles", []):
+                u["roles"] = held
+                self.store.oplog_append(
+                    "u", "admin.system.users", {"$set": {"roles": held}}, {"_id": u["_id"]}
+                )
+        self.store.write("admin", "system.users", users)
+        self.store.write("admin", "system.roles", keep)
+        self.store.oplog_append("d", "admin.system.roles", {"_id": f"{db}.{name}"})
+        return {"ok": 1.0}
+
+    def _change_user_roles(self, db: str, cmd: dict, name: str, grant: bool) -> dict:
+        roles = [r if isinstance(r, dict) else {"role": r, "db": db} for r in cmd.get("roles", [])]
+        if grant:
+            missing = self._role_missing(roles)
+            if missing:
+                return missing
+        users = self.users()
+        for u in users:
+            if u.get("user") == name and u.get("db") == db:
+                held = list(u.get("roles", []))
+                for r in roles:
+                    key = {"role": r["role"], "db": r.get("db", db)}
+                    if grant and key not in held:
+                        held.append(key)
+                    if not grant and key in held:
+                        held.remove(key)
+                u["roles"] = held
+                self.store.write("admin", "system.users", users)
+                self.store.oplog_append(
+                    "u", "admin.system.users", {"$set": {"roles": held}}, {"_id": u["_id"]}
+                )
+                return {"ok": 1.0}
+        return err(f"Could not find user \"{name}\" for db \"{db}\"", 11, "UserNotFound")
+
+    def cmd_grantRolesToUser(self, conn: Conn, db: str, cmd: dict) -> dict:
+        return self._change_user_roles(db, cmd, cmd["grantRolesToUser"], True)
+
+    def cmd_revokeRolesFromUser(self, conn: Conn, db: str, cmd: dict) -> dict:
+        return self._change_user_roles(db, cmd, cmd["revokeRolesFromUser"], False)
+
+    def cmd_rolesInfo(self, conn: Conn, db: str, cmd: dict) -> dict:
+        want = cmd["rolesInfo"]
+        names = {want} if isinstance(want, str) else None
+        roles = [
+            {k: v for k, v in r.items() if k != "_id" and (k != "privileges" or cmd.get("showPrivileges"))}
+            for r in self.store.read("admin", "system.roles")
+            if r.get("db") == db and (names is None or r.get("role") in names)
+        ]
+        return {"roles": roles, "ok": 1.0}
+
     # -- CRUD
     def cmd_find(self, conn: Conn, db: str, cmd: dict) -> dict:
         coll = cmd["find"]
@@ -893,6 +1111,27 @@ def apply_oplog_entry(store: Storage, entry: dict) -> None:
     store.oplog_append(op, ns, entry["o"], entry.get("o2"))
 
 
+def _stream_op_commands(req: dict) -> list[tuple[str, dict]]:
+    """Given a raw data op of the lab's tools, return [(db, a command the real tool sends for it)],
+    whose privileges the op needs: a dump reads with `find`, mongodump --oplog reads local.oplog.rs,
+    a load inserts (mongorestore's insert batches; --drop drops the collection first). Users and roles
+    (admin.system.users/roles) are loaded as mongorestore does it, through admin.tempusers/temproles
+    and `_mergeAuthzCollections`, which needs createUser, createRole, grantRole, revokeRole (and
+    dropUser, dropRole with --drop) on any normal resource (mongo-tools mongorestore/metadata.go
+    RestoreUsersOrRoles; user_management_commands.cpp _mergeAuthzCollections)."""
+    op = req["op"]
+    if op in ("oplogPos", "oplogRead"):
+        return [("local", {"find": "oplog.rs"})]
+    if op == "dump":
+        return [(str(req["db"]), {"find": str(req["coll"])})]
+    db, coll = str(req["db"]), str(req["coll"])
+    if db == "admin" and coll in ("system.users", "system.roles"):
+        temp = "tempusers" if coll == "system.users" else "temproles"
+        return [("admin", {"insert": temp}),
+                ("admin", {"_mergeAuthzCollections": 1, "drop": bool(req.get("drop"))})]
+    return [(db, {"drop": coll})] * bool(req.get("drop")) + [(db, {"insert": coll})]
+
+
 def _oplog_modifiers(o: dict) -> dict:
     """Given an update oplog entry's `o`, return the update to apply: `$v: 1` (4.4's modifier form)
     dropped; `$v: 2` delta entries (MongoDB 5.0+) refused, as a 4.4 server cannot have written them."""
@@ -978,6 +1217,11 @@ class Handler(socketserver.BaseRequestHandler):
         if m.auth and conn.user is None:
             common.send_doc(sock, err(f"command {op} requires authentication", 13, "Unauthorized"))
             return
+        for db_cmd in _stream_op_commands(req) if m.auth else []:
+            refused = m.check_privileges(conn, *db_cmd)
+            if refused:
+                common.send_doc(sock, refused)
+                return
         if op == "oplogPos":
             if not (m.repl_set and m.rs_config()):
                 common.send_doc(sock, err("no oplog: not a replica set member", 94, "NotYetInitialized"))

@@ -772,7 +772,11 @@ def _replay_100(session: Session, entries: list[dict]) -> int:
     applied = 0
     try:
         for op in oplogreplay.replay(entries):
-            session.checked("admin", {"applyOps": [op]}, "error applying oplog: applyOps")
+            reply = session.command("admin", {"applyOps": [op]})
+            if not reply.get("ok"):
+                # the Go driver's CommandError: "(<codeName>) <errmsg>"
+                name = f"({reply['codeName']}) " if reply.get("codeName") else ""
+                raise ToolError(f"error applying oplog: applyOps: {name}{reply.get('errmsg')}")
             applied += 1
     except oplogreplay.ReplayError as exc:
         raise ToolError(str(exc)) from exc
