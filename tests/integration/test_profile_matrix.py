@@ -12,10 +12,15 @@ juju-2.8, this one is the matrix over all five."""
 
 from __future__ import annotations
 
+import glob
 import json
 import re
+import secrets
 import stat
+import subprocess
 import tarfile
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,10 +31,11 @@ import pytest
 from jujubackup import profiles
 from tests import libjuju
 from tests.conftest import LabFactory
-from tests.integration.test_restore import jb, juju_db, ok
+from tests.integration.test_restore import jb, juju_db, mongo, ok
 from tests.lab import provision
 from tests.lab.lab import LabHost
 from tests.lab.standins import common, jujud
+from tests.lab.standins.tools import OPLOG_GATE, OPLOG_GATE_REACHED
 
 pytestmark = pytest.mark.lab
 
@@ -66,6 +72,44 @@ def argv_sampler(host: LabHost) -> Iterator[Path]:
         host.ssh(f"kill {pid}")
 
 
+ADDED_USER = "machine-7"
+"""A controller machine's mongo user created during the online dump (as `juju enable-ha` does,
+juju/juju mongo/admin.go SetAdminMongoPassword): an insert into admin.system.users, which every
+--oplogReplay replays (MongoDB 3.2: any applyOps needs all privileges; 3.6+: insert on
+admin.system.users, which Juju's roles lack)."""
+
+
+def create_with_a_user_added(
+    lab: Any, ctl: LabHost, args: tuple[str, ...]
+) -> subprocess.CompletedProcess[str]:
+    """Run `jujubackup create` whose mongodump waits at the lab's oplog gate (standins/tools.py
+    OPLOG_GATE) while ADDED_USER is created; return the finished create."""
+    gate = ctl.root / OPLOG_GATE.lstrip("/")
+    markers = [ctl.root / "var/snap/juju-db/common" / OPLOG_GATE_REACHED,
+               ctl.root / profiles.DEFAULT_BACKUP_DIR.lstrip("/") / ".tmp-*/juju-backup" / OPLOG_GATE_REACHED]
+    gate.touch()
+    result: list[subprocess.CompletedProcess[str]] = []
+    worker = threading.Thread(target=lambda: result.append(jb(lab, *args)))
+    worker.start()
+    try:
+        deadline = time.monotonic() + 300
+        while not any(glob.glob(str(m)) for m in markers):
+            assert worker.is_alive(), result
+            assert time.monotonic() < deadline, "mongodump never reached the oplog gate"
+            time.sleep(0.1)
+        roles = json.dumps(common.JUJU_ROLES)
+        out = mongo(ctl, [f'print(JSON.stringify(db.getSiblingDB("admin").runCommand({{"createUser": '
+                          f'"{ADDED_USER}", "pwd": "{secrets.token_hex(12)}", "roles": {roles}}})))'])
+        assert '"ok":1' in out, out
+    finally:
+        gate.unlink(missing_ok=True)
+        for m in markers:
+            for found in glob.glob(str(m)):
+                Path(found).unlink(missing_ok=True)
+    worker.join(900)
+    return result[0]
+
+
 def restore_onto(lab: Any, host: LabHost, archive: Path, ca: str, before: dict, tmp_path: Path,
                  outputs: list[str]) -> None:
     """Restore `archive` onto `host` (--update-client-config) and check it as a DR restore: juju-db
@@ -84,6 +128,7 @@ def restore_onto(lab: Any, host: LabHost, archive: Path, ca: str, before: dict, 
     assert admin.get("system.roles", []) == []
     (machine,) = [u for u in admin["system.users"] if u["user"] == "machine-0"]
     assert sorted(r["role"] for r in machine["roles"]) == sorted(r["role"] for r in common.JUJU_ROLES)
+    assert ADDED_USER in [u["user"] for u in admin["system.users"]]  # replayed from oplog.bson
     assert running(host, profile, "0") == ["active", "active"]
     after = ok(jb(lab, "-H", host.name, "status", "--format", "json"))
     outputs.append(after.stdout + after.stderr)
@@ -123,7 +168,9 @@ def test_create_download_and_disaster_recovery(lab_factory: LabFactory, tmp_path
         outputs.append(status.stdout + status.stderr)
         ids = []
         for mode in MODES:
-            created = ok(jb(lab, "-H", "ctl0", "-v", "create", f"{mode} on {profile}", "--mode", mode))
+            args = ("-H", "ctl0", "-v", "create", f"{mode} on {profile}", "--mode", mode)
+            # online: a controller machine user added while mongodump runs, in oplog.bson only
+            created = ok(create_with_a_user_added(lab, ctl, args) if mode == "online" else jb(lab, *args))
             outputs.append(created.stdout + created.stderr)
             ids.append(created.stdout.strip().splitlines()[-1])
             assert running(ctl, profile, "0") == ["active", "active"], mode

@@ -21,6 +21,7 @@ named by what it contains rather than by a tag):
 from __future__ import annotations
 
 import datetime
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -383,6 +384,8 @@ def bson_text(v: Any) -> str:
         return f"ObjectId('{v}')"
     if isinstance(v, bson.Binary):
         return f"BinData({v.subtype}, {bytes(v).hex().upper()})"
+    if isinstance(v, uuid.UUID):
+        return f'UUID("{v}")'
     if isinstance(v, datetime.datetime):
         return f"new Date({int(v.timestamp() * 1000)})"
     return str(v)
