@@ -9,11 +9,12 @@ Layout (dir 0700, files 0600):
     .jujubackup.lock       holder record of the controller lock (flock on the dir is the lock itself)
     .tmp-<ID>/             create's staging dir (removed by its EXIT trap)
     .upload-<KEY>.tar.gz.part  a partial upload (KEY: the ID or file-…): listed, resumed, `remove KEY`
-    .jujubackup-dir        marker: the dir is jujubackup's own (lib-lock's claim_backup_dir refuses any
+    .jujubackup-dir        marker: the dir is jujubackup's own (lib/lock's claim_backup_dir refuses any
                            other dir holding files it did not make, and system dirs)
 
-Remote scripts taking the lock include `lib-lock.bash.j2` (`lock_acquire OP HOLDER` / `lock_release`;
-exit 75 when held); `lock_error(err)` turns that into a LockedError (exit 7) naming the holder.
+Remote scripts taking the lock use the bash library's `lock` (remote_scripts/lib/lock.bash.j2:
+`lock_acquire OP HOLDER` / `lock_release`; exit RC_LOCKED when held); `lock_error(err)` turns that into a
+LockedError (exit 7) naming the holder.
 """
 
 from __future__ import annotations
@@ -39,12 +40,9 @@ from jujubackup.errors import (
 from jujubackup.host.base import Host
 from jujubackup.metadata import ID_TIME_FORMAT, BackupMetadata, format_time, is_backup_id, resolve_id
 from jujubackup.profiles import BACKUP_DIR_MARKER, DEFAULT_BACKUP_DIR
+from jujubackup.remote_codes import RC_EXISTS, RC_FOREIGN_DIR, RC_LOCKED, RC_MISMATCH
 from jujubackup.ui import safe_text
 
-RC_LOCKED = 75
-RC_EXISTS = 76
-RC_MISMATCH = 77
-RC_FOREIGN_DIR = 81  # lib-lock claim_backup_dir: not a dedicated backup dir
 PARTIAL_RE = re.compile(r"\.upload-([A-Za-z0-9][A-Za-z0-9.-]{0,120})\.tar\.gz\.part")
 LOCK_FILE = ".jujubackup.lock"
 LOCKED_PREFIX = "jujubackup-locked: "
@@ -265,7 +263,7 @@ def _resolve_valid(
 
 def lock_error(err: RemoteStepError, host: str = "") -> JujuBackupError:
     """Given a failed remote step, return the LockedError (exit 7) it stands for, the RefusedError
-    (exit 6) of a backup dir that is not jujubackup's own (lib-lock's claim_backup_dir), or `err`."""
+    (exit 6) of a backup dir that is not jujubackup's own (lib/lock's claim_backup_dir), or `err`."""
     if err.returncode == RC_FOREIGN_DIR:
         return foreign_dir_error(err, host)
     if err.returncode != RC_LOCKED:

@@ -108,7 +108,7 @@ class ControllerFacts:
     restore_steps_done: list[str] = field(default_factory=list)
     shell_version: str = ""
     mongo_tls: MongoTls | None = None
-    """The TLS flags the remote scripts choose here (lib-mongo-tls): from the versions and ca.crt."""
+    """The TLS flags the remote scripts choose here (lib/mongo-tls): from the versions and ca.crt."""
     lock_holder: dict[str, Any] | None = None
     """The holder record of the controller's lock when the probe found it held ({} if unrecorded)."""
     models: list[str] | None = None
@@ -226,7 +226,7 @@ def parse_probe(doc: dict[str, Any], host: str = "") -> ControllerFacts:
 
 def _mongo_versions(versions: dict[str, Any], ca_file: bool) -> dict[str, Any]:
     """Given the probe's `versions` and whether juju-db's ca.crt exists, return the facts' mongo_version,
-    tools_version, shell_version and mongo_tls (the flags the remote scripts choose: lib-mongo-tls)."""
+    tools_version, shell_version and mongo_tls (the flags the remote scripts choose: lib/mongo-tls)."""
     tools, shell = str(versions.get("mongodump", "")), str(versions.get("shell", ""))
     return {
         "mongo_version": _version_in(str(versions.get("mongod", ""))),

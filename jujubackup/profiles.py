@@ -317,7 +317,7 @@ TLS_FLAGS: dict[tuple[str, str, bool], tuple[str, ...]] = {
     ),
 }
 """The TLS flags of each role by spelling and client certificate. The remote scripts choose among
-them at run time (remote_scripts/lib-mongo-tls.bash.j2, from the binaries' own --version and whether
+them at run time (remote_scripts/lib/mongo-tls.bash.j2, from the binaries' own --version and whether
 CA_FILE exists); MongoTls.choose is the same choice here, for `status` and the tests."""
 
 
@@ -358,7 +358,7 @@ class MongoTls:
 
 
 def tls_template_values() -> dict[str, object]:
-    """Return what lib-mongo-tls.bash.j2 renders: the spelling table and every flag set."""
+    """Return what lib/mongo-tls.bash.j2 renders: the spelling table and every flag set."""
     return {
         "tls_min": {role: [list(row) for row in rows] for role, rows in MIN_TLS_SPELLING.items()},
         "tls_flags": {f"{role}_{spelling}_{int(cert)}": list(flags)

@@ -19,10 +19,25 @@ from typing import Any
 
 import jinja2
 
-from jujubackup import profiles
+from jujubackup import profiles, remote_codes
 
 PACKAGE = "jujubackup.remote_scripts"
 SUFFIX = ".sh.j2"
+
+LIB_PARTS: dict[str, tuple[str, ...]] = {
+    "json": (),
+    "log": (),
+    "hash": (),
+    "agentconf": (),
+    "lock": ("json",),
+    "manifest": ("json", "hash"),
+    "mongo-tls": (),
+    "agentlog": (),
+    "restore": ("json", "log", "lock", "agentconf", "mongo-tls"),
+}
+"""The one bash library, remote_scripts/lib/NAME.bash.j2, in the order a script gets its parts, each
+with the parts it needs. A script says what it uses (`{{ bash_lib("lock", "manifest") }}`) and gets
+those parts and what they need, each once: every helper has one definition (tests/unit/test_scripts)."""
 
 
 def shell_quote(value: Any) -> str:
@@ -61,6 +76,28 @@ class _ResourceLoader(jinja2.BaseLoader):
         return path.read_text(encoding="utf-8"), None, lambda: True
 
 
+def lib_closure(names: tuple[str, ...]) -> list[str]:
+    """Given library part names, return them plus the parts they need, each once, in LIB_PARTS order.
+    Raise KeyError for a name that is no part."""
+    want: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if name not in want:
+            want.add(name)
+            todo.extend(LIB_PARTS[name])
+    return [name for name in LIB_PARTS if name in want]
+
+
+@jinja2.pass_context
+def bash_lib(context: jinja2.runtime.Context, *names: str) -> str:
+    """Template global: return the text of the library parts `names` need (lib_closure), rendered with
+    the calling script's values (lib/restore reads the step's values; the others only globals)."""
+    values = context.get_all()
+    return "".join(context.environment.get_template(f"lib/{name}.bash.j2").render(values)
+                   for name in lib_closure(names))
+
+
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
     """Return the (cached) jinja2 Environment for the remote scripts."""
@@ -73,11 +110,14 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["q"] = shell_quote
-    # the backup dir's rules (lib-lock.bash.j2), one source of truth for every script that includes it
+    env.globals["bash_lib"] = bash_lib
+    # the exit codes the Python side reads (`exit {{ rc.LOCKED }}`), one source of truth: remote_codes.py
+    env.globals["rc"] = remote_codes.template_codes()
+    # the backup dir's rules (lib/lock.bash.j2), one source of truth for every script that uses it
     env.globals["backup_dir_marker"] = profiles.BACKUP_DIR_MARKER
     env.globals["system_dirs"] = list(profiles.SYSTEM_DIRS)
     env.globals["pseudo_fs_dirs"] = list(profiles.PSEUDO_FS_DIRS)
-    # the TLS table of the mongo tools (lib-mongo-tls.bash.j2), one source of truth: profiles.py
+    # the TLS table of the mongo tools (lib/mongo-tls.bash.j2), one source of truth: profiles.py
     env.globals.update(profiles.tls_template_values())
     env.globals["snap_common"] = profiles.SNAP_COMMON
     return env

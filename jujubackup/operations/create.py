@@ -17,7 +17,6 @@ from typing import Any
 from jujubackup import __version__, scripts
 from jujubackup.archive import build_manifest
 from jujubackup.catalog import (
-    RC_EXISTS,
     CatalogRecord,
     build_record,
     default_holder,
@@ -38,6 +37,7 @@ from jujubackup.profiles import (
     profile_named,
     space_needed,
 )
+from jujubackup.remote_codes import RC_EXISTS, RC_NOSPACE
 from jujubackup.remote_values import remote_int
 from jujubackup.ui import UI, human_bytes
 
@@ -45,8 +45,6 @@ PLACEHOLDER_SIZE = "@@SIZE@@"
 POLL_SECONDS = 0.25
 HEARTBEAT_FRESH_MS = 1000
 """create.sh commits only while the client's last poll is this recent (4 polls; waits up to 3 s for one)."""
-RC_NOSPACE = 78
-RC_CLIENT_GONE = 79
 RESTARTED_PREFIX = "jujubackup-restarted: "
 RESTART_FAILED_PREFIX = "jujubackup-restart-failed: "
 
@@ -239,8 +237,6 @@ def render_script(
         holder=default_holder("create"),
         run_token=secrets.token_hex(4),
         heartbeat_fresh_ms=HEARTBEAT_FRESH_MS,
-        rc_nospace=RC_NOSPACE,
-        rc_client_gone=RC_CLIENT_GONE,
         dump_flags=profile.dump_flags,
         ignored_dbs=profile.ignored_dbs,
         root_files=profile.root_files,

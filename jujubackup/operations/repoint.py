@@ -35,6 +35,7 @@ from jujubackup.connect import connect_one
 from jujubackup.errors import JujuBackupError, PartialError, RefusedError, RemoteStepError, UsageError
 from jujubackup.host.base import Connector, Host
 from jujubackup.host.target import SSHTarget
+from jujubackup.remote_codes import RC_NOT_A_CONTROLLER
 from jujubackup.ui import UI
 
 DEFAULT_PARALLEL = 16
@@ -191,7 +192,7 @@ def list_machines(controller: Host) -> R.Inventory:
     try:
         doc = controller.run("repoint-list", text, timeout=180).json()
     except RemoteStepError as err:
-        if err.returncode != 5:
+        if err.returncode != RC_NOT_A_CONTROLLER:
             raise
         last = err.stderr_tail.strip().splitlines()[-1] if err.stderr_tail.strip() else "not a controller"
         raise RefusedError(

@@ -29,7 +29,7 @@ from typing import IO, Any
 
 from jujubackup import scripts
 from jujubackup.archive import TOP, VerifyReport, verify_archive
-from jujubackup.catalog import RC_FOREIGN_DIR, Catalog, build_record, foreign_dir_error
+from jujubackup.catalog import Catalog, build_record, foreign_dir_error
 from jujubackup.connect import ConnectWith
 from jujubackup.errors import NotFoundError, RefusedError, RemoteStepError, VerifyError
 from jujubackup.host.base import Host
@@ -43,6 +43,7 @@ from jujubackup.metadata import (
 )
 from jujubackup.operations.catalogs import connect_catalog
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
+from jujubackup.remote_codes import RC_FOREIGN_DIR, RC_NO_ROOM, RC_NOT_JUJU
 from jujubackup.remote_values import remote_bool
 from jujubackup.transfer import CHUNK, RemoteFile, Throttle, hash_prefix, remote_file, remote_remove
 from jujubackup.ui import UI, human_bytes
@@ -53,8 +54,6 @@ PARALLEL_VERIFY_MIN = 32 << 20  # from this size on the archive is verified by a
 
 
 AGENTS_DIR = "/var/lib/juju/agents"  # a host without a machine-*/agent.conf here is no Juju machine
-RC_NOT_JUJU = 80  # upload-prepare: the host has no machine agent.conf
-RC_NO_SPACE = 82  # upload-prepare: the archive does not fit (`jujubackup-space: NEED HAVE` on stderr)
 
 
 @dataclass(frozen=True)
@@ -349,7 +348,7 @@ def _prepare(host: Host, request: UploadRequest, backup_id: str, staged: str) ->
             ) from err
         if err.returncode == RC_FOREIGN_DIR:
             raise foreign_dir_error(err, host.name) from err
-        if err.returncode == RC_NO_SPACE:
+        if err.returncode == RC_NO_ROOM:
             raise _no_space(err, host.name, request.backup_dir) from err
         raise
     return _Prepared(remote_bool(doc.get("stored"), "upload-prepare's stored", host=host.name),

@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from jujubackup import profiles, scripts
-from jujubackup.catalog import RC_LOCKED, lock_error
+from jujubackup.catalog import lock_error
 from jujubackup.errors import ConnectError, JujuBackupError, RemoteStepError, VerifyError
 from jujubackup.host.base import Host
 from jujubackup.profiles import Profile
+from jujubackup.remote_codes import RC_LOCKED, RC_NOT_VERIFIED
 from jujubackup.restore import plan as P
 from jujubackup.restore import units
 from jujubackup.restore.units import snapshot_paths
@@ -73,7 +74,7 @@ class Params:
     overlay_sha256: str = ""
     overlay_size: int = 0
     backup_dir: str = profiles.DEFAULT_BACKUP_DIR
-    """The controller's backup dir on the target: each step holds its lock (restore-lib)."""
+    """The controller's backup dir on the target: each step holds its lock (lib/restore)."""
     harvest_modes: tuple[tuple[str, str, str | None], ...] = ()
     """(model uuid, model name, earlier provisioner-harvest-mode or None: unset) per model set to none."""
     ca_sha256: str = ""
@@ -364,7 +365,7 @@ def run_step(
     except RemoteStepError as err:
         if err.returncode == RC_LOCKED:
             raise lock_error(err, host.name) from err
-        if step == P.VERIFY and err.returncode == 5:
+        if step == P.VERIFY and err.returncode == RC_NOT_VERIFIED:
             raise VerifyError(
                 f"the restored controller on {host.name} did not verify: {_last_line(err.stderr_tail)}",
                 hint=verify_hint(err.stderr_tail, params, host.name),

@@ -197,7 +197,7 @@ def probe_target(
     """Run the probe (connecting.probe: a controller's facts) and the restore preflight (old controllers
     probed from the target unless not `old_controllers`, disk, addresses, mongo tools) on `host`; return the
     TargetProbe. Raise RefusedError for a Juju 1.x host, LockedError (exit 7) while another jujubackup
-    operation holds the controller's lock (each step then holds it: restore-lib's take_controller_lock)."""
+    operation holds the controller's lock (each step then holds it: lib/restore's take_controller_lock)."""
     found: ControllerFacts | None
     try:
         found = probe(host, request.backup_dir)

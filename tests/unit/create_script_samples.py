@@ -28,8 +28,6 @@ def _create_sample(profile: profiles.Profile, mode: str) -> dict[str, Any]:
         "holder": "me@ws jujubackup create",
         "run_token": "0a1b2c3d",
         "heartbeat_fresh_ms": 1000,
-        "rc_nospace": 78,
-        "rc_client_gone": 79,
         "dump_flags": profile.dump_flags,
         "ignored_dbs": profile.ignored_dbs,
         "root_files": profile.root_files,

@@ -1,5 +1,5 @@
-"""repoint-machine's reading of an agent's connection from its own log (lib-agentlog.bash.j2), run
-by bash on local log files: the api-caller's INFO line as 2.8/2.9 (`Addr() string`: host:port) and
+"""repoint-machine's reading of an agent's connection from its own log (remote_scripts/lib/agentlog.bash.j2),
+run by bash on local log files: the api-caller's INFO line as 2.8/2.9 (`Addr() string`: host:port) and
 newer trees (`Addr() *url.URL`: wss://host:port) print it, failures, and a rotated log."""
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ TS = "2026-12-03 07:00:00"
 def _state(log_dir: Path, tag: str, offset: int = 0) -> str:
     env = scripts.environment()
     text = "\n".join(["#!/bin/bash", "set -euo pipefail", "export LC_ALL=C",
-                      env.get_template("lib-common.bash.j2").render(),
-                      env.get_template("lib-agentlog.bash.j2").render(),
+                      env.from_string('{{ bash_lib("agentlog") }}').render(),
                       'agent_log_dir=$1', 'agent_state "$2" "$3"'])
     done = subprocess.run(["bash", "-c", text, "test", str(log_dir), tag, str(offset)],
                           capture_output=True, text=True, check=False)

@@ -1,5 +1,5 @@
-"""create's manifest member list (lib-manifest.bash.j2), run by bash on a local directory: member
-names with newlines, spaces, backslashes and quotes (collection names reach the dump's file names)
+"""create's manifest member list (remote_scripts/lib/manifest.bash.j2), run by bash on a local directory:
+member names with newlines, spaces, backslashes and quotes (collection names reach the dump's file names)
 are listed once each, with their own size and SHA-256 (issue 11)."""
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ NAMES = ["metadata.json", "root.tar", "dump/juju/machines.bson", "dump/juju/evil
 def _run(tmp_path: Path, call: str) -> str:
     env = scripts.environment()
     text = "\n".join(["#!/bin/bash", "set -euo pipefail", "export LC_ALL=C",
-                      env.get_template("lib-common.bash.j2").render(),
-                      env.get_template("lib-manifest.bash.j2").render(), call])
+                      env.from_string('{{ bash_lib("manifest") }}').render(), call])
     done = subprocess.run(["bash", "-c", text, "test", str(tmp_path / "juju-backup")],
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
@@ -51,7 +50,7 @@ def test_member_count_counts_a_name_with_a_newline_once(tmp_path: Path) -> None:
 
 
 def test_hash_stdin_gives_the_same_digests_with_and_without_openssl(tmp_path: Path) -> None:
-    """hash_stdin (lib-common) uses openssl where it is installed, coreutils' sha*sum elsewhere: both
+    """hash_stdin (lib/hash) uses openssl where it is installed, coreutils' sha*sum elsewhere: both
     print the digest first, which is all its callers read."""
     data = b"archive bytes\n" * 1000
     (tmp_path / "juju-backup").mkdir()

@@ -178,13 +178,13 @@ def test_tls_spelling_by_version(role: str, version: str, knows: bool) -> None:
 @pytest.mark.parametrize("ca", [False, True])
 @pytest.mark.parametrize("generation", list(GENERATIONS))
 def test_the_remote_scripts_choose_the_same_flags(tmp_path: Path, generation: str, ca: bool) -> None:
-    """lib-mongo-tls (what every remote script runs) and MongoTls.choose (status, tests) agree."""
+    """lib/mongo-tls (what every remote script runs) and MongoTls.choose (status, tests) agree."""
     ca_file = tmp_path / "ca.crt"
     if ca:
         ca_file.write_text("a CA\n")
     tools, shell = GENERATIONS[generation]
     script = scripts.environment().from_string(
-        "#!/bin/bash\nset -euo pipefail\n{% include 'lib-mongo-tls.bash.j2' %}\n"
+        "#!/bin/bash\nset -euo pipefail\n{{ bash_lib('mongo-tls') }}\n"
         'for role in tools shell; do\n  if [[ $role == tools ]]; then v=$1; else v=$2; fi\n'
         '  mongo_tls_flags "$role" "$(mongo_xyz "$v")"\n  echo "$role ${MONGO_TLS[*]}"\ndone\n'
     ).render(tls_ca_file=str(ca_file))

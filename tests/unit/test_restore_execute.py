@@ -205,14 +205,14 @@ def test_the_password_js_file_is_removed_when_the_step_is_terminated(tmp_path: P
     conf = tmp_path / "agent.conf"
     conf.write_text("statepassword: s3cret\n")
     shell = tmp_path / "mongo"
-    shell.write_text(  # answers --version (lib-mongo-tls asks first), then runs until terminated
+    shell.write_text(  # answers --version (lib/mongo-tls asks first), then runs until terminated
         '#!/bin/bash\nif [[ $1 == --version ]]; then echo "MongoDB shell version v4.4.18"; exit 0; fi\n'
         f'echo $$ >{ready}.tmp && mv {ready}.tmp {ready}\nexec sleep 20\n'
     )
     shell.chmod(0o755)
     values = {**RESTORE_SAMPLES["restore-start"][0], "journal_dir": str(journal), "mongo_shell": str(shell)}
     harness = scripts.environment().from_string(
-        "#!/bin/bash\n{% include 'restore-lib.inc.j2' %}\n"
+        "#!/bin/bash\n{{ bash_lib('restore') }}\n"
         f"AGENT_CONF={scripts.shell_quote(str(conf))}\nprintf 'print(1)\\n' | mongo_auth\n"
     ).render(**values)
     step = subprocess.Popen(["bash", "-c", harness], start_new_session=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
+from pathlib import Path
 
 import jinja2
 import pytest
@@ -51,3 +53,63 @@ def test_quote_filter() -> None:
     assert scripts.shell_quote("a b") == "'a b'"
     assert scripts.shell_quote(42) == "42"
     assert scripts.shell_quote("it's") == "'it'\"'\"'s'"
+
+
+SCRIPT_DIRS = (Path(__file__).resolve().parents[2] / "remote_scripts",
+               Path(__file__).resolve().parents[2] / "templates")
+FUNCTION_DEF = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*\(\)\s*[{(]", re.M)
+LOCAL_NAMES = frozenset({"cleanup"})
+"""Function names several scripts may each define for themselves (a script's own EXIT trap)."""
+
+
+def _template_files() -> list[Path]:
+    return sorted(p for d in SCRIPT_DIRS for p in d.rglob("*.j2"))
+
+
+def test_every_bash_function_has_one_definition() -> None:
+    """The one bash library: a helper (json_str, log, a lock, a restart) is defined in one file, the
+    library's part or the one script that needs it, never copied (copies drifted: four json_str, two
+    of which dropped newlines)."""
+    where: dict[str, list[str]] = {}
+    for path in _template_files():
+        for name in FUNCTION_DEF.findall(path.read_text()):
+            where.setdefault(name, []).append(path.name)
+    twice = {name: files for name, files in where.items() if len(files) > 1 and name not in LOCAL_NAMES}
+    assert not twice, twice
+
+
+def test_the_library_parts_are_the_files_in_lib() -> None:
+    lib = SCRIPT_DIRS[0] / "lib"
+    assert {p.name.removesuffix(".bash.j2") for p in lib.glob("*.bash.j2")} == set(scripts.LIB_PARTS)
+    for name, needs in scripts.LIB_PARTS.items():
+        assert set(needs) <= set(scripts.LIB_PARTS), name
+    assert scripts.lib_closure(("manifest",)) == ["json", "hash", "manifest"]
+
+
+def test_scripts_get_the_library_through_bash_lib_only() -> None:
+    """No `{% include %}` of loose helper files: bash_lib resolves what a part needs, each part once."""
+    for path in _template_files():
+        assert "{% include" not in path.read_text(), path.name
+
+
+EXIT_LITERAL = re.compile(r"\b(?:exit|return)\s+([0-9]+)\b")
+COMMENT = re.compile(r"(?:^|\s)#(?:\s.*)?$")
+
+
+def test_exit_codes_come_from_remote_codes() -> None:
+    """A script exits with a code the Python side reads only as {{ rc.NAME }} (remote_codes.py): no
+    literal `exit N`/`return N` above 1 in code (128+signal for a trapped signal excepted)."""
+    found = []
+    for path in _template_files():
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            code = COMMENT.sub("", line)
+            for value in EXIT_LITERAL.findall(code):
+                if int(value) > 1 and int(value) not in (129, 130, 143):
+                    found.append(f"{path.name}:{n}: {line.strip()}")
+    assert not found, found
+
+
+@pytest.mark.parametrize(("name", "values"), _cases())
+def test_a_rendered_script_defines_each_function_once(name: str, values: dict[str, object]) -> None:
+    names = FUNCTION_DEF.findall(scripts.render(name, **values))
+    assert len(names) == len(set(names)), sorted(n for n in set(names) if names.count(n) > 1)
