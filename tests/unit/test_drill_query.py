@@ -20,7 +20,7 @@ def test_query_values_render_drill_query(profile: str) -> None:
     staged = cast(Any, SimpleNamespace(backup=backup, facts=SimpleNamespace(profile=profile)))
     query = Query(staged, "/var/lib/juju/backups old")
     text = scripts.render("drill-query", **query.values, units=query.units, statements=["db.version()"])
-    assert "BACKUP_DIR='/var/lib/juju/backups old'" in text
+    assert "backup_dir='/var/lib/juju/backups old'" in text
 
 
 class _Units:
