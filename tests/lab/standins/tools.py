@@ -484,6 +484,9 @@ after the collections, before it reads the oplog, having created OPLOG_GATE_REAC
 holding its --out dir (a snap's mongodump may write only there): writes made meanwhile are in the
 dump's oplog.bson and not in its collection files (a write during the dump)."""
 OPLOG_GATE_REACHED = ".jujubackup-lab-oplog-gate-reached"
+RESTORE_OPLOG_GATE = "/etc/jujubackup-lab-hold-mongorestore-oplog"
+"""Test-only gate (not a real mongorestore behaviour): while this file exists, a mongorestore
+--oplogReplay waits after the collections, before it replays the oplog (a restore step caught there)."""
 
 
 def hold_at_oplog(out_dir: str) -> None:
@@ -723,6 +726,8 @@ def mongorestore_body(opts: dict[str, Any], pos: list[str], series: str) -> int:
         if not os.path.exists(oplog):
             raise ToolError("no oplog file to replay; make sure you run mongodump with --oplog")
         common.tool_log("replaying oplog")
+        while os.path.exists(RESTORE_OPLOG_GATE):
+            time.sleep(0.05)
         with _read_maybe_gz(oplog, gz) as f:
             data = f.read()
         if generation(series).tools.startswith("100."):
