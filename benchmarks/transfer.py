@@ -48,11 +48,11 @@ BACKUPS = "/var/lib/juju/backups"
 STREAM_CHILD = """
 import hashlib, sys, resource
 from pathlib import Path
-from jujubackup.connect import connect_one
+from jujubackup.connect import SSHConnector, connect_one
 from jujubackup.settings import ConnectionSettings
 from jujubackup.transfer import HashingSink, Throttle
 cfg, host, mode, remote, local = sys.argv[1:6]
-h = connect_one(ConnectionSettings(ssh_config=Path(cfg)), host)
+h = connect_one(SSHConnector(ConnectionSettings(ssh_config=Path(cfg))), host)
 if mode == "get":
     with open(local, "wb") as fh:
         h.get(remote, HashingSink(fh, hashlib.sha256(), Throttle(None)))

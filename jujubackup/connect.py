@@ -40,11 +40,6 @@ from jujubackup.ui import UI
 MAX_JUMPS = 5
 SYSTEM_KNOWN_HOSTS = Path("/etc/ssh/ssh_known_hosts")
 
-ConnectWith = ConnectionSettings | Connector
-"""What operations connect through: the CLI's Connector, or bare settings (wrapped in an SSHConnector
-by `as_connector`, for callers not handed a Connector yet)."""
-
-
 @dataclass(frozen=True)
 class HostSpec:
     """One parsed `[user@]host[:port]` value (user/port None when not given)."""
@@ -266,18 +261,12 @@ class SSHConnector:
         return SSHHost.connect(target, self._settings.sudo_password)
 
 
-def as_connector(via: ConnectWith) -> Connector:
-    """Given a Connector or bare settings, return a Connector (an SSHConnector over the settings)."""
-    return SSHConnector(via) if isinstance(via, ConnectionSettings) else via
-
-
-def connect_one(via: ConnectWith, target: str | SSHTarget, ui: UI | None = None) -> Host:
-    """Given a connector (or settings) and one host value (or a resolved target), return a connected
+def connect_one(connector: Connector, target: str | SSHTarget, ui: UI | None = None) -> Host:
+    """Given a connector and one host value (or a resolved target), return a connected
     Host; its notices (skipped known_hosts lines) are warned about on `ui` when given.
 
     Raise ConnectError (exit 3) if it cannot connect, UsageError for a bad value.
     """
-    connector = as_connector(via)
     resolved = target if isinstance(target, SSHTarget) else connector.target(target)
     host = connector.connect(resolved)
     if ui is not None:
@@ -319,16 +308,15 @@ def connect_each(
 
 
 def connect_first(
-    via: ConnectWith, ui: UI, accept: Callable[[Host], bool] = lambda host: True
+    connector: Connector, ui: UI, accept: Callable[[Host], bool] = lambda host: True
 ) -> Host:
-    """Connect to the connector's (or settings') hosts in order; return the first that connects and `accept`s.
+    """Connect to the connector's hosts in order; return the first that connects and `accept`s.
 
     `accept(host)` may return False or raise a JujuBackupError to skip a host (e.g. not a healthy
     controller). Say which host was used (ui.info). With one host its own error is raised; with
     several, raise ConnectError (exit 3) listing why each was skipped. A changed host key is never
     skipped: its HostKeyChangedError (exit 3) is raised at once, whatever hosts remain.
     """
-    connector = as_connector(via)
     targets = connector.targets()
     failures: list[tuple[str, JujuBackupError]] = []
     for target, host, error in connect_each(targets, ui, connector):

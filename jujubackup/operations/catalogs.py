@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from jujubackup.catalog import Catalog, CatalogRecord, Listing, describe_holder
-from jujubackup.connect import ConnectWith, as_connector, connect_each, connect_first
+from jujubackup.connect import connect_each, connect_first
 from jujubackup.errors import ConnectError, JujuBackupError
-from jujubackup.host.base import Host
+from jujubackup.host.base import Connector, Host
 from jujubackup.metadata import is_backup_id, resolve_id
 from jujubackup.operations.connecting import check_backup_dir
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
@@ -24,7 +24,7 @@ from jujubackup.ui import UI, human_bytes, safe_text
 
 
 def connect_catalog(
-    via: ConnectWith,
+    connector: Connector,
     ui: UI,
     backup_dir: str = DEFAULT_BACKUP_DIR,
     *,
@@ -40,7 +40,6 @@ def connect_catalog(
     answer but none holds them, ConnectError (exit 3) otherwise (each reason listed).
     """
     check_backup_dir(backup_dir)
-    connector = as_connector(via)
     if len(connector.targets()) > 1 and not all(is_backup_id(ref) for ref in holding):
         holding = resolve_across(connector, ui, backup_dir, holding)
 
@@ -52,7 +51,7 @@ def connect_catalog(
     return connect_first(connector, ui, accept=accept)
 
 
-def resolve_across(via: ConnectWith, ui: UI, backup_dir: str, refs: Sequence[str]) -> list[str]:
+def resolve_across(via: Connector, ui: UI, backup_dir: str, refs: Sequence[str]) -> list[str]:
     """Given prefixes or `latest`, return the exact IDs they name in the merged catalogs of all the
     connector's controllers (`latest` is the newest of all, not of the first that has any).
     Raise NotFoundError (exit 5) for a ref that names nothing or is ambiguous there."""
@@ -87,14 +86,13 @@ class MergedListing:
         self.records.sort(key=lambda r: r.id)
 
 
-def merged_catalogs(via: ConnectWith, ui: UI, backup_dir: str = DEFAULT_BACKUP_DIR) -> MergedListing:
+def merged_catalogs(connector: Connector, ui: UI, backup_dir: str = DEFAULT_BACKUP_DIR) -> MergedListing:
     """Return the merged catalogs of every controller of the connector that answers; warn about those
     that do not, orphans, broken records and a lock held or left stale.
 
     Raise ConnectError (exit 3) when no controller answers (a single host: its own error).
     """
     check_backup_dir(backup_dir)
-    connector = as_connector(via)
     targets = connector.targets()
     merged = MergedListing(backup_dir)
     if len(targets) == 1:

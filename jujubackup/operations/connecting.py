@@ -10,10 +10,10 @@ import posixpath
 from jujubackup import facts as facts_mod
 from jujubackup import profiles, scripts
 from jujubackup.catalog import describe_holder
-from jujubackup.connect import ConnectWith, connect_first
+from jujubackup.connect import connect_first
 from jujubackup.errors import LockedError, RefusedError, UsageError
 from jujubackup.facts import ControllerFacts
-from jujubackup.host.base import Host
+from jujubackup.host.base import Connector, Host
 from jujubackup.ui import UI
 
 
@@ -37,7 +37,7 @@ def probe(host: Host, backup_dir: str = profiles.DEFAULT_BACKUP_DIR) -> Controll
 
 
 def connect_controller(
-    via: ConnectWith,
+    via: Connector,
     ui: UI,
     backup_dir: str = profiles.DEFAULT_BACKUP_DIR,
     *,

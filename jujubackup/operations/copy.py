@@ -16,7 +16,7 @@ from typing import Any
 from jujubackup import crypt
 from jujubackup.catalog import CatalogRecord
 from jujubackup.errors import JujuBackupError, local_os_error
-from jujubackup.host.base import Host
+from jujubackup.host.base import Connector, Host
 from jujubackup.stores import NotStoredError, PutSession, Store, StoredBackup
 from jujubackup.transfer import Throttle, remote_stat
 from jujubackup.ui import UI
@@ -203,15 +203,15 @@ def _finish(branch: _Branch, record: CatalogRecord, plain_sha256: str, plain_siz
         branch.session.abort(keep=True)
 
 
-def run_copy(settings: Any, ui: UI, ref: str, stores: Sequence[Store], *, backup_dir: str,
+def run_copy(via: Connector, ui: UI, ref: str, stores: Sequence[Store], *, backup_dir: str,
              bwlimit: int | None = None) -> tuple[CatalogRecord, list[CopyOutcome]]:
-    """Connect to the first controller of `settings` holding `ref`, copy it into `stores`, close.
+    """Connect to the first controller of the connector holding `ref`, copy it into `stores`, close.
     Return (the record, the outcomes). Errors as copy_to_stores; NotFoundError (5) / VerifyError (8)
     for an unknown ID or an invalid record (nothing is written then)."""
     from jujubackup.catalog import Catalog
     from jujubackup.operations.catalogs import connect_catalog
 
-    host = connect_catalog(settings, ui, backup_dir, holding=[ref])
+    host = connect_catalog(via, ui, backup_dir, holding=[ref])
     try:
         record = Catalog(host, backup_dir).get(ref)
         return record, copy_to_stores(host, record, stores, ui, bwlimit=bwlimit)

@@ -24,9 +24,9 @@ from jujubackup.catalog import (
     parse_record,
     stale_lock_warning,
 )
-from jujubackup.connect import ConnectWith
 from jujubackup.errors import RefusedError, RemoteStepError
 from jujubackup.facts import ControllerFacts
+from jujubackup.host.base import Connector
 from jujubackup.metadata import BackupMetadata, archive_name, make_backup_id
 from jujubackup.operations.connecting import connect_controller
 from jujubackup.profiles import (
@@ -67,7 +67,7 @@ class CreateResult:
     result: dict[str, Any]
 
 
-def create(via: ConnectWith, ui: UI, request: CreateRequest) -> CreateResult:
+def create(via: Connector, ui: UI, request: CreateRequest) -> CreateResult:
     """Back up the first healthy controller of the connector; return the stored record.
 
     Raise RefusedError (exit 6) for an unsupported mode or too little free space (unless `force`),

@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from jujubackup.catalog import Catalog, CatalogRecord
-from jujubackup.connect import ConnectWith
 from jujubackup.errors import NotFoundError, RefusedError, VerifyError, local_os_error
-from jujubackup.host.base import Host
+from jujubackup.host.base import Connector, Host
 from jujubackup.local_archives import prepare_directory, write_sidecar
 from jujubackup.operations.catalogs import connect_catalog
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
@@ -169,7 +168,7 @@ def _check_and_place(part: Path, dest: Path, record: CatalogRecord, sha256: str)
     part.replace(dest)
 
 
-def run_download(via: ConnectWith, ui: UI, request: DownloadRequest) -> DownloadResult:
+def run_download(via: Connector, ui: UI, request: DownloadRequest) -> DownloadResult:
     """Connect to the first controller of the connector, download, and close. Errors as `download`."""
     host = connect_catalog(via, ui, request.backup_dir, holding=[request.ref])
     try:
@@ -178,7 +177,7 @@ def run_download(via: ConnectWith, ui: UI, request: DownloadRequest) -> Download
         host.close()
 
 
-def run_store_copy(via: ConnectWith, ui: UI, ref: str, directory: Path | None,
+def run_store_copy(via: Connector, ui: UI, ref: str, directory: Path | None,
                    store_name: str | None, store_config: Path | None, encrypt_to: list[str] | None,
                    bwlimit: int | None, backup_dir: str) -> dict[str, Any]:
     """`download --encrypt-to R… [--dir DIR]` (a local store over DIR, default the current dir) or

@@ -6,8 +6,8 @@ from typing import Any
 
 from jujubackup import archive
 from jujubackup.catalog import Catalog, CatalogRecord
-from jujubackup.connect import ConnectWith
 from jujubackup.errors import VerifyError
+from jujubackup.host.base import Connector
 from jujubackup.local_archives import read_sidecar
 from jujubackup.metadata import parse_metadata_json
 from jujubackup.operations.catalogs import connect_catalog
@@ -16,7 +16,7 @@ from jujubackup.sources import Source, plaintext, resolve
 from jujubackup.ui import UI
 
 
-def info(via: ConnectWith, ui: UI, ref: str, backup_dir: str = DEFAULT_BACKUP_DIR) -> CatalogRecord:
+def info(via: Connector, ui: UI, ref: str, backup_dir: str = DEFAULT_BACKUP_DIR) -> CatalogRecord:
     """Return the record `ref` names. Raise NotFoundError (exit 5) if none or ambiguous."""
     host = connect_catalog(via, ui, backup_dir, holding=[ref])
     try:

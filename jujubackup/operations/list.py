@@ -3,7 +3,7 @@ controller that answers (catalogs.merged_catalogs: each backup says which contro
 
 from __future__ import annotations
 
-from jujubackup.connect import ConnectWith
+from jujubackup.host.base import Connector
 from jujubackup.operations.catalogs import MergedListing, merged_catalogs
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
 from jujubackup.ui import UI
@@ -11,7 +11,7 @@ from jujubackup.ui import UI
 __all__ = ["MergedListing", "list_backups"]
 
 
-def list_backups(via: ConnectWith, ui: UI, backup_dir: str = DEFAULT_BACKUP_DIR) -> MergedListing:
+def list_backups(via: Connector, ui: UI, backup_dir: str = DEFAULT_BACKUP_DIR) -> MergedListing:
     """Return the merged catalogs of every controller that answers; warn about those that do not,
     orphans, broken records, partial uploads and a lock held or left stale.
 

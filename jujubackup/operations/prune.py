@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jujubackup.catalog import Catalog, CatalogRecord, Listing, default_holder, describe_holder
-from jujubackup.connect import ConnectWith
 from jujubackup.errors import (
     EXIT_CONNECT,
     EXIT_LOCKED,
@@ -27,7 +26,7 @@ from jujubackup.errors import (
     JujuBackupError,
     LockedError,
 )
-from jujubackup.host.base import Host
+from jujubackup.host.base import Connector, Host
 from jujubackup.metadata import format_time
 from jujubackup.operations.catalogs import connect_catalog
 from jujubackup.operations.verify import VerifyRequest, verify_stored
@@ -164,7 +163,7 @@ def _verifies(host: Host, record: CatalogRecord, request: PruneRequest, ui: UI) 
     return False, "; ".join(c.message for c in report.failures[:3])
 
 
-def run_prune(via: ConnectWith, ui: UI, request: PruneRequest, confirm: Confirm) -> PruneResult:
+def run_prune(via: Connector, ui: UI, request: PruneRequest, confirm: Confirm) -> PruneResult:
     """Connect to the first controller that answers, prune its catalog, close. Errors as `prune`."""
     host = connect_catalog(via, ui, request.backup_dir)
     try:

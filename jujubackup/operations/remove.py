@@ -11,8 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from jujubackup.catalog import Catalog, CatalogRecord, default_holder
-from jujubackup.connect import ConnectWith, as_connector, connect_one
+from jujubackup.connect import connect_one
 from jujubackup.errors import DeclinedError
+from jujubackup.host.base import Connector
 from jujubackup.metadata import is_backup_id, resolve_id
 from jujubackup.operations.catalogs import connect_catalog, merged_catalogs
 from jujubackup.operations.list import MergedListing
@@ -61,7 +62,7 @@ def plan_removal(merged: MergedListing, refs: Sequence[str]) -> Removal:
 
 
 def remove(
-    via: ConnectWith,
+    connector: Connector,
     ui: UI,
     refs: Sequence[str],
     confirm: Confirm,
@@ -73,7 +74,6 @@ def remove(
     Raise NotFoundError (exit 5) if a ref names nothing (nothing is removed then), LockedError
     (exit 7) when another operation holds the lock, RefusedError (exit 6) if not confirmed.
     """
-    connector = as_connector(via)
     if len(connector.targets()) > 1:
         return remove_across(connector, ui, refs, confirm, backup_dir)
     host = connect_catalog(connector, ui, backup_dir)  # one host: the refs resolve below
@@ -101,7 +101,7 @@ def _confirm(removal: Removal, confirm: Confirm, ui: UI) -> None:
 
 
 def remove_across(
-    via: ConnectWith, ui: UI, refs: Sequence[str], confirm: Confirm, backup_dir: str
+    connector: Connector, ui: UI, refs: Sequence[str], confirm: Confirm, backup_dir: str
 ) -> list[str]:
     """remove with several controllers: resolve `refs` in the merged catalogs of those that answer,
     ask, then remove each backup (partial upload, invalid record) from every controller holding
@@ -110,7 +110,6 @@ def remove_across(
     Raise NotFoundError (exit 5) for a ref naming nothing (nothing removed), RefusedError (exit 6)
     if not confirmed, the first controller's error (e.g. LockedError, exit 7) if a removal fails
     (removals from the controllers before it stay done)."""
-    connector = as_connector(via)
     merged = merged_catalogs(connector, ui, backup_dir)
     removal = plan_removal(merged, refs)
     _confirm(removal, confirm, ui)

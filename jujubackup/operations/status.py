@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jujubackup import profiles
-from jujubackup.connect import ConnectWith, as_connector, connect_each
+from jujubackup.connect import connect_each
 from jujubackup.errors import ConnectError, JujuBackupError
 from jujubackup.facts import ControllerFacts
 from jujubackup.host.base import Connector
@@ -85,11 +85,10 @@ class Member:
         return {"controller": self.host, **(self.facts.to_dict() if self.facts else {"error": self.error})}
 
 
-def status(via: ConnectWith, ui: UI, backup_dir: str = profiles.DEFAULT_BACKUP_DIR) -> StatusResult:
+def status(connector: Connector, ui: UI, backup_dir: str = profiles.DEFAULT_BACKUP_DIR) -> StatusResult:
     """Probe the connector's controller (the first host that answers, healthy or not) and return
     what it found; with several controllers, probe each (StatusResult.members, in order) and give
     the details of the first that answered. Raise ConnectError (exit 3) when none answers."""
-    connector = as_connector(via)
     if len(connector.targets()) > 1:
         return _status_of_several(connector, ui, backup_dir)
     host, facts = connect_controller(connector, ui, backup_dir, require_healthy=False)

@@ -30,9 +30,8 @@ from typing import IO, Any
 from jujubackup import scripts
 from jujubackup.archive import TOP, VerifyReport, verify_archive
 from jujubackup.catalog import Catalog, build_record, foreign_dir_error
-from jujubackup.connect import ConnectWith
 from jujubackup.errors import NotFoundError, RefusedError, RemoteStepError, VerifyError
-from jujubackup.host.base import Host
+from jujubackup.host.base import Connector, Host
 from jujubackup.local_archives import fully_verified, read_sidecar
 from jujubackup.metadata import (
     archive_name,
@@ -382,7 +381,7 @@ def _resume_point(host: Host, remote: RemoteFile, path: Path, size: int, ui: UI)
     return 0
 
 
-def run_upload(via: ConnectWith, ui: UI, request: UploadRequest) -> UploadResult:
+def run_upload(via: Connector, ui: UI, request: UploadRequest) -> UploadResult:
     """Connect to the first controller of the connector, upload, and close. Errors as `upload`."""
     if not request.file.is_file():
         raise NotFoundError(f"archive {request.file} not found")

@@ -22,9 +22,8 @@ from typing import BinaryIO
 from jujubackup import crypt
 from jujubackup.archive import VerifyReport, verify_archive, verify_stream
 from jujubackup.catalog import Catalog
-from jujubackup.connect import ConnectWith
 from jujubackup.errors import JujuBackupError, NotFoundError, UsageError
-from jujubackup.host.base import Host
+from jujubackup.host.base import Connector, Host
 from jujubackup.local_archives import contents_of, read_sidecar, sidecar_path, write_sidecar
 from jujubackup.operations.catalogs import connect_catalog
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
@@ -136,7 +135,7 @@ def _verify_piped(produce: Callable[[BinaryIO], int], *, label: str, sha256: str
     return report
 
 
-def run_verify(via: ConnectWith, ui: UI, request: VerifyRequest) -> VerifyReport:
+def run_verify(via: Connector, ui: UI, request: VerifyRequest) -> VerifyReport:
     """Verify a local FILE (an age-encrypted one decrypted as it is read), a store's copy, or connect
     and verify the stored copy of an ID. Return the report."""
     if request.store is not None:

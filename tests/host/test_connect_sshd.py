@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from jujubackup import cli
-from jujubackup.connect import connect_first
+from jujubackup.connect import SSHConnector, connect_first
 from jujubackup.errors import EXIT_CONNECT, ConnectError
 from jujubackup.host.ssh import HostKeyChangedError
 from jujubackup.settings import ConnectionSettings
@@ -43,7 +43,7 @@ def local_settings(sshd: LocalSSHD, *hosts: str) -> ConnectionSettings:
 def test_connect_first_skips_a_dead_host_and_says_which_was_used(sshd: LocalSSHD) -> None:
     ui, err = quiet_ui()
     settings = local_settings(sshd, "127.0.0.1:1", f"127.0.0.1:{sshd.port}")
-    with connect_first(settings, ui) as host:  # type: ignore[attr-defined]
+    with connect_first(SSHConnector(settings), ui) as host:  # type: ignore[attr-defined]
         assert host.run("id", "id -u").stdout.strip() == "0"
     assert f"using root@127.0.0.1:{sshd.port}" in err.getvalue()
     assert "127.0.0.1:1" in err.getvalue()
@@ -58,7 +58,7 @@ def test_connect_first_skips_an_unhealthy_host(sshd: LocalSSHD) -> None:
         seen.append(host.name)
         return len(seen) > 1
 
-    host = connect_first(settings, ui, accept=healthy)
+    host = connect_first(SSHConnector(settings), ui, accept=healthy)
     host.close()
     assert len(seen) == 2
 
@@ -66,7 +66,7 @@ def test_connect_first_skips_an_unhealthy_host(sshd: LocalSSHD) -> None:
 def test_connect_first_with_no_usable_host_is_exit_3(sshd: LocalSSHD) -> None:
     ui, _ = quiet_ui()
     with pytest.raises(ConnectError) as caught:
-        connect_first(local_settings(sshd, "127.0.0.1:1", "127.0.0.1:2"), ui)
+        connect_first(SSHConnector(local_settings(sshd, "127.0.0.1:1", "127.0.0.1:2")), ui)
     assert caught.value.exit_code == EXIT_CONNECT
     assert "none of 2 hosts" in caught.value.message
 
@@ -86,7 +86,7 @@ def test_connect_first_aborts_on_a_changed_host_key_of_one_ha_member(sshd: Local
     settings = replace(local_settings(sshd, f"localhost:{sshd.port}", f"127.0.0.1:{sshd.port}"),
                        known_hosts=known_hosts_with_changed_key(sshd, tmp_path))
     with pytest.raises(HostKeyChangedError) as caught:
-        connect_first(settings, ui)
+        connect_first(SSHConnector(settings), ui)
     assert caught.value.exit_code == EXIT_CONNECT
     assert f"HOST KEY OF localhost ([localhost]:{sshd.port}) HAS CHANGED" in caught.value.message
     assert "using" not in err.getvalue()
@@ -110,6 +110,6 @@ def test_cli_with_a_changed_host_key_on_the_first_ha_member_exits_3(
 def test_connect_first_with_a_refused_port_says_so_on_one_line(sshd: LocalSSHD) -> None:
     ui, _ = quiet_ui()
     with pytest.raises(ConnectError) as caught:
-        connect_first(local_settings(sshd, "127.0.0.1:1"), ui)
+        connect_first(SSHConnector(local_settings(sshd, "127.0.0.1:1")), ui)
     assert caught.value.message == "connection refused by 127.0.0.1:1"
     assert "Errno" not in caught.value.message and caught.value.hint

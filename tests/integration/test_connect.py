@@ -148,9 +148,9 @@ def test_unreachable_host_is_exit_3(lab_factory) -> None:  # type: ignore[no-unt
 CLIENT = """
 import sys
 from pathlib import Path
-from jujubackup.connect import connect_one
+from jujubackup.connect import SSHConnector, connect_one
 from jujubackup.settings import ConnectionSettings
-host = connect_one(ConnectionSettings(ssh_config=Path(sys.argv[1])), "ctl0")
+host = connect_one(SSHConnector(ConnectionSettings(ssh_config=Path(sys.argv[1]))), "ctl0")
 host.run_detached("hold", sys.argv[2], poll=0.2, heartbeat_timeout=5)
 """
 
