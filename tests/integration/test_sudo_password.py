@@ -1,7 +1,7 @@
 """sudo with a password (issue 15): a login user whose sudo asks for a password (`jbops ALL=(ALL)
-ALL`, added to ctl0 by the lab) can create, list, download, upload and remove through the CLI with
-the password from --sudo-password-file or $JUJUBACKUP_SUDO_PASSWORD; a wrong one exits 3 with one
-line and changes nothing; the password is in no process's argv (host and containers: /proc is
+ALL`, added to ctl0 by the lab) can create, status, info, verify, list, download, upload and remove
+through the CLI with the password from --sudo-password-file or $JUJUBACKUP_SUDO_PASSWORD, or typed
+once on a terminal; a wrong one exits 3 with one line and changes nothing; the password is in no process's argv (host and containers: /proc is
 shared downwards) and in no output."""
 
 from __future__ import annotations
@@ -115,6 +115,10 @@ def test_verbs_through_a_password_sudo_and_the_password_is_in_no_argv_or_output(
         outputs += [created.stdout, created.stderr]
         assert created.returncode == 0, created.stderr
         backup_id = created.stdout.strip().splitlines()[-1]
+        for verb in (["status"], ["info", backup_id], ["verify", backup_id]):
+            done = jb(lab, *verb, password_file=good)
+            outputs += [done.stdout, done.stderr]
+            assert done.returncode == 0, (verb, done.stderr)
         listed = jb(lab, "list", "--format", "json", env_password=password)
         outputs += [listed.stdout, listed.stderr]
         assert listed.returncode == 0, listed.stderr
