@@ -1,8 +1,8 @@
 """sudo with a password (issue 15): a login user whose sudo asks for a password (`jbops ALL=(ALL)
 ALL`, added to ctl0 by the lab) can create, status, info, verify, list, download, upload and remove
 through the CLI with the password from --sudo-password-file or $JUJUBACKUP_SUDO_PASSWORD, or typed
-once on a terminal; a wrong one exits 3 with one line and changes nothing; the password is in no process's argv (host and containers: /proc is
-shared downwards) and in no output."""
+once on a terminal; a wrong one exits 3 with one line and changes nothing; the password is in no
+process's argv (host and containers: /proc is shared downwards) and in no output."""
 
 from __future__ import annotations
 
