@@ -3,6 +3,7 @@ heartbeat, forwards its stderr and collects its result (remote_scripts/detached_
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Callable
@@ -13,13 +14,15 @@ import paramiko
 from jujubackup import scripts
 from jujubackup.errors import ConnectError, RemoteStepError
 from jujubackup.host.base import RemoteResult
-from jujubackup.host.channel import STDERR_KEEP, close_quietly, read_exact, wrap_script
+from jujubackup.host.channel import CHUNK, STDERR_KEEP, close_quietly, read_exact, wrap_script
 
 if TYPE_CHECKING:
     from jujubackup.host.ssh import SSHHost
 
 DETACHED_BASE = "/run/jujubackup"
 """Where detached jobs keep their state (a tmpfs: a reboot forgets them)."""
+POLL_STEP = 0.02
+"""Seconds between the long poll's looks for the job's rc on the host (detached_poll.sh.j2)."""
 
 
 def job_slug(script: str) -> str:
@@ -39,9 +42,15 @@ class JobPoller:
         self.stderr = bytearray()
         self._partial = b""
 
-    def wait(self, poll: float, timeout: float | None, heartbeat_timeout: float) -> RemoteResult:
-        """Poll the job until it ends; return its RemoteResult or raise (see SSHHost.run_detached)."""
-        text = scripts.render("detached_poll", job_dir=self.job_dir)
+    def wait(
+        self, poll: float, timeout: float | None, heartbeat_timeout: float, launcher: str, payload: bytes
+    ) -> RemoteResult:
+        """Launch the job (`launcher`: detached.sh, fed `payload` = wrapper + job script) and poll it
+        until it ends, in one session; return its RemoteResult or raise (see SSHHost.run_detached)."""
+        text = scripts.render(
+            "detached_poll", job_dir=self.job_dir, launcher=launcher,
+            wait_steps=max(1, round(poll / POLL_STEP)), poll_step=POLL_STEP,
+        )
         chan, _early = self.host._exec_root("bash -s")
         chan.settimeout(self.host.io_timeout)
         stream = chan.makefile("rb")
@@ -49,7 +58,8 @@ class JobPoller:
         aborted: str | None = None
         interrupted = False
         try:
-            chan.sendall(wrap_script(text))
+            chan.sendall(wrap_script(text) + payload)
+            self._launched(chan, stream)
             while True:
                 command = "abort" if aborted else "poll"
                 try:
@@ -61,10 +71,6 @@ class JobPoller:
                     break
                 if aborted is None and deadline is not None and time.monotonic() > deadline:
                     aborted = f"timed out after {timeout:g}s"
-                try:
-                    time.sleep(poll)
-                except KeyboardInterrupt:
-                    interrupted, aborted = True, "interrupted"
             stdout = self._collect(chan, stream)
         except (OSError, paramiko.SSHException, EOFError, ValueError) as err:
             raise ConnectError(
@@ -86,6 +92,22 @@ class JobPoller:
             self.host._check_sudo(rc, stderr, True)
             raise RemoteStepError(self.script, rc, stderr[-STDERR_KEEP:], host=self.host.name)
         return result
+
+    def _launched(self, chan: paramiko.Channel, stream: Any) -> None:
+        """Read the launch's answer (`L <rc>`). Raise RemoteStepError (`<script> (launch)`, its rc
+        and stderr) when it failed; ConnectError when sudo refused."""
+        line = stream.readline()
+        if line.startswith(b"L 0\n"):
+            return
+        # a failed launch, or no shell at all (sudo refused): its exit code and stderr say which
+        rc = int(line.split()[1]) if line.startswith(b"L ") else chan.recv_exit_status()
+        stderr = b""
+        with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
+            while chunk := chan.recv_stderr(CHUNK):
+                stderr += chunk
+        text = stderr.decode(errors="replace")
+        self.host._check_sudo(rc, text, True)
+        raise RemoteStepError(f"{self.script} (launch)", rc, text[-STDERR_KEEP:], host=self.host.name)
 
     def _exchange(self, chan: paramiko.Channel, stream: Any, command: str) -> int | None:
         """Send one poll/abort; forward new stderr; return the job's rc once it has one."""

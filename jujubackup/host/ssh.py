@@ -403,14 +403,17 @@ class SSHHost:
     ) -> RemoteResult:
         """Run `text` detached (systemd-run, else setsid) under a heartbeat watchdog; poll until it ends.
 
-        Each poll touches the job's heartbeat; if polls stop for `heartbeat_timeout` seconds (client
-        killed, connection cut) the wrapper sends TERM to the job's process group so its EXIT traps
-        run. `timeout` or Ctrl-C ask the job to abort and wait for it. Return the RemoteResult; raise
-        RemoteStepError on a non-zero exit, ConnectError if the connection drops while polling.
+        The launch and the polls share one session. Each poll touches the job's heartbeat and waits
+        on the host up to `poll` seconds for the job to end (a long poll); if polls stop for
+        `heartbeat_timeout` seconds (client killed, connection cut) the wrapper sends TERM to the
+        job's process group so its EXIT traps run. `timeout` or Ctrl-C ask the job to abort and wait
+        for it. Return the RemoteResult; raise RemoteStepError on a non-zero exit (the launch's:
+        `<script> (launch)`), ConnectError if the connection drops while polling.
         """
         job = f"{job_slug(script)}-{secrets.token_hex(4)}"
         job_dir = f"{DETACHED_BASE}/{job}"
         wrapper = scripts.render("detached_wrapper").encode()
+        job_text = text.encode()
         launcher = scripts.render(
             "detached",
             base_dir=DETACHED_BASE,
@@ -419,10 +422,10 @@ class SSHHost:
             heartbeat_timeout=max(1, int(heartbeat_timeout)),
             grace=120,
             wrapper_size=len(wrapper),
+            job_size=len(job_text),
         )
-        self.run(f"{script} (launch)", launcher, stdin=wrapper + text.encode())
         poller = JobPoller(self, script, job_dir, on_stderr)
-        return poller.wait(poll, timeout, heartbeat_timeout)
+        return poller.wait(poll, timeout, heartbeat_timeout, launcher, wrapper + job_text)
 
     def get(
         self, remote_path: str, sink: BinaryIO, *, offset: int = 0, progress: Progress | None = None,

@@ -20,9 +20,11 @@ SAMPLES: dict[str, dict[str, Any] | list[dict[str, Any]]] = {
         "heartbeat_timeout": 15,
         "grace": 120,
         "wrapper_size": 2048,
+        "job_size": 4096,
     },
     "detached_wrapper": {},
-    "detached_poll": {"job_dir": "/run/jujubackup/create-0a1b2c3d"},
+    "detached_poll": {"job_dir": "/run/jujubackup/create-0a1b2c3d", "wait_steps": 12, "poll_step": 0.02,
+                      "launcher": "mkdir -p /run/jujubackup/create-0a1b2c3d\necho launched"},
     # helper HOST: transfers (jujubackup/transfer.py)
     "transfer-stat": [
         {"path": "/var/lib/juju/backups/.upload-x.tar.gz.part", "prefix": -1},

@@ -40,7 +40,8 @@ def test_template_renders_and_passes_shellcheck(name: str, values: dict[str, obj
 
 
 def test_values_are_shell_quoted() -> None:
-    text = scripts.render("detached_poll", job_dir="/run/x; rm -rf / #")
+    text = scripts.render("detached_poll", job_dir="/run/x; rm -rf / #", launcher=":", wait_steps=1,
+                          poll_step=0.02)
     assert "dir='/run/x; rm -rf / #'" in text
 
 
