@@ -212,3 +212,33 @@ def _read(fd: int) -> bytes:
         return os.read(fd, 65536)
     except OSError:  # EIO: the child exited and the pty closed
         return b""
+
+
+def test_a_disaster_recovery_restore_through_a_password_sudo(lab_session: None, tmp_path: Path) -> None:
+    """restore --archive pushes the archive to the target (run_stream) and runs its detached steps,
+    all as root through the target's password sudo."""
+    lab = Lab.create(controllers=1, spares=1)
+    try:
+        ctl, spare = lab.host("ctl0"), lab.host("spare0")
+        password = spare.add_password_sudo_user(USER)
+        good = secret_file(tmp_path, "pw", password)
+        base = [JUJUBACKUP, "-F", str(lab.ssh_config)]
+        run = {"capture_output": True, "text": True, "timeout": 900, "check": False,
+               "stdin": subprocess.DEVNULL}
+        created = subprocess.run([*base, "-H", "ctl0", "create"], **run)  # type: ignore[call-overload]
+        assert created.returncode == 0, created.stderr
+        backup_id = created.stdout.strip().splitlines()[-1]
+        archive = tmp_path / "backup.tar.gz"
+        got = subprocess.run([*base, "-H", "ctl0", "download", backup_id, str(archive)], **run)  # type: ignore[call-overload]
+        assert got.returncode == 0, got.stderr
+        ctl.power_off()
+        with ArgvWatch(password.encode()) as watch:
+            restored = subprocess.run(  # type: ignore[call-overload]
+                [*base, "--sudo-password-file", str(good), "restore", "--archive", str(archive),
+                 "--target", f"{USER}@spare0", "--yes"], **run)
+        assert restored.returncode == 0, restored.stdout + restored.stderr
+        assert watch.seen == [] and watch.sudo_seen
+        assert password not in restored.stdout + restored.stderr
+        assert (spare.root / "var/lib/juju/agents/machine-0/agent.conf").exists()
+    finally:
+        lab.teardown()
