@@ -21,6 +21,7 @@ the alias is passed after `--`. ssh gets stdin /dev/null (as it gives `Match exe
 
 from __future__ import annotations
 
+import functools
 import os
 import pwd
 import re
@@ -113,7 +114,7 @@ def resolve(binary: str, config_path: Path | None, alias: str, user: str | None 
     or an IdentityFile uses a %-token ssh would not expand here."""
     given = [*(["-l", user] if user else []), *(["-p", str(port)] if port else [])]
     mine = ssh_g(binary, [*config_args(config_path), *given], alias)
-    default = ssh_g(binary, ["-F", "/dev/null", *given], alias)
+    default = {**defaults(binary, user, port, os.environ.get("HOME")), "hostname": [alias.lower()]}
 
     def changed(key: str) -> list[str] | None:
         value = mine.get(key)
@@ -142,6 +143,16 @@ def resolve(binary: str, config_path: Path | None, alias: str, user: str | None 
         proxy_command=None if proxy_command == "none" else proxy_command,
         accept_new=strict == "accept-new",
     )
+
+
+@functools.lru_cache(maxsize=16)
+def defaults(binary: str, user: str | None, port: int | None, home: str | None) -> dict[str, list[str]]:
+    """Return what `ssh -G -F /dev/null` prints with this -l/-p (and $HOME, which its `~` paths
+    follow): ssh's own defaults, asked once per process (repoint resolves every machine). Of the
+    keys taken, only `hostname` depends on the alias (the alias lowercased, as ssh(1) prints it):
+    the caller sets it."""
+    given = [*(["-l", user] if user else []), *(["-p", str(port)] if port else [])]
+    return ssh_g(binary, ["-F", "/dev/null", *given], "jujubackup-defaults")
 
 
 _NO_USER = "jujubackup-no-user-line"
