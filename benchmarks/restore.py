@@ -23,6 +23,9 @@ powers ctl0 off, then measures in the same run, round robin, median of `--runs`:
   drill       `jujubackup drill --archive FILE --target spare2` (the verified copy) on a spare
               wiped the same way: the same restore stages, isolated, then every check (issue 16)
 
+On 3.x the targets are freshly bootstrapped controllers instead (boot0 for jujubackup, boot1 by hand,
+one per drill: a 3.x DR restore needs `juju bootstrap` first), not wiped between runs (see `run`).
+
 Goals: jujubackup within 1.2x of by hand (issue 18; 1.3x before); a drill within 1.15x of the
 restore of the same archive in the same run (issue 16). `--out` writes the rows
 `python -m benchmarks.report` reads.
@@ -46,6 +49,7 @@ import bson
 from benchmarks.common import RESULTS, parse_sizes, save
 from jujubackup import archive as archive_mod
 from jujubackup import profiles
+from tests.lab import provision
 from tests.lab.clienttls import mongo_tls
 from tests.lab.lab import Lab
 
@@ -163,11 +167,32 @@ def drill(lab: Lab, host: str, archive: Path) -> tuple[float, dict[str, float]]:
     return seconds, {str(c["check"]): float(c["seconds"]) for c in checks if isinstance(c, dict)}
 
 
+def needs_bootstrapped_target(profile_name: str) -> bool:
+    """Given a profile, return whether a DR restore needs a bootstrapped controller as its target
+    (3.x: a bare machine has no dqlite node; restore refuses it)."""
+    return bool(provision.PROFILES[profile_name].base)
+
+
 def run(size: int, runs: int, profile_name: str, source: Path | None = None) -> dict[str, Any]:
-    """Boot the lab, make the backup, measure both ways round robin; return the results."""
+    """Boot the lab, make the backup, measure both ways round robin; return the results.
+
+    On 2.x the targets are spares wiped back to fresh before each run. On 3.x (a DR restore needs a
+    freshly bootstrapped controller: `juju bootstrap` then restore) they are bootstrapped spares:
+    jujubackup restores onto boot0 (the first run over the fresh bootstrap, the next ones over the
+    controller the previous run restored, which restore accepts), by hand onto boot1, and each drill
+    onto a bootstrapped spare of its own (a drilled machine runs jujud: a drill refuses it)."""
     profile = profiles.profile_named(profile_name)
+    juju3 = needs_bootstrapped_target(profile_name)
+    ours_on, hand_on = ("boot0", "boot1") if juju3 else ("spare0", "spare1")
+    drill_on = [f"boot{2 + n}" for n in range(runs)] if juju3 else ["spare2"] * runs
+
+    def wipe(host: str) -> None:
+        if not juju3:
+            wipe_spare(lab, host, profile)
+
     with (
-        Lab.create(controllers=1, spares=3, profile=profile_name) as lab,
+        Lab.create(controllers=1, spares=0 if juju3 else 3, bootstrapped_spares=2 + runs if juju3 else 0,
+                   profile=profile_name) as lab,
         tempfile.TemporaryDirectory(prefix="bench-restore-") as tmp,
     ):
         small, archive = Path(tmp) / "small.tar.gz", Path(tmp) / "backup.tar.gz"
@@ -183,38 +208,39 @@ def run(size: int, runs: int, profile_name: str, source: Path | None = None) -> 
         jb(lab, "-H", "ctl0", "download", backup_id, str(verified))
         jb(lab, "verify", str(verified))
         lab.host("ctl0").power_off()
-        jb(lab, "restore", "--archive", str(archive), "--target", "spare1", "--yes")  # by-hand target set up
+        jb(lab, "restore", "--archive", str(archive), "--target", hand_on, "--yes")  # by-hand target set up
         cold, warm, theirs, drills = [], [], [], []
         steps: list[dict[str, float]] = []
         drill_checks: list[dict[str, float]] = []
         compare: list[float] = []
-        for _ in range(runs):
+        for n in range(runs):
             # Each timed run starts with nothing dirty in the page cache: the previous run's
             # writeback (gigabytes on the lab's disk) must not be billed to the next one.
-            wipe_spare(lab, "spare0", profile)
+            wipe(ours_on)
             os.sync()
-            took, per_step = ours(lab, "spare0", archive)
+            took, per_step = ours(lab, ours_on, archive)
             cold.append(took)
             steps.append(per_step)
-            wipe_spare(lab, "spare0", profile)
+            wipe(ours_on)
             os.sync()
-            took, per_step = ours(lab, "spare0", verified)
+            took, per_step = ours(lab, ours_on, verified)
             warm.append(took)
             steps.append(per_step)
             os.sync()
-            theirs.append(by_hand(lab, "spare1", archive, profile))
-            wipe_spare(lab, "spare2", profile)
+            theirs.append(by_hand(lab, hand_on, archive, profile))
+            wipe(drill_on[n])
             os.sync()
-            took, per_check = drill(lab, "spare2", verified)
+            took, per_check = drill(lab, drill_on[n], verified)
             drills.append(took)
             drill_checks.append(per_check)
             if source is not None:  # an earlier version, in the same run: a change's before/after
-                wipe_spare(lab, "spare0", profile)
+                wipe(ours_on)
                 os.sync()
-                compare.append(ours(lab, "spare0", verified, source)[0])
+                compare.append(ours(lab, ours_on, verified, source)[0])
         ratio = statistics.median(warm) / statistics.median(theirs)
         return {
             "profile": profile_name,
+            "targets": {"restore": ours_on, "by_hand": hand_on, "drill": drill_on},
             "archive_bytes": archive.stat().st_size,
             "runs": runs,
             "jujubackup_s": [round(x, 2) for x in warm],
