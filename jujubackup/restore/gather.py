@@ -31,19 +31,10 @@ from jujubackup.metadata import (
 from jujubackup.operations.catalogs import connect_catalog
 from jujubackup.operations.connecting import probe, refuse_if_locked
 from jujubackup.operations.download import DownloadRequest, download
-from jujubackup.remote_values import remote_int
 from jujubackup.restore import execute as X
 from jujubackup.restore import plan as P
 from jujubackup.restore.request import RestoreRequest
-from jujubackup.restore.target import (
-    TargetProbe,
-    cloud_instance_id,
-    dqlite_facts,
-    raft_machines,
-    spare_from_preflight,
-    target_from_facts,
-    version_in,
-)
+from jujubackup.restore.target import TargetProbe, target_probe
 from jujubackup.ui import UI
 from jujubackup.verifier import BackgroundVerify
 
@@ -208,41 +199,7 @@ def probe_target(
     if found is not None:
         refuse_if_locked(found, host.name)  # a create/remove/upload runs: its lock, not ours yet
     pre = preflight(host, backup, old_controllers=old_controllers)
-    base = (
-        target_from_facts(found, host.name)
-        if found
-        else spare_from_preflight(pre, host.name, backup.juju_version)
-    )
-    addresses = tuple(str(a) for a in pre.get("addresses") or [])
-    address = request.address or (
-        host.address if host.address in addresses else (addresses[0] if addresses else host.address)
-    )
-    peers = tuple(
-        P.PeerProbe(str(p["address"]), remote_int(p["port"], "restore-preflight's peer port", host=host.name,
-                                                  lo=1, hi=65535), bool(p["answers"]))
-        for p in pre.get("peers") or []
-        if str(p["address"]) not in addresses
-    )
-    if base.mongo_version is None and base.profile is not None:
-        line = str((pre.get("mongod_versions") or {}).get(profiles.profile_named(base.profile).mongod, ""))
-        base = replace(base, mongo_version=version_in(line) or None)
-    return TargetProbe(
-        **{
-            **base.__dict__,
-            "address": address,
-            "addresses": addresses,
-            "free_bytes": remote_int(pre.get("free_bytes"), "restore-preflight's free_bytes", host=host.name,
-                                     default=0),
-            "state_bytes": remote_int(pre.get("state_bytes"), "restore-preflight's state_bytes",
-                                      host=host.name, default=0),
-            "raft_state": bool(pre.get("raft_state")),
-            "raft_machines": raft_machines(pre.get("raft_machines")),
-            **dqlite_facts(pre.get("dqlite"), host.name),
-        },
-        peers=peers,
-        instance_id=found.instance_id if found else "",
-        cloud_instance_id=cloud_instance_id(pre.get("cloud_instance_id")),
-    )
+    return target_probe(found, pre, host.name, host.address, request.address, backup.juju_version)
 
 
 def preflight(host: Host, backup: P.BackupFacts, *, old_controllers: bool = True) -> dict[str, Any]:

@@ -5,7 +5,7 @@ bounded here), the instance id the restored machine gets and whether it is re-ad
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from jujubackup import facts, profiles
@@ -21,6 +21,46 @@ class TargetProbe(P.TargetFacts):
     peers: tuple[P.PeerProbe, ...] = ()
     instance_id: str = ""
     cloud_instance_id: str = ""
+
+
+def target_probe(
+    found: ControllerFacts | None, pre: dict[str, Any], name: str, connected: str, asked: str | None,
+    juju_version: str,
+) -> TargetProbe:
+    """Given the target's controller facts (None: a spare), its restore-preflight document, its
+    name, the address it was connected at, --address and the backup's Juju version, return the
+    TargetProbe: the address is --address, else the connected one when the target has it, else its
+    first; the backup's old controllers that answered from the target (not its own addresses).
+    Raise HostileOutputError for a count or port out of range."""
+    base = target_from_facts(found, name) if found else spare_from_preflight(pre, name, juju_version)
+    addresses = tuple(str(a) for a in pre.get("addresses") or [])
+    address = asked or (connected if connected in addresses else (addresses[0] if addresses else connected))
+    peers = tuple(
+        P.PeerProbe(str(p["address"]), remote_int(p["port"], "restore-preflight's peer port", host=name,
+                                                  lo=1, hi=65535), bool(p["answers"]))
+        for p in pre.get("peers") or []
+        if str(p["address"]) not in addresses
+    )
+    if base.mongo_version is None and base.profile is not None:
+        line = str((pre.get("mongod_versions") or {}).get(profiles.profile_named(base.profile).mongod, ""))
+        base = replace(base, mongo_version=version_in(line) or None)
+    return TargetProbe(
+        **{
+            **base.__dict__,
+            "address": address,
+            "addresses": addresses,
+            "free_bytes": remote_int(pre.get("free_bytes"), "restore-preflight's free_bytes", host=name,
+                                     default=0),
+            "state_bytes": remote_int(pre.get("state_bytes"), "restore-preflight's state_bytes",
+                                      host=name, default=0),
+            "raft_state": bool(pre.get("raft_state")),
+            "raft_machines": raft_machines(pre.get("raft_machines")),
+            **dqlite_facts(pre.get("dqlite"), name),
+        },
+        peers=peers,
+        instance_id=found.instance_id if found else "",
+        cloud_instance_id=cloud_instance_id(pre.get("cloud_instance_id")),
+    )
 
 
 CLOUD_INSTANCE_FILE = "/var/lib/cloud/data/instance-id"
