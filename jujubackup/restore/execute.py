@@ -492,7 +492,8 @@ def step_values(params: Params, step: str) -> dict[str, Any]:
         },
         P.SNAPSHOT: {"snapshot_paths": snapshot_paths(profile)},
         "rollback": {"snapshot_paths": snapshot_paths(profile)},
-        P.INSTALL: {"files": unit_files(profile, params)},
+        P.INSTALL: {"files": unit_files(profile, params),
+                    "snap_configpath": f"{profile.mongo_dir}/juju-db.config" if profile.snap else ""},
         P.FRESH_DB: {
             "db_path": profile.db_path,
             "server_pem": profile.server_pem,

@@ -153,8 +153,9 @@ def test_fresh_controller_runs_juju_db_and_jujud(lab_factory: Any, profile: str)
     # the spare: the profile's mongo tools as a package would install them, no Juju state, no services
     assert spare.ssh(f"test -x {spec.tools['mongodump']} && test -x {spec.tools['mongod']}").returncode == 0
     assert spare.ssh("test ! -e /var/lib/juju/agents").returncode == 0
-    units = spare.ssh("systemctl list-unit-files --no-legend | grep -c -e juju -e mongo || true").stdout
-    assert units.strip() == "0"
+    units = spare.ssh("systemctl list-unit-files --no-legend | grep -e juju -e mongo || true").stdout
+    # a snap juju-db comes with snapd's unit for its daemon, disabled by the snap's install hook
+    assert units.split() == (["snap.juju-db.daemon.service", "disabled", "enabled"] if spec.snap else [])
 
 
 def test_jujud_heals_stale_agent_conf_apiaddresses(lab_factory: Any) -> None:
@@ -403,3 +404,38 @@ def test_jujud_peergrouper_adds_dead_controllers_as_non_voters_and_fails_without
              "jujud ran on a replica set without a majority")
     (cfg,) = mongo_commands(ctl, [("admin", {"replSetGetConfig": 1})])
     assert all(m.get("votes", 1) == 1 for m in cfg["config"]["members"])  # nothing voted the dead one out
+
+
+def test_juju_db_snap_runs_the_config_configpath_names_and_jujud_points_it_at_juju_db_config(
+    lab_factory: Any,
+) -> None:
+    """The juju-db snap's daemon runs `mongod --config $(snapctl get configpath)` (standins/snapd.py:
+    juju/juju-db-snap daemon.start); its install hook points configpath at default.config; jujud
+    sets it to juju-db.config and restarts juju-db at every start (Juju's mongo.EnsureServer)."""
+    lab = lab_factory(controllers=1, spares=1, profile="juju-2.9")
+    ctl, spare = lab.host("ctl0"), lab.host("spare0")
+    wait_agent_running(ctl)
+    common_dir = provision.SNAP_COMMON
+    assert ctl.ssh("snap get juju-db configpath").stdout.strip() == f"{common_dir}/juju-db.config"
+    assert spare.ssh("snap get juju-db configpath").stdout.strip() == f"{common_dir}/default.config"
+    unit = _spec(ctl).db_service
+    assert ctl.ssh(f"systemctl cat {unit}").stdout.count("ExecStart=/usr/bin/snap run juju-db.daemon") == 1
+
+    assert ctl.ssh("systemctl stop jujud-machine-0").returncode == 0
+    assert ctl.ssh(f"snap set juju-db configpath={common_dir}/gone.config").returncode == 0
+    ctl.ssh(f"systemctl restart {unit}")
+    wait_for(ctl, f"journalctl -u {unit} --no-pager -n 50",
+             lambda o: f"error: file configpath {common_dir}/gone.config does not exist." in o,
+             "juju-db did not read its config from configpath")
+    assert ":37017 " not in ctl.ssh("ss -ltn").stdout
+    # systemd gives up on the failing daemon (its start limit); an operator clears that, then jujud
+    # (stopped above: it would restart juju-db into the same failure) starts again
+    ctl.ssh(f"systemctl stop {unit}; systemctl reset-failed {unit}")
+
+    assert ctl.ssh("systemctl start jujud-machine-0").returncode == 0
+    wait_for(ctl, f"systemctl is-active {unit} jujud-machine-0",
+             lambda o: o.split() == ["active", "active"], "jujud did not bring juju-db back")
+    assert ctl.ssh("snap get juju-db configpath").stdout.strip() == f"{common_dir}/juju-db.config"
+    log = ctl.ssh("cat /var/log/juju/machine-0.log").stdout
+    assert "INFO juju.mongo Ensuring mongo server is running" in log
+    wait_agent_running(ctl)

@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from tests.lab.standins import common, storage, versions
+from tests.lab.standins import common, snapd, storage, versions
 from tests.lab.standins.clientapi import user_password_hash
 from tests.lab.standins.jujud import agent_password_hash
 
@@ -499,6 +499,45 @@ def jujud_script(version: str, lib_dir: str = LIB_DIR, python: str = HOST_PYTHON
     )
 
 
+def snapd_script(entry: str, what: str, lib_dir: str = LIB_DIR, python: str = HOST_PYTHON) -> str:
+    """Return a thin executable running standins.snapd.<entry> (`snap`, `snapctl`, juju-db's
+    daemon.start)."""
+    return (
+        f'#!{python}\n"""Lab stand-in for {what}. Test code, never shipped."""\nimport sys\n'
+        f"sys.path.insert(0, {lib_dir!r})\nfrom standins import snapd\nsys.exit(snapd.{entry}())\n"
+    )
+
+
+JUJU_DB_DEFAULT_CONF = (
+    "# default mongodb.conf for juju-db (the lab's copy of what the snap's default.conf sets)\n"
+    "dbpath=/var/snap/juju-db/common/db\nlogpath=/var/snap/juju-db/common/logs/mongodb.log\n"
+    "logappend=true\nbind_ip = 127.0.0.1\njournal=true\n"
+)
+"""juju/juju-db-snap snap/local/default.conf (4.4 @b4171cf): no port (27017), no replica set, no
+TLS, no auth: what the daemon runs until something points `configpath` elsewhere."""
+
+
+def snap_configpath(root: Path, path: str) -> None:
+    """Set the juju-db snap's `configpath` in the host's snapd state (standins/snapd.py)."""
+    _write(root, f"{snapd.CONFIG_DIR}/juju-db.json", json.dumps({"configpath": path}), 0o600)
+
+
+def install_juju_db_snap(root: Path, spec: Profile, lib_ref: str, python: str) -> None:
+    """Install what `snap install juju-db` leaves (standins/snapd.py): snapd's `snap`/`snapctl`, the
+    snap's daemon command and default.conf, snapd's (disabled) unit for the daemon, and what the
+    snap's install hook does: SNAP_COMMON/db and logs, default.config, configpath pointing at it."""
+    _write(root, "/usr/bin/snap", snapd_script("snap_main", "snap (snapd)", lib_ref, python), 0o755)
+    _write(root, "/usr/bin/snapctl", snapd_script("snapctl_main", "snapctl (snapd)", lib_ref, python), 0o755)
+    _write(root, f"/snap/juju-db/{SNAP_REVISION}/commands/daemon.start",
+           snapd_script("daemon_start_main", "juju-db's commands/daemon.start", lib_ref, python), 0o755)
+    _write(root, f"/snap/juju-db/{SNAP_REVISION}/default.conf", JUJU_DB_DEFAULT_CONF, 0o644)
+    _mkdir(root, f"{SNAP_COMMON}/db")
+    _mkdir(root, f"{SNAP_COMMON}/logs")
+    _write(root, f"{SNAP_COMMON}/default.config", JUJU_DB_DEFAULT_CONF, 0o644)
+    snap_configpath(root, f"{SNAP_COMMON}/default.config")
+    _write(root, f"/etc/systemd/system/{spec.db_service}.service", db_unit(spec), 0o644)
+
+
 def install_library(root: Path, lib_dir: str = LIB_DIR) -> None:
     """Copy the stand-ins' Python package into <root><lib_dir>/standins."""
     dest = _mkdir(root, lib_dir) / "standins"
@@ -530,6 +569,7 @@ def install_mongo_tools(root: Path, profile: str, lib_ref: str = LIB_DIR, python
         _mkdir(root, "/var/snap/juju-db/common")
         _mkdir(root, f"/var/snap/juju-db/{SNAP_REVISION}")
         _symlink(root, "/var/snap/juju-db/current", SNAP_REVISION)
+        install_juju_db_snap(root, spec, lib_ref, python)
 
 
 # --------------------------------------------------------------------------- agent.conf and files
@@ -653,8 +693,7 @@ def db_unit(spec: Profile) -> str:
             "Description=Service for snap application juju-db.daemon\n"
             "Wants=network.target\nAfter=network.target\nX-Snappy=yes\n\n"
             "[Service]\nEnvironmentFile=-/etc/environment\n"
-            "# lab stand-in: snapd would run `/usr/bin/snap run juju-db.daemon`, whose wrapper runs:\n"
-            f"ExecStart={SNAP_BIN}/mongod --config /var/snap/juju-db/common/juju-db.config\n"
+            "ExecStart=/usr/bin/snap run juju-db.daemon\n"
             "SyslogIdentifier=juju-db.daemon\nRestart=on-failure\n"
             f"WorkingDirectory=/var/snap/juju-db/{SNAP_REVISION}\n"
             "TimeoutStopSec=30\nType=simple\nLimitNOFILE=64000\n\n"
@@ -1324,6 +1363,8 @@ def _provision_controller(root: Path, host: HostSpec, cluster: Cluster) -> None:
         _write(root, "/var/snap/juju-db/common/server.pem", server_pem, 0o600)
         _write(root, "/var/snap/juju-db/common/ca.crt", cluster.ca_cert, 0o644)
         _write(root, "/var/snap/juju-db/common/juju-db.config", mongod_config(spec), 0o644)
+        # Juju's EnsureServer at bootstrap: `snap set juju-db configpath=<SNAP_COMMON>/juju-db.config`
+        snap_configpath(root, "/var/snap/juju-db/common/juju-db.config")
         _mkdir(root, "/var/snap/juju-db/common/logs", 0o755)
     # ssh keys Juju puts on every machine (LAB-INFRA appends the lab's own key afterwards)
     ubuntu = _ids(root, "ubuntu")

@@ -64,6 +64,7 @@ RESTORE_SAMPLES: dict[str, dict[str, Any] | list[dict[str, Any]]] = {
                 "replace": False,
             },
         ],
+        snap_configpath="/var/snap/juju-db/common/juju-db.config",
     ),
     "restore-fresh-db": _both(
         "fresh-db",

@@ -445,6 +445,28 @@ def controller_ip_context(conf: dict[str, Any], ips: list[str], default: ssl.SSL
     return default
 
 
+JUJU_DB_SNAP_COMMON = "/var/snap/juju-db/common"
+
+
+def ensure_mongo_snap(conf: dict[str, Any], log: AgentLog) -> None:
+    """On a controller whose juju-db is the snap, do what Juju's mongo.EnsureServer does at every
+    machine agent start (juju/juju mongo/mongo.go ensureServer, 2.9 era; snapd.py has the sources):
+    `snap set juju-db configpath=<SNAP_COMMON>/juju-db.config`, then restart the snap's daemon
+    (service.ManuallyRestart). Raise Refused when snap fails (EnsureServer's error stops the agent).
+    Not imitated: writing juju-db.config itself (mongoArgs.writeConfig): the stand-in keeps the one
+    there."""
+    if not os.path.isdir("/snap/juju-db") or not shutil.which("snap"):
+        return
+    log("INFO", "juju.mongo", f"Ensuring mongo server is running; data directory {JUJU_DB_SNAP_COMMON}; "
+        f"port {conf.get('stateport', 37017)}")
+    config = f"{JUJU_DB_SNAP_COMMON}/juju-db.config"
+    for args in (["set", "juju-db", f"configpath={config}"], ["restart", "juju-db"]):
+        r = subprocess.run(["snap", *args], capture_output=True, text=True)
+        if r.returncode:
+            raise Refused(f"juju.mongo unable to (re)start mongod service: snap {' '.join(args)}: "
+                          f"{(r.stderr or r.stdout).strip()}")
+
+
 def dqlite_ready(data_dir: str, log: AgentLog) -> bool:
     """Return True when <data_dir>/dqlite holds a node that ran before (made 0700 if missing) with an
     info.yaml whose Address cluster.yaml lists; else log what the dbaccessor logs and return False
@@ -566,6 +588,7 @@ def main(version: str, argv: list[str] | None = None) -> int:
         f"upgrade steps for {conf.get('upgradedToVersion', version)} have already been run.",
     )
     try:
+        ensure_mongo_snap(conf, log)
         mine = check_state(conf, mid, log)
     except Refused as exc:
         log("ERROR", str(exc).split(" ", 1)[0], str(exc).split(" ", 1)[1])
