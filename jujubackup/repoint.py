@@ -15,6 +15,7 @@ agents' own api-address updater stores them (network.FilterUnusableHostPorts).
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -67,6 +68,16 @@ class Inventory:
     api_addresses: tuple[str, ...]
     rejected: tuple[str, ...] = ()  # records that did not validate, described (never used)
     controller_model: str = ""  # the controller model's uuid (controllers/e "model-uuid")
+    demoted: tuple[str, ...] = ()
+    """Controller-model machine ids the restore of this controller demoted, from the record it left
+    on the controller (RESTORE_RECORD; parse_restore_record)."""
+
+
+RESTORE_RECORD = "/var/lib/jujubackup/restored-controller.json"
+"""Where a restore records, on the restored controller, what a later `repoint` from any workstation
+must know and the database no longer tells: the backup's other controllers it demoted (their machine
+documents look like workload machines' since; rewrite.is_controller_machine). repoint-list reads it."""
+MAX_RECORD = 65536
 
 
 @dataclass(frozen=True)
@@ -262,8 +273,42 @@ def parse_listing(doc: Any) -> Inventory:
     machines.sort(key=lambda x: (x.model_name, _id_key(x.machine_id)))
     tag = str(doc.get("controller_tag") or "")
     uuid = tag.removeprefix("controller-") if UUID_RE.fullmatch(tag.removeprefix("controller-")) else ""
+    demoted, problem = parse_restore_record(doc.get("restore_record"), uuid)
+    if problem:
+        rejected.append(problem)
     return Inventory(controller_uuid=uuid, machines=tuple(machines), api_addresses=api,
-                     rejected=tuple(rejected), controller_model=controller_model)
+                     rejected=tuple(rejected), controller_model=controller_model, demoted=demoted)
+
+
+def restore_record(controller_uuid: str, machine_id: str, demoted: Sequence[str]) -> str:
+    """Given the restored controller's uuid, machine id and the demoted machine ids, return the
+    restore record's text (one line of JSON; ids only, no secret)."""
+    return json.dumps({"controller-uuid": controller_uuid, "machine": machine_id,
+                       "demoted": sorted(set(demoted), key=_id_key)}, sort_keys=True)
+
+
+def parse_restore_record(text: Any, controller_uuid: str) -> tuple[tuple[str, ...], str]:
+    """Given the restore record repoint-list read (a string; "" when there is none: hostile input)
+    and the controller's uuid, return (demoted machine ids, problem): the ids only when the record is
+    a JSON object naming this controller whose `demoted` holds valid machine ids (names.IsValidMachine,
+    top-level), else () and what was wrong ("" when there is no record)."""
+    if not isinstance(text, str) or not text.strip():
+        return (), ""
+    if len(text) > MAX_RECORD:
+        return (), "restore record: too large"
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return (), "restore record: not JSON"
+    if not isinstance(doc, dict) or not isinstance(doc.get("demoted"), list):
+        return (), "restore record: not a record of demoted machines"
+    if not controller_uuid or doc.get("controller-uuid") != controller_uuid:
+        return (), "restore record: written for another controller"
+    ids = doc["demoted"]
+    if not all(isinstance(i, str) and len(i) <= MAX_MACHINE_ID and is_machine_id(i) and "/" not in i
+               for i in ids):
+        return (), "restore record: an invalid machine id"
+    return tuple(ids), ""
 
 
 def _controller_model(controller: Sequence[Mapping[str, Any]]) -> str:

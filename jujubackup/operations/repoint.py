@@ -146,8 +146,10 @@ def repoint_from(connector: Connector, controller: Host, request: RepointRequest
         ui.warn(f"ignored a database record: {text}")
     state_file = _state_file(request, inventory.controller_uuid)
     saved = _load_state(state_file)
-    # the restore that demoted them said so in the state file: a later `repoint` skips them too
-    demoted = set(request.demoted) | {str(d) for d in saved.get("demoted") or [] if isinstance(d, str)}
+    # the restore that demoted them said so: in the state file (this workstation) and in its record
+    # on the controller (repoint.RESTORE_RECORD: any workstation); a later `repoint` skips them too
+    demoted = (set(request.demoted) | {str(d) for d in saved.get("demoted") or [] if isinstance(d, str)}
+               | set(inventory.demoted))
     state = saved if request.resume else {}
     if request.resume and state.get("addresses") not in (None, list(inventory.api_addresses)):
         ui.warn("the controller's API addresses changed since the last run: every machine is done again")
@@ -188,7 +190,8 @@ def list_machines(controller: Host) -> R.Inventory:
     """Run repoint-list on the controller and return its validated Inventory. Raise
     RemoteStepError (exit 4) if the script fails or its output does not parse."""
     shells = list(dict.fromkeys(p.mongo_shell for p in profiles.PROFILES))
-    text = scripts.render("repoint-list", shells=shells)
+    text = scripts.render("repoint-list", shells=shells, record_path=R.RESTORE_RECORD,
+                          record_max=R.MAX_RECORD)
     try:
         doc = controller.run("repoint-list", text, timeout=180).json()
     except RemoteStepError as err:

@@ -19,7 +19,8 @@ from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from jujubackup import apiprobe
+from jujubackup import apiprobe, scripts
+from jujubackup import repoint as repoint_rules
 from jujubackup.catalog import Catalog
 from jujubackup.connect import connect_one
 from jujubackup.errors import DeclinedError, JujuBackupError, VerifyError
@@ -352,10 +353,20 @@ def finish(run: Run, ready: Ready, plan: P.Plan, outcome: X.Outcome, confirm: Co
         update_client_config(
             backup.controller_uuid, address, backup.api_port, run.ui, confirm, yes=request.yes
         )
+    demoted = tuple(c.machine_id for c in backup.others if c.machine_id != "?")
+    record_restore(target, backup, demoted)
     if ready.probed.readdress and request.repoint is not None:  # the address changed: the agents need it
-        demoted = tuple(c.machine_id for c in backup.others if c.machine_id != "?")
         result.repointed = repoint_agents(run.connector, target, request, run.ui, demoted)
     return result
+
+
+def record_restore(target: Host, backup: P.BackupFacts, demoted: tuple[str, ...]) -> None:
+    """Leave on the restored controller the record of the controllers this restore demoted
+    (repoint.RESTORE_RECORD), so that `repoint` from a workstation without this run's state file
+    skips them too. Raise RemoteStepError (exit 4) if it cannot be written."""
+    record = repoint_rules.restore_record(backup.controller_uuid, backup.machine_id, demoted)
+    target.run("restore-record", scripts.render("restore-record", path=repoint_rules.RESTORE_RECORD,
+                                                record=record))
 
 
 def repoint_agents(

@@ -579,6 +579,14 @@ def test_ha_live_controller_refuses_and_force_leaves_one_voting_controller(
                  env={"JUJU_DATA": str(lab.juju_data)}))
     assert done.stdout.count("demoted by the restore") >= 2, done.stdout
     assert (ctl1.root / "var/lib/juju/agents/machine-1/agent.conf").read_text() == ctl1_conf
+    # a repoint from a workstation without this run's state file knows them from the record the
+    # restore left on spare0 (by the database alone they now look like workload machines)
+    elsewhere = {"XDG_STATE_HOME": str(tmp_path / "another-workstation")}
+    again = json.loads(ok(jb(lab, "repoint", "--target", "spare0", "--format", "json", env=elsewhere)).stdout)
+    old = {m["machine"]: m for m in again["machines"] if m["model"] == "controller" and m["machine"] != "0"}
+    assert sorted(old) == ["1", "2"] and {m["result"] for m in old.values()} == {"skipped"}, again
+    assert all("demoted by the restore" in m["why"] for m in old.values())
+    assert (ctl1.root / "var/lib/juju/agents/machine-1/agent.conf").read_text() == ctl1_conf
     db = juju_db(spare)
     # Exactly one controller node document (a later create-backup records HANodes 1) and one voter.
     assert list(db["controllerNodes"]) == ["0"]

@@ -44,6 +44,12 @@ SAMPLES.update(CREATE_SAMPLES)
 SAMPLES.update({
     "repoint-list": {
         "shells": ["/snap/bin/juju-db.mongo", "/usr/lib/juju/mongo3.2/bin/mongo"],
+        "record_path": "/var/lib/jujubackup/restored-controller.json",
+        "record_max": 65536,
+    },
+    "restore-record": {
+        "path": "/var/lib/jujubackup/restored-controller.json",
+        "record": '{"controller-uuid": "c", "demoted": ["1", "2"], "machine": "0"}',
     },
     "repoint-machine": [
         {"addresses": ["10.0.0.5:17070", "[fd00::5]:17070"], "dry_run": False, "wait_seconds": 120},

@@ -195,3 +195,46 @@ def test_controllers_demoted_by_the_restore_are_listed_not_repointed(tmp_path: A
     later = RepointRequest(target="spare0", state_dir=tmp_path)
     again = repoint_from(FakeConnector({}), _ListingHost(doc), later, ui)  # type: ignore[arg-type]
     assert [o.result for o in again.outcomes if o.machine.model_uuid == CM] == ["skipped", "skipped"]
+
+
+def test_a_workstation_without_the_state_file_knows_the_demoted_controllers_from_the_restore_record(
+    tmp_path: Any,
+) -> None:
+    # the restore left its record on the controller (repoint.RESTORE_RECORD); repoint-list passes it
+    # on as a string: a repoint from anywhere (no state file, no `demoted` asked) skips machines 1, 2
+    import io
+
+    from rich.console import Console
+
+    from jujubackup.operations.repoint import RepointRequest, repoint_from
+    from jujubackup.settings import ConnectionSettings
+    from jujubackup.ui import UI
+
+    uuid = CM.replace("1", "c")
+    doc = listing([machine(CM, "1", "10.0.0.11"), machine(CM, "2", "10.0.0.12"),
+                   machine(DM, "3", "10.0.0.13")])
+    doc["restore_record"] = R.restore_record(uuid, "0", ["2", "1"])
+    assert R.parse_listing(doc).demoted == ("1", "2")
+    ui = UI(quiet=True, out=Console(file=io.StringIO()), err=Console(file=io.StringIO()))
+    request = RepointRequest(target="spare0", state_dir=tmp_path, dry_run=True)
+    result = repoint_from(ConnectionSettings(), _ListingHost(doc), request, ui)  # type: ignore[arg-type]
+    got = {(o.machine.model_name, o.machine.machine_id): o.result for o in result.outcomes}
+    assert got[("controller", "1")] == got[("controller", "2")] == "skipped"
+
+
+@pytest.mark.parametrize(("record", "problem"), [
+    ('{"controller-uuid": "OTHER", "demoted": ["1"]}', "written for another controller"),
+    ("not json", "not JSON"),
+    ('{"controller-uuid": "UUID", "demoted": ["1/lxd/0"]}', "an invalid machine id"),
+    ('{"controller-uuid": "UUID", "demoted": ["1; rm -rf /"]}', "an invalid machine id"),
+    ('{"controller-uuid": "UUID", "demoted": "1"}', "not a record of demoted machines"),
+    ("", ""),
+])
+def test_a_restore_record_that_does_not_validate_demotes_nothing(record: str, problem: str) -> None:
+    uuid = CM.replace("1", "c")
+    doc = listing([machine(CM, "1", "10.0.0.11")])
+    doc["restore_record"] = record.replace("UUID", uuid)
+    inv = R.parse_listing(doc)
+    assert inv.demoted == ()
+    assert [r for r in inv.rejected if r.startswith("restore record")] == (
+        [f"restore record: {problem}"] if problem else [])
