@@ -207,19 +207,20 @@ def test_a_workstation_without_the_state_file_knows_the_demoted_controllers_from
     from rich.console import Console
 
     from jujubackup.operations.repoint import RepointRequest, repoint_from
-    from jujubackup.settings import ConnectionSettings
     from jujubackup.ui import UI
+    from tests.fakehost import FakeConnector
 
     uuid = CM.replace("1", "c")
-    doc = listing([machine(CM, "1", "10.0.0.11"), machine(CM, "2", "10.0.0.12"),
-                   machine(DM, "3", "10.0.0.13")])
+    doc = listing([machine(CM, "1", "10.0.0.11"), machine(CM, "2", "10.0.0.12"), machine(DM, "3", None)])
     doc["restore_record"] = R.restore_record(uuid, "0", ["2", "1"])
     assert R.parse_listing(doc).demoted == ("1", "2")
     ui = UI(quiet=True, out=Console(file=io.StringIO()), err=Console(file=io.StringIO()))
-    request = RepointRequest(target="spare0", state_dir=tmp_path, dry_run=True)
-    result = repoint_from(ConnectionSettings(), _ListingHost(doc), request, ui)  # type: ignore[arg-type]
-    got = {(o.machine.model_name, o.machine.machine_id): o.result for o in result.outcomes}
-    assert got[("controller", "1")] == got[("controller", "2")] == "skipped"
+    request = RepointRequest(target="spare0", state_dir=tmp_path)
+    result = repoint_from(FakeConnector({}), _ListingHost(doc), request, ui)  # type: ignore[arg-type]
+    got = {(o.machine.model_name, o.machine.machine_id): (o.result, o.why) for o in result.outcomes}
+    assert got[("controller", "1")][0] == got[("controller", "2")][0] == "skipped"
+    assert "demoted by the restore" in got[("controller", "2")][1]
+    assert result.left == []
 
 
 @pytest.mark.parametrize(("record", "problem"), [
