@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any, cast
 
 import paramiko
 
+from jujubackup import scripts
 from jujubackup.host.base import Readable
 
 CHUNK = 1 << 20
@@ -19,21 +21,11 @@ SSH_FAILED = 255
 """The OpenSSH client's exit code when the connection itself failed."""
 
 
-# put's remote writer: $1 path, $2 offset, $3 mode, $4 1 = print the SHA-256 of the whole file once
-# written. Measured per GiB on the loaded 2-vCPU lab: `openssl dgst` of the page-cached file 2.5 s,
-# `sha256sum` 9.5-12 s (no SHA-NI), hashing on the way in through `tee | openssl` 6 s (tee moves
-# 8 KiB per syscall) and the whole put 40 % slower than write-then-hash.
-PUT_WRITER = (
-    'set -euo pipefail; umask 077; f=$1; off=$2; '
-    'if [ "$off" -eq 0 ]; then : > "$f"; fi; '
-    'size=$(stat -c %s -- "$f"); '
-    'if [ "$size" -lt "$off" ]; then '
-    'echo "$f has $size bytes, fewer than offset $off" >&2; exit 3; fi; '
-    'chmod "$3" -- "$f"; truncate -s "$off" -- "$f"; '
-    'if [ "$4" != 1 ]; then exec cat >> "$f"; fi; '
-    'cat >> "$f"; '
-    'if command -v openssl >/dev/null; then openssl dgst -sha256 -r < "$f"; else sha256sum < "$f"; fi'
-)
+@lru_cache(maxsize=1)
+def put_writer() -> str:
+    """Return put's remote writer (remote_scripts/put-writer.sh.j2), run as `bash -c WRITER
+    jujubackup-put PATH OFFSET MODE HASH`."""
+    return scripts.render("put-writer")
 
 
 class SSHFailed(Exception):

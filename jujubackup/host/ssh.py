@@ -42,13 +42,13 @@ from jujubackup.errors import ConnectError, NotFoundError, RemoteStepError
 from jujubackup.host.base import Progress, Readable, RemoteResult, Tunnel
 from jujubackup.host.channel import (
     CHUNK,
-    PUT_WRITER,
     SSH_FAILED,
     STDERR_KEEP,
     Counted,
     Prefixed,
     SSHFailed,
     close_quietly,
+    put_writer,
     sendall_view,
     wrap_script,
 )
@@ -497,7 +497,7 @@ class SSHHost:
         (waited for, so the caller may then remove the file) and propagates.
         """
         command = (
-            f"bash -c {shlex.quote(PUT_WRITER)} jujubackup-put {shlex.quote(remote_path)} {offset} "
+            f"bash -c {shlex.quote(put_writer())} jujubackup-put {shlex.quote(remote_path)} {offset} "
             f"{mode:o} {1 if on_sha256 else 0}"
         )
         counted = Counted(source)

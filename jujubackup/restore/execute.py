@@ -258,15 +258,13 @@ def read_journal(host: Host) -> Journal:
 
 def init_journal_dir(host: Host) -> None:
     """Create the (0700) journal dir on the target."""
-    quoted = scripts.shell_quote(JOURNAL_DIR)
-    host.run("restore-journal-init", f"set -eu\nmkdir -p {quoted}/steps\nchmod 0700 {quoted}\necho '{{}}'\n")
+    host.run("restore-journal-init", scripts.render("restore-journal-init", journal_dir=JOURNAL_DIR))
 
 
 def discard_journal(host: Host) -> None:
     """Remove the journal dir (and what an early push put there) from a target the restore never
     changed otherwise."""
-    j = scripts.shell_quote(JOURNAL_DIR)
-    host.run("restore-journal-discard", f"set -eu\nrm -rf {j}\necho '{{}}'\n")
+    host.run("restore-journal-discard", scripts.render("restore-journal-discard", journal_dir=JOURNAL_DIR))
 
 
 def push_early(host: Host, archive: Path) -> str:
@@ -404,11 +402,7 @@ def push_archive(
     if upload.pushed_sha256 is not None:
         return upload.pushed_sha256
     if upload.remote_copy is not None:
-        src, dst = scripts.shell_quote(upload.remote_copy), scripts.shell_quote(ARCHIVE)
-        host.run(
-            "restore-copy",
-            f"set -eu\nln -f {src} {dst} 2>/dev/null || cp {src} {dst}\nchmod 0600 {dst}\necho '{{}}'\n",
-        )
+        host.run("restore-copy", scripts.render("restore-copy", source=upload.remote_copy, archive=ARCHIVE))
         return None
     if upload.archive is None:
         raise JujuBackupError(
@@ -440,7 +434,7 @@ def _push_from(
 def discard_pushed(host: Host) -> None:
     """Remove the pushed archive from the target's journal dir (best effort): it did not match."""
     with contextlib.suppress(JujuBackupError, OSError):
-        host.run("restore-discard-push", f"set -eu\nrm -f -- {scripts.shell_quote(ARCHIVE)}\necho '{{}}'\n")
+        host.run("restore-discard-push", scripts.render("restore-discard-push", archive=ARCHIVE))
 
 
 def restart_stopped(host: Host, params: Params) -> None:

@@ -40,6 +40,11 @@ RESTORE_SAMPLES: dict[str, dict[str, Any] | list[dict[str, Any]]] = {
         "paths": ["/snap/bin/juju-db.mongorestore", "/var/lib/juju/db"],
     },
     "restore-journal": {"journal_dir": "/var/lib/jujubackup-restore"},
+    "restore-journal-init": {"journal_dir": "/var/lib/jujubackup-restore"},
+    "restore-journal-discard": {"journal_dir": "/var/lib/jujubackup-restore"},
+    "restore-copy": {"source": "/var/lib/juju/backups/20261126-070000.u.tar.gz",
+                     "archive": "/var/lib/jujubackup-restore/archive.tar.gz"},
+    "restore-discard-push": {"archive": "/var/lib/jujubackup-restore/archive.tar.gz"},
     "restore-receive": {"journal_dir": "/var/lib/jujubackup-restore"},
     "restore-stage": [
         *_both("upload", sha256="0" * 64, overlay_sha256="1" * 64, check_sha256=True, use_stream=False),

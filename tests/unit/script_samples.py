@@ -25,6 +25,7 @@ SAMPLES: dict[str, dict[str, Any] | list[dict[str, Any]]] = {
     "detached_wrapper": {},
     "detached_poll": {"job_dir": "/run/jujubackup/create-0a1b2c3d", "wait_steps": 12, "poll_step": 0.02,
                       "launcher": "mkdir -p /run/jujubackup/create-0a1b2c3d\necho launched"},
+    "put-writer": {},
     # helper HOST: transfers (jujubackup/transfer.py)
     "transfer-stat": [
         {"path": "/var/lib/juju/backups/.upload-x.tar.gz.part", "prefix": -1},
