@@ -11,7 +11,10 @@ The only module that imports jinja2. Templates are loaded with importlib.resourc
 
 from __future__ import annotations
 
+import json
+import re
 import shlex
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from importlib.abc import Traversable
@@ -76,6 +79,63 @@ class _ResourceLoader(jinja2.BaseLoader):
         return path.read_text(encoding="utf-8"), None, lambda: True
 
 
+@dataclass(frozen=True)
+class BashValue:
+    """A value of a JSON document that a script only knows at run time, held in bash variable `var`:
+    JSON text (a number, an object, an array) when `string` is false, a plain string (put through
+    lib/json's json_str) when true. See bash_json."""
+
+    var: str
+    string: bool = False
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", self.var):
+            raise ValueError(f"not a bash variable name: {self.var!r}")
+
+
+def _json_segments(value: Any, out: list[str | BashValue]) -> None:
+    """Append the compact JSON text of `value` to `out`: str pieces, BashValue where one stands."""
+    if isinstance(value, BashValue):
+        out.append(value)
+    elif isinstance(value, dict):
+        out.append("{")
+        for n, (key, item) in enumerate(value.items()):
+            out.append(("," if n else "") + json.dumps(str(key)) + ":")
+            _json_segments(item, out)
+        out.append("}")
+    elif isinstance(value, (list, tuple)):
+        out.append("[")
+        for n, item in enumerate(value):
+            if n:
+                out.append(",")
+            _json_segments(item, out)
+        out.append("]")
+    else:
+        out.append(json.dumps(value))
+
+
+def bash_json(value: Any) -> str:
+    """Template filter: given JSON data in which BashValue marks what the script fills in at run time,
+    return one bash word that expands to its compact JSON text (`rec={{ record | bash_json }}`): the
+    known parts shell-quoted, each BashValue as "$var" or "$(json_str "$var")". One templating layer:
+    the script substitutes nothing into a text of placeholders."""
+    segments: list[str | BashValue] = []
+    _json_segments(value, segments)
+    words: list[str] = []
+    static = ""
+    for seg in segments:
+        if isinstance(seg, str):
+            static += seg
+            continue
+        if static:
+            words.append(shlex.quote(static))
+            static = ""
+        words.append(f'"$(json_str "${seg.var}")"' if seg.string else f'"${seg.var}"')
+    if static:
+        words.append(shlex.quote(static))
+    return "".join(words)
+
+
 def lib_closure(names: tuple[str, ...]) -> list[str]:
     """Given library part names, return them plus the parts they need, each once, in LIB_PARTS order.
     Raise KeyError for a name that is no part."""
@@ -111,6 +171,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters["q"] = shell_quote
     env.globals["bash_lib"] = bash_lib
+    env.filters["bash_json"] = bash_json
     # the exit codes the Python side reads (`exit {{ rc.LOCKED }}`), one source of truth: remote_codes.py
     env.globals["rc"] = remote_codes.template_codes()
     # the backup dir's rules (lib/lock.bash.j2), one source of truth for every script that uses it

@@ -39,9 +39,9 @@ from jujubackup.profiles import (
 )
 from jujubackup.remote_codes import RC_EXISTS, RC_NOSPACE
 from jujubackup.remote_values import remote_int
+from jujubackup.scripts import BashValue
 from jujubackup.ui import UI, human_bytes
 
-PLACEHOLDER_SIZE = "@@SIZE@@"
 POLL_SECONDS = 0.25
 HEARTBEAT_FRESH_MS = 1000
 """create.sh commits only while the client's last poll is this recent (4 polls; waits up to 3 s for one)."""
@@ -167,10 +167,13 @@ def archive_metadata(facts: ControllerFacts, started: datetime, notes: str, back
     )
 
 
-def record_template(meta: BackupMetadata, profile: Profile, request: CreateRequest, backup_id: str) -> str:
-    """Return the <ID>.json record as JSON text with the placeholders create.sh fills on the host."""
+def record_json(
+    meta: BackupMetadata, profile: Profile, request: CreateRequest, backup_id: str
+) -> dict[str, Any]:
+    """Return the <ID>.json record, with BashValue where create.sh fills in what it knows at the commit
+    (size, checksums, finish time, file count, service windows; scripts.bash_json)."""
     stored = meta.with_storage(
-        checksum="@@CHECKSUM@@",
+        checksum="",
         size=0,
         stored=meta.started or datetime.now(timezone.utc),
         backup_id=backup_id,
@@ -181,37 +184,41 @@ def record_template(meta: BackupMetadata, profile: Profile, request: CreateReque
         "consistency": request.mode,
         "profile": profile.name,
         "excluded-dbs": _excluded(profile, request),
-        "files": "@@FILE_COUNT@@",
-        "db-unavailable-seconds": "@@DOWN_SECONDS@@",
-        "service-windows": "@@WINDOWS@@",
+        "files": BashValue("file_count"),
+        "db-unavailable-seconds": BashValue("down_seconds"),
+        "service-windows": BashValue("windows"),
     }
     record = build_record(
         stored,
         backup_id=backup_id,
         filename=archive_name(meta.started or datetime.now()),
-        size=PLACEHOLDER_SIZE,
-        sha256="@@SHA256@@",
+        size=0,
+        sha256="",
         manifest=manifest,
     )
-    record.update({"Size": PLACEHOLDER_SIZE, "Stored": "@@FINISHED@@", "Finished": "@@FINISHED@@"})
-    return json.dumps(record, separators=(",", ":"))
+    finished = BashValue("finished", string=True)
+    record.update({"Checksum": BashValue("checksum", string=True), "Size": BashValue("size"),
+                   "Stored": finished, "Finished": finished, "sha256": BashValue("sha256", string=True),
+                   "size": BashValue("size")})
+    return record
 
 
-def manifest_template(profile: Profile, request: CreateRequest) -> str:
-    """Return manifest.json (archive.build_manifest's schema) with placeholders create.sh fills."""
+def manifest_json(profile: Profile, request: CreateRequest) -> dict[str, Any]:
+    """Return manifest.json (archive.build_manifest's schema), with BashValue where create.sh fills in
+    the member list, the service windows and mongodump's document counts (scripts.bash_json)."""
     manifest = build_manifest([], tool_version=__version__, consistency=request.mode)
     manifest.update(
         {
             "profile": profile.name,
             "excluded-dbs": _excluded(profile, request),
-            "db-unavailable-seconds": "@@DOWN_SECONDS@@",
-            "service-windows": "@@WINDOWS@@",
-            "files": "@@FILES@@",
+            "db-unavailable-seconds": BashValue("down_seconds"),
+            "service-windows": BashValue("windows"),
+            "files": BashValue("files"),
             # documents mongodump reported for juju.models/machines/applications (the drill compares)
-            "dump-documents": "@@DOCUMENTS@@",
+            "dump-documents": BashValue("documents"),
         }
     )
-    return json.dumps(manifest, separators=(",", ":"))
+    return manifest
 
 
 def render_script(
@@ -241,8 +248,8 @@ def render_script(
         ignored_dbs=profile.ignored_dbs,
         root_files=profile.root_files,
         metadata_json=json.dumps(meta.to_juju_dict(), indent=2),
-        manifest_template=manifest_template(profile, request),
-        record_template=record_template(meta, profile, request, backup_id),
+        manifest_json=manifest_json(profile, request),
+        record_json=record_json(meta, profile, request, backup_id),
     )
 
 

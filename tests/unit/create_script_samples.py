@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from jujubackup import facts, profiles
+from jujubackup.scripts import BashValue
 
 BACKUP_ID = "20261126-070000.ffffffff-0000-1111-2222-333333333333"
 
@@ -32,8 +33,16 @@ def _create_sample(profile: profiles.Profile, mode: str) -> dict[str, Any]:
         "ignored_dbs": profile.ignored_dbs,
         "root_files": profile.root_files,
         "metadata_json": '{"ID": "x", "Notes": "it\'s \\"quoted\\" $(rm -rf /) `x`"}',
-        "manifest_template": '{"format-version":1,"files":"@@FILES@@"}',
-        "record_template": '{"ID":"x","Size":"@@SIZE@@","Checksum":"@@CHECKSUM@@"}',
+        "manifest_json": {
+            "format-version": 1, "files": BashValue("files"), "profile": "it's $(x)",
+            "service-windows": BashValue("windows"), "db-unavailable-seconds": BashValue("down_seconds"),
+            "dump-documents": BashValue("documents"),
+        },
+        "record_json": {
+            "ID": "x", "Size": BashValue("size"), "Checksum": BashValue("checksum", string=True),
+            "Stored": BashValue("finished", string=True), "sha256": BashValue("sha256", string=True),
+            "manifest": {"files": BashValue("file_count"), "service-windows": BashValue("windows")},
+        },
     }
 
 

@@ -88,9 +88,12 @@ def test_the_library_parts_are_the_files_in_lib() -> None:
 
 
 def test_scripts_get_the_library_through_bash_lib_only() -> None:
-    """No `{% include %}` of loose helper files: bash_lib resolves what a part needs, each part once."""
+    """No `{% include %}` of loose helper files: bash_lib resolves what a part needs, each part once.
+    And jinja2 is the one templating layer: no @@PLACEHOLDER@@ text a script fills in (bash_json)."""
     for path in _template_files():
-        assert "{% include" not in path.read_text(), path.name
+        text = path.read_text()
+        assert "{% include" not in text, path.name
+        assert "@@" not in text, path.name
 
 
 EXIT_LITERAL = re.compile(r"\b(?:exit|return)\s+([0-9]+)\b")
@@ -114,3 +117,24 @@ def test_exit_codes_come_from_remote_codes() -> None:
 def test_a_rendered_script_defines_each_function_once(name: str, values: dict[str, object]) -> None:
     names = FUNCTION_DEF.findall(scripts.render(name, **values))
     assert len(names) == len(set(names)), sorted(n for n in set(names) if names.count(n) > 1)
+
+
+def test_bash_json_expands_to_the_document_with_the_run_time_values() -> None:
+    """The record/manifest of create.sh: known parts as data (quotes, $(...), backticks stay text), run
+    time values from bash variables (JSON ones as they are, strings through json_str)."""
+    import json
+
+    doc = {"Notes": "it's \"quoted\" $(touch /tmp/x) `id` \\ \n", "n": [1, None, True],
+           "Size": scripts.BashValue("size"), "nested": {"files": scripts.BashValue("files")},
+           "Checksum": scripts.BashValue("checksum", string=True)}
+    text = scripts.environment().from_string(
+        "{{ bash_lib('json') }}\nsize=42\nfiles='[{\"path\":\"a\"}]'\nchecksum='q\"uote'\n"
+        "printf '%s\\n' {{ doc | bash_json }}\n").render(doc=doc)
+    done = subprocess.run(["bash", "-c", text], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout) == {**doc, "Size": 42, "nested": {"files": [{"path": "a"}]},
+                                       "Checksum": 'q"uote'}
+
+
+def test_bash_json_takes_only_variable_names() -> None:
+    with pytest.raises(ValueError, match="not a bash variable name"):
+        scripts.BashValue("x; rm -rf /")
