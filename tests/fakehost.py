@@ -21,7 +21,7 @@ from typing import BinaryIO
 
 from jujubackup.errors import ConnectError, NotFoundError, RemoteStepError
 from jujubackup.host.base import Host, Progress, Readable, RemoteResult, Tunnel
-from jujubackup.host.channel import PUT_WRITER, STDERR_KEEP, wrap_script
+from jujubackup.host.channel import STDERR_KEEP, put_writer, wrap_script
 from jujubackup.host.target import SSHTarget
 from jujubackup.settings import ConnectionSettings
 
@@ -149,7 +149,7 @@ class FakeHost:
         self._path(remote_path)
         data = _read_all(source, progress)
         done = subprocess.run(
-            ["bash", "-c", PUT_WRITER, "jujubackup-put", remote_path, str(offset), f"{mode:o}",
+            ["bash", "-c", put_writer(), "jujubackup-put", remote_path, str(offset), f"{mode:o}",
              "1" if on_sha256 else "0"],
             input=data, capture_output=True, check=False,
         )
