@@ -547,7 +547,9 @@ def verify_hint(stderr: str, params: Params, host: str) -> str:
 
 def _cause(stderr: str) -> str:
     """Return the last stderr line that says why a step failed (not the restart notices)."""
-    noise = ("restarting the services the restore stopped", "could not start")
+    # lib/restore's trap line and lib/services' lines for each unit it started again
+    noise = ("started again the services the restore stopped", "progress: restarting ",
+             "jujubackup-restarted: ", "jujubackup-restart-failed: ")
     lines = [ln for ln in stderr.strip().splitlines() if ln.strip() and not any(n in ln for n in noise)]
     return lines[-1] if lines else "no detail"
 
