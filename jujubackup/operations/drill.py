@@ -37,6 +37,7 @@ from jujubackup.errors import JujuBackupError, RefusedError, UsageError, VerifyE
 from jujubackup.host.base import Connector
 from jujubackup.restore import fresh as R
 from jujubackup.restore import plan as P
+from jujubackup.restore.backupfacts import peer_endpoints
 from jujubackup.restore.request import RestoreRequest
 from jujubackup.ui import UI
 
@@ -469,7 +470,7 @@ def refuse_model_machine(path: Path, facts: P.TargetFacts) -> None:
 def isolation_probes(backup: P.BackupFacts, facts: P.TargetFacts) -> list[tuple[str, int]]:
     """Return the endpoints the isolation proof connects to: the backup's old controllers on the API
     and state ports (drill-isolate adds the workstation on the API port)."""
-    return P.peer_endpoints(backup, facts)
+    return peer_endpoints(backup, facts)
 
 
 def next_steps(target: str, kept: bool, stopped: bool) -> tuple[str, ...]:

@@ -33,6 +33,7 @@ from jujubackup.operations.connecting import probe, refuse_if_locked
 from jujubackup.operations.download import DownloadRequest, download
 from jujubackup.restore import execute as X
 from jujubackup.restore import plan as P
+from jujubackup.restore.backupfacts import backup_facts, peer_endpoints
 from jujubackup.restore.request import RestoreRequest
 from jujubackup.restore.target import TargetProbe, target_probe
 from jujubackup.ui import UI
@@ -73,7 +74,7 @@ def read_backup(path: Path, backup_id: str) -> P.BackupFacts:
     conf = YAML(typ="safe", pure=True).load(contents.root_files[conf_name].decode("utf-8")) or {}
     machines = bson.decode_all(contents.files.get("dump/juju/machines.bson", b""))
     keys = contents.root_files.get(P.UBUNTU_KEYS.lstrip("/"))
-    facts = P.backup_facts(
+    facts = backup_facts(
         meta,
         conf if isinstance(conf, dict) else {},
         machines,
@@ -206,7 +207,7 @@ def preflight(host: Host, backup: P.BackupFacts, *, old_controllers: bool = True
     """Run restore-preflight on `host`: its addresses, the backup's old controllers probed from it
     (unless not `old_controllers`), disk, state size, mongo tools; return its JSON document."""
     endpoints = (
-        P.peer_endpoints(backup, P.TargetFacts(name=host.name, address=host.address, profile=None))
+        peer_endpoints(backup, P.TargetFacts(name=host.name, address=host.address, profile=None))
         if old_controllers
         else []
     )

@@ -247,7 +247,7 @@ def test_restore_machine_id_refuses_what_cannot_be_a_unit_name(value: str, code:
 
 
 def test_the_restore_plan_refuses_a_machine_id_that_is_no_juju_machine_id() -> None:
-    from jujubackup.restore.plan import backup_facts
+    from jujubackup.restore.backupfacts import backup_facts
 
     md = BackupMetadata(machine="0", controller_machine_id="0$(touch /tmp/x)")
     with pytest.raises(VerifyError, match="is not a Juju machine id"):

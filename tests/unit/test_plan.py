@@ -14,6 +14,7 @@ from jujubackup import rewrite
 from jujubackup.errors import EXIT_REFUSED, RefusedError
 from jujubackup.metadata import parse_metadata_json
 from jujubackup.restore import plan as P
+from jujubackup.restore.backupfacts import backup_facts, peer_endpoints
 from tests.paths import FIXTURES_28
 
 FIXTURES = FIXTURES_28
@@ -30,7 +31,7 @@ def fixture_backup(name: str = "valid-backup.tar.gz") -> P.BackupFacts:
             conf = YAML(typ="safe").load(_read(root, "var/lib/juju/agents/machine-0/agent.conf"))
         unpacked = sum(m.size for m in outer.getmembers())
         has_oplog = "juju-backup/dump/oplog.bson" in outer.getnames()
-    return P.backup_facts(
+    return backup_facts(
         meta, conf, machines, backup_id="fixture", archive_size=path.stat().st_size,
         unpacked_size=unpacked, has_oplog=has_oplog,
     )
@@ -93,7 +94,7 @@ def test_target_with_state_gets_a_snapshot_and_keeps_its_units() -> None:
 
 def test_peers_to_probe_are_the_old_controllers_on_both_ports_not_the_target() -> None:
     backup = fixture_backup()
-    endpoints = P.peer_endpoints(backup, spare(address="10.77.116.68", addresses=("10.77.116.68",)))
+    endpoints = peer_endpoints(backup, spare(address="10.77.116.68", addresses=("10.77.116.68",)))
     assert endpoints == [
         ("10.77.116.194", 17070), ("10.77.116.194", 37017),
         ("10.77.116.222", 17070), ("10.77.116.222", 37017),
@@ -194,7 +195,7 @@ def test_plan_and_rewrite_agree_on_which_machines_are_controllers() -> None:
     ]
     with tarfile.open(FIXTURES / "valid-backup.tar.gz") as outer:
         meta = parse_metadata_json(_read(outer, "juju-backup/metadata.json"))
-    facts = P.backup_facts(
+    facts = backup_facts(
         meta, {"model": f"model-{model}"}, machines, backup_id="x", archive_size=0, unpacked_size=0,
         has_oplog=False,
     )
