@@ -13,14 +13,29 @@ import stat
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from jujubackup import crypt
 from jujubackup.errors import RefusedError, VerifyError
 from jujubackup.stores import STORED_KEY, NotStoredError, PutResult, StoredBackup, checked_block, sidecar_name
+from jujubackup.stores.config import S3StoreConfig
 
-if TYPE_CHECKING:
-    from jujubackup.stores.s3 import S3Store
+
+class S3Bucket(Protocol):
+    """What a put needs of its store (stores/s3.py S3Store; a Protocol, so that s3put needs no
+    import of s3, which imports it): the store's name, bucket, key prefix, config, the recipients it
+    encrypts to, boto3 calls with the store's error mapping and reading a stored copy back."""
+
+    name: str
+    bucket: str
+    prefix: str
+    config: S3StoreConfig
+    recipients: tuple[str, ...]
+
+    def call(self, method: str, **kwargs: Any) -> Any: ...
+
+    def get(self, backup_id: str) -> StoredBackup: ...
+
 
 MAX_PARTS = 10_000
 
@@ -68,7 +83,7 @@ class S3Put:
 
     def __init__(
         self,
-        store: S3Store,
+        store: S3Bucket,
         backup_id: str,
         key: str,
         *,
