@@ -37,7 +37,7 @@ LIB_PARTS: dict[str, tuple[str, ...]] = {
     "mongo-tls": (),
     "agentlog": (),
     "services": (),
-    "restore": ("json", "log", "lock", "agentconf", "mongo-tls", "services"),
+    "restore": ("json", "log", "hash", "lock", "agentconf", "mongo-tls", "services"),
 }
 """The one bash library, remote_scripts/lib/NAME.bash.j2, in the order a script gets its parts, each
 with the parts it needs. A script says what it uses (`{{ bash_lib("lock", "manifest") }}`) and gets
