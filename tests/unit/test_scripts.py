@@ -138,3 +138,26 @@ def test_bash_json_expands_to_the_document_with_the_run_time_values() -> None:
 def test_bash_json_takes_only_variable_names() -> None:
     with pytest.raises(ValueError, match="not a bash variable name"):
         scripts.BashValue("x; rm -rf /")
+
+
+SHELL_SCRIPT = re.compile(r"(?m)^\s*(?:set -e|#!/bin/|if \[\[ )|; then$")
+
+
+def test_no_bash_script_lives_in_a_python_string() -> None:
+    """A remote script is a template (rendered, shellchecked here), never a Python string shellcheck
+    never sees; a single command line (`cat -- PATH`, sudo's wrapper) is not a script. Docstrings
+    (which quote scripts) do not count."""
+    import ast
+
+    package = Path(scripts.__file__).resolve().parent
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        docs = {id(n.body[0].value) for n in ast.walk(tree)
+                if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs
+                    and SHELL_SCRIPT.search(node.value)):
+                found.append(f"{path.relative_to(package)}:{node.lineno}: {node.value[:60]!r}")
+    assert not found, found
