@@ -157,6 +157,11 @@ def test_create_download_and_disaster_recovery(lab_factory: LabFactory, tmp_path
     gen = provision.PROFILES[profile].generation
     password = state_password(ctl)
     outputs: list[str] = []
+    # juju-db's users as Juju makes them: `admin` (bootstrap) and machine-0, Juju's four roles each
+    users = provision.read_db(ctl.root, profile, dbs=["admin"])["admin"]["system.users"]
+    assert {u["user"]: sorted(r["role"] for r in u["roles"]) for u in users} == dict.fromkeys(
+        ("admin", "machine-0"), sorted(r["role"] for r in common.JUJU_ROLES)
+    )
 
     with argv_sampler(ctl) as ctl_samples:
         status = ok(jb(lab, "-H", "ctl0", "status", "--format", "json"))

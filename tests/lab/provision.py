@@ -1134,8 +1134,18 @@ def seed_documents(cluster: Cluster) -> dict[str, dict[str, list[dict]]]:
         }
         for m in machines
     ]
+    # the users a Juju controller's juju-db holds: `admin`, made at bootstrap with the bootstrap
+    # machine's oldpassword (juju/juju agent/agentbootstrap bootstrap.go initMongo:
+    # mongo.SetAdminMongoPassword(session, mongo.AdminUser, info.Password)), and machine-N for each
+    # controller machine (state SetMongoPassword), all with Juju's four roles (mongo/admin.go)
+    first_ctrl = str(ctrls[0].machine_id) if ctrls else None
+    bootstrap_admin = []
+    if first_ctrl is not None and first_ctrl in cluster.old_passwords:
+        bootstrap_admin.append(common.user_document(
+            "admin", cluster.old_passwords[first_ctrl], common.JUJU_ROLES, spec.family == "4.4"
+        ))
     admin = {
-        "system.users": [
+        "system.users": bootstrap_admin + [
             common.user_document(
                 f"machine-{c.machine_id}",
                 cluster.passwords[str(c.machine_id)],
