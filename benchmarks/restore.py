@@ -23,8 +23,8 @@ powers ctl0 off, then measures in the same run, round robin, median of `--runs`:
   drill       `jujubackup drill --archive FILE --target spare2` (the verified copy) on a spare
               wiped the same way: the same restore stages, isolated, then every check (issue 16)
 
-On 3.x the targets are freshly bootstrapped controllers instead (boot0 for jujubackup, boot1 by hand,
-one per drill: a 3.x DR restore needs `juju bootstrap` first), not wiped between runs (see `run`).
+On 3.x every timed restore and drill runs on a freshly bootstrapped controller of its own instead (a
+3.x DR restore needs `juju bootstrap` first), by hand on one more (see `run`).
 
 Goals: jujubackup within 1.2x of by hand (issue 18; 1.3x before); a drill within 1.15x of the
 restore of the same archive in the same run (issue 16). `--out` writes the rows
@@ -177,22 +177,32 @@ def run(size: int, runs: int, profile_name: str, source: Path | None = None) -> 
     """Boot the lab, make the backup, measure both ways round robin; return the results.
 
     On 2.x the targets are spares wiped back to fresh before each run. On 3.x (a DR restore needs a
-    freshly bootstrapped controller: `juju bootstrap` then restore) they are bootstrapped spares:
-    jujubackup restores onto boot0 (the first run over the fresh bootstrap, the next ones over the
-    controller the previous run restored, which restore accepts), by hand onto boot1, and each drill
-    onto a bootstrapped spare of its own (a drilled machine runs jujud: a drill refuses it)."""
+    freshly bootstrapped controller: `juju bootstrap` then restore) every timed restore and drill
+    gets a bootstrapped spare of its own (restoring again over a restored controller would add a
+    snapshot of its 1 GiB DB that a DR restore over a fresh bootstrap does not make; a drilled
+    machine runs jujud and is refused), and by hand restores onto one more."""
     profile = profiles.profile_named(profile_name)
     juju3 = needs_bootstrapped_target(profile_name)
-    ours_on, hand_on = ("boot0", "boot1") if juju3 else ("spare0", "spare1")
-    drill_on = [f"boot{2 + n}" for n in range(runs)] if juju3 else ["spare2"] * runs
+    sides = 4 if source is not None else 3  # unverified, verified, drill (, the compared source)
+    if juju3:
+        fresh = iter(f"boot{n}" for n in range(sides * runs))
+        hand_on = f"boot{sides * runs}"
+    else:
+        fresh = iter(["spare0", "spare0", "spare2", "spare0"][:sides] * runs)
+        hand_on = "spare1"
 
-    def wipe(host: str) -> None:
+    def target() -> str:
+        """The next timed run's target: a spare wiped back to fresh (2.x), a fresh bootstrap (3.x)."""
+        host = next(fresh)
         if not juju3:
             wipe_spare(lab, host, profile)
+        os.sync()
+        return host
 
+    used: list[str] = []
     with (
-        Lab.create(controllers=1, spares=0 if juju3 else 3, bootstrapped_spares=2 + runs if juju3 else 0,
-                   profile=profile_name) as lab,
+        Lab.create(controllers=1, spares=0 if juju3 else 3,
+                   bootstrapped_spares=sides * runs + 1 if juju3 else 0, profile=profile_name) as lab,
         tempfile.TemporaryDirectory(prefix="bench-restore-") as tmp,
     ):
         small, archive = Path(tmp) / "small.tar.gz", Path(tmp) / "backup.tar.gz"
@@ -213,34 +223,30 @@ def run(size: int, runs: int, profile_name: str, source: Path | None = None) -> 
         steps: list[dict[str, float]] = []
         drill_checks: list[dict[str, float]] = []
         compare: list[float] = []
-        for n in range(runs):
-            # Each timed run starts with nothing dirty in the page cache: the previous run's
-            # writeback (gigabytes on the lab's disk) must not be billed to the next one.
-            wipe(ours_on)
-            os.sync()
-            took, per_step = ours(lab, ours_on, archive)
+        for _ in range(runs):
+            # Each timed run starts with nothing dirty in the page cache (target() syncs): the
+            # previous run's writeback (gigabytes on the lab's disk) must not be billed to the next one.
+            used.append(host := target())
+            took, per_step = ours(lab, host, archive)
             cold.append(took)
             steps.append(per_step)
-            wipe(ours_on)
-            os.sync()
-            took, per_step = ours(lab, ours_on, verified)
+            used.append(host := target())
+            took, per_step = ours(lab, host, verified)
             warm.append(took)
             steps.append(per_step)
             os.sync()
             theirs.append(by_hand(lab, hand_on, archive, profile))
-            wipe(drill_on[n])
-            os.sync()
-            took, per_check = drill(lab, drill_on[n], verified)
+            used.append(host := target())
+            took, per_check = drill(lab, host, verified)
             drills.append(took)
             drill_checks.append(per_check)
             if source is not None:  # an earlier version, in the same run: a change's before/after
-                wipe(ours_on)
-                os.sync()
-                compare.append(ours(lab, ours_on, verified, source)[0])
+                used.append(host := target())
+                compare.append(ours(lab, host, verified, source)[0])
         ratio = statistics.median(warm) / statistics.median(theirs)
         return {
             "profile": profile_name,
-            "targets": {"restore": ours_on, "by_hand": hand_on, "drill": drill_on},
+            "targets": {"timed": used, "by_hand": hand_on},
             "archive_bytes": archive.stat().st_size,
             "runs": runs,
             "jujubackup_s": [round(x, 2) for x in warm],
