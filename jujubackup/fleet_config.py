@@ -199,7 +199,8 @@ class Controller:
 
     def connection(self, base: ConnectionSettings) -> ConnectionSettings:
         """Given the command line's connection settings, return this controller's: its hosts or
-        controllers.yaml name, and its ssh settings where set (else the command line's)."""
+        controllers.yaml name, and its ssh settings where set (else the command line's). The sudo
+        password given on the command line (file, environment or prompt) answers every controller's."""
         ssh = self.ssh
         return ConnectionSettings(
             hosts=self.hosts,
@@ -213,6 +214,7 @@ class Controller:
             keepalive=base.keepalive,
             user=ssh.user or base.user,
             stream_via=base.stream_via,
+            sudo_password=base.sudo_password,
         )
 
     def summary(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from jujubackup.errors import NotFoundError, UsageError
 from jujubackup.fleet_config import EXAMPLE, load
 from jujubackup.retention import UNLIMITED, Policy
 from jujubackup.settings import ConnectionSettings
+from jujubackup.sudopassword import SudoPassword
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -116,9 +117,11 @@ def test_connection_settings_take_the_command_lines_where_the_config_is_silent(t
           a: {hosts: [ctl0], ssh: {config: /a/ssh_config}}
           b: {juju-controller: prod-b}
     """))
+    sudo = SudoPassword("s3cret")
     base = ConnectionSettings(hosts=("ignored",), known_hosts=Path("/kh"), identity=Path("/cli/id"),
-                              accept_new_host_key=True, stream_via="paramiko")
+                              accept_new_host_key=True, stream_via="paramiko", sudo_password=sudo)
     a, b = (c.connection(base) for c in fleet.controllers)
+    assert a.sudo_password is sudo and b.sudo_password is sudo  # --sudo-password-file reaches `run`
     assert (a.hosts, a.controller, a.ssh_config, a.identity) == (
         ("ctl0",), None, Path("/a/ssh_config"), Path("/k/id"))
     assert (a.known_hosts, a.accept_new_host_key, a.connect_timeout, a.stream_via) == (
