@@ -130,6 +130,20 @@ def _json_lines(out: str) -> list[dict]:
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
+def _grant_oploger(env: Env, port: int, tmp: Path) -> None:
+    """Give machine-0 Juju 2.x's `oploger` role (anyAction on anyResource: state/backups/db.go
+    mongoRestorer32.ensureOplogPermissions), as a restore must before `--oplogReplay` or before
+    restoring admin.system.*: the stand-in checks privileges as mongod does (Juju's four roles alone
+    may not applyOps on 3.2, nor drop admin.system.version)."""
+    r = env.shell(port, [
+        'print(JSON.stringify(db.getSiblingDB("admin").runCommand({"createRole": "oploger", '
+        '"privileges": [{"resource": {"anyResource": true}, "actions": ["anyAction"]}], "roles": []})))',
+        'print(JSON.stringify(db.getSiblingDB("admin").runCommand({"grantRolesToUser": "machine-0", '
+        '"roles": [{"role": "oploger", "db": "admin"}]})))',
+    ], tmp=tmp)
+    assert [d.get("ok") for d in _json_lines(r.stdout)] == [1, 1], r.stdout + r.stderr
+
+
 @pytest.fixture(scope="module", params=["juju-2.9", "juju-2.8"])
 def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Env:
     _host_python_ok()
@@ -552,6 +566,7 @@ def test_oplog_replay_applies_inserts_updates_deletes(
         {"ts": ts, "op": "n", "ns": "", "o": {"msg": "noop"}},
     ]
     (out / "oplog.bson").write_bytes(b"".join(bson.encode(d) for d in ops))
+    _grant_oploger(env, port, tmp_path)
     r = env.run(
         "mongorestore", [*env.conn(port), "--drop", "--oplogReplay", str(out)], stdin=env.password + "\n"
     )
@@ -600,9 +615,11 @@ def test_dump_oplog_captures_writes_made_during_the_dump(env: Env, mongods: Mong
     port2 = _free_port()
     fresh = mongods.seeded_dbpath("db2", [port2], port2)
     mongods.start(fresh, port2)
+    _grant_oploger(env, port2, tmp_path)
+    # admin left out as well: its system.users would replace the fresh server's, the grant included
     r = env.run(
         "mongorestore",
-        [*env.conn(port2), "--drop", "--oplogReplay", *env.ns_exclude(out, "logs"), str(out)],
+        [*env.conn(port2), "--drop", "--oplogReplay", *env.ns_exclude(out, "logs", "admin"), str(out)],
         stdin=env.password + "\n",
     )
     assert r.returncode == 0, r.stderr
