@@ -244,8 +244,12 @@ def test_create_each_mode(lab_factory: Any, profile: str, mode: str) -> None:
         assert after == before and windows == {}
         assert manifest["db-unavailable-seconds"] == {db_unit: 0}
     elif mode == "quiesce":
-        assert after[db_unit] == before[db_unit] and after[jujud_unit] != before[jujud_unit]
-        assert set(windows) == {jujud_unit}
+        assert after[jujud_unit] != before[jujud_unit]
+        assert set(windows) == {jujud_unit}  # jujubackup stopped jujud only
+        if not profile_named(profile).snap:
+            assert after[db_unit] == before[db_unit]
+        # on a snap, jujud restarts juju-db itself when it starts again, after the dump (Juju's
+        # mongo.EnsureServer at every agent start: snap set configpath + ManuallyRestart, 2.9 era)
     else:
         assert after[db_unit] != before[db_unit] and after[jujud_unit] != before[jujud_unit]
         assert set(windows) == {db_unit, jujud_unit}
