@@ -68,7 +68,11 @@ def mongo_commands(host: LabHost, commands: list[tuple[str, dict[str, Any]]]) ->
         f"cat >> \"$f\" <<'EOF'\n{body}\nEOF\n"
         f'{spec.tools["mongo"]} --quiet --host 127.0.0.1 --port 37017 {shell_tls(spec)} "$f"\n'
     )
-    r = host.ssh(f"bash -c {shlex.quote(script)}")
+    for _ in range(30):  # jujud restarts juju-db at each start (ensure_mongo_snap): it may not listen yet
+        r = host.ssh(f"bash -c {shlex.quote(script)}")
+        if r.returncode == 0 or "refused" not in (r.stdout + r.stderr).lower():
+            break
+        time.sleep(1)
     assert r.returncode == 0, r.stdout + r.stderr
     return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
 
