@@ -94,6 +94,16 @@ def main_pid(host: LabHost, unit: str) -> int:
     return int(out.strip() or 0)
 
 
+def jujud_started(host: LabHost, timeout: float = 120) -> None:
+    """Wait until the controller's jujud has finished starting (its peergrouper started, after the
+    stand-in's mongo.EnsureServer restarted juju-db on a snap)."""
+    log = host.root / "var/log/juju/machine-0.log"
+    deadline = time.monotonic() + timeout
+    while "peergrouper started" not in (log.read_text(errors="replace") if log.exists() else ""):
+        assert time.monotonic() < deadline, "jujud did not finish starting"
+        time.sleep(0.5)
+
+
 def is_active(host: LabHost, unit: str) -> bool:
     return host.ssh(f"systemctl is-active {unit}.service").stdout.strip() == "active"
 
@@ -166,6 +176,7 @@ def test_create_each_mode(lab_factory: Any, profile: str, mode: str) -> None:
     lab = lab_factory(controllers=1, profile=profile)
     ctl = lab.host("ctl0")
     db_unit, jujud_unit = units(ctl)
+    jujud_started(ctl)  # jujud restarts juju-db while it starts: the PIDs to compare come after
     before = {u: main_pid(ctl, u) for u in (db_unit, jujud_unit)}
     password = state_password(ctl)
 
