@@ -321,6 +321,7 @@ def test_snap_confinement_rules_bite(lab_factory: Any, profile: str) -> None:
     private /tmp, only the snap's dirs, and an inherited stdout to a file outside them replaced."""
     lab = lab_factory(controllers=1, profile=profile)
     ctl = lab.host("ctl0")
+    wait_agent_running(ctl)  # jujud restarts juju-db as it starts: probe after that
     spec = provision.PROFILES[profile]
     common = provision.SNAP_COMMON
     auth = (
