@@ -47,7 +47,7 @@ def test_a_put_is_placed_only_after_it_verified(tmp_path: Path) -> None:
 def test_a_bad_copy_is_removed_and_nothing_placed(tmp_path: Path) -> None:
     st = store(tmp_path)
     session = st.begin_put(BID, encrypted=False)
-    session.write(DATA[:-1] + b"x")
+    session.write(DATA[:-1] + bytes([DATA[-1] ^ 1]))  # changed whatever the random last byte was
     with pytest.raises(JujuBackupError) as err:
         session.commit(RECORD, plain_sha256=SHA, plain_size=len(DATA))
     assert err.value.exit_code == EXIT_VERIFY

@@ -80,7 +80,8 @@ def test_one_stream_into_a_plain_and_an_encrypted_store(tmp_path: Path) -> None:
     assert [(c.ok, c.already_present, c.stream_verified) for c in again] == [(True, True, False)] * 2
     # a stored copy that changed since: the read-back catches it (exit 8)
     plain = tmp_path / "plain" / f"{BACKUP_ID}.tar.gz"
-    plain.write_bytes(plain.read_bytes()[:-1] + b"x")
+    stored = plain.read_bytes()
+    plain.write_bytes(stored[:-1] + bytes([stored[-1] ^ 1]))
     changed = copy_and_verify(cast(Host, StreamingHost(archive)), record_of(archive), stores[:1],
                               UI(quiet=True))
     assert (changed[0].ok, changed[0].exit_code) == (False, 8)
