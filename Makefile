@@ -49,7 +49,7 @@ unprivileged: deps
 
 # root-free lane first, then the lanes that need root: tests/host (a loopback sshd, mounts) and the lab
 test: deps venv libjuju unprivileged rootfs
-	$(BIN)/pytest -q -ra tests/host tests/integration
+	$(BIN)/pytest -q -ra --durations=30 tests/host tests/integration
 
 demo: deps venv rootfs
 	$(BIN)/python -m tests.lab.demo --profile $(PROFILE)

@@ -262,6 +262,7 @@ class LabHost:
         self._lab = lab
         self._st = state
         self._popen: subprocess.Popen[bytes] | None = None
+        self._boot_log_offset = 0  # size of the agent log before this boot: older lines say nothing
 
     @property
     def name(self) -> str:
@@ -351,6 +352,8 @@ class LabHost:
     # -- internals used by Lab
 
     def _start(self) -> None:
+        log = self._agent_log()
+        self._boot_log_offset = log.stat().st_size if log is not None and log.exists() else 0
         cgdirs = [Path(d) for d in self._st.cgroups]
         for d in cgdirs:  # leftovers of the previous boot (payload/, supervisor/)
             nspawn.remove_cgroup_tree(d)
@@ -372,6 +375,43 @@ class LabHost:
 
     def _log_path(self) -> Path:
         return self._lab.state_dir / f"{self.name}.nspawn.log"
+
+    def _agent_log(self) -> Path | None:
+        """Return the controller machine agent's log as the test process sees it (None off controllers)."""
+        if self.role not in ("controller", "bootstrapped") or self.machine_id is None:
+            return None
+        return self.root / f"var/log/juju/machine-{self.machine_id}.log"
+
+    def _wait_jujud_settled(self, deadline: float) -> None:
+        """Return once this boot's jujud on a controller got past its start: it logged "peergrouper
+        started", logged an ERROR (it exits), logged that its dqlite node waits (3.x spares, forever),
+        or its unit is no longer active. Real jujud (and the stand-in, standins/jujud.py) restarts a
+        snap juju-db at each start (mongo.EnsureServer), so "booted" alone leaves tests racing that
+        restart. Raise LabError if `deadline` passes first."""
+        log = self._agent_log()
+        if log is None:
+            return
+        settled = ("peergrouper started", " ERROR ", "for this Dqlite node to join cluster")
+        next_unit_check = 0.0
+        while True:
+            try:
+                with open(log, "rb") as f:
+                    f.seek(self._boot_log_offset)
+                    new = f.read().decode(errors="replace")
+            except OSError:
+                new = ""
+            if any(mark in new for mark in settled):
+                return
+            if time.monotonic() >= next_unit_check:  # masked, failed or never started: nothing to wait for
+                unit = f"jujud-machine-{self.machine_id}.service"
+                res = self.ssh(f"systemctl is-active {unit}", timeout=30)
+                if res.returncode != 255 and res.stdout.strip() not in ("active", "activating"):
+                    return
+                next_unit_check = time.monotonic() + 2.0
+            if time.monotonic() > deadline:
+                raise LabError(f"{self.name}: jujud did not finish starting (no \"peergrouper started\" in "
+                               f"{log}):\n{new[-1500:]}")
+            time.sleep(0.2)
 
     def _log_tail(self, n: int = 15) -> str:
         try:
@@ -404,6 +444,7 @@ class LabHost:
                 raise LabError(f"{self.name}: boot did not finish in {timeout:.0f} s") from None
             state = res.stdout.strip()
             if state in ("running", "degraded"):
+                self._wait_jujud_settled(deadline)
                 return
             if res.returncode == 255 and time.monotonic() < deadline:  # ssh itself failed: retry
                 time.sleep(0.1)
