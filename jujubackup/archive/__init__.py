@@ -49,6 +49,7 @@ Public API:
     verify_stream(stream, *, label, ...) -> VerifyReport   the same over any readable binary stream
     VerifyReport.ok / .failures / .raise_for_failures()    raise VerifyError (exit 8) naming problems
     read_members(path, names=(), root_names=()) -> MemberContents   selected outer/root.tar files
+    slim_copy(src, dst, keep)                 an archive of only the outer members named, one pass
     read_agent_conf(path, machine_id) -> str  root.tar var/lib/juju/agents/machine-N/agent.conf
     iter_bson_documents(stream) -> Iterator[bytes]          raw BSON documents of a dump file
     rewrite_archive(src, dst, *, transforms, root_transforms, late_transforms, only_replaced)
@@ -119,6 +120,7 @@ from jujubackup.archive.read import (
     read_agent_conf,
     read_members,
     read_members_stream,
+    slim_copy,
 )
 from jujubackup.archive.rewrite import rewrite_archive
 from jujubackup.archive.verify import (
@@ -172,6 +174,7 @@ __all__ = [
     "read_members_stream",
     "rewrite_archive",
     "safe_extract",
+    "slim_copy",
     "state_file_problem",
     "verify_archive",
     "verify_stream",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import os
-from collections.abc import Iterable
-from typing import IO, Any
+import tarfile
+from collections.abc import Collection, Iterable
+from pathlib import Path
+from typing import IO, Any, cast
 
 from jujubackup.archive.layout import MAX_SMALL_MEMBER, ROOT_TAR, TOP, MemberContents
 from jujubackup.archive.members import normalize_name
@@ -59,6 +62,33 @@ def read_members_stream(
     except STREAM_ERRORS as err:
         raise VerifyError(f"{label} is truncated or corrupt ({_err_text(err)})") from err
     return MemberContents(files, root_files)
+
+
+def slim_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str], keep: Collection[str]) -> None:
+    """Given an archive and outer member paths (relative to juju-backup/), write to `dst` (created
+    0600) a gzip archive (stored blocks: no compression work) of only those regular members that
+    are present, with their headers and in their order, in one streaming pass over `src`. A later
+    pass over `dst` (read_members, rewrite_archive with only_replaced) then skips re-reading the
+    big members (blobstore, logs) it does not need. Raise VerifyError if `src` is unreadable;
+    `dst` is removed on any error."""
+    wanted = set(keep)
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with (
+            os.fdopen(fd, "wb") as out_raw,
+            gzip.GzipFile(fileobj=out_raw, mode="wb", compresslevel=0, mtime=0) as gz,
+            tarfile.open(fileobj=cast(IO[bytes], gz), mode="w|") as tout,
+            open(src, "rb") as raw,
+        ):
+            for member, data in iter_tar(GzipReader(raw)):
+                if data is not None and member.isreg() and _rel(member.name) in wanted:
+                    tout.addfile(member, cast(IO[bytes], data))
+    except STREAM_ERRORS as err:
+        Path(dst).unlink(missing_ok=True)
+        raise VerifyError(f"archive {src} is truncated or corrupt ({_err_text(err)})") from err
+    except BaseException:
+        Path(dst).unlink(missing_ok=True)
+        raise
 
 
 def _rel(name: str) -> str:

@@ -33,7 +33,7 @@ from jujubackup.restore.gather import (
     Checked,
     fetch_stored,
     probe_target,
-    read_or_report,
+    read_slim,
     refuse_unfinished,
     verified_report,
 )
@@ -200,13 +200,18 @@ def prepare(run: Run, fetched: Fetched) -> Ready:
         BackgroundVerify(fetched.local, sha1=False) if stamped is None else nullcontext(None) as verifying,
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="push") as threads,
     ):
+        # One pass over the local archive, while the target is connected and probed, keeps its small
+        # members (read_slim); the backup's facts and the overlay then read only those: the push
+        # no longer shares the CPUs with a second pass over the big members.
+        slim = run.work / ".restore-slim-members.tar.gz"
+        reading = threads.submit(read_slim, fetched.local, fetched.backup_id, slim, verifying)
         target = connect_target(run, fetched)
         try:
-            probed = probe(run, fetched, target, verifying)
+            probed = probe(run, fetched, target, reading)
             if run.request.yes and not run.request.dry_run and fetched.remote_copy is None:
                 early = push_early(threads, probed, fetched.local)
             overlay = (
-                prepare_overlay(fetched.local, probed.backup, probed.facts, run.request.instance_id, run.work)
+                prepare_overlay(slim, probed.backup, probed.facts, run.request.instance_id, run.work)
                 if probed.readdress else None
             )
             run.debug("re-addressing overlay written")
@@ -217,6 +222,8 @@ def prepare(run: Run, fetched: Fetched) -> Ready:
             _discard_early(target, early)
             target.close()
             raise
+        finally:
+            slim.unlink(missing_ok=True)
     return ready
 
 
@@ -227,11 +234,17 @@ def connect_target(run: Run, fetched: Fetched) -> Host:
     return connect_one(run.connector, str(run.request.target), run.ui)
 
 
-def probe(run: Run, fetched: Fetched, target: Host, verifying: BackgroundVerify | None) -> Probed:
-    """Read the backup's facts, refuse a target with an unfinished restore, probe the target, call
-    the stages' on_probed hook and decide whether the restore re-addresses."""
-    backup = read_or_report(fetched.local, fetched.backup_id, verifying)
-    refuse_unfinished(target)
+def probe(run: Run, fetched: Fetched, target: Host, reading: Future[P.BackupFacts]) -> Probed:
+    """Given the backup's facts being read (read_or_report), refuse a target with an unfinished
+    restore, probe the target, call the stages' on_probed hook and decide whether the restore
+    re-addresses. An archive that cannot be read is the error raised first."""
+    try:
+        refuse_unfinished(target)
+    except JujuBackupError:
+        reading.result()
+        raise
+    backup = reading.result()
+    run.debug("backup facts read")
     facts = probe_target(target, backup, run.request, old_controllers=run.stages.probe_old_controllers)
     run.debug(f"target {target.name} probed")
     if run.stages.on_probed is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import tarfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import bson
 from ruamel.yaml import YAML
 
-from jujubackup import archive, profiles, scripts
+from jujubackup import archive, profiles, rewrite, scripts
 from jujubackup.errors import RefusedError, VerifyError
 from jujubackup.facts import ControllerFacts
 from jujubackup.host.base import Connector, Host
@@ -55,11 +56,34 @@ def fetch_stored(
     return host, got.path, got.id
 
 
-def read_backup(path: Path, backup_id: str) -> P.BackupFacts:
-    """Given an archive, return the BackupFacts the plan needs from metadata.json, the backed-up
+SLIM_MEMBERS = frozenset({
+    archive.METADATA, archive.ROOT_TAR, archive.MANIFEST, "dump/juju/machines.bson",
+    *(f"{archive.DUMP_DIR}/{p}" for p in (*rewrite.DUMP_COLLECTIONS, rewrite.OPLOG, rewrite.TXNS)),
+})
+"""The outer members read_backup and the re-addressing overlay (rewrite.readdress_archive) read."""
+
+
+def read_slim(path: Path, backup_id: str, slim: Path, verifying: BackgroundVerify | None) -> P.BackupFacts:
+    """Given an archive, write `slim` (archive.slim_copy of SLIM_MEMBERS: one pass over the whole
+    archive, after which read_backup and the overlay read only the small members) and return
+    read_backup's facts from it. Raise as read_or_report."""
+    try:
+        archive.slim_copy(path, slim, SLIM_MEMBERS)
+        return read_backup(path, backup_id, members=slim)
+    except Exception:
+        if verifying is not None:
+            verifying.result().raise_for_failures()
+        raise
+
+
+def read_backup(path: Path, backup_id: str, *, members: Path | None = None) -> P.BackupFacts:
+    """Given an archive (and optionally a slim copy of it holding its SLIM_MEMBERS, read instead),
+    return the BackupFacts the plan needs from metadata.json, the backed-up
     machine's agent.conf and the dump's machines (sizes and oplog come from the verification: `Checked`).
     Raise VerifyError if one of them is missing or unreadable or the machine id is no Juju machine
     id, RefusedError for a container machine id (metadata.restore_machine_id)."""
+    size = path.stat().st_size
+    path = members or path
     meta_text = leading_metadata(path)
     if meta_text is None:
         meta_text = archive.read_members(path, ["metadata.json"]).files.get("metadata.json")
@@ -79,7 +103,7 @@ def read_backup(path: Path, backup_id: str) -> P.BackupFacts:
         conf if isinstance(conf, dict) else {},
         machines,
         backup_id=archive_backup_id(meta, backup_id),
-        archive_size=path.stat().st_size,
+        archive_size=size,
         unpacked_size=0,
         has_oplog=False,
     )
@@ -190,17 +214,26 @@ def probe_target(
     probed from the target unless not `old_controllers`, disk, addresses, mongo tools) on `host`; return the
     TargetProbe. Raise RefusedError for a Juju 1.x host, LockedError (exit 7) while another jujubackup
     operation holds the controller's lock (each step then holds it: lib/restore's take_controller_lock)."""
-    found: ControllerFacts | None
+    # Both read only: the preflight runs on a second channel of the same connection while the probe
+    # runs (each is mostly waiting on tool start-ups and the old controllers' connect timeout).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="preflight") as pool:
+        pre_future = pool.submit(preflight, host, backup, old_controllers=old_controllers)
+        found = probe_controller(host, request.backup_dir)
+        pre = pre_future.result()
+    if found is not None:
+        refuse_if_locked(found, host.name)  # a create/remove/upload runs: its lock, not ours yet
+    return target_probe(found, pre, host.name, host.address, request.address, backup.juju_version)
+
+
+def probe_controller(host: Host, backup_dir: str) -> ControllerFacts | None:
+    """Return the controller facts connecting.probe finds on `host`, None when no Juju controller
+    is there (a spare). Raise RefusedError for a Juju 1.x host."""
     try:
-        found = probe(host, request.backup_dir)
+        return probe(host, backup_dir)
     except RefusedError as err:
         if "1.x" in err.message:
             raise
-        found = None  # no Juju controller there: a spare
-    if found is not None:
-        refuse_if_locked(found, host.name)  # a create/remove/upload runs: its lock, not ours yet
-    pre = preflight(host, backup, old_controllers=old_controllers)
-    return target_probe(found, pre, host.name, host.address, request.address, backup.juju_version)
+        return None
 
 
 def preflight(host: Host, backup: P.BackupFacts, *, old_controllers: bool = True) -> dict[str, Any]:

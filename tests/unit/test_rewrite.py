@@ -13,7 +13,7 @@ from bson.int64 import Int64
 from bson.timestamp import Timestamp
 
 from jujubackup import archive, rewrite
-from jujubackup.errors import RefusedError
+from jujubackup.errors import RefusedError, VerifyError
 from tests.unit.archive_builders import MODEL_UUID, VALID, bson_file
 
 OLD = "10.77.116.68"
@@ -741,6 +741,47 @@ def test_overlay_over_the_original_equals_the_full_readdressed_copy(tmp_path: Pa
     via_full = unpack_all(tmp_path / "full.tar.gz", tmp_path / "b")
     assert via_overlay == via_full
     assert f"- {NEW}:17070".encode() in via_full[f"root/{CONF_NAME}"]
+
+
+def test_the_overlay_of_a_slim_copy_is_the_overlay_of_the_whole_archive(tmp_path: Path) -> None:
+    """restore reads the archive once (archive.slim_copy of gather.SLIM_MEMBERS) and writes its
+    re-addressing overlay from that copy: byte for byte the overlay of the whole archive."""
+    from jujubackup.restore.gather import SLIM_MEMBERS, read_backup
+    from tests.unit.archive_builders import ArchiveSpec
+
+    spec = ArchiveSpec()
+    spec.dump["oplog.bson"] = bson_file(op("u", "juju.machines", {"$set": {"addresses": []}}, M0))
+    spec.dump["logs/logs.1.bson"] = bson_file({"_id": 1, "x": "log"})
+    spec.dump["juju/txns.bson"] = bson_file(
+        txn(2, {"c": "machines", "d": M0["_id"], "u": {"$set": {"addresses": []}}})
+    )
+    src = spec.write(tmp_path / "src.tar.gz")
+    slim = tmp_path / "slim.tar.gz"
+    archive.slim_copy(src, slim, SLIM_MEMBERS)
+    with tarfile.open(slim) as tar:
+        names = tar.getnames()
+    assert "juju-backup/dump/logs/logs.1.bson" not in names
+    assert {"juju-backup/root.tar", "juju-backup/dump/juju/machines.bson", "juju-backup/dump/oplog.bson",
+            "juju-backup/dump/juju/txns.bson", "juju-backup/metadata.json"} <= set(names)
+    assert slim.stat().st_mode & 0o777 == 0o600
+    whole = rewrite.readdress_archive(src, tmp_path / "a.tar.gz", TARGET, overlay=True)
+    from_slim = rewrite.readdress_archive(slim, tmp_path / "b.tar.gz", TARGET, overlay=True)
+    assert (tmp_path / "a.tar.gz").read_bytes() == (tmp_path / "b.tar.gz").read_bytes()
+    assert [c.describe() for c in from_slim.changes] == [c.describe() for c in whole.changes]
+    facts = read_backup(src, "x", members=slim)
+    assert facts == read_backup(src, "x")
+    assert facts.archive_size == src.stat().st_size
+
+
+def test_a_slim_copy_of_a_truncated_archive_is_refused_and_left_nowhere(tmp_path: Path) -> None:
+    from tests.unit.archive_builders import ArchiveSpec
+
+    src = ArchiveSpec().write(tmp_path / "src.tar.gz")
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    with pytest.raises(VerifyError, match="truncated or corrupt"):
+        archive.slim_copy(cut, tmp_path / "slim.tar.gz", {"root.tar"})
+    assert not (tmp_path / "slim.tar.gz").exists()
 
 
 def test_rewritten_documents_keep_every_bson_type() -> None:
