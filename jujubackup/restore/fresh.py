@@ -243,9 +243,8 @@ def probe(run: Run, fetched: Fetched, target: Host, reading: Future[P.BackupFact
     except JujuBackupError:
         reading.result()
         raise
-    backup = reading.result()
-    run.debug("backup facts read")
-    facts = probe_target(target, backup, run.request, old_controllers=run.stages.probe_old_controllers)
+    backup, facts = probe_target(target, reading.result, run.request,
+                                 old_controllers=run.stages.probe_old_controllers)
     run.debug(f"target {target.name} probed")
     if run.stages.on_probed is not None:
         run.stages.on_probed(Staged(target, fetched.local, backup, facts))

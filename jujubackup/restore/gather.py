@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import tarfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -208,21 +209,28 @@ def refuse_unfinished(target: Host) -> None:
 
 
 def probe_target(
-    host: Host, backup: P.BackupFacts, request: RestoreRequest, *, old_controllers: bool = True
-) -> TargetProbe:
+    host: Host, backup: Callable[[], P.BackupFacts], request: RestoreRequest, *, old_controllers: bool = True
+) -> tuple[P.BackupFacts, TargetProbe]:
     """Run the probe (connecting.probe: a controller's facts) and the restore preflight (old controllers
-    probed from the target unless not `old_controllers`, disk, addresses, mongo tools) on `host`; return the
-    TargetProbe. Raise RefusedError for a Juju 1.x host, LockedError (exit 7) while another jujubackup
+    probed from the target unless not `old_controllers`, disk, addresses, mongo tools) on `host`;
+    `backup` returns the backup's facts (waiting while they are read: the probe runs meanwhile, the
+    preflight needs them). Return the facts and the TargetProbe. Raise the error `backup` raises
+    first, RefusedError for a Juju 1.x host, LockedError (exit 7) while another jujubackup
     operation holds the controller's lock (each step then holds it: lib/restore's take_controller_lock)."""
     # Both read only: the preflight runs on a second channel of the same connection while the probe
     # runs (each is mostly waiting on tool start-ups and the old controllers' connect timeout).
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="preflight") as pool:
-        pre_future = pool.submit(preflight, host, backup, old_controllers=old_controllers)
-        found = probe_controller(host, request.backup_dir)
+        pre_future = pool.submit(lambda: preflight(host, backup(), old_controllers=old_controllers))
+        try:
+            found = probe_controller(host, request.backup_dir)
+        except Exception:
+            backup()  # an archive that cannot be read is the error raised first
+            raise
         pre = pre_future.result()
+    facts = backup()
     if found is not None:
         refuse_if_locked(found, host.name)  # a create/remove/upload runs: its lock, not ours yet
-    return target_probe(found, pre, host.name, host.address, request.address, backup.juju_version)
+    return facts, target_probe(found, pre, host.name, host.address, request.address, facts.juju_version)
 
 
 def probe_controller(host: Host, backup_dir: str) -> ControllerFacts | None:
