@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import getpass
 import os
-import stat
 import sys
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
 
-from jujubackup.errors import ConnectError, NotFoundError, RefusedError, UsageError
+from jujubackup.errors import ConnectError, UsageError
+from jujubackup.localfiles import read_private_file
 
 ENV = "JUJUBACKUP_SUDO_PASSWORD"
 MAX_LENGTH = 1024
@@ -67,24 +67,16 @@ def checked(value: str, where: str) -> str:
 
 
 def read_file(path: Path) -> str:
-    """Given --sudo-password-file, return its first line. Raise NotFoundError (5) if it is missing,
-    RefusedError (6) unless it is a regular file of this user that group and others cannot read or
-    write (as ssh(1) refuses such a private key), UsageError for an unusable content."""
+    """Given --sudo-password-file, return its first line. Raise as localfiles.read_private_file does
+    (5 missing; 6 a link, not a regular file of this user, group or others can read or write it, as
+    ssh(1) refuses such a private key), UsageError for an unusable content."""
+    what = "sudo password file"
     try:
-        info = path.stat()
-    except FileNotFoundError as err:
-        raise NotFoundError(f"sudo password file {path} not found") from err
-    except OSError as err:
-        raise UsageError(f"cannot read sudo password file {path}: {err.strerror}") from err
-    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
-        raise RefusedError(f"sudo password file {path} must be a regular file of yours, mode 0600",
-                           hint=f"chmod 600 {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeError) as err:
-        raise UsageError(f"cannot read sudo password file {path}") from err
+        text = read_private_file(path, what).decode("utf-8")
+    except UnicodeError as err:
+        raise UsageError(f"cannot read {what} {path}: not UTF-8") from err
     first = text.splitlines()[0] if text.splitlines() else ""
-    return checked(first, f"sudo password file {path}")
+    return checked(first, f"{what} {path}")
 
 
 def ask_on_terminal(who: str) -> str:

@@ -1,5 +1,6 @@
 """age stanzas, recipients (age1…, ssh-ed25519, ssh-rsa) and identities (age identity files,
-unencrypted OpenSSH private keys). PURE but load_identities, which reads the identity file."""
+unencrypted OpenSSH private keys). PURE but load_identities, which reads
+the identity file (localfiles.read_private_file)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from jujubackup.crypt.primitives import (
     ed25519_to_x25519_public,
 )
 from jujubackup.errors import UsageError
+from jujubackup.localfiles import read_private_file
 
 # ---------------------------------------------------------------------------------------------
 # stanzas, recipients, identities
@@ -218,17 +220,11 @@ def _decode_arg(arg: str, length: int) -> bytes:
 
 def load_identities(path: Path) -> list[X25519Identity | Ed25519Identity | RSAIdentity]:
     """Read identities from a file: an age identity file (AGE-SECRET-KEY-1… lines, # comments, blank
-    lines) or an unencrypted OpenSSH/PEM private key (ed25519 or rsa). Raise UsageError (exit 2) for
-    an unreadable file, a file holding none, a passphrase-protected key; NotFoundError (5) if missing.
-    The file's text is never shown in a message."""
-    from jujubackup.errors import NotFoundError
-
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as err:
-        raise NotFoundError(f"identity file {path} not found") from err
-    except OSError as err:
-        raise UsageError(f"cannot read identity file {path}: {err.strerror}") from err
+    lines) or an unencrypted OpenSSH/PEM private key (ed25519 or rsa). Raise as
+    localfiles.read_private_file does (5 missing; 6 a link, not a regular file of this user, mode
+    wider than 0600: ssh refuses a group-readable key and so do we); UsageError (exit 2) for a file
+    holding none or a passphrase-protected key. The file's text is never shown in a message."""
+    data = read_private_file(path, "identity file")
     if b"PRIVATE KEY-----" in data:
         return [_ssh_identity(path, data)]
     found: list[X25519Identity | Ed25519Identity | RSAIdentity] = []

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import configparser
 import json
-import os
-import stat
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -39,6 +37,7 @@ from jujubackup.errors import (
     RefusedError,
     UsageError,
 )
+from jujubackup.localfiles import read_private_file
 from jujubackup.stores import (
     STORED_KEY,
     NotStoredError,
@@ -68,22 +67,15 @@ _MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
 
 def read_credentials(path: Path, profile: str | None) -> dict[str, str]:
     """Given an AWS-format credentials file (INI: [profile] aws_access_key_id, aws_secret_access_key,
-    aws_session_token), return boto3 Session keyword arguments. Raise RefusedError (6) unless the
-    file is a regular file of this user, not readable by others (0600); UsageError (2) if the
-    profile or a key is missing; NotFoundError (5) if the file is missing. The secret is never shown."""
-    try:
-        info = path.lstat()
-    except FileNotFoundError as err:
-        raise NotFoundError(f"credentials file {path} not found") from err
-    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
-        raise RefusedError(
-            f"credentials file {path} must be a regular file of yours, mode 0600", hint=f"chmod 600 {path}"
-        )
+    aws_session_token), return boto3 Session keyword arguments. Raise as
+    localfiles.read_private_file does (5 missing; 6 a link, not a regular file of this user, mode
+    wider than 0600); UsageError (2) if the profile or a key is missing. The secret is never shown."""
+    what = "credentials file"
     parser = configparser.ConfigParser(interpolation=None)
     try:
-        parser.read_string(path.read_text(encoding="utf-8"))
-    except (configparser.Error, OSError, UnicodeError) as err:
-        raise UsageError(f"credentials file {path} is not an INI file") from err
+        parser.read_string(read_private_file(path, what).decode("utf-8"))
+    except (configparser.Error, UnicodeError) as err:
+        raise UsageError(f"{what} {path} is not an INI file") from err
     section = profile or "default"
     if not parser.has_section(section):
         raise UsageError(f"credentials file {path} has no [{section}] section")

@@ -9,14 +9,14 @@ import contextlib
 import hashlib
 import json
 import os
-import stat
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
 from jujubackup import crypt
-from jujubackup.errors import RefusedError, VerifyError
+from jujubackup.errors import JujuBackupError, RefusedError, VerifyError
+from jujubackup.localfiles import read_private_file
 from jujubackup.stores import STORED_KEY, NotStoredError, PutResult, StoredBackup, checked_block, sidecar_name
 from jujubackup.stores.config import S3StoreConfig
 
@@ -55,11 +55,8 @@ def _same_part(held_checksum: str, etag: str, data: bytes | bytearray, checksum:
 def _load_state(path: Path) -> dict[str, Any] | None:
     """Return a put's state file (a JSON object), None when absent, unreadable or not private."""
     try:
-        info = path.lstat()
-        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
-            return None
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(read_private_file(path, "S3 put state").decode("utf-8"))
+    except (JujuBackupError, ValueError):
         return None
     return data if isinstance(data, dict) else None
 

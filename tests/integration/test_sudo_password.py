@@ -172,7 +172,7 @@ def test_a_password_file_others_can_read_is_refused(sudo_lab: tuple[Lab, str], t
     loose.chmod(0o640)
     done = jb(lab, "list", password_file=loose)
     assert done.returncode == 6, done.stderr
-    assert "must be a regular file of yours, mode 0600" in done.stderr
+    assert "must be mode 0600 (it is 0640" in done.stderr
 
 
 def test_on_a_terminal_the_password_is_asked_once_with_no_echo(sudo_lab: tuple[Lab, str]) -> None:

@@ -110,6 +110,7 @@ def test_bad_recipients_and_identities_are_usage_errors(tmp_path: Path) -> None:
             crypt.parse_recipient(text)
         assert err.value.exit_code == EXIT_USAGE
     (tmp_path / "id").write_text("# nothing\nnot-a-key\n")
+    (tmp_path / "id").chmod(0o600)
     with pytest.raises(JujuBackupError) as err:
         crypt.load_identities(tmp_path / "id")
     assert err.value.exit_code == EXIT_USAGE and "not-a-key" not in err.value.message

@@ -88,6 +88,7 @@ def test_encrypted_copies_are_verified_in_full_only_with_an_identity(tmp_path: P
     identity = crypt.X25519Identity(os.urandom(32))
     key = tmp_path / "key.txt"
     key.write_text(f"# test\n{crypt.bech32_encode('AGE-SECRET-KEY-', identity.secret).upper()}\n")
+    key.chmod(0o600)
     store, _ = seeded(tmp_path, (identity.recipient(),))
     blind = prune_store(store, StorePruneRequest(Policy(last=3), dry_run=True), UI(quiet=True),
                         lambda c: True)

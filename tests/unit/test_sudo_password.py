@@ -192,7 +192,7 @@ def test_the_cli_refuses_a_loose_file_before_connecting(tmp_path: Path, capsys: 
     code = cli.main(["--sudo-password-file", str(loose), "-H", "ctl0", "status"],
                     make_connector=lambda settings: pytest.fail("must not connect"))
     assert code == EXIT_REFUSED
-    assert f"sudo password file {loose} must be a regular file of yours" in capsys.readouterr().err
+    assert f"sudo password file {loose} must be mode 0600 (it is 0644" in capsys.readouterr().err
 
 
 def test_the_cli_hands_the_password_to_the_connector_and_takes_it_out_of_the_environment(
