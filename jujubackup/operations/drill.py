@@ -34,6 +34,7 @@ from ruamel.yaml.error import YAMLError
 from jujubackup import apilogin, apiprobe, archive, drillreport, profiles, scripts
 from jujubackup.drillreport import Check, Report
 from jujubackup.errors import JujuBackupError, RefusedError, UsageError, VerifyError
+from jujubackup.flagcheck import one_source
 from jujubackup.host.base import Connector
 from jujubackup.restore import fresh as R
 from jujubackup.restore import plan as P
@@ -65,11 +66,8 @@ class DrillRequest:
 
 def check_request(request: DrillRequest) -> None:
     """Raise UsageError unless exactly one of a backup ID and --archive is given, with --target."""
-    if bool(request.backup_ref) == bool(request.archive):
-        raise UsageError(
-            "give a backup ID or --archive FILE (not both)",
-            hint="`drill latest --target HOST` or `drill --archive FILE --target HOST`",
-        )
+    one_source(request.backup_ref, request.archive,
+               hint="`drill latest --target HOST` or `drill --archive FILE --target HOST`")
     if not request.target:
         raise UsageError("--target HOST is required (the throwaway machine to drill on)")
     if request.archive is not None and not request.archive.is_file():

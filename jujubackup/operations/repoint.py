@@ -33,6 +33,7 @@ from jujubackup import profiles, scripts
 from jujubackup import repoint as R
 from jujubackup.connect import connect_one
 from jujubackup.errors import JujuBackupError, PartialError, RefusedError, RemoteStepError, UsageError
+from jujubackup.flagcheck import exclusive, in_range
 from jujubackup.host.base import Connector, Host
 from jujubackup.host.target import SSHTarget
 from jujubackup.remote_codes import RC_NOT_A_CONTROLLER
@@ -127,12 +128,15 @@ def check_request(request: RepointRequest) -> None:
     """Raise UsageError unless the request is complete and sane."""
     if not request.target:
         raise UsageError("repoint needs --target HOST (the restored controller)")
-    if not 1 <= request.parallel <= 64:
-        raise UsageError(f"--parallel {request.parallel} is out of range", hint="use 1..64")
-    if not 0 < request.wait <= 3600:
-        raise UsageError(f"--wait {request.wait:g} is out of range", hint="seconds, 1..3600")
-    if request.resume and request.dry_run:
-        raise UsageError("--resume and --dry-run exclude each other")
+    check_options(request)
+    exclusive(resume=request.resume, dry_run=request.dry_run)
+
+
+def check_options(request: RepointRequest) -> None:
+    """Raise UsageError unless --parallel and --wait are in range (repoint's own, and the ones
+    restore passes to its repoint stage)."""
+    in_range("--parallel", request.parallel, 1, 64, hint="use 1..64")
+    in_range("--wait", request.wait, 1, 3600, hint="seconds, 1..3600")
 
 
 def repoint_from(connector: Connector, controller: Host, request: RepointRequest,

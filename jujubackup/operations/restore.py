@@ -12,8 +12,10 @@ TARGET (restore-preflight), never from here.
 from __future__ import annotations
 
 from jujubackup.errors import UsageError
+from jujubackup.flagcheck import exclusive, one_source
 from jujubackup.host.base import Connector
 from jujubackup.operations.connecting import check_backup_dir
+from jujubackup.operations.repoint import check_options
 from jujubackup.restore.fresh import fresh_restore, work_dir
 from jujubackup.restore.journaled import resume, rollback
 from jujubackup.restore.request import Confirm, RestoreRequest, RestoreResult
@@ -38,15 +40,13 @@ def restore(connector: Connector, request: RestoreRequest, ui: UI, confirm: Conf
 
 def check_request(request: RestoreRequest) -> None:
     """Raise UsageError unless the request names exactly what one form of restore needs."""
+    exclusive(resume=request.resume, rollback=request.rollback)
+    if request.repoint is not None:
+        check_options(request.repoint)
     if request.resume or request.rollback:
-        if request.resume and request.rollback:
-            raise UsageError("--resume and --rollback exclude each other")
         return
-    if bool(request.backup_ref) == bool(request.archive):
-        raise UsageError(
-            "give a backup ID or --archive FILE (not both)",
-            hint="`restore ID`, `restore ID --target HOST` or `restore --archive FILE --target HOST`",
-        )
+    one_source(request.backup_ref, request.archive,
+               hint="`restore ID`, `restore ID --target HOST` or `restore --archive FILE --target HOST`")
     if request.archive and not request.target:
         raise UsageError("--archive needs --target HOST (the machine to restore onto)")
     check_backup_dir(request.backup_dir)
