@@ -21,6 +21,7 @@ import bson
 import pytest
 
 from tests.lab import provision
+from tests.lab.roles import OPLOGER, grant_statements
 from tests.lab.standins import storage
 from tests.paths import VALID_28
 
@@ -135,12 +136,7 @@ def _grant_oploger(env: Env, port: int, tmp: Path) -> None:
     mongoRestorer32.ensureOplogPermissions), as a restore must before `--oplogReplay` or before
     restoring admin.system.*: the stand-in checks privileges as mongod does (Juju's four roles alone
     may not applyOps on 3.2, nor drop admin.system.version)."""
-    r = env.shell(port, [
-        'print(JSON.stringify(db.getSiblingDB("admin").runCommand({"createRole": "oploger", '
-        '"privileges": [{"resource": {"anyResource": true}, "actions": ["anyAction"]}], "roles": []})))',
-        'print(JSON.stringify(db.getSiblingDB("admin").runCommand({"grantRolesToUser": "machine-0", '
-        '"roles": [{"role": "oploger", "db": "admin"}]})))',
-    ], tmp=tmp)
+    r = env.shell(port, grant_statements(OPLOGER), tmp=tmp)
     assert [d.get("ok") for d in _json_lines(r.stdout)] == [1, 1], r.stdout + r.stderr
 
 

@@ -6,8 +6,6 @@ juju-db refuses the replay of a user added during the dump to Juju's roles alone
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,8 +13,9 @@ import pytest
 
 from tests.conftest import LabFactory
 from tests.integration.test_profile_matrix import ADDED_USER, create_with_a_user_added
-from tests.integration.test_restore import JOURNAL, REPO, active, db_unit, jb, ok
+from tests.integration.test_restore import JOURNAL, active, db_unit, jb, ok
 from tests.lab import provision
+from tests.lab.cli import jb_start
 from tests.lab.lab import LabHost
 from tests.lab.standins import common
 from tests.lab.standins.tools import RESTORE_OPLOG_GATE
@@ -58,26 +57,7 @@ def test_a_load_db_killed_while_the_role_exists_then_resumed_drops_it(
 
     gate = spare.root / RESTORE_OPLOG_GATE.lstrip("/")
     gate.touch()
-    client = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jujubackup",
-            "-F",
-            str(lab.ssh_config),
-            "restore",
-            "--archive",
-            str(archive),
-            "--target",
-            "spare0",
-            "--yes",
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
+    client = jb_start(lab, "restore", "--archive", str(archive), "--target", "spare0", "--yes")
     try:
         deadline = time.monotonic() + 600
         # mongorestore holds at the gate, after load-db granted the role and loaded the collections

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
@@ -20,8 +17,9 @@ import bson
 import pytest
 
 from tests.conftest import LabFactory
-from tests.integration.test_restore import REPO, jb, juju_db, model_uuid, mongo, ok
+from tests.integration.test_restore import jb, juju_db, model_uuid, mongo, ok
 from tests.lab import provision
+from tests.lab.cli import jb_start
 from tests.lab.lab import Lab, LabHost
 from tests.lab.standins.tools import OPLOG_GATE, OPLOG_GATE_REACHED
 
@@ -66,11 +64,7 @@ def create_during_a_transaction(lab: Lab, ctl: LabHost) -> str:
     gate = ctl.root / OPLOG_GATE.lstrip("/")
     reached = ctl.root / "var/snap/juju-db/common" / OPLOG_GATE_REACHED  # next to the dump dir
     gate.touch()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jujubackup", "-F", str(lab.ssh_config), "-H", ctl.name, "create"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-        env=dict(os.environ),
-    )
+    proc = jb_start(lab, "-H", ctl.name, "create")
     try:
         deadline = time.monotonic() + 300
         while not reached.exists():

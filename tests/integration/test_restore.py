@@ -13,7 +13,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from jujubackup import profiles
 from tests import libjuju
 from tests.conftest import LabFactory
 from tests.lab import provision
+from tests.lab.cli import REPO, jb_argv, jb_start
 from tests.lab.clienttls import mongo_tls
 from tests.lab.lab import Lab, LabHost
 from tests.lab.standins import jujud
@@ -32,7 +32,6 @@ from tests.paths import VALID_28
 
 pytestmark = pytest.mark.lab
 
-REPO = Path(__file__).resolve().parents[2]
 FIXTURE_28 = VALID_28
 FIXTURE_NET = "10.77.116.0/24"
 JOURNAL = "var/lib/jujubackup-restore"
@@ -46,7 +45,7 @@ def jb(
 ) -> subprocess.CompletedProcess[str]:
     """Run the jujubackup CLI with the lab's ssh config; return the completed process."""
     return subprocess.run(
-        [sys.executable, "-m", "jujubackup", "-F", str(lab.ssh_config), *args],
+        jb_argv(lab, *args),
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -447,12 +446,9 @@ def test_a_restore_confirmed_on_a_terminal_pushes_after_the_plan(
     archive = tmp_path / "backup.tar.gz"
     create_and_download(lab, archive)
     ctl.power_off()
-    argv = [sys.executable, "-m", "jujubackup", "-F", str(lab.ssh_config),
-            "restore", "--archive", str(archive), "--target", spare.name]
     master, slave = os.openpty()
     try:
-        proc = subprocess.Popen(argv, cwd=REPO, stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+        proc = jb_start(lab, "restore", "--archive", str(archive), "--target", spare.name, stdin=slave)
         os.write(master, b"y\n")
         out, err = proc.communicate(timeout=600)
     finally:
@@ -473,12 +469,9 @@ def test_a_restore_declined_on_a_terminal_exits_6_and_changes_nothing(
     archive = tmp_path / "backup.tar.gz"
     create_and_download(lab, archive)
     ctl.power_off()
-    argv = [sys.executable, "-m", "jujubackup", "-F", str(lab.ssh_config),
-            "restore", "--archive", str(archive), "--target", spare.name]
     master, slave = os.openpty()
     try:
-        proc = subprocess.Popen(argv, cwd=REPO, stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+        proc = jb_start(lab, "restore", "--archive", str(archive), "--target", spare.name, stdin=slave)
         os.write(master, b"n\n")
         out, err = proc.communicate(timeout=600)
     finally:
@@ -613,25 +606,8 @@ def test_connection_killed_mid_step_then_resume_completes(
     other_id = create_and_download(lab, other) if step == "untar-files" else ""
     uuid = model_uuid(ctl)
     ctl.power_off()
-    client = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jujubackup",
-            "-F",
-            str(lab.ssh_config),
-            "restore",
-            "--archive",
-            str(archive),
-            "--target",
-            "spare0",
-            "--yes",
-        ],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    client = jb_start(lab, "restore", "--archive", str(archive), "--target", "spare0", "--yes",
+                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_for(spare.root / JOURNAL / "steps" / f"{step}.started")
     finally:

@@ -20,13 +20,11 @@ import bson
 import pytest
 
 from jujubackup import scripts
+from tests.lab.roles import OPLOGER, grant_commands
 from tests.lab.standins import common
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "lab-test-password-0"  # a throwaway server of this test only
-ORACLE = {"role": "oploger", "privileges": [{"resource": {"anyResource": True}, "actions": ["anyAction"]}]}
-"""Juju 2.x's role for mongorestore --oplogReplay (juju/juju state/backups/db.go, 2.x
-mongoRestorer32.ensureOplogPermissions)."""
 SAMPLE_VALUES: dict[str, Any] = {
     "journal_dir": "/var/lib/jujubackup-restore",
     "step": "load-db",
@@ -155,13 +153,9 @@ def mongorestore(
 
 def grant(port: int, role: dict[str, Any]) -> None:
     with login(port) as sock:
-        assert run(
-            sock, "admin", {"createRole": role["role"], "privileges": role["privileges"], "roles": []}
-        )["ok"]
-        reply = run(
-            sock, "admin", {"grantRolesToUser": "machine-0", "roles": [{"role": role["role"], "db": "admin"}]}
-        )
-        assert reply["ok"], reply
+        for db, cmd in grant_commands(role):
+            reply = run(sock, db, cmd)
+            assert reply["ok"], reply
 
 
 def machine_insert(n: int) -> dict[str, Any]:
@@ -201,7 +195,7 @@ def test_3_2_applyops_needs_every_privilege_even_for_a_plain_insert(tmp_path: Pa
         with login(port) as sock:
             assert run(sock, "juju", {"find": "machines"})["cursor"]["firstBatch"] == []
         role = product_role("3.2.22")
-        assert role["privileges"] == ORACLE["privileges"]  # Juju 2.x's oploger: 3.2 leaves no choice
+        assert role["privileges"] == OPLOGER["privileges"]  # Juju 2.x's oploger: 3.2 leaves no choice
         grant(port, role)
         out = mongorestore(tmp_path, "3.2", port, [machine_insert(1)])
         assert out.returncode == 0, out.stderr
