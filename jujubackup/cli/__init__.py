@@ -66,6 +66,13 @@ FormatOption = Annotated[
 ]
 """A verb's own `--format`, which wins over the global one (see make_ui)."""
 
+BackupIdArgument = Annotated[
+    str | None, typer.Argument(help="Stored backup ID, unique prefix or `latest` (on the -H controller).")
+]
+"""The optional ID argument of restore and drill (the other form is --archive)."""
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+"""`--yes`, for every verb that asks before it changes anything (restore, prune, remove)."""
+
 SUDO_PASSWORD_HELP = ("The login user's sudo password (first line; mode 0600), when its sudo asks for one. "
                       "Else $JUJUBACKUP_SUDO_PASSWORD, else asked once on a terminal.")
 

@@ -8,8 +8,15 @@ from typing import Annotated
 import typer
 
 from jujubackup import profiles
-from jujubackup.cli import BackupDirOption, FormatOption, make_ui, options
-from jujubackup.cli.storeopts import IdentityOption, StoreConfigOption, StoreOption, hold_archive
+from jujubackup.cli import BackupDirOption, BackupIdArgument, FormatOption, make_ui, options
+from jujubackup.cli.storeopts import (
+    ArchiveOption,
+    IdentityOption,
+    StoreConfigOption,
+    StoreOption,
+    WorkDirOption,
+    hold_archive,
+)
 from jujubackup.drillreport import Report
 from jujubackup.errors import VerifyError
 from jujubackup.operations.drill import DrillRequest, drill
@@ -29,13 +36,8 @@ def register(app: typer.Typer) -> None:
 
 def drill_cmd(
     ctx: typer.Context,
-    backup_id: Annotated[
-        str | None, typer.Argument(help="Stored backup ID, unique prefix or `latest` (on the -H controller).")
-    ] = None,
-    archive: Annotated[
-        Path | None, typer.Option("--archive", help="Local archive file instead of an ID (an .age file needs "
-                                  "--identity); with --store NAME: the ID of that store's copy.")
-    ] = None,
+    backup_id: BackupIdArgument = None,
+    archive: ArchiveOption = None,
     store: StoreOption = None,
     store_config: StoreConfigOption = None,
     identity: IdentityOption = None,
@@ -56,9 +58,7 @@ def drill_cmd(
             "--force", help="Drill onto a host running Juju or answering as a machine of the backup."
         ),
     ] = False,
-    work_dir: Annotated[
-        Path | None, typer.Option("--work-dir", help="Local scratch dir (default: a temp dir).")
-    ] = None,
+    work_dir: WorkDirOption = None,
     backup_dir: BackupDirOption = profiles.DEFAULT_BACKUP_DIR,
     output_format: FormatOption = None,
 ) -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from jujubackup.catalog import CatalogRecord
-from jujubackup.cli import BackupDirOption, FormatOption, make_ui, options
+from jujubackup.cli import BackupDirOption, FormatOption, YesOption, make_ui, options
 from jujubackup.cli.storeopts import IdentityOption, StoreConfigOption, StoreOption
 from jujubackup.errors import UsageError
 from jujubackup.operations.prune import COLUMNS, PruneRequest, PruneResult, run_prune
@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
         keep_yearly: Annotated[str, _keep("yearly", "years")] = "0",
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would go and why each "
                                               "kept backup is kept; remove nothing.")] = False,
-        yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+        yes: YesOption = False,
         store: StoreOption = None,
         store_config: StoreConfigOption = None,
         identity: IdentityOption = None,

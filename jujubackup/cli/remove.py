@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from jujubackup.catalog import CatalogRecord
-from jujubackup.cli import BackupDirOption, FormatOption, make_ui, options
+from jujubackup.cli import BackupDirOption, FormatOption, YesOption, make_ui, options
 from jujubackup.errors import UsageError
 from jujubackup.operations.remove import remove
 from jujubackup.profiles import DEFAULT_BACKUP_DIR
@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
         backup_ids: Annotated[
             list[str], typer.Argument(metavar="ID...", help="Backup IDs, unique prefixes or `latest`.")
         ],
-        yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+        yes: YesOption = False,
         backup_dir: BackupDirOption = DEFAULT_BACKUP_DIR,
         fmt: FormatOption = None,
     ) -> None:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from jujubackup import profiles
-from jujubackup.cli import BackupDirOption, FormatOption, make_ui, options
+from jujubackup.cli import BackupDirOption, BackupIdArgument, FormatOption, YesOption, make_ui, options
 from jujubackup.cli.repoint import ParallelOption, ViaOption, WaitOption
-from jujubackup.cli.storeopts import IdentityOption, StoreConfigOption, StoreOption, hold_archive
+from jujubackup.cli.storeopts import (
+    ArchiveOption,
+    IdentityOption,
+    StoreConfigOption,
+    StoreOption,
+    WorkDirOption,
+    hold_archive,
+)
 from jujubackup.operations.repoint import DEFAULT_PARALLEL, DEFAULT_WAIT, RepointRequest, partial_error
 from jujubackup.operations.repoint import render as render_repoint
 from jujubackup.operations.restore import restore
@@ -18,11 +24,6 @@ from jujubackup.restore.request import RestoreRequest, RestoreResult
 from jujubackup.settings import OutputFormat
 from jujubackup.ui import UI
 
-BackupIdArgument = Annotated[str | None, typer.Argument(help="Stored backup ID, unique prefix or `latest`.")]
-ArchiveOption = Annotated[
-    Path | None, typer.Option("--archive", help="Local archive file (disaster recovery); an .age file "
-                              "needs --identity; with --store NAME: the ID of that store's copy.")
-]
 TargetOption = Annotated[
     str | None, typer.Option("--target", "-t", help="Host to restore onto ([user@]host[:port] or alias).")
 ]
@@ -38,7 +39,6 @@ InstanceIdOption = Annotated[
     ),
 ]
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Show the plan and stop.")]
-YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 ForceOption = Annotated[
     bool, typer.Option("--force", help="Override refusals (live old controllers, disk, mongo, uuid).")
 ]
@@ -51,9 +51,6 @@ RollbackOption = Annotated[
 ]
 UpdateClientConfigOption = Annotated[
     bool, typer.Option("--update-client-config", help="Point controllers.yaml api-endpoints at the target.")
-]
-WorkDirOption = Annotated[
-    Path | None, typer.Option("--work-dir", help="Local scratch dir (default: a temp dir).")
 ]
 NoRepointOption = Annotated[
     bool, typer.Option("--no-repoint", help="After a restore onto a new address, leave the agents alone.")

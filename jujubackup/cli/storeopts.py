@@ -25,6 +25,17 @@ IdentityOption = Annotated[
                  "(read from the file, never from the command line)."),
 ]
 
+ArchiveOption = Annotated[
+    Path | None,
+    typer.Option("--archive", help="Local archive file instead of a stored ID (an .age file needs "
+                 "--identity); with --store NAME: the ID of that store's copy."),
+]
+"""`--archive`, of the verbs that restore one (restore, drill): see archive_path / hold_archive."""
+WorkDirOption = Annotated[
+    Path | None, typer.Option("--work-dir", help="Local scratch dir (default: a temp dir).")
+]
+"""`--work-dir`: where restore and drill unpack and re-address (hold_archive may choose one in memory)."""
+
 
 @contextmanager
 def archive_path(archive: Path | None, store: str | None, store_config: Path | None, identity: Path | None,
