@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -43,9 +42,6 @@ from jujubackup.restore.show import dry_run_refusal, next_steps, show_plan
 from jujubackup.restore.target import TargetProbe, needs_readdress, target_facts_peers
 from jujubackup.ui import UI
 from jujubackup.verifier import BackgroundVerify
-
-SKIP_READDRESS_ENV = "JUJUBACKUP_TEST_SKIP_READDRESS"
-"""Test-only switch: push the archive without re-addressing (so a test can see jujud refuse)."""
 
 
 @dataclass(frozen=True)
@@ -248,7 +244,7 @@ def probe(run: Run, fetched: Fetched, target: Host, reading: Future[P.BackupFact
     run.debug(f"target {target.name} probed")
     if run.stages.on_probed is not None:
         run.stages.on_probed(Staged(target, fetched.local, backup, facts))
-    readdress = os.environ.get(SKIP_READDRESS_ENV) != "1" and needs_readdress(run.mode, backup, facts)
+    readdress = needs_readdress(run.mode, backup, facts)
     options = P.RestoreOptions(
         mode=run.mode, force=run.request.force, allow_downgrade=run.request.allow_downgrade,
         readdress=readdress,
