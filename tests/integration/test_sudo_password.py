@@ -1,8 +1,9 @@
 """sudo with a password (issue 15): a login user whose sudo asks for a password (`jbops ALL=(ALL)
-ALL`, added to ctl0 by the lab) can create, status, info, verify, list, download, upload and remove
-through the CLI with the password from --sudo-password-file or $JUJUBACKUP_SUDO_PASSWORD, or typed
-once on a terminal; a wrong one exits 3 with one line and changes nothing; the password is in no
-process's argv (host and containers: /proc is shared downwards) and in no output."""
+ALL`, added to ctl0 by the lab) can create, status, info, verify, list, download, upload, remove and
+prune, and restore and repoint onto a spare where it has the same rule, through the CLI with the
+password from --sudo-password-file or $JUJUBACKUP_SUDO_PASSWORD, or typed once on a terminal; a
+wrong one exits 3 with one line and changes nothing; the password is in no process's argv (host and
+containers: /proc is shared downwards) and in no output."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from jujubackup.errors import EXIT_CONNECT
+from tests.integration.test_repoint import assert_repointed, confs
 from tests.lab.lab import Lab
 
 pytestmark = pytest.mark.lab
@@ -214,12 +216,36 @@ def _read(fd: int) -> bytes:
         return b""
 
 
-def test_a_disaster_recovery_restore_through_a_password_sudo(lab_session: None, tmp_path: Path) -> None:
+def test_prune_through_a_password_sudo(sudo_lab: tuple[Lab, str], tmp_path: Path) -> None:
+    """prune lists, verifies the newest backup and removes the rest on the controller, each step as
+    root through the login user's password sudo."""
+    lab, password = sudo_lab
+    good = secret_file(tmp_path, "pw", password)
+    made = []
+    for note in ("older", "newer"):
+        created = jb(lab, "create", note, password_file=good)
+        assert created.returncode == 0, created.stderr
+        made.append(created.stdout.strip().splitlines()[-1])
+    backups = lab.host("ctl0").root / "var/lib/juju/backups"
+    with ArgvWatch(password.encode()) as watch:
+        pruned = jb(lab, "prune", "--keep-last", "1", "--yes", password_file=good)
+    assert pruned.returncode == 0, pruned.stderr
+    assert watch.seen == [] and watch.sudo_seen
+    assert password not in pruned.stdout + pruned.stderr
+    assert backup_ids(lab, good) == [made[-1]]
+    assert not (backups / f"{made[0]}.tar.gz").exists() and (backups / f"{made[1]}.tar.gz").exists()
+
+
+def test_a_disaster_recovery_restore_and_repoint_through_a_password_sudo(
+    lab_session: None, tmp_path: Path
+) -> None:
     """restore --archive pushes the archive to the target (run_stream) and runs its detached steps,
-    all as root through the target's password sudo."""
-    lab = Lab.create(controllers=1, spares=1)
+    all as root through the target's password sudo; `repoint --target` then reads the restored
+    controller's database through that sudo and re-points the workload machines' agents."""
+    lab = Lab.create(controllers=1, spares=1, machines=2)
     try:
         ctl, spare = lab.host("ctl0"), lab.host("spare0")
+        before = {h.name: confs(h) for h in lab.workloads}
         password = spare.add_password_sudo_user(USER)
         good = secret_file(tmp_path, "pw", password)
         base = [JUJUBACKUP, "-F", str(lab.ssh_config)]
@@ -235,10 +261,21 @@ def test_a_disaster_recovery_restore_through_a_password_sudo(lab_session: None, 
         with ArgvWatch(password.encode()) as watch:
             restored = subprocess.run(  # type: ignore[call-overload]
                 [*base, "--sudo-password-file", str(good), "restore", "--archive", str(archive),
-                 "--target", f"{USER}@spare0", "--yes"], **run)
+                 "--target", f"{USER}@spare0", "--yes", "--no-repoint"], **run)
         assert restored.returncode == 0, restored.stdout + restored.stderr
         assert watch.seen == [] and watch.sudo_seen
         assert password not in restored.stdout + restored.stderr
         assert (spare.root / "var/lib/juju/agents/machine-0/agent.conf").exists()
+        for h in lab.workloads:  # --no-repoint: the agents still point at the powered-off ctl0
+            assert all(f"{spare.ip}:17070" not in text for text in confs(h).values())
+        with ArgvWatch(password.encode()) as watch:
+            repointed = subprocess.run(  # type: ignore[call-overload]
+                [*base, "--sudo-password-file", str(good), "repoint", "--target", f"{USER}@spare0"],
+                **run, env={**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")})
+        assert repointed.returncode == 0, repointed.stdout + repointed.stderr
+        assert watch.seen == [] and watch.sudo_seen
+        assert password not in repointed.stdout + repointed.stderr
+        for h in lab.workloads:
+            assert_repointed(h, before[h.name], f"{spare.ip}:17070")
     finally:
         lab.teardown()
