@@ -536,6 +536,50 @@ def test_failed_mongorestore_restarts_services_and_rollback_undoes_the_restore(
     assert not (ctl.root / JOURNAL).exists()
 
 
+def test_rollback_on_a_snap_spare_puts_the_earlier_juju_db_configpath_back(
+    lab_factory: LabFactory, tmp_path: Path
+) -> None:
+    """The juju-db snap's `configpath` lives in snapd, not in the snapshot: the restore points it at
+    juju-db.config (install-services), and --rollback must point it back at what the snap ran before
+    (the spare's default.config, from the snap's install hook), so its daemon runs that again."""
+    lab = lab_factory(controllers=1, spares=1, profile="juju-2.9")
+    ctl, spare = lab.host("ctl0"), lab.host("spare0")
+    archive = tmp_path / "backup.tar.gz"
+    create_and_download(lab, archive)
+    ctl.power_off()
+    common = provision.SNAP_COMMON
+    assert spare.ssh("snap get juju-db configpath").stdout.strip() == f"{common}/default.config"
+    tool = spare.root / profiles.profile_named(spare.profile).mongorestore.lstrip("/")
+    real = tool.with_name(tool.name + ".real")
+    tool.rename(real)
+    tool.write_text(  # answers --version (lib/mongo-tls asks it first), fails the restore itself
+        f'#!/bin/bash\n[[ $1 == --version ]] && exec "{"/" + str(real.relative_to(spare.root))}" "$@"\n'
+        'echo "Failed: injected failure" >&2\nexit 1\n'
+    )
+    tool.chmod(0o755)
+    try:
+        failed = jb(lab, "restore", "--archive", str(archive), "--target", "spare0", "--yes")
+        assert failed.returncode == 4, failed.stderr
+        assert "restore step load-db on spare0 failed" in failed.stderr, failed.stderr
+    finally:
+        real.replace(tool)
+    assert spare.ssh("snap get juju-db configpath").stdout.strip() == f"{common}/juju-db.config"
+    assert (spare.root / JOURNAL / "snap-configpath").read_text() == f"{common}/default.config\n"
+
+    rolled = ok(jb(lab, "restore", "--rollback", "--target", "spare0"))
+    assert "rolled back" in rolled.stdout
+    assert spare.ssh("snap get juju-db configpath").stdout.strip() == f"{common}/default.config"
+    assert not (spare.root / JOURNAL).exists()
+    # the snap's daemon runs default.config again: no replica set, no TLS, mongod's own port 27017
+    unit = db_unit(spare)
+    assert spare.ssh(f"systemctl start {unit}").returncode == 0
+    deadline = time.monotonic() + 120
+    while "127.0.0.1:27017 " not in spare.ssh("ss -ltnH").stdout:
+        assert time.monotonic() < deadline, spare.ssh(f"journalctl -u {unit} --no-pager -n 30").stdout
+        time.sleep(0.5)
+    assert ":37017 " not in spare.ssh("ss -ltnH").stdout
+
+
 def test_ha_live_controller_refuses_and_force_leaves_one_voting_controller(
     lab_factory: LabFactory, tmp_path: Path
 ) -> None:
