@@ -25,9 +25,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
-
 from jujubackup.errors import ConnectError, JujuBackupError, NotFoundError, UsageError
 from jujubackup.host.base import Connector, Host
 from jujubackup.host.ssh import HostKeyChangedError, SSHHost
@@ -113,6 +110,9 @@ def controller_hosts(name: str, data_dir: Path) -> tuple[str, ...]:
     Raise NotFoundError if controllers.yaml or the controller is missing, UsageError if unreadable
     or an endpoint is not `host:port` with a host name or IP address (parse_host).
     """
+    from ruamel.yaml import YAML  # only -c NAME reads YAML: not loaded by every run
+    from ruamel.yaml.error import YAMLError
+
     path = data_dir / "controllers.yaml"
     try:
         doc = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8")) or {}

@@ -18,8 +18,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from jujubackup import stamp
-from jujubackup.archive import VerifyReport, read_members, verify_archive
+# `archive.X`, not `from jujubackup.archive import X`: the verifier and reader load when first used
+# (archive/__init__), not by every verb that writes a sidecar (download)
+from jujubackup import archive, stamp
 from jujubackup.errors import JujuBackupError, NotFoundError, UsageError, local_os_error
 from jujubackup.metadata import BackupMetadata, format_time, is_backup_id, parse_metadata_json
 
@@ -155,7 +156,7 @@ def _is_sha256(value: Any) -> bool:
     return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
-def contents_of(report: VerifyReport) -> dict[str, Any]:
+def contents_of(report: archive.VerifyReport) -> dict[str, Any]:
     """Given a passed verification, return what a restore needs of it without reading the archive
     again: the bytes all members unpack to and whether the dump has an oplog."""
     unpacked = sum(m.size for m in report.members) + sum(m.size for m in report.root_members)
@@ -253,7 +254,7 @@ def describe(
         verified = f"{verified} (encrypted: `verify FILE --identity KEY` checks its contents)"
     elif check:
         try:
-            report = verify_archive(path, expected_sha256=sha256 or None)
+            report = archive.verify_archive(path, expected_sha256=sha256 or None)
         except JujuBackupError as err:
             verified = f"no: {err.message}"
         else:
@@ -304,7 +305,7 @@ def _metadata_or_none(record: dict[str, Any]) -> BackupMetadata | None:
 def _archive_metadata(path: Path) -> BackupMetadata | None:
     """Return metadata.json of an archive, or None when it cannot be read."""
     try:
-        files = read_members(path, ["metadata.json"]).files
+        files = archive.read_members(path, ["metadata.json"]).files
         return parse_metadata_json(files["metadata.json"]) if "metadata.json" in files else None
     except (JujuBackupError, OSError, TypeError, ValueError, OverflowError, RecursionError):
         return None

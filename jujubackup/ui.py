@@ -25,13 +25,14 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
-from ruamel.yaml import YAML
 
 from jujubackup.settings import OutputFormat
 
 
 def to_yaml(data: Any) -> str:
     """Given plain data, return it as block-style YAML text."""
+    from ruamel.yaml import YAML  # only YAML output needs it: not loaded by every run
+
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
     buf = io.StringIO()

@@ -66,68 +66,138 @@ Public API:
 
 from __future__ import annotations
 
-from jujubackup.archive.bsonstream import (
-    BSON_POOL_INFLIGHT,
-    BSON_POOL_MIN,
-    bson_pool,
-    check_bson_stream,
-    iter_bson_blocks,
-    iter_bson_documents,
-)
-from jujubackup.archive.extract import safe_extract
-from jujubackup.archive.hashing import (
-    HASH_QUEUE,
-    digest_file,
-)
-from jujubackup.archive.layout import (
-    BSON_CODEC,
-    CHUNK,
-    DUMP_DIR,
-    MANIFEST,
-    MANIFEST_FORMAT_VERSION,
-    MAX_BSON_DOC,
-    MAX_SMALL_MEMBER,
-    METADATA,
-    ROOT_OVERLAY,
-    ROOT_TAR,
-    TOP,
-    ArchiveDigest,
-    Check,
-    ManifestEntry,
-    MemberContents,
-    MemberInfo,
-    RewriteResult,
-    Transform,
-    VerifyReport,
-)
-from jujubackup.archive.manifest import (
-    build_manifest,
-    compare_manifest,
-    manifest_entries_for_dir,
-    parse_manifest,
-)
-from jujubackup.archive.members import (
-    ROOT_STATE_PATTERNS,
-    is_state_path,
-    link_target_problem,
-    member_problem,
-    normalize_name,
-    path_problem,
-    state_file_problem,
-)
-from jujubackup.archive.read import (
-    agent_conf_path,
-    read_agent_conf,
-    read_members,
-    read_members_stream,
-    slim_copy,
-)
-from jujubackup.archive.rewrite import rewrite_archive
-from jujubackup.archive.verify import (
-    STREAM_ERRORS,
-    verify_archive,
-    verify_stream,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jujubackup.archive.bsonstream import (
+        BSON_POOL_INFLIGHT,
+        BSON_POOL_MIN,
+        bson_pool,
+        check_bson_stream,
+        iter_bson_blocks,
+        iter_bson_documents,
+    )
+    from jujubackup.archive.extract import safe_extract
+    from jujubackup.archive.hashing import (
+        HASH_QUEUE,
+        digest_file,
+    )
+    from jujubackup.archive.layout import (
+        BSON_CODEC,
+        CHUNK,
+        DUMP_DIR,
+        MANIFEST,
+        MANIFEST_FORMAT_VERSION,
+        MAX_BSON_DOC,
+        MAX_SMALL_MEMBER,
+        METADATA,
+        ROOT_OVERLAY,
+        ROOT_TAR,
+        TOP,
+        ArchiveDigest,
+        Check,
+        ManifestEntry,
+        MemberContents,
+        MemberInfo,
+        RewriteResult,
+        Transform,
+        VerifyReport,
+    )
+    from jujubackup.archive.manifest import (
+        build_manifest,
+        compare_manifest,
+        manifest_entries_for_dir,
+        parse_manifest,
+    )
+    from jujubackup.archive.members import (
+        ROOT_STATE_PATTERNS,
+        is_state_path,
+        link_target_problem,
+        member_problem,
+        normalize_name,
+        path_problem,
+        state_file_problem,
+    )
+    from jujubackup.archive.read import (
+        agent_conf_path,
+        read_agent_conf,
+        read_members,
+        read_members_stream,
+        slim_copy,
+    )
+    from jujubackup.archive.rewrite import rewrite_archive
+    from jujubackup.archive.verify import (
+        STREAM_ERRORS,
+        verify_archive,
+        verify_stream,
+    )
+
+# Submodules load on first use of one of their names (PEP 562): a verb that only needs the layout
+# constants or the manifest builder (download, create) does not pay for the verifier, the BSON reader
+# and their imports (~0.1-0.2 CPU-s of a CLI run).
+_SUBMODULE = {
+    "ArchiveDigest": "layout",
+    "BSON_CODEC": "layout",
+    "BSON_POOL_INFLIGHT": "bsonstream",
+    "BSON_POOL_MIN": "bsonstream",
+    "CHUNK": "layout",
+    "Check": "layout",
+    "DUMP_DIR": "layout",
+    "HASH_QUEUE": "hashing",
+    "MANIFEST": "layout",
+    "MANIFEST_FORMAT_VERSION": "layout",
+    "MAX_BSON_DOC": "layout",
+    "MAX_SMALL_MEMBER": "layout",
+    "METADATA": "layout",
+    "ManifestEntry": "layout",
+    "MemberContents": "layout",
+    "MemberInfo": "layout",
+    "ROOT_OVERLAY": "layout",
+    "ROOT_STATE_PATTERNS": "members",
+    "ROOT_TAR": "layout",
+    "RewriteResult": "layout",
+    "STREAM_ERRORS": "verify",
+    "TOP": "layout",
+    "Transform": "layout",
+    "VerifyReport": "layout",
+    "agent_conf_path": "read",
+    "bson_pool": "bsonstream",
+    "build_manifest": "manifest",
+    "check_bson_stream": "bsonstream",
+    "compare_manifest": "manifest",
+    "digest_file": "hashing",
+    "is_state_path": "members",
+    "iter_bson_blocks": "bsonstream",
+    "iter_bson_documents": "bsonstream",
+    "link_target_problem": "members",
+    "manifest_entries_for_dir": "manifest",
+    "member_problem": "members",
+    "normalize_name": "members",
+    "parse_manifest": "manifest",
+    "path_problem": "members",
+    "read_agent_conf": "read",
+    "read_members": "read",
+    "read_members_stream": "read",
+    "rewrite_archive": "rewrite",
+    "safe_extract": "extract",
+    "slim_copy": "read",
+    "state_file_problem": "members",
+    "verify_archive": "verify",
+    "verify_stream": "verify",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Given a public name of the package, import its submodule and return it (cached in the package).
+    Raise AttributeError for any other name."""
+    module = _SUBMODULE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BSON_CODEC",
