@@ -190,6 +190,8 @@ def rows(size: str, report: dict[str, Any]) -> list[dict[str, Any]]:
     """Given one size's report, return its rows for benchmarks.report."""
     med = report["median_seconds"]
     gib = report["db_bytes"] / 2**30
+    load = report.get("load_average")
+    load_text = f"{load[0]:.1f}" if load else None  # 1-minute load at the end of the runs
 
     def per_gib(seconds: float) -> float | None:
         return round(seconds / gib, 2) if gib else None
@@ -197,10 +199,12 @@ def rows(size: str, report: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         {"metric": "create online vs by hand (pigz)", "size": size, "bytes": report["db_bytes"],
          "ratio": report["ratio_vs_by_hand_pigz"], "goal": GOAL, "better": "lower",
-         "ours_s_per_gib": per_gib(med["create_online"]), "baseline_s_per_gib": per_gib(med["by_hand_pigz"])},
+         "ours_s_per_gib": per_gib(med["create_online"]), "baseline_s_per_gib": per_gib(med["by_hand_pigz"]),
+         "load": load_text},
         {"metric": "create online vs by hand (gzip)", "size": size, "bytes": report["db_bytes"],
          "ratio": report["ratio_vs_by_hand_gzip"], "goal": None, "better": "lower",
-         "ours_s_per_gib": per_gib(med["create_online"]), "baseline_s_per_gib": per_gib(med["by_hand_gzip"])},
+         "ours_s_per_gib": per_gib(med["create_online"]), "baseline_s_per_gib": per_gib(med["by_hand_gzip"]),
+         "load": load_text},
     ]
 
 

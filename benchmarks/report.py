@@ -44,6 +44,7 @@ class Row:
     baseline_s_per_gib: float | None
     peak_rss_mib: float | None
     ran: str
+    load: str | None = None  # the machine's 1-minute load average during the run, as the benchmark wrote it
 
     @property
     def met(self) -> bool | None:
@@ -86,6 +87,7 @@ def rows_of(doc: dict[str, Any]) -> list[Row]:
                 baseline_s_per_gib=_num(r.get("baseline_s_per_gib")),
                 peak_rss_mib=_num(r.get("peak_rss_mib")),
                 ran=str(doc.get("ran", "")),
+                load=str(r["load"]) if r.get("load") is not None else None,
             )
         )
     return out
@@ -109,8 +111,8 @@ def markdown(rows: list[Row]) -> str:
     """Given the rows, return the markdown results table and the scale table."""
     lines = [
         "| benchmark | profile | size | ratio | goal | met | s/GiB jujubackup | s/GiB baseline | "
-        "peak RSS MiB | ran |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "peak RSS MiB | load (1 min) | ran |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         goal = "—" if r.goal is None else ("≤ " if r.better == "lower" else "≥ ") + f"{r.goal:g}×"
@@ -118,7 +120,7 @@ def markdown(rows: list[Row]) -> str:
         lines.append(
             f"| {r.metric} | {r.profile} | {r.size} | {r.ratio:.2f}× | {goal} | {met} | "
             f"{_fmt(r.ours_s_per_gib)} | {_fmt(r.baseline_s_per_gib)} | "
-            f"{_fmt(r.peak_rss_mib, '.0f')} | {r.ran} |"
+            f"{_fmt(r.peak_rss_mib, '.0f')} | {r.load or '—'} | {r.ran} |"
         )
     lines += [
         "",

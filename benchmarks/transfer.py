@@ -139,6 +139,7 @@ def run(bench: Bench, size: int, runs: int, stream_runs: int, rss_size: int) -> 
     _s, rc2, _ = timed([JUJUBACKUP, "-q", "verify", str(verified)], stdout=subprocess.DEVNULL)
     if rc or rc2:
         raise RuntimeError(f"download/verify of the verified copy failed (exit {rc}/{rc2})")
+    load_before = os.getloadavg()
     keys = ("ssh_down", "jb_down", "stream_get", "ssh_up", "jb_up", "jb_up_verified", "stream_put")
     t: dict[str, list[float]] = {k: [] for k in keys}
     rss: dict[str, int] = {}
@@ -175,6 +176,9 @@ def run(bench: Bench, size: int, runs: int, stream_runs: int, rss_size: int) -> 
         "ratio_upload_verified_vs_ssh": round(med["ssh_up"] / med["jb_up_verified"], 3),
         "ratio_stream_put_vs_ssh": round(med["ssh_up"] / med["stream_put"], 3),
         "local_verify_seconds": round(verify_s, 2),
+        # other work on the machine moves these numbers: 1/5/15-minute load before and after the runs
+        "load_average": {"before": [round(x, 2) for x in load_before],
+                         "after": [round(x, 2) for x in os.getloadavg()]},
     }
     for p in ("ssh.bin", "stream.bin", "dl.tar.gz", "dl.json", "verified.tar.gz", "verified.json"):
         (work / p).unlink(missing_ok=True)
@@ -211,6 +215,8 @@ def rows(label: str, size: int, result: dict[str, Any]) -> list[dict[str, Any]]:
     gib = size / 2**30
     med = {k: statistics.median(v) for k, v in result["seconds"].items()}
     rss = result["peak_rss_MiB"]
+    load = result.get("load_average")
+    load_text = f"{load['before'][0]:.1f}→{load['after'][0]:.1f}" if load else None
     out = []
     for metric, key, base, goal, rss_key in (
         ("download vs ssh cat", "jb_down", "ssh_down", 0.9, "download_1g"),
@@ -220,7 +226,7 @@ def rows(label: str, size: int, result: dict[str, Any]) -> list[dict[str, Any]]:
         out.append({"metric": metric, "size": label, "bytes": size, "ratio": round(med[base] / med[key], 3),
                     "goal": goal, "better": "higher", "ours_s_per_gib": round(med[key] / gib, 2),
                     "baseline_s_per_gib": round(med[base] / gib, 2),
-                    "peak_rss_mib": rss.get(rss_key) if rss_key else None})
+                    "peak_rss_mib": rss.get(rss_key) if rss_key else None, "load": load_text})
     for key in ("download_big", "upload_big"):
         if key in rss and rss[key] > 0:
             out.append({"metric": f"{key.split('_')[0]} peak RSS / {RSS_GOAL_MIB} MiB",
