@@ -1,6 +1,6 @@
 """sudo with a password (issue 15): a login user whose sudo asks for a password (`jbops ALL=(ALL)
 ALL`, added to ctl0 by the lab) can create, status, info, verify, list, download, upload, remove and
-prune, and restore and repoint onto a spare where it has the same rule, through the CLI with the
+prune, and restore, repoint and drill onto a spare where it has the same rule, through the CLI with the
 password from --sudo-password-file or $JUJUBACKUP_SUDO_PASSWORD, or typed once on a terminal; a
 wrong one exits 3 with one line and changes nothing; the password is in no process's argv (host and
 containers: /proc is shared downwards) and in no output."""
@@ -277,5 +277,32 @@ def test_a_disaster_recovery_restore_and_repoint_through_a_password_sudo(
         assert password not in repointed.stdout + repointed.stderr
         for h in lab.workloads:
             assert_repointed(h, before[h.name], f"{spare.ip}:17070")
+    finally:
+        lab.teardown()
+
+
+def test_a_drill_through_a_password_sudo(lab_session: None, tmp_path: Path) -> None:
+    """drill pushes the archive to the throwaway target, closes its egress and restores and checks
+    there, every step as root through the target's password sudo; every check passes."""
+    lab = Lab.create(controllers=1, spares=1)
+    try:
+        password = lab.host("spare0").add_password_sudo_user(USER)
+        good = secret_file(tmp_path, "pw", password)
+        base = [JUJUBACKUP, "-F", str(lab.ssh_config)]
+        run = {"capture_output": True, "text": True, "timeout": 900, "check": False,
+               "stdin": subprocess.DEVNULL}
+        created = subprocess.run([*base, "-H", "ctl0", "create"], **run)  # type: ignore[call-overload]
+        assert created.returncode == 0, created.stderr
+        backup_id = created.stdout.strip().splitlines()[-1]
+        with ArgvWatch(password.encode()) as watch:
+            drilled = subprocess.run(  # type: ignore[call-overload]
+                [*base, "-H", "ctl0", "--sudo-password-file", str(good), "--format", "json", "drill",
+                 backup_id, "--target", f"{USER}@spare0"], **run)
+        assert drilled.returncode == 0, drilled.stdout + drilled.stderr
+        report = json.loads(drilled.stdout)
+        assert report["backup"] == backup_id and report["result"] == "passed", report
+        assert report["checks"] and all(c["result"] == "passed" for c in report["checks"]), report["checks"]
+        assert watch.seen == [] and watch.sudo_seen
+        assert password not in drilled.stdout + drilled.stderr
     finally:
         lab.teardown()
