@@ -21,7 +21,7 @@ import bson
 import pytest
 
 from tests.lab import provision
-from tests.lab.roles import OPLOGER, grant_statements
+from tests.lab.roles import OPLOGER, grant_statements, login_args
 from tests.lab.standins import storage
 from tests.paths import VALID_28
 
@@ -82,17 +82,7 @@ class Env:
         return []
 
     def conn(self, port: int, user: str = "machine-0") -> list[str]:
-        return [
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--username",
-            user,
-            "--authenticationDatabase",
-            "admin",
-            *self.tls(),
-        ]
+        return [*login_args(port, user), *self.tls()]
 
     def run(self, name: str, args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -404,18 +394,7 @@ def test_mongod_fails_when_its_logpath_cannot_be_opened(env: Env, mongods: Mongo
 
 def test_plain_connection_to_tls_server_fails(env: Env, server: tuple[int, Path], tmp_path: Path) -> None:
     port, _ = server
-    args = [
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--username",
-        "machine-0",
-        "--authenticationDatabase",
-        "admin",
-        "--out",
-        str(tmp_path / "d"),
-    ]
+    args = [*login_args(port), "--out", str(tmp_path / "d")]
     r = env.run("mongodump", args, stdin=env.password + "\n")
     assert r.returncode == 1
     assert "no reachable servers" in r.stderr

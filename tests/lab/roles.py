@@ -1,7 +1,7 @@
-"""The role a restore grants machine-0 before `mongorestore --oplogReplay` (test code): Juju 2.x's
-`oploger` and the two commands that grant a role, for tests that run them on a stand-in juju-db by
-the wire protocol (tests/unit/test_standin_privileges.py) or through the mongo shell
-(tests/host/test_standins.py)."""
+"""machine-0 on a stand-in juju-db (test code): the mongo tools' login flags, and the role a restore
+grants it before `mongorestore --oplogReplay` (Juju 2.x's `oploger`) with the two commands that grant
+a role, for tests that run them by the wire protocol (tests/unit/test_standin_privileges.py) or
+through the mongo shell and tools (tests/host/test_standins.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,12 @@ OPLOGER: dict[str, Any] = {
 }
 """Juju 2.x's role for mongorestore --oplogReplay: anyAction on anyResource (juju/juju
 state/backups/db.go, 2.x mongoRestorer32.ensureOplogPermissions)."""
+
+
+def login_args(port: int, user: str = "machine-0") -> list[str]:
+    """The flags a mongo tool logs in with as `user` on 127.0.0.1:`port` (password on stdin)."""
+    return ["--host", "127.0.0.1", "--port", str(port), "--username", user,
+            "--authenticationDatabase", "admin"]
 
 
 def grant_commands(role: dict[str, Any], user: str = "machine-0") -> list[tuple[str, dict[str, Any]]]:

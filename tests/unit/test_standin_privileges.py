@@ -20,7 +20,7 @@ import bson
 import pytest
 
 from jujubackup import scripts
-from tests.lab.roles import OPLOGER, grant_commands
+from tests.lab.roles import OPLOGER, grant_commands, login_args
 from tests.lab.standins import common
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,14 +131,7 @@ def mongorestore(
             "-c",
             code,
             key,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--username",
-            "machine-0",
-            "--authenticationDatabase",
-            "admin",
+            *login_args(port),
             "--oplogReplay",
             str(dump),
         ],
