@@ -586,6 +586,7 @@ class Lab:
             lab.state_dir.mkdir(mode=0o700)
             _write_state(state)
             net.ensure_bridge()
+            nspawn.ensure_inotify_instances()
         _OWNED[lab.id] = lab
         try:
             lab._build()
