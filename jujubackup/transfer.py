@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import hashlib
 import os
 import re
@@ -91,13 +92,58 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
 
 class HashingSink:
     """A write-only stream that writes to `raw`, hashes with SHA-256 and applies a Throttle; every
-    WRITEBACK_EVERY bytes it starts the kernel's writeback of what was written (when raw is a file)."""
+    WRITEBACK_EVERY bytes it starts the kernel's writeback of what was written (when raw is a file).
+
+    Unthrottled over a regular file opened for reading too (open_private(readable=True)), it is a
+    host.base.DirectSink: the OpenSSH client may write into the file itself, and the sink hashes
+    the file behind it as it grows (read back from the page cache: a read instead of a pipe copy, a
+    Python write and a copy into the page cache)."""
 
     def __init__(self, raw: IO[bytes], hasher: Any, throttle: Throttle) -> None:
         self.raw = raw
         self.hasher = hasher
         self.throttle = throttle
         self.pending = 0
+        self.hashed_to = 0
+        self.buffer: bytearray | None = None
+
+    def direct_file(self) -> tuple[int, Callable[[], None]] | None:
+        """Return (the file's descriptor, catch_up) for a writer of its own (host.base.DirectSink),
+        or None when throttled or `raw` is not a regular file this process can read back."""
+        if self.throttle.limited:
+            return None
+        try:
+            fd = self.raw.fileno()
+            self.raw.flush()
+            info = os.fstat(fd)
+            readable = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDWR
+        except (OSError, ValueError):  # io.UnsupportedOperation: no file behind it
+            return None
+        if not stat.S_ISREG(info.st_mode) or not readable:
+            return None
+        self.hashed_to = info.st_size  # what is already there was hashed by whoever wrote it
+        self.pending = 0
+        self.buffer = bytearray(CHUNK)
+        return fd, self.catch_up
+
+    def catch_up(self) -> None:
+        """Hash the bytes another writer appended to the file since the last call (up to its size
+        now: a write's bytes are in the page cache before the size covers them), starting their
+        writeback every WRITEBACK_EVERY bytes. Raise OSError if the file cannot be read."""
+        assert self.buffer is not None, "catch_up before direct_file"
+        fd = self.raw.fileno()
+        end = os.fstat(fd).st_size
+        view = memoryview(self.buffer)
+        while self.hashed_to < end:
+            got = os.preadv(fd, [view[: min(CHUNK, end - self.hashed_to)]], self.hashed_to)
+            if got == 0:
+                break  # truncated meanwhile: the size check before the rename refuses it
+            self.hasher.update(view[:got])
+            self.hashed_to += got
+            self.pending += got
+            if self.pending >= WRITEBACK_EVERY:
+                start_writeback(fd, self.hashed_to - self.pending, self.pending)
+                self.pending = 0
 
     def write(self, data: bytes) -> int:
         self.raw.write(data)
@@ -182,13 +228,15 @@ def remote_remove(host: Host, path: str) -> None:
     host.run("transfer-remove", scripts.render("transfer-remove", path=path))
 
 
-def open_private(path: Path, *, append: bool) -> IO[bytes]:
-    """Open `path` for (appending) binary writing, creating it 0600 (and forcing 0600 if it existed),
+def open_private(path: Path, *, append: bool, readable: bool = False) -> IO[bytes]:
+    """Open `path` for (appending) binary writing (its descriptor readable too if `readable`: for
+    HashingSink.direct_file), creating it 0600 (and forcing 0600 if it existed),
     never through a symbolic link (O_NOFOLLOW: one planted at a `.part` path would aim the write
     anywhere the operator can write) and only as a regular file (O_NONBLOCK: a planted FIFO fails
     instead of blocking). Raise RefusedError (exit 6) for a link or a non-regular file; other
     OSErrors (no space, no such directory) are raised as they are."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | (os.O_APPEND if append else os.O_TRUNC)
+    flags = (os.O_RDWR if readable else os.O_WRONLY) | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+    flags |= os.O_APPEND if append else os.O_TRUNC
     refused = RefusedError(
         f"{path} is a symbolic link or not a regular file: not writing through it",
         hint="remove it (jujubackup never makes one there), or choose another FILE or --dir",

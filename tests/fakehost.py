@@ -13,6 +13,7 @@ tests/host/test_host_contract_ssh.py runs the same cases against a real SSHHost.
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -79,6 +80,8 @@ class FakeHost:
     notices: tuple[str, ...] = ()
     ran: list[str] = field(default_factory=list)
     closed: bool = False
+    direct_gets: int = 0
+    """How many gets wrote into a DirectSink's file through its descriptor."""
 
     def expect(self, script: str, behaviour: Behaviour = LOCAL) -> FakeHost:
         """Allow `script` (by the name the code gives it) with this behaviour; return self."""
@@ -133,14 +136,25 @@ class FakeHost:
         path = self._path(remote_path)
         if not path.is_file():
             raise NotFoundError(f"{remote_path} not found on {self.name}")
+        # like SSHHost over OpenSSH: a DirectSink's file is written through its descriptor, with
+        # catch_up called between chunks and once at the end (host.base.DirectSink)
+        direct_file = getattr(sink, "direct_file", None)
+        direct = direct_file() if callable(direct_file) else None
+        self.direct_gets += direct is not None
         with path.open("rb") as src:
             src.seek(offset)
             moved = 0
             while chunk := src.read(CHUNK):
-                sink.write(chunk)
+                if direct is not None:
+                    _write_fd(direct[0], chunk)
+                    direct[1]()
+                else:
+                    sink.write(chunk)
                 moved += len(chunk)
                 if progress is not None:
                     progress(len(chunk))
+        if direct is not None:
+            direct[1]()
         return moved
 
     def put(self, source: Readable, remote_path: str, *, offset: int = 0, mode: int = 0o600,
@@ -173,6 +187,12 @@ class FakeHost:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _write_fd(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _read_all(source: Readable, progress: Progress | None) -> bytes:

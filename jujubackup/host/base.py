@@ -42,6 +42,21 @@ class DirectFile(Protocol):
         ...
 
 
+class DirectSink(Protocol):
+    """A sink (what get writes into) that is an open regular file written at its end.
+
+    get may then let the OpenSSH client write the stream into the file itself (`ssh host cat >
+    file`: no copy through this process), and `write` is only used when the bytes go over paramiko.
+    """
+
+    def direct_file(self) -> tuple[int, Callable[[], None]] | None:
+        """Return (file descriptor to write the stream into, catch_up), or None when each chunk must
+        go through `write` (e.g. a bandwidth limit). `catch_up()` is called a few times a second
+        while the stream is written and once after it ended (so whatever the sink does with the
+        bytes, such as hashing them, is complete when get returns); what it raises stops the stream."""
+        ...
+
+
 @dataclass(frozen=True)
 class RemoteResult:
     """Outcome of a remote script that exited 0."""
@@ -154,7 +169,8 @@ class Host(Protocol):
         size: int | None = None,
     ) -> int:
         """Stream remote_path (read as root) from byte `offset` into `sink`; return bytes written.
-        `size` (the bytes expected, when known) lets a small stream skip a second connection."""
+        `size` (the bytes expected, when known) lets a small stream skip a second connection. A sink
+        with a `direct_file()` (DirectSink) may be written through its file descriptor instead."""
         ...
 
     def put(

@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, BinaryIO, cast
 
 from jujubackup.host.base import Readable
 from jujubackup.host.target import SSHTarget
@@ -125,11 +125,13 @@ class OpenSSHStreams:
         """Remove the pinned known_hosts file. Safe to call twice."""
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def _spawn(self, command: str, stdin: int | IO[bytes]) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
+    def _spawn(
+        self, command: str, stdin: int | IO[bytes], stdout: int = subprocess.PIPE
+    ) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
         errors = tempfile.TemporaryFile(dir=self.workdir)  # noqa: SIM115 - closed by _reap
         try:
             proc = subprocess.Popen(
-                [*self.argv, command], stdin=stdin, stdout=subprocess.PIPE, stderr=errors, bufsize=0,
+                [*self.argv, command], stdin=stdin, stdout=stdout, stderr=errors, bufsize=0,
             )
         except OSError as err:
             errors.close()
@@ -139,11 +141,15 @@ class OpenSSHStreams:
     def get(
         self, command: str, sink: BinaryIO, progress: Callable[[int], None] | None, timeout: float
     ) -> tuple[int, Finished]:
-        """Run `command` (which writes the stream on stdout) and copy its output into `sink`.
+        """Run `command` (which writes the stream on stdout) and copy its output into `sink`; when
+        the sink offers its file (host.base.DirectSink), `ssh` writes into it instead (get_file).
 
         Return (bytes written, how it ended). Raise Unusable if `ssh` failed before any byte arrived;
         an exception raised by `sink.write` kills `ssh` and propagates.
         """
+        direct = direct_sink(sink)
+        if direct is not None:
+            return self.get_file(command, *direct, progress, timeout)
         proc, errors = self._spawn(command, subprocess.DEVNULL)
         moved = 0
         try:
@@ -155,6 +161,42 @@ class OpenSSHStreams:
                 moved += len(data)
                 if progress is not None:
                     progress(len(data))
+            done = _finish(proc, errors, timeout)
+        finally:
+            _reap(proc, errors)
+        if moved == 0 and done.returncode == SSH_FAILED:
+            raise Unusable(_last_line(done.stderr))
+        return moved, done
+
+    def get_file(
+        self, command: str, fd: int, check: Callable[[], None], progress: Callable[[int], None] | None,
+        timeout: float,
+    ) -> tuple[int, Finished]:
+        """Like get, with `ssh` writing the stream into the open file `fd` itself (as
+        `ssh host cmd > file` does: no copy through this process; `fd` is its stdout, nothing else of
+        the file reaches it). Progress is the growth of the file, read every DIRECT_POLL seconds;
+        `check()` is called after each poll and once more after `ssh` ended.
+
+        Return (bytes written, how it ended). Raise Unusable if `ssh` failed before any byte arrived
+        (the file did not grow). What `check()` raises kills `ssh` and propagates.
+        """
+        start = os.fstat(fd).st_size
+        proc, errors = self._spawn(command, subprocess.DEVNULL, stdout=fd)
+        moved = 0
+        try:
+            while True:
+                try:
+                    proc.wait(DIRECT_POLL)
+                    ended = True
+                except subprocess.TimeoutExpired:
+                    ended = False
+                now = os.fstat(fd).st_size - start
+                if progress is not None and now > moved:
+                    progress(now - moved)
+                moved = max(moved, now)
+                check()
+                if ended:
+                    break
             done = _finish(proc, errors, timeout)
         finally:
             _reap(proc, errors)
@@ -245,6 +287,12 @@ class OpenSSHStreams:
         return moved, done
 
 
+def direct_sink(sink: object) -> tuple[int, Callable[[], None]] | None:
+    """Given get's sink, return its direct_file() when it has one (host.base.DirectSink), else None."""
+    direct = getattr(sink, "direct_file", None)
+    return cast("tuple[int, Callable[[], None]] | None", direct()) if callable(direct) else None
+
+
 def _widen_pipe(fd: int) -> None:
     """Ask for a 1 MiB pipe buffer (64 KiB by default): 16x fewer wakeups of both ends. Where there
     is no such fcntl (not Linux, or no fcntl at all), the default stays."""
@@ -262,8 +310,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def _finish(proc: subprocess.Popen[bytes], errors: IO[bytes], timeout: float) -> Finished:
     """Read what is left on stdout, wait for `ssh` (at most `timeout` s) and collect its stderr."""
-    assert proc.stdout is not None
-    out = proc.stdout.read() or b""
+    out = (proc.stdout.read() or b"") if proc.stdout is not None else b""
     try:
         rc = proc.wait(timeout)
     except subprocess.TimeoutExpired:

@@ -433,8 +433,9 @@ class SSHHost:
     ) -> int:
         """Stream remote_path (read as root) from byte `offset` into `sink`; return bytes written.
 
-        Raise NotFoundError if the file does not exist, ConnectError if the connection drops (what was
-        received is already in `sink`), RemoteStepError for other read errors.
+        Through OpenSSH, a DirectSink's file is `ssh`'s stdout. Raise NotFoundError if the file does
+        not exist, ConnectError if the connection drops (what was received is already in `sink`),
+        RemoteStepError for other read errors.
         """
         path = shlex.quote(remote_path)
         reader = f"tail -c +{offset + 1} -- {path}" if offset else f"cat -- {path}"

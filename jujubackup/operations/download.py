@@ -2,8 +2,10 @@
 
 Flow: resolve the ID in the controller's catalog -> choose the destination -> resume a partial
 `<dest>.part` if its bytes match the controller's copy -> stream the rest (1 MiB chunks, SHA-256 on
-the fly, optional bandwidth limit) -> rename into place only when size and SHA-256 match the catalog
--> write the `<ID>.json` sidecar. The file and sidecar are 0600.
+the fly, optional bandwidth limit; through OpenSSH and unthrottled, `ssh` writes into the `.part`
+itself and the SHA-256 reads it back behind it: transfer.HashingSink.direct_file) -> rename into
+place only when size and SHA-256 match the catalog -> write the `<ID>.json` sidecar. The file and
+sidecar are 0600.
 
 The controller's record never chooses a local path: the file name is `<ID>.tar.gz`, built from the
 record's validated ID (catalog.archive_file_name), in the directory the operator chose; the partial
@@ -77,7 +79,7 @@ def download(host: Host, request: DownloadRequest, ui: UI) -> DownloadResult:
         return _already_there(dest, record, ui)
     hasher, offset = _resume_point(host, record, part, ui)
     try:
-        with open_private(part, append=True) as fh, ui.transfer(
+        with open_private(part, append=True, readable=True) as fh, ui.transfer(
             f"download {record.id[:15]}", record.size, offset
         ) as advance:
             sink = HashingSink(fh, hasher, Throttle(request.bwlimit))

@@ -319,3 +319,61 @@ def test_a_full_size_but_wrong_pushed_archive_is_pushed_again_on_resume(
     journal = X.Journal(exists=True, params=params, archive_bytes=len(data))
     assert X.push_archive(host, params, X.Upload(VALID), journal, None) == want
     assert pushed.read_bytes() == data
+
+
+@pytest.fixture
+def openssh_host(sshd: LocalSSHD) -> Iterator[SSHHost]:
+    """The same sshd, archives always through the OpenSSH client (small ones too)."""
+    target = SSHTarget(name="local", hostname="127.0.0.1", port=sshd.port, user="root",
+                       identity_files=(sshd.key,), known_hosts=(sshd.known_hosts,), stream_via="openssh")
+    with SSHHost.connect(target) as connected:
+        yield connected
+
+
+def test_openssh_writes_the_download_into_the_part_and_it_is_verified_resumed_or_refused(
+    openssh_host: SSHHost, ui: UI, tmp_path: Path
+) -> None:
+    """Through OpenSSH without --bwlimit, `ssh` itself writes the `.part` (issue 18): the round trip,
+    a resume from a kept prefix, and a damaged stored copy (exit 8, partial removed) behave as over
+    the Python path."""
+    host = openssh_host
+    source = archive(tmp_path)
+    backups = tmp_path / "backups"
+    upload(host, juju_machine(source, backup_dir=str(backups)), ui)
+    written: list[int] = []
+    real = host._streams()
+    assert real is not None
+    get_file = real.get_file
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        written.append(1)
+        return get_file(*args, **kwargs)
+
+    real.get_file = counting  # type: ignore[method-assign]
+    dest = tmp_path / "copy.tar.gz"
+    got = download(host, DownloadRequest(ID, file=dest, backup_dir=str(backups)), ui)
+    assert (written, host.streams_via) == ([1], "openssh")
+    assert dest.read_bytes() == source.read_bytes() and dest.stat().st_mode & 0o777 == 0o600
+    assert got.resumed_from == 0
+
+    again = tmp_path / "again.tar.gz"
+    half = source.stat().st_size // 2
+    (tmp_path / "again.tar.gz.part").write_bytes(source.read_bytes()[:half])
+    resumed = download(host, DownloadRequest(ID, file=again, backup_dir=str(backups)), ui)
+    assert resumed.resumed_from == half and len(written) == 2
+    assert again.read_bytes() == source.read_bytes()
+
+    stored = backups / f"{ID}.tar.gz"
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    stored.write_bytes(bytes(data))
+    damaged = tmp_path / "damaged.tar.gz"
+    with pytest.raises(VerifyError) as caught:
+        download(host, DownloadRequest(ID, file=damaged, backup_dir=str(backups)), ui)
+    assert caught.value.exit_code == EXIT_VERIFY and len(written) == 3
+    assert not damaged.exists() and not (tmp_path / "damaged.tar.gz.part").exists()
+
+    limited = tmp_path / "limited.tar.gz"
+    stored.write_bytes(source.read_bytes())
+    download(host, DownloadRequest(ID, file=limited, backup_dir=str(backups), bwlimit=10 << 20), ui)
+    assert len(written) == 3 and limited.read_bytes() == source.read_bytes()
