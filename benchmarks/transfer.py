@@ -50,11 +50,11 @@ import hashlib, sys, resource
 from pathlib import Path
 from jujubackup.connect import SSHConnector, connect_one
 from jujubackup.settings import ConnectionSettings
-from jujubackup.transfer import HashingSink, Throttle
+from jujubackup.transfer import HashingSink, Throttle, open_private
 cfg, host, mode, remote, local = sys.argv[1:6]
 h = connect_one(SSHConnector(ConnectionSettings(ssh_config=Path(cfg))), host)
 if mode == "get":
-    with open(local, "wb") as fh:
+    with open_private(Path(local), append=False, readable=True) as fh:  # as download opens its .part
         h.get(remote, HashingSink(fh, hashlib.sha256(), Throttle(None)))
 else:
     with open(local, "rb") as fh:
