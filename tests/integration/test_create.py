@@ -149,6 +149,14 @@ def read_archive(path: Path) -> dict[str, bytes]:
     return out
 
 
+def services_running_again(host: LabHost, db_unit: str, jujud_unit: str) -> None:
+    """Wait (at most 120 s) until juju-db and jujud are both active. On a snap, jujud restarts juju-db
+    each time it starts (Juju's mongo.EnsureServer, imitated by the stand-in), so right after the
+    services were restarted juju-db may be mid-restart: what must hold is that both run again."""
+    wait_for(lambda: is_active(host, db_unit) and is_active(host, jujud_unit), 120,
+             f"{db_unit} and {jujud_unit} to be active again on {host.name}")
+
+
 def wait_for(predicate: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -249,7 +257,7 @@ def test_create_each_mode(lab_factory: Any, profile: str, mode: str) -> None:
 
     # services: active again; which ones stopped depends on the mode
     after = {u: main_pid(ctl, u) for u in (db_unit, jujud_unit)}
-    assert is_active(ctl, db_unit) and is_active(ctl, jujud_unit)
+    services_running_again(ctl, db_unit, jujud_unit)
     windows = manifest["service-windows"]
     if mode == "online":
         assert after == before and windows == {}
@@ -601,7 +609,7 @@ def test_two_concurrent_stop_creates_with_the_same_id(lab_factory: Any) -> None:
     record = json.loads((backup_dir(ctl) / f"{backup_id}.json").read_text())
     report = verify_archive(backup_dir(ctl) / f"{backup_id}.tar.gz", expected_sha256=record["sha256"])
     assert report.ok, report.failures
-    assert is_active(ctl, db_unit) and is_active(ctl, jujud_unit)
+    services_running_again(ctl, db_unit, jujud_unit)
 
 
 JOB_PIDS = r"""
@@ -643,7 +651,7 @@ def test_job_sigkilled_mid_dump_the_supervisor_restarts_services_and_cleans_up(l
             proc.kill()
             proc.wait()
     assert proc.returncode == 4, err
-    assert is_active(ctl, db_unit) and is_active(ctl, jujud_unit)
+    services_running_again(ctl, db_unit, jujud_unit)
     assert leftovers(ctl) == [] and catalog_ids(ctl) == [] and out == ""
     assert "the backup job died" in err  # the cause, from the supervisor
     assert f"restarted what the backup had stopped: {db_unit}, {jujud_unit}" in err  # what it did
@@ -690,7 +698,7 @@ def test_job_sigkilled_with_a_space_in_the_backup_dir_removes_only_its_staging(l
     assert catalog_ids(ctl) == [first.stdout.strip()]
     assert spaced_dir.is_dir() and not [p.name for p in spaced_dir.iterdir() if p.name.startswith(".tmp-")]
     assert not [p.name for p in spaced_dir.iterdir() if p.name.endswith(".json.tmp")]
-    assert is_active(ctl, db_unit) and is_active(ctl, jujud_unit)
+    services_running_again(ctl, db_unit, jujud_unit)
 
 
 def test_client_killed_just_before_the_commit_registers_nothing(lab_factory: Any) -> None:
@@ -793,7 +801,7 @@ def test_full_backup_dir_names_the_cause(lab_factory: Any, size: str) -> None:
         assert f"no space left on device in {DEFAULT_BACKUP_DIR}" in done.stderr
         assert "hint: free space" in done.stderr
         assert "write error" not in done.stderr.split("error: ")[-1]
-        assert is_active(ctl, db_unit) and is_active(ctl, jujud_unit)
+        services_running_again(ctl, db_unit, jujud_unit)
         assert catalog_ids(ctl) == [] and leftovers(ctl) == []
     finally:
         ctl.ssh(f"umount {DEFAULT_BACKUP_DIR}")
