@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -236,6 +237,19 @@ def test_prune_through_a_password_sudo(sudo_lab: tuple[Lab, str], tmp_path: Path
     assert not (backups / f"{made[0]}.tar.gz").exists() and (backups / f"{made[1]}.tar.gz").exists()
 
 
+def cli_base(lab: Lab) -> tuple[list[str], dict[str, Any]]:
+    """Return the jujubackup argv prefix for `lab` and the subprocess.run options these tests use."""
+    return [JUJUBACKUP, "-F", str(lab.ssh_config)], {
+        "capture_output": True, "text": True, "timeout": 900, "check": False, "stdin": subprocess.DEVNULL}
+
+
+def create_on_ctl0(base: list[str], run: dict[str, Any]) -> str:
+    """Create a backup on ctl0 (its passwordless sudo) and return its ID; fail the test if it fails."""
+    created = subprocess.run([*base, "-H", "ctl0", "create"], **run)
+    assert created.returncode == 0, created.stderr
+    return str(created.stdout.strip().splitlines()[-1])
+
+
 def test_a_disaster_recovery_restore_and_repoint_through_a_password_sudo(
     lab_session: None, tmp_path: Path
 ) -> None:
@@ -248,12 +262,8 @@ def test_a_disaster_recovery_restore_and_repoint_through_a_password_sudo(
         before = {h.name: confs(h) for h in lab.workloads}
         password = spare.add_password_sudo_user(USER)
         good = secret_file(tmp_path, "pw", password)
-        base = [JUJUBACKUP, "-F", str(lab.ssh_config)]
-        run = {"capture_output": True, "text": True, "timeout": 900, "check": False,
-               "stdin": subprocess.DEVNULL}
-        created = subprocess.run([*base, "-H", "ctl0", "create"], **run)  # type: ignore[call-overload]
-        assert created.returncode == 0, created.stderr
-        backup_id = created.stdout.strip().splitlines()[-1]
+        base, run = cli_base(lab)
+        backup_id = create_on_ctl0(base, run)
         archive = tmp_path / "backup.tar.gz"
         got = subprocess.run([*base, "-H", "ctl0", "download", backup_id, str(archive)], **run)  # type: ignore[call-overload]
         assert got.returncode == 0, got.stderr
@@ -288,12 +298,8 @@ def test_a_drill_through_a_password_sudo(lab_session: None, tmp_path: Path) -> N
     try:
         password = lab.host("spare0").add_password_sudo_user(USER)
         good = secret_file(tmp_path, "pw", password)
-        base = [JUJUBACKUP, "-F", str(lab.ssh_config)]
-        run = {"capture_output": True, "text": True, "timeout": 900, "check": False,
-               "stdin": subprocess.DEVNULL}
-        created = subprocess.run([*base, "-H", "ctl0", "create"], **run)  # type: ignore[call-overload]
-        assert created.returncode == 0, created.stderr
-        backup_id = created.stdout.strip().splitlines()[-1]
+        base, run = cli_base(lab)
+        backup_id = create_on_ctl0(base, run)
         with ArgvWatch(password.encode()) as watch:
             drilled = subprocess.run(  # type: ignore[call-overload]
                 [*base, "-H", "ctl0", "--sudo-password-file", str(good), "--format", "json", "drill",
