@@ -225,8 +225,11 @@ def test_killed_client_lets_the_watchdog_abort_the_job(
         f"t = SSHTarget(name='local', hostname='127.0.0.1', port={sshd.port}, user='root',"
         f" identity_files=(Path({str(sshd.key)!r}),), known_hosts=(Path({str(sshd.known_hosts)!r}),))\n"
         f"SSHHost.connect(t).run_detached('create', \"touch {started}; trap 'echo restored > {marker}' EXIT;"
-        " sleep 300\", poll=0.2, heartbeat_timeout=2)\n"
+        " sleep 300\", poll=0.2, heartbeat_timeout=5)\n"
     )
+    # heartbeat_timeout 5 s, not 2: under load 10 a live client's heartbeat was once late by more
+    # than 2 s, the watchdog (rightly) aborted a job whose client was still there, and the
+    # "not yet restored" assertion below failed. The test is about a dead client, not a slow one.
     proc = subprocess.Popen([sys.executable, str(client)], cwd=os.getcwd())
     try:
         wait_for(started.exists, "the detached job to start")
