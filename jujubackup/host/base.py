@@ -38,7 +38,8 @@ class DirectFile(Protocol):
     def direct_file(self) -> tuple[int, Callable[[], None]] | None:
         """Return (file descriptor, check) to send the rest of the file by reading the descriptor
         (its offset moves as it is read), or None when each chunk must go through `read`. `check()`
-        is called a few times a second while the file is sent; what it raises stops the send."""
+        is called a few times a second while the file is sent and once after; what it raises stops
+        the send (or, raised after it, fails the put all the same)."""
         ...
 
 

@@ -182,21 +182,8 @@ class OpenSSHStreams:
         """
         start = os.fstat(fd).st_size
         proc, errors = self._spawn(command, subprocess.DEVNULL, stdout=fd)
-        moved = 0
         try:
-            while True:
-                try:
-                    proc.wait(DIRECT_POLL)
-                    ended = True
-                except subprocess.TimeoutExpired:
-                    ended = False
-                now = os.fstat(fd).st_size - start
-                if progress is not None and now > moved:
-                    progress(now - moved)
-                moved = max(moved, now)
-                check()
-                if ended:
-                    break
+            moved = _watch(proc, lambda: os.fstat(fd).st_size - start, progress, check)
             done = _finish(proc, errors, timeout)
         finally:
             _reap(proc, errors)
@@ -251,7 +238,8 @@ class OpenSSHStreams:
     ) -> tuple[int, Finished]:
         """Like put, with `ssh` reading the open file `fd` itself from its current offset to its end
         (as `ssh host cmd < file` does: no copy through this process). Progress is the movement of
-        the shared file offset, read with `check()` every DIRECT_POLL seconds.
+        the shared file offset, read every DIRECT_POLL seconds; `check()` is called after each poll
+        and once more after `ssh` ended (as in get_file: `_watch`).
 
         Return (bytes sent, how it ended). Raise Unusable if `ssh` failed before the command started
         (the offset is put back: nothing was sent). What `check()` raises kills `ssh` (the remote
@@ -259,7 +247,6 @@ class OpenSSHStreams:
         """
         start = os.lseek(fd, 0, os.SEEK_CUR)
         proc, errors = self._spawn(command, fd)
-        moved = 0
         try:
             assert proc.stdout is not None
             if proc.stdout.read(1) != READY:
@@ -268,23 +255,36 @@ class OpenSSHStreams:
                 if done.returncode == SSH_FAILED:
                     raise Unusable(_last_line(done.stderr))
                 return 0, done
-            while True:
-                try:
-                    proc.wait(DIRECT_POLL)
-                    ended = True
-                except subprocess.TimeoutExpired:
-                    ended = False
-                now = os.lseek(fd, 0, os.SEEK_CUR) - start
-                if progress is not None and now > moved:
-                    progress(now - moved)
-                moved = now
-                if ended:
-                    break
-                check()
+            moved = _watch(proc, lambda: os.lseek(fd, 0, os.SEEK_CUR) - start, progress, check)
             done = _finish(proc, errors, timeout)
         finally:
             _reap(proc, errors)
         return moved, done
+
+
+def _watch(
+    proc: subprocess.Popen[bytes], position: Callable[[], int], progress: Callable[[int], None] | None,
+    check: Callable[[], None],
+) -> int:
+    """Given a running `ssh` that reads or writes a file itself and how far it got (`position()`:
+    bytes from where it started), wait for it to end; every DIRECT_POLL seconds pass the growth to
+    `progress` and call `check()`, and both once more after it ended (so a check such as get's
+    hashing behind the writer has seen every byte). Return the bytes moved. What `check()` raises
+    propagates (the caller kills `ssh`)."""
+    moved = 0
+    ended = False
+    while not ended:
+        try:
+            proc.wait(DIRECT_POLL)
+            ended = True
+        except subprocess.TimeoutExpired:
+            pass
+        now = position()
+        if progress is not None and now > moved:
+            progress(now - moved)
+        moved = max(moved, now)
+        check()
+    return moved
 
 
 def direct_sink(sink: object) -> tuple[int, Callable[[], None]] | None:
