@@ -190,6 +190,7 @@ def resolve_target(settings: ConnectionSettings, value: str, *, default_user: st
         keepalive=settings.keepalive,
         jump=jump,
         stream_via=settings.stream_via,
+        ciphers=entry.ciphers,
     )
 
 

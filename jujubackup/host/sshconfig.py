@@ -43,6 +43,9 @@ class ConfigEntry:
     accept_new: bool = False
     """StrictHostKeyChecking accept-new (only that value: `no` is never honoured, a changed or unknown
     key stays refused)."""
+    ciphers: tuple[str, ...] = ()
+    """The Ciphers the config chooses, in its order, as `ssh -G` resolved them (`+`/`-`/`^` applied);
+    () when it sets none, or when there is no `ssh` client (only the OpenSSH streams use them)."""
 
 
 def lookup_file(config_path: Path | None, alias: str) -> ConfigEntry:

@@ -36,7 +36,7 @@ from jujubackup.host.sshconfig import ConfigEntry, lookup_file
 SSH_G_TIMEOUT = 60.0
 """Seconds `ssh -G` may take (a `Match exec` command runs inside it)."""
 _KEYS = frozenset({"hostname", "user", "port", "identityfile", "userknownhostsfile", "proxyjump",
-                   "proxycommand", "stricthostkeychecking"})
+                   "proxycommand", "stricthostkeychecking", "ciphers"})
 
 
 def lookup(config_path: Path | None, alias: str, user: str | None = None,
@@ -142,6 +142,7 @@ def resolve(binary: str, config_path: Path | None, alias: str, user: str | None 
         proxy_jump=None if proxy_jump == "none" else proxy_jump,
         proxy_command=None if proxy_command == "none" else proxy_command,
         accept_new=strict == "accept-new",
+        ciphers=tuple(c for v in changed("ciphers") or [] for c in v.split(",") if c),
     )
 
 

@@ -27,6 +27,9 @@ class SSHTarget:
     keepalive: int = 15
     jump: SSHTarget | None = field(default=None)
     stream_via: str = "auto"
+    ciphers: tuple[str, ...] = ()
+    """The Ciphers the operator's ssh config chose for this host (empty: it chose none); the OpenSSH
+    streams offer exactly these, else their own preference (host/openssh.py CIPHERS)."""
 
     @property
     def key_name(self) -> str:

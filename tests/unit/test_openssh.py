@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jujubackup.host.openssh import PIN_ALIAS, host_key_algorithms, known_hosts_line, ssh_argv
+from jujubackup.host.openssh import CIPHERS, PIN_ALIAS, host_key_algorithms, known_hosts_line, ssh_argv
 from jujubackup.host.target import SSHTarget
 
 
@@ -31,6 +31,23 @@ def test_argv_pins_the_verified_key_and_never_prompts() -> None:
     assert argv[argv.index("-i") + 1] == "/k/id one"
     assert options["ConnectTimeout"] == "7" and options["ServerAliveInterval"] == "9"
     assert options["Ciphers"].startswith("aes128-gcm@openssh.com,")
+
+
+def test_streams_prefer_aes_gcm_and_still_allow_every_other_default_cipher() -> None:
+    """No Ciphers in the operator's config: GCM first (AES-NI), then OpenSSH's other defaults, so a
+    server that refuses GCM still gets a cipher it takes."""
+    offered = _options(ssh_argv("ssh", SSHTarget(name="h", hostname="h"), Path("/kh"), "ssh-ed25519"))
+    ciphers = offered["Ciphers"].split(",")
+    assert ciphers[:2] == ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com"]
+    assert {"chacha20-poly1305@openssh.com", "aes128-ctr", "aes192-ctr", "aes256-ctr"} <= set(ciphers)
+    assert offered["Ciphers"] == CIPHERS
+
+
+def test_the_ciphers_of_the_operator_s_config_win() -> None:
+    target = SSHTarget(name="h", hostname="h", ciphers=("chacha20-poly1305@openssh.com", "aes256-ctr"))
+    argv = ssh_argv("ssh", target, Path("/kh"), "ssh-ed25519")
+    assert _options(argv)["Ciphers"] == "chacha20-poly1305@openssh.com,aes256-ctr"
+    assert sum(a.startswith("Ciphers=") for a in argv) == 1
 
 
 def test_without_identity_files_the_agent_and_default_keys_are_used() -> None:

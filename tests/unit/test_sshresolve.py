@@ -47,6 +47,18 @@ def test_only_what_the_config_sets_is_taken_not_the_defaults_of_ssh(tmp_path: Pa
     assert entry == sshresolve.ConfigEntry()  # no default id_rsa…, known_hosts, port or user
 
 
+def test_the_config_s_ciphers_are_taken_as_ssh_resolves_them(tmp_path: Path) -> None:
+    """A `Ciphers` line is honoured by the OpenSSH streams: ssh -G's resolved list (a `^` moved
+    aes256-ctr to the front), in its order; no line, no list (the streams then prefer AES-GCM)."""
+    path = config(tmp_path, "Host picky\n  Ciphers aes256-ctr,aes128-ctr\n"
+                  "Host first\n  Ciphers ^aes256-ctr\n")
+    settings = ConnectionSettings(ssh_config=path)
+    assert resolve_target(settings, "picky").ciphers == ("aes256-ctr", "aes128-ctr")
+    first = resolve_target(settings, "first").ciphers
+    assert first[0] == "aes256-ctr" and "chacha20-poly1305@openssh.com" in first
+    assert resolve_target(settings, "other").ciphers == ()
+
+
 def test_user_naming_the_local_user_wins_over_the_controller_default(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
