@@ -98,3 +98,20 @@ def test_create_phases_from_progress_lines() -> None:
         "client+connect": 2.0,
     }
     assert phases("nothing", 3.0) == {}
+
+
+def test_transfer_rows_keep_the_default_ssh_goal_and_add_the_gcm_reference_with_best_rounds() -> None:
+    from benchmarks import transfer
+
+    seconds = {"ssh_down": [4.0, 2.0, 3.0], "ssh_down_gcm": [2.0, 1.5, 2.5], "jb_down": [5.0, 2.0, 4.0],
+               "ssh_up": [3.0, 3.0, 3.0], "ssh_up_gcm": [2.0, 2.0, 2.0], "jb_up": [6.0, 4.0, 5.0],
+               "jb_up_verified": [3.0, 3.0, 3.0]}
+    result = {"seconds": seconds, "peak_rss_MiB": {}}
+    by_metric = {r["metric"]: r for r in transfer.rows("1GiB", 1 << 30, result)}
+    assert by_metric["download vs ssh cat"]["goal"] == 0.9
+    assert by_metric["download vs ssh cat"]["ratio"] == 0.75  # median 3.0 / 4.0
+    assert by_metric["download vs ssh cat"]["best_round_ratio"] == 1.0  # round 2: 2.0 / 2.0
+    gcm = by_metric["upload (never verified) vs ssh -c aes128-gcm cat"]
+    assert gcm["goal"] is None and gcm["ratio"] == 0.4 and gcm["best_round_ratio"] == 0.5
+    old = {"seconds": {k: v for k, v in seconds.items() if not k.endswith("_gcm")}, "peak_rss_MiB": {}}
+    assert len(transfer.rows("1GiB", 1 << 30, old)) == 3
