@@ -10,7 +10,6 @@ heap stays as small as the few pieces alive at once, so peak RSS does not grow.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
 M_MMAP_THRESHOLD = -3
@@ -26,9 +25,10 @@ def reuse_big_buffers() -> bool:
     global _done
     if _done:
         return True
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name)
+        # the process's own symbols (dlopen(NULL)): the C library Python runs on is among them.
+        # ctypes.util.find_library("c") forked `ldconfig -p` at every start (5-20 ms per command).
+        libc = ctypes.CDLL(None)
         mallopt = libc.mallopt
     except (OSError, AttributeError, TypeError):
         return False

@@ -5,7 +5,7 @@ The probe (remote_scripts/probe.sh.j2) prints one JSON document:
     {"hostname", "paths": [existing probe paths], "agent_conf": {path, format, tag, controller, model,
      upgradedToVersion, stateport, apiport, mongoversion, apiaddresses: [...]}, "tools_link",
      "os_release": {ID, VERSION_ID, VERSION_CODENAME}, "services": [{name, LoadState, ActiveState,
-     SubState, MainPID}], "versions": {mongod, mongodump, mongorestore, shell},
+     SubState, MainPID}], "versions": {mongod, mongodump, shell},
      "mongo": {"rc", "lines": [...]},
      "backup_dir", "backup_dir_exists", "free_bytes", "pigz", "flock", "profile_guess",
      "restore_journal": {"exists", "dir", "done": [step names]}, "lock": {"held", "holder" (JSON text)}}

@@ -237,6 +237,7 @@ def render_script(
         jujud_service=profile.jujud_service(facts.machine_id),
         mongod=profile.mongod,
         mongodump=profile.mongodump,
+        tools_version=facts.tools_version,
         db_path=profile.db_path,
         stop_port=40000 + secrets.randbelow(20000),
         dump_scratch_dir=profile.dump_scratch_dir or "",

@@ -22,6 +22,8 @@ def _create_sample(profile: profiles.Profile, mode: str) -> dict[str, Any]:
         "jujud_service": profile.jujud_service("0"),
         "mongod": profile.mongod,
         "mongodump": profile.mongodump,
+        # the probe's reading of mongodump --version: none (create asks again), or hostile text
+        "tools_version": "" if mode == "stop" else "100.9.4 '\"; x",
         "db_path": profile.db_path,
         "stop_port": 41234,
         "dump_scratch_dir": profile.dump_scratch_dir or "",
