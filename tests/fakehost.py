@@ -82,6 +82,10 @@ class FakeHost:
     closed: bool = False
     direct_gets: int = 0
     """How many gets wrote into a DirectSink's file through its descriptor."""
+    direct_puts: int = 0
+    """How many puts read a DirectFile source's file through its descriptor."""
+    put_sent: list[int] = field(default_factory=list)
+    """The bytes each put sent (also a put its source's check stopped: what reached the host)."""
 
     def expect(self, script: str, behaviour: Behaviour = LOCAL) -> FakeHost:
         """Allow `script` (by the name the code gives it) with this behaviour; return self."""
@@ -161,20 +165,47 @@ class FakeHost:
             progress: Progress | None = None, on_sha256: Callable[[str], None] | None = None,
             size: int | None = None) -> int:
         self._path(remote_path)
-        data = _read_all(source, progress)
-        done = subprocess.run(
-            ["bash", "-c", put_writer(), "jujubackup-put", remote_path, str(offset), f"{mode:o}",
-             "1" if on_sha256 else "0"],
-            input=data, capture_output=True, check=False,
-        )
-        if done.returncode != 0:
-            raise RemoteStepError("put", done.returncode, done.stderr.decode(errors="replace"),
-                                  host=self.name)
+        direct_file = getattr(source, "direct_file", None)
+        direct = direct_file() if callable(direct_file) else None
+        if direct is None:
+            data = _read_all(source, progress)
+        else:  # like SSHHost over OpenSSH (host.base.DirectFile): the file read through its
+            # descriptor, check() between chunks and once after; what it raises stops the stream,
+            # and what was sent stays in the remote file (the writer ends with its input)
+            self.direct_puts += 1
+            parts: list[bytes] = []
+            try:
+                while chunk := os.read(direct[0], CHUNK):
+                    parts.append(chunk)
+                    if progress is not None:
+                        progress(len(chunk))
+                    direct[1]()
+                direct[1]()
+            except BaseException:
+                self._write(b"".join(parts), remote_path, offset, mode, False)
+                raise
+            data = b"".join(parts)
+        done = self._write(data, remote_path, offset, mode, on_sha256 is not None)
         if on_sha256 is not None:
             digest = done.stdout.decode().split()[0]
             assert digest == hashlib.sha256(Path(remote_path).read_bytes()).hexdigest()
             on_sha256(digest)
         return len(data)
+
+    def _write(self, data: bytes, remote_path: str, offset: int, mode: int,
+               sha256: bool) -> subprocess.CompletedProcess[bytes]:
+        """Run SSHHost.put's writer command with `data` on stdin; return how it ended. Raise
+        RemoteStepError when it failed."""
+        self.put_sent.append(len(data))
+        done = subprocess.run(
+            ["bash", "-c", put_writer(), "jujubackup-put", remote_path, str(offset), f"{mode:o}",
+             "1" if sha256 else "0"],
+            input=data, capture_output=True, check=False,
+        )
+        if done.returncode != 0:
+            raise RemoteStepError("put", done.returncode, done.stderr.decode(errors="replace"),
+                                  host=self.name)
+        return done
 
     def open_tcp(self, address: str, port: int, *, timeout: float = 10) -> Tunnel:
         raise UnexpectedScript(f"{self.name}: open_tcp({address}, {port}) is not faked")
