@@ -19,6 +19,7 @@ import json
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,8 @@ SCRIPT_OF = {
     P.VERIFY: "restore-verify",
     P.CLEANUP: "restore-cleanup",
 }
+AHEAD_OF_PUSH = (P.STOP, P.SNAPSHOT)
+"""Steps that need no archive: while an early push is still under way they run before upload."""
 VERIFY_WAIT_SECONDS = 90
 DETACHED_POLL = 0.1
 """Seconds between polls of a detached step (each poll is one exec on the open SSH connection)."""
@@ -223,9 +226,9 @@ class Upload:
     overlay: Path | None = None
     remote_copy: str | None = None
     """The same archive already on the target (restore ID onto its own controller): copied there."""
-    pushed_sha256: str | None = None
-    """The archive was pushed early (push_early), unpacked as it arrived and hashed as it was sent:
-    only the overlay is left."""
+    pushing: Future[str] | None = None
+    """The archive is pushed early (push_early), unpacked as it arrives and hashed as it is sent: the
+    upload step waits for that push (its result: the SHA-256 sent), then pushes only the overlay."""
 
 
 @dataclass
@@ -303,7 +306,7 @@ def execute(
     """
     outcome = Outcome()
     try:
-        for step in params.steps:
+        for step in step_order(params.steps, upload):
             if step in journal.done:
                 outcome.skipped.append(step)
                 continue
@@ -324,6 +327,17 @@ def execute(
         restart_stopped(host, params)
         raise
     return outcome
+
+
+def step_order(steps: tuple[str, ...], upload: Upload) -> tuple[str, ...]:
+    """Given the plan's steps, return the order they run in: the plan's, except that while an early
+    push is still under way the steps that need no archive (AHEAD_OF_PUSH: stop-services, snapshot)
+    run first, so that they overlap the push instead of following it. Each step is journaled on its
+    own, so a --resume runs what is not done in the plan's order whatever ran first."""
+    if upload.pushing is None or upload.pushing.done() or P.UPLOAD not in steps:
+        return steps
+    ahead = tuple(s for s in steps if s in AHEAD_OF_PUSH)
+    return ahead + tuple(s for s in steps if s not in AHEAD_OF_PUSH)
 
 
 def run_step(
@@ -351,7 +365,7 @@ def run_step(
                 f"`restore --resume --archive FILE --target {host.name}` pushes it again",
             )
         values["check_sha256"] = digest is None
-        values["use_stream"] = upload.pushed_sha256 is not None
+        values["use_stream"] = upload.pushing is not None
     text = scripts.render(SCRIPT_OF[step], **values)
     try:
         # what restore-receive unpacked needs only the small overlay on top: no detached job
@@ -399,8 +413,18 @@ def push_archive(
     if upload.overlay is not None:
         with upload.overlay.open("rb") as source:
             host.put(source, OVERLAY, mode=0o600, size=upload.overlay.stat().st_size)
-    if upload.pushed_sha256 is not None:
-        return upload.pushed_sha256
+    if upload.pushing is not None:
+        try:
+            return upload.pushing.result()
+        except RemoteStepError as err:  # restore-receive failed: the steps run ahead of it are journaled
+            raise RemoteStepError(
+                err.script, err.returncode, err.stderr_tail, host=host.name,
+                message=f"pushing the archive to {host.name} failed (exit {err.returncode}): "
+                f"{_cause(err.stderr_tail)}",
+                hint="the services the restore stopped run again; "
+                f"`jujubackup restore --resume --archive FILE --target {host.name}` pushes it again "
+                "(or `--rollback` to the snapshot if the host had state)",
+            ) from err
     if upload.remote_copy is not None:
         host.run("restore-copy", scripts.render("restore-copy", source=upload.remote_copy, archive=ARCHIVE))
         return None

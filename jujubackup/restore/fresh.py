@@ -120,12 +120,13 @@ class Probed:
 @dataclass(frozen=True)
 class Ready:
     """The prepare stage's result: the probed target, the backup's facts once verified, what is
-    pushed and, when the archive was pushed early, its SHA-256 as the target computed it."""
+    pushed and, when the archive is pushed early, that push (still under way, perhaps: its result is
+    the SHA-256 of the bytes sent)."""
 
     probed: Probed
     backup: P.BackupFacts
     pushed: Prepared
-    pushed_sha256: str | None
+    pushing: Future[str] | None
 
 
 def fresh_restore(
@@ -149,12 +150,16 @@ def fresh_restore(
         raise
     target = ready.probed.target
     try:
-        plan = make_plan(run, ready)
-        if request.dry_run:
-            return dry_run(ui, plan, ready)
-        if stages.show_plan:
-            show_plan(ui, plan)
-        confirm_restore(request, confirm, ready)
+        try:
+            plan = make_plan(run, ready)
+            if request.dry_run:
+                return dry_run(ui, plan, ready)
+            if stages.show_plan:
+                show_plan(ui, plan)
+            confirm_restore(request, confirm, ready)
+        except BaseException:
+            _discard_early(target, ready.pushing)  # nothing else changed on the target
+            raise
         outcome = execute(run, fetched, ready, plan)
         if stages.on_restored is not None:
             stages.on_restored(ready.probed.staged(fetched.local), outcome)
@@ -185,41 +190,47 @@ def fetch(run: Run) -> Fetched:
 def prepare(run: Run, fetched: Fetched) -> Ready:
     """The prepare stage: connect and probe the target while the archive is verified (one CPU-bound
     pass) in another process, write the re-addressing overlay meanwhile; with --yes push the archive
-    meanwhile too, once the refusals that need no verified archive have passed. On failure, what an
-    early push left on the target is removed and the target closed."""
+    meanwhile too, once the refusals that need no verified archive have passed. The push may still
+    be under way when this returns (Ready.pushing): the plan, the journal and the steps that need no
+    archive go on meanwhile. On failure, what an early push left on the target is removed and the
+    target closed."""
     stamped = Checked.of_stamp(fetched.local)
     if stamped is not None:
         run.ui.info(f"{fetched.local.name} passed `verify` earlier and is unchanged: "
                     "the target checks its SHA-256")
     early: Future[str] | None = None
-    with (
-        BackgroundVerify(fetched.local, sha1=False) if stamped is None else nullcontext(None) as verifying,
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="push") as threads,
-    ):
-        # One pass over the local archive, while the target is connected and probed, keeps its small
-        # members (read_slim); the backup's facts and the overlay then read only those: the push
-        # no longer shares the CPUs with a second pass over the big members.
-        slim = run.work / ".restore-slim-members.tar.gz"
-        reading = threads.submit(read_slim, fetched.local, fetched.backup_id, slim, verifying)
-        target = connect_target(run, fetched)
+    # Not a `with`: leaving it would wait for the push, which may outlive this stage.
+    threads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="push")
+    with BackgroundVerify(fetched.local, sha1=False) if stamped is None else nullcontext(None) as verifying:
         try:
-            probed = probe(run, fetched, target, reading)
-            if run.request.yes and not run.request.dry_run and fetched.remote_copy is None:
-                early = push_early(threads, probed, fetched.local)
-            overlay = (
-                prepare_overlay(slim, probed.backup, probed.facts, run.request.instance_id, run.work)
-                if probed.readdress else None
-            )
-            run.debug("re-addressing overlay written")
-            checked = stamped or Checked.of_report(verified_report(verifying))
-            run.debug("archive verified")
-            ready = settle(run, probed, fetched.local, checked, overlay, early)
+            # One pass over the local archive, while the target is connected and probed, keeps its
+            # small members (read_slim); the backup's facts and the overlay then read only those:
+            # the push no longer shares the CPUs with a second pass over the big members.
+            slim = run.work / ".restore-slim-members.tar.gz"
+            reading = threads.submit(read_slim, fetched.local, fetched.backup_id, slim, verifying)
+            target = connect_target(run, fetched)
+            try:
+                probed = probe(run, fetched, target, reading)
+                if run.request.yes and not run.request.dry_run and fetched.remote_copy is None:
+                    early = push_early(threads, probed, fetched.local)
+                overlay = (
+                    prepare_overlay(slim, probed.backup, probed.facts, run.request.instance_id, run.work)
+                    if probed.readdress else None
+                )
+                run.debug("re-addressing overlay written")
+                checked = stamped or Checked.of_report(verified_report(verifying))
+                run.debug("archive verified")
+                ready = settle(probed, fetched.local, checked, overlay, early)
+            except BaseException:
+                _discard_early(target, early)
+                target.close()
+                raise
+            finally:
+                slim.unlink(missing_ok=True)
         except BaseException:
-            _discard_early(target, early)
-            target.close()
+            threads.shutdown(wait=True)  # the archive's reading (and a push) end before the error
             raise
-        finally:
-            slim.unlink(missing_ok=True)
+    threads.shutdown(wait=False)  # a push under way goes on: the upload step waits for it
     return ready
 
 
@@ -261,18 +272,15 @@ def push_early(threads: ThreadPoolExecutor, probed: Probed, local: Path) -> Futu
 
 
 def settle(
-    run: Run, probed: Probed, local: Path, checked: Checked, overlay: Overlay | None,
-    early: Future[str] | None,
+    probed: Probed, local: Path, checked: Checked, overlay: Overlay | None, early: Future[str] | None
 ) -> Ready:
     """Given the verification's summary, return the backup's final facts and what is pushed; with
-    an early push, check the preconditions again with the real sizes and wait for the push."""
+    an early push, check the preconditions again with the real sizes (the upload step waits for the
+    push)."""
     backup = replace(probed.backup, unpacked_size=checked.unpacked_size, has_oplog=checked.has_oplog)
-    pushed_sha256 = None
     if early is not None:
         P.check_preconditions(backup, probed.facts, probed.options, target_facts_peers(probed.facts))
-        pushed_sha256 = early.result()
-        run.debug("archive pushed")
-    return Ready(probed, backup, prepared(local, checked, overlay), pushed_sha256)
+    return Ready(probed, backup, prepared(local, checked, overlay), early)
 
 
 def make_plan(run: Run, ready: Ready) -> P.Plan:
@@ -315,11 +323,11 @@ def execute(run: Run, fetched: Fetched, ready: Ready, plan: P.Plan) -> X.Outcome
     outcome = run_execution(
         ready.probed.target,
         params,
-        X.Upload(pushed.archive, pushed.overlay, fetched.remote_copy, pushed_sha256=ready.pushed_sha256),
+        X.Upload(pushed.archive, pushed.overlay, fetched.remote_copy, pushing=ready.pushing),
         X.Journal(exists=True),
         run.ui,
     )
-    outcome.seconds = {"prepare": prepare_seconds, **outcome.seconds}  # verify, probe, plan, early push
+    outcome.seconds = {"prepare": prepare_seconds, **outcome.seconds}  # verify, probe, plan
     return outcome
 
 

@@ -345,3 +345,57 @@ def test_a_44_30_target_gets_the_backups_ca_and_a_client_ca_config() -> None:
     assert "tlsCAFile" not in older[f"{common}/juju-db.config"]["content"]
     config = files(profiles.JUJU_28_FOCAL, mongod_version="4.0.9")[f"{common}/juju-db.config"]["content"]
     assert "sslMode = requireSSL" in config and "tls" not in config  # mongod 4.0 knows no net.tls keys
+
+
+def _pushing_host(tmp_path: Path, on_snapshot: Any = None) -> Any:
+    """A fake target whose step scripts answer as done; `on_snapshot` runs when snapshot does."""
+    from tests.fakehost import FakeHost, Reply
+
+    def snapshot(_text: str, _stdin: bytes) -> Reply:
+        if on_snapshot is not None:
+            on_snapshot()
+        return Reply('{"step":"snapshot"}\n')
+
+    host = FakeHost("spare0", tmp_path)
+    for name in ("restore-stop", "restore-stage", "restore-untar", "restore-restart"):
+        host.expect(name, Reply('{"step":"x"}\n'))
+    return host.expect("restore-snapshot", snapshot)
+
+
+def test_steps_that_need_no_archive_run_while_the_early_push_is_under_way(tmp_path: Path) -> None:
+    from concurrent.futures import Future
+
+    params = replace(PARAMS, steps=(P.UPLOAD, P.STOP, P.SNAPSHOT, P.UNTAR))
+    pushing: Future[str] = Future()
+    host = _pushing_host(tmp_path, on_snapshot=lambda: pushing.set_result(PARAMS.sha256))
+    outcome = X.execute(host, params, upload=X.Upload(None, pushing=pushing), journal=X.Journal(exists=True),
+                        on_step=lambda _s: None)
+    # stop-services and snapshot went first; upload waited for the push, then the plan's order
+    assert host.ran == ["restore-stop", "restore-snapshot", "restore-stage", "restore-untar"]
+    assert outcome.ran == [P.STOP, P.SNAPSHOT, P.UPLOAD, P.UNTAR]
+
+    done: Future[str] = Future()
+    done.set_result(PARAMS.sha256)
+    host = _pushing_host(tmp_path)
+    X.execute(host, params, upload=X.Upload(None, pushing=done), journal=X.Journal(exists=True),
+              on_step=lambda _s: None)
+    assert host.ran == ["restore-stage", "restore-stop", "restore-snapshot", "restore-untar"]
+
+
+def test_an_early_push_that_fails_after_the_services_stopped_starts_them_again(tmp_path: Path) -> None:
+    from concurrent.futures import Future
+
+    from jujubackup.errors import RemoteStepError
+
+    params = replace(PARAMS, steps=(P.UPLOAD, P.STOP, P.SNAPSHOT, P.UNTAR))
+    pushing: Future[str] = Future()
+    failed = RemoteStepError("restore-receive", 3, "jujubackup[receive]: the archive did not unpack as it "
+                             "arrived (truncated or damaged)\n", host="spare0")
+    host = _pushing_host(tmp_path, on_snapshot=lambda: pushing.set_exception(failed))
+    with pytest.raises(RemoteStepError) as raised:
+        X.execute(host, params, upload=X.Upload(None, pushing=pushing), journal=X.Journal(exists=True),
+                  on_step=lambda _s: None)
+    assert "pushing the archive to spare0 failed (exit 3): jujubackup[receive]: the archive did not unpack" \
+        in raised.value.message
+    assert "--resume --archive FILE --target spare0" in (raised.value.hint or "")
+    assert host.ran == ["restore-stop", "restore-snapshot", "restore-restart"]  # nothing unpacked
