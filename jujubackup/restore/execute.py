@@ -303,8 +303,12 @@ def execute(
 
     Return the Outcome. Raise the step's typed error (RemoteStepError exit 4, VerifyError exit 8 for a
     failed verification) after making sure the stopped services run again (or saying they do not).
+    When only the steps run ahead of an early push had run (the push failed, or its bytes were not
+    the verified ones), the target is left as it was: its services run again and the journal is
+    removed, so that the restore can simply be run again.
     """
     outcome = Outcome()
+    stopped: list[str] = []
     try:
         for step in step_order(params.steps, upload):
             if step in journal.done:
@@ -317,16 +321,38 @@ def execute(
             outcome.ran.append(step)
             if step == P.VERIFY:
                 outcome.verify = result
+            if step == P.STOP:
+                stopped = [str(u) for u in result.get("stopped") or []]
     except ConnectError as err:
         raise ConnectError(
             f"{err.message} — the restore on {host.name} stopped mid-way",
             hint=f"reconnect and run `jujubackup restore --resume --target {host.name}`; services the "
             "restore stopped stay stopped until then (or `--rollback` if the host had state before)",
         ) from err
-    except (JujuBackupError, KeyboardInterrupt):
-        restart_stopped(host, params)
+    except (JujuBackupError, KeyboardInterrupt) as err:
+        active = restart_stopped(host, params)
+        if (isinstance(err, JujuBackupError) and upload.pushing is not None
+                and set(outcome.ran) <= set(AHEAD_OF_PUSH) and active is not None
+                and set(stopped) <= set(active)):
+            undo_ahead_of_push(host, upload.pushing, err)
         raise
     return outcome
+
+
+def undo_ahead_of_push(host: Host, pushing: Future[str], err: JujuBackupError) -> None:
+    """Given the error that stopped a restore after only the steps run ahead of its early push (which
+    changed nothing but stop the services, now running again), wait for the push to end, remove the
+    journal (the snapshot, the record of the stopped units, what the push left) and say so in the
+    error's hint: the target is as it was. Leave the journal if it cannot be removed."""
+    with contextlib.suppress(Exception):
+        pushing.result()
+    try:
+        discard_journal(host)
+    except (JujuBackupError, OSError):
+        return
+    err.hint = (f"nothing of the restore is left on {host.name}: the services it stopped while the "
+                "archive was pushed run again and its journal is removed; fix the cause and run the "
+                "restore again")
 
 
 def step_order(steps: tuple[str, ...], upload: Upload) -> tuple[str, ...]:
@@ -461,13 +487,16 @@ def discard_pushed(host: Host) -> None:
         host.run("restore-discard-push", scripts.render("restore-discard-push", archive=ARCHIVE))
 
 
-def restart_stopped(host: Host, params: Params) -> None:
-    """Start the services the restore stopped (best effort over a still-working connection)."""
+def restart_stopped(host: Host, params: Params) -> list[str] | None:
+    """Start the services the restore stopped (best effort over a still-working connection); return
+    the recorded units that are active now (None when that is unknown)."""
     try:
         text = scripts.render("restore-restart", **step_values(params, "restart"))
-        host.run("restore-restart", text, timeout=300)
-    except (JujuBackupError, OSError):
-        pass
+        doc = host.run("restore-restart", text, timeout=300).json()
+    except (JujuBackupError, OSError, ValueError):
+        return None
+    active = doc.get("active") if isinstance(doc, dict) else None
+    return [str(u) for u in active] if isinstance(active, list) else None
 
 
 def rollback(host: Host, journal: Journal) -> dict[str, Any]:

@@ -405,7 +405,9 @@ def test_a_verified_archive_damaged_since_is_refused_before_the_target_changes(
     lab_factory: LabFactory, tmp_path: Path
 ) -> None:
     """The verification stamp vouches for a SHA-256 only: an archive changed after `verify` (size and
-    mtime kept) is caught by the target's digest of what was pushed, before anything is stopped."""
+    mtime kept) is caught by the target's digest of what was pushed, before anything is restored:
+    what stop-services stopped meanwhile runs again and no journal is left, so the repaired archive
+    restores at once."""
     lab = lab_factory(controllers=1, spares=1)
     ctl, spare = lab.host("ctl0"), lab.host("spare0")
     archive = tmp_path / "backup.tar.gz"

@@ -4,6 +4,7 @@ params, steps, units, client config."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -382,20 +383,37 @@ def test_steps_that_need_no_archive_run_while_the_early_push_is_under_way(tmp_pa
     assert host.ran == ["restore-stage", "restore-stop", "restore-snapshot", "restore-untar"]
 
 
-def test_an_early_push_that_fails_after_the_services_stopped_starts_them_again(tmp_path: Path) -> None:
+@pytest.mark.parametrize("all_back", [True, False])
+def test_an_early_push_that_fails_after_the_services_stopped_leaves_the_target_as_it_was(
+    tmp_path: Path, all_back: bool
+) -> None:
+    """The push fails while stop-services and snapshot ran ahead of it: the services run again and,
+    when all of them do, the journal goes too (the restore can be run again); else it stays for
+    --resume / --rollback."""
     from concurrent.futures import Future
 
     from jujubackup.errors import RemoteStepError
+    from tests.fakehost import Reply
 
     params = replace(PARAMS, steps=(P.UPLOAD, P.STOP, P.SNAPSHOT, P.UNTAR))
     pushing: Future[str] = Future()
     failed = RemoteStepError("restore-receive", 3, "jujubackup[receive]: the archive did not unpack as it "
                              "arrived (truncated or damaged)\n", host="spare0")
     host = _pushing_host(tmp_path, on_snapshot=lambda: pushing.set_exception(failed))
+    units = ["snap.juju-db.daemon.service", "jujud-machine-0.service"]
+    host.expect("restore-stop", Reply(json.dumps({"step": P.STOP, "stopped": units}) + "\n"))
+    back = units if all_back else units[:1]
+    host.expect("restore-restart", Reply(json.dumps({"step": "restart", "active": back})))
+    host.expect("restore-journal-discard", Reply("{}\n"))
     with pytest.raises(RemoteStepError) as raised:
         X.execute(host, params, upload=X.Upload(None, pushing=pushing), journal=X.Journal(exists=True),
                   on_step=lambda _s: None)
     assert "pushing the archive to spare0 failed (exit 3): jujubackup[receive]: the archive did not unpack" \
         in raised.value.message
-    assert "--resume --archive FILE --target spare0" in (raised.value.hint or "")
-    assert host.ran == ["restore-stop", "restore-snapshot", "restore-restart"]  # nothing unpacked
+    hint = raised.value.hint or ""
+    if all_back:
+        assert host.ran == ["restore-stop", "restore-snapshot", "restore-restart", "restore-journal-discard"]
+        assert "nothing of the restore is left on spare0" in hint
+    else:
+        assert host.ran == ["restore-stop", "restore-snapshot", "restore-restart"]
+        assert "--resume --archive FILE --target spare0" in hint
