@@ -165,6 +165,26 @@ class HashingSink:
         self.pending = 0
 
 
+class FileSource:
+    """The rest of an open file for Host.put: `read` where each chunk goes through this process
+    (paramiko, a small file), else the file itself (host.base.DirectFile: `ssh host cmd < file`,
+    no copy through this process, nothing to check meanwhile)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+
+    def read(self, size: int = CHUNK) -> bytes:
+        return self.raw.read(size)
+
+    def direct_file(self) -> tuple[int, Callable[[], None]] | None:
+        """The open file, read from its current offset (host.base.DirectFile)."""
+        return self.raw.fileno(), _nothing_to_check
+
+
+def _nothing_to_check() -> None:
+    pass
+
+
 class HashingSource:
     """A read-only stream over `raw` that feeds what it reads to `hasher` (what was sent is what
     was hashed: no second read of the file)."""

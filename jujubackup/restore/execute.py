@@ -33,7 +33,7 @@ from jujubackup.restore import plan as P
 from jujubackup.restore import units
 from jujubackup.restore.params import Params
 from jujubackup.restore.units import snapshot_paths
-from jujubackup.transfer import HashingSource
+from jujubackup.transfer import FileSource, HashingSource
 
 JOURNAL_DIR = "/var/lib/jujubackup-restore"
 ARCHIVE = f"{JOURNAL_DIR}/archive.tar.gz"
@@ -326,10 +326,10 @@ def _push_from(
     """Given the local archive, write its bytes from `offset` on to the target's pushed archive
     (truncated there); return the SHA-256 of the whole file as the host computed it, or None."""
     digest: list[str] = []
-    with archive.open("rb") as source:
-        source.seek(offset)
-        host.put(source, ARCHIVE, offset=offset, mode=0o600, progress=progress, on_sha256=digest.append,
-                 size=size - offset)
+    with archive.open("rb", buffering=0) as source:
+        source.seek(offset)  # through OpenSSH, `ssh` reads the file itself from here (FileSource)
+        host.put(FileSource(source), ARCHIVE, offset=offset, mode=0o600, progress=progress,
+                 on_sha256=digest.append, size=size - offset)
     return digest[0] if digest else None
 
 

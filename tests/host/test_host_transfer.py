@@ -377,3 +377,34 @@ def test_openssh_writes_the_download_into_the_part_and_it_is_verified_resumed_or
     stored.write_bytes(source.read_bytes())
     download(host, DownloadRequest(ID, file=limited, backup_dir=str(backups), bwlimit=10 << 20), ui)
     assert len(written) == 3 and limited.read_bytes() == source.read_bytes()
+
+
+def test_openssh_reads_the_pushed_archive_itself_and_a_resume_appends_to_the_kept_bytes(
+    openssh_host: SSHHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """restore's push through OpenSSH: `ssh` reads the archive file itself (put_file), from the
+    resume offset on; the host's SHA-256 is of the whole pushed file."""
+    from tests.unit.test_restore_execute import PARAMS
+
+    data = VALID.read_bytes()
+    pushed = tmp_path / "journal" / "archive.tar.gz"
+    pushed.parent.mkdir()
+    monkeypatch.setattr(X, "ARCHIVE", str(pushed))
+    params = replace(PARAMS, sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+    real = openssh_host._streams()
+    assert real is not None
+    direct: list[int] = []
+    put_file = real.put_file
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        direct.append(1)
+        return put_file(*args, **kwargs)
+
+    real.put_file = counting  # type: ignore[method-assign]
+    fresh = X.Journal(exists=True, params=params, archive_bytes=0)
+    assert X.push_archive(openssh_host, params, X.Upload(VALID), fresh, None) == params.sha256
+    assert pushed.read_bytes() == data and direct == [1]
+    pushed.write_bytes(data[:1000])
+    kept = X.Journal(exists=True, params=params, archive_bytes=1000)
+    assert X.push_archive(openssh_host, params, X.Upload(VALID), kept, None) == params.sha256
+    assert pushed.read_bytes() == data and direct == [1, 1]

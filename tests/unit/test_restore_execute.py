@@ -417,3 +417,27 @@ def test_an_early_push_that_fails_after_the_services_stopped_leaves_the_target_a
     else:
         assert host.ran == ["restore-stop", "restore-snapshot", "restore-restart"]
         assert "--resume --archive FILE --target spare0" in hint
+
+
+def test_the_archive_push_hands_the_file_itself_to_the_host_and_resumes_from_the_kept_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through OpenSSH `ssh` reads the archive file itself (FakeHost imitates host.base.DirectFile);
+    a resume appends to the kept prefix and the host's SHA-256 is of the whole pushed file."""
+    import hashlib
+
+    from tests.fakehost import FakeHost
+
+    host = FakeHost("target", tmp_path / "host")
+    pushed = tmp_path / "host" / "journal" / "archive.tar.gz"
+    pushed.parent.mkdir(parents=True)
+    monkeypatch.setattr(X, "ARCHIVE", str(pushed))
+    data = VALID_28.read_bytes()
+    params = replace(PARAMS, sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+    fresh = X.Journal(exists=True, params=params, archive_bytes=0)
+    assert X.push_archive(host, params, X.Upload(VALID_28), fresh, None) == params.sha256
+    assert pushed.read_bytes() == data and host.direct_puts == 1
+    pushed.write_bytes(data[:1000])
+    kept = X.Journal(exists=True, params=params, archive_bytes=1000)
+    assert X.push_archive(host, params, X.Upload(VALID_28), kept, None) == params.sha256
+    assert pushed.read_bytes() == data and host.put_sent == [len(data), len(data) - 1000]
