@@ -8,6 +8,7 @@ of one session into one table and one chart.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -16,6 +17,21 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def compare_source(text: str) -> Path:
+    """Given --compare-source DIR, return it as a Path (argparse `type=`). Raise ArgumentTypeError unless
+    DIR/jujubackup/remote_scripts is a dir: the templates live at the repository's top level and an
+    editable install maps `jujubackup.remote_scripts` to this checkout's, so a DIR without its own
+    copy would render today's templates with the older code. Make DIR with
+    `git archive REV jujubackup remote_scripts templates | tar -x -C DIR`, then
+    `cp -r DIR/remote_scripts DIR/templates DIR/jujubackup/`."""
+    path = Path(text)
+    if not (path / "jujubackup" / "remote_scripts").is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{path}/jujubackup/remote_scripts is missing: without it the older code renders this "
+            "checkout's templates (see benchmarks/common.py compare_source)")
+    return path
 
 
 def parse_size(text: str) -> int:

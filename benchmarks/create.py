@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS, parse_sizes, save
+from benchmarks.common import RESULTS, compare_source, parse_sizes, save
 from jujubackup import profiles
 from tests.lab.clienttls import mongo_tls
 from tests.lab.lab import Lab
@@ -215,9 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="juju-2.9", choices=[p.name for p in profiles.PROFILES])
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"results dir (default {RESULTS})")
     parser.add_argument("--json", action="store_true", help="print only the JSON report")
-    parser.add_argument("--compare-source", type=Path, default=None,
-                        help="also time create of the jujubackup package of this source tree (e.g. "
-                        "`git archive main jujubackup` unpacked) in the same run: a change's before/after")
+    parser.add_argument("--compare-source", type=compare_source, default=None,
+                        help="also time create of the jujubackup package of this source tree (its own "
+                        "jujubackup/remote_scripts: benchmarks/common.py compare_source) in the same run: a "
+                        "change's before/after")
     args = parser.parse_args(argv)
     by_size: dict[str, Any] = {}
     all_rows: list[dict[str, Any]] = []

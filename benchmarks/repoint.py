@@ -35,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import RESULTS, save
+from benchmarks.common import RESULTS, compare_source, save
 from tests.lab.agents import wait_agents
 from tests.lab.lab import Lab, LabHost
 
@@ -134,9 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", type=Path, default=RESULTS, help=f"results dir (default {RESULTS})")
     p.add_argument("--verbose", action="store_true", help="show repoint's per-machine seconds")
-    p.add_argument("--compare-source", type=Path, default=None,
-                   help="also time the jujubackup package of this source tree (e.g. `git archive main "
-                   "jujubackup` unpacked) in the same run, alternately: a change's before/after")
+    p.add_argument("--compare-source", type=compare_source, default=None,
+                   help="also time the jujubackup package of this source tree (with its own "
+                   "jujubackup/remote_scripts: benchmarks/common.py compare_source) in the same run, "
+                   "alternately: a change's before/after")
     args = p.parse_args(argv)
     LabHost.wait_ready.__defaults__ = (BOOT_TIMEOUT,)
     with Lab.create(controllers=1, machines=args.machines, profile=args.profile) as lab:

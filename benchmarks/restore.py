@@ -46,7 +46,7 @@ from typing import Any
 
 import bson
 
-from benchmarks.common import RESULTS, parse_sizes, save
+from benchmarks.common import RESULTS, compare_source, parse_sizes, save
 from jujubackup import archive as archive_mod
 from jujubackup import profiles
 from tests.lab import provision
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="juju-2.9", choices=[p.name for p in profiles.PROFILES])
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"results dir (default {RESULTS})")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--compare-source", type=Path, default=None,
+    parser.add_argument("--compare-source", type=compare_source, default=None,
                         help="also time the restore (verified copy) of the jujubackup package of this "
                         "source tree in the same run: a change's before/after")
     args = parser.parse_args(argv)
