@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import common, report
+from benchmarks.create import main as create_main
 from benchmarks.create import phases
 
 
@@ -115,3 +116,13 @@ def test_transfer_rows_keep_the_default_ssh_goal_and_add_the_gcm_reference_with_
     assert gcm["goal"] is None and gcm["ratio"] == 0.4 and gcm["best_round_ratio"] == 0.5
     old = {"seconds": {k: v for k, v in seconds.items() if not k.endswith("_gcm")}, "peak_rss_MiB": {}}
     assert len(transfer.rows("1GiB", 1 << 30, old)) == 3
+
+
+def test_compare_source_needs_its_own_templates(tmp_path: Path) -> None:
+    """A source tree without jujubackup/remote_scripts would render this checkout's templates (the
+    editable install maps the package here) with the older code: refused on the command line."""
+    (tmp_path / "jujubackup").mkdir()
+    with pytest.raises(SystemExit):
+        create_main(["--compare-source", str(tmp_path)])
+    (tmp_path / "jujubackup" / "remote_scripts").mkdir()
+    assert common.compare_source(str(tmp_path)) == tmp_path
