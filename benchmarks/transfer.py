@@ -71,7 +71,14 @@ h.close()
 
 
 def timed(argv: list[str], **kwargs: Any) -> tuple[float, int, int]:
-    """Run argv; return (seconds, exit code, peak RSS KiB of the process)."""
+    """Run argv after writing back every dirty page (untimed); return (seconds, exit code, peak RSS
+    KiB of the process).
+
+    Without the `sync`, each command paid for the writeback of what the commands before it wrote:
+    a round writes ~7 GiB here, the lab's disks share this machine's page cache (dirty_background
+    10 %), and the command after two 1 GiB `ssh 'cat > file'` baselines (the never-verified upload)
+    ran its `ssh` at ~10 % CPU for 16 s where the next upload took 5 s (ps, session 9)."""
+    os.sync()
     start = time.monotonic()
     proc = subprocess.Popen(argv, **kwargs)
     _pid, status, usage = os.wait4(proc.pid, 0)
