@@ -31,6 +31,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -69,20 +70,34 @@ def jujubackup_bin() -> str:
 
 
 def timed(argv: list[str], stdin: str | None = None,
-          source: Path | None = None) -> tuple[float, subprocess.CompletedProcess[str]]:
+          source: Path | None = None) -> tuple[float, subprocess.CompletedProcess[str], float]:
     """Run argv (with `source`: with the jujubackup package of that source tree first on the path);
-    return (wall seconds, finished process). Raise RuntimeError if it fails."""
+    return (wall seconds, finished process, peak RSS MiB of that process read with wait4: the
+    client's memory, issue 18). Raise RuntimeError if it fails."""
     env = {**os.environ, "PYTHONPATH": str(source)} if source else None
     start = time.monotonic()
-    done = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False, env=env,
-                          cwd=source)
-    elapsed = time.monotonic() - start
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        # Popen + wait4 rather than run(): wait4 gives this child's own ru_maxrss, where
+        # RUSAGE_CHILDREN would be the largest of every child so far (a lab boot's included)
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                                stdout=out, stderr=err, env=env, cwd=source)
+        if stdin is not None and proc.stdin is not None:
+            proc.stdin.write(stdin.encode())
+            proc.stdin.close()
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.monotonic() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        done = subprocess.CompletedProcess(argv, proc.returncode, out.read().decode(), err.read().decode())
     if done.returncode != 0:
         raise RuntimeError(f"{argv[0]} failed ({done.returncode}): {done.stderr[-2000:]}")
-    return elapsed, done
+    return elapsed, done, usage.ru_maxrss / 1024
 
 
-def by_hand(lab: Lab, compress: str) -> float:
+def by_hand(lab: Lab, compress: str) -> tuple[float, float]:
+    """Run the by-hand backup with `compress` (tar's option); return (wall seconds, peak RSS MiB of
+    the ssh client)."""
     ctl = lab.host("ctl0")
     profile = profiles.profile_named(ctl.profile)
     script = BY_HAND.format(
@@ -93,8 +108,8 @@ def by_hand(lab: Lab, compress: str) -> float:
         # a snap's confined mongodump writes only under SNAP_COMMON: an operator stages there too
         scratch=profile.dump_scratch_dir or "/var/tmp",
     )
-    seconds, _ = timed(["ssh", "-F", str(lab.ssh_config), "ctl0", "bash -s"], stdin=script)
-    return seconds
+    seconds, _done, rss = timed(["ssh", "-F", str(lab.ssh_config), "ctl0", "bash -s"], stdin=script)
+    return seconds, rss
 
 
 def phases(stderr: str, wall: float) -> dict[str, float]:
@@ -121,15 +136,16 @@ def phases(stderr: str, wall: float) -> dict[str, float]:
     return out
 
 
-def create(lab: Lab, mode: str, source: Path | None = None) -> tuple[float, dict[str, Any], dict[str, float]]:
+def create(lab: Lab, mode: str,
+           source: Path | None = None) -> tuple[float, dict[str, Any], dict[str, float], float]:
     """Run create in `mode` (with `source`: the jujubackup of that source tree); return (wall
-    seconds, the stored record, its phases), then remove the backup."""
+    seconds, the stored record, its phases, peak RSS MiB of the client), then remove the backup."""
     base = [sys.executable, "-m", "jujubackup", "-F", str(lab.ssh_config), "-H", "ctl0"]
-    seconds, done = timed([*base, "create", f"bench {mode}", "--mode", mode, "--format", "json"],
-                          source=source)
+    seconds, done, rss = timed([*base, "create", f"bench {mode}", "--mode", mode, "--format", "json"],
+                               source=source)
     record = json.loads(done.stdout)
     timed([*base, "-q", "remove", record["ID"], "--yes"])
-    return seconds, record, phases(done.stderr, seconds)
+    return seconds, record, phases(done.stderr, seconds), rss
 
 
 def main_pid(lab: Lab, unit: str) -> int:
@@ -144,20 +160,24 @@ def run(db_size: str, runs: int, profile_name: str, source: Path | None = None) 
         times: dict[str, list[float]] = {"by_hand_gzip": [], "by_hand_pigz": [], "create_online": []}
         create_phases: list[dict[str, float]] = []
         compare_phases: list[dict[str, float]] = []
+        rss: dict[str, list[float]] = {"by_hand_pigz": [], "create_online": []}
         for _ in range(runs):
-            times["by_hand_gzip"].append(by_hand(lab, "-z"))
-            seconds, _record, took = create(lab, "online")
+            times["by_hand_gzip"].append(by_hand(lab, "-z")[0])
+            seconds, _record, took, peak = create(lab, "online")
             times["create_online"].append(seconds)
             create_phases.append(took)
-            times["by_hand_pigz"].append(by_hand(lab, "-I pigz"))
+            rss["create_online"].append(peak)
+            seconds, peak = by_hand(lab, "-I pigz")
+            times["by_hand_pigz"].append(seconds)
+            rss["by_hand_pigz"].append(peak)
             if source is not None:  # an earlier version, in the same run: a change's before/after
-                seconds, _record, took = create(lab, "online", source)
+                seconds, _record, took, _peak = create(lab, "online", source)
                 times.setdefault("compare_create_online", []).append(seconds)
                 compare_phases.append(took)
         downtime: dict[str, Any] = {}
         for mode in profiles.MODES:
             pid_before = main_pid(lab, profile.db_service)
-            seconds, record, _took = create(lab, mode)
+            seconds, record, _took, _peak = create(lab, mode)
             manifest = record["manifest"]
             downtime[mode] = {
                 "wall_seconds": round(seconds, 2),
@@ -176,6 +196,7 @@ def run(db_size: str, runs: int, profile_name: str, source: Path | None = None) 
             "ratio_vs_by_hand_pigz": round(med["create_online"] / med["by_hand_pigz"], 3),
             "goal": GOAL,
             "create_phases_s": create_phases,
+            "peak_rss_mib": {k: round(max(v), 1) for k, v in rss.items()},
             **({"compare_source": str(source), "compare_phases_s": compare_phases,
                 "compare_ratio_vs_by_hand_pigz": round(med["compare_create_online"] / med["by_hand_pigz"], 3)}
                if source is not None else {}),
@@ -192,6 +213,7 @@ def rows(size: str, report: dict[str, Any]) -> list[dict[str, Any]]:
     gib = report["db_bytes"] / 2**30
     load = report.get("load_average")
     load_text = f"{load[0]:.1f}" if load else None  # 1-minute load at the end of the runs
+    rss = report.get("peak_rss_mib", {})  # the largest of the runs: a peak, not a median
 
     def per_gib(seconds: float) -> float | None:
         return round(seconds / gib, 2) if gib else None
@@ -200,6 +222,7 @@ def rows(size: str, report: dict[str, Any]) -> list[dict[str, Any]]:
         {"metric": "create online vs by hand (pigz)", "size": size, "bytes": report["db_bytes"],
          "ratio": report["ratio_vs_by_hand_pigz"], "goal": GOAL, "better": "lower",
          "ours_s_per_gib": per_gib(med["create_online"]), "baseline_s_per_gib": per_gib(med["by_hand_pigz"]),
+         "peak_rss_mib": rss.get("create_online"), "baseline_peak_rss_mib": rss.get("by_hand_pigz"),
          "load": load_text},
         {"metric": "create online vs by hand (gzip)", "size": size, "bytes": report["db_bytes"],
          "ratio": report["ratio_vs_by_hand_gzip"], "goal": None, "better": "lower",
@@ -229,10 +252,24 @@ def main(argv: list[str] | None = None) -> int:
         all_rows += rows(label, report)
         if not args.json:
             show(label, report, args.runs, args.profile)
+    if not args.json and len(by_size) > 1:
+        show_scale(all_rows)
     doc = {"runs": args.runs, "results": all_rows, "by_size": by_size}
     save(doc, "create", args.profile, args.out)
     print(json.dumps(doc, indent=2 if args.json else None))
     return 0
+
+
+def show_scale(all_rows: list[dict[str, Any]]) -> None:
+    """Print seconds per GiB and peak RSS per size, and how far s/GiB spreads (goal +-20 %)."""
+    for row in all_rows:
+        if row["metric"] == "create online vs by hand (pigz)":
+            print(f"  {row['size']:>7}: create {row['ours_s_per_gib']} s/GiB, by hand pigz "
+                  f"{row['baseline_s_per_gib']} s/GiB, client peak RSS {row['peak_rss_mib']} MiB")
+    for side in ("ours_s_per_gib", "baseline_s_per_gib"):
+        per = [r[side] for r in all_rows if r["metric"] == "create online vs by hand (pigz)" and r[side]]
+        mid = statistics.median(per)
+        print(f"  {side}: spread {max(abs(p - mid) / mid for p in per):.0%} of the median (goal 20 %)")
 
 
 def show(label: str, report: dict[str, Any], runs: int, profile: str) -> None:
@@ -253,6 +290,9 @@ def show(label: str, report: dict[str, Any], runs: int, profile: str) -> None:
               f"{report['compare_ratio_vs_by_hand_pigz']:.2f}x of by hand with pigz")
         for n, took in enumerate(report["compare_phases_s"], 1):
             print(f"  run {n} phases: " + ", ".join(f"{k} {v:.1f}" for k, v in took.items()))
+    rss = report["peak_rss_mib"]
+    print(f"  peak RSS MiB: create client {rss['create_online']:.0f}, "
+          f"by hand's ssh {rss['by_hand_pigz']:.0f}")
     print(f"  load average at the end: {report['load_average']}")
     for mode, row in report["per_mode"].items():
         down = ", ".join(f"{u} {s}s" for u, s in row["down_seconds"].items()) or "no service stopped"
