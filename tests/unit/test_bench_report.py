@@ -126,3 +126,42 @@ def test_compare_source_needs_its_own_templates(tmp_path: Path) -> None:
         create_main(["--compare-source", str(tmp_path)])
     (tmp_path / "jujubackup" / "remote_scripts").mkdir()
     assert common.compare_source(str(tmp_path)) == tmp_path
+
+
+def test_create_timed_reads_the_peak_rss_of_its_own_child() -> None:
+    """create's rows carry the client's peak RSS per size (issue 18): read with wait4 of that child,
+    so a child holding 96 MiB reports at least that, one holding little reports far less."""
+    import sys
+
+    from benchmarks import create
+
+    touch = "b = bytearray(96 << 20); b[::4096] = b'x' * len(b[::4096])"  # calloc'd pages count once written
+    _s, done, big = create.timed([sys.executable, "-c", touch])
+    assert done.returncode == 0 and big >= 96
+    _s, done, small = create.timed([sys.executable, "-c", "import sys; print(sys.stdin.read())"], stdin="hi")
+    assert done.stdout == "hi\n" and small < 60
+    with pytest.raises(RuntimeError):
+        create.timed([sys.executable, "-c", "raise SystemExit(3)"])
+
+
+def test_create_rows_feed_the_scale_table(tmp_path: Path) -> None:
+    """Each size's create rows carry s/GiB and the peak RSS of create and of by hand's ssh; with
+    three sizes the report's scale table has a create row with the spread and the RSS verdict."""
+    from benchmarks import create
+
+    rows: list[dict[str, object]] = []
+    for label, size, ours, rss in (("256MiB", 1 << 28, 3.0, 70.0), ("1GiB", 1 << 30, 9.0, 75.0),
+                                   ("4GiB", 1 << 32, 36.0, 80.0)):
+        result = {"median_seconds": {"create_online": ours, "by_hand_pigz": ours / 1.2, "by_hand_gzip": ours},
+                  "ratio_vs_by_hand_pigz": 1.2, "ratio_vs_by_hand_gzip": 1.0, "db_bytes": size,
+                  "load_average": [2.0, 2.0, 2.0],
+                  "peak_rss_mib": {"create_online": rss, "by_hand_pigz": 9.0}}
+        rows += create.rows(label, result)
+    pigz = [r for r in rows if r["metric"] == "create online vs by hand (pigz)"]
+    assert [r["ours_s_per_gib"] for r in pigz] == [12.0, 9.0, 9.0]
+    assert [r["peak_rss_mib"] for r in pigz] == [70.0, 75.0, 80.0]
+    assert pigz[0]["baseline_peak_rss_mib"] == 9.0
+    (tmp_path / "create-juju-2.9.json").write_text(json.dumps(doc(rows)))
+    text = report.markdown(report.load(tmp_path))
+    assert ("| create online vs by hand (pigz) | juju-2.9 | 256MiB, 1GiB, 4GiB | 33% (**beyond**) | "
+            "70 → 80 MiB (flat) |") in text
