@@ -69,30 +69,37 @@ def jujubackup_bin() -> str:
     return str(Path(sys.executable).parent / "jujubackup")
 
 
+# Runs argv[2:] as its child and writes that child's peak RSS (KiB, wait4) to the file argv[1]; exits
+# with the child's status. Why a wrapper: a child's ru_maxrss includes the RSS of the process it was
+# forked from, recorded by the kernel at exec (exec_mmap -> setmax_mm_hiwater_rss), so wait4 in
+# this benchmark would report at least this benchmark's own RSS; this small wrapper's is ~10 MiB.
+RSS_WRAPPER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_pid, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def timed(argv: list[str], stdin: str | None = None,
           source: Path | None = None) -> tuple[float, subprocess.CompletedProcess[str], float]:
     """Run argv (with `source`: with the jujubackup package of that source tree first on the path);
-    return (wall seconds, finished process, peak RSS MiB of that process read with wait4: the
-    client's memory, issue 18). Raise RuntimeError if it fails."""
+    return (wall seconds, finished process, peak RSS MiB of argv's own process: the client's memory,
+    issue 18). Raise RuntimeError if it fails."""
     env = {**os.environ, "PYTHONPATH": str(source)} if source else None
-    start = time.monotonic()
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        # Popen + wait4 rather than run(): wait4 gives this child's own ru_maxrss, where
-        # RUSAGE_CHILDREN would be the largest of every child so far (a lab boot's included)
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                                stdout=out, stderr=err, env=env, cwd=source)
-        if stdin is not None and proc.stdin is not None:
-            proc.stdin.write(stdin.encode())
-            proc.stdin.close()
-        _pid, status, usage = os.wait4(proc.pid, 0)
+    with tempfile.NamedTemporaryFile(prefix="rss.") as rss_file:
+        start = time.monotonic()
+        done = subprocess.run([sys.executable, "-c", RSS_WRAPPER, rss_file.name, *argv], input=stdin,
+                              capture_output=True, text=True, check=False, env=env, cwd=source)
         elapsed = time.monotonic() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        done = subprocess.CompletedProcess(argv, proc.returncode, out.read().decode(), err.read().decode())
+        kib = Path(rss_file.name).read_text().strip()
     if done.returncode != 0:
         raise RuntimeError(f"{argv[0]} failed ({done.returncode}): {done.stderr[-2000:]}")
-    return elapsed, done, usage.ru_maxrss / 1024
+    return elapsed, done, int(kib) / 1024
 
 
 def by_hand(lab: Lab, compress: str) -> tuple[float, float]:
