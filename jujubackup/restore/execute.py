@@ -81,6 +81,10 @@ class Upload:
     pushing: Future[str] | None = None
     """The archive is pushed early (push_early), unpacked as it arrives and hashed as it is sent: the
     upload step waits for that push (its result: the SHA-256 sent), then pushes only the overlay."""
+    stop_during_push: bool = False
+    """The target serves nothing worth keeping up while the archive travels (a spare, or a freshly
+    bootstrapped controller of another controller): stop-services and snapshot may overlap the push.
+    A controller holding models keeps serving until its archive is there (no longer downtime)."""
 
 
 @dataclass
@@ -211,8 +215,10 @@ def step_order(steps: tuple[str, ...], upload: Upload) -> tuple[str, ...]:
     """Given the plan's steps, return the order they run in: the plan's, except that while an early
     push is still under way the steps that need no archive (AHEAD_OF_PUSH: stop-services, snapshot)
     run first, so that they overlap the push instead of following it. Each step is journaled on its
-    own, so a --resume runs what is not done in the plan's order whatever ran first."""
-    if upload.pushing is None or upload.pushing.done() or P.UPLOAD not in steps:
+    own, so a --resume runs what is not done in the plan's order whatever ran first. Only when
+    `upload.stop_during_push`: a controller with models is not stopped for the push's duration."""
+    if (not upload.stop_during_push or upload.pushing is None or upload.pushing.done()
+            or P.UPLOAD not in steps):
         return steps
     ahead = tuple(s for s in steps if s in AHEAD_OF_PUSH)
     return ahead + tuple(s for s in steps if s not in AHEAD_OF_PUSH)

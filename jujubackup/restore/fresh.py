@@ -323,12 +323,21 @@ def execute(run: Run, fetched: Fetched, ready: Ready, plan: P.Plan) -> X.Outcome
     outcome = run_execution(
         ready.probed.target,
         params,
-        X.Upload(pushed.archive, pushed.overlay, fetched.remote_copy, pushing=ready.pushing),
+        X.Upload(pushed.archive, pushed.overlay, fetched.remote_copy, pushing=ready.pushing,
+                 stop_during_push=serves_nothing_to_keep(ready)),
         X.Journal(exists=True),
         run.ui,
     )
     outcome.seconds = {"prepare": prepare_seconds, **outcome.seconds}  # verify, probe, plan
     return outcome
+
+
+def serves_nothing_to_keep(ready: Ready) -> bool:
+    """Given the probed target, return True when stopping it early costs its users nothing: no
+    juju-db or jujud runs there, or it is a freshly bootstrapped controller of another controller
+    (its state goes anyway). False for a controller with models: it keeps serving during the push."""
+    facts = ready.probed.facts
+    return not facts.live_controller or facts.freshly_bootstrapped(ready.backup.controller_uuid)
 
 
 def restore_params(run: Run, ready: Ready, plan: P.Plan) -> X.Params:

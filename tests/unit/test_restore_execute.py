@@ -369,7 +369,8 @@ def test_steps_that_need_no_archive_run_while_the_early_push_is_under_way(tmp_pa
     params = replace(PARAMS, steps=(P.UPLOAD, P.STOP, P.SNAPSHOT, P.UNTAR))
     pushing: Future[str] = Future()
     host = _pushing_host(tmp_path, on_snapshot=lambda: pushing.set_result(PARAMS.sha256))
-    outcome = X.execute(host, params, upload=X.Upload(None, pushing=pushing), journal=X.Journal(exists=True),
+    outcome = X.execute(host, params, upload=X.Upload(None, pushing=pushing, stop_during_push=True),
+                        journal=X.Journal(exists=True),
                         on_step=lambda _s: None)
     # stop-services and snapshot went first; upload waited for the push, then the plan's order
     assert host.ran == ["restore-stop", "restore-snapshot", "restore-stage", "restore-untar"]
@@ -378,9 +379,23 @@ def test_steps_that_need_no_archive_run_while_the_early_push_is_under_way(tmp_pa
     done: Future[str] = Future()
     done.set_result(PARAMS.sha256)
     host = _pushing_host(tmp_path)
-    X.execute(host, params, upload=X.Upload(None, pushing=done), journal=X.Journal(exists=True),
+    X.execute(host, params, upload=X.Upload(None, pushing=done, stop_during_push=True),
+              journal=X.Journal(exists=True),
               on_step=lambda _s: None)
     assert host.ran == ["restore-stage", "restore-stop", "restore-snapshot", "restore-untar"]
+
+
+def test_a_controller_with_models_keeps_serving_while_its_archive_is_pushed() -> None:
+    """Only a target that serves nothing worth keeping has its services stopped during the push: a
+    controller with models is stopped after it (the plan's order), so its downtime does not grow by
+    the push's duration."""
+    from concurrent.futures import Future
+
+    steps = (P.UPLOAD, P.STOP, P.SNAPSHOT, P.UNTAR)
+    pushing: Future[str] = Future()
+    assert X.step_order(steps, X.Upload(None, pushing=pushing)) == steps
+    assert X.step_order(steps, X.Upload(None, pushing=pushing, stop_during_push=True)) == (
+        P.STOP, P.SNAPSHOT, P.UPLOAD, P.UNTAR)
 
 
 @pytest.mark.parametrize("all_back", [True, False])
@@ -406,7 +421,8 @@ def test_an_early_push_that_fails_after_the_services_stopped_leaves_the_target_a
     host.expect("restore-restart", Reply(json.dumps({"step": "restart", "active": back})))
     host.expect("restore-journal-discard", Reply("{}\n"))
     with pytest.raises(RemoteStepError) as raised:
-        X.execute(host, params, upload=X.Upload(None, pushing=pushing), journal=X.Journal(exists=True),
+        X.execute(host, params, upload=X.Upload(None, pushing=pushing, stop_during_push=True),
+                  journal=X.Journal(exists=True),
                   on_step=lambda _s: None)
     assert "pushing the archive to spare0 failed (exit 3): jujubackup[receive]: the archive did not unpack" \
         in raised.value.message
@@ -441,3 +457,24 @@ def test_the_archive_push_hands_the_file_itself_to_the_host_and_resumes_from_the
     kept = X.Journal(exists=True, params=params, archive_bytes=1000)
     assert X.push_archive(host, params, X.Upload(VALID_28), kept, None) == params.sha256
     assert pushed.read_bytes() == data and host.put_sent == [len(data), len(data) - 1000]
+
+
+@pytest.mark.parametrize(("live", "models", "controller", "stop_early"), [
+    ((), None, None, True),                                              # a spare
+    (("jujud-machine-0",), ("controller",), "another-uuid", True),       # freshly bootstrapped elsewhere
+    (("jujud-machine-0",), ("controller", "prod"), "another-uuid", False),  # serves models
+    (("juju-db",), ("controller",), None, False),                        # the backup's own controller
+])
+def test_only_a_target_that_serves_nothing_is_stopped_during_the_push(
+    live: tuple[str, ...], models: tuple[str, ...] | None, controller: str | None, stop_early: bool
+) -> None:
+    from types import SimpleNamespace
+
+    from jujubackup.restore.fresh import serves_nothing_to_keep
+
+    backup_uuid = "backup-uuid"
+    facts = P.TargetFacts(name="t", address="10.201.0.9", profile="juju-2.9", live_services=live,
+                          models=models, controller_uuid=controller or backup_uuid if live else None)
+    ready = SimpleNamespace(probed=SimpleNamespace(facts=facts),
+                            backup=SimpleNamespace(controller_uuid=backup_uuid))
+    assert serves_nothing_to_keep(ready) is stop_early  # type: ignore[arg-type]
