@@ -13,6 +13,7 @@ import datetime
 import json
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +70,32 @@ def save(doc: dict[str, Any], benchmark: str, profile: str, out: Path | None) ->
     tmp.write_text(json.dumps(doc, indent=2) + "\n")
     tmp.replace(path)
     return path
+
+
+# Runs argv[2:] as its child and writes that child's peak RSS (KiB, wait4) to the file argv[1]; exits
+# with the child's status. Why a wrapper: a child's ru_maxrss includes the RSS of the process it was
+# forked from, recorded by the kernel at exec (exec_mmap -> setmax_mm_hiwater_rss), so wait4 in a
+# benchmark would report at least the benchmark's own RSS; this small wrapper's is ~10 MiB.
+RSS_WRAPPER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_pid, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def rss_wrapped(argv: list[str], rss_file: Path) -> list[str]:
+    """Given a command and a file, return the command that runs it under RSS_WRAPPER, which writes
+    the command's own peak RSS (KiB) to `rss_file` (read it with read_rss_kib)."""
+    return [sys.executable, "-c", RSS_WRAPPER, str(rss_file), *argv]
+
+
+def read_rss_kib(rss_file: Path) -> int:
+    """Given the file an rss_wrapped command wrote, return its peak RSS in KiB (0 if it wrote none:
+    the command could not be started)."""
+    text = rss_file.read_text().strip()
+    return int(text) if text else 0

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS, compare_source, parse_sizes, save
+from benchmarks.common import RESULTS, compare_source, parse_sizes, read_rss_kib, rss_wrapped, save
 from jujubackup import profiles
 from tests.lab.clienttls import mongo_tls
 from tests.lab.lab import Lab
@@ -69,22 +69,6 @@ def jujubackup_bin() -> str:
     return str(Path(sys.executable).parent / "jujubackup")
 
 
-# Runs argv[2:] as its child and writes that child's peak RSS (KiB, wait4) to the file argv[1]; exits
-# with the child's status. Why a wrapper: a child's ru_maxrss includes the RSS of the process it was
-# forked from, recorded by the kernel at exec (exec_mmap -> setmax_mm_hiwater_rss), so wait4 in
-# this benchmark would report at least this benchmark's own RSS; this small wrapper's is ~10 MiB.
-RSS_WRAPPER = """
-import os, sys
-pid = os.fork()
-if pid == 0:
-    os.execvp(sys.argv[2], sys.argv[2:])
-_pid, status, usage = os.wait4(pid, 0)
-with open(sys.argv[1], "w") as f:
-    f.write(str(usage.ru_maxrss))
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
 def timed(argv: list[str], stdin: str | None = None,
           source: Path | None = None) -> tuple[float, subprocess.CompletedProcess[str], float]:
     """Run argv (with `source`: with the jujubackup package of that source tree first on the path);
@@ -93,13 +77,13 @@ def timed(argv: list[str], stdin: str | None = None,
     env = {**os.environ, "PYTHONPATH": str(source)} if source else None
     with tempfile.NamedTemporaryFile(prefix="rss.") as rss_file:
         start = time.monotonic()
-        done = subprocess.run([sys.executable, "-c", RSS_WRAPPER, rss_file.name, *argv], input=stdin,
+        done = subprocess.run(rss_wrapped(argv, Path(rss_file.name)), input=stdin,
                               capture_output=True, text=True, check=False, env=env, cwd=source)
         elapsed = time.monotonic() - start
-        kib = Path(rss_file.name).read_text().strip()
+        kib = read_rss_kib(Path(rss_file.name))
     if done.returncode != 0:
         raise RuntimeError(f"{argv[0]} failed ({done.returncode}): {done.stderr[-2000:]}")
-    return elapsed, done, int(kib) / 1024
+    return elapsed, done, kib / 1024
 
 
 def by_hand(lab: Lab, compress: str) -> tuple[float, float]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -30,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS, parse_sizes, save
+from benchmarks.common import RESULTS, parse_sizes, read_rss_kib, rss_wrapped, save
 from jujubackup import profiles
 from tests.lab.lab import Lab
 
@@ -43,17 +42,17 @@ def peak_rss_run(argv: list[str]) -> tuple[float, str, int]:
     """Run argv; return (wall seconds, stdout, peak RSS KiB of the process, read with wait4). Raise
     RuntimeError if it fails."""
     start = time.monotonic()
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-        _pid, status, usage = os.wait4(proc.pid, 0)
+    with (tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err,
+          tempfile.NamedTemporaryFile(prefix="rss.") as rss_file):
+        proc = subprocess.Popen(rss_wrapped(argv, Path(rss_file.name)), stdout=out, stderr=err,
+                                stdin=subprocess.DEVNULL)
+        code = proc.wait()
         elapsed = time.monotonic() - start
-        code = os.waitstatus_to_exitcode(status)
-        proc.returncode = code
         out.seek(0)
         err.seek(0)
         if code != 0:
             raise RuntimeError(f"{' '.join(argv[:6])} failed ({code}): {err.read().decode()[-2000:]}")
-        return elapsed, out.read().decode(), int(usage.ru_maxrss)
+        return elapsed, out.read().decode(), read_rss_kib(Path(rss_file.name))
 
 
 def by_hand(lab: Lab, dest: Path) -> float:

@@ -168,3 +168,23 @@ def test_create_rows_feed_the_scale_table(tmp_path: Path) -> None:
     text = report.markdown(report.load(tmp_path))
     assert ("| create online vs by hand (pigz) | juju-2.9 | 256MiB, 1GiB, 4GiB | 33% (**beyond**) | "
             "70 → 80 MiB (flat) |") in text
+
+
+def test_transfer_and_run_read_the_peak_rss_of_their_own_child() -> None:
+    """The transfer and run benchmarks report the client's own peak RSS too, not at least this
+    (pytest) process's, which a plain wait4 of a forked child counts."""
+    import sys
+
+    from benchmarks import run, transfer
+
+    ballast = bytearray(64 << 20)
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    touch = "b = bytearray(96 << 20); b[::4096] = b'x' * len(b[::4096])"
+    _s, rc, big = transfer.timed([sys.executable, "-c", touch])
+    assert rc == 0 and big >= 96 << 10
+    _s, rc, small = transfer.timed([sys.executable, "-c", "pass"])
+    assert rc == 0 and small < 60 << 10
+    _s, out, small = run.peak_rss_run([sys.executable, "-c", "print('hi')"])
+    assert out == "hi\n" and small < 60 << 10
+    _s, rc, _r = transfer.timed([sys.executable, "-c", "raise SystemExit(3)"])
+    assert rc == 3
