@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import pytest
 
@@ -61,13 +62,14 @@ def failed() -> VerifyReport:
     return report
 
 
-
-def test_a_verification_failing_while_the_file_streams_stops_the_stream(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def upload_damaged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, busy: int
+) -> tuple[Any, ScriptedVerify, Path]:
+    """Upload a 6 MiB file whose verification fails after `busy` checks; assert exit 8 with the one
+    error line, and return (the host, the verification, the host's backup dir)."""
     damaged = tmp_path / "damaged.tar.gz"
     damaged.write_bytes(os.urandom(6 * MIB))
-    verifying = ScriptedVerify(failed(), busy=2)  # fails at the third check: 3 chunks sent
+    verifying = ScriptedVerify(failed(), busy=busy)
     host = controller("ctl0", tmp_path / "host").expect("transfer-remove", LOCAL)
     monkeypatch.setattr(upload, "start_verification", lambda _path: verifying)
     backups = tmp_path / "host" / "backups"
@@ -75,6 +77,13 @@ def test_a_verification_failing_while_the_file_streams_stops_the_stream(
                        "--backup-dir", str(backups))
     assert code == EXIT_VERIFY
     assert errors(err) == [f"error: archive damaged.tar.gz did not verify: {BROKEN}"]
+    return host, verifying, backups
+
+
+def test_a_verification_failing_while_the_file_streams_stops_the_stream(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host, verifying, backups = upload_damaged(tmp_path, capsys, monkeypatch, busy=2)  # fails at the 3rd check
     assert host.direct_puts == 1 and host.put_sent == [3 * CHUNK]  # stopped, not sent to the end
     assert verifying.closed
     assert not [p.name for p in backups.iterdir() if p.name.startswith(".upload-")]
@@ -86,16 +95,7 @@ def test_a_verification_failing_while_the_file_streams_stops_the_stream(
 def test_a_verification_failing_after_the_stream_ended_registers_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    damaged = tmp_path / "damaged.tar.gz"
-    damaged.write_bytes(os.urandom(6 * MIB))
-    verifying = ScriptedVerify(failed(), busy=10**6)  # still busy when the last byte is sent
-    host = controller("ctl0", tmp_path / "host").expect("transfer-remove", LOCAL)
-    monkeypatch.setattr(upload, "start_verification", lambda _path: verifying)
-    backups = tmp_path / "host" / "backups"
-    code, _, err = run(FakeConnector({"ctl0": host}), capsys, "upload", str(damaged),
-                       "--backup-dir", str(backups))
-    assert code == EXIT_VERIFY
-    assert errors(err) == [f"error: archive damaged.tar.gz did not verify: {BROKEN}"]
+    host, _verifying, backups = upload_damaged(tmp_path, capsys, monkeypatch, busy=10**6)  # busy to the end
     assert host.put_sent == [6 * MIB]  # the whole file reached the host, and was removed again
     assert not [p.name for p in backups.iterdir() if p.name.startswith(".upload-")]
     assert not list(backups.glob("*.tar.gz")) and not list(backups.glob("*.json"))
