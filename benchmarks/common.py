@@ -13,6 +13,7 @@ import datetime
 import json
 import os
 import re
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -99,3 +100,41 @@ def read_rss_kib(rss_file: Path) -> int:
     the command could not be started)."""
     text = rss_file.read_text().strip()
     return int(text) if text else 0
+
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    """Given one or more numbers, return (first quartile, median, third quartile), interpolated
+    linearly between the sorted values (statistics.quantiles' "inclusive" method, numpy's default),
+    so that the quartiles of a single value are that value. Raise ValueError on no values."""
+    if not values:
+        raise ValueError("quartiles of no values")
+    if len(values) == 1:
+        return values[0], values[0], values[0]
+    q1, mid, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, mid, q3
+
+
+def paired(ours: list[float], baseline: list[float]) -> dict[str, Any]:
+    """Given the seconds of both sides, one pair per round (round i of ours ran next to round i of
+    the baseline), return each round's ratio ours/baseline and their median and interquartile range:
+    {"ratios": [...], "median": m, "q1": a, "q3": b}, rounded to 3 places. Pairing cancels what
+    drifts from round to round (the machine's load), which the ratio of two medians does not.
+    Raise ValueError when the lists differ in length, are empty, or a baseline is not positive."""
+    if len(ours) != len(baseline) or not ours:
+        raise ValueError(f"paired ratios need one baseline per round ({len(ours)} vs {len(baseline)})")
+    if min(baseline) <= 0:
+        raise ValueError("paired ratios need positive baseline seconds")
+    ratios = [o / b for o, b in zip(ours, baseline, strict=True)]
+    q1, mid, q3 = quartiles(ratios)
+    return {"ratios": [round(r, 3) for r in ratios], "median": round(mid, 3),
+            "q1": round(q1, 3), "q3": round(q3, 3)}
+
+
+def step_medians(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Given the seconds per step of each run, return each step's median over the runs that have it,
+    in the order the steps first appear, rounded to 2 places."""
+    names: dict[str, list[float]] = {}
+    for run in runs:
+        for name, seconds in run.items():
+            names.setdefault(name, []).append(float(seconds))
+    return {name: round(statistics.median(values), 2) for name, values in names.items()}

@@ -45,6 +45,8 @@ class Row:
     peak_rss_mib: float | None
     ran: str
     load: str | None = None  # the machine's 1-minute load average during the run, as the benchmark wrote it
+    paired: tuple[float, float, float] | None = None
+    """(q1, median, q3) of the per-round ratios, where a benchmark pairs rounds (restore)."""
 
     @property
     def met(self) -> bool | None:
@@ -88,9 +90,20 @@ def rows_of(doc: dict[str, Any]) -> list[Row]:
                 peak_rss_mib=_num(r.get("peak_rss_mib")),
                 ran=str(doc.get("ran", "")),
                 load=str(r["load"]) if r.get("load") is not None else None,
+                paired=_paired(r),
             )
         )
     return out
+
+
+def _paired(r: dict[str, Any]) -> tuple[float, float, float] | None:
+    """Given a result row, return its paired ratios' (q1, median, q3), or None unless it has all three."""
+    q1, mid, q3 = (_num(r.get(k)) for k in ("paired_q1", "paired_median", "paired_q3"))
+    return (q1, mid, q3) if q1 is not None and mid is not None and q3 is not None else None
+
+
+def _fmt_paired(p: tuple[float, float, float] | None) -> str:
+    return "—" if p is None else f"{p[1]:.2f}× ({p[0]:.2f}–{p[2]:.2f})"
 
 
 def load(results: Path) -> list[Row]:
@@ -110,15 +123,16 @@ def _fmt(value: float | None, spec: str = ".2f") -> str:
 def markdown(rows: list[Row]) -> str:
     """Given the rows, return the markdown results table and the scale table."""
     lines = [
-        "| benchmark | profile | size | ratio | goal | met | s/GiB jujubackup | s/GiB baseline | "
-        "peak RSS MiB | load (1 min) | ran |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| benchmark | profile | size | ratio | paired ratio median (IQR) | goal | met | s/GiB jujubackup | "
+        "s/GiB baseline | peak RSS MiB | load (1 min) | ran |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         goal = "—" if r.goal is None else ("≤ " if r.better == "lower" else "≥ ") + f"{r.goal:g}×"
         met = {None: "—", True: "yes", False: "**no**"}[r.met]
         lines.append(
-            f"| {r.metric} | {r.profile} | {r.size} | {r.ratio:.2f}× | {goal} | {met} | "
+            f"| {r.metric} | {r.profile} | {r.size} | {r.ratio:.2f}× | {_fmt_paired(r.paired)} | "
+            f"{goal} | {met} | "
             f"{_fmt(r.ours_s_per_gib)} | {_fmt(r.baseline_s_per_gib)} | "
             f"{_fmt(r.peak_rss_mib, '.0f')} | {r.load or '—'} | {r.ran} |"
         )

@@ -63,8 +63,8 @@ def test_markdown_marks_missed_goals_and_spread_beyond_twenty_percent(tmp_path: 
         )
     )
     text = report.markdown(report.load(tmp_path))
-    assert "| create online vs by hand (pigz) | juju-2.9 | 1GiB | 1.20× | ≤ 1.1× | **no** |" in text
-    assert "| create online vs by hand (pigz) | juju-2.9 | 256MiB | 1.05× | ≤ 1.1× | yes |" in text
+    assert "| create online vs by hand (pigz) | juju-2.9 | 1GiB | 1.20× | — | ≤ 1.1× | **no** |" in text
+    assert "| create online vs by hand (pigz) | juju-2.9 | 256MiB | 1.05× | — | ≤ 1.1× | yes |" in text
     scale = text.split("peak RSS growth |")[1]
     assert "24% (**beyond**)" in scale and "60 → 200 MiB (**grows**)" in scale
 
@@ -188,3 +188,56 @@ def test_transfer_and_run_read_the_peak_rss_of_their_own_child() -> None:
     assert out == "hi\n" and small < 60 << 10
     _s, rc, _r = transfer.timed([sys.executable, "-c", "raise SystemExit(3)"])
     assert rc == 3
+
+
+def test_quartiles_interpolate_between_sorted_values() -> None:
+    assert common.quartiles([3.0]) == (3.0, 3.0, 3.0)
+    assert common.quartiles([4.0, 1.0, 3.0, 2.0, 5.0]) == (2.0, 3.0, 4.0)
+    assert common.quartiles([1.0, 2.0, 3.0, 4.0]) == (1.75, 2.5, 3.25)
+    with pytest.raises(ValueError):
+        common.quartiles([])
+
+
+def test_paired_ratios_divide_each_round_by_its_own_baseline() -> None:
+    """A slow round on both sides (the load rose) is a ratio of 1, not a swing of the medians: the
+    ratio of medians here is 12/10 = 1.2, each round is 1.0 except one at 2.0."""
+    ours = [10.0, 30.0, 12.0, 20.0, 8.0]
+    hand = [10.0, 30.0, 6.0, 20.0, 8.0]
+    p = common.paired(ours, hand)
+    assert p["ratios"] == [1.0, 1.0, 2.0, 1.0, 1.0]
+    assert (p["q1"], p["median"], p["q3"]) == (1.0, 1.0, 1.0)
+    assert common.paired([3.0, 1.0], [2.0, 4.0]) == {"ratios": [1.5, 0.25], "median": 0.875,
+                                                      "q1": 0.562, "q3": 1.188}
+    for ours_s, hand_s in (([1.0], [1.0, 2.0]), ([], []), ([1.0], [0.0])):
+        with pytest.raises(ValueError):
+            common.paired(ours_s, hand_s)
+
+
+def test_step_medians_keep_first_seen_order_and_skip_missing_steps() -> None:
+    runs = [{"prepare": 1.0, "upload": 3.0}, {"prepare": 2.0, "upload": 5.0, "snapshot": 0.4},
+            {"upload": 4.0, "prepare": 9.0}]
+    assert common.step_medians(runs) == {"prepare": 2.0, "upload": 4.0, "snapshot": 0.4}
+    assert common.step_medians([]) == {}
+
+
+def test_restore_by_hand_steps_from_the_scripts_time_marks() -> None:
+    from benchmarks.restore import hand_steps
+
+    steps = hand_steps(3.0, 10.5, [100.0, 102.0, 102.5, 110.0])
+    assert steps == {"push": 3.0, "ssh": 0.5, "unpack": 2.0, "untar-files": 0.5, "load-db": 7.5}
+    with pytest.raises(ValueError):
+        hand_steps(3.0, 10.0, [100.0, 101.0])
+
+
+def test_restore_rows_carry_the_paired_ratios_the_report_shows(tmp_path: Path) -> None:
+    from benchmarks import restore
+
+    result = {"median_jujubackup_s": 12.0, "median_by_hand_s": 10.0, "ratio": 1.2,
+              "paired": common.paired([12.0, 11.0, 30.0], [10.0, 10.0, 20.0]),
+              "load_average_before": (1.5, 1.0, 1.0), "load_average": (2.25, 1.0, 1.0)}
+    rows = restore.rows("1GiB", 1 << 30, result)
+    assert [r["metric"] for r in rows] == ["DR restore (verify passed) vs by hand"]  # --verified-only
+    assert rows[0]["paired_median"] == 1.2 and rows[0]["load"] == "1.5→2.2"
+    (tmp_path / "restore-juju-3.6.json").write_text(json.dumps(doc(rows, "restore", "juju-3.6")))
+    text = report.markdown(report.load(tmp_path))
+    assert "| juju-3.6 | 1GiB | 1.20× | 1.20× (1.15–1.35) | ≤ 1.2× | yes |" in text
