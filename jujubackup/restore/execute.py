@@ -190,25 +190,27 @@ def execute(
         if (isinstance(err, JujuBackupError) and upload.pushing is not None
                 and set(outcome.ran) <= set(AHEAD_OF_PUSH) and active is not None
                 and set(stopped) <= set(active)):
-            undo_ahead_of_push(host, upload.pushing, err)
+            undo_ahead_of_push(host, upload.pushing, err, stopped)
         raise
     return outcome
 
 
-def undo_ahead_of_push(host: Host, pushing: Future[str], err: JujuBackupError) -> None:
+def undo_ahead_of_push(host: Host, pushing: Future[str], err: JujuBackupError,
+                       stopped: list[str]) -> None:
     """Given the error that stopped a restore after only the steps run ahead of its early push (which
-    changed nothing but stop the services, now running again), wait for the push to end, remove the
-    journal (the snapshot, the record of the stopped units, what the push left) and say so in the
-    error's hint: the target is as it was. Leave the journal if it cannot be removed."""
+    changed nothing but stop the services `stopped`, now running again), wait for the push to end,
+    remove the journal (the snapshot, the record of the stopped units, what the push left) and say so
+    in the error's hint: the target is as it was. Leave the journal if it cannot be removed."""
     with contextlib.suppress(Exception):
         pushing.result()
     try:
         discard_journal(host)
     except (JujuBackupError, OSError):
         return
-    err.hint = (f"nothing of the restore is left on {host.name}: the services it stopped while the "
-                "archive was pushed run again and its journal is removed; fix the cause and run the "
-                "restore again")
+    services = (f"the services it stopped while the archive was pushed ({', '.join(stopped)}) run "
+                "again" if stopped else "it stopped no service")
+    err.hint = (f"nothing of the restore is left on {host.name}: {services} and its journal is "
+                "removed; fix the cause and run the restore again")
 
 
 def step_order(steps: tuple[str, ...], upload: Upload) -> tuple[str, ...]:

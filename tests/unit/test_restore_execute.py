@@ -429,10 +429,36 @@ def test_an_early_push_that_fails_after_the_services_stopped_leaves_the_target_a
     hint = raised.value.hint or ""
     if all_back:
         assert host.ran == ["restore-stop", "restore-snapshot", "restore-restart", "restore-journal-discard"]
-        assert "nothing of the restore is left on spare0" in hint
+        assert "nothing of the restore is left on spare0: the services it stopped while the archive " \
+            "was pushed (snap.juju-db.daemon.service, jujud-machine-0.service) run again" in hint
     else:
         assert host.ran == ["restore-stop", "restore-snapshot", "restore-restart"]
         assert "--resume --archive FILE --target spare0" in hint
+
+
+def test_an_early_push_that_fails_on_a_target_with_nothing_running_says_no_service_was_stopped(
+    tmp_path: Path
+) -> None:
+    """A spare runs nothing: its stop-services stops nothing, and the hint must not claim it did."""
+    from concurrent.futures import Future
+
+    from jujubackup.errors import RemoteStepError
+    from tests.fakehost import Reply
+
+    params = replace(PARAMS, steps=(P.UPLOAD, P.STOP, P.SNAPSHOT, P.UNTAR))
+    pushing: Future[str] = Future()
+    failed = RemoteStepError("restore-receive", 3, "truncated\n", host="spare0")
+    host = _pushing_host(tmp_path, on_snapshot=lambda: pushing.set_exception(failed))
+    host.expect("restore-stop", Reply(json.dumps({"step": P.STOP, "stopped": []}) + "\n"))
+    host.expect("restore-restart", Reply(json.dumps({"step": "restart", "active": []})))
+    host.expect("restore-journal-discard", Reply("{}\n"))
+    with pytest.raises(RemoteStepError) as raised:
+        X.execute(host, params, upload=X.Upload(None, pushing=pushing, stop_during_push=True),
+                  journal=X.Journal(exists=True), on_step=lambda _s: None)
+    hint = raised.value.hint or ""
+    assert "nothing of the restore is left on spare0: it stopped no service and its journal is removed" \
+        in hint
+    assert "services it stopped" not in hint
 
 
 def test_the_archive_push_hands_the_file_itself_to_the_host_and_resumes_from_the_kept_bytes(
