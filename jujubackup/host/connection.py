@@ -15,7 +15,8 @@ any config lookup), and it casts connect_timeout to int (0.5 s would become "no 
 * a ProxyJump hop is the caller's: it opens direct-tcpip on the jump host's Connection with a
   timeout (fabric's open_gateway has none) and passes the channel as `sock`.
 
-Per connection (never a process-wide paramiko class attribute): AES-GCM preferred, paramiko's own
+Per connection (never a process-wide paramiko class attribute): the ssh config's Ciphers when it
+chooses some (as `ssh -G` resolved them), else AES-GCM preferred; paramiko's own
 client-initiated rekey pushed out of reach on this transport's packetizer (paramiko#822: it kills
 long exec streams; the server still rekeys), keepalives.
 """
@@ -26,6 +27,7 @@ import base64
 import hashlib
 import shlex
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,18 +44,42 @@ REKEY_LIMIT = 2**40
 CONNECT_HINT = "check that sshd runs on the host and the port is right"
 
 
-def _transport_factory(sock: Any, **kwargs: Any) -> paramiko.Transport:
-    """Return a Transport that prefers AES-GCM (keeping every other cipher allowed) and leaves
-    rekeying to the server (its own packetizer's limits, before the handshake starts)."""
-    transport = paramiko.Transport(sock, **kwargs)
-    options = transport.get_security_options()
-    ciphers = list(options.ciphers)
-    first = [c for c in PREFERRED_CIPHERS if c in ciphers]
-    options.ciphers = tuple(first + [c for c in ciphers if c not in first])
-    packetizer = transport.packetizer
-    packetizer.REKEY_BYTES = REKEY_LIMIT  # an instance value: this connection only
-    packetizer.REKEY_PACKETS = REKEY_LIMIT
-    return transport
+def cipher_order(host: str, chosen: tuple[str, ...], available: tuple[str, ...]) -> tuple[str, ...]:
+    """Given the Ciphers the operator's ssh config chose for `host` (empty: none) and the ones
+    paramiko offers,
+    return the ciphers this connection offers, in order: the config's that paramiko has, in the
+    config's order (as OpenSSH offers only those); without a choice every available one, AES-GCM
+    first. Raise ConnectError (exit 3) when paramiko has none of the chosen ones: OpenSSH would find
+    no matching cipher either, and connecting with one the operator excluded is not ours to do."""
+    if chosen:
+        usable = tuple(c for c in chosen if c in available)
+        if not usable:
+            raise ConnectError(
+                f"none of the Ciphers your ssh config chooses for {host} ({','.join(chosen)}) is one "
+                "paramiko can use for the control connection",
+                hint=f"add one of {','.join(available)} to that host's Ciphers in your ssh config")
+        return usable
+    first = tuple(c for c in PREFERRED_CIPHERS if c in available)
+    return first + tuple(c for c in available if c not in first)
+
+
+def _transport_factory(target: SSHTarget) -> Callable[..., paramiko.Transport]:
+    """Return a factory of Transports that offer `cipher_order(…)` for the target and leave
+    rekeying to the server (its own packetizer's limits, before the handshake starts). Raise
+    ConnectError as cipher_order does."""
+    # what Transport.get_security_options().ciphers lists before a transport exists
+    available = tuple(paramiko.Transport._preferred_ciphers)  # type: ignore[attr-defined]
+    order = cipher_order(target.name, target.ciphers, available)
+
+    def factory(sock: Any, **kwargs: Any) -> paramiko.Transport:
+        transport = paramiko.Transport(sock, **kwargs)
+        transport.get_security_options().ciphers = order
+        packetizer = transport.packetizer
+        packetizer.REKEY_BYTES = REKEY_LIMIT  # an instance value: this connection only
+        packetizer.REKEY_PACKETS = REKEY_LIMIT
+        return transport
+
+    return factory
 
 
 class _UnknownHostKey(paramiko.SSHException):
@@ -157,7 +183,7 @@ def _connection(target: SSHTarget, sock: Any, known: knownhosts.KnownHosts) -> f
         "banner_timeout": target.connect_timeout,
         "auth_timeout": target.connect_timeout,
         "channel_timeout": target.connect_timeout,
-        "transport_factory": _transport_factory,
+        "transport_factory": _transport_factory(target),
     }
     if sock is not None:
         connect_kwargs["sock"] = sock

@@ -29,7 +29,8 @@ class SSHTarget:
     stream_via: str = "auto"
     ciphers: tuple[str, ...] = ()
     """The Ciphers the operator's ssh config chose for this host (empty: it chose none); the OpenSSH
-    streams offer exactly these, else their own preference (host/openssh.py CIPHERS)."""
+    streams and the paramiko control connection offer exactly these (paramiko: those it has), else
+    their own preference (host/openssh.py CIPHERS, host/connection.py PREFERRED_CIPHERS)."""
 
     @property
     def key_name(self) -> str:

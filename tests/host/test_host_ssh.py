@@ -152,6 +152,28 @@ def test_the_connection_is_fabrics_with_our_settings_on_it_alone(
     assert not transport.is_active()
 
 
+@pytest.mark.parametrize(("chosen", "negotiated"), [
+    ((), "aes128-gcm@openssh.com"),                          # no choice: AES-GCM first
+    (("chacha20-poly1305@openssh.com", "aes256-ctr"), "aes256-ctr"),  # the config's order, paramiko's
+])
+def test_the_control_connection_offers_the_ciphers_of_the_operator_s_config(
+    sshd: LocalSSHD, chosen: tuple[str, ...], negotiated: str
+) -> None:
+    with SSHHost.connect(target_for(sshd, ciphers=chosen)) as host:
+        transport = host._client.get_transport()
+        assert transport is not None
+        assert (transport.local_cipher, transport.remote_cipher) == (negotiated, negotiated)
+
+
+def test_a_config_whose_ciphers_paramiko_lacks_is_refused_before_connecting(sshd: LocalSSHD) -> None:
+    with pytest.raises(ConnectError) as raised:
+        SSHHost.connect(target_for(sshd, name="picky", ciphers=("chacha20-poly1305@openssh.com",)))
+    assert raised.value.exit_code == EXIT_CONNECT
+    assert "none of the Ciphers your ssh config chooses for picky (chacha20-poly1305@openssh.com)" \
+        in raised.value.message
+    assert "aes128-gcm@openssh.com" in (raised.value.hint or "")
+
+
 # -- run ----------------------------------------------------------------------------------------------
 
 def test_run_returns_output_and_keeps_the_script_out_of_argv(host: SSHHost) -> None:
