@@ -73,10 +73,11 @@ def save(doc: dict[str, Any], benchmark: str, profile: str, out: Path | None) ->
     return path
 
 
-# Runs argv[2:] as its child and writes that child's peak RSS (KiB, wait4) to the file argv[1]; exits
-# with the child's status. Why a wrapper: a child's ru_maxrss includes the RSS of the process it was
-# forked from, recorded by the kernel at exec (exec_mmap -> setmax_mm_hiwater_rss), so wait4 in a
-# benchmark would report at least the benchmark's own RSS; this small wrapper's is ~10 MiB.
+# Runs argv[2:] as its child and writes that child's peak RSS (KiB, wait4) and its CPU seconds (user
+# and system, its waited-for descendants included: the verifying child, `ssh`) to the file argv[1];
+# exits with the child's status. Why a wrapper: a child's ru_maxrss includes the RSS of the process
+# it was forked from, recorded by the kernel at exec (exec_mmap -> setmax_mm_hiwater_rss), so wait4
+# in a benchmark would report at least the benchmark's own RSS; this small wrapper's is ~10 MiB.
 RSS_WRAPPER = """
 import os, sys
 pid = os.fork()
@@ -84,22 +85,22 @@ if pid == 0:
     os.execvp(sys.argv[2], sys.argv[2:])
 _pid, status, usage = os.wait4(pid, 0)
 with open(sys.argv[1], "w") as f:
-    f.write(str(usage.ru_maxrss))
+    f.write(f"{usage.ru_maxrss} {usage.ru_utime:.3f} {usage.ru_stime:.3f}")
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
 def rss_wrapped(argv: list[str], rss_file: Path) -> list[str]:
     """Given a command and a file, return the command that runs it under RSS_WRAPPER, which writes
-    the command's own peak RSS (KiB) to `rss_file` (read it with read_rss_kib)."""
+    the command's own peak RSS (KiB) and CPU seconds to `rss_file` (read_rss_kib, read_cpu_seconds)."""
     return [sys.executable, "-c", RSS_WRAPPER, str(rss_file), *argv]
 
 
 def read_rss_kib(rss_file: Path) -> int:
     """Given the file an rss_wrapped command wrote, return its peak RSS in KiB (0 if it wrote none:
     the command could not be started)."""
-    text = rss_file.read_text().strip()
-    return int(text) if text else 0
+    fields = rss_file.read_text().split()
+    return int(fields[0]) if fields else 0
 
 
 def quartiles(values: list[float]) -> tuple[float, float, float]:
@@ -138,3 +139,33 @@ def step_medians(runs: list[dict[str, float]]) -> dict[str, float]:
         for name, seconds in run.items():
             names.setdefault(name, []).append(float(seconds))
     return {name: round(statistics.median(values), 2) for name, values in names.items()}
+
+
+def read_cpu_seconds(rss_file: Path) -> float:
+    """Given the file an rss_wrapped command wrote, return the user + system CPU seconds of the
+    command and its waited-for descendants (0.0 if it wrote none)."""
+    fields = rss_file.read_text().split()
+    return float(fields[1]) + float(fields[2]) if len(fields) >= 3 else 0.0
+
+
+def machine_cpu() -> tuple[float, float]:
+    """Return (busy, total) CPU seconds of this whole machine since boot, all CPUs (/proc/stat's
+    first line; busy is everything but idle and iowait), to tell how saturated the CPUs were
+    between two readings: (busy1 - busy0) / (total1 - total0)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    hz = os.sysconf("SC_CLK_TCK")
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest is in user)
+    return (total - fields[3] - fields[4]) / hz, total / hz
+
+
+def cgroup_cpu_seconds(dirs: list[str]) -> float:
+    """Given a lab host's cgroup v2 dirs, return the CPU seconds its processes used so far (the
+    first readable dir's cpu.stat usage_usec; 0.0 when none is readable)."""
+    for d in dirs:
+        try:
+            for line in Path(d, "cpu.stat").read_text().splitlines():
+                if line.startswith("usage_usec "):
+                    return int(line.split()[1]) / 1e6
+        except OSError:
+            continue
+    return 0.0

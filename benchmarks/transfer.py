@@ -21,6 +21,11 @@ the cipher jujubackup's own streams prefer: the issue's goal rows compare with t
 ratio comes from the cipher alone. Besides the ratio of the medians, each row has the best round's
 ratio (ours against the baseline in the same round).
 
+Every timed command also records the CPU seconds of each participant (the command with its
+children, `ssh` and the verifying process, via the wrapper's wait4; the lab host's cgroup cpu.stat)
+and how busy the whole machine was (/proc/stat), and the lab host's idle use before the runs: what
+limits a ratio, measured (e.g. both CPUs saturated).
+
 then the peak RSS (wait4 ru_maxrss of the jujubackup process, read by benchmarks.common's small
 wrapper: a child's ru_maxrss counts the forking process's RSS) downloading and uploading an archive
 of `--rss-size`, and `--stream-runs` back-to-back 1 GiB downloads counting failures (paramiko#822).
@@ -41,12 +46,23 @@ import sys
 import tarfile
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import bson
 
-from benchmarks.common import RESULTS, parse_size, parse_sizes, read_rss_kib, rss_wrapped, save
+from benchmarks.common import (
+    RESULTS,
+    cgroup_cpu_seconds,
+    machine_cpu,
+    parse_size,
+    parse_sizes,
+    read_cpu_seconds,
+    read_rss_kib,
+    rss_wrapped,
+    save,
+)
 from jujubackup import profiles
 
 JUJUBACKUP = str(Path(sys.executable).parent / "jujubackup")
@@ -71,9 +87,24 @@ h.close()
 """
 
 
-def timed(argv: list[str], **kwargs: Any) -> tuple[float, int, int]:
-    """Run argv after writing back every dirty page (untimed); return (seconds, exit code, peak RSS
-    KiB of the process).
+@dataclass
+class Timed:
+    """One timed command: wall seconds, exit code, peak RSS KiB, and the CPU seconds each participant
+    used meanwhile: the command with its children (`ssh`, the verifying child), the lab host (its
+    cgroup: sshd, the remote writer, its hashing) and the whole machine (busy out of available:
+    both CPUs saturated reads 1.0; other work on the machine counts too)."""
+
+    seconds: float
+    returncode: int
+    rss_kib: int
+    client_cpu: float = 0.0
+    host_cpu: float = 0.0
+    machine_busy: float = 0.0
+
+
+def timed(argv: list[str], host_cgroups: list[str] | None = None, **kwargs: Any) -> Timed:
+    """Run argv after writing back every dirty page (untimed); return its Timed (host CPU from
+    `host_cgroups`, 0.0 without).
 
     Without the `sync`, each command paid for the writeback of what the commands before it wrote:
     a round writes ~7 GiB here, the lab's disks share this machine's page cache (dirty_background
@@ -81,11 +112,28 @@ def timed(argv: list[str], **kwargs: Any) -> tuple[float, int, int]:
     ran its `ssh` at ~10 % CPU for 16 s where the next upload took 5 s (ps, session 9)."""
     os.sync()
     with tempfile.NamedTemporaryFile(prefix="rss.") as rss_file:
+        host0 = cgroup_cpu_seconds(host_cgroups or [])
+        busy0, total0 = machine_cpu()
         start = time.monotonic()
         proc = subprocess.Popen(rss_wrapped(argv, Path(rss_file.name)), **kwargs)
         returncode = proc.wait()
         elapsed = time.monotonic() - start
-        return elapsed, returncode, read_rss_kib(Path(rss_file.name))
+        busy1, total1 = machine_cpu()
+        host1 = cgroup_cpu_seconds(host_cgroups or [])
+        return Timed(elapsed, returncode, read_rss_kib(Path(rss_file.name)),
+                     read_cpu_seconds(Path(rss_file.name)), host1 - host0,
+                     round(min(1.0, (busy1 - busy0) / max(total1 - total0, 1e-9)), 3))
+
+
+def idle_cpu(host_cgroups: list[str], seconds: float = 10.0) -> dict[str, float]:
+    """Return what the lab host and the machine use with nothing timed running, over `seconds`:
+    the host's CPU seconds per second (its daemons: juju-db, the stand-in agents) and the machine's
+    busy fraction (other labs, CI)."""
+    host0, (busy0, total0) = cgroup_cpu_seconds(host_cgroups), machine_cpu()
+    time.sleep(seconds)
+    host1, (busy1, total1) = cgroup_cpu_seconds(host_cgroups), machine_cpu()
+    return {"host_cpu_per_s": round((host1 - host0) / seconds, 3),
+            "machine_busy": round((busy1 - busy0) / max(total1 - total0, 1e-9), 3)}
 
 
 def build_archive(path: Path, size: int, backup_id: str) -> None:
@@ -109,29 +157,32 @@ def build_archive(path: Path, size: int, backup_id: str) -> None:
 
 
 class Bench:
-    def __init__(self, ssh_config: Path, host: str, work: Path) -> None:
+    def __init__(self, ssh_config: Path, host: str, work: Path,
+                 host_cgroups: list[str] | None = None) -> None:
         self.cfg = ssh_config
         self.host = host
         self.work = work
+        self.host_cgroups = host_cgroups or []
 
-    def jb(self, *args: str) -> tuple[float, int, int]:
-        return timed([JUJUBACKUP, "-q", "-F", str(self.cfg), "-H", self.host, *args],
+    def jb(self, *args: str) -> Timed:
+        return timed([JUJUBACKUP, "-q", "-F", str(self.cfg), "-H", self.host, *args], self.host_cgroups,
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def ssh(self, command: str, stdin: Path | None = None, stdout: Path | None = None,
-            cipher: str | None = None) -> float:
+            cipher: str | None = None) -> Timed:
         chosen = ["-c", cipher] if cipher else []
         with open(stdin or os.devnull, "rb") as src, open(stdout or os.devnull, "wb") as dst:
-            seconds, rc, _ = timed(["ssh", "-F", str(self.cfg), *chosen, self.host, command], stdin=src,
-                                   stdout=dst)
-        if rc != 0:
-            raise RuntimeError(f"ssh {command} failed: {rc}")
-        return seconds
+            done = timed(["ssh", "-F", str(self.cfg), *chosen, self.host, command], self.host_cgroups,
+                         stdin=src, stdout=dst)
+        if done.returncode != 0:
+            raise RuntimeError(f"ssh {command} failed: {done.returncode}")
+        return done
 
-    def stream(self, mode: str, remote: str, local: Path) -> tuple[float, int, int]:
-        return timed([sys.executable, "-c", STREAM_CHILD, str(self.cfg), self.host, mode, remote, str(local)])
+    def stream(self, mode: str, remote: str, local: Path) -> Timed:
+        return timed([sys.executable, "-c", STREAM_CHILD, str(self.cfg), self.host, mode, remote, str(local)],
+                     self.host_cgroups)
 
-    def download(self, backup_id: str, dest: Path) -> tuple[float, int, int]:
+    def download(self, backup_id: str, dest: Path) -> Timed:
         for p in (dest, dest.with_name(dest.name + ".part"), dest.with_name(dest.name[:-7] + ".json")):
             p.unlink(missing_ok=True)
         return self.jb("download", backup_id, str(dest))
@@ -147,50 +198,56 @@ def run(bench: Bench, size: int, runs: int, stream_runs: int, rss_size: int) -> 
     archive = work / "bench.tar.gz"
     build_archive(archive, size, backup_id)
     asize = archive.stat().st_size
-    _seconds, rc, _ = bench.jb("upload", "--force", str(archive))
+    rc = bench.jb("upload", "--force", str(archive)).returncode
     if rc != 0:
         raise RuntimeError(f"initial upload failed (exit {rc}); is the host a provisioned controller?")
     stored = f"{BACKUPS}/{backup_id}.tar.gz"
     # the operator's usual path: download, `verify` once, upload to other controllers (untimed set-up)
     verified = work / "verified.tar.gz"
-    _s, rc, _ = bench.download(backup_id, verified)
-    _s, rc2, _ = timed([JUJUBACKUP, "-q", "verify", str(verified)], stdout=subprocess.DEVNULL)
+    rc = bench.download(backup_id, verified).returncode
+    rc2 = timed([JUJUBACKUP, "-q", "verify", str(verified)], stdout=subprocess.DEVNULL).returncode
     if rc or rc2:
         raise RuntimeError(f"download/verify of the verified copy failed (exit {rc}/{rc2})")
+    idle = idle_cpu(bench.host_cgroups) if bench.host_cgroups else None
     load_before = os.getloadavg()
     keys = ("ssh_down", "ssh_down_gcm", "jb_down", "stream_get", "ssh_up", "ssh_up_gcm", "jb_up",
             "jb_up_verified", "stream_put")
-    t: dict[str, list[float]] = {k: [] for k in keys}
+    done: dict[str, list[Timed]] = {k: [] for k in keys}
     rss: dict[str, int] = {}
+
+    def record(key: str, took: Timed, what: str) -> None:
+        assert took.returncode == 0, f"{what} exit {took.returncode}"
+        done[key].append(took)
+
     for _ in range(runs):
-        t["ssh_down"].append(bench.ssh(f"cat {stored}", stdout=work / "ssh.bin"))
-        t["ssh_down_gcm"].append(bench.ssh(f"cat {stored}", stdout=work / "ssh.bin", cipher=GCM))
-        s, rc, kib = bench.download(backup_id, work / "dl.tar.gz")
-        assert rc == 0, f"download exit {rc}"
-        t["jb_down"].append(s)
-        rss["download_1g"] = max(rss.get("download_1g", 0), kib)
-        s, rc, _ = bench.stream("get", stored, work / "stream.bin")
-        assert rc == 0
-        t["stream_get"].append(s)
-        t["ssh_up"].append(bench.ssh("cat > /var/tmp/bench-up.bin", stdin=archive))
-        t["ssh_up_gcm"].append(bench.ssh("cat > /var/tmp/bench-up.bin", stdin=archive, cipher=GCM))
-        s, rc, kib = bench.jb("upload", "--force", str(archive))
-        assert rc == 0, f"upload exit {rc}"
-        t["jb_up"].append(s)
-        rss["upload_1g"] = max(rss.get("upload_1g", 0), kib)
-        s, rc, _ = bench.jb("upload", "--force", str(verified))
-        assert rc == 0, f"upload of the verified copy exit {rc}"
-        t["jb_up_verified"].append(s)
-        s, rc, _ = bench.stream("put", "/var/tmp/bench-put.bin", archive)
-        assert rc == 0
-        t["stream_put"].append(s)
-    verify_s, _, _ = timed([JUJUBACKUP, "-q", "verify", str(archive)], stdout=subprocess.DEVNULL)
+        record("ssh_down", bench.ssh(f"cat {stored}", stdout=work / "ssh.bin"), "ssh cat")
+        record("ssh_down_gcm", bench.ssh(f"cat {stored}", stdout=work / "ssh.bin", cipher=GCM), "ssh cat")
+        record("jb_down", bench.download(backup_id, work / "dl.tar.gz"), "download")
+        rss["download_1g"] = max(rss.get("download_1g", 0), done["jb_down"][-1].rss_kib)
+        record("stream_get", bench.stream("get", stored, work / "stream.bin"), "stream get")
+        record("ssh_up", bench.ssh("cat > /var/tmp/bench-up.bin", stdin=archive), "ssh cat >")
+        record("ssh_up_gcm", bench.ssh("cat > /var/tmp/bench-up.bin", stdin=archive, cipher=GCM), "ssh cat >")
+        record("jb_up", bench.jb("upload", "--force", str(archive)), "upload")
+        rss["upload_1g"] = max(rss.get("upload_1g", 0), done["jb_up"][-1].rss_kib)
+        record("jb_up_verified", bench.jb("upload", "--force", str(verified)), "upload of the verified copy")
+        record("stream_put", bench.stream("put", "/var/tmp/bench-put.bin", archive), "stream put")
+    verify = timed([JUJUBACKUP, "-q", "verify", str(archive)], bench.host_cgroups, stdout=subprocess.DEVNULL)
+    t = {k: [d.seconds for d in v] for k, v in done.items()}
     med = {k: statistics.median(v) for k, v in t.items()}
     result: dict[str, Any] = {
         "archive_bytes": asize,
         "runs": runs,
         "MB_per_s": {k: round(median_rate(asize, v), 1) for k, v in t.items()},
         "seconds": {k: [round(x, 2) for x in v] for k, v in t.items()},
+        # who used the CPUs during each timed command, medians of the rounds: the command and its
+        # children (client), the lab host's cgroup (host), and how busy the whole 2-CPU machine was
+        "cpu_seconds_median": {k: {"client": round(statistics.median(d.client_cpu for d in v), 2),
+                                   "host": round(statistics.median(d.host_cpu for d in v), 2)}
+                               for k, v in done.items()},
+        "cpu_seconds": {k: {"client": [round(d.client_cpu, 2) for d in v],
+                            "host": [round(d.host_cpu, 2) for d in v]} for k, v in done.items()},
+        "machine_busy": {k: [round(d.machine_busy, 2) for d in v] for k, v in done.items()},
+        "idle_before_runs": idle,
         "ratio_download_vs_ssh": round(med["ssh_down"] / med["jb_down"], 3),
         "ratio_stream_get_vs_ssh": round(med["ssh_down"] / med["stream_get"], 3),
         "ratio_upload_vs_ssh": round(med["ssh_up"] / med["jb_up"], 3),
@@ -198,7 +255,8 @@ def run(bench: Bench, size: int, runs: int, stream_runs: int, rss_size: int) -> 
         "ratio_upload_vs_ssh_gcm": round(med["ssh_up_gcm"] / med["jb_up"], 3),
         "ratio_upload_verified_vs_ssh": round(med["ssh_up"] / med["jb_up_verified"], 3),
         "ratio_stream_put_vs_ssh": round(med["ssh_up"] / med["stream_put"], 3),
-        "local_verify_seconds": round(verify_s, 2),
+        "local_verify_seconds": round(verify.seconds, 2),
+        "local_verify_cpu_seconds": round(verify.client_cpu, 2),
         # other work on the machine moves these numbers: 1/5/15-minute load before and after the runs
         "load_average": {"before": [round(x, 2) for x in load_before],
                          "after": [round(x, 2) for x in os.getloadavg()]},
@@ -208,8 +266,7 @@ def run(bench: Bench, size: int, runs: int, stream_runs: int, rss_size: int) -> 
 
     failures = 0
     for _ in range(stream_runs):
-        _s, rc, _kib = bench.download(backup_id, work / "dl.tar.gz")
-        failures += rc != 0
+        failures += bench.download(backup_id, work / "dl.tar.gz").returncode != 0
     result["stream_runs"] = stream_runs
     result["stream_failures"] = failures
     (work / "dl.tar.gz").unlink(missing_ok=True)
@@ -219,11 +276,11 @@ def run(bench: Bench, size: int, runs: int, stream_runs: int, rss_size: int) -> 
         big = work / "big.tar.gz"
         archive.unlink()
         build_archive(big, rss_size, big_id)
-        _s, rc, kib_up = bench.jb("upload", "--force", str(big))
-        _s, rc2, kib_down = bench.download(big_id, work / "big-dl.tar.gz")
+        up = bench.jb("upload", "--force", str(big))
+        down = bench.download(big_id, work / "big-dl.tar.gz")
         result["rss_archive_bytes"] = big.stat().st_size
-        rss["upload_big"] = kib_up if rc == 0 else -1
-        rss["download_big"] = kib_down if rc2 == 0 else -1
+        rss["upload_big"] = up.rss_kib if up.returncode == 0 else -1
+        rss["download_big"] = down.rss_kib if down.returncode == 0 else -1
         for p in ("big.tar.gz", "big-dl.tar.gz", "big-dl.json"):
             (work / p).unlink(missing_ok=True)
     result["peak_rss_MiB"] = {k: round(v / 1024, 1) for k, v in rss.items()}
@@ -263,7 +320,8 @@ def rows(label: str, size: int, result: dict[str, Any]) -> list[dict[str, Any]]:
                     "best_round_ratio": best_round(result["seconds"][base], result["seconds"][key]),
                     "goal": goal, "better": "higher", "ours_s_per_gib": round(med[key] / gib, 2),
                     "baseline_s_per_gib": round(med[base] / gib, 2),
-                    "peak_rss_mib": rss.get(rss_key) if rss_key else None, "load": load_text})
+                    "peak_rss_mib": rss.get(rss_key) if rss_key else None, "load": load_text,
+                    **_cpu_columns(result, key, base)})
     for key in ("download_big", "upload_big"):
         if key in rss and rss[key] > 0:
             out.append({"metric": f"{key.split('_')[0]} peak RSS / {RSS_GOAL_MIB} MiB",
@@ -271,6 +329,17 @@ def rows(label: str, size: int, result: dict[str, Any]) -> list[dict[str, Any]]:
                         "bytes": result["rss_archive_bytes"], "ratio": round(rss[key] / RSS_GOAL_MIB, 3),
                         "goal": 1.0, "better": "lower", "peak_rss_mib": rss[key]})
     return out
+
+
+def _cpu_columns(result: dict[str, Any], key: str, base: str) -> dict[str, Any]:
+    """Given one size's result and a row's keys, return its CPU columns (none for results written
+    before the CPU was measured): CPU seconds of ours and of the baseline on the client and the lab
+    host (medians), and the machine's median busy fraction while ours ran."""
+    cpu = result.get("cpu_seconds_median")
+    if not cpu:
+        return {}
+    return {"ours_cpu_s": cpu[key], "baseline_cpu_s": cpu[base],
+            "machine_busy": statistics.median(result["machine_busy"][key])}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -306,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
 
             lab = Lab.create(controllers=1, profile=args.profile)
             try:
-                doc = measure(Bench(lab.ssh_config, args.host, Path(tmp)))
+                doc = measure(Bench(lab.ssh_config, args.host, Path(tmp), lab.host(args.host)._st.cgroups))
             finally:
                 lab.teardown()
     save(doc, "transfer", args.profile, args.out)

@@ -180,14 +180,35 @@ def test_transfer_and_run_read_the_peak_rss_of_their_own_child() -> None:
     ballast = bytearray(64 << 20)
     ballast[::4096] = b"x" * len(ballast[::4096])
     touch = "b = bytearray(96 << 20); b[::4096] = b'x' * len(b[::4096])"
-    _s, rc, big = transfer.timed([sys.executable, "-c", touch])
-    assert rc == 0 and big >= 96 << 10
-    _s, rc, small = transfer.timed([sys.executable, "-c", "pass"])
-    assert rc == 0 and small < 60 << 10
-    _s, out, small = run.peak_rss_run([sys.executable, "-c", "print('hi')"])
-    assert out == "hi\n" and small < 60 << 10
-    _s, rc, _r = transfer.timed([sys.executable, "-c", "raise SystemExit(3)"])
-    assert rc == 3
+    big = transfer.timed([sys.executable, "-c", touch])
+    assert big.returncode == 0 and big.rss_kib >= 96 << 10
+    small = transfer.timed([sys.executable, "-c", "pass"])
+    assert small.returncode == 0 and small.rss_kib < 60 << 10
+    _s, out, small_kib = run.peak_rss_run([sys.executable, "-c", "print('hi')"])
+    assert out == "hi\n" and small_kib < 60 << 10
+    assert transfer.timed([sys.executable, "-c", "raise SystemExit(3)"]).returncode == 3
+
+
+def test_transfer_timed_counts_the_cpu_of_the_command_and_its_children() -> None:
+    """The CPU seconds of a timed command include its children's (the verifying process, `ssh`),
+    not this process's, and the machine's busy fraction is a fraction."""
+    import sys
+
+    from benchmarks import transfer
+
+    spin = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass"
+    child = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {spin!r}], check=True)"
+    busy = transfer.timed([sys.executable, "-c", child])
+    assert busy.returncode == 0 and busy.client_cpu >= 0.5
+    assert 0.0 < busy.machine_busy <= 1.0
+    idle = transfer.timed([sys.executable, "-c", "import time; time.sleep(0.5)"])
+    assert idle.client_cpu < 0.3 and idle.host_cpu == 0.0
+
+
+def test_cgroup_cpu_seconds_reads_the_first_readable_cpu_stat(tmp_path: Path) -> None:
+    (tmp_path / "cpu.stat").write_text("usage_usec 2500000\nuser_usec 2000000\n")
+    assert common.cgroup_cpu_seconds([str(tmp_path / "gone"), str(tmp_path)]) == 2.5
+    assert common.cgroup_cpu_seconds([str(tmp_path / "gone")]) == 0.0
 
 
 def test_quartiles_interpolate_between_sorted_values() -> None:
