@@ -798,3 +798,23 @@ def test_big_dump_file_verifies_and_nested_corruption_fails(
     spec.dump["logs/logs.bson"] = b"".join(docs)
     msg = only_failure(archive.verify_archive(spec.write(tmp_path / "bad.tar.gz")))
     assert msg.startswith("dump/logs/logs.bson is not well-formed BSON: document 5001 does not decode")
+
+
+@pytest.mark.parametrize("sha1", [True, False])
+def test_threaded_hashing_reader_digests_every_byte_on_one_thread_per_digest(sha1: bool) -> None:
+    """The archive's SHA-256 and SHA-1 are computed by one thread each (neither waits for the
+    other); the digests are those of every byte read, views included, and its threads end."""
+    from jujubackup.archive.hashing import _HashingReader
+
+    data = os.urandom(3 << 20) + b"tail"
+    before = threading.active_count()
+    reader = _HashingReader(io.BytesIO(data), sha1=sha1, threaded=True)
+    assert threading.active_count() == before + (2 if sha1 else 1)
+    head = reader.read(1000)
+    reader.drain()
+    digest = reader.digest()
+    assert head == data[:1000] and digest.size == len(data)
+    assert digest.sha256 == hashlib.sha256(data).hexdigest()
+    assert digest.sha1_b64 == (base64.b64encode(hashlib.sha1(data).digest()).decode() if sha1 else "")
+    reader.close()
+    assert threading.active_count() == before
