@@ -140,11 +140,12 @@ def check_options(request: RepointRequest) -> None:
 
 
 def repoint_from(connector: Connector, controller: Host, request: RepointRequest,
-                 ui: UI) -> RepointResult:
-    """Given a connected controller, list its machines and re-point them; return the outcomes
-    (also used by restore, whose target is already connected)."""
+                 ui: UI, inventory: R.Inventory | None = None) -> RepointResult:
+    """Given a connected controller, list its machines (unless `inventory` is that list already,
+    as restore's finish stage read it) and re-point them; return the outcomes (also used by
+    restore, whose target is already connected)."""
     started = time.monotonic()
-    inventory = list_machines(controller)
+    inventory = inventory or list_machines(controller)
     ui.debug(f"repoint-list: {len(inventory.machines)} machine(s) in {time.monotonic() - started:.2f} s")
     for text in inventory.rejected:
         ui.warn(f"ignored a database record: {text}")
@@ -190,12 +191,15 @@ def repoint_from(connector: Connector, controller: Host, request: RepointRequest
     return result
 
 
-def list_machines(controller: Host) -> R.Inventory:
-    """Run repoint-list on the controller and return its validated Inventory. Raise
-    RemoteStepError (exit 4) if the script fails or its output does not parse."""
+def list_machines(controller: Host, known_shell: tuple[str, str] = ("", "")) -> R.Inventory:
+    """Run repoint-list on the controller and return its validated Inventory; `known_shell`: a mongo
+    shell's path and its version (X.Y.Z) as a probe of this host read them (the script then asks
+    that shell no `--version`). Raise RemoteStepError (exit 4) if the script fails or its output
+    does not parse."""
     shells = list(dict.fromkeys(p.mongo_shell for p in profiles.PROFILES))
     text = scripts.render("repoint-list", shells=shells, record_path=R.RESTORE_RECORD,
-                          record_max=R.MAX_RECORD)
+                          record_max=R.MAX_RECORD, known_shell=known_shell[0],
+                          known_shell_version=known_shell[1])
     try:
         doc = controller.run("repoint-list", text, timeout=180).json()
     except RemoteStepError as err:

@@ -387,6 +387,7 @@ def step_values(params: Params, step: str) -> dict[str, Any]:
         "db_service": profile.db_service,
         "machine_id": params.machine_id,
         "mongo_shell": profile.mongo_shell,
+        "shell_version": params.shell_version,
         "state_port": params.state_port,
         "backup_dir": params.backup_dir,
     }
@@ -410,6 +411,9 @@ def step_values(params: Params, step: str) -> dict[str, Any]:
         },
         P.LOAD_DB: {
             "mongorestore": profile.mongorestore,
+            # mongodump's version stands for mongorestore's only where both are of one install (the
+            # same dir: one mongo-tools build); else load-db asks mongorestore itself
+            "tools_version": params.tools_version if same_install(profile) else "",
             "batch_size": 100,
         },
         P.VERIFY: {
@@ -422,6 +426,12 @@ def step_values(params: Params, step: str) -> dict[str, Any]:
     }
     values.update(extra.get(step, {}))
     return values
+
+
+def same_install(profile: Profile) -> bool:
+    """Given a profile, return whether its mongorestore and mongodump live in one dir (one install of
+    mongo-tools, so one version)."""
+    return Path(profile.mongorestore).parent == Path(profile.mongodump).parent
 
 
 def unit_files(profile: Profile, params: Params) -> list[dict[str, Any]]:

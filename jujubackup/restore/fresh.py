@@ -18,13 +18,13 @@ from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from jujubackup import apiprobe, scripts
+from jujubackup import apiprobe, profiles, scripts
 from jujubackup import repoint as repoint_rules
 from jujubackup.catalog import Catalog
 from jujubackup.connect import connect_one
 from jujubackup.errors import DeclinedError, JujuBackupError, VerifyError
 from jujubackup.host.base import Connector, Host
-from jujubackup.operations.repoint import RepointResult, repoint_from
+from jujubackup.operations.repoint import RepointResult, list_machines, repoint_from
 from jujubackup.restore import execute as X
 from jujubackup.restore import plan as P
 from jujubackup.restore.clientconfig import update_client_config
@@ -362,26 +362,47 @@ def restore_params(run: Run, ready: Ready, plan: P.Plan) -> X.Params:
         backup_dir=run.request.backup_dir,
         ca_sha256=apiprobe.ca_fingerprint(backup.ca_cert) if backup.ca_cert else "",
         mongod_version=facts.mongo_version or "",
+        shell_version=facts.shell_version,
+        tools_version=facts.tools_version,
         ca_cert=backup.ca_cert,
     )
 
 
 def finish(run: Run, ready: Ready, plan: P.Plan, outcome: X.Outcome, confirm: Confirm) -> RestoreResult:
     """The finish stage: check the restored API's certificate, say the next steps, update the
-    client config when asked, re-point the agents when the address changed."""
+    client config when asked, leave the restore record, re-point the agents when the address
+    changed. The record and then the machine list (which reads the record) run on a second channel
+    of the target's connection while the API is checked: none of them changes what the others
+    read. An API check that fails is the error raised, once the record is written."""
     request, backup, target = run.request, ready.backup, ready.probed.target
-    address = ready.probed.facts.address
-    check_api(outcome, target, backup, address, run.ui)
-    steps = next_steps(backup.api_port, address, plan.harvest)
-    result = RestoreResult(plan=plan, outcome=outcome, next_steps=steps)
-    if request.update_client_config:
-        update_client_config(
-            backup.controller_uuid, address, backup.api_port, run.ui, confirm, yes=request.yes
-        )
+    facts = ready.probed.facts
+    address = facts.address
     demoted = tuple(c.machine_id for c in backup.others if c.machine_id != "?")
-    record_restore(target, backup, demoted)
-    if ready.probed.readdress and request.repoint is not None:  # the address changed: the agents need it
-        result.repointed = repoint_agents(run.connector, target, request, run.ui, demoted)
+    repoint = ready.probed.readdress and request.repoint is not None  # the address changed: agents need it
+    shell = ((profiles.profile_named(facts.profile).mongo_shell, facts.shell_version) if facts.profile
+             else ("", ""))
+
+    def record_then_list() -> repoint_rules.Inventory | None:
+        record_restore(target, backup, demoted)
+        return list_machines(target, shell) if repoint else None
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="finish") as pool:
+        recorded = pool.submit(record_then_list)
+        try:
+            check_api(outcome, target, backup, address, run.ui)
+        except BaseException:
+            with suppress(Exception):
+                recorded.result()
+            raise
+        steps = next_steps(backup.api_port, address, plan.harvest)
+        result = RestoreResult(plan=plan, outcome=outcome, next_steps=steps)
+        if request.update_client_config:
+            update_client_config(
+                backup.controller_uuid, address, backup.api_port, run.ui, confirm, yes=request.yes
+            )
+        inventory = recorded.result()
+    if repoint:
+        result.repointed = repoint_agents(run.connector, target, request, run.ui, demoted, inventory)
     return result
 
 
@@ -395,7 +416,8 @@ def record_restore(target: Host, backup: P.BackupFacts, demoted: tuple[str, ...]
 
 
 def repoint_agents(
-    connector: Connector, target: Host, request: RestoreRequest, ui: UI, demoted: tuple[str, ...] = ()
+    connector: Connector, target: Host, request: RestoreRequest, ui: UI, demoted: tuple[str, ...] = (),
+    inventory: repoint_rules.Inventory | None = None,
 ) -> RepointResult:
     """The last stage of a restore onto a new address: point every agent of the model at it
     (operations/repoint.py). The backup's other controllers, which the restore demoted (`demoted`,
@@ -404,7 +426,7 @@ def repoint_agents(
     assert request.repoint is not None
     ui.info("re-pointing the model's agents at the restored controller")
     asked = replace(request.repoint, target=request.target or target.name, demoted=demoted)
-    return repoint_from(connector, target, asked, ui)
+    return repoint_from(connector, target, asked, ui, inventory)
 
 
 def _discard_early(target: Host, early: Future[str] | None) -> None:

@@ -42,6 +42,12 @@ class Params:
     mongod_version: str = ""
     """The target's `mongod --version` (X.Y.Z; '' unknown): the spelling of the juju-db.config the
     install step writes, and whether juju-db there requires client certificates (4.4.30+)."""
+    shell_version: str = ""
+    """The target's mongo shell version as the probe read it (X.Y.Z; '' unknown: each step that
+    needs the shell's TLS flags runs `mongo --version` itself, lib/restore need_shell_tls)."""
+    tools_version: str = ""
+    """The target's mongo-tools version (mongodump's, X.Y.Z; '' unknown), for mongorestore's TLS flags
+    where mongorestore is of the same install as mongodump (restore/execute.step_values)."""
     ca_cert: str = ""
     """The backup's controller CA (agent.conf `cacert`, a public certificate): written to juju-db's
     ca.crt where juju-db requires client certificates (the restored server.pem chains to it)."""
@@ -101,6 +107,10 @@ class Params:
             ("backup_dir", self.backup_dir, _is_backup_dir(self.backup_dir), "a dedicated absolute dir"),
             ("mongod_version", self.mongod_version, isinstance(self.mongod_version, str)
              and _MONGOD_VERSION.fullmatch(self.mongod_version) is not None, "a mongod version or empty"),
+            ("shell_version", self.shell_version, isinstance(self.shell_version, str)
+             and _XYZ_OR_EMPTY.fullmatch(self.shell_version) is not None, "X.Y.Z or empty"),
+            ("tools_version", self.tools_version, isinstance(self.tools_version, str)
+             and _XYZ_OR_EMPTY.fullmatch(self.tools_version) is not None, "X.Y.Z or empty"),
             ("ca_cert", self.ca_cert, isinstance(self.ca_cert, str)
              and (self.ca_cert == "" or _PEM_CERTS.fullmatch(self.ca_cert.strip()) is not None),
              "PEM certificates or empty"),
@@ -115,6 +125,7 @@ class Params:
 
 _SHA256 = re.compile(r"[0-9a-f]{64}", re.ASCII)
 _MONGOD_VERSION = re.compile(r"(\d{1,4}\.\d{1,4}\.\d{1,4}([.+-][A-Za-z0-9.+-]{0,40})?)?", re.ASCII)
+_XYZ_OR_EMPTY = re.compile(r"(\d{1,4}\.\d{1,4}\.\d{1,4})?", re.ASCII)
 _PEM_CERTS = re.compile(
     r"(-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]{1,16384}-----END CERTIFICATE-----\n*){1,8}", re.ASCII
 )

@@ -102,6 +102,10 @@ class TargetFacts:
     controller_uuid: str | None = None
     machine_id: str | None = None
     mongo_version: str | None = None
+    shell_version: str = ""
+    """The target's mongo shell `--version` as the probe read it (X.Y.Z; '' unknown)."""
+    tools_version: str = ""
+    """The target's mongo-tools version (mongodump's `--version`, X.Y.Z; '' unknown)."""
     live_services: tuple[str, ...] = ()
     has_state: bool = False
     free_bytes: int = 0

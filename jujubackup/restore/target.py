@@ -13,6 +13,9 @@ from jujubackup.facts import ControllerFacts
 from jujubackup.remote_values import remote_int
 from jujubackup.restore import plan as P
 
+_XYZ = re.compile(r"\d{1,4}\.\d{1,4}\.\d{1,4}", re.ASCII)
+"""A tool version the steps may be given (restore/params.py accepts nothing else)."""
+
 
 @dataclass(frozen=True)
 class TargetProbe(P.TargetFacts):
@@ -119,6 +122,8 @@ def target_from_facts(found: ControllerFacts, name: str) -> P.TargetFacts:
         controller_uuid=found.controller_uuid or None,
         machine_id=found.machine_id,
         mongo_version=found.mongo_version or None,
+        shell_version=found.shell_version if _XYZ.fullmatch(found.shell_version) else "",
+        tools_version=found.tools_version if _XYZ.fullmatch(found.tools_version) else "",
         live_services=tuple(s.name for s in found.services if s.active),
         has_state=True,
         models=tuple(found.models) if found.models is not None else None,

@@ -305,6 +305,8 @@ def test_client_config_that_is_a_link_is_refused_and_its_target_untouched(tmp_pa
     ("harvest_modes", [["0f0e0d0c-1111-4222-8333-444455556666", "$(x)", None]]),
     ("harvest_modes", "none"),
     ("mongod_version", "4.4.30; rm -rf /"),
+    ("shell_version", "4.4.30 $(id)"),
+    ("tools_version", "100.5.1\n"),
     ("ca_cert", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n-----BEGIN RSA PRIVATE KEY"),
     ("ca_cert", 7),
 ])
@@ -504,3 +506,20 @@ def test_only_a_target_that_serves_nothing_is_stopped_during_the_push(
     ready = SimpleNamespace(probed=SimpleNamespace(facts=facts),
                             backup=SimpleNamespace(controller_uuid=backup_uuid))
     assert serves_nothing_to_keep(ready) is stop_early  # type: ignore[arg-type]
+
+
+def test_the_probed_tool_versions_reach_the_steps_so_they_ask_no_tool_again() -> None:
+    """The probe read the shell's and mongodump's `--version`: the steps get them (journaled for a
+    --resume) instead of asking the tools again; mongorestore takes mongodump's only where both are of
+    one install; an unknown version ('') leaves the step asking the tool itself."""
+    params = X.Params(**{**PARAMS.__dict__, "profile": "juju-3.6", "shell_version": "4.4.30",
+                         "tools_version": "100.9.4"})
+    assert X.Params.from_dict(json.loads(params.to_json())) == params
+    verify = scripts.render("restore-verify", **X.step_values(params, "verify"))
+    assert "SHELL_VERSION=4.4.30" in verify
+    assert '"${SHELL_VERSION:-$(mongo_version_of "$MONGO_SHELL")}"' in verify
+    load = X.step_values(params, "load-db")
+    assert load["tools_version"] == "100.9.4" and X.same_install(profiles.profile_named("juju-3.6"))
+    assert "tools_version=100.9.4" in scripts.render("restore-load-db", **load)
+    unknown = X.Params(**{**PARAMS.__dict__, "profile": "juju-3.6"})
+    assert "SHELL_VERSION=''" in scripts.render("restore-verify", **X.step_values(unknown, "verify"))
