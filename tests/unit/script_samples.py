@@ -47,6 +47,8 @@ SAMPLES.update({
         "shells": ["/snap/bin/juju-db.mongo", "/usr/lib/juju/mongo3.2/bin/mongo"],
         "record_path": "/var/lib/jujubackup/restored-controller.json",
         "record_max": 65536,
+        "known_shell": "/snap/bin/juju-db.mongo",
+        "known_shell_version": "4.4.30",
     },
     "restore-record": {
         "path": "/var/lib/jujubackup/restored-controller.json",
