@@ -84,6 +84,10 @@ class Profile:
     """When set, `mongod --version` must report a version starting with it."""
     snap: bool = False
     """juju-db is the snap: the unit is snapd's, mongod reads SNAP_COMMON/juju-db.config."""
+    shell_version_guess: str = ""
+    """The mongo shell version this layout ships, as X.Y.Z: the probe's queries start with its TLS
+    spelling (MIN_TLS_SPELLING) while the shell's own --version is read, and run again only when
+    that version has another spelling. A wrong guess costs one shell start, never a wrong answer."""
 
     def matches(self, existing: set[str], juju_version: str = "", mongod_version: str = "") -> bool:
         """Given the probe paths that exist, the Juju version and mongod's version ('' = unknown),
@@ -152,6 +156,7 @@ JUJU_29 = Profile(
     root_files=_root_files((f"{DATA_DIR}/shared-secret", f"{SNAP_COMMON}/shared-secret")),
     detect_paths=("/snap/bin/juju-db.mongodump", f"{SNAP_COMMON}/db"),
     snap=True,
+    shell_version_guess="4.4.0",  # the juju-db 4.4 snap
 )
 
 JUJU_28 = Profile(
@@ -174,6 +179,7 @@ JUJU_28 = Profile(
     modes=(MODE_ONLINE, MODE_QUIESCE, MODE_STOP),
     root_files=_root_files((f"{DATA_DIR}/shared-secret",)),
     detect_paths=("/usr/lib/juju/mongo3.2/bin/mongodump", f"{DATA_DIR}/db"),
+    shell_version_guess="3.2.0",  # juju-mongodb3.2
 )
 
 JUJU_28_BIONIC = replace(
@@ -185,6 +191,7 @@ JUJU_28_BIONIC = replace(
     mongorestore="/usr/bin/mongorestore",
     mongo_shell="/usr/bin/mongo",
     detect_paths=("/usr/bin/mongodump", f"{DATA_DIR}/db", "/etc/systemd/system/juju-db.service"),
+    shell_version_guess="3.6.0",  # bionic's mongodb-server-core 3.6
 )
 """The 2.8 deb layout with the distro's mongo tools in /usr/bin instead of juju-mongodb3.2's."""
 
@@ -193,6 +200,7 @@ JUJU_28_FOCAL = replace(
     name="juju-2.8-focal",
     era="Juju 2.8 on focal, juju-db 4.0/stable snap (mongo 4.0.9, tools r4.0.9), systemd",
     detect_mongod="4.0.",
+    shell_version_guess="4.0.0",  # the juju-db 4.0 snap
 )
 """Juju 2.8 on focal: the juju-db 4.0/stable snap (J28 controller/config.go:279; 4.0.9 per
 juju/juju#10111). Same layout as 2.9's snap; its tools and shell know only the --ssl* spellings
