@@ -186,17 +186,48 @@ def _nothing_to_check() -> None:
 
 
 class HashingSource:
-    """A read-only stream over `raw` that feeds what it reads to `hasher` (what was sent is what
-    was hashed: no second read of the file)."""
+    """A read-only stream over the open file `raw`, from its current offset, that feeds what is sent
+    to `hasher`. Through `read` each chunk is hashed as it is handed out; as a host.base.DirectFile
+    (`ssh` reads the file itself: no copy through this process and no pipe) the bytes `ssh` has read
+    so far, up to the shared file offset, are hashed behind it from the page cache."""
 
     def __init__(self, raw: IO[bytes], hasher: Any) -> None:
         self.raw = raw
         self.hasher = hasher
+        self.hashed_to = 0
+        self.buffer: bytearray | None = None
 
     def read(self, size: int = -1) -> bytes:
         data = self.raw.read(size)
         self.hasher.update(data)
         return data
+
+    def direct_file(self) -> tuple[int, Callable[[], None]] | None:
+        """Return (the file's descriptor, catch_up) for a reader of its own (host.base.DirectFile),
+        or None when `raw` is not a regular file."""
+        try:
+            fd = self.raw.fileno()
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            self.hashed_to = os.lseek(fd, 0, os.SEEK_CUR)
+        except (OSError, ValueError):  # io.UnsupportedOperation: no file behind it
+            return None
+        self.buffer = bytearray(CHUNK)
+        return fd, self.catch_up
+
+    def catch_up(self) -> None:
+        """Hash the bytes the other reader took since the last call (up to the shared offset now).
+        Raise OSError if the file cannot be read."""
+        assert self.buffer is not None, "catch_up before direct_file"
+        fd = self.raw.fileno()
+        end = os.lseek(fd, 0, os.SEEK_CUR)
+        view = memoryview(self.buffer)
+        while self.hashed_to < end:
+            got = os.preadv(fd, [view[: min(CHUNK, end - self.hashed_to)]], self.hashed_to)
+            if got == 0:
+                break  # truncated meanwhile: the digest then differs from the verified one
+            self.hasher.update(view[:got])
+            self.hashed_to += got
 
 
 def hash_prefix(path: Path, length: int) -> Any:

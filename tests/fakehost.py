@@ -84,6 +84,8 @@ class FakeHost:
     """How many gets wrote into a DirectSink's file through its descriptor."""
     direct_puts: int = 0
     """How many puts read a DirectFile source's file through its descriptor."""
+    direct_streams: int = 0
+    """How many run_streams read a DirectFile source's file through its descriptor."""
     put_sent: list[int] = field(default_factory=list)
     """The bytes each put sent (also a put its source's check stopped: what reached the host)."""
 
@@ -132,7 +134,15 @@ class FakeHost:
 
     def run_stream(self, script: str, text: str, source: Readable, *,
                    progress: Progress | None = None) -> RemoteResult:
-        data = _read_all(source, progress)
+        direct_file = getattr(source, "direct_file", None)
+        direct = direct_file() if callable(direct_file) else None
+        if direct is None:
+            data = _read_all(source, progress)
+        else:  # like SSHHost over OpenSSH: the script in argv, `ssh` reading the file itself
+            self.direct_streams += 1
+            parts: list[bytes] = []
+            _read_direct(direct, parts, progress)
+            data = b"".join(parts)
         return self.run(script, text, stdin=data)
 
     def get(self, remote_path: str, sink: BinaryIO, *, offset: int = 0, progress: Progress | None = None,
@@ -175,12 +185,7 @@ class FakeHost:
             self.direct_puts += 1
             parts: list[bytes] = []
             try:
-                while chunk := os.read(direct[0], CHUNK):
-                    parts.append(chunk)
-                    if progress is not None:
-                        progress(len(chunk))
-                    direct[1]()
-                direct[1]()
+                _read_direct(direct, parts, progress)
             except BaseException:
                 self._write(b"".join(parts), remote_path, offset, mode, False)
                 raise
@@ -224,6 +229,20 @@ def _write_fd(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
+
+def _read_direct(direct: tuple[int, Callable[[], None]], parts: list[bytes],
+                 progress: Progress | None) -> None:
+    """Read a DirectFile's descriptor to its end into `parts`, calling its check between chunks and
+    once after, as SSHHost's OpenSSH streams do (what check raises propagates: `parts` then holds
+    what was sent)."""
+    fd, check = direct
+    while chunk := os.read(fd, CHUNK):
+        parts.append(chunk)
+        if progress is not None:
+            progress(len(chunk))
+        check()
+    check()
 
 
 def _read_all(source: Readable, progress: Progress | None) -> bytes:

@@ -343,9 +343,18 @@ class SSHHost:
         """Run bash `text` as root (sudo -n unless root) with `source` streamed after it on stdin
         (through OpenSSH when it works, like put). Return its RemoteResult. Raise ConnectError if the
         connection drops or sudo wants a password, RemoteStepError(script, rc, stderr tail) on a
-        non-zero exit; an exception raised by `source.read` ends the input and propagates."""
-        command = "bash -s"
-        stream = Prefixed(wrap_script(text), source)
+        non-zero exit; an exception raised by `source.read` ends the input and propagates.
+
+        A host.base.DirectFile source is the script's whole stdin, the script in argv (`bash -c`,
+        like put's writer): `ssh` may then read the file itself. Otherwise the script goes first on
+        `bash -s`'s stdin, the source after it."""
+        stream: Readable
+        if callable(getattr(source, "direct_file", None)):
+            command = f"bash -c {shlex.quote(text)} jujubackup-{shlex.quote(job_slug(script))}"
+            stream = Counted(source)
+        else:
+            command = "bash -s"
+            stream = Prefixed(wrap_script(text), source)
         rc, stdout, stderr = self._stream_in(command, stream, script, progress)
         self._check_sudo(rc, stderr, True)
         if rc != 0:

@@ -22,6 +22,7 @@ from jujubackup.host.connection import _HostKeyPolicy
 from jujubackup.host.openssh import OpenSSHStreams, Unusable
 from jujubackup.host.ssh import HostKeyChangedError, SSHHost
 from jujubackup.host.target import SSHTarget
+from jujubackup.transfer import HashingSource
 from tests.host.local_sshd import LocalSSHD, local_sshd
 
 pytestmark = pytest.mark.host  # root: a loopback sshd, mounts or root-owned files (no lab)
@@ -302,6 +303,26 @@ def test_run_stream_feeds_the_source_to_the_script_after_it(streamer: SSHHost) -
     with pytest.raises(RemoteStepError) as caught:
         streamer.run_stream("fails", "head -c 10 >/dev/null; echo no >&2; exit 3\n", io.BytesIO(data))
     assert (caught.value.script, caught.value.returncode) == ("fails", 3)
+    assert streamer.streams_via.startswith(streamer.target.stream_via)
+
+
+def test_run_stream_of_an_open_file_hashes_what_the_script_received(
+    streamer: SSHHost, tmp_path: Path
+) -> None:
+    data = os.urandom(6 * 1024 * 1024 + 5)
+    archive = tmp_path / "archive.bin"
+    archive.write_bytes(data)
+    digest = hashlib.sha256()
+    moved: list[int] = []
+    with archive.open("rb", buffering=0) as fh:
+        fh.seek(1000)
+        result = streamer.run_stream(
+            "count", "set -eu\nsha256sum | cut -d' ' -f1\n", HashingSource(fh, digest),
+            progress=moved.append,
+        )
+    assert result.stdout.strip() == hashlib.sha256(data[1000:]).hexdigest()
+    assert digest.hexdigest() == hashlib.sha256(data[1000:]).hexdigest()
+    assert sum(moved) == len(data) - 1000
     assert streamer.streams_via.startswith(streamer.target.stream_via)
 
 
