@@ -2,8 +2,8 @@
 
 A FakeHost runs only the remote scripts it was told about (`expect`); any other script fails the test
 at once (UnexpectedScript, an AssertionError that no operation catches as a JujuBackupError). A script
-is either answered with a canned Reply, or (LOCAL) run by the local bash exactly as SSHHost feeds it
-to `bash -s` on the host (the same wrapper; extra stdin after it), as the current user and without
+is either answered with a canned Reply, or (LOCAL) run by the local bash exactly as SSHHost runs it
+on the host (the same wrapper; extra stdin after it), as the current user and without
 sudo: scripts that only touch a directory under the fake's `root` (the catalog scripts with
 --backup-dir there) run for real. get/put read and write files under `root` only, with the same
 writer command SSHHost.put runs. tests/unit/test_host_contract.py holds it to the Host contract;
@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 from jujubackup.errors import ConnectError, NotFoundError, RemoteStepError
 from jujubackup.host.base import Host, Progress, Readable, RemoteResult, Tunnel
-from jujubackup.host.channel import STDERR_KEEP, put_writer, wrap_script
+from jujubackup.host.channel import STDERR_KEEP, put_writer, script_command, wrap_script
 from jujubackup.host.target import SSHTarget
 from jujubackup.settings import ConnectionSettings
 
@@ -49,10 +49,11 @@ Behaviour = Reply | Callable[[str, bytes], Reply] | str
 
 
 def run_local(text: str, stdin: bytes = b"") -> Reply:
-    """Run script `text` with the local bash as SSHHost runs it on a host (`bash -s`, the same
-    wrapper, `stdin` after it); return its outcome."""
-    done = subprocess.run(["bash", "-s"], input=wrap_script(text) + stdin, capture_output=True,
-                          timeout=120, check=False)
+    """Run script `text` with the local bash as SSHHost runs it on a host (the same command,
+    channel.script_command, and wrapper, `stdin` after it); return its outcome."""
+    wrapped = wrap_script(text)
+    done = subprocess.run(["sh", "-c", script_command(wrapped, "fake")], input=wrapped + stdin,
+                          capture_output=True, timeout=120, check=False)
     return Reply(done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace"), done.returncode)
 
 
@@ -203,7 +204,7 @@ class FakeHost:
         RemoteStepError when it failed."""
         self.put_sent.append(len(data))
         done = subprocess.run(
-            ["bash", "-c", put_writer(), "jujubackup-put", remote_path, str(offset), f"{mode:o}",
+            ["bash", "--norc", "-c", put_writer(), "jujubackup-put", remote_path, str(offset), f"{mode:o}",
              "1" if sha256 else "0"],
             input=data, capture_output=True, check=False,
         )

@@ -14,7 +14,14 @@ import paramiko
 from jujubackup import scripts
 from jujubackup.errors import ConnectError, RemoteStepError
 from jujubackup.host.base import RemoteResult
-from jujubackup.host.channel import CHUNK, STDERR_KEEP, close_quietly, read_exact, wrap_script
+from jujubackup.host.channel import (
+    CHUNK,
+    STDERR_KEEP,
+    close_quietly,
+    read_exact,
+    script_command,
+    wrap_script,
+)
 
 if TYPE_CHECKING:
     from jujubackup.host.ssh import SSHHost
@@ -51,14 +58,15 @@ class JobPoller:
             "detached_poll", job_dir=self.job_dir, launcher=launcher,
             wait_steps=max(1, round(poll / POLL_STEP)), poll_step=POLL_STEP,
         )
-        chan, _early = self.host._exec_root("bash -s")
+        wrapped = wrap_script(text)
+        chan, _early = self.host._exec_root(script_command(wrapped, "detached-poll"))
         chan.settimeout(self.host.io_timeout)
         stream = chan.makefile("rb")
         deadline = None if timeout is None else time.monotonic() + timeout
         aborted: str | None = None
         interrupted = False
         try:
-            chan.sendall(wrap_script(text) + payload)
+            chan.sendall(wrapped + payload)
             self._launched(chan, stream)
             while True:
                 command = "abort" if aborted else "poll"

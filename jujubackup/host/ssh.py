@@ -10,7 +10,8 @@ package is the only one that imports fabric and paramiko).
   Fingerprints are shown as OpenSSH does: `SHA256:<base64 without padding>`.
 * A closed port is "connection refused by HOST:PORT" (+ " (alias)" when -H named an ssh config alias),
   on one line with a hint.
-* Scripts travel on the channel's stdin to `sudo -n bash -s` (or `bash -s` as root), never in argv.
+* Scripts travel on stdin, never in argv (channel.script_command), but put's writer and a run_stream
+  of a file (restore-receive): fixed scripts, no secret; in argv so that `ssh` reads the file itself.
   When the login user's sudo needs a password (given once: host/sudo.py, jujubackup/sudopassword.py)
   it is `sudo -S` answered on the same stdin before the script is released; archives then move over
   this connection (the OpenSSH client cannot answer sudo).
@@ -47,8 +48,10 @@ from jujubackup.host.channel import (
     Counted,
     Prefixed,
     SSHFailed,
+    bash_c,
     close_quietly,
     put_writer,
+    script_command,
     sendall_view,
     wrap_script,
 )
@@ -322,9 +325,10 @@ class SSHHost:
         Return its RemoteResult. Raise ConnectError if sudo wants a password or the connection drops,
         RemoteStepError(script, rc, stderr tail) on a non-zero exit when `check`.
         """
-        chan, early = self._exec_root("bash -s", sudo)
+        wrapped = wrap_script(text)
+        chan, early = self._exec_root(script_command(wrapped, script), sudo)
         try:
-            out, err, rc = self._communicate(chan, wrap_script(text) + (stdin or b""), timeout, script)
+            out, err, rc = self._communicate(chan, wrapped + (stdin or b""), timeout, script)
             err = early + err
         except TimeoutError as exc:
             raise RemoteStepError(
@@ -343,18 +347,11 @@ class SSHHost:
         """Run bash `text` as root (sudo -n unless root) with `source` streamed after it on stdin
         (through OpenSSH when it works, like put). Return its RemoteResult. Raise ConnectError if the
         connection drops or sudo wants a password, RemoteStepError(script, rc, stderr tail) on a
-        non-zero exit; an exception raised by `source.read` ends the input and propagates.
-
-        A host.base.DirectFile source is the script's whole stdin, the script in argv (`bash -c`,
-        like put's writer): `ssh` may then read the file itself. Otherwise the script goes first on
-        `bash -s`'s stdin, the source after it."""
-        stream: Readable
-        if callable(getattr(source, "direct_file", None)):
-            command = f"bash -c {shlex.quote(text)} jujubackup-{shlex.quote(job_slug(script))}"
-            stream = Counted(source)
-        else:
-            command = "bash -s"
-            stream = Prefixed(wrap_script(text), source)
+        non-zero exit; an exception raised by `source.read` ends the input and propagates. A
+        host.base.DirectFile source is the whole stdin, the script in argv (as put's writer)."""
+        direct, wrapped, name = callable(getattr(source, "direct_file", None)), wrap_script(text), script
+        command = bash_c(text, "jujubackup-" + job_slug(name)) if direct else script_command(wrapped, name)
+        stream: Readable = Counted(source) if direct else Prefixed(wrapped, source)
         rc, stdout, stderr = self._stream_in(command, stream, script, progress)
         self._check_sudo(rc, stderr, True)
         if rc != 0:
@@ -506,10 +503,8 @@ class SSHHost:
         side fails (e.g. disk full). An exception raised by `source.read` ends the remote writer
         (waited for, so the caller may then remove the file) and propagates.
         """
-        command = (
-            f"bash -c {shlex.quote(put_writer())} jujubackup-put {shlex.quote(remote_path)} {offset} "
-            f"{mode:o} {1 if on_sha256 else 0}"
-        )
+        command = bash_c(put_writer(), "jujubackup-put", remote_path, str(offset), f"{mode:o}",
+                         "1" if on_sha256 else "0")
         counted = Counted(source)
         doing = f"uploading {remote_path}"
         rc, stdout, stderr = self._stream_in(command, counted, doing, progress, size)

@@ -18,6 +18,7 @@ import pytest
 from paramiko.packet import Packetizer
 
 from jujubackup.errors import EXIT_CONNECT, EXIT_REMOTE, ConnectError, NotFoundError, RemoteStepError
+from jujubackup.host.channel import wrap_script
 from jujubackup.host.connection import _HostKeyPolicy
 from jujubackup.host.openssh import OpenSSHStreams, Unusable
 from jujubackup.host.ssh import HostKeyChangedError, SSHHost
@@ -178,8 +179,11 @@ def test_a_config_whose_ciphers_paramiko_lacks_is_refused_before_connecting(sshd
 # -- run ----------------------------------------------------------------------------------------------
 
 def test_run_returns_output_and_keeps_the_script_out_of_argv(host: SSHHost) -> None:
-    result = host.run("argv", "set -euo pipefail\ntr '\\0' ' ' </proc/$$/cmdline\necho; echo note >&2\n")
-    assert result.stdout.split() == ["bash", "-s"]
+    text = "set -euo pipefail\ntr '\\0' ' ' </proc/$$/cmdline\necho; echo note >&2\n"
+    result = host.run("argv", text)
+    size = len(wrap_script(text))
+    assert result.stdout.split() == [
+        "bash", "--norc", "-c", "eval", '"$(head', "-c", f'{size})"', "jujubackup-argv"]
     assert result.stderr == "note\n"
 
 
