@@ -414,6 +414,7 @@ def step_values(params: Params, step: str) -> dict[str, Any]:
             # mongodump's version stands for mongorestore's only where both are of one install (the
             # same dir: one mongo-tools build); else load-db asks mongorestore itself
             "tools_version": params.tools_version if same_install(profile) else "",
+            "mongod_version": params.mongod_version,
             "batch_size": 100,
         },
         P.VERIFY: {

@@ -83,7 +83,8 @@ RESTORE_SAMPLES: dict[str, dict[str, Any] | list[dict[str, Any]]] = {
         "load-db",
         mongorestore="/snap/bin/juju-db.mongorestore",
         batch_size=100,
-    ),
+    ) + _both("load-db", mongorestore="/snap/bin/juju-db.mongorestore", batch_size=100,
+              tools_version="100.9.4", mongod_version="4.4.30"),
     "restore-start": _both("start-services"),
     "restore-verify": _both(
         "verify",
