@@ -90,6 +90,24 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
         _SYNC_FILE_RANGE(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
+def hash_file_range(fd: int, buffer: bytearray, hasher: Any, start: int, end: int,
+                    after_chunk: Callable[[int, int], None] | None = None) -> int:
+    """Given an open file, feed its bytes from `start` to `end` to `hasher`, read into `buffer` with
+    pread (the file's offset does not move); call after_chunk(offset reached, bytes) after each chunk.
+    Return the offset reached: `end`, or less where the file ends sooner. Raise OSError if the file
+    cannot be read."""
+    view = memoryview(buffer)
+    while start < end:
+        got = os.preadv(fd, [view[: min(len(buffer), end - start)]], start)
+        if got == 0:
+            break
+        hasher.update(view[:got])
+        start += got
+        if after_chunk is not None:
+            after_chunk(start, got)
+    return start
+
+
 class HashingSink:
     """A write-only stream that writes to `raw`, hashes with SHA-256 and applies a Throttle; every
     WRITEBACK_EVERY bytes it starts the kernel's writeback of what was written (when raw is a file).
@@ -132,18 +150,16 @@ class HashingSink:
         writeback every WRITEBACK_EVERY bytes. Raise OSError if the file cannot be read."""
         assert self.buffer is not None, "catch_up before direct_file"
         fd = self.raw.fileno()
-        end = os.fstat(fd).st_size
-        view = memoryview(self.buffer)
-        while self.hashed_to < end:
-            got = os.preadv(fd, [view[: min(CHUNK, end - self.hashed_to)]], self.hashed_to)
-            if got == 0:
-                break  # truncated meanwhile: the size check before the rename refuses it
-            self.hasher.update(view[:got])
-            self.hashed_to += got
+
+        def write_back(upto: int, got: int) -> None:
             self.pending += got
             if self.pending >= WRITEBACK_EVERY:
-                start_writeback(fd, self.hashed_to - self.pending, self.pending)
+                start_writeback(fd, upto - self.pending, self.pending)
                 self.pending = 0
+
+        # a file cut short meanwhile stops the hashing early: the size check before the rename refuses it
+        self.hashed_to = hash_file_range(fd, self.buffer, self.hasher, self.hashed_to, os.fstat(fd).st_size,
+                                         write_back)
 
     def write(self, data: bytes) -> int:
         self.raw.write(data)
@@ -220,14 +236,9 @@ class HashingSource:
         Raise OSError if the file cannot be read."""
         assert self.buffer is not None, "catch_up before direct_file"
         fd = self.raw.fileno()
-        end = os.lseek(fd, 0, os.SEEK_CUR)
-        view = memoryview(self.buffer)
-        while self.hashed_to < end:
-            got = os.preadv(fd, [view[: min(CHUNK, end - self.hashed_to)]], self.hashed_to)
-            if got == 0:
-                break  # truncated meanwhile: the digest then differs from the verified one
-            self.hasher.update(view[:got])
-            self.hashed_to += got
+        # a file cut short meanwhile stops the hashing early: the digest then differs from the verified one
+        self.hashed_to = hash_file_range(fd, self.buffer, self.hasher, self.hashed_to,
+                                         os.lseek(fd, 0, os.SEEK_CUR))
 
 
 def hash_prefix(path: Path, length: int) -> Any:
