@@ -139,6 +139,12 @@ class AgentLog:
             f.write(f"{ts} {level} {module} {msg}\n")
 
 
+MGO_SYNC_SHORT_DELAY = 0.5
+"""Seconds between the agent's attempts to reach a juju-db that is not listening yet (its restart by
+ensure_mongo_snap): juju/mgo cluster.go syncServer retries `ismaster` after `syncShortDelay` (500 ms)
+and syncServersLoop syncs again after the same delay when it found no master."""
+
+
 class Refused(Exception):
     """The agent refuses to run."""
 
@@ -168,7 +174,7 @@ def check_state(conf: dict[str, Any], machine_id: str, log: AgentLog, heal: bool
             ) from exc
         except OSError as exc:
             last = str(exc)
-            time.sleep(1)
+            time.sleep(MGO_SYNC_SHORT_DELAY)
     if sock is None:
         raise Refused(f"juju.worker.peergrouper cannot connect to mongo at 127.0.0.1:{port}: {last}")
     tag = conf.get("tag", f"machine-{machine_id}")
