@@ -737,22 +737,36 @@ def test_localhost_exception(env: Env, mongods: Mongods, tmp_path: Path) -> None
             "members": [{"_id": 1, "host": f"127.0.0.1:{port}", "tags": {"juju-machine-id": "0"}}],
         }
     )
+    create_user = ('print(JSON.stringify(db.adminCommand({"createUser": "machine-0", "pwd": "s3cret", '
+                   '"roles": [{"role": "root", "db": "admin"}]})))')
     r = env.shell(
         port,
         [
             'print(JSON.stringify(db.getSiblingDB("juju").runCommand({"find": "x"})))',
             f'print(JSON.stringify(db.adminCommand({{"replSetInitiate": {member}}})))',
-            'print(JSON.stringify(db.adminCommand({"createUser": "machine-0", "pwd": "s3cret", '
-            '"roles": [{"role": "root", "db": "admin"}]})))',
-            'print(JSON.stringify(db.adminCommand({"createUser": "intruder", "pwd": "x", "roles": []})))',
+            create_user,
         ],
         auth=False,
         tmp=tmp_path,
     )
-    find, initiate, create, second = _json_lines(r.stdout)
+    find, initiate, too_early = _json_lines(r.stdout)
     assert find["codeName"] == "Unauthorized"
-    assert initiate["ok"] == 1 and create["ok"] == 1
-    assert second["ok"] == 0 and second["codeName"] == "Unauthorized"
+    assert initiate["ok"] == 1
+    # the set elects its primary after the initiate's reply: a write sent at once is refused
+    assert too_early["ok"] == 0 and too_early["codeName"] == "NotWritablePrimary"
+    for _ in range(100):
+        create = _json_lines(env.shell(port, [create_user], auth=False, tmp=tmp_path).stdout)[0]
+        if create["ok"] == 1:
+            break
+        assert create["codeName"] == "NotWritablePrimary"
+    assert create["ok"] == 1
+    r = env.shell(
+        port,
+        ['print(JSON.stringify(db.adminCommand({"createUser": "intruder", "pwd": "x", "roles": []})))'],
+        auth=False,
+        tmp=tmp_path,
+    )
+    assert _json_lines(r.stdout)[0]["codeName"] == "Unauthorized"
     r = env.shell(
         port,
         ['print(JSON.stringify(db.getSiblingDB("juju").runCommand({"find": "x"})))'],

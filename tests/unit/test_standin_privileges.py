@@ -99,9 +99,13 @@ def mongod(tmp_path: Path, key: str) -> Iterator[int]:
         with sock:
             cfg = {"_id": "juju", "version": 1, "members": [{"_id": 1, "host": f"127.0.0.1:{port}"}]}
             assert run(sock, "admin", {"replSetInitiate": cfg})["ok"]
-            reply = run(
-                sock, "admin", {"createUser": "machine-0", "pwd": PASSWORD, "roles": common.JUJU_ROLES}
-            )
+            for _ in range(200):  # the set elects its primary after the initiate's reply
+                reply = run(
+                    sock, "admin", {"createUser": "machine-0", "pwd": PASSWORD, "roles": common.JUJU_ROLES}
+                )
+                if reply.get("codeName") != "NotWritablePrimary":
+                    break
+                time.sleep(0.05)
             assert reply["ok"], reply
         yield port
     finally:

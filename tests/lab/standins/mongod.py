@@ -105,6 +105,14 @@ NO_AUTH_COMMANDS = {
     "logout",
     "getnonce",
 }
+PROMPT_ELECTION_SECONDS = 0.3
+"""After replSetInitiate no member takes writes until an election has run: the reply comes first,
+the new set elects its primary afterwards on the replication executor (mongo r4.4
+src/mongo/db/repl/replication_coordinator_impl.cpp _startElectSelfIfEligibleV1, a single node with
+reason kSingleNodePromptElection), and a write is accepted only by a primary out of drain mode
+(canAcceptWritesForDatabase); a write sent at once gets NotWritablePrimary, so a client must wait
+and retry. How long the election takes is the server's and the machine's business: 0.3 s here,
+enough that a client that does not wait fails."""
 LOCALHOST_EXCEPTION = {"createUser", "replSetInitiate", "replSetGetStatus", "replSetGetConfig"}
 WRITE_COMMANDS = {
     "insert",
@@ -268,6 +276,7 @@ class Mongod:
         self.started = time.time()
         self.health: dict[str, dict] = {}
         self.primary_name: str | None = None
+        self.elected_after = 0.0  # time.monotonic() before which no member is PRIMARY (initiate)
         self.hb_lock = threading.Lock()
         self.tls_ctx: ssl.SSLContext | None = None
         self.client_tls: ssl.SSLContext | None = None
@@ -345,7 +354,7 @@ class Mongod:
         return results
 
     def _elect(self, cfg: dict, me: dict | None) -> str | None:
-        if me is None:
+        if me is None or time.monotonic() < self.elected_after:
             return None
         voters = [m for m in cfg["members"] if m.get("votes", 1)]
         healthy = [m for m in voters if self.health.get(m["host"], {}).get("health")]
@@ -376,7 +385,7 @@ class Mongod:
         if me is None:
             return False
         if len(cfg["members"]) == 1:
-            return True
+            return time.monotonic() >= self.elected_after
         with self.hb_lock:
             return self.primary_name == me["host"]
 
@@ -703,6 +712,7 @@ class Mongod:
         self.store.write("local", "system.replset", [cfg])
         self.store.create("local", "oplog.rs")
         self.store.oplog_append("n", "", {"msg": "initiating set"})
+        self.elected_after = time.monotonic() + PROMPT_ELECTION_SECONDS
         self.refresh_health()
         self.log("REPL", "replSetInitiate config object", config=str(cfg))
         return {"ok": 1.0}
