@@ -160,11 +160,15 @@ def fresh_restore(
         except BaseException:
             _discard_early(target, ready.pushing)  # nothing else changed on the target
             raise
-        outcome = execute(run, fetched, ready, plan)
         if stages.on_restored is not None:
+            outcome = execute(run, fetched, ready, plan)
             stages.on_restored(ready.probed.staged(fetched.local), outcome)
             return RestoreResult(plan=plan, outcome=outcome)
-        return finish(run, ready, plan, outcome, confirm)
+        # Leaving the pool waits for a record under way, also when a step failed after it started.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="finish") as pool:
+            recording = Recording(pool, lambda: record_then_list(run, ready))
+            outcome = execute(run, fetched, ready, plan, on_step=recording.on_step)
+            return finish(run, ready, plan, outcome, confirm, recording)
     finally:
         target.close()
         if fetched.source is not None and fetched.source is not target:
@@ -244,14 +248,22 @@ def connect_target(run: Run, fetched: Fetched) -> Host:
 def probe(run: Run, fetched: Fetched, target: Host, reading: Future[P.BackupFacts]) -> Probed:
     """Given the backup's facts being read (read_or_report), refuse a target with an unfinished
     restore, probe the target, call the stages' on_probed hook and decide whether the restore
-    re-addresses. An archive that cannot be read is the error raised first."""
-    try:
-        refuse_unfinished(target)
-    except JujuBackupError:
-        reading.result()
-        raise
-    backup, facts = probe_target(target, reading.result, run.request,
-                                 old_controllers=run.stages.probe_old_controllers)
+    re-addresses. An archive that cannot be read is the error raised first, then an unfinished
+    restore. The journal is read on a channel of its own while the probe runs (both only read)."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal") as pool:
+        unfinished = pool.submit(refuse_unfinished, target)
+        try:
+            backup, facts = probe_target(target, reading.result, run.request,
+                                         old_controllers=run.stages.probe_old_controllers)
+        except BaseException:
+            reading.result()
+            unfinished.result()
+            raise
+        try:
+            unfinished.result()
+        except JujuBackupError:
+            reading.result()
+            raise
     run.debug(f"target {target.name} probed")
     if run.stages.on_probed is not None:
         run.stages.on_probed(Staged(target, fetched.local, backup, facts))
@@ -313,9 +325,10 @@ def confirm_restore(request: RestoreRequest, confirm: Confirm, ready: Ready) -> 
                             hint="give --yes to restore without asking")
 
 
-def execute(run: Run, fetched: Fetched, ready: Ready, plan: P.Plan) -> X.Outcome:
-    """The execute stage: journal the params on the target, run the plan's steps; return the
-    outcome, its seconds led by the preparation's."""
+def execute(run: Run, fetched: Fetched, ready: Ready, plan: P.Plan,
+            on_step: X.StepHook | None = None) -> X.Outcome:
+    """The execute stage: journal the params on the target, run the plan's steps (calling `on_step`
+    with each step's name as it starts); return the outcome, its seconds led by the preparation's."""
     params = restore_params(run, ready, plan)
     X.start_journal(ready.probed.target, params)
     prepare_seconds = round(time.monotonic() - run.started, 2)
@@ -327,6 +340,7 @@ def execute(run: Run, fetched: Fetched, ready: Ready, plan: P.Plan) -> X.Outcome
                  stop_during_push=serves_nothing_to_keep(ready)),
         X.Journal(exists=True),
         run.ui,
+        on_step,
     )
     outcome.seconds = {"prepare": prepare_seconds, **outcome.seconds}  # verify, probe, plan
     return outcome
@@ -368,41 +382,74 @@ def restore_params(run: Run, ready: Ready, plan: P.Plan) -> X.Params:
     )
 
 
-def finish(run: Run, ready: Ready, plan: P.Plan, outcome: X.Outcome, confirm: Confirm) -> RestoreResult:
-    """The finish stage: check the restored API's certificate, say the next steps, update the
-    client config when asked, leave the restore record, re-point the agents when the address
-    changed. The record and then the machine list (which reads the record) run on a second channel
-    of the target's connection while the API is checked: none of them changes what the others
-    read. An API check that fails is the error raised, once the record is written."""
-    request, backup, target = run.request, ready.backup, ready.probed.target
-    facts = ready.probed.facts
-    address = facts.address
-    demoted = tuple(c.machine_id for c in backup.others if c.machine_id != "?")
-    repoint = ready.probed.readdress and request.repoint is not None  # the address changed: agents need it
+class Recording:
+    """The restore record and the machine list (record_then_list), started on `pool` as the cleanup
+    step starts: verify passed, and neither changes what cleanup or the API check read, so they run
+    beside both. `on_step` is the execute stage's step hook."""
+
+    def __init__(self, pool: ThreadPoolExecutor, work: Callable[[], repoint_rules.Inventory | None]) -> None:
+        self._pool, self._work = pool, work
+        self._future: Future[repoint_rules.Inventory | None] | None = None
+
+    def on_step(self, step: str) -> None:
+        """Given the name of the step starting, start the record if it is the cleanup step."""
+        if step == P.CLEANUP:
+            self.started()
+
+    def started(self) -> Future[repoint_rules.Inventory | None]:
+        """Return the record's future, starting it now if no cleanup step started it."""
+        if self._future is None:
+            self._future = self._pool.submit(self._work)
+        return self._future
+
+
+def record_then_list(run: Run, ready: Ready) -> repoint_rules.Inventory | None:
+    """Leave the restore record on the target, then (when the agents are to be re-pointed: the
+    address changed) return its machine list, which reads the record; else None."""
+    backup, target, facts = ready.backup, ready.probed.target, ready.probed.facts
+    record_restore(target, backup, demoted_of(backup))
+    if not repoints(run, ready):
+        return None
     shell = ((profiles.profile_named(facts.profile).mongo_shell, facts.shell_version) if facts.profile
              else ("", ""))
+    return list_machines(target, shell)
 
-    def record_then_list() -> repoint_rules.Inventory | None:
-        record_restore(target, backup, demoted)
-        return list_machines(target, shell) if repoint else None
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="finish") as pool:
-        recorded = pool.submit(record_then_list)
-        try:
-            check_api(outcome, target, backup, address, run.ui)
-        except BaseException:
-            with suppress(Exception):
-                recorded.result()
-            raise
-        steps = next_steps(backup.api_port, address, plan.harvest)
-        result = RestoreResult(plan=plan, outcome=outcome, next_steps=steps)
-        if request.update_client_config:
-            update_client_config(
-                backup.controller_uuid, address, backup.api_port, run.ui, confirm, yes=request.yes
-            )
-        inventory = recorded.result()
-    if repoint:
-        result.repointed = repoint_agents(run.connector, target, request, run.ui, demoted, inventory)
+def demoted_of(backup: P.BackupFacts) -> tuple[str, ...]:
+    """The machine ids of the backup's other controllers, which the restore demoted."""
+    return tuple(c.machine_id for c in backup.others if c.machine_id != "?")
+
+
+def repoints(run: Run, ready: Ready) -> bool:
+    """Whether the agents are re-pointed after this restore: the address changed and --repoint is on."""
+    return ready.probed.readdress and run.request.repoint is not None
+
+
+def finish(run: Run, ready: Ready, plan: P.Plan, outcome: X.Outcome, confirm: Confirm,
+           recording: Recording) -> RestoreResult:
+    """The finish stage: check the restored API's certificate, say the next steps, update the
+    client config when asked, wait for the restore record (`recording`, on a second channel of the
+    target's connection), re-point the agents when the address changed. An API check that fails is
+    the error raised, once the record is written."""
+    request, backup, target = run.request, ready.backup, ready.probed.target
+    address = ready.probed.facts.address
+    recorded = recording.started()
+    try:
+        check_api(outcome, target, backup, address, run.ui)
+    except BaseException:
+        with suppress(Exception):
+            recorded.result()
+        raise
+    steps = next_steps(backup.api_port, address, plan.harvest)
+    result = RestoreResult(plan=plan, outcome=outcome, next_steps=steps)
+    if request.update_client_config:
+        update_client_config(
+            backup.controller_uuid, address, backup.api_port, run.ui, confirm, yes=request.yes
+        )
+    inventory = recorded.result()
+    if repoints(run, ready):
+        result.repointed = repoint_agents(run.connector, target, request, run.ui, demoted_of(backup),
+                                          inventory)
     return result
 
 
@@ -439,17 +486,18 @@ def _discard_early(target: Host, early: Future[str] | None) -> None:
         X.discard_journal(target)
 
 
-def run_execution(host: Host, params: X.Params, upload: X.Upload, journal: X.Journal, ui: UI) -> X.Outcome:
-    """Execute the steps with progress lines; return the Outcome."""
+def run_execution(host: Host, params: X.Params, upload: X.Upload, journal: X.Journal, ui: UI,
+                  on_step: X.StepHook | None = None) -> X.Outcome:
+    """Execute the steps with progress lines (and `on_step` called with each step's name as it
+    starts); return the Outcome."""
+
+    def step(name: str) -> None:
+        ui.info(f"step {name}")
+        if on_step is not None:
+            on_step(name)
+
     with ui.transfer("push archive", params.size, journal.archive_bytes) as advance:
-        return X.execute(
-            host,
-            params,
-            upload=upload,
-            journal=journal,
-            on_step=lambda s: ui.info(f"step {s}"),
-            progress=advance,
-        )
+        return X.execute(host, params, upload=upload, journal=journal, on_step=step, progress=advance)
 
 
 def check_api(outcome: X.Outcome, target: Host, backup: P.BackupFacts, address: str, ui: UI) -> None:
