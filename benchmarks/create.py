@@ -36,7 +36,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS, compare_source, parse_sizes, read_rss_kib, rss_wrapped, save
+from benchmarks.common import (
+    RESULTS,
+    byte_compile,
+    compare_source,
+    parse_sizes,
+    read_rss_kib,
+    rss_wrapped,
+    save,
+)
 from jujubackup import profiles
 from tests.lab.clienttls import mongo_tls
 from tests.lab.lab import Lab
@@ -234,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                         "jujubackup/remote_scripts: benchmarks/common.py compare_source) in the same run: a "
                         "change's before/after")
     args = parser.parse_args(argv)
+    byte_compile(args.compare_source)
     by_size: dict[str, Any] = {}
     all_rows: list[dict[str, Any]] = []
     for label, size in parse_sizes(args.sizes):

@@ -35,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import RESULTS, compare_source, save
+from benchmarks.common import RESULTS, byte_compile, compare_source, save
 from tests.lab.agents import wait_agents
 from tests.lab.lab import Lab, LabHost
 
@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                    "jujubackup/remote_scripts: benchmarks/common.py compare_source) in the same run, "
                    "alternately: a change's before/after")
     args = p.parse_args(argv)
+    byte_compile(args.compare_source)
     LabHost.wait_ready.__defaults__ = (BOOT_TIMEOUT,)
     with Lab.create(controllers=1, machines=args.machines, profile=args.profile) as lab:
         ctl = lab.host("ctl0")

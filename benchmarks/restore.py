@@ -51,7 +51,15 @@ from typing import Any
 
 import bson
 
-from benchmarks.common import RESULTS, compare_source, paired, parse_sizes, save, step_medians
+from benchmarks.common import (
+    RESULTS,
+    byte_compile,
+    compare_source,
+    paired,
+    parse_sizes,
+    save,
+    step_medians,
+)
 from jujubackup import archive as archive_mod
 from jujubackup import profiles
 from tests.lab import provision
@@ -370,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also time the restore (verified copy) of the jujubackup package of this "
                         "source tree in the same run: a change's before/after")
     args = parser.parse_args(argv)
+    byte_compile(args.compare_source)
     load_at_start = os.getloadavg()  # before the lab boots
     by_size: dict[str, Any] = {}
     all_rows: list[dict[str, Any]] = []

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS, parse_sizes, read_rss_kib, rss_wrapped, save
+from benchmarks.common import RESULTS, byte_compile, parse_sizes, read_rss_kib, rss_wrapped, save
 from jujubackup import profiles
 from tests.lab.lab import Lab
 
@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="juju-2.9", choices=[p.name for p in profiles.PROFILES])
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"results dir (default {RESULTS})")
     args = parser.parse_args(argv)
+    byte_compile()
     by_size: dict[str, Any] = {}
     all_rows: list[dict[str, Any]] = []
     for label, size in parse_sizes(args.sizes):

@@ -54,6 +54,7 @@ import bson
 
 from benchmarks.common import (
     RESULTS,
+    byte_compile,
     cgroup_cpu_seconds,
     machine_cpu,
     parse_size,
@@ -355,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"results dir (default {RESULTS})")
     parser.add_argument("--work", type=Path, default=Path("/var/tmp"))
     args = parser.parse_args(argv)
+    byte_compile()
     sizes, rss_size = parse_sizes(args.sizes), parse_size(args.rss_size)
 
     def measure(bench: Bench) -> dict[str, Any]:

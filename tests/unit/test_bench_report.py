@@ -262,3 +262,14 @@ def test_restore_rows_carry_the_paired_ratios_the_report_shows(tmp_path: Path) -
     (tmp_path / "restore-juju-3.6.json").write_text(json.dumps(doc(rows, "restore", "juju-3.6")))
     text = report.markdown(report.load(tmp_path))
     assert "| juju-3.6 | 1GiB | 1.20× | 1.20× (1.15–1.35) | ≤ 1.2× | yes |" in text
+
+
+def test_compile_packages_writes_each_pyc_and_refuses_a_module_that_does_not_compile(tmp_path: Path) -> None:
+    package = tmp_path / "jujubackup"
+    package.mkdir()
+    (package / "good.py").write_text("X = 1\n")
+    common.compile_packages([package])
+    assert [p.name.split(".")[0] for p in (package / "__pycache__").iterdir()] == ["good"]
+    (package / "bad.py").write_text("def (:\n")
+    with pytest.raises(RuntimeError, match="does not compile"):
+        common.compile_packages([package])
