@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import re
 import shlex
+import threading
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, cast
@@ -67,6 +68,61 @@ def wrap_script(text: str) -> bytes:
     """Return script text wrapped so bash parses it whole before running any of it: a script cut
     short on its way runs nothing (a syntax error)."""
     return ("{\n" + text.rstrip("\n") + "\n}; exit $?\n").encode()
+
+
+class ExecRefused(Exception):
+    """sshd answered an exec request with failure while the connection stayed up."""
+
+
+def start_command(transport: paramiko.Transport, command: str, timeout: float) -> paramiko.Channel:
+    """Open a session channel on `transport` and start `command` on it; return the channel.
+
+    Raise ExecRefused (the channel closed) when sshd refused the request and the transport is still
+    up: OpenSSH (session.c, session_exec_req) answers "exec" after its fork, with failure when its
+    pipe or fork fails, so the command never started and sending it again cannot run it twice;
+    paramiko reports that answer as "Channel closed." with no transport exception. Raise paramiko's
+    SSHException, OSError or EOFError when the channel cannot open or the connection dropped."""
+    chan = transport.open_session(timeout=timeout)
+    try:
+        chan.exec_command(command)
+    except (paramiko.SSHException, OSError, EOFError) as err:
+        close_quietly(chan)
+        if transport.is_active() and isinstance(err, paramiko.SSHException):
+            raise ExecRefused(str(err) or type(err).__name__) from err
+        raise
+    return chan
+
+
+def feed_in_background(chan: paramiko.Channel, payload: bytes) -> threading.Thread:
+    """Send `payload` to the channel's stdin, then EOF, on a daemon thread; return it started. A
+    script may exit before reading it all: the send's error then ends the thread quietly."""
+
+    def feed() -> None:
+        with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
+            for start in range(0, len(payload), CHUNK):
+                chan.sendall(payload[start:start + CHUNK])
+            chan.shutdown_write()
+
+    sender = threading.Thread(target=feed, daemon=True)
+    sender.start()
+    return sender
+
+
+def drain_stdout(chan: paramiko.Channel) -> str:
+    """Return what the channel's stdout holds now, decoded (invalid bytes replaced)."""
+    return _drain(chan.recv_ready, chan.recv)
+
+
+def drain_stderr(chan: paramiko.Channel) -> str:
+    """Return what the channel's stderr holds now, decoded (invalid bytes replaced)."""
+    return _drain(chan.recv_stderr_ready, chan.recv_stderr)
+
+
+def _drain(ready: Callable[[], bool], recv: Callable[[int], bytes]) -> str:
+    parts = []
+    while ready():
+        parts.append(recv(CHUNK))
+    return b"".join(parts).decode(errors="replace")
 
 
 def close_quietly(chan: paramiko.Channel) -> None:

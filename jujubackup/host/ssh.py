@@ -30,7 +30,6 @@ import re
 import secrets
 import select
 import shlex
-import threading
 import time
 from collections.abc import Callable
 from typing import BinaryIO
@@ -46,13 +45,18 @@ from jujubackup.host.channel import (
     SSH_FAILED,
     STDERR_KEEP,
     Counted,
+    ExecRefused,
     Prefixed,
     SSHFailed,
     bash_c,
     close_quietly,
+    drain_stderr,
+    drain_stdout,
+    feed_in_background,
     put_writer,
     script_command,
     sendall_view,
+    start_command,
     wrap_script,
 )
 from jujubackup.host.connection import (
@@ -72,6 +76,9 @@ __all__ = ["HostKeyChangedError", "HostKeyRevokedError", "SSHHost", "fingerprint
 
 OPENSSH_MIN = 4 << 20
 """Streams known to be smaller stay on paramiko: a new OpenSSH connection costs ~0.25 s of handshake."""
+EXEC_TRIES = 2
+"""Exec requests sent per command while sshd refuses them on a live connection."""
+EXEC_RETRY_PAUSE = 0.5
 
 
 class SSHHost:
@@ -157,7 +164,7 @@ class SSHHost:
         try:
             chan.shutdown_write()
             rc = self._exit_status(chan, "checking sudo")
-            stderr = self._drain_stderr(chan).lower()
+            stderr = drain_stderr(chan).lower()
         finally:
             close_quietly(chan)
         return rc != 0 and asks_password(stderr)
@@ -224,13 +231,25 @@ class SSHHost:
         )
 
     def _exec(self, command: str) -> paramiko.Channel:
-        """Open a session channel running `command`. Raise ConnectError if the connection is gone."""
-        try:
-            chan = self._transport().open_session(timeout=self.target.connect_timeout)
-            chan.exec_command(command)
-        except (paramiko.SSHException, OSError, EOFError) as err:
-            raise self._lost(f"starting `{command.split()[0]}`", err) from err
-        return chan
+        """Open a session channel running `command`; return it. An exec request sshd refuses on a
+        live connection is sent once more (channel.start_command). Raise ConnectError if the
+        connection is gone or sshd refuses twice."""
+        doing = f"starting `{command.split()[0]}`"
+        for attempt in range(EXEC_TRIES):
+            try:
+                return start_command(self._transport(), command, self.target.connect_timeout)
+            except ExecRefused as err:
+                if attempt == EXEC_TRIES - 1:
+                    raise ConnectError(
+                        f"sshd on {self.name} refused {doing[9:]} {EXEC_TRIES} times on a live "
+                        f"connection: {err}",
+                        hint="sshd's fork may fail there (out of processes or memory: see its "
+                        "journal); run the command again",
+                    ) from err
+            except (paramiko.SSHException, OSError, EOFError) as err:
+                raise self._lost(doing, err) from err
+            time.sleep(EXEC_RETRY_PAUSE)
+        raise AssertionError("unreachable: the last try returns or raises")
 
     def _as_root(self, command: str, sudo: bool = True) -> str:
         """Return `command` run as root with `sudo -n` (for the OpenSSH streams, which are off when
@@ -263,18 +282,7 @@ class SSHHost:
 
         Raise ConnectError if the connection drops, TimeoutError past `timeout` seconds.
         """
-        send_error: list[BaseException] = []
-
-        def feed() -> None:
-            try:
-                for start in range(0, len(payload), CHUNK):
-                    chan.sendall(payload[start:start + CHUNK])
-                chan.shutdown_write()
-            except (OSError, paramiko.SSHException, EOFError) as err:  # the script may exit early
-                send_error.append(err)
-
-        sender = threading.Thread(target=feed, daemon=True)
-        sender.start()
+        feed_in_background(chan, payload)
         out: list[bytes] = []
         err: list[bytes] = []
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -391,8 +399,8 @@ class SSHHost:
             with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
                 chan.shutdown_write()
             rc = self._exit_status(chan, doing)
-            stdout = self._drain(chan, chan.recv_ready, chan.recv)
-            stderr = early.decode(errors="replace") + self._drain_stderr(chan)
+            stdout = drain_stdout(chan)
+            stderr = early.decode(errors="replace") + drain_stderr(chan)
         finally:
             close_quietly(chan)
         return rc, stdout, stderr
@@ -475,7 +483,7 @@ class SSHHost:
                 if progress is not None:
                     progress(len(data))
             rc = self._exit_status(chan, f"downloading {remote_path}")
-            stderr = early.decode(errors="replace") + self._drain_stderr(chan)
+            stderr = early.decode(errors="replace") + drain_stderr(chan)
         finally:
             close_quietly(chan)
         self._check_get(rc, stderr, remote_path)
@@ -587,14 +595,3 @@ class SSHHost:
         if rc == -1 and not self._transport_alive():
             raise self._lost(doing)
         return rc
-
-    @staticmethod
-    def _drain(chan: paramiko.Channel, ready: Callable[[], bool], recv: Callable[[int], bytes]) -> str:
-        parts = []
-        while ready():
-            parts.append(recv(CHUNK))
-        return b"".join(parts).decode(errors="replace")
-
-    @classmethod
-    def _drain_stderr(cls, chan: paramiko.Channel) -> str:
-        return cls._drain(chan, chan.recv_stderr_ready, chan.recv_stderr)
