@@ -8,7 +8,7 @@ PY ?= python3
 PROFILE ?= juju-2.9
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := systemd-container debootstrap zstd pigz shellcheck openssh-client iproute2 python3-venv python3-bson openssh-server age
+APT_PACKAGES := systemd-container debootstrap zstd pigz shellcheck openssh-client iproute2 python3-venv python3-bson openssh-server age gcc make libc6-dev
 
 .PHONY: demo test deps venv libjuju rootfs lint unit unprivileged lab-down clean
 
@@ -35,7 +35,8 @@ venv: $(BIN)/jujubackup
 libjuju: venv
 	$(BIN)/python -c 'import tests.libjuju as l; print(l.python(2), l.python(3))'
 
-# the lab rootfs (tests/lab/rootfs.py PACKAGES) has nftables: a drill target needs nftables or iptables
+# the lab rootfs (tests/lab/rootfs.py PACKAGES) has nftables: a drill target needs nftables or iptables;
+# the xenial profile's bash 4.3 is built here from tests/lab/vendor (gcc, make: tests/lab/oldbash.py)
 rootfs: deps venv
 	$(BIN)/python -m tests.lab rootfs
 

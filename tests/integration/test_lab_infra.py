@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -265,3 +266,19 @@ def test_lab_commands_refuse_to_run_without_root(argv: list[str], monkeypatch: p
     err = capsys.readouterr().err
     assert "must run as root" in err
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("profile, version", [("juju-2.8", "4.3.46"), ("juju-2.9", "5.")])
+def test_hosts_run_the_bash_of_the_release_their_profile_stands_for(lab_factory: LabFactory, profile: str,
+                                                                     version: str) -> None:
+    """xenial (juju-2.8) runs bash 4.3, where an empty array under `set -u` is unbound (tests/lab/oldbash.py):
+    every remote script runs under `set -u` with the host's bash, a workload machine's as well."""
+    lab = lab_factory(controllers=1, spares=0, machines=1, profile=profile)
+    empty_array = 'set -u; a=(); for x in "${a[@]}"; do :; done; echo ok'
+    for host in (lab.host("ctl0"), lab.workloads[0]):
+        assert host.ssh("echo $BASH_VERSION", check=True).stdout.startswith(version)
+        done = host.ssh(f"bash -c {shlex.quote(empty_array)}")
+        if profile == "juju-2.8":
+            assert done.returncode != 0 and "a[@]: unbound variable" in done.stderr
+        else:
+            assert done.returncode == 0 and done.stdout.strip() == "ok"

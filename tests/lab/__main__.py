@@ -24,7 +24,7 @@ import sys
 import time
 
 from tests.lab import lab as labmod
-from tests.lab import rootfs
+from tests.lab import oldbash, rootfs
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "rootfs":
             print(rootfs.ensure_rootfs(rebuild=args.rebuild))
+            for profile in oldbash.SOURCES:  # built here once, not in the first lab of a test run
+                oldbash.binary_for(profile)
         elif args.cmd == "up":
             t0 = time.monotonic()
             lab = labmod.Lab.create(controllers=args.controllers, spares=args.spares, profile=args.profile,

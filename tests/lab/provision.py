@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.x509.oid import NameOID
 
+from tests.lab import oldbash
 from tests.lab.standins import common, snapd, storage, versions
 from tests.lab.standins.clientapi import user_password_hash
 from tests.lab.standins.jujud import agent_password_hash
@@ -1323,6 +1324,7 @@ def provision_host(root: Path, host: HostSpec, cluster: Cluster) -> None:
     if host.profile != cluster.profile:
         raise ValueError(f"host {host.name} has profile {host.profile}, the lab {cluster.profile}")
     root = Path(root)
+    oldbash.install(root, cluster.profile)  # xenial's bash 4.3, not the rootfs's 5.2
     if host.role == "workload":
         _provision_workload(root, host, cluster)
         return
