@@ -269,10 +269,11 @@ def test_lab_commands_refuse_to_run_without_root(argv: list[str], monkeypatch: p
 
 
 @pytest.mark.parametrize("profile, version", [("juju-2.8", "4.3.46"), ("juju-2.9", "5.")])
-def test_hosts_run_the_bash_of_the_release_their_profile_stands_for(lab_factory: LabFactory, profile: str,
-                                                                     version: str) -> None:
-    """xenial (juju-2.8) runs bash 4.3, where an empty array under `set -u` is unbound (tests/lab/oldbash.py):
-    every remote script runs under `set -u` with the host's bash, a workload machine's as well."""
+def test_hosts_run_the_tools_of_the_release_their_profile_stands_for(lab_factory: LabFactory, profile: str,
+                                                                      version: str) -> None:
+    """xenial (juju-2.8) runs bash 4.3, where an empty array under `set -u` is unbound (tests/lab/oldbash.py),
+    and a setsid without --fork and a systemd-run without --collect (tests/lab/release_gates.py): every
+    remote script runs under `set -u` with the host's bash, a workload machine's as well."""
     lab = lab_factory(controllers=1, spares=0, machines=1, profile=profile)
     empty_array = 'set -u; a=(); for x in "${a[@]}"; do :; done; echo ok'
     for host in (lab.host("ctl0"), lab.workloads[0]):
@@ -282,3 +283,12 @@ def test_hosts_run_the_bash_of_the_release_their_profile_stands_for(lab_factory:
             assert done.returncode != 0 and "a[@]: unbound variable" in done.stderr
         else:
             assert done.returncode == 0 and done.stdout.strip() == "ok"
+    ctl = lab.host("ctl0")
+    fork = ctl.ssh("setsid -f true")
+    collect = ctl.ssh("systemd-run --collect --quiet true")
+    if profile == "juju-2.8":
+        assert (fork.returncode, fork.stderr) == (1, "setsid: invalid option -- 'f'\n")
+        assert (collect.returncode, collect.stderr) == (1, "systemd-run: unrecognized option '--collect'\n")
+        assert ctl.ssh("setsid --wait true").returncode == 0  # what 2.27 has still runs
+    else:
+        assert fork.returncode == 0 and collect.returncode == 0

@@ -97,6 +97,7 @@ def install(root: Path, profile: str) -> None:
     if built is None:
         return
     target = Path(root) / "usr/bin/bash"
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(".bash.jujubackup-lab")
     shutil.copy2(built, tmp)
     tmp.chmod(0o755)

@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from tests.lab import oldbash
+from tests.lab import oldbash, release_gates
 from tests.lab.standins import common, snapd, storage, versions
 from tests.lab.standins.clientapi import user_password_hash
 from tests.lab.standins.jujud import agent_password_hash
@@ -1325,6 +1325,7 @@ def provision_host(root: Path, host: HostSpec, cluster: Cluster) -> None:
         raise ValueError(f"host {host.name} has profile {host.profile}, the lab {cluster.profile}")
     root = Path(root)
     oldbash.install(root, cluster.profile)  # xenial's bash 4.3, not the rootfs's 5.2
+    release_gates.install(root, cluster.profile)  # xenial's setsid and systemd-run options, bionic's setsid
     if host.role == "workload":
         _provision_workload(root, host, cluster)
         return
