@@ -9,8 +9,8 @@ throws an unbound variable error"), and 4.4's and 5.x's additions (`${x@Q}`, `ma
 under `set -u` with the host's `bash`, so the xenial hosts run a real 4.3.
 
 The source is GNU bash at the commit "Bash-4.3 patch 46" (30a978b7d808c067219c95be88c4979b6a7aa251 of
-the bash git mirror; xenial's 4.3-14ubuntu1 adds patches 47-48, which change neither arrays nor
-expansions), trimmed of its translations, manuals, examples and tests: vendor/bash-4.3.46.tar.xz.
+the bash git mirror; xenial's 4.3-14ubuntu1 adds patches 47-48, which the lab
+lacks), trimmed of its translations, manuals, examples and tests: vendor/bash-4.3.46.tar.xz.
 It is built once per machine into CACHE_DIR (gcc, make, libc6-dev: Makefile deps) and copied over
 /usr/bin/bash (= /bin/bash: the rootfs is merged-usr) of every host of the profile.
 """

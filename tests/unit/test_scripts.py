@@ -161,3 +161,20 @@ def test_no_bash_script_lives_in_a_python_string() -> None:
                     and SHELL_SCRIPT.search(node.value)):
                 found.append(f"{path.relative_to(package)}:{node.lineno}: {node.value[:60]!r}")
     assert not found, found
+
+
+BARE_ARRAY_AT = re.compile(r'"\$\{[A-Za-z_]\w*\[@\]\}"')
+BARE_ARRAY_STAR = re.compile(r"\$\{[A-Za-z_]\w*\[\*\]\}")
+
+
+def test_no_template_expands_an_array_that_bash_4_3_calls_unbound() -> None:
+    """Before bash 4.4 (xenial runs 4.3), `"${a[@]}"` and `${a[*]}` of an empty array are unbound
+    variables under `set -u`: every array is expanded as `${a[@]+"${a[@]}"}` or `${a[*]-}`. The
+    lab's juju-2.8 hosts catch it on the paths the tests take; this catches it on every path."""
+    bare = [
+        f"{path.name}:{n}: {line.strip()}"
+        for path in _template_files()
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if BARE_ARRAY_STAR.search(line) or BARE_ARRAY_AT.search(line.replace('+"${', "+${"))
+    ]
+    assert not bare, bare
