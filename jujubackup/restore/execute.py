@@ -53,6 +53,9 @@ SCRIPT_OF = {
 }
 AHEAD_OF_PUSH = (P.STOP, P.SNAPSHOT)
 """Steps that need no archive: while an early push is still under way they run before upload."""
+AHEAD_OF_ROOT = (P.UNTAR, P.INSTALL, P.FRESH_DB)
+"""Steps that need only root.tar and the overlay: while the rest of an early push still arrives they
+run once root.tar has (restore-receive's root.ready; restore-untar waits for it)."""
 VERIFY_WAIT_SECONDS = 90
 DETACHED_POLL = 0.1
 """Seconds between polls of a detached step (each poll is one exec on the open SSH connection)."""
@@ -165,14 +168,21 @@ def execute(
     """
     outcome = Outcome()
     stopped: list[str] = []
+    order = step_order(params.steps, upload)
+    early_root = runs_before(order, P.UNTAR, P.UPLOAD) and P.UNTAR not in journal.done
     try:
-        for step in step_order(params.steps, upload):
+        if early_root and upload.overlay is not None:
+            push_overlay(host, upload.overlay)
+        for step in order:
             if step in journal.done:
                 outcome.skipped.append(step)
                 continue
+            if early_root and step in AHEAD_OF_ROOT:
+                raise_if_push_failed(host, upload)
             on_step(step)
             started = time.monotonic()
-            result = run_step(host, params, step, upload=upload, journal=journal, progress=progress)
+            result = run_step(host, params, step, upload=upload, journal=journal, progress=progress,
+                              early_root=early_root)
             outcome.seconds[step] = round(time.monotonic() - started, 2)
             outcome.ran.append(step)
             if step == P.VERIFY:
@@ -216,14 +226,52 @@ def undo_ahead_of_push(host: Host, pushing: Future[str], err: JujuBackupError,
 def step_order(steps: tuple[str, ...], upload: Upload) -> tuple[str, ...]:
     """Given the plan's steps, return the order they run in: the plan's, except that while an early
     push is still under way the steps that need no archive (AHEAD_OF_PUSH: stop-services, snapshot)
-    run first, so that they overlap the push instead of following it. Each step is journaled on its
-    own, so a --resume runs what is not done in the plan's order whatever ran first. Only when
-    `upload.stop_during_push`: a controller with models is not stopped for the push's duration."""
+    and then those that need only its root.tar (AHEAD_OF_ROOT: untar-files, install-services,
+    fresh-db) run first, so that they overlap the push instead of following it. Each step is
+    journaled on its own, so a --resume runs what is not done in the plan's order whatever ran
+    first. Only when `upload.stop_during_push`: a controller with models is not stopped for the
+    push's duration."""
     if (not upload.stop_during_push or upload.pushing is None or upload.pushing.done()
             or P.UPLOAD not in steps):
         return steps
-    ahead = tuple(s for s in steps if s in AHEAD_OF_PUSH)
-    return ahead + tuple(s for s in steps if s not in AHEAD_OF_PUSH)
+    ahead = tuple(s for s in steps if s in AHEAD_OF_PUSH + AHEAD_OF_ROOT)
+    return ahead + tuple(s for s in steps if s not in ahead)
+
+
+def runs_before(order: tuple[str, ...], first: str, second: str) -> bool:
+    """Given an order of steps, return whether `first` is in it ahead of `second` (both in it)."""
+    return first in order and second in order and order.index(first) < order.index(second)
+
+
+def push_overlay(host: Host, overlay: Path) -> None:
+    """Push the re-addressing overlay (small) into the journal dir."""
+    with overlay.open("rb") as source:
+        host.put(source, OVERLAY, mode=0o600, size=overlay.stat().st_size)
+
+
+def raise_if_push_failed(host: Host, upload: Upload) -> None:
+    """Given an early push, raise its error (push_error) when it has already failed: the steps that
+    need its root.tar do not start."""
+    pushing = upload.pushing
+    if pushing is not None and pushing.done():
+        err = pushing.exception()
+        if isinstance(err, RemoteStepError):
+            raise push_error(host, err) from err
+        if err is not None:
+            raise err
+
+
+def push_error(host: Host, err: RemoteStepError) -> RemoteStepError:
+    """Given restore-receive's failure, return the error the restore reports for it (the steps run
+    ahead of the push are journaled)."""
+    return RemoteStepError(
+        err.script, err.returncode, err.stderr_tail, host=host.name,
+        message=f"pushing the archive to {host.name} failed (exit {err.returncode}): "
+        f"{_cause(err.stderr_tail)}",
+        hint="the services the restore stopped run again; "
+        f"`jujubackup restore --resume --archive FILE --target {host.name}` pushes it again "
+        "(or `--rollback` to the snapshot if the host had state)",
+    )
 
 
 def run_step(
@@ -234,22 +282,22 @@ def run_step(
     upload: Upload,
     journal: Journal,
     progress: Callable[[int], None] | None = None,
+    early_root: bool = False,
 ) -> dict[str, Any]:
-    """Given one step name, run it on the target and return its JSON result.
+    """Given one step name, run it on the target and return its JSON result. With `early_root` the
+    AHEAD_OF_ROOT steps run before the upload step (the early push still arriving, the overlay
+    already pushed): untar-files waits for root.tar and reads the overlay's root-overlay.tar itself.
 
-    Raise RemoteStepError when its script fails, VerifyError when `verify` finds a problem,
-    JujuBackupError when the upload step has no archive to push.
+    Raise RemoteStepError when its script fails (the push's error when untar-files found the push
+    ended before root.tar), VerifyError when `verify` finds a problem or the pushed archive is not the
+    verified one (the AHEAD_OF_ROOT steps that used it are marked not done, so a --resume runs them
+    again), JujuBackupError when the upload step has no archive to push.
     """
     values = step_values(params, step)
+    if step == P.UNTAR and early_root:
+        values.update(wait_root=True, overlay_sha256=params.overlay_sha256)
     if step == P.UPLOAD:
-        digest = push_archive(host, params, upload, journal, progress)
-        if digest is not None and digest != params.sha256:
-            discard_pushed(host)  # a --resume pushes it again
-            raise VerifyError(
-                f"the archive pushed to {host.name} has SHA-256 {digest}, expected {params.sha256}",
-                hint="the transfer was damaged and the pushed copy removed: "
-                f"`restore --resume --archive FILE --target {host.name}` pushes it again",
-            )
+        digest = pushed_digest(host, params, upload, journal, progress, early_root)
         values["check_sha256"] = digest is None
         values["use_stream"] = upload.pushing is not None
     text = scripts.render(SCRIPT_OF[step], **values)
@@ -263,6 +311,10 @@ def run_step(
     except RemoteStepError as err:
         if err.returncode == RC_LOCKED:
             raise lock_error(err, host.name) from err
+        if step == P.UNTAR and early_root and upload.pushing is not None:
+            with contextlib.suppress(Exception):
+                upload.pushing.result()  # restore-untar stops waiting only once restore-receive ended
+            raise_if_push_failed(host, upload)
         if step == P.VERIFY and err.returncode == RC_NOT_VERIFIED:
             raise VerifyError(
                 f"the restored controller on {host.name} did not verify: {_last_line(err.stderr_tail)}",
@@ -283,34 +335,46 @@ def run_step(
     return doc if isinstance(doc, dict) else {}
 
 
+def pushed_digest(host: Host, params: Params, upload: Upload, journal: Journal,
+                  progress: Callable[[int], None] | None, early_root: bool) -> str | None:
+    """Push the archive (push_archive) and return the SHA-256 the host computed, or None.
+
+    Raise VerifyError when it is not the verified archive's: the pushed copy is removed and, with
+    `early_root`, the AHEAD_OF_ROOT steps that used its root.tar are marked not done.
+    """
+    digest = push_archive(host, params, upload, journal, progress, overlay_pushed=early_root)
+    if digest is not None and digest != params.sha256:
+        discard_pushed(host, undo=AHEAD_OF_ROOT if early_root else ())  # a --resume pushes it again
+        raise VerifyError(
+            f"the archive pushed to {host.name} has SHA-256 {digest}, expected {params.sha256}",
+            hint="the transfer was damaged and the pushed copy removed: "
+            f"`restore --resume --archive FILE --target {host.name}` pushes it again",
+        )
+    return digest
+
+
 def push_archive(
     host: Host,
     params: Params,
     upload: Upload,
     journal: Journal,
     progress: Callable[[int], None] | None,
+    overlay_pushed: bool = False,
 ) -> str | None:
-    """Push the overlay (small, first) and the archive to the journal dir; the archive push appends
-    to what an interrupted push left. Return the archive's SHA-256 as the host computed it while
-    writing (None when it was copied on the host: the stage step hashes it then).
+    """Push the overlay (small, first; not again when `overlay_pushed`) and the archive to the
+    journal dir; the archive push appends to what an interrupted push left. Return the archive's
+    SHA-256 as the host computed it while writing (None when it was copied on the host: the stage
+    step hashes it then).
 
     Raise JujuBackupError when no local archive is given (a resume before the upload finished).
     """
-    if upload.overlay is not None:
-        with upload.overlay.open("rb") as source:
-            host.put(source, OVERLAY, mode=0o600, size=upload.overlay.stat().st_size)
+    if upload.overlay is not None and not overlay_pushed:
+        push_overlay(host, upload.overlay)
     if upload.pushing is not None:
         try:
             return upload.pushing.result()
         except RemoteStepError as err:  # restore-receive failed: the steps run ahead of it are journaled
-            raise RemoteStepError(
-                err.script, err.returncode, err.stderr_tail, host=host.name,
-                message=f"pushing the archive to {host.name} failed (exit {err.returncode}): "
-                f"{_cause(err.stderr_tail)}",
-                hint="the services the restore stopped run again; "
-                f"`jujubackup restore --resume --archive FILE --target {host.name}` pushes it again "
-                "(or `--rollback` to the snapshot if the host had state)",
-            ) from err
+            raise push_error(host, err) from err
     if upload.remote_copy is not None:
         host.run("restore-copy", scripts.render("restore-copy", source=upload.remote_copy, archive=ARCHIVE))
         return None
@@ -341,10 +405,13 @@ def _push_from(
     return digest[0] if digest else None
 
 
-def discard_pushed(host: Host) -> None:
-    """Remove the pushed archive from the target's journal dir (best effort): it did not match."""
+def discard_pushed(host: Host, undo: tuple[str, ...] = ()) -> None:
+    """Remove the pushed archive from the target's journal dir (best effort): it did not match. The
+    steps `undo` used what it unpacked: they are marked not done (a --resume runs them again)."""
     with contextlib.suppress(JujuBackupError, OSError):
-        host.run("restore-discard-push", scripts.render("restore-discard-push", archive=ARCHIVE))
+        text = scripts.render("restore-discard-push", archive=ARCHIVE, journal_dir=JOURNAL_DIR,
+                              undo_steps=list(undo))
+        host.run("restore-discard-push", text)
 
 
 def restart_stopped(host: Host, params: Params) -> list[str] | None:

@@ -2,9 +2,9 @@
 that profile's hosts the tool is a gate that refuses them as the release's tool does, then runs the
 real one (moved to GATE_DIR).
 
-- setsid `-f/--fork`: util-linux 2.34 (sys-utils/setsid.c getopt string "+Vhcfw"; v2.27.1, xenial's,
-  and v2.31, bionic's, have "+Vhcw"). glibc's getopt prints the refusal, setsid's usage(stderr)
-  exits 1.
+- setsid `-f/--fork`: util-linux 2.32 (v2.32-ReleaseNotes "setsid: new option --fork"; from then
+  sys-utils/setsid.c's getopt string is "+Vhcfw"; v2.27.1, xenial's, and v2.31, bionic's, have
+  "+Vhcw"). glibc's getopt prints the refusal, setsid's usage(stderr) exits 1.
 - systemd-run `--collect/-G`: systemd 236 (NEWS "CHANGES WITH 236": CollectMode=, "systemd-run and
   systemd-mount expose this new functionality with a new -G option"); xenial runs systemd 229.
   The gate prints getopt's refusal and exits 1; the exact exit code of 229's systemd-run was not
@@ -31,12 +31,12 @@ class Gate:
     source: str  # the release's version, for the gate's comment
 
 
-SETSID_PRE_2_34 = Gate("setsid", ("fork",), "f", "util-linux < 2.34 setsid.c")
+SETSID_PRE_2_32 = Gate("setsid", ("fork",), "f", "util-linux < 2.32 setsid.c")
 SYSTEMD_RUN_229 = Gate("systemd-run", ("collect",), "G", "systemd < 236, NEWS 236: --collect/-G")
 
 GATES: dict[str, tuple[Gate, ...]] = {
-    "juju-2.8": (SETSID_PRE_2_34, SYSTEMD_RUN_229),  # xenial: util-linux 2.27.1, systemd 229
-    "juju-2.8-bionic": (SETSID_PRE_2_34,),  # bionic: util-linux 2.31.1, systemd 237
+    "juju-2.8": (SETSID_PRE_2_32, SYSTEMD_RUN_229),  # xenial: util-linux 2.27.1, systemd 229
+    "juju-2.8-bionic": (SETSID_PRE_2_32,),  # bionic: util-linux 2.31.1, systemd 237
 }
 
 

@@ -27,12 +27,12 @@ def _run_gate(tmp_path: Path, gate: release_gates.Gate, *args: str) -> subproces
 def test_the_setsid_gate_refuses_fork_as_getopt_does(
     tmp_path: Path, args: tuple[str, ...], stderr: str
 ) -> None:
-    done = _run_gate(tmp_path, release_gates.SETSID_PRE_2_34, *args)
+    done = _run_gate(tmp_path, release_gates.SETSID_PRE_2_32, *args)
     assert (done.returncode, done.stderr) == (1, stderr)
 
 
 def test_a_gate_looks_no_further_than_the_first_operand(tmp_path: Path) -> None:
     """setsid's getopt string starts with "+": `-f` after the command is the command's."""
-    done = _run_gate(tmp_path, release_gates.SETSID_PRE_2_34, "sleep", "-f")
+    done = _run_gate(tmp_path, release_gates.SETSID_PRE_2_32, "sleep", "-f")
     assert "unrecognized" not in done.stderr and "invalid option" not in done.stderr
     assert release_gates.GATE_DIR in done.stderr  # it went on to exec the real tool (absent here)

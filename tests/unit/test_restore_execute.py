@@ -374,9 +374,10 @@ def test_steps_that_need_no_archive_run_while_the_early_push_is_under_way(tmp_pa
     outcome = X.execute(host, params, upload=X.Upload(None, pushing=pushing, stop_during_push=True),
                         journal=X.Journal(exists=True),
                         on_step=lambda _s: None)
-    # stop-services and snapshot went first; upload waited for the push, then the plan's order
-    assert host.ran == ["restore-stop", "restore-snapshot", "restore-stage", "restore-untar"]
-    assert outcome.ran == [P.STOP, P.SNAPSHOT, P.UPLOAD, P.UNTAR]
+    # stop-services and snapshot went first, untar-files (waiting for root.tar) next; upload waited
+    # for the push
+    assert host.ran == ["restore-stop", "restore-snapshot", "restore-untar", "restore-stage"]
+    assert outcome.ran == [P.STOP, P.SNAPSHOT, P.UNTAR, P.UPLOAD]
 
     done: Future[str] = Future()
     done.set_result(PARAMS.sha256)
@@ -397,7 +398,102 @@ def test_a_controller_with_models_keeps_serving_while_its_archive_is_pushed() ->
     pushing: Future[str] = Future()
     assert X.step_order(steps, X.Upload(None, pushing=pushing)) == steps
     assert X.step_order(steps, X.Upload(None, pushing=pushing, stop_during_push=True)) == (
-        P.STOP, P.SNAPSHOT, P.UPLOAD, P.UNTAR)
+        P.STOP, P.SNAPSHOT, P.UNTAR, P.UPLOAD)
+    everything = P.STEP_ORDER
+    assert X.step_order(everything, X.Upload(None, pushing=pushing, stop_during_push=True)) == (
+        P.STOP, P.SNAPSHOT, P.UNTAR, P.INSTALL, P.FRESH_DB, P.UPLOAD, P.LOAD_DB, P.START, P.VERIFY,
+        P.CLEANUP)
+
+
+def test_the_steps_that_need_only_root_tar_wait_for_it_while_the_push_goes_on(tmp_path: Path) -> None:
+    """untar-files runs ahead of upload told to wait for root.tar (restore-receive's root.ready);
+    after the upload step (no early push) it is not."""
+    from concurrent.futures import Future
+
+    from tests.fakehost import Reply
+
+    untars: list[str] = []
+
+    def untar(text: str, _stdin: bytes) -> Reply:
+        untars.append(text)
+        return Reply('{"step":"untar-files"}\n')
+
+    params = replace(PARAMS, steps=(P.UPLOAD, P.STOP, P.SNAPSHOT, P.UNTAR))
+    pushing: Future[str] = Future()
+    host = _pushing_host(tmp_path, on_snapshot=lambda: pushing.set_result(PARAMS.sha256))
+    host.expect("restore-untar", untar)
+    X.execute(host, params, upload=X.Upload(None, pushing=pushing, stop_during_push=True),
+              journal=X.Journal(exists=True), on_step=lambda _s: None)
+    host = _pushing_host(tmp_path)
+    host.expect("restore-untar", untar)
+    X.execute(host, params, upload=X.Upload(None, pushing=pushing, stop_during_push=True),
+              journal=X.Journal(exists=True), on_step=lambda _s: None)
+    assert ["wait_root=1" in text for text in untars] == [True, False]
+
+
+def test_a_push_that_ends_before_root_tar_arrived_reports_the_push_and_undoes_the_steps_ahead(
+    tmp_path: Path
+) -> None:
+    """untar-files stops waiting when restore-receive ended without root.tar: the error is the push's
+    own, and since nothing but stop-services and snapshot ran, the target is left as it was."""
+    from concurrent.futures import Future
+
+    from jujubackup.errors import RemoteStepError
+    from tests.fakehost import Reply
+
+    params = replace(PARAMS, steps=(P.UPLOAD, P.STOP, P.SNAPSHOT, P.UNTAR))
+    pushing: Future[str] = Future()
+    failed = RemoteStepError("restore-receive", 3, "jujubackup[receive]: the archive did not unpack as it "
+                             "arrived (truncated or damaged)\n", host="spare0")
+
+    def untar(_text: str, _stdin: bytes) -> Reply:
+        pushing.set_exception(failed)
+        return Reply("", "jujubackup[untar-files]: the archive's push ended before its root.tar arrived\n", 3)
+
+    host = _pushing_host(tmp_path)
+    host.expect("restore-untar", untar)
+    host.expect("restore-restart", Reply(json.dumps({"step": "restart", "active": []})))
+    host.expect("restore-journal-discard", Reply("{}\n"))
+    with pytest.raises(RemoteStepError) as raised:
+        X.execute(host, params, upload=X.Upload(None, pushing=pushing, stop_during_push=True),
+                  journal=X.Journal(exists=True), on_step=lambda _s: None)
+    assert raised.value.message.startswith("pushing the archive to spare0 failed (exit 3): ")
+    assert host.ran == ["restore-stop", "restore-snapshot", "restore-untar", "restore-restart",
+                        "restore-journal-discard"]
+    assert "nothing of the restore is left on spare0" in (raised.value.hint or "")
+
+
+def test_a_pushed_archive_that_is_not_the_verified_one_undoes_the_steps_that_used_its_root_tar(
+    tmp_path: Path
+) -> None:
+    """The early push's bytes differ from the verified archive's: untar-files, install-services and
+    fresh-db, which ran on its root.tar, are marked not done, so a --resume runs them again."""
+    from concurrent.futures import Future
+
+    from jujubackup.errors import VerifyError
+    from tests.fakehost import Reply
+
+    discards: list[str] = []
+
+    def discard(text: str, _stdin: bytes) -> Reply:
+        discards.append(text)
+        return Reply("{}\n")
+
+    params = replace(PARAMS, steps=(P.UPLOAD, P.STOP, P.SNAPSHOT, P.UNTAR, P.INSTALL, P.FRESH_DB))
+    pushing: Future[str] = Future()
+    host = _pushing_host(tmp_path, on_snapshot=lambda: pushing.set_result("0" * 64))
+    for name in ("restore-install", "restore-fresh-db"):
+        host.expect(name, Reply('{"step":"x"}\n'))
+    host.expect("restore-discard-push", discard)
+    host.expect("restore-restart", Reply(json.dumps({"step": "restart", "active": []})))
+    with pytest.raises(VerifyError):
+        X.execute(host, params, upload=X.Upload(None, pushing=pushing, stop_during_push=True),
+                  journal=X.Journal(exists=True), on_step=lambda _s: None)
+    assert host.ran[:5] == ["restore-stop", "restore-snapshot", "restore-untar", "restore-install",
+                            "restore-fresh-db"]
+    (text,) = discards
+    for step in (P.UNTAR, P.INSTALL, P.FRESH_DB):
+        assert f"/steps/{step}.done" in text
 
 
 @pytest.mark.parametrize("all_back", [True, False])
