@@ -82,6 +82,8 @@ class Upload:
     remote_copy: str | None = None
     """The same archive already on the target (restore ID onto its own controller): copied there."""
     pushing: Future[str] | None = None
+    push_token: str = ""
+    """Names the early push on the target: restore-receive's root.tar mark that untar-files waits for."""
     """The archive is pushed early (push_early), unpacked as it arrives and hashed as it is sent: the
     upload step waits for that push (its result: the SHA-256 sent), then pushes only the overlay."""
     stop_during_push: bool = False
@@ -129,7 +131,7 @@ def discard_journal(host: Host) -> None:
     host.run("restore-journal-discard", scripts.render("restore-journal-discard", journal_dir=JOURNAL_DIR))
 
 
-def push_early(host: Host, archive: Path) -> str:
+def push_early(host: Host, archive: Path, token: str = "") -> str:
     """Push `archive` into a new journal dir before the plan is final (only with --yes, once the
     refusals that need no archive verification passed), unpacked on the target as it arrives
     (restore-receive); return the SHA-256 of the bytes sent, which the caller compares with the
@@ -137,7 +139,7 @@ def push_early(host: Host, archive: Path) -> str:
     if the restore then stops before starting."""
     digest = hashlib.sha256()
     with archive.open("rb", buffering=0) as fh:
-        text = scripts.render("restore-receive", journal_dir=JOURNAL_DIR)
+        text = scripts.render("restore-receive", journal_dir=JOURNAL_DIR, push_token=token)
         host.run_stream("restore-receive", text, HashingSource(fh, digest))
     return digest.hexdigest()
 
@@ -234,7 +236,9 @@ def step_order(steps: tuple[str, ...], upload: Upload) -> tuple[str, ...]:
     if (not upload.stop_during_push or upload.pushing is None or upload.pushing.done()
             or P.UPLOAD not in steps):
         return steps
-    ahead = tuple(s for s in steps if s in AHEAD_OF_PUSH + AHEAD_OF_ROOT)
+    # the root.tar steps wait for the push's own mark: only a push named by a token makes one
+    early = AHEAD_OF_PUSH + (AHEAD_OF_ROOT if upload.push_token else ())
+    ahead = tuple(s for s in steps if s in early)
     return ahead + tuple(s for s in steps if s not in ahead)
 
 
@@ -295,7 +299,7 @@ def run_step(
     """
     values = step_values(params, step)
     if step == P.UNTAR and early_root:
-        values.update(wait_root=True, overlay_sha256=params.overlay_sha256)
+        values.update(wait_root=True, push_token=upload.push_token, overlay_sha256=params.overlay_sha256)
     if step == P.UPLOAD:
         digest = pushed_digest(host, params, upload, journal, progress, early_root)
         values["check_sha256"] = digest is None

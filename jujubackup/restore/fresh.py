@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import secrets
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -127,6 +128,9 @@ class Ready:
     backup: P.BackupFacts
     pushed: Prepared
     pushing: Future[str] | None
+    push_token: str = ""
+    """Names this run's early push on the target (restore-receive's marks, which untar-files waits
+    for), so that nothing an earlier run left there is taken for it."""
 
 
 def fresh_restore(
@@ -203,6 +207,7 @@ def prepare(run: Run, fetched: Fetched) -> Ready:
         run.ui.info(f"{fetched.local.name} passed `verify` earlier and is unchanged: "
                     "the target checks its SHA-256")
     early: Future[str] | None = None
+    token = secrets.token_hex(8)
     # Not a `with`: leaving it would wait for the push, which may outlive this stage.
     threads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="push")
     with BackgroundVerify(fetched.local, sha1=False) if stamped is None else nullcontext(None) as verifying:
@@ -216,7 +221,7 @@ def prepare(run: Run, fetched: Fetched) -> Ready:
             try:
                 probed = probe(run, fetched, target, reading)
                 if run.request.yes and not run.request.dry_run and fetched.remote_copy is None:
-                    early = push_early(threads, probed, fetched.local)
+                    early = push_early(threads, probed, fetched.local, token)
                 overlay = (
                     prepare_overlay(slim, probed.backup, probed.facts, run.request.instance_id, run.work)
                     if probed.readdress else None
@@ -224,7 +229,7 @@ def prepare(run: Run, fetched: Fetched) -> Ready:
                 run.debug("re-addressing overlay written")
                 checked = stamped or Checked.of_report(verified_report(verifying))
                 run.debug("archive verified")
-                ready = settle(probed, fetched.local, checked, overlay, early)
+                ready = settle(probed, fetched.local, checked, overlay, early, token)
             except BaseException:
                 _discard_early(target, early)
                 target.close()
@@ -275,16 +280,17 @@ def probe(run: Run, fetched: Fetched, target: Host, reading: Future[P.BackupFact
     return Probed(target, backup, facts, options, readdress)
 
 
-def push_early(threads: ThreadPoolExecutor, probed: Probed, local: Path) -> Future[str]:
+def push_early(threads: ThreadPoolExecutor, probed: Probed, local: Path, token: str) -> Future[str]:
     """Check the preconditions that need no verified archive (its packed size standing in for the
-    unpacked one); start pushing the archive to the target on `threads`."""
+    unpacked one); start pushing the archive to the target on `threads`, named `token` there."""
     provisional = replace(probed.backup, unpacked_size=probed.backup.archive_size)
     P.check_preconditions(provisional, probed.facts, probed.options, target_facts_peers(probed.facts))
-    return threads.submit(X.push_early, probed.target, local)
+    return threads.submit(X.push_early, probed.target, local, token)
 
 
 def settle(
-    probed: Probed, local: Path, checked: Checked, overlay: Overlay | None, early: Future[str] | None
+    probed: Probed, local: Path, checked: Checked, overlay: Overlay | None, early: Future[str] | None,
+    token: str = "",
 ) -> Ready:
     """Given the verification's summary, return the backup's final facts and what is pushed; with
     an early push, check the preconditions again with the real sizes (the upload step waits for the
@@ -292,7 +298,7 @@ def settle(
     backup = replace(probed.backup, unpacked_size=checked.unpacked_size, has_oplog=checked.has_oplog)
     if early is not None:
         P.check_preconditions(backup, probed.facts, probed.options, target_facts_peers(probed.facts))
-    return Ready(probed, backup, prepared(local, checked, overlay), early)
+    return Ready(probed, backup, prepared(local, checked, overlay), early, token if early else "")
 
 
 def make_plan(run: Run, ready: Ready) -> P.Plan:
@@ -337,7 +343,7 @@ def execute(run: Run, fetched: Fetched, ready: Ready, plan: P.Plan,
         ready.probed.target,
         params,
         X.Upload(pushed.archive, pushed.overlay, fetched.remote_copy, pushing=ready.pushing,
-                 stop_during_push=serves_nothing_to_keep(ready)),
+                 push_token=ready.push_token, stop_during_push=serves_nothing_to_keep(ready)),
         X.Journal(exists=True),
         run.ui,
         on_step,

@@ -350,6 +350,14 @@ def test_a_44_30_target_gets_the_backups_ca_and_a_client_ca_config() -> None:
     assert "sslMode = requireSSL" in config and "tls" not in config  # mongod 4.0 knows no net.tls keys
 
 
+TOKEN = "0123456789abcdef"
+
+
+def _early(pushing: Any) -> X.Upload:
+    """The upload of a target that serves nothing, its archive pushed early under TOKEN."""
+    return X.Upload(None, pushing=pushing, stop_during_push=True, push_token=TOKEN)
+
+
 def _pushing_host(tmp_path: Path, on_snapshot: Any = None) -> Any:
     """A fake target whose step scripts answer as done; `on_snapshot` runs when snapshot does."""
     from tests.fakehost import FakeHost, Reply
@@ -371,7 +379,7 @@ def test_steps_that_need_no_archive_run_while_the_early_push_is_under_way(tmp_pa
     params = replace(PARAMS, steps=(P.UPLOAD, P.STOP, P.SNAPSHOT, P.UNTAR))
     pushing: Future[str] = Future()
     host = _pushing_host(tmp_path, on_snapshot=lambda: pushing.set_result(PARAMS.sha256))
-    outcome = X.execute(host, params, upload=X.Upload(None, pushing=pushing, stop_during_push=True),
+    outcome = X.execute(host, params, upload=_early(pushing),
                         journal=X.Journal(exists=True),
                         on_step=lambda _s: None)
     # stop-services and snapshot went first, untar-files (waiting for root.tar) next; upload waited
@@ -382,7 +390,7 @@ def test_steps_that_need_no_archive_run_while_the_early_push_is_under_way(tmp_pa
     done: Future[str] = Future()
     done.set_result(PARAMS.sha256)
     host = _pushing_host(tmp_path)
-    X.execute(host, params, upload=X.Upload(None, pushing=done, stop_during_push=True),
+    X.execute(host, params, upload=_early(done),
               journal=X.Journal(exists=True),
               on_step=lambda _s: None)
     assert host.ran == ["restore-stage", "restore-stop", "restore-snapshot", "restore-untar"]
@@ -397,10 +405,10 @@ def test_a_controller_with_models_keeps_serving_while_its_archive_is_pushed() ->
     steps = (P.UPLOAD, P.STOP, P.SNAPSHOT, P.UNTAR)
     pushing: Future[str] = Future()
     assert X.step_order(steps, X.Upload(None, pushing=pushing)) == steps
-    assert X.step_order(steps, X.Upload(None, pushing=pushing, stop_during_push=True)) == (
+    assert X.step_order(steps, _early(pushing)) == (
         P.STOP, P.SNAPSHOT, P.UNTAR, P.UPLOAD)
     everything = P.STEP_ORDER
-    assert X.step_order(everything, X.Upload(None, pushing=pushing, stop_during_push=True)) == (
+    assert X.step_order(everything, _early(pushing)) == (
         P.STOP, P.SNAPSHOT, P.UNTAR, P.INSTALL, P.FRESH_DB, P.UPLOAD, P.LOAD_DB, P.START, P.VERIFY,
         P.CLEANUP)
 
@@ -422,13 +430,23 @@ def test_the_steps_that_need_only_root_tar_wait_for_it_while_the_push_goes_on(tm
     pushing: Future[str] = Future()
     host = _pushing_host(tmp_path, on_snapshot=lambda: pushing.set_result(PARAMS.sha256))
     host.expect("restore-untar", untar)
-    X.execute(host, params, upload=X.Upload(None, pushing=pushing, stop_during_push=True),
+    X.execute(host, params, upload=_early(pushing),
               journal=X.Journal(exists=True), on_step=lambda _s: None)
     host = _pushing_host(tmp_path)
     host.expect("restore-untar", untar)
-    X.execute(host, params, upload=X.Upload(None, pushing=pushing, stop_during_push=True),
+    X.execute(host, params, upload=_early(pushing),
               journal=X.Journal(exists=True), on_step=lambda _s: None)
     assert ["wait_root=1" in text for text in untars] == [True, False]
+    assert f"token={TOKEN}" in untars[0]
+
+
+def test_without_a_token_naming_the_push_only_the_steps_that_need_no_archive_go_ahead() -> None:
+    """untar-files waits for the mark of this run's push: a push without a token makes none."""
+    from concurrent.futures import Future
+
+    pushing: Future[str] = Future()
+    assert X.step_order(P.STEP_ORDER, X.Upload(None, pushing=pushing, stop_during_push=True))[:3] == (
+        P.STOP, P.SNAPSHOT, P.UPLOAD)
 
 
 def test_a_push_that_ends_before_root_tar_arrived_reports_the_push_and_undoes_the_steps_ahead(
@@ -455,7 +473,7 @@ def test_a_push_that_ends_before_root_tar_arrived_reports_the_push_and_undoes_th
     host.expect("restore-restart", Reply(json.dumps({"step": "restart", "active": []})))
     host.expect("restore-journal-discard", Reply("{}\n"))
     with pytest.raises(RemoteStepError) as raised:
-        X.execute(host, params, upload=X.Upload(None, pushing=pushing, stop_during_push=True),
+        X.execute(host, params, upload=_early(pushing),
                   journal=X.Journal(exists=True), on_step=lambda _s: None)
     assert raised.value.message.startswith("pushing the archive to spare0 failed (exit 3): ")
     assert host.ran == ["restore-stop", "restore-snapshot", "restore-untar", "restore-restart",
@@ -487,7 +505,7 @@ def test_a_pushed_archive_that_is_not_the_verified_one_undoes_the_steps_that_use
     host.expect("restore-discard-push", discard)
     host.expect("restore-restart", Reply(json.dumps({"step": "restart", "active": []})))
     with pytest.raises(VerifyError):
-        X.execute(host, params, upload=X.Upload(None, pushing=pushing, stop_during_push=True),
+        X.execute(host, params, upload=_early(pushing),
                   journal=X.Journal(exists=True), on_step=lambda _s: None)
     assert host.ran[:5] == ["restore-stop", "restore-snapshot", "restore-untar", "restore-install",
                             "restore-fresh-db"]
@@ -519,7 +537,7 @@ def test_an_early_push_that_fails_after_the_services_stopped_leaves_the_target_a
     host.expect("restore-restart", Reply(json.dumps({"step": "restart", "active": back})))
     host.expect("restore-journal-discard", Reply("{}\n"))
     with pytest.raises(RemoteStepError) as raised:
-        X.execute(host, params, upload=X.Upload(None, pushing=pushing, stop_during_push=True),
+        X.execute(host, params, upload=_early(pushing),
                   journal=X.Journal(exists=True),
                   on_step=lambda _s: None)
     assert "pushing the archive to spare0 failed (exit 3): jujubackup[receive]: the archive did not unpack" \
@@ -551,7 +569,7 @@ def test_an_early_push_that_fails_on_a_target_with_nothing_running_says_no_servi
     host.expect("restore-restart", Reply(json.dumps({"step": "restart", "active": []})))
     host.expect("restore-journal-discard", Reply("{}\n"))
     with pytest.raises(RemoteStepError) as raised:
-        X.execute(host, params, upload=X.Upload(None, pushing=pushing, stop_during_push=True),
+        X.execute(host, params, upload=_early(pushing),
                   journal=X.Journal(exists=True), on_step=lambda _s: None)
     hint = raised.value.hint or ""
     assert "nothing of the restore is left on spare0: it stopped no service and its journal is removed" \
