@@ -132,6 +132,19 @@ def close_quietly(chan: paramiko.Channel) -> None:
         chan.close()
 
 
+def why_closed(transport: paramiko.Transport | None) -> BaseException | None:
+    """Given a client's transport (None: gone), return why it no longer runs, for an error message:
+    the exception its thread ended with (paramiko Transport.run saves it: EOFError when sshd closed
+    the connection, an OSError for a reset, an SSHException), else a ConnectionError saying it was
+    closed on this side; None while it is active."""
+    if transport is not None and transport.is_active():
+        return None
+    saved = transport.get_exception() if transport is not None else None
+    if isinstance(saved, EOFError):
+        return ConnectionError("the server closed the connection")
+    return saved or ConnectionError("the connection was closed on this side")
+
+
 class Prefixed:
     """A read-only stream: `head` bytes, then what `source` reads."""
 

@@ -57,6 +57,7 @@ from jujubackup.host.channel import (
     script_command,
     sendall_view,
     start_command,
+    why_closed,
     wrap_script,
 )
 from jujubackup.host.connection import (
@@ -224,7 +225,8 @@ class SSHHost:
         return transport
 
     def _lost(self, doing: str, err: BaseException | None = None) -> ConnectError:
-        detail = f": {err}" if err and str(err) else ""
+        err = err or why_closed(self._client.get_transport())
+        detail = f": {err or type(err).__name__}" if err else ""
         return ConnectError(
             f"connection to {self.name} lost while {doing}{detail}",
             hint="check the network and run the command again",

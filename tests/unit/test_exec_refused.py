@@ -29,6 +29,7 @@ class Refusing(paramiko.ServerInterface):
 
     refusals: int
     commands: list[str] = field(default_factory=list)
+    transport: paramiko.Transport | None = None
 
     def check_auth_none(self, username: str) -> int:
         return paramiko.AUTH_SUCCESSFUL
@@ -47,14 +48,25 @@ class Refusing(paramiko.ServerInterface):
         return True
 
 
+class Running(Refusing):
+    """Starts every command and never ends it."""
+
+    def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
+        self.commands.append(command.decode())
+        return True
+
+
 @contextmanager
-def connected(refusals: int) -> Iterator[tuple[paramiko.Transport, Refusing]]:
+def connected(
+    refusals: int, interface: Refusing | None = None
+) -> Iterator[tuple[paramiko.Transport, Refusing]]:
     """A client transport authenticated to an in-process paramiko server that refuses `refusals`
-    exec requests."""
+    exec requests (or the given server interface)."""
     near, far = socket.socketpair()
     server = paramiko.Transport(far)
     server.add_server_key(HOST_KEY)
-    interface = Refusing(refusals)
+    interface = interface or Refusing(refusals)
+    interface.transport = server
     server.start_server(event=threading.Event(), server=interface)  # returns at once
     client = paramiko.Transport(near)
     client.start_client(timeout=10)
@@ -121,3 +133,26 @@ def test_a_dropped_connection_is_not_retried() -> None:
             host_over(transport)._exec("bash -s")
         assert "connection to ctl0 is closed" in str(caught.value)
         assert server.commands == []
+
+
+def test_a_connection_the_server_closes_mid_command_says_so() -> None:
+    with connected(0, Running(0)) as (transport, server):
+        host = host_over(transport)
+        chan = host._exec("bash -s")
+        assert server.transport is not None
+        threading.Timer(0.1, server.transport.close).start()
+        with pytest.raises(ConnectError) as caught:
+            host._communicate(chan, b"", 10, "probe")
+        assert str(caught.value).startswith(
+            "connection to ctl0 lost while probe: the server closed the connection"
+        )
+
+
+def test_a_connection_closed_here_mid_command_says_so() -> None:
+    with connected(0, Running(0)) as (transport, _server):
+        host = host_over(transport)
+        chan = host._exec("bash -s")
+        threading.Timer(0.1, transport.close).start()
+        with pytest.raises(ConnectError) as caught:
+            host._communicate(chan, b"", 10, "probe")
+        assert "lost while probe: the connection was closed on this side" in str(caught.value)
