@@ -38,6 +38,7 @@ LIB_PARTS: dict[str, tuple[str, ...]] = {
     "agentlog": (),
     "services": (),
     "restore": ("json", "log", "hash", "lock", "agentconf", "mongo-tls", "services"),
+    "replay-role": ("restore",),
 }
 """The one bash library, remote_scripts/lib/NAME.bash.j2, in the order a script gets its parts, each
 with the parts it needs. A script says what it uses (`{{ bash_lib("lock", "manifest") }}`) and gets

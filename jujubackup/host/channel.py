@@ -145,6 +145,14 @@ def why_closed(transport: paramiko.Transport | None) -> BaseException | None:
     return saved or ConnectionError("the connection was closed on this side")
 
 
+def lost_detail(err: BaseException | None, transport: paramiko.Transport | None) -> str:
+    """Given the error a lost connection raised here (None: none) and the connection's transport,
+    return what to say after "connection ... lost while ...": ": " and the error, then why the
+    transport stopped (why_closed) when it has; "" when neither says anything."""
+    said = [str(e) or type(e).__name__ for e in (err, why_closed(transport)) if e is not None]
+    return ": " + "; ".join(said) if said else ""
+
+
 class Prefixed:
     """A read-only stream: `head` bytes, then what `source` reads."""
 

@@ -53,11 +53,11 @@ from jujubackup.host.channel import (
     drain_stderr,
     drain_stdout,
     feed_in_background,
+    lost_detail,
     put_writer,
     script_command,
     sendall_view,
     start_command,
-    why_closed,
     wrap_script,
 )
 from jujubackup.host.connection import (
@@ -225,10 +225,8 @@ class SSHHost:
         return transport
 
     def _lost(self, doing: str, err: BaseException | None = None) -> ConnectError:
-        err = err or why_closed(self._client.get_transport())
-        detail = f": {err or type(err).__name__}" if err else ""
         return ConnectError(
-            f"connection to {self.name} lost while {doing}{detail}",
+            f"connection to {self.name} lost while {doing}{lost_detail(err, self._client.get_transport())}",
             hint="check the network and run the command again",
         )
 

@@ -479,6 +479,8 @@ def step_values(params: Params, step: str) -> dict[str, Any]:
             "shared_secret": profile.shared_secret,
             "new_address": params.new_address,
             "extra_dirs": [f"{profile.mongo_dir}/logs"] if profile.mongo_dir != profiles.DATA_DIR else [],
+            "oplog": params.oplog,
+            "mongod_version": params.mongod_version,
         },
         P.LOAD_DB: {
             "mongorestore": profile.mongorestore,

@@ -384,6 +384,7 @@ def restore_params(run: Run, ready: Ready, plan: P.Plan) -> X.Params:
         mongod_version=facts.mongo_version or "",
         shell_version=facts.shell_version,
         tools_version=facts.tools_version,
+        oplog=backup.has_oplog,
         ca_cert=backup.ca_cert,
     )
 

@@ -48,6 +48,9 @@ class Params:
     tools_version: str = ""
     """The target's mongo-tools version (mongodump's, X.Y.Z; '' unknown), for mongorestore's TLS flags
     where mongorestore is of the same install as mongodump (restore/execute.step_values)."""
+    oplog: bool = False
+    """The verified archive's dump has an oplog (oplog.bson): fresh-db prepares load-db's replay role.
+    False in a journal written before it was recorded (load-db then makes the role itself)."""
     ca_cert: str = ""
     """The backup's controller CA (agent.conf `cacert`, a public certificate): written to juju-db's
     ca.crt where juju-db requires client certificates (the restored server.pem chains to it)."""
@@ -97,6 +100,7 @@ class Params:
              and _SHA256.fullmatch(self.sha256) is not None, "a SHA-256"),
             ("size", self.size, _is_int(self.size, 0, 2**63 - 1), "a size"),
             ("install", self.install, isinstance(self.install, bool), "true or false"),
+            ("oplog", self.oplog, isinstance(self.oplog, bool), "true or false"),
             ("overlay_sha256", self.overlay_sha256, isinstance(self.overlay_sha256, str)
              and (self.overlay_sha256 == "" or _SHA256.fullmatch(self.overlay_sha256) is not None),
              "a SHA-256 or empty"),

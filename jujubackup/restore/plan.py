@@ -482,10 +482,12 @@ def _steps(
                       ("tools from the archive's /var/lib/juju/tools",)),
         FRESH_DB: Step(FRESH_DB, f"start a fresh juju-db; replica set 'juju' = {new}:{backup.state_port} "
                        f"tagged juju-machine-id={mid}",
-                       (f"user machine-{mid} from the archive's agent.conf",)),
+                       (f"user machine-{mid} from the archive's agent.conf",
+                        *((f"role {REPLAY_ROLE} for load-db's oplog replay, granted to machine-{mid}",)
+                          if backup.has_oplog else ()))),
         LOAD_DB: Step(LOAD_DB, "mongorestore --drop" + (" --oplogReplay" if backup.has_oplog else "")
                       + " of the re-addressed dump", (f"controller address {old} -> {new}",
-                      *((f"role {REPLAY_ROLE} granted to machine-{mid} for the replay, dropped after it",)
+                      *((f"role {REPLAY_ROLE} held by machine-{mid} for the replay, dropped after it",)
                         if backup.has_oplog else ()))),
         START: Step(START, f"start juju-db and jujud-machine-{mid}", ()),
         VERIFY: Step(VERIFY, "verify: services active, the API's certificate chains to the backup's CA, "

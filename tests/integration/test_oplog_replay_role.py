@@ -1,8 +1,9 @@
-"""The role restore's load-db step creates for `mongorestore --oplogReplay` (remote_scripts/
-restore-load-db.sh.j2) is gone after the restore on every way out: here the step is killed (SIGKILL,
-no EXIT trap runs) while the role exists, and `--resume` drops it before it replays again. The lab's
-juju-db refuses the replay of a user added during the dump to Juju's roles alone
-(tests/unit/test_standin_privileges.py), so the resumed restore also shows the role was granted again."""
+"""The role `mongorestore --oplogReplay` runs with (remote_scripts/lib/replay-role.bash.j2: fresh-db
+creates and grants it, load-db uses and drops it) is gone after the restore on every way out: here
+load-db is killed (SIGKILL, no EXIT trap runs) while the role exists, and `--resume` replays with the
+role the journal says is ready, then drops it. The lab's juju-db refuses the replay of a user added
+during the dump to Juju's roles alone (tests/unit/test_standin_privileges.py), so the resumed restore
+also shows machine-0 held the role for the replay."""
 
 from __future__ import annotations
 
@@ -60,12 +61,18 @@ def test_a_load_db_killed_while_the_role_exists_then_resumed_drops_it(
     client = jb_start(lab, "restore", "--archive", str(archive), "--target", "spare0", "--yes")
     try:
         deadline = time.monotonic() + 600
-        # mongorestore holds at the gate, after load-db granted the role and loaded the collections
-        while ROLE not in roles_of_machine_0(spare):
+        started = spare.root / JOURNAL / "steps" / "load-db.started"
+        while not started.exists():
             assert client.poll() is None, client.communicate()
-            assert time.monotonic() < deadline, "load-db never created its role"
-            time.sleep(0.2)
+            assert time.monotonic() < deadline, "load-db never started"
+            time.sleep(0.1)
+        # fresh-db granted the role: machine-0 holds it as load-db starts
+        assert ROLE in roles_of_machine_0(spare)
         assert [r["role"] for r in admin_db(spare)["system.roles"]] == [ROLE]
+        # mongorestore holds at the gate, before the replay
+        while not any("job.sh" in line for line in spare.ssh("ps -eo args=").stdout.splitlines()):
+            assert time.monotonic() < deadline, "load-db's job is not running"
+            time.sleep(0.1)
         kill_load_db_job(spare)
     finally:
         gate.unlink(missing_ok=True)
@@ -75,6 +82,7 @@ def test_a_load_db_killed_while_the_role_exists_then_resumed_drops_it(
     # the killed step could not drop it: the role and the journal's record of it are left
     assert [r["role"] for r in admin_db(spare)["system.roles"]] == [ROLE]
     assert (spare.root / JOURNAL / "oplog-role").read_text().strip() == ROLE
+    assert '"collection": "system.users"' in (spare.root / JOURNAL / "oplog-role.ready").read_text()
 
     resumed = ok(jb(lab, "restore", "--target", "spare0", "--resume", "--archive", str(archive)))
     assert "restore done" in resumed.stdout

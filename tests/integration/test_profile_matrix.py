@@ -123,7 +123,10 @@ def restore_onto(lab: Any, host: LabHost, archive: Path, ca: str, before: dict, 
     # --oplogReplay ran with a role of its own (the lab's juju-db refuses the replay to Juju's roles
     # alone: tests/unit/test_standin_privileges.py), dropped after it: no role is left, and machine-0
     # holds Juju's roles and no more
-    assert "role jujubackup-oplog-replay granted to machine-0" in restored.stdout
+    assert "role jujubackup-oplog-replay for load-db's oplog replay, granted to machine-0" in restored.stdout
+    assert "role jujubackup-oplog-replay held by machine-0 for the replay, dropped after it" in (
+        restored.stdout
+    )
     admin = provision.read_db(host.root, profile, dbs=["admin"]).get("admin", {})
     assert admin.get("system.roles", []) == []
     (machine,) = [u for u in admin["system.users"] if u["user"] == "machine-0"]

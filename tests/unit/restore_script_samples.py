@@ -78,7 +78,10 @@ RESTORE_SAMPLES: dict[str, dict[str, Any] | list[dict[str, Any]]] = {
         shared_secret="/var/snap/juju-db/common/shared-secret",
         new_address="10.201.0.50",
         extra_dirs=["/var/snap/juju-db/common/logs"],
-    ),
+    ) + _both("fresh-db", db_path="/var/snap/juju-db/common/db",
+              server_pem="/var/snap/juju-db/common/server.pem",
+              shared_secret="/var/snap/juju-db/common/shared-secret", new_address="10.201.0.50",
+              extra_dirs=[], oplog=True, mongod_version="4.4.30"),
     "restore-load-db": _both(
         "load-db",
         mongorestore="/snap/bin/juju-db.mongorestore",

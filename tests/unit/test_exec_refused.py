@@ -156,3 +156,15 @@ def test_a_connection_closed_here_mid_command_says_so() -> None:
         with pytest.raises(ConnectError) as caught:
             host._communicate(chan, b"", 10, "probe")
         assert "lost while probe: the connection was closed on this side" in str(caught.value)
+
+
+def test_an_exec_on_a_connection_the_server_closed_says_both() -> None:
+    with connected(0, Running(0)) as (transport, server):
+        assert server.transport is not None
+        server.transport.close()
+        while transport.is_active():
+            threading.Event().wait(0.01)
+        lost = host_over(transport)._lost("starting `bash`", paramiko.SSHException("Channel closed."))
+        assert str(lost).startswith(
+            "connection to ctl0 lost while starting `bash`: Channel closed.; the server closed the connection"
+        )
