@@ -297,6 +297,7 @@ def test_client_config_that_is_a_link_is_refused_and_its_target_untouched(tmp_pa
     ("sha256", "zz"),
     ("size", -1),
     ("install", "yes"),
+    ("oplog", "true; rm"),                         # reaches fresh-db's template
     ("profile", "juju-9"),
     ("mode", "anything"),
     ("backup_dir", "/"),
