@@ -158,9 +158,12 @@ def _is_sha256(value: Any) -> bool:
 
 def contents_of(report: archive.VerifyReport) -> dict[str, Any]:
     """Given a passed verification, return what a restore needs of it without reading the archive
-    again: the bytes all members unpack to and whether the dump has an oplog."""
+    again: the bytes all members unpack to and whether the dump has an oplog to replay (a non-empty
+    dump/oplog.bson: load-db replays only such a one, as `mongodump --oplog` of an idle DB leaves an
+    empty file)."""
     unpacked = sum(m.size for m in report.members) + sum(m.size for m in report.root_members)
-    return {"unpacked_bytes": unpacked, "has_oplog": "dump/oplog.bson" in {m.path for m in report.members}}
+    oplog = any(m.path == "dump/oplog.bson" and m.size > 0 for m in report.members)
+    return {"unpacked_bytes": unpacked, "has_oplog": oplog}
 
 
 def fully_verified(archive: Path) -> dict[str, Any] | None:
