@@ -15,7 +15,7 @@ from typing import Final
 
 RC_USAGE: Final = 2  # catalog-register/-remove: not a backup ID (the client never sends one)
 RC_BAD_INPUT: Final = 3  # restore steps: the archive, staged files or snapshot are not what they must be
-RC_DB_FAILED: Final = 4  # restore fresh-db, repoint-list: juju-db or its shell did not do what was asked
+RC_DB_FAILED: Final = 4  # fresh-db/load-db, repoint-list: juju-db or its shell did not do what was asked
 RC_NOT_VERIFIED: Final = 5  # restore-verify: the restored controller did not verify
 RC_NOT_A_CONTROLLER: Final = 5  # repoint-list/-machine: no controller machine agent (or no agent) here
 RC_LOCKED: Final = 75  # the controller's lock is held (`jujubackup-locked: <holder json>` on stderr)

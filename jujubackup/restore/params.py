@@ -49,7 +49,8 @@ class Params:
     """The target's mongo-tools version (mongodump's, X.Y.Z; '' unknown), for mongorestore's TLS flags
     where mongorestore is of the same install as mongodump (restore/execute.step_values)."""
     oplog: bool = False
-    """The verified archive's dump has an oplog (oplog.bson): fresh-db prepares load-db's replay role.
+    """The verified archive's dump has an oplog to replay (a non-empty oplog.bson): fresh-db prepares
+    load-db's replay role.
     False in a journal written before it was recorded (load-db then makes the role itself)."""
     ca_cert: str = ""
     """The backup's controller CA (agent.conf `cacert`, a public certificate): written to juju-db's
