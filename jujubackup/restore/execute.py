@@ -341,7 +341,7 @@ def run_step(
 
 def pushed_digest(host: Host, params: Params, upload: Upload, journal: Journal,
                   progress: Callable[[int], None] | None, early_root: bool) -> str | None:
-    """Push the archive (push_archive) and return the SHA-256 the host computed, or None.
+    """Push the archive (push_archive) and return the SHA-256 of the bytes pushed, or None.
 
     Raise VerifyError when it is not the verified archive's: the pushed copy is removed and, with
     `early_root`, the AHEAD_OF_ROOT steps that used its root.tar are marked not done.
@@ -367,8 +367,8 @@ def push_archive(
 ) -> str | None:
     """Push the overlay (small, first; not again when `overlay_pushed`) and the archive to the
     journal dir; the archive push appends to what an interrupted push left. Return the archive's
-    SHA-256 as the host computed it while writing (None when it was copied on the host: the stage
-    step hashes it then).
+    SHA-256: as this workstation hashed the file while sending it (an early push, push_early) or as
+    the host hashed the file it wrote (None when it was copied on the host: the stage step hashes it).
 
     Raise JujuBackupError when no local archive is given (a resume before the upload finished).
     """

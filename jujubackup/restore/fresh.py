@@ -204,8 +204,8 @@ def prepare(run: Run, fetched: Fetched) -> Ready:
     target closed."""
     stamped = Checked.of_stamp(fetched.local)
     if stamped is not None:
-        run.ui.info(f"{fetched.local.name} passed `verify` earlier and is unchanged: "
-                    "the target checks its SHA-256")
+        run.ui.info(f"{fetched.local.name} passed `verify` earlier and is unchanged: not verified "
+                    "again; what is pushed must have its SHA-256")
     early: Future[str] | None = None
     token = secrets.token_hex(8)
     # Not a `with`: leaving it would wait for the push, which may outlive this stage.

@@ -170,7 +170,7 @@ class Checked:
     def of_stamp(cls, path: Path) -> Checked | None:
         """Given a local archive, return the summary its sidecar recorded when `verify` passed on it,
         if it is unchanged since (local_archives.fully_verified) and recorded its contents; else None.
-        The caller must check that the bytes pushed have the recorded SHA-256 (the target does)."""
+        The caller must check that what is pushed has the recorded SHA-256 (execute.pushed_digest)."""
         record = fully_verified(path)
         local = (record or {}).get("local") or {}
         if record is None or not isinstance(local.get("unpacked_bytes"), int) or "has_oplog" not in local:
