@@ -63,6 +63,7 @@ from benchmarks.common import (
     read_rss_kib,
     rss_wrapped,
     save,
+    warm_free_memory,
 )
 from jujubackup import profiles
 
@@ -110,8 +111,12 @@ def timed(argv: list[str], host_cgroups: list[str] | None = None, **kwargs: Any)
     Without the `sync`, each command paid for the writeback of what the commands before it wrote:
     a round writes ~7 GiB here, the lab's disks share this machine's page cache (dirty_background
     10 %), and the command after two 1 GiB `ssh 'cat > file'` baselines (the never-verified upload)
-    ran its `ssh` at ~10 % CPU for 16 s where the next upload took 5 s (ps, session 9)."""
+    ran its `ssh` at ~10 % CPU for 16 s where the next upload took 5 s (ps, session 9). Then a
+    pool of backed free memory (common.warm_free_memory): `ssh 'cat > file'` truncates its last
+    copy just before writing the next, and this VM charges ~2.5 s per GiB to whoever first writes
+    memory that has been free for a while."""
     os.sync()
+    warm_free_memory()
     with tempfile.NamedTemporaryFile(prefix="rss.") as rss_file:
         host0 = cgroup_cpu_seconds(host_cgroups or [])
         busy0, total0 = machine_cpu()
