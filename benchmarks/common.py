@@ -99,9 +99,9 @@ def save(doc: dict[str, Any], benchmark: str, profile: str, out: Path | None) ->
 
 
 WARM_POOL = 4 << 30
-"""Bytes warm_free_memory touches before each timed restore: more than either side allocates in one
-run (ours: the unpacked dump and juju-db's copy, 2 GiB for a 1 GiB archive; by hand: also the pushed
-archive file, 3 GiB)."""
+"""Bytes warm_free_memory touches before each timed restore or transfer command: more than either
+side of a 1 GiB restore allocates (ours: the unpacked dump and juju-db's copy, 2 GiB; by hand: also
+the pushed archive file, 3 GiB), and as much as a 4 GiB transfer writes."""
 
 
 def warm_free_memory(size: int = WARM_POOL) -> None:
